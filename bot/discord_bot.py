@@ -1,0 +1,63 @@
+"""The discord.py Bot: the gateway adapter around `Application`."""
+
+from __future__ import annotations
+
+import logging
+import pkgutil
+
+import discord
+from discord.ext import commands
+
+import cogs
+from bot.app import Application
+
+log = logging.getLogger(__name__)
+
+
+def cog_extensions() -> list[str]:
+    """Every module of the `cogs` package that defines `setup` is loaded as an extension."""
+    return [f"cogs.{module.name}" for module in pkgutil.iter_modules(cogs.__path__) if not module.name.startswith("_")]
+
+
+def intents() -> discord.Intents:
+    # Slash commands and DMs need no privileged intents (no members, no message content).
+    return discord.Intents.default()
+
+
+class StartlineBot(commands.Bot):
+    def __init__(self, app: Application, *, load_cogs: bool = True) -> None:
+        owner_ids = set(app.settings.discord.owner_ids) or None
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            owner_ids=owner_ids,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=True, roles=True),
+        )
+        self.app = app
+        self.load_cogs = load_cogs
+        app.discord_bot = self
+
+    async def setup_hook(self) -> None:
+        self.app.discord_state = "connecting"
+        await self.app.start()
+        if self.load_cogs:
+            for extension in cog_extensions():
+                await self.load_extension(extension)
+
+    async def on_ready(self) -> None:
+        self.app.discord_state = "connected"
+        log.info("connected to Discord as %s (%s guilds)", self.user, len(self.guilds))
+
+    async def on_disconnect(self) -> None:
+        self.app.discord_state = "disconnected"
+
+    async def on_resumed(self) -> None:
+        self.app.discord_state = "connected"
+
+    async def close(self) -> None:
+        try:
+            if self.app.started:
+                await self.app.stop()
+        finally:
+            await super().close()

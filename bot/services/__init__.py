@@ -1,0 +1,51 @@
+"""The domain services. They know nothing of Discord or HTTP; cogs and API handlers call them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.events import EventBus
+from bot.services.audit import AuditService
+from bot.services.eligibility import EligibilityService
+from bot.services.guilds import GuildSettingsService
+from bot.services.players import PlayerService
+from bot.services.room_profiles import RoomProfileService
+from bot.services.runs import RunService
+from bot.services.scoring import ScoringService
+from bot.services.tokens import TokenService
+from bot.services.tournaments import TournamentService
+from bot.settings import Settings
+from db.session import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    events: EventBus
+    audit: AuditService
+    guilds: GuildSettingsService
+    players: PlayerService
+    tournaments: TournamentService
+    room_profiles: RoomProfileService
+    runs: RunService
+    scoring: ScoringService
+    tokens: TokenService
+    eligibility: EligibilityService
+
+
+def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+    return Services(
+        settings=settings,
+        db=db,
+        events=events or EventBus(),
+        audit=AuditService(db),
+        guilds=GuildSettingsService(db),
+        players=PlayerService(db),
+        tournaments=TournamentService(db),
+        room_profiles=RoomProfileService(db),
+        runs=RunService(db),
+        scoring=ScoringService(db),
+        tokens=TokenService(db),
+        eligibility=EligibilityService(db),
+    )

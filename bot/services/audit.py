@@ -1,0 +1,87 @@
+"""Audit trail: one entry for every change, with its actor. Written in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.services.common import Page, decode_cursor, make_page, page_limit
+from db.models import AuditEntry
+from db.session import Database
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    guild_id: int,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: int | None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        guild_id=guild_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_name=actor.name[:120],
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        details=_jsonable(details or {}),
+    )
+    session.add(entry)
+    return entry
+
+
+def _jsonable(value: Any) -> Any:
+    """Audit details go into a JSON column: datetimes and enums become strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+class AuditService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list(
+        self,
+        guild_id: int,
+        *,
+        target_type: str | None = None,
+        target_id: int | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> Page[AuditEntry]:
+        limit = page_limit(limit)
+        after = decode_cursor(cursor)
+        query = select(AuditEntry).where(AuditEntry.guild_id == guild_id)
+        if target_type is not None:
+            query = query.where(AuditEntry.target_type == target_type)
+        if target_id is not None:
+            query = query.where(AuditEntry.target_id == target_id)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        if newest_first:
+            if after is not None:
+                query = query.where(AuditEntry.id < after)
+            query = query.order_by(AuditEntry.id.desc())
+        else:
+            if after is not None:
+                query = query.where(AuditEntry.id > after)
+            query = query.order_by(AuditEntry.id)
+        async with self.db.read() as session:
+            rows = list((await session.scalars(query.limit(limit + 1))).all())
+        return make_page(rows, limit, lambda e: e.id)

@@ -1,0 +1,98 @@
+"""Small helpers shared by the services: input checks and keyset pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+from urllib.parse import urlparse
+
+from bot.errors import ValidationFailed
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """Cursors are opaque to clients; inside they carry the last id seen."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode()).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "id":
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
+
+
+def page_limit(limit: int | None) -> int:
+    if limit is None:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE_SIZE}", field="limit")
+    return limit
+
+
+def make_page(rows: list[T], limit: int, id_of) -> Page[T]:
+    """`rows` was fetched with limit + 1 to learn whether another page exists."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(id_of(rows[-1])))
+    return Page(rows, None)
+
+
+def clean_name(value: str | None, field: str, *, max_length: int = 100) -> str:
+    name = (value or "").strip()
+    if not name:
+        raise ValidationFailed(f"{field} must not be empty", field=field)
+    if len(name) > max_length:
+        raise ValidationFailed(f"{field} must be at most {max_length} characters", field=field)
+    return name
+
+
+def clean_text(value: str | None, field: str, *, max_length: int = 2000) -> str:
+    text = (value or "").strip()
+    if len(text) > max_length:
+        raise ValidationFailed(f"{field} must be at most {max_length} characters", field=field)
+    return text
+
+
+def check_int(value: int, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationFailed(f"{field} must be a whole number from {low} to {high}", field=field)
+    return value
+
+
+def check_url(value: str | None, field: str = "url", *, max_length: int = 500) -> str:
+    url = (value or "").strip()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValidationFailed(f"{field} must be an http(s) URL, like https://example.com/seed/abc", field=field)
+    if len(url) > max_length:
+        raise ValidationFailed(f"{field} must be at most {max_length} characters", field=field)
+    return url
+
+
+def require_aware(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationFailed(
+            f"{field} must include a timezone offset (for example 2026-12-01T19:00:00Z)", field=field
+        )
+    return value.astimezone(UTC)

@@ -1,0 +1,108 @@
+"""Per-guild settings: organizer role, announcement and moderator channels, timezone, room-open lead."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.errors import NotFound, ValidationFailed
+from bot.services import audit
+from bot.services.common import check_int
+from db.models import GuildSettings, RoomProfile
+from db.session import Database
+
+_UNSET: Any = object()
+EDITABLE_FIELDS = (
+    "organizer_role_id",
+    "announcement_channel_id",
+    "announcement_role_id",
+    "moderator_channel_id",
+    "timezone",
+    "room_open_lead_minutes",
+    "default_room_profile_id",
+)
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(
+            f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin or America/New_York",
+            field="timezone",
+        ) from None
+    return name
+
+
+async def get_or_default(session: AsyncSession, guild_id: int) -> GuildSettings:
+    """The stored settings, or an unsaved row holding the defaults."""
+    settings = await session.get(GuildSettings, guild_id)
+    if settings is None:
+        settings = GuildSettings(guild_id=guild_id, timezone="UTC")
+    return settings
+
+
+class GuildSettingsService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        async with self.db.read() as session:
+            return await get_or_default(session, guild_id)
+
+    async def update(self, guild_id: int, actor: Actor, **changes: Any) -> GuildSettings:
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise ValidationFailed(f"unknown setting {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+        if "timezone" in changes:
+            changes["timezone"] = check_timezone(changes["timezone"] or "UTC")
+        if changes.get("room_open_lead_minutes") is not None:
+            check_int(changes["room_open_lead_minutes"], "room_open_lead_minutes", 0, 1440)
+        async with self.db.transaction() as session:
+            settings = await session.get(GuildSettings, guild_id)
+            if settings is None:
+                settings = GuildSettings(guild_id=guild_id, timezone="UTC")
+                session.add(settings)
+            profile_id = changes.get("default_room_profile_id")
+            if profile_id is not None:
+                profile = await session.get(RoomProfile, profile_id)
+                if profile is None or profile.guild_id != guild_id:
+                    raise NotFound(f"room profile {profile_id} not found", field="default_room_profile_id")
+            before = {key: getattr(settings, key) for key in changes}
+            for key, value in changes.items():
+                setattr(settings, key, value)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="guild_settings.update",
+                target_type="guild",
+                target_id=guild_id,
+                details={"before": before, "after": changes},
+            )
+        return settings
+
+    async def calendar_secret(self, guild_id: int, *, rotate: bool = False) -> str:
+        """The secret that authorises the guild's iCal feed (calendar apps cannot send headers)."""
+        async with self.db.transaction() as session:
+            settings = await session.get(GuildSettings, guild_id)
+            if settings is None:
+                settings = GuildSettings(guild_id=guild_id, timezone="UTC")
+                session.add(settings)
+            if settings.calendar_secret is None or rotate:
+                settings.calendar_secret = secrets.token_urlsafe(24)
+            return settings.calendar_secret
+
+    async def guild_for_calendar_secret(self, secret: str) -> int | None:
+        if not secret:
+            return None
+        async with self.db.read() as session:
+            row = await session.scalar(select(GuildSettings).where(GuildSettings.calendar_secret == secret))
+        if row is None or not secrets.compare_digest(row.calendar_secret or "", secret):
+            return None
+        return row.guild_id

@@ -1,0 +1,200 @@
+"""Runs: listing, importing runs done outside a live race, and reattempts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.services import audit
+from bot.services.common import Page, decode_cursor, make_page, page_limit, require_aware
+from bot.services.players import member_or_404
+from bot.services.scoring import recompute_permalink
+from bot.services.tournaments import permalink_in_tournament, tournament_or_404
+from db.models import Permalink, Player, Pool, Run, RunStatus
+from db.session import Database
+
+MAX_ELAPSED_SECONDS = 7 * 24 * 3600  # RaceTime.gg's own limit is 72 h; a week leaves room for offline runs
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: Run
+    player: Player
+    permalink: Permalink
+    pool: Pool
+
+
+def _check_status(status: str | RunStatus) -> RunStatus:
+    try:
+        return RunStatus(status)
+    except ValueError:
+        allowed = ", ".join(s.value for s in RunStatus)
+        raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
+
+
+class RunService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list_runs(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        *,
+        discord_user_id: int | None = None,
+        pool_id: int | None = None,
+        permalink_id: int | None = None,
+        live_race_id: int | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RunView]:
+        limit = page_limit(limit)
+        after = decode_cursor(cursor)
+        query = (
+            select(Run, Player, Permalink, Pool)
+            .join(Player, Player.id == Run.player_id)
+            .join(Permalink, Permalink.id == Run.permalink_id)
+            .join(Pool, Pool.id == Permalink.pool_id)
+            .where(Run.tournament_id == tournament_id)
+            .order_by(Run.id)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(Run.id > after)
+        if discord_user_id is not None:
+            query = query.where(Player.discord_user_id == discord_user_id)
+        if pool_id is not None:
+            query = query.where(Pool.id == pool_id)
+        if permalink_id is not None:
+            query = query.where(Run.permalink_id == permalink_id)
+        if live_race_id is not None:
+            query = query.where(Run.live_race_id == live_race_id)
+        if status is not None:
+            query = query.where(Run.status == _check_status(status))
+        async with self.db.read() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            rows = [RunView(*row) for row in (await session.execute(query)).all()]
+        return make_page(rows, limit, lambda view: view.run.id)
+
+    async def import_run(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        actor: Actor,
+        *,
+        discord_user_id: int,
+        permalink_id: int,
+        status: str | RunStatus,
+        elapsed_seconds: float | None = None,
+        finished_at: datetime | None = None,
+        reattempted: bool = False,
+    ) -> Run:
+        """Record a run done outside a live race (an import from another bot, a manual correction)."""
+        run_status = _check_status(status)
+        elapsed_us: int | None = None
+        if run_status is RunStatus.FINISHED:
+            if elapsed_seconds is None:
+                raise ValidationFailed("a finished run needs elapsed_seconds", field="elapsed_seconds")
+            if isinstance(elapsed_seconds, bool) or not 0 < elapsed_seconds <= MAX_ELAPSED_SECONDS:
+                raise ValidationFailed(
+                    f"elapsed_seconds must be more than 0 and at most {MAX_ELAPSED_SECONDS}", field="elapsed_seconds"
+                )
+            elapsed_us = round(elapsed_seconds * 1_000_000)
+        elif elapsed_seconds is not None:
+            raise ValidationFailed("only a finished run has elapsed_seconds", field="elapsed_seconds")
+        end_time = require_aware(finished_at, "finished_at") if finished_at is not None else None
+        async with self.db.transaction() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            permalink, _pool = await permalink_in_tournament(session, guild_id, tournament_id, permalink_id)
+            player = await member_or_404(session, guild_id, discord_user_id)
+            if not reattempted:
+                await self._check_not_played(session, player.id, permalink.id)
+            if reattempted:
+                await self._check_reattempt_budget(session, tournament.id, tournament.max_reattempts, player.id)
+            start_time = end_time - timedelta(microseconds=elapsed_us) if end_time and elapsed_us else None
+            run = Run(
+                tournament_id=tournament.id,
+                permalink_id=permalink.id,
+                player_id=player.id,
+                status=run_status,
+                start_time=start_time,
+                end_time=end_time,
+                elapsed_us=elapsed_us,
+                reattempted=reattempted,
+                source="import",
+            )
+            session.add(run)
+            await session.flush()
+            await recompute_permalink(session, permalink.id)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="run.import",
+                target_type="run",
+                target_id=run.id,
+                details={
+                    "tournament_id": tournament.id,
+                    "discord_user_id": str(discord_user_id),
+                    "permalink_id": permalink.id,
+                    "status": run_status.value,
+                    "elapsed_us": elapsed_us,
+                    "reattempted": reattempted,
+                },
+            )
+            return run
+
+    async def mark_reattempted(self, guild_id: int, tournament_id: int, run_id: int, actor: Actor) -> Run:
+        """Flag a run as reattempted: it stops counting, so the player may run the pool again."""
+        async with self.db.transaction() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            run = await session.get(Run, run_id)
+            if run is None or run.tournament_id != tournament.id:
+                raise NotFound(f"run {run_id} not found in this tournament", field="run_id")
+            if run.reattempted:
+                raise Conflict("this run is already marked as reattempted")
+            if run.status in (RunStatus.PENDING, RunStatus.IN_PROGRESS):
+                raise Conflict("an unfinished run cannot be reattempted; finish or forfeit it first")
+            await self._check_reattempt_budget(session, tournament.id, tournament.max_reattempts, run.player_id)
+            run.reattempted = True
+            await recompute_permalink(session, run.permalink_id)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="run.reattempt",
+                target_type="run",
+                target_id=run.id,
+                details={"tournament_id": tournament.id},
+            )
+            return run
+
+    @staticmethod
+    async def _check_not_played(session: AsyncSession, player_id: int, permalink_id: int) -> None:
+        existing = await session.scalar(
+            select(Run.id).where(
+                Run.player_id == player_id, Run.permalink_id == permalink_id, Run.reattempted.is_(False)
+            )
+        )
+        if existing is not None:
+            raise Conflict(f"this player already has run {existing} on this seed", field="permalink_id")
+
+    @staticmethod
+    async def _check_reattempt_budget(
+        session: AsyncSession, tournament_id: int, max_reattempts: int, player_id: int
+    ) -> None:
+        if max_reattempts < 0:
+            return
+        used = await session.scalar(
+            select(func.count(Run.id)).where(
+                Run.tournament_id == tournament_id, Run.player_id == player_id, Run.reattempted.is_(True)
+            )
+        )
+        if (used or 0) >= max_reattempts:
+            raise Conflict(f"this player has used all {max_reattempts} reattempts of this tournament")

@@ -1,0 +1,170 @@
+"""Par times, scores and the leaderboard (PRODUCT.md §3.3).
+
+- Par of a seed: the mean of its 5 fastest finished, non-reattempted runs (all of them when fewer).
+- Score of a run: clamp((2 − elapsed/par) × 100, 0, 105); forfeit and disqualified score 0.
+- Leaderboard: per player and pool the best `runs_per_pool` counted runs (missing slots score 0), averaged
+  over every slot of every pool.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services.tournaments import tournament_or_404
+from db.models import Permalink, Player, Pool, Run, RunStatus, Tournament
+from db.session import Database
+
+PAR_SAMPLE_SIZE = 5
+MAX_SCORE = 105.0
+
+
+def par_time(elapsed_seconds: Iterable[float]) -> float | None:
+    fastest = sorted(elapsed_seconds)[:PAR_SAMPLE_SIZE]
+    if not fastest:
+        return None
+    return sum(fastest) / len(fastest)
+
+
+def run_score(status: RunStatus, elapsed_seconds: float | None, par: float | None) -> float | None:
+    if status in (RunStatus.FORFEIT, RunStatus.DISQUALIFIED):
+        return 0.0
+    if status is not RunStatus.FINISHED or elapsed_seconds is None or not par:
+        return None
+    return min(MAX_SCORE, max(0.0, (2 - elapsed_seconds / par) * 100))
+
+
+def counts_for_par(run: Run) -> bool:
+    return run.status is RunStatus.FINISHED and not run.reattempted and run.elapsed_us is not None
+
+
+async def recompute_permalink(session: AsyncSession, permalink_id: int) -> float | None:
+    """Refresh a seed's par and the score of each of its runs, in the caller's transaction."""
+    permalink = await session.get(Permalink, permalink_id)
+    if permalink is None:
+        return None
+    runs = list((await session.scalars(select(Run).where(Run.permalink_id == permalink_id))).all())
+    par = par_time(run.elapsed_us / 1_000_000 for run in runs if counts_for_par(run))
+    permalink.par_time = par
+    for run in runs:
+        score = run_score(run.status, run.elapsed_seconds, par)
+        if run.score != score:
+            run.score = score
+    return par
+
+
+async def recompute_tournament(session: AsyncSession, tournament_id: int) -> int:
+    ids = (
+        await session.scalars(
+            select(Permalink.id).join(Pool, Pool.id == Permalink.pool_id).where(Pool.tournament_id == tournament_id)
+        )
+    ).all()
+    for permalink_id in ids:
+        await recompute_permalink(session, permalink_id)
+    return len(ids)
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    rank: int
+    player_id: int
+    discord_user_id: int
+    display_name: str
+    score: float
+    pool_scores: dict[int, list[float]] = field(default_factory=dict)
+    runs_counted: int = 0
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    tournament_id: int
+    runs_per_pool: int
+    pools: list[tuple[int, str]]
+    entries: list[LeaderboardEntry]
+
+
+def build_leaderboard(
+    tournament_id: int,
+    runs_per_pool: int,
+    pools: list[tuple[int, str]],
+    scored_runs: Iterable[tuple[int, int, float]],
+    players: dict[int, tuple[int, str]],
+) -> Leaderboard:
+    """`scored_runs` holds (player_id, pool_id, score) of counted runs (not reattempted, with a score)."""
+    by_player: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for player_id, pool_id, score in scored_runs:
+        by_player[player_id][pool_id].append(score)
+    slots = max(1, len(pools) * runs_per_pool)
+    unranked: list[tuple[float, str, int, dict[int, list[float]], int]] = []
+    for player_id, per_pool in by_player.items():
+        best = {pool_id: sorted(per_pool.get(pool_id, []), reverse=True)[:runs_per_pool] for pool_id, _ in pools}
+        total = sum(sum(scores) for scores in best.values())
+        counted = sum(len(scores) for scores in best.values())
+        unranked.append((total / slots, players[player_id][1], player_id, best, counted))
+    unranked.sort(key=lambda row: (-row[0], row[1].lower(), row[2]))
+    entries: list[LeaderboardEntry] = []
+    previous: float | None = None
+    rank = 0
+    for position, (score, name, player_id, best, counted) in enumerate(unranked, start=1):
+        rounded = round(score, 6)
+        if rounded != previous:  # equal scores share a rank (1, 2, 2, 4)
+            rank = position
+            previous = rounded
+        entries.append(LeaderboardEntry(rank, player_id, players[player_id][0], name, score, best, counted))
+    return Leaderboard(tournament_id, runs_per_pool, pools, entries)
+
+
+class ScoringService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def leaderboard(self, guild_id: int, tournament_id: int) -> Leaderboard:
+        async with self.db.read() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            pools = [
+                (row.id, row.name)
+                for row in (
+                    await session.execute(
+                        select(Pool.id, Pool.name).where(Pool.tournament_id == tournament_id).order_by(Pool.id)
+                    )
+                )
+            ]
+            rows = (
+                await session.execute(
+                    select(Run.player_id, Permalink.pool_id, Run.score, Player.discord_user_id, Player.display_name)
+                    .join(Permalink, Permalink.id == Run.permalink_id)
+                    .join(Player, Player.id == Run.player_id)
+                    .where(
+                        Run.tournament_id == tournament_id,
+                        Run.reattempted.is_(False),
+                        Run.score.is_not(None),
+                    )
+                )
+            ).all()
+        players = {row.player_id: (row.discord_user_id, row.display_name) for row in rows}
+        return build_leaderboard(
+            tournament.id,
+            tournament.runs_per_pool,
+            pools,
+            ((row.player_id, row.pool_id, row.score) for row in rows),
+            players,
+        )
+
+    async def recompute(self, guild_id: int, tournament_id: int) -> int:
+        async with self.db.transaction() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            return await recompute_tournament(session, tournament_id)
+
+    async def upkeep(self) -> int:
+        """Score upkeep job: recompute every active tournament (repairs anything an import got wrong)."""
+        async with self.db.read() as session:
+            ids = (await session.scalars(select(Tournament.id).where(Tournament.active.is_(True)))).all()
+        total = 0
+        for tournament_id in ids:
+            async with self.db.transaction() as session:
+                total += await recompute_tournament(session, tournament_id)
+        return total

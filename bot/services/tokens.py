@@ -1,0 +1,119 @@
+"""API tokens: shown once, stored as a sha256 hash, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from bot.actors import Actor
+from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.services import audit
+from bot.services.common import clean_name
+from db.models import ApiToken, TokenScope
+from db.session import Database
+from db.types import utcnow
+
+TOKEN_PREFIX = "slt_"
+# `last_used_at` is informative; writing it on every request would turn each read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str
+
+
+class TokenService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, guild_id: int, actor: Actor, *, name: str, scope: str | TokenScope, owner_player_id: int | None = None
+    ) -> IssuedToken:
+        name = clean_name(name, "name")
+        try:
+            token_scope = TokenScope(scope)
+        except ValueError:
+            raise ValidationFailed("scope must be read or manage", field="scope") from None
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self.db.transaction() as session:
+            clash = await session.scalar(
+                select(ApiToken.id).where(
+                    ApiToken.guild_id == guild_id, ApiToken.name == name, ApiToken.revoked_at.is_(None)
+                )
+            )
+            if clash is not None:
+                raise Conflict(f"an active token named {name!r} already exists", field="name")
+            token = ApiToken(
+                guild_id=guild_id,
+                name=name,
+                scope=token_scope,
+                owner_player_id=owner_player_id,
+                token_hash=hash_secret(secret),
+                token_prefix=secret[: len(TOKEN_PREFIX) + 6],
+                created_by=actor.label,
+            )
+            session.add(token)
+            await session.flush()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="api_token.create",
+                target_type="api_token",
+                target_id=token.id,
+                details={"name": name, "scope": token_scope.value},
+            )
+        return IssuedToken(token, secret)
+
+    async def authenticate(self, secret: str) -> ApiToken | None:
+        """The active token for this secret, or None. Updates `last_used_at` at most once a minute."""
+        if not secret or not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            return None
+        digest = hash_secret(secret)
+        async with self.db.read() as session:
+            token = await session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+        if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
+            return None
+        now = utcnow()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            async with self.db.transaction() as session:
+                await session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+            token.last_used_at = now
+        return token
+
+    async def list(self, guild_id: int, *, include_revoked: bool = False) -> list[ApiToken]:
+        query = select(ApiToken).where(ApiToken.guild_id == guild_id).order_by(ApiToken.id)
+        if not include_revoked:
+            query = query.where(ApiToken.revoked_at.is_(None))
+        async with self.db.read() as session:
+            return list((await session.scalars(query)).all())
+
+    async def revoke(self, guild_id: int, token_id: int, actor: Actor) -> ApiToken:
+        async with self.db.transaction() as session:
+            token = await session.get(ApiToken, token_id)
+            if token is None or token.guild_id != guild_id:
+                raise NotFound(f"API token {token_id} not found", field="token_id")
+            if token.revoked_at is not None:
+                raise Conflict("this token is already revoked")
+            token.revoked_at = utcnow()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="api_token.revoke",
+                target_type="api_token",
+                target_id=token.id,
+                details={"name": token.name},
+            )
+            return token

@@ -1,0 +1,463 @@
+"""Tournaments, their pools and their seeds (permalinks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.errors import Conflict, NotFound, ValidationFailed
+from bot.services import audit
+from bot.services.common import (
+    Page,
+    check_int,
+    check_url,
+    clean_name,
+    clean_text,
+    decode_cursor,
+    make_page,
+    page_limit,
+)
+from db.models import LiveRace, Permalink, Pool, RaceStatus, RoomProfile, Run, Tournament
+from db.session import Database
+
+TOURNAMENT_FIELDS = (
+    "name",
+    "description",
+    "active",
+    "runs_per_pool",
+    "max_reattempts",
+    "racetime_category",
+    "racetime_goal",
+    "custom_goal",
+    "announcement_channel_id",
+    "announcement_role_id",
+    "room_profile_id",
+    "room_open_lead_minutes",
+)
+
+
+async def tournament_or_404(session: AsyncSession, guild_id: int, tournament_id: int) -> Tournament:
+    tournament = await session.get(Tournament, tournament_id)
+    if tournament is None or tournament.guild_id != guild_id:
+        raise NotFound(f"tournament {tournament_id} not found", field="tournament_id")
+    return tournament
+
+
+async def pool_or_404(session: AsyncSession, guild_id: int, tournament_id: int, pool_id: int) -> Pool:
+    await tournament_or_404(session, guild_id, tournament_id)
+    pool = await session.get(Pool, pool_id)
+    if pool is None or pool.tournament_id != tournament_id:
+        raise NotFound(f"pool {pool_id} not found in this tournament", field="pool_id")
+    return pool
+
+
+async def permalink_in_tournament(
+    session: AsyncSession, guild_id: int, tournament_id: int, permalink_id: int
+) -> tuple[Permalink, Pool]:
+    await tournament_or_404(session, guild_id, tournament_id)
+    row = (
+        await session.execute(
+            select(Permalink, Pool)
+            .join(Pool, Pool.id == Permalink.pool_id)
+            .where(Permalink.id == permalink_id, Pool.tournament_id == tournament_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"seed {permalink_id} not found in this tournament", field="permalink_id")
+    return row[0], row[1]
+
+
+def _check_category(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if len(value) > 50 or not all(ch.isalnum() or ch in "-_" for ch in value):
+        raise ValidationFailed(
+            "racetime_category must be a RaceTime.gg category slug, like alttpr", field="racetime_category"
+        )
+    return value
+
+
+def _optional_text(value: str | None, field: str, max_length: int = 255) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > max_length:
+        raise ValidationFailed(f"{field} must be at most {max_length} characters", field=field)
+    return value
+
+
+def _validate_tournament_fields(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(values) - set(TOURNAMENT_FIELDS)
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ValidationFailed(f"unknown tournament field {field!r}", field=field)
+    cleaned = dict(values)
+    if "name" in cleaned:
+        cleaned["name"] = clean_name(cleaned["name"], "name")
+    if "description" in cleaned:
+        cleaned["description"] = clean_text(cleaned["description"], "description")
+    if "active" in cleaned and not isinstance(cleaned["active"], bool):
+        raise ValidationFailed("active must be true or false", field="active")
+    if "runs_per_pool" in cleaned:
+        check_int(cleaned["runs_per_pool"], "runs_per_pool", 1, 20)
+    if "max_reattempts" in cleaned:
+        check_int(cleaned["max_reattempts"], "max_reattempts", -1, 100)
+    if "racetime_category" in cleaned:
+        cleaned["racetime_category"] = _check_category(cleaned["racetime_category"])
+    for field in ("racetime_goal", "custom_goal"):
+        if field in cleaned:
+            cleaned[field] = _optional_text(cleaned[field], field)
+    if cleaned.get("room_open_lead_minutes") is not None:
+        check_int(cleaned["room_open_lead_minutes"], "room_open_lead_minutes", 0, 1440)
+    return cleaned
+
+
+class TournamentService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ---- tournaments -------------------------------------------------------------------------------
+    async def create_tournament(self, guild_id: int, actor: Actor, *, name: str, **fields: Any) -> Tournament:
+        values = _validate_tournament_fields({"name": name, **fields})
+        async with self.db.transaction() as session:
+            await self._check_goal_choice(values)
+            await self._check_unique_name(session, guild_id, values["name"])
+            await self._check_profile(session, guild_id, values.get("room_profile_id"))
+            tournament = Tournament(guild_id=guild_id, **values)
+            session.add(tournament)
+            await session.flush()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="tournament.create",
+                target_type="tournament",
+                target_id=tournament.id,
+                details=values,
+            )
+            return tournament
+
+    async def update_tournament(self, guild_id: int, tournament_id: int, actor: Actor, **changes: Any) -> Tournament:
+        values = _validate_tournament_fields(changes)
+        async with self.db.transaction() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            merged_goal = {
+                "racetime_goal": values.get("racetime_goal", tournament.racetime_goal),
+                "custom_goal": values.get("custom_goal", tournament.custom_goal),
+            }
+            # Setting one kind of goal clears the other, so a moderator can switch with one edit.
+            if values.get("racetime_goal") and "custom_goal" not in values:
+                merged_goal["custom_goal"] = None
+                values["custom_goal"] = None
+            if values.get("custom_goal") and "racetime_goal" not in values:
+                merged_goal["racetime_goal"] = None
+                values["racetime_goal"] = None
+            await self._check_goal_choice(merged_goal)
+            if "name" in values and values["name"] != tournament.name:
+                await self._check_unique_name(session, guild_id, values["name"])
+            if "room_profile_id" in values:
+                await self._check_profile(session, guild_id, values["room_profile_id"])
+            before = {key: getattr(tournament, key) for key in values}
+            for key, value in values.items():
+                setattr(tournament, key, value)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="tournament.update",
+                target_type="tournament",
+                target_id=tournament.id,
+                details={"before": before, "after": values},
+            )
+            return tournament
+
+    async def delete_tournament(self, guild_id: int, tournament_id: int, actor: Actor) -> None:
+        async with self.db.transaction() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            if await session.scalar(select(exists().where(Run.tournament_id == tournament_id))):
+                raise Conflict("this tournament has recorded runs; deactivate it instead of deleting it")
+            if await session.scalar(
+                select(
+                    exists().where(
+                        LiveRace.tournament_id == tournament_id,
+                        LiveRace.status.in_([RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS, RaceStatus.FINISHED]),
+                    )
+                )
+            ):
+                raise Conflict("this tournament has live races that opened a room; deactivate it instead")
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="tournament.delete",
+                target_type="tournament",
+                target_id=tournament.id,
+                details={"name": tournament.name},
+            )
+            await session.delete(tournament)
+
+    async def get_tournament(self, guild_id: int, tournament_id: int) -> Tournament:
+        async with self.db.read() as session:
+            return await tournament_or_404(session, guild_id, tournament_id)
+
+    async def list_tournaments(
+        self,
+        guild_id: int,
+        *,
+        active: bool | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Tournament]:
+        limit = page_limit(limit)
+        after = decode_cursor(cursor)
+        query = select(Tournament).where(Tournament.guild_id == guild_id).order_by(Tournament.id).limit(limit + 1)
+        if after is not None:
+            query = query.where(Tournament.id > after)
+        if active is not None:
+            query = query.where(Tournament.active.is_(active))
+        if search:
+            query = query.where(Tournament.name.ilike(f"%{search}%"))
+        async with self.db.read() as session:
+            rows = list((await session.scalars(query)).all())
+        return make_page(rows, limit, lambda t: t.id)
+
+    async def _check_unique_name(self, session: AsyncSession, guild_id: int, name: str) -> None:
+        clash = await session.scalar(
+            select(Tournament.id).where(Tournament.guild_id == guild_id, func.lower(Tournament.name) == name.lower())
+        )
+        if clash is not None:
+            raise Conflict(f"a tournament named {name!r} already exists", field="name")
+
+    async def _check_profile(self, session: AsyncSession, guild_id: int, profile_id: int | None) -> None:
+        if profile_id is None:
+            return
+        profile = await session.get(RoomProfile, profile_id)
+        if profile is None or profile.guild_id != guild_id:
+            raise NotFound(f"room profile {profile_id} not found", field="room_profile_id")
+
+    @staticmethod
+    async def _check_goal_choice(values: dict[str, Any]) -> None:
+        if values.get("racetime_goal") and values.get("custom_goal"):
+            raise ValidationFailed(
+                "set either racetime_goal (a goal name of the category) or custom_goal, not both",
+                field="custom_goal",
+            )
+
+    # ---- pools -------------------------------------------------------------------------------------
+    async def add_pool(
+        self, guild_id: int, tournament_id: int, actor: Actor, *, name: str, description: str = ""
+    ) -> Pool:
+        name = clean_name(name, "name")
+        description = clean_text(description, "description")
+        async with self.db.transaction() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            await self._check_unique_pool(session, tournament_id, name)
+            pool = Pool(tournament_id=tournament_id, name=name, description=description)
+            session.add(pool)
+            await session.flush()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="pool.create",
+                target_type="pool",
+                target_id=pool.id,
+                details={"tournament_id": tournament_id, "name": name},
+            )
+            return pool
+
+    async def update_pool(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        pool_id: int,
+        actor: Actor,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Pool:
+        async with self.db.transaction() as session:
+            pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
+            changes: dict[str, Any] = {}
+            if name is not None:
+                name = clean_name(name, "name")
+                if name.lower() != pool.name.lower():
+                    await self._check_unique_pool(session, tournament_id, name)
+                changes["name"] = name
+            if description is not None:
+                changes["description"] = clean_text(description, "description")
+            for key, value in changes.items():
+                setattr(pool, key, value)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="pool.update",
+                target_type="pool",
+                target_id=pool.id,
+                details=changes,
+            )
+            return pool
+
+    async def remove_pool(self, guild_id: int, tournament_id: int, pool_id: int, actor: Actor) -> None:
+        async with self.db.transaction() as session:
+            pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
+            has_runs = await session.scalar(
+                select(exists().where(Run.permalink_id == Permalink.id, Permalink.pool_id == pool_id))
+            )
+            if has_runs:
+                raise Conflict(f"pool {pool.name!r} has recorded runs and cannot be removed")
+            if await session.scalar(select(exists().where(LiveRace.pool_id == pool_id))):
+                raise Conflict(f"pool {pool.name!r} has live races; delete them first")
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="pool.delete",
+                target_type="pool",
+                target_id=pool.id,
+                details={"tournament_id": tournament_id, "name": pool.name},
+            )
+            await session.delete(pool)
+
+    async def list_pools(self, guild_id: int, tournament_id: int, *, search: str | None = None) -> list[Pool]:
+        async with self.db.read() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            query = select(Pool).where(Pool.tournament_id == tournament_id).order_by(Pool.id)
+            if search:
+                query = query.where(Pool.name.ilike(f"%{search}%"))
+            return list((await session.scalars(query)).all())
+
+    async def get_pool(self, guild_id: int, tournament_id: int, pool_id: int) -> Pool:
+        async with self.db.read() as session:
+            return await pool_or_404(session, guild_id, tournament_id, pool_id)
+
+    async def _check_unique_pool(self, session: AsyncSession, tournament_id: int, name: str) -> None:
+        clash = await session.scalar(
+            select(Pool.id).where(Pool.tournament_id == tournament_id, func.lower(Pool.name) == name.lower())
+        )
+        if clash is not None:
+            raise Conflict(f"a pool named {name!r} already exists in this tournament", field="name")
+
+    # ---- permalinks (seeds) ------------------------------------------------------------------------
+    async def add_permalink(
+        self, guild_id: int, tournament_id: int, pool_id: int, actor: Actor, *, url: str, notes: str = ""
+    ) -> Permalink:
+        url = check_url(url)
+        notes = clean_text(notes, "notes", max_length=1000)
+        async with self.db.transaction() as session:
+            await pool_or_404(session, guild_id, tournament_id, pool_id)
+            clash = await session.scalar(select(Permalink.id).where(Permalink.pool_id == pool_id, Permalink.url == url))
+            if clash is not None:
+                raise Conflict("this seed is already in the pool", field="url")
+            permalink = Permalink(pool_id=pool_id, url=url, notes=notes)
+            session.add(permalink)
+            await session.flush()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="permalink.create",
+                target_type="permalink",
+                target_id=permalink.id,
+                details={"pool_id": pool_id, "url": url},
+            )
+            return permalink
+
+    async def update_permalink(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        pool_id: int,
+        permalink_id: int,
+        actor: Actor,
+        *,
+        url: str | None = None,
+        notes: str | None = None,
+    ) -> Permalink:
+        async with self.db.transaction() as session:
+            permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
+            changes: dict[str, Any] = {}
+            if url is not None:
+                url = check_url(url)
+                if url != permalink.url:
+                    if await self._permalink_in_use(session, permalink_id):
+                        raise Conflict("this seed has been raced; its URL can no longer change", field="url")
+                    changes["url"] = url
+            if notes is not None:
+                changes["notes"] = clean_text(notes, "notes", max_length=1000)
+            for key, value in changes.items():
+                setattr(permalink, key, value)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="permalink.update",
+                target_type="permalink",
+                target_id=permalink.id,
+                details=changes,
+            )
+            return permalink
+
+    async def remove_permalink(
+        self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int, actor: Actor
+    ) -> None:
+        async with self.db.transaction() as session:
+            permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
+            if await self._permalink_in_use(session, permalink_id):
+                raise Conflict("this seed has runs or live races and cannot be removed")
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="permalink.delete",
+                target_type="permalink",
+                target_id=permalink.id,
+                details={"pool_id": pool_id, "url": permalink.url},
+            )
+            await session.delete(permalink)
+
+    async def list_permalinks(self, guild_id: int, tournament_id: int, pool_id: int) -> list[Permalink]:
+        async with self.db.read() as session:
+            await pool_or_404(session, guild_id, tournament_id, pool_id)
+            return list(
+                await session.scalars(select(Permalink).where(Permalink.pool_id == pool_id).order_by(Permalink.id))
+            )
+
+    async def list_tournament_permalinks(self, guild_id: int, tournament_id: int) -> list[tuple[Permalink, Pool]]:
+        async with self.db.read() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            rows = await session.execute(
+                select(Permalink, Pool)
+                .join(Pool, Pool.id == Permalink.pool_id)
+                .where(Pool.tournament_id == tournament_id)
+                .order_by(Pool.id, Permalink.id)
+            )
+            return [(row[0], row[1]) for row in rows]
+
+    async def get_permalink(self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int) -> Permalink:
+        async with self.db.read() as session:
+            return await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
+
+    async def _permalink_in_pool(
+        self, session: AsyncSession, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int
+    ) -> Permalink:
+        await pool_or_404(session, guild_id, tournament_id, pool_id)
+        permalink = await session.get(Permalink, permalink_id)
+        if permalink is None or permalink.pool_id != pool_id:
+            raise NotFound(f"seed {permalink_id} not found in this pool", field="permalink_id")
+        return permalink
+
+    @staticmethod
+    async def _permalink_in_use(session: AsyncSession, permalink_id: int) -> bool:
+        return bool(
+            await session.scalar(select(exists().where(Run.permalink_id == permalink_id)))
+            or await session.scalar(select(exists().where(LiveRace.permalink_id == permalink_id)))
+        )

@@ -1,0 +1,172 @@
+"""Configuration: `config.toml` defaults, overridden by `STARTLINE_` environment variables.
+
+Nested keys use `__` (`STARTLINE_DISCORD__TOKEN`, `STARTLINE_DATABASE__URL`). Secrets are `SecretStr`, so they
+never appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, explained in one line that names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DiscordSettings(_Section):
+    token: SecretStr | None = None
+    dev_guild_ids: list[int] = Field(default_factory=list)
+    owner_ids: list[int] = Field(default_factory=list)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///data/startline.db"
+    echo: bool = False
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class ApiSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    rate_limit_per_minute: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    secret_key: SecretStr | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class RacetimeSettings(_Section):
+    base_url: str = "https://racetime.gg"
+    category: str = "alttpr"
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class SchedulerSettings(_Section):
+    room_open_lead_minutes: int = Field(default=15, ge=0, le=1440)
+    opener_interval_seconds: float = Field(default=20.0, gt=0)
+    open_max_attempts: int = Field(default=6, ge=1)
+    open_backoff_base_seconds: float = Field(default=15.0, gt=0)
+    open_claim_lease_seconds: float = Field(default=90.0, gt=0)
+    score_upkeep_interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class NotificationSettings(_Section):
+    dispatch_interval_seconds: float = Field(default=2.0, gt=0)
+    dispatch_concurrency: int = Field(default=4, ge=1, le=50)
+    batch_size: int = Field(default=200, ge=1)
+    max_retries: int = Field(default=5, ge=0)
+    backoff_base_seconds: float = Field(default=5.0, gt=0)
+    backoff_max_seconds: float = Field(default=900.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STARTLINE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    racetime: RacetimeSettings = Field(default_factory=RacetimeSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file; the file arrives as init kwargs from `load_settings`.
+        return (env_settings, init_settings)
+
+    @property
+    def has_discord_token(self) -> bool:
+        return self.discord.token is not None and bool(self.discord.token.get_secret_value().strip())
+
+    @property
+    def has_racetime_credentials(self) -> bool:
+        return bool(self.racetime.client_id) and self.racetime.client_secret is not None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required value is missing"
+    env_name = "STARTLINE_" + "__".join(str(part) for part in error["loc"]).upper()
+    return f"configuration error: {key}: {message} (set it in the config file or {env_name})"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (default `config.toml` beside the code), then apply the environment.
+
+    Raises ConfigError with one readable line; the offending value itself is never echoed, since it may be
+    a secret.
+    """
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    file_values: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            with config_path.open("rb") as handle:
+                file_values = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration error: {config_path}: not valid TOML ({exc})") from None
+    elif path is not None:
+        raise ConfigError(f"configuration error: config file {config_path} does not exist")
+    for section, values in overrides.items():
+        file_values.setdefault(section, {}).update(values)
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from None

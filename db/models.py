@@ -1,0 +1,426 @@
+"""SQLAlchemy models for every entity of the product (PRODUCT.md §3).
+
+Rules kept here rather than in services, so no code path can bypass them:
+- names are unique per parent (tournament per guild, pool per tournament, room profile per guild);
+- `episode_id` and outbox `dedupe_key` are unique;
+- recorded runs are never removed by a cascade: their foreign keys RESTRICT deletion of the tournament,
+  seed and player, and a deleted live race only sets `runs.live_race_id` to NULL.
+Datetimes are `UTCDateTime`: timezone-aware UTC in, timezone-aware UTC out.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as VARCHAR on every backend: portable, and new values need no ALTER TYPE.
+    return Enum(cls, name=name, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class RaceStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    ROOM_OPEN = "room_open"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+class RunStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    FORFEIT = "forfeit"
+    DISQUALIFIED = "disqualified"
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class EventType(enum.StrEnum):
+    LIVE_RACE_SCHEDULED = "live_race_scheduled"
+    LIVE_RACE_ROOM_OPENED = "live_race_room_opened"
+    LIVE_RACE_STARTED = "live_race_started"
+    LIVE_RACE_FINISHED = "live_race_finished"
+    LIVE_RACE_CANCELLED = "live_race_cancelled"
+
+    @property
+    def code(self) -> int:
+        return EVENT_CODES[self]
+
+
+EVENT_CODES: dict[EventType, int] = {
+    EventType.LIVE_RACE_SCHEDULED: 415,
+    EventType.LIVE_RACE_ROOM_OPENED: 416,
+    EventType.LIVE_RACE_STARTED: 417,
+    EventType.LIVE_RACE_FINISHED: 418,
+    EventType.LIVE_RACE_CANCELLED: 419,
+}
+
+
+class NotificationKind(enum.StrEnum):
+    DM = "dm"
+    CHANNEL = "channel"
+
+
+class TokenScope(enum.StrEnum):
+    READ = "read"
+    MANAGE = "manage"
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class GuildSettings(TimestampMixin, Base):
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    organizer_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    announcement_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    announcement_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Where moderators are told about problems (a room that would not open).
+    moderator_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
+    default_room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
+    calendar_secret: Mapped[str | None] = mapped_column(String(64))
+
+
+class Player(TimestampMixin, Base):
+    """A Discord user. Global, so one RaceTime.gg link and one DM state serve every guild."""
+
+    __tablename__ = "players"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    discord_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    racetime_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    racetime_name: Mapped[str | None] = mapped_column(String(100))
+    # True when the player proved the link through RaceTime.gg OAuth; moderators cannot overwrite it.
+    racetime_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    racetime_linked_at: Mapped[datetime | None] = mapped_column()
+    dm_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    dm_blocked_at: Mapped[datetime | None] = mapped_column()
+
+
+class GuildPlayer(Base):
+    """Membership: the players a guild knows (eligibility candidates, roster, API listing)."""
+
+    __tablename__ = "guild_players"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_guild_players_player_id", "player_id"),)
+
+
+class RoomProfile(TimestampMixin, Base):
+    """Named room settings. A NULL field inherits from the next level (tournament, guild, built-in)."""
+
+    __tablename__ = "room_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+    start_delay: Mapped[int | None] = mapped_column(Integer)
+    time_limit: Mapped[int | None] = mapped_column(Integer)
+    streaming_required: Mapped[bool | None] = mapped_column(Boolean)
+    auto_start: Mapped[bool | None] = mapped_column(Boolean)
+    allow_comments: Mapped[bool | None] = mapped_column(Boolean)
+    hide_comments: Mapped[bool | None] = mapped_column(Boolean)
+    allow_prerace_chat: Mapped[bool | None] = mapped_column(Boolean)
+    allow_midrace_chat: Mapped[bool | None] = mapped_column(Boolean)
+    allow_non_entrant_chat: Mapped[bool | None] = mapped_column(Boolean)
+    chat_message_delay: Mapped[int | None] = mapped_column(Integer)
+    invitational: Mapped[bool | None] = mapped_column(Boolean)
+    unlisted: Mapped[bool | None] = mapped_column(Boolean)
+
+    __table_args__ = (UniqueConstraint("guild_id", "name"),)
+
+
+class Tournament(TimestampMixin, Base):
+    __tablename__ = "tournaments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    runs_per_pool: Mapped[int] = mapped_column(Integer, default=1)
+    max_reattempts: Mapped[int] = mapped_column(Integer, default=-1)
+    racetime_category: Mapped[str | None] = mapped_column(String(50))
+    racetime_goal: Mapped[str | None] = mapped_column(String(255))
+    custom_goal: Mapped[str | None] = mapped_column(String(255))
+    announcement_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    announcement_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
+    room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
+
+    pools: Mapped[list[Pool]] = relationship(back_populates="tournament", order_by="Pool.id")
+
+    __table_args__ = (UniqueConstraint("guild_id", "name"),)
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tournament: Mapped[Tournament] = relationship(back_populates="pools")
+
+    __table_args__ = (UniqueConstraint("tournament_id", "name"),)
+
+
+class Permalink(Base):
+    """A seed of a pool."""
+
+    __tablename__ = "permalinks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(500))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    par_time: Mapped[float | None] = mapped_column(Float)
+    used_in_live_race: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("pool_id", "url"),)
+
+
+class LiveRace(TimestampMixin, Base):
+    __tablename__ = "live_races"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="RESTRICT"))
+    permalink_id: Mapped[int | None] = mapped_column(ForeignKey("permalinks.id", ondelete="RESTRICT"))
+    title: Mapped[str] = mapped_column(String(200))
+    episode_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    scheduled_at: Mapped[datetime] = mapped_column()
+    room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
+    room_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[RaceStatus] = mapped_column(_enum(RaceStatus, "race_status"), default=RaceStatus.SCHEDULED)
+    # Written into the room info so an interrupted open can find its room instead of creating another.
+    marker: Mapped[str] = mapped_column(String(40), unique=True)
+    racetime_category: Mapped[str | None] = mapped_column(String(50))
+    racetime_slug: Mapped[str | None] = mapped_column(String(100))
+    racetime_url: Mapped[str | None] = mapped_column(String(300))
+    racetime_status: Mapped[str | None] = mapped_column(String(20))
+    room_opened_at: Mapped[datetime | None] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    results_recorded_at: Mapped[datetime | None] = mapped_column()
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    open_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_open_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    open_claim_id: Mapped[str | None] = mapped_column(String(40))
+    open_claimed_at: Mapped[datetime | None] = mapped_column()
+    participant_count: Mapped[int] = mapped_column(Integer, default=0)
+    finisher_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(120), default="system")
+
+    __table_args__ = (
+        Index("ix_live_races_status_scheduled_at", "status", "scheduled_at"),
+        Index("ix_live_races_tournament_id_scheduled_at", "tournament_id", "scheduled_at"),
+        Index("ix_live_races_guild_id_scheduled_at", "guild_id", "scheduled_at"),
+    )
+
+
+class LiveRaceEntrant(Base):
+    """A RaceTime.gg entrant of a live race, counted (a run was given) or not (with the reason)."""
+
+    __tablename__ = "live_race_entrants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    live_race_id: Mapped[int] = mapped_column(ForeignKey("live_races.id", ondelete="CASCADE"))
+    racetime_id: Mapped[str] = mapped_column(String(32))
+    racetime_name: Mapped[str] = mapped_column(String(100))
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))
+    place: Mapped[int | None] = mapped_column(Integer)
+    elapsed_us: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("live_race_id", "racetime_id"),)
+
+
+class Run(TimestampMixin, Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="RESTRICT"))
+    permalink_id: Mapped[int] = mapped_column(ForeignKey("permalinks.id", ondelete="RESTRICT"))
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="RESTRICT"))
+    live_race_id: Mapped[int | None] = mapped_column(ForeignKey("live_races.id", ondelete="SET NULL"))
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), default=RunStatus.PENDING)
+    start_time: Mapped[datetime | None] = mapped_column()
+    end_time: Mapped[datetime | None] = mapped_column()
+    # Microseconds, exactly as RaceTime.gg's finish_time: a float of seconds would round.
+    elapsed_us: Mapped[int | None] = mapped_column(BigInteger)
+    place: Mapped[int | None] = mapped_column(Integer)
+    reattempted: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20), default="live_race")
+
+    __table_args__ = (
+        UniqueConstraint("live_race_id", "player_id"),
+        Index("ix_runs_tournament_id_player_id", "tournament_id", "player_id"),
+        Index("ix_runs_permalink_id", "permalink_id"),
+        Index("ix_runs_player_id", "player_id"),
+    )
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        return None if self.elapsed_us is None else self.elapsed_us / 1_000_000
+
+
+class NotificationSubscription(TimestampMixin, Base):
+    __tablename__ = "notification_subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "event_type"))
+    # NULL means "every guild"; a guild row overrides it for that guild.
+    guild_id: Mapped[int | None] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (
+        Index(
+            "uq_notification_subscriptions_guild",
+            "player_id",
+            "event_type",
+            "guild_id",
+            unique=True,
+            sqlite_where=text("guild_id IS NOT NULL"),
+            postgresql_where=text("guild_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_notification_subscriptions_global",
+            "player_id",
+            "event_type",
+            unique=True,
+            sqlite_where=text("guild_id IS NULL"),
+            postgresql_where=text("guild_id IS NULL"),
+        ),
+    )
+
+
+class Notification(Base):
+    """Outbox row: one message to deliver (a DM to a player, or a post in a channel)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[NotificationKind] = mapped_column(_enum(NotificationKind, "notification_kind"))
+    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "event_type"))
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    live_race_id: Mapped[int | None] = mapped_column(ForeignKey("live_races.id", ondelete="SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[NotificationStatus] = mapped_column(
+        _enum(NotificationStatus, "notification_status"), default=NotificationStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claim_id: Mapped[str | None] = mapped_column(String(40))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_notifications_live_race_id", "live_race_id"),
+    )
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope, "token_scope"))
+    owner_player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="SET NULL"))
+    # sha256 of the secret; the secret itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(120), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_api_tokens_guild_id", "guild_id"),)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    actor_name: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_audit_entries_guild_id_id", "guild_id", "id"),
+        Index("ix_audit_entries_target", "target_type", "target_id"),
+    )

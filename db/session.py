@@ -1,0 +1,83 @@
+"""Engine and sessions.
+
+Two kinds of session, so concurrent writers (two processes, or the jobs and the API in one) never trip over
+SQLite's lock upgrade: `transaction()` starts a write transaction up front (`BEGIN IMMEDIATE` on SQLite, which
+waits on the busy timeout instead of failing mid-way), `read()` a plain one. On PostgreSQL both are ordinary
+READ COMMITTED transactions; compare-and-set updates make the claims safe there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+_BEGIN_OPTION = "startline_sqlite_begin"
+
+
+def _prepare_sqlite_path(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> AsyncEngine:
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite:
+        _prepare_sqlite_path(url)
+    engine = create_async_engine(url, echo=echo, pool_pre_ping=not is_sqlite)
+    if is_sqlite:
+        in_memory = ":memory:" in url or make_url(url).database in (None, "")
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection, _record) -> None:
+            # Take over transaction control from the driver so BEGIN IMMEDIATE can be issued.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection) -> None:
+            mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """The engine plus the two session factories every service uses."""
+
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.engine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
+        self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        read_engine = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back on an exception."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work; nothing is committed."""
+        async with self._read_sessions() as session:
+            yield session  # closing the session rolls the transaction back
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

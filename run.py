@@ -1,0 +1,177 @@
+"""Startline entry point.
+
+    python run.py [serve] [--no-discord]        the bot, the REST API and the jobs in one process
+    python run.py db upgrade                    apply database migrations
+    python run.py token create --guild ID --name NAME --scope read|manage
+                                                print a new API token once (stored hashed)
+
+Every command takes `--config PATH` (default: config.toml beside this file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("startline")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.logging.level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Request lines of the HTTP libraries would add noise, never needed secrets; keep them quiet.
+    for noisy in ("httpx", "httpcore", "alembic", "apscheduler.executors.default", "discord.http"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not available on Windows
+            loop.add_signal_handler(signum, stop.set)
+
+
+async def _serve_without_discord(settings: Settings) -> int:
+    from bot.app import Application
+
+    app = Application(settings)
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    await app.start()
+    print(f"Startline is running without Discord; API on port {app.api.port}. Stop with Ctrl+C.", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _serve_with_discord(settings: Settings) -> int:
+    from bot.app import Application
+    from bot.discord_bot import StartlineBot
+
+    app = Application(settings)
+    bot = StartlineBot(app)
+    stop = asyncio.Event()
+    _install_stop_signals(stop)
+    token = settings.discord.token.get_secret_value()  # type: ignore[union-attr]
+    async with bot:
+        runner = asyncio.create_task(bot.start(token))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            await bot.close()
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    return 0
+
+
+def serve(settings: Settings, *, no_discord: bool) -> int:
+    if not no_discord and not settings.has_discord_token:
+        print(
+            "No Discord token is configured (set STARTLINE_DISCORD__TOKEN): running with --no-discord, "
+            "so the REST API and the jobs work but there are no slash commands or DMs.",
+            file=sys.stderr,
+            flush=True,
+        )
+        no_discord = True
+    return asyncio.run(_serve_without_discord(settings) if no_discord else _serve_with_discord(settings))
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    from db import migrate
+    from db.session import Database
+
+    database = Database(settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        await migrate.upgrade(database)
+        print(f"database is at revision {await migrate.current_revision(database)}")
+    finally:
+        await database.dispose()
+    return 0
+
+
+async def _token_create(settings: Settings, guild_id: int, name: str, scope: str) -> int:
+    from bot.actors import Actor
+    from bot.errors import DomainError
+    from bot.services.tokens import TokenService
+    from db import migrate
+    from db.session import Database
+
+    database = Database(settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    try:
+        await migrate.upgrade(database)
+        try:
+            issued = await TokenService(database).create(guild_id, Actor.system("cli"), name=name, scope=scope)
+        except DomainError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+    finally:
+        await database.dispose()
+    print(issued.secret)
+    print(
+        f"token #{issued.token.id} {issued.token.name!r} ({issued.token.scope.value}) for guild {guild_id}; "
+        "it is shown only this once.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number < 2**63:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Discord id")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run.py", description="Startline: live races for async tournaments.")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (default: config.toml)")
+    parser.add_argument("--no-discord", action="store_true", help="run the API and the jobs without the gateway")
+    commands = parser.add_subparsers(dest="command")
+
+    serve_cmd = commands.add_parser("serve", help="run the bot (default)")
+    serve_cmd.add_argument("--no-discord", action="store_true", dest="serve_no_discord")
+
+    db_cmd = commands.add_parser("db", help="database maintenance")
+    db_cmd.add_argument("action", choices=["upgrade"])
+
+    token_cmd = commands.add_parser("token", help="API tokens")
+    token_cmd.add_argument("action", choices=["create"])
+    token_cmd.add_argument("--guild", type=_positive_int, required=True, help="Discord guild (server) id")
+    token_cmd.add_argument("--name", required=True)
+    token_cmd.add_argument("--scope", choices=["read", "manage"], default="read")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    if args.command == "db":
+        return asyncio.run(_db_upgrade(settings))
+    if args.command == "token":
+        return asyncio.run(_token_create(settings, args.guild, args.name, args.scope))
+    no_discord = args.no_discord or getattr(args, "serve_no_discord", False)
+    return serve(settings, no_discord=no_discord)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
