@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.events import EventBus
 from bot.services.audit import AuditService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
+from bot.services.live_races import LiveRaceService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
@@ -16,6 +18,9 @@ from bot.services.tokens import TokenService
 from bot.services.tournaments import TournamentService
 from bot.settings import Settings
 from db.session import Database
+
+if TYPE_CHECKING:
+    from racetime.client import RacetimeClient
 
 
 @dataclass
@@ -32,13 +37,17 @@ class Services:
     scoring: ScoringService
     tokens: TokenService
     eligibility: EligibilityService
+    live_races: LiveRaceService
 
 
-def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+def build_services(
+    settings: Settings, db: Database, events: EventBus | None = None, *, racetime: RacetimeClient | None = None
+) -> Services:
+    events = events or EventBus()
     return Services(
         settings=settings,
         db=db,
-        events=events or EventBus(),
+        events=events,
         audit=AuditService(db),
         guilds=GuildSettingsService(db),
         players=PlayerService(db),
@@ -48,4 +57,5 @@ def build_services(settings: Settings, db: Database, events: EventBus | None = N
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
+        live_races=LiveRaceService(db, events, settings, racetime),
     )
