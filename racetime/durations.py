@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 # The same pattern rust-racetime uses; Django always emits every component.
-_DURATION_RE = re.compile(r"^(-?)P(\d+)DT(\d+)H(\d+)M(\d+)(?:\.(\d{1,6}))?S$")
+_DURATION_RE = re.compile(r"(-?)P(\d+)DT(\d+)H(\d+)M(\d+)(?:\.(\d{1,6}))?S", re.ASCII)
 
 
 def parse_duration(s: str) -> timedelta:
@@ -20,7 +20,7 @@ def parse_duration(s: str) -> timedelta:
     """
     if not isinstance(s, str):
         raise ValueError(f"duration must be a string, not {type(s).__name__}")
-    match = _DURATION_RE.match(s)
+    match = _DURATION_RE.fullmatch(s)
     if match is None:
         raise ValueError(f"not a RaceTime.gg duration: {s!r}")
     sign, days, hours, minutes, seconds, fraction = match.groups()
@@ -43,9 +43,7 @@ def format_duration(td: timedelta) -> str:
         td = -td
     seconds = td.seconds
     fraction = f".{td.microseconds:06d}" if td.microseconds else ""
-    return (
-        f"{sign}P{td.days}DT{seconds // 3600:02d}H{seconds % 3600 // 60:02d}M{seconds % 60:02d}{fraction}S"
-    )
+    return f"{sign}P{td.days}DT{seconds // 3600:02d}H{seconds % 3600 // 60:02d}M{seconds % 60:02d}{fraction}S"
 
 
 def parse_datetime(s: str | None) -> datetime | None:
