@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from racetime.durations import format_datetime
+from racetime.durations import format_datetime, parse_datetime
 from tests.fakes.racetime_data import captured_user, load_json
 from tests.fakes.racetime_server import FakeRacetime, FakeRacetimeError
 
@@ -363,7 +363,7 @@ async def test_startrace_creates_a_room(rt, http):
         "P0DT00H00M05S",
     )
     slug = location.rsplit("/", 1)[1]
-    assert rt._room(slug).messages[0]["message"] == "Race opened automatically by TestBot"
+    assert rt.messages(slug)[0]["message"] == "Race opened automatically by TestBot"
 
 
 async def test_edit_is_a_full_replace(rt, http):
@@ -535,7 +535,7 @@ async def test_countdown_ends_when_the_clock_passes_started_at(rt):
     rt.add_entrant(slug, ALICE)
     rt.add_entrant(slug, BOB)
     rt.begin(slug)
-    started_at = rt._room(slug).started_at
+    started_at = parse_datetime(rt.room(slug)["started_at"])
     assert rt.room(slug)["status"]["value"] == "pending"
     rt.now = lambda: started_at + timedelta(seconds=1)
     race = rt.room(slug)
