@@ -76,6 +76,29 @@ class Entrant:
         )
 
 
+def _shared_race_fields(data: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """The fields a full race and a race summary have in common.
+
+    Summaries have no ``slug`` key; the slug and category come from ``name`` ("cat/slug").
+    """
+    category_slug, slug = split_race_name(data["name"])
+    goal = data["goal"]
+    return {
+        "name": data["name"],
+        "slug": slug,
+        "category_slug": category_slug,
+        "status": data["status"]["value"],
+        "url": absolute_url(base_url, data["url"]),
+        "data_url": absolute_url(base_url, data["data_url"]),
+        "goal_name": goal["name"],
+        "goal_custom": bool(goal["custom"]),
+        "info": data.get("info") or "",
+        "entrants_count": int(data["entrants_count"]),
+        "opened_at": parse_datetime(data.get("opened_at")),
+        "started_at": parse_datetime(data.get("started_at")),
+    }
+
+
 @dataclass(frozen=True)
 class Race:
     """A full race (``/<cat>/<slug>/data``, or ``race`` in a websocket ``race.data``)."""
@@ -107,24 +130,11 @@ class Race:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base_url: str) -> Race:
-        category_slug, slug = split_race_name(data["name"])
-        goal = data["goal"]
         return cls(
-            name=data["name"],
-            slug=data.get("slug", slug),
-            category_slug=category_slug,
-            status=data["status"]["value"],
-            url=absolute_url(base_url, data["url"]),
-            data_url=absolute_url(base_url, data["data_url"]),
-            goal_name=goal["name"],
-            goal_custom=bool(goal["custom"]),
-            info=data.get("info") or "",
+            **_shared_race_fields(data, base_url),
             info_bot=data.get("info_bot"),
             info_user=data.get("info_user"),
             entrants=tuple(Entrant.from_json(e, base_url) for e in data.get("entrants", ())),
-            entrants_count=int(data["entrants_count"]),
-            opened_at=parse_datetime(data.get("opened_at")),
-            started_at=parse_datetime(data.get("started_at")),
             ended_at=parse_datetime(data.get("ended_at")),
             cancelled_at=parse_datetime(data.get("cancelled_at")),
             start_delay=parse_duration(data["start_delay"]),
@@ -158,23 +168,10 @@ class RaceSummary:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base_url: str) -> RaceSummary:
-        category_slug, slug = split_race_name(data["name"])
-        goal = data["goal"]
         return cls(
-            name=data["name"],
-            slug=slug,
-            category_slug=category_slug,
-            status=data["status"]["value"],
-            url=absolute_url(base_url, data["url"]),
-            data_url=absolute_url(base_url, data["data_url"]),
-            goal_name=goal["name"],
-            goal_custom=bool(goal["custom"]),
-            info=data.get("info") or "",
-            entrants_count=int(data["entrants_count"]),
+            **_shared_race_fields(data, base_url),
             entrants_count_finished=int(data["entrants_count_finished"]),
             entrants_count_inactive=int(data["entrants_count_inactive"]),
-            opened_at=parse_datetime(data.get("opened_at")),
-            started_at=parse_datetime(data.get("started_at")),
         )
 
 

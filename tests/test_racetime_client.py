@@ -446,7 +446,7 @@ async def test_cancel_race(rt, client):
     await client.cancel_race("alttpr", ref.slug)
     race = await client.race_detail("alttpr", ref.slug)
     assert race.status == "cancelled" and race.cancelled_at is not None
-    assert rt._room(ref.slug).messages[-1]["message"] == "This race has been cancelled by TestBot."
+    assert rt.messages(ref.slug)[-1]["message"] == "This race has been cancelled by TestBot."
     await client.cancel_race("alttpr", ref.slug)  # already cancelled: nothing to do
     assert client.stats["cancel"] == 2
 

@@ -10,7 +10,7 @@ import aiohttp
 import httpx
 import pytest
 
-from racetime.durations import format_datetime
+from racetime.durations import format_datetime, parse_datetime
 from tests.fakes.racetime_data import captured_user, load_json
 from tests.fakes.racetime_server import FakeRacetime, FakeRacetimeError
 
@@ -42,6 +42,10 @@ async def bot_token(http, rt, **extra):
     )
     assert resp.status_code == 200
     return resp.json()["access_token"]
+
+
+async def bot_auth(http, rt):
+    return {"Authorization": f"Bearer {await bot_token(http, rt)}"}
 
 
 def keys_deep(value):
@@ -168,7 +172,7 @@ async def test_bot_of_another_category(rt, http):
 
 
 async def test_422_shape_is_the_reference_example(rt, http):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     resp = await http.post(
         "/o/alttpr/startrace", headers=auth, data={"start_delay": "5", "time_limit": "100"}
     )
@@ -219,7 +223,7 @@ async def test_422_shape_is_the_reference_example(rt, http):
     ],
 )
 async def test_422_messages(rt, http, form, errors):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     resp = await http.post("/o/alttpr/startrace", headers=auth, data=form)
     assert (resp.status_code, resp.json()) == (422, {"errors": errors})
 
@@ -239,7 +243,7 @@ async def test_404s_are_html_and_trailing_slashes_404(rt, http):
         assert resp.status_code == 404, path
         assert resp.headers["content-type"].startswith("text/html"), path
     assert (await http.get(f"/alttpr/{slug}/data")).status_code == 200
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     assert (await http.post("/o/nope/startrace", headers=auth, data={"goal": "x"})).status_code == 404
 
 
@@ -315,7 +319,7 @@ async def test_token_lifetime_is_configurable():
 
 
 async def test_boolean_parsing_is_djangos(rt, http):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     form = {
         "goal": "Beat the game",
         "unlisted": "0",
@@ -337,7 +341,7 @@ async def test_boolean_parsing_is_djangos(rt, http):
 
 
 async def test_startrace_creates_a_room(rt, http):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     resp = await http.post(
         "/o/alttpr/startrace",
         headers=auth,
@@ -363,11 +367,11 @@ async def test_startrace_creates_a_room(rt, http):
         "P0DT00H00M05S",
     )
     slug = location.rsplit("/", 1)[1]
-    assert rt._room(slug).messages[0]["message"] == "Race opened automatically by TestBot"
+    assert rt.messages(slug)[0]["message"] == "Race opened automatically by TestBot"
 
 
 async def test_edit_is_a_full_replace(rt, http):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     resp = await http.post(
         "/o/alttpr/startrace",
         headers=auth,
@@ -393,7 +397,7 @@ async def test_edit_is_a_full_replace(rt, http):
 
 
 async def test_edit_of_started_and_finished_races(rt, http):
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     slug = rt.open_room(info_bot="bot info", streaming_required=False)
     rt.add_entrant(slug, ALICE)
     rt.add_entrant(slug, BOB)
@@ -418,7 +422,7 @@ async def test_edit_of_started_and_finished_races(rt, http):
 
 async def test_unlisted_rooms_only_in_the_oauth_listing(rt, http):
     listed, hidden = rt.open_room(), rt.open_room(unlisted=True)
-    auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+    auth = await bot_auth(http, rt)
     public = {r["name"] for r in (await http.get("/alttpr/data")).json()["current_races"]}
     private = {r["name"] for r in (await http.get("/o/alttpr/data", headers=auth)).json()["current_races"]}
     assert public == {f"alttpr/{listed}"} and private == {f"alttpr/{listed}", f"alttpr/{hidden}"}
@@ -426,7 +430,7 @@ async def test_unlisted_rooms_only_in_the_oauth_listing(rt, http):
 
 async def test_oauth_listing_cache_is_stale_like_the_real_one():
     async with FakeRacetime(cache_ttl=60) as rt, httpx.AsyncClient(base_url=rt.base_url) as http:
-        auth = {"Authorization": f"Bearer {await bot_token(http, rt)}"}
+        auth = await bot_auth(http, rt)
         assert (await http.get("/o/alttpr/data", headers=auth)).json()["current_races"] == []
         rt.open_room()
         assert (await http.get("/o/alttpr/data", headers=auth)).json()["current_races"] == []
@@ -535,7 +539,7 @@ async def test_countdown_ends_when_the_clock_passes_started_at(rt):
     rt.add_entrant(slug, ALICE)
     rt.add_entrant(slug, BOB)
     rt.begin(slug)
-    started_at = rt._room(slug).started_at
+    started_at = parse_datetime(rt.room(slug)["started_at"])
     assert rt.room(slug)["status"]["value"] == "pending"
     rt.now = lambda: started_at + timedelta(seconds=1)
     race = rt.room(slug)

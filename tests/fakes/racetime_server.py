@@ -1023,7 +1023,7 @@ class FakeRacetime:
     ) -> str:
         """Open a room directly (as if a bot had called startrace); returns the slug."""
         cat = self.categories[category]
-        form = {k: v for k, v in FORM_DEFAULTS.items()}
+        form = dict(FORM_DEFAULTS)
         form.update(settings)
         if goal is None and custom_goal is None:
             goal = cat.goals[0]
@@ -1031,7 +1031,7 @@ class FakeRacetime:
         cleaned, errors = clean_race_form(form, cat.goals, START_FIELDS)
         if errors:
             raise FakeRacetimeError(str(errors))
-        bot = bot_name or next(a.name for a in self.apps.values() if a.category == category)
+        bot = bot_name or next((a.name for a in self.apps.values() if a.category == category), "TestBot")
         return self._create_room(cat, cleaned, bot).slug
 
     def add_entrant(self, slug: str, user: dict[str, Any], ready: bool = True) -> None:
@@ -1173,6 +1173,10 @@ class FakeRacetime:
     def room(self, slug: str) -> dict[str, Any]:
         """The room as ``/<cat>/<slug>/data`` would show it now."""
         return self.race_json(self._control_room(slug))
+
+    def messages(self, slug: str) -> list[dict[str, Any]]:
+        """The room's chat log (system, bot and DM messages), oldest first."""
+        return list(self._control_room(slug).messages)
 
     def rooms_with_marker(self, text: str) -> list[dict[str, Any]]:
         """Every room (any state, listed or not) whose info contains ``text``."""
