@@ -47,7 +47,9 @@ async def _audit_actions(services: Services, race_id: int) -> list[str]:
 async def test_create_defaults_audit_and_event(services: Services, clock: Clock) -> None:
     world = await make_world(services)
     start = clock.now + timedelta(hours=2)
-    view = await services.live_races.create(GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=start)
+    view = await services.live_races.create(
+        GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=start
+    )
     race = view.race
     assert race.status is RaceStatus.SCHEDULED
     assert race.title == "Spring Qualifier – Pool A"
@@ -130,7 +132,9 @@ async def test_create_rejects_bad_input_without_side_effect(
         "other_guild": foreign_profile.id,
     }
     kwargs = {"pool_id": world.pool.id, "scheduled_at": clock.now + timedelta(hours=1)}
-    kwargs.update({key: symbolic.get(value, value) if isinstance(value, str) else value for key, value in changes.items()})
+    kwargs.update(
+        {key: symbolic.get(value, value) if isinstance(value, str) else value for key, value in changes.items()}
+    )
     with pytest.raises(error) as raised:
         await services.live_races.create(GUILD, world.tournament.id, MODERATOR, **kwargs)
     assert raised.value.field == field
@@ -300,9 +304,13 @@ async def test_finished_race_cannot_be_cancelled_deleted_or_opened(services: Ser
     )
     race_id = view.race.id
     await _set(services, race_id, status=RaceStatus.FINISHED)
-    with pytest.raises(InvalidTransition, match=f"race {race_id} is finished; only scheduled or cancelled races can be deleted"):
+    with pytest.raises(
+        InvalidTransition, match=f"race {race_id} is finished; only scheduled or cancelled races can be deleted"
+    ):
         await services.live_races.delete(GUILD, race_id, MODERATOR)
-    with pytest.raises(InvalidTransition, match="is finished; only scheduled, open or in-progress races can be cancelled"):
+    with pytest.raises(
+        InvalidTransition, match="is finished; only scheduled, open or in-progress races can be cancelled"
+    ):
         await services.live_races.cancel(GUILD, race_id, MODERATOR, reason="late")
     with pytest.raises(InvalidTransition, match="only scheduled races can be opened"):
         await services.live_races.open_now(GUILD, race_id, MODERATOR)
@@ -319,7 +327,9 @@ async def test_record_needs_a_room(services: Services, clock: Clock) -> None:
     view = await services.live_races.create(
         GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=clock.now + timedelta(hours=1)
     )
-    with pytest.raises(InvalidTransition, match="is scheduled; only open, in-progress or finished races can be recorded"):
+    with pytest.raises(
+        InvalidTransition, match="is scheduled; only open, in-progress or finished races can be recorded"
+    ):
         await services.live_races.record(GUILD, view.race.id, MODERATOR, force=True)
 
 
@@ -417,7 +427,9 @@ async def test_list_upcoming_and_search(services: Services, clock: Clock) -> Non
 
 
 # ---- opening without credentials ------------------------------------------------------------------------
-async def test_open_without_credentials_fails_clearly_and_tells_moderators_once(services: Services, clock: Clock) -> None:
+async def test_open_without_credentials_fails_clearly_and_tells_moderators_once(
+    services: Services, clock: Clock
+) -> None:
     world = await make_world(services)
     soon = await services.live_races.create(
         GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=clock.now + timedelta(minutes=10)
@@ -436,6 +448,6 @@ async def test_open_without_credentials_fails_clearly_and_tells_moderators_once(
     assert [e.live_race_id for e in failed] == [soon.race.id]
     assert (await services.live_races.opener.run_cycle()).due == 0  # given up: no automatic retry
 
-    with pytest.raises(UpstreamUnavailable, match="RaceTime.gg credentials are not configured"):
+    with pytest.raises(UpstreamUnavailable, match=r"RaceTime\.gg credentials are not configured"):
         await services.live_races.open_now(GUILD, later.race.id, MODERATOR)
     assert "credentials" in (await services.live_races.get(GUILD, later.race.id)).race.last_error

@@ -534,11 +534,13 @@ class LiveRaceService:
         try:
             await self.opener.open(race.id, actor=actor, manual=True)
         except ClaimRefused as refused:
-            if refused.race is None:
+            if refused.status is None:
                 raise NotFound(f"live race {race_id} not found", field="race_id") from None
-            if refused.race.status is not RaceStatus.SCHEDULED:
-                raise _refuse(refused.race, "scheduled", "opened") from None
-            raise Conflict(f"the room of race {race.id} is being opened right now; try again in a minute") from None
+            if refused.status is not RaceStatus.SCHEDULED:
+                raise InvalidTransition(
+                    f"race {race_id} is {_STATUS_WORDS[refused.status]}; only scheduled races can be opened"
+                ) from None
+            raise Conflict(f"the room of race {race_id} is being opened right now; try again in a minute") from None
         except OpenFailure as failure:
             if failure.validation:
                 raise ValidationFailed(failure.message, field="room") from None

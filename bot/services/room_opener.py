@@ -130,11 +130,14 @@ class OpenFailure(Exception):
 
 
 class ClaimRefused(Exception):
-    """The race is not (or no longer) ours to open: another process holds it, or its status changed."""
+    """The race is not (or no longer) ours to open: another process holds it, or its status changed.
 
-    def __init__(self, race: LiveRace | None, message: str) -> None:
+    `status` is the race's status then (None when the race is gone).
+    """
+
+    def __init__(self, status: RaceStatus | None, message: str) -> None:
         super().__init__(message)
-        self.race = race
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -280,12 +283,14 @@ class RoomOpener:
             if race is None:
                 raise ClaimRefused(None, f"live race {race_id} no longer exists")
             if race.status is not RaceStatus.SCHEDULED:
-                raise ClaimRefused(race, f"race {race.id} is {race.status.value}; only a scheduled race can be opened")
+                raise ClaimRefused(
+                    race.status, f"race {race.id} is {race.status.value}; only a scheduled race can be opened"
+                )
             if not manual and (
                 race.open_attempts >= scheduler.open_max_attempts
                 or (race.next_open_attempt_at is not None and race.next_open_attempt_at > now)
             ):
-                raise ClaimRefused(race, f"race {race.id} is not due for another attempt")
+                raise ClaimRefused(race.status, f"race {race.id} is not due for another attempt")
             reconcile = race.open_claimed_at is not None
             claim_id = uuid.uuid4().hex
             values: dict = {"open_claim_id": claim_id, "open_claimed_at": now}
@@ -303,7 +308,7 @@ class RoomOpener:
                 .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:
-                raise ClaimRefused(race, f"the room of race {race.id} is being opened right now")
+                raise ClaimRefused(race.status, f"the room of race {race.id} is being opened right now")
             await session.refresh(race)
             tournament = await session.get(Tournament, race.tournament_id)
             pool = await session.get(Pool, race.pool_id)
