@@ -316,7 +316,10 @@ class Run(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("live_race_id", "player_id"),
         Index("ix_runs_tournament_id_player_id", "tournament_id", "player_id"),
-        Index("ix_runs_permalink_id", "permalink_id"),
+        # Covering indexes for eligibility (bot/services/eligibility.py): runs of given seeds, and the
+        # unfinished runs of a tournament, are read from the index alone.
+        Index("ix_runs_permalink_id", "permalink_id", "player_id", "reattempted", "live_race_id"),
+        Index("ix_runs_tournament_id_status", "tournament_id", "status", "player_id", "live_race_id"),
         Index("ix_runs_player_id", "player_id"),
     )
 

@@ -1,16 +1,17 @@
 """Who may race a live race (PRODUCT.md §3.2), computed set-wise.
 
 Two queries answer for every player of the guild at once, whatever their number: the candidates, and one
-grouped pass over the tournament's runs that gives, per player, the counted runs in the pool, whether a run is
-unfinished, and whether the seed was played. The first failing rule is the reason shown.
+statement over the runs that matter (the pool's seeds, the tournament's unfinished runs, the race's seed), each
+part read from a covering index. The first failing rule is the reason shown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from sqlalchemy import and_, case, false, func, or_, select
+from sqlalchemy import func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.tournaments import pool_or_404, tournament_or_404
@@ -28,8 +29,9 @@ def reason_pool_full(done: int, allowed: int, pool_name: str) -> str:
     return f"Already ran {done} of {allowed} in pool {pool_name}"
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """A player of the guild (a tuple: ten thousand of them are built per evaluation)."""
+
     player_id: int
     discord_user_id: int
     display_name: str
@@ -46,13 +48,6 @@ class EligibilityReport:
     ineligible: list[tuple[Candidate, str]] = field(default_factory=list)
     _reasons: dict[int, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def add(self, candidate: Candidate, reason: str | None) -> None:
-        if reason is None:
-            self.eligible.append(candidate)
-        else:
-            self.ineligible.append((candidate, reason))
-        self._reasons[candidate.player_id] = reason
-
     def reason_for(self, player_id: int) -> str | None:
         """None when eligible; the reason otherwise (also for a player who is not a candidate)."""
         return self._reasons.get(player_id, REASON_NOT_MEMBER)
@@ -60,24 +55,6 @@ class EligibilityReport:
     @property
     def eligible_ids(self) -> set[int]:
         return {candidate.player_id for candidate in self.eligible}
-
-
-def _reason(
-    candidate: Candidate, runs: tuple[int, bool, bool] | None, runs_per_pool: int, pool_name: str
-) -> str | None:
-    """The first failing rule of §3.2 (rule 1, the tournament being active, is checked by the caller)."""
-    if candidate.racetime_id is None:
-        return REASON_NOT_LINKED
-    if runs is None:
-        return None
-    counted_in_pool, has_unfinished, played_seed = runs
-    if counted_in_pool >= runs_per_pool:
-        return reason_pool_full(counted_in_pool, runs_per_pool, pool_name)
-    if has_unfinished:
-        return REASON_UNFINISHED
-    if played_seed:
-        return REASON_PLAYED_SEED
-    return None
 
 
 async def compute_eligibility(
@@ -103,18 +80,44 @@ async def compute_eligibility(
     )
     if player_ids is not None:
         candidates_query = candidates_query.where(Player.id.in_(list(player_ids)))
-    candidates = [Candidate(*row) for row in (await session.execute(candidates_query)).all()]
+    # Plain rows through the connection: no ORM entity processing for thousands of tuples.
+    connection = await session.connection()
+    candidates = list(map(Candidate._make, (await connection.execute(candidates_query)).all()))
     report = EligibilityReport(tournament.id, pool.id, permalink_id)
     if not tournament.active:
-        for candidate in candidates:
-            report.add(candidate, REASON_INACTIVE)
+        _fill(report, [(candidate, REASON_INACTIVE) for candidate in candidates])
         return report
 
-    runs_by_player = await _run_facts(session, tournament.id, pool.id, permalink_id, exclude_live_race_id, player_ids)
+    facts = await _run_facts(session, tournament.id, pool.id, permalink_id, exclude_live_race_id, player_ids)
+    allowed = tournament.runs_per_pool
+    verdicts: list[tuple[Candidate, str | None]] = []
     for candidate in candidates:
-        runs = runs_by_player.get(candidate.player_id)
-        report.add(candidate, _reason(candidate, runs, tournament.runs_per_pool, pool.name))
+        # The first failing rule of §3.2 (rule 1, the tournament being active, was checked above).
+        runs = facts.get(candidate.player_id)
+        if candidate.racetime_id is None:
+            reason: str | None = REASON_NOT_LINKED
+        elif runs is None:
+            reason = None
+        elif runs[0] >= allowed:
+            reason = reason_pool_full(runs[0], allowed, pool.name)
+        elif runs[1]:
+            reason = REASON_UNFINISHED
+        elif runs[2]:
+            reason = REASON_PLAYED_SEED
+        else:
+            reason = None
+        verdicts.append((candidate, reason))
+    _fill(report, verdicts)
     return report
+
+
+def _fill(report: EligibilityReport, verdicts: list[tuple[Candidate, str | None]]) -> None:
+    report.eligible = [candidate for candidate, reason in verdicts if reason is None]
+    report.ineligible = [(candidate, reason) for candidate, reason in verdicts if reason is not None]
+    report._reasons = {candidate.player_id: reason for candidate, reason in verdicts}
+
+
+_POOL, _UNFINISHED, _SEED = 1, 2, 3
 
 
 async def _run_facts(
@@ -125,30 +128,46 @@ async def _run_facts(
     exclude_live_race_id: int | None,
     player_ids: Collection[int] | None,
 ) -> dict[int, tuple[int, bool, bool]]:
-    """Per player with runs in the tournament: (counted runs in the pool, has an unfinished run, played the seed).
+    """Per player with runs that matter: (counted runs in the pool, has an unfinished run, played the seed).
 
-    One grouped pass over the tournament's runs answers rules 3 to 5 for everyone at once.
+    One statement of three parts, each answered from its own covering index on `runs` (the pool's seeds;
+    the tournament's unfinished runs; the seed), so only the few runs that matter are read, never every run
+    of the tournament.
     """
-    in_pool = and_(Permalink.pool_id == pool_id, Run.reattempted.is_(False))
-    unfinished = Run.status.in_([RunStatus.PENDING, RunStatus.IN_PROGRESS])
-    on_seed = Run.permalink_id == permalink_id if permalink_id is not None else false()
-    query = (
-        select(
-            Run.player_id,
-            func.sum(case((in_pool, 1), else_=0)),
-            func.max(case((unfinished, 1), else_=0)),
-            func.max(case((on_seed, 1), else_=0)),
-        )
-        .join(Permalink, Permalink.id == Run.permalink_id)
-        .where(Run.tournament_id == tournament_id)
-        .group_by(Run.player_id)
-    )
-    if exclude_live_race_id is not None:
-        query = query.where(or_(Run.live_race_id.is_(None), Run.live_race_id != exclude_live_race_id))
-    if player_ids is not None:
-        query = query.where(Run.player_id.in_(list(player_ids)))
-    rows = (await session.execute(query)).all()
-    return {player_id: (int(counted or 0), bool(open_run), bool(seed)) for player_id, counted, open_run, seed in rows}
+
+    def scoped(query):
+        if exclude_live_race_id is not None:
+            query = query.where(or_(Run.live_race_id.is_(None), Run.live_race_id != exclude_live_race_id))
+        if player_ids is not None:
+            query = query.where(Run.player_id.in_(list(player_ids)))
+        return query
+
+    pool_seeds = select(Permalink.id).where(Permalink.pool_id == pool_id)
+    parts = [
+        scoped(
+            select(Run.player_id, literal(_POOL), func.count())
+            .where(Run.permalink_id.in_(pool_seeds), Run.reattempted.is_(False))
+            .group_by(Run.player_id)
+        ),
+        scoped(
+            select(Run.player_id, literal(_UNFINISHED), literal(1)).where(
+                Run.tournament_id == tournament_id, Run.status.in_([RunStatus.PENDING, RunStatus.IN_PROGRESS])
+            )
+        ),
+    ]
+    if permalink_id is not None:
+        parts.append(scoped(select(Run.player_id, literal(_SEED), literal(1)).where(Run.permalink_id == permalink_id)))
+    facts: dict[int, tuple[int, bool, bool]] = {}
+    for player_id, kind, count in (await session.execute(union_all(*parts))).all():
+        counted, unfinished, played = facts.get(player_id, (0, False, False))
+        if kind == _POOL:
+            counted = int(count)
+        elif kind == _UNFINISHED:
+            unfinished = True
+        else:
+            played = True
+        facts[player_id] = (counted, unfinished, played)
+    return facts
 
 
 class EligibilityService:
