@@ -355,3 +355,15 @@ async def test_opener_claim_is_compare_and_set(app: Application, clock: Clock) -
     assert plan.reconcile is False
     race = await _race(app, race_id)
     assert race.open_claim_id == plan.claim_id
+
+
+async def test_a_category_the_bot_does_not_belong_to_is_explained(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    rt.add_category("smr", ["Beat both games"])
+    world = await make_world(app.services, racetime_category="smr", racetime_goal="Beat both games")
+    race_id = await _schedule(app, world, clock, 5)
+    assert (await open_rooms(app, expect_errors=True)).failed == 1
+    race = await _race(app, race_id)
+    assert race.last_error.startswith("RaceTime.gg refused the bot in category 'smr'")
+    assert race.status is RaceStatus.SCHEDULED and race.open_attempts == 1

@@ -35,6 +35,7 @@ from db.models import GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run,
 from db.session import Database
 from db.types import utcnow
 from racetime.errors import (
+    RacetimeAuthError,
     RacetimeError,
     RacetimeNotFound,
     RacetimeProtocolError,
@@ -417,6 +418,12 @@ class RoomOpener:
             message, retryable = f"RaceTime.gg refused to open the room: {exc}", False
         elif isinstance(exc, RacetimeNotFound):
             message, retryable = f"RaceTime.gg does not know category {plan.category!r}", False
+        elif isinstance(exc, RacetimeAuthError):
+            message, retryable = (
+                f"RaceTime.gg refused the bot in category {plan.category!r}: a bot's credentials work in its own "
+                "category only (check the tournament's category and the configured credentials)",
+                True,
+            )
         elif isinstance(exc, RacetimeError):
             message, retryable = f"RaceTime.gg did not open the room: {exc}", True
         else:
