@@ -451,3 +451,24 @@ async def test_open_without_credentials_fails_clearly_and_tells_moderators_once(
     with pytest.raises(UpstreamUnavailable, match=r"RaceTime\.gg credentials are not configured"):
         await services.live_races.open_now(GUILD, later.race.id, MODERATOR)
     assert "credentials" in (await services.live_races.get(GUILD, later.race.id)).race.last_error
+
+
+async def test_application_wires_the_racetime_client_and_the_jobs(settings, tmp_path) -> None:
+    from bot.app import Application
+    from racetime.client import RacetimeClient
+    from tests.conftest import make_settings
+
+    configured = make_settings(
+        tmp_path, racetime={"client_id": "startline-bot", "client_secret": "not-a-real-secret"}, api={"enabled": False}
+    )
+    app = Application(configured, start_jobs=False)
+    assert isinstance(app.racetime, RacetimeClient)
+    assert app.services.live_races.racetime is app.racetime
+    await app.start()
+    assert {"room_opener", "race_poller", "score_upkeep"} <= set(app.jobs.status)
+    await app.stop()
+    assert app.racetime._http.is_closed  # stop() closes the client it made
+
+    settings.api.enabled = False
+    bare = Application(settings, start_jobs=False)
+    assert bare.racetime is None and bare.services.live_races.racetime is None
