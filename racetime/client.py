@@ -242,15 +242,11 @@ class RacetimeClient:
             # The bot socket accepts any token, so a refused handshake means an unknown race.
             if exc.status in (403, 404):
                 raise RacetimeNotFound(f"cancel of {name}: no such race", status=exc.status) from exc
-            raise RacetimeUnavailable(
-                f"cancel of {name}: websocket refused ({exc.status})", status=exc.status
-            ) from exc
+            raise RacetimeUnavailable(f"cancel of {name}: websocket refused ({exc.status})", status=exc.status) from exc
         except aiohttp.ClientError as exc:
             raise RacetimeUnavailable(f"cancel of {name}: {type(exc).__name__}") from exc
 
-    async def _cancel_over_socket(
-        self, session: aiohttp.ClientSession, url: str, token: str, name: str
-    ) -> bool:
+    async def _cancel_over_socket(self, session: aiohttp.ClientSession, url: str, token: str, name: str) -> bool:
         """One connection: True once cancelled, False if the token was refused."""
         self.stats["cancel"] += 1
         async with session.ws_connect(url, headers=_bearer(token)) as ws:
@@ -443,9 +439,7 @@ class RacetimeClient:
                 if attempt >= retries or self._clock() - started + backoff >= self._timeout:
                     raise
                 attempt += 1
-                log.info(
-                    "%s %s failed (%s); retry %d/%d in %.2f s", method, path, exc, attempt, retries, backoff
-                )
+                log.info("%s %s failed (%s); retry %d/%d in %.2f s", method, path, exc, attempt, retries, backoff)
                 await asyncio.sleep(backoff)
 
     async def _send(
