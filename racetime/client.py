@@ -23,6 +23,14 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from racetime.errors import (
     RacetimeAuthError,
@@ -242,15 +250,11 @@ class RacetimeClient:
             # The bot socket accepts any token, so a refused handshake means an unknown race.
             if exc.status in (403, 404):
                 raise RacetimeNotFound(f"cancel of {name}: no such race", status=exc.status) from exc
-            raise RacetimeUnavailable(
-                f"cancel of {name}: websocket refused ({exc.status})", status=exc.status
-            ) from exc
+            raise RacetimeUnavailable(f"cancel of {name}: websocket refused ({exc.status})", status=exc.status) from exc
         except aiohttp.ClientError as exc:
             raise RacetimeUnavailable(f"cancel of {name}: {type(exc).__name__}") from exc
 
-    async def _cancel_over_socket(
-        self, session: aiohttp.ClientSession, url: str, token: str, name: str
-    ) -> bool:
+    async def _cancel_over_socket(self, session: aiohttp.ClientSession, url: str, token: str, name: str) -> bool:
         """One connection: True once cancelled, False if the token was refused."""
         self.stats["cancel"] += 1
         async with session.ws_connect(url, headers=_bearer(token)) as ws:
@@ -433,20 +437,30 @@ class RacetimeClient:
     ) -> httpx.Response:
         """Send with up to ``retries`` retries on ``RacetimeUnavailable``, all within ``timeout``."""
         started = self._clock()
-        attempt = 0
-        while True:
-            remaining = self._timeout - (self._clock() - started)
-            try:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(RacetimeUnavailable),
+            stop=stop_after_attempt(retries + 1) | stop_before_delay(self._timeout),
+            wait=wait_exponential(multiplier=self._retry_backoff),
+            before_sleep=functools.partial(self._log_retry, method, path, retries),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                remaining = self._timeout - (self._clock() - started)
                 return await self._send(kind, method, path, headers, data, params, remaining)
-            except RacetimeUnavailable as exc:
-                backoff = self._retry_backoff * 2**attempt
-                if attempt >= retries or self._clock() - started + backoff >= self._timeout:
-                    raise
-                attempt += 1
-                log.info(
-                    "%s %s failed (%s); retry %d/%d in %.2f s", method, path, exc, attempt, retries, backoff
-                )
-                await asyncio.sleep(backoff)
+        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+    @staticmethod
+    def _log_retry(method: str, path: str, retries: int, state: RetryCallState) -> None:
+        log.info(
+            "%s %s failed (%s); retry %d/%d in %.2f s",
+            method,
+            path,
+            state.outcome.exception() if state.outcome else "?",
+            state.attempt_number,
+            retries,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
 
     async def _send(
         self,

@@ -30,11 +30,7 @@ def race_has_started(race: Race) -> bool:
     if race.status in ("in_progress", "finished"):
         return True
     if race.status == "cancelled":
-        return (
-            race.started_at is not None
-            and race.cancelled_at is not None
-            and race.started_at <= race.cancelled_at
-        )
+        return race.started_at is not None and race.cancelled_at is not None and race.started_at <= race.cancelled_at
     return False
 
 

@@ -295,9 +295,7 @@ async def test_startrace_unknown_category(client):
 
 
 async def test_edit_sends_everything_so_nothing_resets(rt, client):
-    ref = await client.start_race(
-        "alttpr", request(streaming_required=False, hide_comments=True, time_limit=30)
-    )
+    ref = await client.start_race("alttpr", request(streaming_required=False, hide_comments=True, time_limit=30))
     before = await client.race_detail("alttpr", ref.slug)
     change = StartRaceRequest.from_race(before)
     change.info_bot = "Seed: https://example/new"

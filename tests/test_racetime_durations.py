@@ -88,9 +88,7 @@ def test_parse_datetime_rejects_naive_or_malformed(text):
 
 
 def test_format_datetime_truncates_to_milliseconds():
-    assert (
-        format_datetime(datetime(2025, 6, 14, 19, 24, 12, 802357, tzinfo=UTC)) == "2025-06-14T19:24:12.802Z"
-    )
+    assert format_datetime(datetime(2025, 6, 14, 19, 24, 12, 802357, tzinfo=UTC)) == "2025-06-14T19:24:12.802Z"
     assert format_datetime(datetime(2025, 6, 14, 18, 0, 27, tzinfo=UTC)) == "2025-06-14T18:00:27Z"
     assert format_datetime(datetime(2025, 6, 14, 18, 0, 27, 999, tzinfo=UTC)) == "2025-06-14T18:00:27.000Z"
     with pytest.raises(ValueError):

@@ -173,9 +173,7 @@ async def test_bot_of_another_category(rt, http):
 
 async def test_422_shape_is_the_reference_example(rt, http):
     auth = await bot_auth(http, rt)
-    resp = await http.post(
-        "/o/alttpr/startrace", headers=auth, data={"start_delay": "5", "time_limit": "100"}
-    )
+    resp = await http.post("/o/alttpr/startrace", headers=auth, data={"start_delay": "5", "time_limit": "100"})
     assert resp.status_code == 422 and resp.headers["content-type"].startswith("application/json")
     assert resp.json() == {
         "errors": {
@@ -358,9 +356,7 @@ async def test_startrace_creates_a_room(rt, http):
     assert resp.status_code == 201 and re.fullmatch(r"/alttpr/[a-z]+-[a-z]+-\d{4}", location)
     race = (await http.get(location + "/data")).json()
     assert race["version"] == 1 and race["status"]["value"] == "open"
-    assert (
-        race["info"] == "Seed: x\nmarker" and race["opened_by_bot"] == "TestBot" and race["opened_by"] is None
-    )
+    assert race["info"] == "Seed: x\nmarker" and race["opened_by_bot"] == "TestBot" and race["opened_by"] is None
     assert (race["start_delay"], race["time_limit"], race["chat_message_delay"]) == (
         "P0DT00H00M30S",
         "P2DT00H00M00S",
@@ -383,9 +379,7 @@ async def test_edit_is_a_full_replace(rt, http):
         },
     )
     location = resp.headers["location"]
-    edit = await http.post(
-        f"/o{location}/edit", headers=auth, data={"goal": "All dungeons", "info_bot": "new"}
-    )
+    edit = await http.post(f"/o{location}/edit", headers=auth, data={"goal": "All dungeons", "info_bot": "new"})
     assert (edit.status_code, edit.content) == (200, b"")
     race = (await http.get(location + "/data")).json()
     assert race["version"] == 2 and race["goal"]["name"] == "All dungeons"
@@ -451,9 +445,7 @@ async def test_past_races_pagination(rt, http):
     assert (page["count"], page["num_pages"], len(page["races"])) == (3, 2, 2)
     assert "entrants" not in page["races"][0]
     assert [r["name"] for r in page["races"]] == [f"alttpr/{s}" for s in slugs[:2]]  # newest ended_at first
-    last = (
-        await http.get("/alttpr/races/data", params={"page": "2", "per_page": "2", "show_entrants": "1"})
-    ).json()
+    last = (await http.get("/alttpr/races/data", params={"page": "2", "per_page": "2", "show_entrants": "1"})).json()
     assert len(last["races"]) == 1 and "entrants" in last["races"][0]
     assert (await http.get("/alttpr/races/data", params={"page": "9"})).json()["races"] == []
     assert (await http.get("/alttpr/races/data", params={"page": "x"})).status_code == 400
@@ -627,8 +619,7 @@ async def test_bot_websocket_protocol(rt, http):
 
         await bot.send_str("not json")
         assert (await receive(bot))["errors"] == [
-            "Unable to process that message (encountered invalid or possibly corrupted data). "
-            "Sorry about that."
+            "Unable to process that message (encountered invalid or possibly corrupted data). Sorry about that."
         ]
         await bot.send_json({"action": "frobnicate"})
         assert (await receive(bot))["errors"] == [

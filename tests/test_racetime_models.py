@@ -81,9 +81,7 @@ def test_models_ignore_extra_keys_and_hash():
     data["entrants"][0]["another"] = 1
     race = Race.from_json(data, BASE)
     assert race.status == "open" and race.started_at is None
-    assert hash(race.entrants[0]) == hash(
-        Race.from_json(load_json("captured/race_open.json"), BASE).entrants[0]
-    )
+    assert hash(race.entrants[0]) == hash(Race.from_json(load_json("captured/race_open.json"), BASE).entrants[0])
     hash(race)  # raw is excluded from hashing and comparison
 
 
@@ -187,14 +185,10 @@ def test_to_form_custom_goal_and_edit_form():
     assert form["custom_goal"] == "Async week 3" and "goal" not in form
     assert form["recordable"] == "false"  # what the server computes for custom goals anyway
     edit = StartRaceRequest(RoomSettings(), goal="Beat the game").to_edit_form()
-    assert set(edit) == STARTRACE_FIELDS - {"team_race", "invitational", "partitionable", "hide_entrants"} | {
-        "goal"
-    }
+    assert set(edit) == STARTRACE_FIELDS - {"team_race", "invitational", "partitionable", "hide_entrants"} | {"goal"}
 
 
-@pytest.mark.parametrize(
-    ("goal", "custom_goal"), [(None, None), ("", ""), ("Beat the game", "Something else")]
-)
+@pytest.mark.parametrize(("goal", "custom_goal"), [(None, None), ("", ""), ("Beat the game", "Something else")])
 def test_exactly_one_goal(goal, custom_goal):
     with pytest.raises(ValueError, match="goal"):
         StartRaceRequest(RoomSettings(), goal=goal, custom_goal=custom_goal).to_form()

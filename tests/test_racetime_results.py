@@ -82,9 +82,7 @@ def test_pending_race_participants_have_not_started():
     data["status"]["value"] = "pending"
     data["started_at"] = "2025-06-14T20:10:00Z"
     data["entrants"] = data["entrants"][:1]
-    assert [(r.racetime_name, r.status) for r in participants_at_start(_race(data))] == [
-        ("Alice", "not_started")
-    ]
+    assert [(r.racetime_name, r.status) for r in participants_at_start(_race(data))] == [("Alice", "not_started")]
 
 
 def test_cancelled_before_start_has_no_participants():

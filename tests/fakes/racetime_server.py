@@ -490,9 +490,7 @@ class FakeRacetime:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(
-        self, slug: str | None = None, started_at: datetime | None = None
-    ) -> Coroutine[Any, Any, str] | None:
+    def start(self, slug: str | None = None, started_at: datetime | None = None) -> Coroutine[Any, Any, str] | None:
         """Two jobs share this name: ``await rt.start()`` starts the server and returns its base URL;
         ``rt.start(slug, started_at=None)`` starts a race at once (see ``start_race``)."""
         if slug is None:
@@ -810,8 +808,7 @@ class FakeRacetime:
             "allow_comments": s["allow_comments"],
             "hide_comments": s["hide_comments"],
             "hide_entrants": s["hide_entrants"],
-            "chat_restricted": (preparing and not s["allow_prerace_chat"])
-            or (current and not s["allow_midrace_chat"]),
+            "chat_restricted": (preparing and not s["allow_prerace_chat"]) or (current and not s["allow_midrace_chat"]),
             "allow_prerace_chat": s["allow_prerace_chat"],
             "allow_midrace_chat": s["allow_midrace_chat"],
             "allow_non_entrant_chat": s["allow_non_entrant_chat"],
@@ -1263,9 +1260,7 @@ class FakeRacetime:
         if grant == "authorization_code":
             code = form.get("code")
             if not code:
-                return reply(
-                    {"error": "invalid_request", "error_description": "Missing code parameter."}, 400
-                )
+                return reply({"error": "invalid_request", "error_description": "Missing code parameter."}, 400)
             grant_data = self._codes.pop(str(code), None)
             if (
                 grant_data is None
@@ -1280,9 +1275,7 @@ class FakeRacetime:
             (
                 t
                 for t in self.tokens.values()
-                if t.refresh_token
-                and t.refresh_token == form.get("refresh_token")
-                and t.client_id == app.client_id
+                if t.refresh_token and t.refresh_token == form.get("refresh_token") and t.client_id == app.client_id
             ),
             None,
         )
@@ -1326,9 +1319,7 @@ class FakeRacetime:
             or (app.redirect_uris is not None and redirect_uri not in app.redirect_uris)
         ):
             # DOT shows an error page instead of redirecting to an unverified URI.
-            return web.Response(
-                status=400, text="<h1>Invalid client or redirect_uri</h1>", content_type="text/html"
-            )
+            return web.Response(status=400, text="<h1>Invalid client or redirect_uri</h1>", content_type="text/html")
         params: dict[str, str] = {}
         scopes = tuple(s for s in ALL_SCOPES if s in query.get("scope", "read").split())
         if query.get("response_type") != "code":
@@ -1496,9 +1487,7 @@ class FakeRacetime:
             )
         if cleaned["chat_message_delay"] != s["chat_message_delay"]:
             seconds = int(cleaned["chat_message_delay"].total_seconds())
-            messages.append(
-                f"Chat delay is now {seconds} seconds." if seconds else "Chat delay has been removed."
-            )
+            messages.append(f"Chat delay is now {seconds} seconds." if seconds else "Chat delay has been removed.")
         for name, value in cleaned.items():
             if name not in s:
                 continue
@@ -1585,9 +1574,7 @@ class FakeRacetime:
                 sock.send(self._envelope("error", errors=[str(exc)]))
         else:
             sock.send(
-                self._envelope(
-                    "error", errors=["Action is missing or not recognised. Check your input and try again."]
-                )
+                self._envelope("error", errors=["Action is missing or not recognised. Check your input and try again."])
             )
 
     def _target(self, room: FakeRoom, data: dict[str, Any]) -> FakeEntrant:
