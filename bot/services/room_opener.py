@@ -182,6 +182,11 @@ class RoomOpener:
         self.racetime = racetime
         self.clock = clock
 
+    def _client(self) -> RacetimeClient:
+        # A claim without a client fails at once ("credentials are not configured"), so past it one exists.
+        assert self.racetime is not None
+        return self.racetime
+
     @property
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.scheduler.open_claim_lease_seconds)
@@ -251,6 +256,7 @@ class RoomOpener:
         recorded on the race).
         """
         plan = await self._claim(race_id, actor=actor, manual=manual)
+        racetime = self._client()
         listings = {} if listings is None else listings
         phase = "listing"
         try:
@@ -260,7 +266,7 @@ class RoomOpener:
             adopted = room is not None
             if room is None:
                 phase = "startrace"
-                room = await self.racetime.start_race(plan.category, plan.request)  # type: ignore[union-attr]
+                room = await racetime.start_race(plan.category, plan.request)
         except RacetimeError as exc:
             # A startrace that timed out or was answered oddly may still have created the room.
             maybe_created = phase == "startrace" and isinstance(exc, (RacetimeUnavailable, RacetimeProtocolError))
@@ -273,7 +279,7 @@ class RoomOpener:
 
     async def _find_room(self, category: str, marker: str, listings: dict[str, CategoryData]) -> RoomRef | None:
         if category not in listings:
-            listings[category] = await self.racetime.category_data(category, include_unlisted=True)  # type: ignore[union-attr]
+            listings[category] = await self._client().category_data(category, include_unlisted=True)
         return find_marked_room(listings[category], marker)
 
     async def _claim(self, race_id: int, *, actor: Actor, manual: bool) -> OpenPlan:
@@ -401,13 +407,13 @@ class RoomOpener:
                     ),
                 )
                 return
-        if race is None or race.status in (RaceStatus.CANCELLED,):
+        if race is None or race.status is RaceStatus.CANCELLED:
             # Cancelled (or deleted) while the room was being created: do not leave an orphan room behind.
             await self._cancel_orphan(room)
 
     async def _cancel_orphan(self, room: RoomRef) -> None:
         try:
-            await self.racetime.cancel_race(room.category, room.slug)  # type: ignore[union-attr]
+            await self._client().cancel_race(room.category, room.slug)
         except RacetimeError as exc:
             log.warning("could not cancel orphan room %s/%s: %s", room.category, room.slug, exc)
 
