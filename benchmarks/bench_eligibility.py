@@ -118,7 +118,7 @@ async def main() -> None:
             f"time over {args.repeat} runs: median {statistics.median(timings):.1f} ms, "
             f"min {min(timings):.1f} ms, max {max(timings):.1f} ms (first {timings[0]:.1f} ms)"
         )
-        print(f"CPU time (all threads, immune to other processes): median {statistics.median(cpu):.1f} ms")
+        print(f"CPU time of this process (all threads): median {statistics.median(cpu):.1f} ms")
         print(f"machine load average (1 min) during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         await db.dispose()
 
