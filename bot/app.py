@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from bot.api import ApiServer
 from bot.events import EventBus
 from bot.jobs import JobRunner
+from bot.notifications.delivery import Delivery
+from bot.notifications.dispatcher import NotificationDispatcher
 from bot.services import Services, build_services
 from bot.settings import Settings
 from db import migrate
@@ -42,6 +44,9 @@ class Application:
         self.start_jobs = start_jobs
         self.discord_state = "disabled"
         self.discord_bot = None  # set by StartlineBot in Discord mode
+        # How notifications reach Discord; None without a gateway (rows wait in the outbox).
+        self.delivery: Delivery | None = None
+        self.dispatcher = NotificationDispatcher(self.db, settings, lambda: self.delivery)
         self.started = False
 
     async def start(self) -> None:
@@ -59,9 +64,12 @@ class Application:
         scheduler = self.settings.scheduler
         upkeep = scheduler.score_upkeep_interval_seconds
         self.jobs.add("score_upkeep", self.services.scoring.upkeep, seconds=upkeep, first_run_in=upkeep)
+        dispatch = self.settings.notifications.dispatch_interval_seconds
+        self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
 
     async def stop(self) -> None:
         self.jobs.shutdown()
+        await self.dispatcher.close()  # messages being sent finish and are recorded
         await self.api.stop()
         await self.db.dispose()
         self.started = False

@@ -8,6 +8,7 @@ from bot.events import EventBus
 from bot.services.audit import AuditService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
+from bot.services.notifications import NotificationService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
@@ -32,13 +33,17 @@ class Services:
     scoring: ScoringService
     tokens: TokenService
     eligibility: EligibilityService
+    notifications: NotificationService
 
 
 def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+    events = events or EventBus()
+    notifications = NotificationService(db, settings)
+    notifications.attach(events)
     return Services(
         settings=settings,
         db=db,
-        events=events or EventBus(),
+        events=events,
         audit=AuditService(db),
         guilds=GuildSettingsService(db),
         players=PlayerService(db),
@@ -48,4 +53,5 @@ def build_services(settings: Settings, db: Database, events: EventBus | None = N
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
+        notifications=notifications,
     )

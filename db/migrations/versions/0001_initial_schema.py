@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 23:28:41.951162
+Create Date: 2026-11-30 23:48:19.926198
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import db.types
-
 revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -47,6 +46,7 @@ def upgrade() -> None:
     sa.Column('racetime_linked_at', db.types.UTCDateTime(), nullable=True),
     sa.Column('dm_blocked', sa.Boolean(), nullable=False),
     sa.Column('dm_blocked_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('dm_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('updated_at', db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_players')),
@@ -108,6 +108,7 @@ def upgrade() -> None:
     sa.Column('organizer_role_id', sa.BigInteger(), nullable=True),
     sa.Column('announcement_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('announcement_role_id', sa.BigInteger(), nullable=True),
+    sa.Column('moderator_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('room_open_lead_minutes', sa.Integer(), nullable=True),
     sa.Column('default_room_profile_id', sa.Integer(), nullable=True),
@@ -223,7 +224,7 @@ def upgrade() -> None:
     op.create_table('notifications',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.Enum('dm', 'channel', name='notification_kind', native_enum=False, length=32), nullable=False),
-    sa.Column('event_type', sa.Enum('live_race_scheduled', 'live_race_room_opened', 'live_race_started', 'live_race_finished', 'live_race_cancelled', name='event_type', native_enum=False, length=32), nullable=False),
+    sa.Column('event_type', sa.Enum('live_race_scheduled', 'live_race_room_opened', 'live_race_started', 'live_race_finished', 'live_race_cancelled', name='event_type', native_enum=False, length=32), nullable=True),
     sa.Column('guild_id', sa.BigInteger(), nullable=False),
     sa.Column('player_id', sa.Integer(), nullable=True),
     sa.Column('channel_id', sa.BigInteger(), nullable=True),
