@@ -111,14 +111,16 @@ class DiscordDelivery:
     ) -> DmReceipt:
         embed = to_embed(message)
         try:
-            if dm_channel_id is not None:
+            if dm_channel_id is None:
+                channel = await self._open_dm(user_id)
+            else:
                 try:
                     await self._post(self._known_dm_channel(dm_channel_id), embed)
                     return DmReceipt(dm_channel_id)
                 except discord.HTTPException as exc:
                     if not _stale_channel(exc):
                         raise
-            channel = await self._open_dm(user_id)
+                channel = await self._reopen_dm(user_id)
             await self._post(channel, embed)
             return DmReceipt(channel.id)
         except DeliveryError:
@@ -149,6 +151,12 @@ class DiscordDelivery:
             if user is not None:  # a cached user keeps discord.py's own DM channel cache
                 return await user.create_dm()
             return await self.client.create_dm(discord.Object(user_id))
+
+    async def _reopen_dm(self, user_id: int) -> discord.PartialMessageable:
+        """A new DM channel from Discord itself, past discord.py's cache, which may hold the stale one."""
+        async with self._limiter:
+            data = await self.client.http.start_private_message(user_id)
+        return self.client.get_partial_messageable(int(data["id"]), type=discord.ChannelType.private)
 
     async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed) -> None:
         async with self._limiter:

@@ -203,17 +203,18 @@ class NotificationDispatcher:
             while not queue.empty():
                 if self._stopping or not delivery.available or time.monotonic() >= batch.lease_deadline:
                     return
-                row = queue.get_nowait()
-                batch.outcomes.append(await self._send(delivery, row))
+                outcome = await self._send(delivery, queue.get_nowait())
+                batch.outcomes.append(outcome)  # looked up after the await: a flush may have swapped the list
 
-        flusher = asyncio.create_task(self._flush_periodically(batch, report))
+        sending_done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_periodically(batch, report, sending_done))
         try:
             workers = [asyncio.create_task(worker()) for _ in range(self.settings.dispatch_concurrency)]
             await asyncio.gather(*workers)
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            # Never cancel a flush half-way: the outcomes it holds would be lost and their rows sent again.
+            sending_done.set()
+            await flusher
             await self._flush(batch, report, final=True)
 
     async def _send(self, delivery: Delivery, row: ClaimedRow) -> Outcome:
@@ -263,10 +264,16 @@ class NotificationDispatcher:
         return ceiling * (0.5 + 0.5 * self._jitter())
 
     # ---- recording -------------------------------------------------------------------------------------
-    async def _flush_periodically(self, batch: _Batch, report: DispatchReport) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL_SECONDS)
-            await self._flush(batch, report)
+    async def _flush_periodically(self, batch: _Batch, report: DispatchReport, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), FLUSH_INTERVAL_SECONDS)
+            if done.is_set():
+                return
+            try:
+                await self._flush(batch, report)
+            except Exception:  # the outcomes stay queued for the final flush
+                log.exception("could not record notification outcomes; will try again")
 
     async def _flush(self, batch: _Batch, report: DispatchReport, *, final: bool = False) -> None:
         """Write the outcomes gathered so far; renew the lease of the rest, or release it at the end."""
@@ -276,6 +283,20 @@ class NotificationDispatcher:
         if not outcomes and not final and not lease_half_gone:
             return
         now = self._clock()
+        try:
+            await self._write(batch, outcomes, now, report, final=final)
+        except BaseException:
+            batch.outcomes[:0] = outcomes
+            raise
+        if not final:
+            batch.lease_deadline = time.monotonic() + lease * (1 - LEASE_SAFETY)
+        for outcome in outcomes:
+            report.count(outcome)
+
+    async def _write(
+        self, batch: _Batch, outcomes: list[Outcome], now: datetime, report: DispatchReport, *, final: bool
+    ) -> None:
+        lease = self.settings.claim_lease_seconds
         async with self.db.transaction() as session:
             if outcomes:
                 await session.execute(
@@ -303,10 +324,6 @@ class NotificationDispatcher:
                 report.released += result.rowcount or 0
             else:
                 await session.execute(remaining.values(claimed_until=now + timedelta(seconds=lease)))
-        if not final:
-            batch.lease_deadline = time.monotonic() + lease * (1 - LEASE_SAFETY)
-        for outcome in outcomes:
-            report.count(outcome)
 
     @staticmethod
     def _outcome_params(outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """A fake Discord REST API on 127.0.0.1, so the REAL discord.py HTTP client and rate-limit code run in tests.
 
-It speaks enough of API v10 for notifications: `GET /users/@me` (login), `POST /users/@me/channels` (open a
-DM) and `POST /channels/{id}/messages`, with Discord's rate-limit behaviour:
+It speaks enough of API v10 for notifications: `GET /users/@me` and `GET /oauth2/applications/@me` (what
+discord.py's login asks), `POST /users/@me/channels` (open a DM) and `POST /channels/{id}/messages`, with
+Discord's rate-limit behaviour:
 
 - per-route buckets: fixed windows per (route, major parameter), announced with `X-RateLimit-Limit`,
   `-Remaining`, `-Reset`, `-Reset-After` and `-Bucket`; an exhausted bucket answers 429 with `retry_after`;
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -155,6 +157,7 @@ class FakeDiscordRest:
     async def start(self) -> FakeDiscordRest:
         app = web.Application()
         app.router.add_get(f"{API_PREFIX}/users/@me", self._me)
+        app.router.add_get(f"{API_PREFIX}/oauth2/applications/@me", self._application)
         app.router.add_post(f"{API_PREFIX}/users/@me/channels", self._open_dm)
         app.router.add_post(f"{API_PREFIX}/channels/{{channel_id}}/messages", self._message)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -171,7 +174,25 @@ class FakeDiscordRest:
 
     # ---- handlers ------------------------------------------------------------------------------------
     async def _me(self, request: web.Request) -> web.Response:
-        return web.json_response(_user(BOT_USER_ID, "startline", bot=True))
+        return _json(_user(BOT_USER_ID, "startline", bot=True))
+
+    async def _application(self, request: web.Request) -> web.Response:
+        owner = _user(BOT_USER_ID + 1, "owner")
+        return _json(
+            {
+                "id": str(BOT_USER_ID),
+                "name": "Startline",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": owner,
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "interactions_endpoint_url": None,
+            }
+        )
 
     async def _open_dm(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -222,9 +243,9 @@ class FakeDiscordRest:
             )
             self._global_refilled = now
             if self._global_tokens < 1:
-                retry_after = (1 - self._global_tokens) / self.global_limit
+                retry_after = math.ceil((1 - self._global_tokens) / self.global_limit * 1000) / 1000
                 self.rate_limited["global"] += 1
-                return self._error(Failure.rate_limited(round(retry_after, 3), is_global=True), None, major)
+                return self._error(Failure.rate_limited(retry_after, is_global=True), None, major)
             self._global_tokens -= 1
         limit = self.route_limits.get(route)
         if limit is None:
@@ -232,8 +253,8 @@ class FakeDiscordRest:
         window = self._window(route, major, limit)
         if window.used >= limit.limit:
             self.rate_limited[route] += 1
-            reset_after = window.started + limit.per_seconds - time.monotonic()
-            return self._error(Failure.rate_limited(round(reset_after, 3)), route, major)
+            reset_after = math.ceil((window.started + limit.per_seconds - time.monotonic()) * 1000) / 1000
+            return self._error(Failure.rate_limited(reset_after), route, major)
         window.used += 1
         return None
 
@@ -249,17 +270,18 @@ class FakeDiscordRest:
         if limit is None:
             return {}
         window = self._window(route, major, limit)  # type: ignore[arg-type]
-        reset_after = max(0.0, window.started + limit.per_seconds - time.monotonic())
+        # Rounded up to the millisecond, as Discord does, so a client waiting it out never comes back early.
+        reset_after = math.ceil(max(0.0, window.started + limit.per_seconds - time.monotonic()) * 1000) / 1000
         return {
             "X-RateLimit-Limit": str(limit.limit),
             "X-RateLimit-Remaining": str(max(0, limit.limit - window.used)),
-            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset": f"{math.ceil((time.time() + reset_after) * 1000) / 1000:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
             "X-RateLimit-Bucket": hashlib.sha1(route.encode()).hexdigest()[:16],  # type: ignore[union-attr]
         }
 
     def _ok(self, data: dict[str, Any], route: str, major: str) -> web.Response:
-        return web.json_response(data, headers=self._bucket_headers(route, major))
+        return _json(data, headers=self._bucket_headers(route, major))
 
     def _error(self, failure: Failure, route: str | None, major: str) -> web.Response:
         headers = self._bucket_headers(route, major)
@@ -283,7 +305,12 @@ class FakeDiscordRest:
             body = {"message": failure.message, "code": failure.code}
             if failure.status == 400:
                 body["errors"] = {"embeds": {"0": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "bad"}]}}}
-        return web.json_response(body, status=failure.status, headers=headers)
+        return _json(body, status=failure.status, headers=headers)
+
+
+def _json(data: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Exactly `application/json`, no charset: discord.py parses JSON only for that content type.
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
 
 
 def _next(failures: deque[Failure] | None) -> Failure | None:
