@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 23:48:19.926198
+Create Date: 2026-11-30 23:56:07.881385
 """
 
 from collections.abc import Sequence
