@@ -1,7 +1,8 @@
 """A Discord-free message: what the renderer produces and the delivery adapter turns into an embed.
 
 Discord rejects an embed with an empty field name or value, or any part over its length limit, so the
-structure repairs itself on construction: empty text becomes a dash and long text is cut with an ellipsis.
+structure repairs itself on construction: empty text becomes a dash, long text is cut with an ellipsis, and
+past the 6000-character total the last fields go before the description is cut.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ FOOTER_LIMIT = 2048
 EMBED_TOTAL_LIMIT = 6000
 CONTENT_LIMIT = 2000
 PLACEHOLDER = "—"
+MIN_DESCRIPTION = 200
 
 
 def fit(text: str | None, limit: int, *, placeholder: str = PLACEHOLDER) -> str:
@@ -60,6 +62,8 @@ class NotificationMessage:
         object.__setattr__(self, "fields", tuple(self.fields)[:FIELD_COUNT_LIMIT])
         object.__setattr__(self, "footer", fit(self.footer, FOOTER_LIMIT) if self.footer else None)
         object.__setattr__(self, "content", fit(self.content, CONTENT_LIMIT) if self.content else None)
+        while self.fields and self._fixed_length() > EMBED_TOTAL_LIMIT - MIN_DESCRIPTION:
+            object.__setattr__(self, "fields", self.fields[:-1])  # the last fields are the least important
         budget = EMBED_TOTAL_LIMIT - self._fixed_length()
         object.__setattr__(self, "description", fit(self.description, max(1, min(DESCRIPTION_LIMIT, budget))))
 

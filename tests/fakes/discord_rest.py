@@ -17,6 +17,7 @@ bot sends is recorded, so a test (or the benchmark) counts deliveries at the rec
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
@@ -98,6 +99,7 @@ class FakeDiscordRest:
     requests: Counter = field(default_factory=Counter)  # route -> count, all answers
     rate_limited: Counter = field(default_factory=Counter)  # "global" / route -> 429s sent
     port: int | None = None
+    message_delay: float = 0.0  # seconds each message takes, to catch a process in the middle of a batch
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1_000_000_000_000_000_000)
@@ -111,6 +113,7 @@ class FakeDiscordRest:
         self._global_tokens = float(self.global_limit or 0)
         self._global_refilled = time.monotonic()
         self._runner: web.AppRunner | None = None
+        self._arrivals = asyncio.Condition()
 
     # ---- scripting -----------------------------------------------------------------------------------
     def add_text_channel(self, channel_id: int) -> None:
@@ -144,6 +147,10 @@ class FakeDiscordRest:
 
     def dm_counts(self) -> Counter:
         return Counter(d.recipient_id for d in self.delivered if d.recipient_id is not None)
+
+    async def wait_for_deliveries(self, count: int) -> None:
+        async with self._arrivals:
+            await self._arrivals.wait_for(lambda: len(self.delivered) >= count)
 
     @property
     def total_requests(self) -> int:
@@ -229,7 +236,11 @@ class FakeDiscordRest:
         failure = _next(failures)
         if failure is not None:
             return self._error(failure, MESSAGES_ROUTE, str(channel_id))
+        if self.message_delay:
+            await asyncio.sleep(self.message_delay)
         self.delivered.append(Delivered(channel_id, recipient, payload))
+        async with self._arrivals:
+            self._arrivals.notify_all()
         return self._ok(_message(next(self._ids), channel_id, payload), MESSAGES_ROUTE, str(channel_id))
 
     # ---- rate limits ---------------------------------------------------------------------------------
