@@ -2,7 +2,7 @@
 
 Preferences are per player, per event type (415–419) and per guild, or for every guild (guild NULL); a guild
 row overrides the all-guilds row, and with no row at all a player gets nothing (opt-in). The outbox writer
-(`bot/notifications/outbox.py`) is subscribed to the EventBus by `attach`, so notifications commit together
+(`bot/services/notification_outbox.py`) is subscribed to the EventBus by `attach`, so notifications commit together
 with the change that caused them; the dispatcher (`bot/notifications/dispatcher.py`) delivers them.
 """
 
@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.errors import NotFound, ValidationFailed
 from bot.events import EventBus
-from bot.notifications.outbox import OutboxWriter
 from bot.services import audit
 from bot.services.common import Page, decode_cursor, make_page, page_limit
+from bot.services.notification_outbox import OutboxWriter
 from bot.services.players import check_discord_id, ensure_member
 from bot.settings import Settings
 from db.models import (

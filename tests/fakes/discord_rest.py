@@ -129,6 +129,11 @@ class FakeDiscordRest:
     def fail_channel(self, channel_id: int, *failures: Failure) -> None:
         self._channel_failures[channel_id].extend(failures)
 
+    def add_dm_channel(self, user_id: int, channel_id: int) -> None:
+        """A DM channel that exists already (opened by an earlier run of the bot)."""
+        self._dm_by_user[user_id] = channel_id
+        self._user_by_dm[channel_id] = user_id
+
     def forget_dm_channel(self, user_id: int) -> int:
         """Discord no longer knows the user's DM channel (a stale id gets 404 Unknown Channel)."""
         channel_id = self._dm_by_user.pop(user_id)

@@ -9,12 +9,12 @@ same event twice add nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, cast, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,10 +45,17 @@ log = logging.getLogger(__name__)
 ELIGIBLE_AUDIENCE = {EventType.LIVE_RACE_SCHEDULED, EventType.LIVE_RACE_ROOM_OPENED, EventType.LIVE_RACE_CANCELLED}
 PARTICIPANT_AUDIENCE = {EventType.LIVE_RACE_STARTED, EventType.LIVE_RACE_FINISHED, EventType.LIVE_RACE_CANCELLED}
 PODIUM_SIZE = 3
+# Player ids per INSERT … SELECT: far below SQLite's and asyncpg's 32,766 bound parameters.
+IN_LIST_CHUNK = 5000
+_notifications = Notification.__table__
+
+
+def dm_dedupe_key_prefix(event_type: EventType, race_id: int) -> str:
+    return f"dm:{event_type.code}:race:{race_id}:player:"
 
 
 def dm_dedupe_key(event_type: EventType, race_id: int, player_id: int) -> str:
-    return f"dm:{event_type.code}:race:{race_id}:player:{player_id}"
+    return f"{dm_dedupe_key_prefix(event_type, race_id)}{player_id}"
 
 
 def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence: int | None = None) -> str:
@@ -110,11 +117,12 @@ class OutboxWriter:
         else:
             snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
             results = await self._results(session, race, snapshot) if event.type is EventType.LIVE_RACE_FINISHED else {}
-            rows = await self._dm_rows(session, event, race, tournament, pool, snapshot, results)
-            rows += self._announcement_rows(event, race, tournament, guild, snapshot)
+            dms = await self._queue_dms(session, event, race, tournament, pool, snapshot, results)
+            rows = self._announcement_rows(event, race, tournament, guild, snapshot)
         await insert_ignoring_duplicates(session, rows)
-        log.info("queued %d notification(s) for %s of race %s", len(rows), type(event).__name__, race.id)
-        return len(rows)
+        count = len(rows) + (0 if isinstance(event, LiveRaceOpenFailed) else dms)
+        log.info("queued %d notification(s) for %s of race %s", count, type(event).__name__, race.id)
+        return count
 
     async def _load(
         self, session: AsyncSession, event: LiveRaceEvent
@@ -204,7 +212,7 @@ class OutboxWriter:
             recipients |= await subscribed_player_ids(session, event.guild_id, event.type, participants)
         return recipients
 
-    async def _dm_rows(
+    async def _queue_dms(
         self,
         session: AsyncSession,
         event: LiveRaceEvent,
@@ -213,24 +221,30 @@ class OutboxWriter:
         pool: Pool,
         snapshot: dict[str, Any],
         results: dict[int, dict[str, Any]],
-    ) -> list[dict[str, Any]]:
-        recipients = await self._recipients(session, event, race, tournament, pool)
+    ) -> int:
+        recipients = sorted(await self._recipients(session, event, race, tournament, pool))
         if not recipients:
-            return []
+            return 0
         payload = self._base_payload(event, event.type.value, snapshot)
         now = utcnow()
-        return [
-            self._row(
-                kind=NotificationKind.DM,
-                event=event,
-                player_id=player_id,
-                channel_id=None,
-                payload={**payload, "result": results[player_id]} if player_id in results else payload,
-                dedupe_key=dm_dedupe_key(event.type, race.id, player_id),
-                now=now,
-            )
-            for player_id in sorted(recipients)
-        ]
+        if results:  # each participant's own result: one payload per row
+            rows = [
+                self._row(
+                    NotificationKind.DM,
+                    event,
+                    player_id,
+                    None,
+                    {**payload, "result": results[player_id]} if player_id in results else payload,
+                    dm_dedupe_key(event.type, race.id, player_id),
+                    now,
+                )
+                for player_id in recipients
+            ]
+            await insert_ignoring_duplicates(session, rows)
+        else:
+            template = self._row(NotificationKind.DM, event, None, None, payload, "", now)
+            await insert_for_players(session, recipients, template, dm_dedupe_key_prefix(event.type, race.id))
+        return len(recipients)
 
     @staticmethod
     async def _results(session: AsyncSession, race: LiveRace, snapshot: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -336,16 +350,36 @@ class OutboxWriter:
         }
 
 
+def _conflict_ignoring_insert(session: AsyncSession):
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(_notifications)
+    if dialect == "sqlite":
+        return sqlite.insert(_notifications)
+    raise RuntimeError(f"no conflict-ignoring insert for {dialect}")  # pragma: no cover - settings allow two
+
+
 async def insert_ignoring_duplicates(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     """One multi-row INSERT … ON CONFLICT (dedupe_key) DO NOTHING, on SQLite and PostgreSQL alike."""
     rows = list(rows)
-    if not rows:
-        return
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(Notification.__table__)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(Notification.__table__)
-    else:  # pragma: no cover - settings only accept the two drivers
-        raise RuntimeError(f"no conflict-ignoring insert for {dialect}")
-    await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+    if rows:
+        await session.execute(
+            _conflict_ignoring_insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows
+        )
+
+
+async def insert_for_players(
+    session: AsyncSession, player_ids: Sequence[int], template: dict[str, Any], dedupe_key_prefix: str
+) -> None:
+    """Rows identical but for the player and the dedupe key (`prefix` + player id), built by the database:
+    INSERT … SELECT … FROM players, so the payload is serialised once instead of once per row."""
+    shared = [name for name in template if name not in ("player_id", "dedupe_key")]
+    for start in range(0, len(player_ids), IN_LIST_CHUNK):
+        chunk = player_ids[start : start + IN_LIST_CHUNK]
+        rows = select(
+            *(literal(template[name], _notifications.c[name].type).label(name) for name in shared),
+            Player.id.label("player_id"),
+            (literal(dedupe_key_prefix, String()) + cast(Player.id, String())).label("dedupe_key"),
+        ).where(Player.id.in_(chunk))
+        statement = _conflict_ignoring_insert(session).from_select([*shared, "player_id", "dedupe_key"], rows)
+        await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
