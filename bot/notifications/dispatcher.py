@@ -164,6 +164,9 @@ class NotificationDispatcher:
             .where(*claimable)
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(self.settings.batch_size)
+            # PostgreSQL: pass over rows another process is claiming right now and take the next ones (SQLite
+            # has no row locks and runs one writer at a time anyway; the clause is not rendered there).
+            .with_for_update(skip_locked=True)
         )
         async with self.db.transaction() as session:
             # Compare-and-set: the outer conditions are checked again, so a row another process claimed
