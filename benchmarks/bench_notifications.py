@@ -14,7 +14,9 @@
    player. The fake counts what arrives: lost and duplicated DMs are counted there, not by the bot.
 
 Reported: requests per second as a fraction of the global limit (what the limit governs), and messages per
-second (lower when channels must be opened first).
+second (lower when channels must be opened first). The fake's global bucket starts full, as Discord's does, so a
+short run may show slightly more than 1.0. On this 2-core machine the whole setup (fake server, discord.py client
+and SQLite in one process) tops out near 470 requests per second, far above Discord's real 50.
 """
 
 from __future__ import annotations
