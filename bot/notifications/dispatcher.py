@@ -132,12 +132,12 @@ class NotificationDispatcher:
                 delivery = self._delivery()
                 if delivery is None or not delivery.available:
                     break
+                # A short batch does not mean the end: on PostgreSQL another process may hold the rest for a
+                # moment. Only an empty claim does.
                 batch = await self._claim()
                 if not batch.rows:
                     break
                 await self._deliver(delivery, batch, report)
-                if len(batch.rows) < self.settings.batch_size:
-                    break
         finally:
             self._idle.set()
         if report.handled or report.released:
@@ -169,11 +169,16 @@ class NotificationDispatcher:
             .with_for_update(skip_locked=True)
         )
         async with self.db.transaction() as session:
-            # Compare-and-set: the outer conditions are checked again, so a row another process claimed
-            # meanwhile is left alone.
+            # The ids first, then the update: PostgreSQL may run an `IN (SELECT … LIMIT n)` subquery more than
+            # once within one UPDATE, claiming more than n rows.
+            ids = list((await session.scalars(due)).all())
+            if not ids:
+                return _Batch(claim_id, [], time.monotonic())
+            # Compare-and-set: the conditions are checked again, so a row another process claimed meanwhile
+            # is left alone.
             await session.execute(
                 update(Notification)
-                .where(Notification.id.in_(due.scalar_subquery()), *claimable)
+                .where(Notification.id.in_(ids), *claimable)
                 .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=lease))
                 .execution_options(synchronize_session=False)
             )

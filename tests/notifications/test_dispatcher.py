@@ -214,12 +214,24 @@ async def test_two_dispatchers_never_send_the_same_row(services, world, settings
         await subscribe(services, uid)
     await publish(services, world.event(LiveRaceScheduled))
 
-    class SlowDelivery(RecordingDelivery):
+    overlap = asyncio.Event()
+
+    class OverlappingDelivery(RecordingDelivery):
+        """Holds the first sends until more are in flight than one dispatcher may have (3): the other
+        dispatcher has claimed rows too, so the two really run side by side."""
+
+        in_flight = 0
+
         async def send_dm(self, user_id, message, *, dm_channel_id=None):
-            await asyncio.sleep(0.005)
+            self.in_flight += 1
+            if self.in_flight > 3:
+                overlap.set()
+            await asyncio.wait_for(overlap.wait(), 10)
+            await asyncio.sleep(0.001)
+            self.in_flight -= 1
             return await super().send_dm(user_id, message, dm_channel_id=dm_channel_id)
 
-    delivery = SlowDelivery()
+    delivery = OverlappingDelivery()
     small_batches = make_settings(tmp_path, notifications={"batch_size": 7, "dispatch_concurrency": 3})
     second_db = Database(settings.database.url)  # another process: its own engine and connections
     async with second_db.read() as session:  # connected before the race starts, like a running process
@@ -233,7 +245,7 @@ async def test_two_dispatchers_never_send_the_same_row(services, world, settings
     counts = Counter(delivery.dm_recipients())
     assert len(counts) == 62 and set(counts.values()) == {1}
     assert sum(r.sent for r in reports) == 63
-    assert all(r.sent > 0 for r in reports), reports  # both really took part
+    assert all(r.sent > 0 for r in reports), reports
 
 
 async def test_close_lets_messages_in_flight_finish_and_releases_the_rest(services, world, clock):
@@ -241,23 +253,28 @@ async def test_close_lets_messages_in_flight_finish_and_releases_the_rest(servic
         await add_player(services, uid, f"p{uid}")
         await subscribe(services, uid)
     await publish(services, world.event(LiveRaceScheduled))
-    gate = asyncio.Event()
+    concurrency = services.settings.notifications.dispatch_concurrency
+    gate, all_in_flight = asyncio.Event(), asyncio.Event()
 
     class GatedDelivery(RecordingDelivery):
+        in_flight = 0
+
         async def send_dm(self, user_id, message, *, dm_channel_id=None):
+            self.in_flight += 1
+            if self.in_flight == concurrency:
+                all_in_flight.set()
             await gate.wait()
             return await super().send_dm(user_id, message, dm_channel_id=dm_channel_id)
 
     delivery = GatedDelivery()
     dispatcher = NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
     running = asyncio.create_task(dispatcher.run_once())
-    await asyncio.sleep(0.01)  # let the workers pick up their first rows
+    await asyncio.wait_for(all_in_flight.wait(), 10)  # every worker holds a message
     closing = asyncio.create_task(dispatcher.close())
     await asyncio.sleep(0)
     gate.set()
     await closing
     report = await running
-    concurrency = services.settings.notifications.dispatch_concurrency
     assert report.sent == concurrency and report.released == 13 - concurrency
     statuses = Counter(r.status for r in await rows(services))
     assert statuses == {NotificationStatus.SENT: concurrency, NotificationStatus.PENDING: 13 - concurrency}
