@@ -10,6 +10,7 @@ from bot.services.audit import AuditService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.live_races import LiveRaceService
+from bot.services.notifications import NotificationService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
@@ -38,12 +39,15 @@ class Services:
     tokens: TokenService
     eligibility: EligibilityService
     live_races: LiveRaceService
+    notifications: NotificationService
 
 
 def build_services(
     settings: Settings, db: Database, events: EventBus | None = None, *, racetime: RacetimeClient | None = None
 ) -> Services:
     events = events or EventBus()
+    notifications = NotificationService(db, settings)
+    notifications.attach(events)
     return Services(
         settings=settings,
         db=db,
@@ -58,4 +62,5 @@ def build_services(
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
         live_races=LiveRaceService(db, events, settings, racetime),
+        notifications=notifications,
     )

@@ -1,0 +1,122 @@
+"""Notifications of a whole live race driven by the real LiveRaceService, room opener and poller (against the
+fake RaceTime.gg), delivered through the real discord.py client to the fake Discord: each DM exactly once.
+
+Skipped until the live race service (branch `lifecycle`) is on main; verified against a merge of it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("bot.services.live_races", reason="needs the live race service (branch lifecycle) on main")
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import discord
+import pytest_asyncio
+
+from bot.app import Application
+from bot.discord_delivery import DiscordDelivery
+from tests.conftest import GUILD, MODERATOR
+from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
+from tests.fakes.racetime_data import captured_user
+from tests.fakes.racetime_server import FakeRacetime
+
+ALICE, BOB, CAROL = (captured_user(name) for name in ("Alice", "Bob", "Carol"))
+ALICE_ID, BOB_ID, CAROL_ID = 801, 802, 803  # Discord users
+CHANNEL = 4242
+
+
+@pytest_asyncio.fixture
+async def rt() -> AsyncIterator[FakeRacetime]:
+    async with FakeRacetime(seed=11) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest_asyncio.fixture
+async def app(settings, rt: FakeRacetime, clock: Clock, fake_discord) -> AsyncIterator[Application]:
+    settings.api.enabled = False
+    async with running_app(settings, rt, clock) as application:
+        client = discord.Client(intents=discord.Intents.none())
+        await client.login("fake-token")
+        application.delivery = DiscordDelivery(client, rate_limit_per_second=500, is_available=lambda: True)
+        try:
+            yield application
+        finally:
+            await client.close()
+
+
+async def dispatch(app: Application) -> None:
+    await app.jobs.run_once("notification_dispatcher")
+    assert app.jobs.status["notification_dispatcher"].last_error is None
+
+
+def titles(fake_discord, user_id: int) -> list[str]:
+    return [dm["embeds"][0]["title"].split(":")[0] for dm in fake_discord.dms_to(user_id)]
+
+
+async def test_a_live_race_from_schedule_to_results(app: Application, rt: FakeRacetime, clock, fake_discord) -> None:
+    services, live = app.services, app.services.live_races
+    world = await make_world(services, announcement_channel_id=CHANNEL)
+    fake_discord.add_text_channel(CHANNEL)
+    await add_player(services, ALICE_ID, "Alice", ALICE["id"])
+    await add_player(services, BOB_ID, "Bob", BOB["id"])
+    await add_player(services, CAROL_ID, "Carol", CAROL["id"])
+    for user in (ALICE_ID, BOB_ID):  # Carol races but never opted in
+        await services.notifications.set_all(user, True, guild_id=GUILD, actor=MODERATOR)
+
+    view = await live.create(
+        GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=clock.now + timedelta(minutes=5)
+    )
+    await dispatch(app)
+    await open_rooms(app)
+    await dispatch(app)
+    slug = (await live.get(GUILD, view.race.id)).race.racetime_slug
+    for user in (ALICE, BOB, CAROL):
+        rt.add_entrant(slug, user)
+    rt.start(slug)
+    await poll(app)
+    await dispatch(app)
+    rt.finish_entrant(slug, ALICE["id"], timedelta(hours=1, minutes=2, seconds=3))
+    rt.finish_entrant(slug, CAROL["id"], timedelta(hours=1, minutes=5))
+    rt.dnf(slug, BOB["id"])
+    await poll(app)
+    await poll(app)  # nothing new: no second notification
+    await dispatch(app)
+
+    expected = ["📅 Live race scheduled", "🔓 Race room open", "🚦 Race started", "🏁 Race finished"]
+    assert titles(fake_discord, ALICE_ID) == expected
+    assert titles(fake_discord, BOB_ID) == expected
+    assert fake_discord.dms_to(CAROL_ID) == []
+    assert len(fake_discord.posts_in(CHANNEL)) == 4
+    alice_result = {f["name"]: f["value"] for f in fake_discord.dms_to(ALICE_ID)[-1]["embeds"][0]["fields"]}
+    assert (alice_result["Your place"], alice_result["Your time"]) == ("1st of 2", "1:02:03.0")
+    bob_result = {f["name"]: f["value"] for f in fake_discord.dms_to(BOB_ID)[-1]["embeds"][0]["fields"]}
+    assert bob_result["Your result"] == "Forfeit (score 0)"
+    summary = await services.notifications.delivery_summary(GUILD, view.race.id)
+    assert summary == {"pending": 0, "retrying": 0, "sent": 12, "failed": 0, "skipped": 0}
+
+
+async def test_a_moderator_cancel_tells_eligible_subscribers_once(app: Application, clock, fake_discord) -> None:
+    services, live = app.services, app.services.live_races
+    world = await make_world(services)
+    await add_player(services, ALICE_ID, "Alice", ALICE["id"])
+    await add_player(services, BOB_ID, "Bob")  # not linked: not eligible
+    for user in (ALICE_ID, BOB_ID):
+        await services.notifications.set_preference(user, 419, True, guild_id=None, actor=MODERATOR)
+    view = await live.create(
+        GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=clock.now + timedelta(hours=3)
+    )
+    await live.cancel(GUILD, view.race.id, MODERATOR, reason="Host unavailable")
+    await dispatch(app)
+    await dispatch(app)
+    [dm] = fake_discord.dms_to(ALICE_ID)
+    fields = {f["name"]: f["value"] for f in dm["embeds"][0]["fields"]}
+    assert fields["Reason"] == "Host unavailable"
+    assert fake_discord.dms_to(BOB_ID) == []
