@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.events import EventBus
 from bot.services.audit import AuditService
+from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.players import PlayerService
@@ -32,15 +33,17 @@ class Services:
     scoring: ScoringService
     tokens: TokenService
     eligibility: EligibilityService
+    calendar: CalendarService
 
 
 def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+    guilds = GuildSettingsService(db)
     return Services(
         settings=settings,
         db=db,
         events=events or EventBus(),
         audit=AuditService(db),
-        guilds=GuildSettingsService(db),
+        guilds=guilds,
         players=PlayerService(db),
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
@@ -48,4 +51,10 @@ def build_services(settings: Settings, db: Database, events: EventBus | None = N
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
+        calendar=CalendarService(
+            db,
+            guilds,
+            public_url=settings.api.public_url,
+            default_lead_minutes=settings.scheduler.room_open_lead_minutes,
+        ),
     )
