@@ -38,9 +38,6 @@ class World:
     profile_id: int
     discord_user_id: int
 
-    def path_value(self, name: str) -> int:
-        return getattr(self, name)
-
 
 async def seed_world(app: Application, guild_id: int, discord_user_id: int, label: str) -> World:
     services = app.services
