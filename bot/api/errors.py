@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from bot.errors import (
     Conflict,
@@ -125,6 +126,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return _from_http_exception(request, exc)
+    except IntegrityError:
+        # A constraint caught what a service check missed (two requests racing for one name): a conflict.
+        log.warning("constraint violation on %s %s", request.method, request.path, exc_info=True)
+        return error_response(409, "conflict", "this clashes with existing data; reload and try again")
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "the server failed to answer this request; it has been logged")

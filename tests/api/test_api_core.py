@@ -148,7 +148,9 @@ async def test_missing_required_field_is_422(api: Api) -> None:
 
 async def test_time_without_offset_is_422(api: Api) -> None:
     path = f"/api/v1/tournaments/{api.mine.tid}/live-races"
-    status, body, _ = await api.call("POST", path, json={"pool_id": api.mine.pid, "scheduled_at": "2030-01-01T19:00:00"})
+    status, body, _ = await api.call(
+        "POST", path, json={"pool_id": api.mine.pid, "scheduled_at": "2030-01-01T19:00:00"}
+    )
     assert status == 422
     error = assert_envelope(body, "validation_error", field="scheduled_at")
     assert "offset" in error["message"]

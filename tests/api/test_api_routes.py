@@ -26,8 +26,12 @@ async def test_tournament_crud(api: Api) -> None:
     status, created, response = await api.call(
         "POST",
         "/api/v1/tournaments",
-        json={"name": "Spring Qualifier", "runs_per_pool": 2, "custom_goal": "Beat the game",
-              "announcement_channel_id": "123456789012345678"},
+        json={
+            "name": "Spring Qualifier",
+            "runs_per_pool": 2,
+            "custom_goal": "Beat the game",
+            "announcement_channel_id": "123456789012345678",
+        },
     )
     assert status == 201
     assert response.headers["Location"] == f"/api/v1/tournaments/{created['id']}"
@@ -136,8 +140,14 @@ async def test_live_race_lifecycle_through_the_api(api: Api) -> None:
     status, race, response = await api.call(
         "POST",
         races,
-        json={"pool_id": api.mine.pid, "scheduled_at": future(), "title": "Finals", "episode_id": "ep-1",
-              "room_profile_id": api.mine.profile_id, "room": {"start_delay": 30, "unlisted": True}},
+        json={
+            "pool_id": api.mine.pid,
+            "scheduled_at": future(),
+            "title": "Finals",
+            "episode_id": "ep-1",
+            "room_profile_id": api.mine.profile_id,
+            "room": {"start_delay": 30, "unlisted": True},
+        },
     )
     assert status == 201, race
     rid = race["id"]
@@ -282,8 +292,9 @@ async def test_put_player_creates_then_updates(api: Api) -> None:
     assert {p["discord_user_id"] for p in linked["items"]} == {"300000000000000001", "500000000000000001"}
     status, body, _ = await api.call("PUT", path, json={"display_name": "x", "racetime_id": "bad id!"})
     assert status == 422 and body["error"]["details"]["field"] == "racetime_id"
-    status, body, _ = await api.call("PUT", "/api/v1/players/600000000000000001", json={
-        "display_name": "Mallory", "racetime_id": "7BzeW5ErWom9Xgpb"})
+    status, body, _ = await api.call(
+        "PUT", "/api/v1/players/600000000000000001", json={"display_name": "Mallory", "racetime_id": "7BzeW5ErWom9Xgpb"}
+    )
     assert status == 409  # that RaceTime.gg account is Alice's
     assert (await api.call("GET", "/api/v1/players/700000000000000001"))[0] == 404
 
@@ -295,8 +306,13 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
     status, run, response = await api.call(
         "POST",
         runs,
-        json={"discord_user_id": 500000000000000001, "permalink_id": api.mine.spare_plid, "status": "finished",
-              "elapsed_seconds": 6000.25, "finished_at": finished_at},
+        json={
+            "discord_user_id": 500000000000000001,
+            "permalink_id": api.mine.spare_plid,
+            "status": "finished",
+            "elapsed_seconds": 6000.25,
+            "finished_at": finished_at,
+        },
     )
     assert status == 201, run
     assert response.headers["Location"] == f"{runs}/{run['id']}"
@@ -306,8 +322,9 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
     status, mine, _ = await api.call("GET", f"{runs}?discord_user_id=500000000000000001", token="read")
     assert [r["id"] for r in mine["items"]] == [run["id"]]
     status, again, _ = await api.call(
-        "POST", runs, json={"discord_user_id": "500000000000000001", "permalink_id": api.mine.spare_plid,
-                            "status": "forfeit"},
+        "POST",
+        runs,
+        json={"discord_user_id": "500000000000000001", "permalink_id": api.mine.spare_plid, "status": "forfeit"},
     )
     assert status == 409  # already ran this seed
     status, reattempted, _ = await api.call("POST", f"{runs}/{run['id']}/reattempt")
