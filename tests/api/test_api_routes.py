@@ -76,7 +76,7 @@ async def test_pool_crud_and_errors(api: Api) -> None:
     assert status == 200 and patched["name"] == "Pool C"
     assert (await api.call("GET", f"{base}/{pool['id']}", token="read"))[1]["name"] == "Pool C"
     assert (await api.call("DELETE", f"{base}/{pool['id']}"))[0] == 204
-    status, body, _ = await api.call("DELETE", f"{base}/{api.mine.pid}")  # has runs and a race
+    status, _body, _ = await api.call("DELETE", f"{base}/{api.mine.pid}")  # has runs and a race
     assert status == 409
 
 
@@ -216,7 +216,7 @@ async def test_live_race_list_get_filter_and_seed_privacy(api: Api) -> None:
 
 
 async def test_race_under_the_wrong_tournament_is_404(api: Api) -> None:
-    status, other, _ = await api.call("POST", "/api/v1/tournaments", json={"name": "Another"})
+    _status, other, _ = await api.call("POST", "/api/v1/tournaments", json={"name": "Another"})
     path = f"/api/v1/tournaments/{other['id']}/live-races/{api.mine.rid}"
     for method, suffix in [("GET", ""), ("GET", "/eligible"), ("GET", "/results"), ("GET", "/notifications")]:
         assert (await api.call(method, path + suffix))[0] == 404, suffix
@@ -235,7 +235,7 @@ async def test_cancel_and_delete(api: Api) -> None:
 
 async def test_edit_requires_a_change(api: Api) -> None:
     race = f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}"
-    status, body, _ = await api.call("PATCH", race, json={})
+    status, _body, _ = await api.call("PATCH", race, json={})
     assert status == 422
 
 
@@ -321,7 +321,7 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
     assert (await api.call("GET", f"{runs}/{run['id']}", token="read"))[1]["id"] == run["id"]
     status, mine, _ = await api.call("GET", f"{runs}?discord_user_id=500000000000000001", token="read")
     assert [r["id"] for r in mine["items"]] == [run["id"]]
-    status, again, _ = await api.call(
+    status, _again, _ = await api.call(
         "POST",
         runs,
         json={"discord_user_id": "500000000000000001", "permalink_id": api.mine.spare_plid, "status": "forfeit"},
