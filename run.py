@@ -29,7 +29,7 @@ def _configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
     )
     # Request lines of the HTTP libraries would add noise, never needed secrets; keep them quiet.
-    for noisy in ("httpx", "httpcore", "alembic", "apscheduler.executors.default", "discord.http"):
+    for noisy in ("httpx", "httpcore", "alembic", "apscheduler", "discord.http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -43,6 +43,7 @@ class JobRunner:
             args=[name],
             seconds=seconds,
             id=name,
+            name=name,
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 23:28:41.951162
+Create Date: 2026-11-30 23:37:48.845268
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import db.types
-
 revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -108,6 +107,7 @@ def upgrade() -> None:
     sa.Column('organizer_role_id', sa.BigInteger(), nullable=True),
     sa.Column('announcement_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('announcement_role_id', sa.BigInteger(), nullable=True),
+    sa.Column('moderator_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('timezone', sa.String(length=64), nullable=False),
     sa.Column('room_open_lead_minutes', sa.Integer(), nullable=True),
     sa.Column('default_room_profile_id', sa.Integer(), nullable=True),
