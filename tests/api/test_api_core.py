@@ -283,3 +283,11 @@ async def test_openapi_operations_are_unique_and_complete(api: Api) -> None:
                 assert {"401", "429"} <= set(op["responses"]), (method, path)
             if "requestBody" in op:
                 assert {"400", "413", "422"} <= set(op["responses"]), (method, path)
+
+
+def test_docs_have_an_example_for_every_route() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    for route in all_routes():
+        assert f"#### `{route.method} {route.path}`" in text, f"regenerate docs: scripts/api_examples.py ({route.path})"
