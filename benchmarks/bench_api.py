@@ -20,10 +20,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import aiohttp
+from aiohttp import web
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GUILD = 111_111_111_111_111_111
 MODERATOR_ID = 900_000_000_000_000_001
@@ -119,8 +119,7 @@ def _serve(races: int, ready, stop) -> None:
                 "service": service,
             }
         )
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
+        await asyncio.to_thread(stop.wait)
         await api_runner.cleanup()
         await bare_runner.cleanup()
         await app.db.dispose()
