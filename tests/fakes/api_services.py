@@ -284,14 +284,26 @@ class FakeLiveRaceService:
             return await self._view(session, await self._race(session, guild_id, race_id, tournament_id))
 
     async def _page(self, guild_id: int, query, limit: int | None, cursor: str | None) -> Page[LiveRaceView]:
+        """One joined query for the page, as the real service does."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
-        query = query.where(LiveRace.guild_id == guild_id).order_by(LiveRace.id).limit(limit + 1)
+        query = (
+            query.add_columns(Tournament, Pool, Permalink)
+            .join(Tournament, Tournament.id == LiveRace.tournament_id)
+            .join(Pool, Pool.id == LiveRace.pool_id)
+            .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
+            .where(LiveRace.guild_id == guild_id)
+            .order_by(LiveRace.id)
+            .limit(limit + 1)
+        )
         if after is not None:
             query = query.where(LiveRace.id > after)
         async with self.db.read() as session:
-            races = list((await session.scalars(query)).all())
-            views = [await self._view(session, race) for race in races]
+            rows = (await session.execute(query)).all()
+        views = [
+            LiveRaceView(race, tournament, pool, permalink, race.scheduled_at - timedelta(minutes=LEAD_MINUTES))
+            for race, tournament, pool, permalink in rows
+        ]
         return make_page(views, limit, lambda view: view.race.id)
 
     async def list(
