@@ -290,7 +290,7 @@ def _strip_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _path_parameter(name: str) -> dict[str, Any]:
     if name.endswith("discord_user_id"):
-        schema: dict[str, Any] = {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}
+        schema: dict[str, Any] = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"}
     else:
         schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
     return {"name": name, "in": "path", "required": True, "schema": schema}

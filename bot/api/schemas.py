@@ -70,7 +70,7 @@ SnowflakeIn = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"},
+                {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
                 {"type": "integer", "minimum": 1, "maximum": MAX_ID},
             ],
             "examples": ["81234567890123456"],

@@ -374,3 +374,11 @@ async def test_audit_records_the_token_as_actor(api: Api) -> None:
 async def test_health_needs_no_token(api: Api) -> None:
     status, body, _ = await api.call("GET", "/api/v1/health", token=None)
     assert status == 200 and body["status"] == "ok" and body["database"] == "ok"
+
+
+async def test_nineteen_digit_discord_ids_round_trip_as_strings(api: Api) -> None:
+    snowflake = "1234567890123456789"  # beyond JavaScript's 2**53
+    status, created, _ = await api.call("PUT", f"/api/v1/players/{snowflake}", json={"display_name": "Big"})
+    assert status == 201 and created["discord_user_id"] == snowflake
+    status, _body, _ = await api.call("PUT", "/api/v1/players/99999999999999999999", json={"display_name": "x"})
+    assert status == 404
