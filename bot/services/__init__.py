@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.events import EventBus
 from bot.services.audit import AuditService
+from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.live_races import LiveRaceService
@@ -40,6 +41,7 @@ class Services:
     eligibility: EligibilityService
     live_races: LiveRaceService
     notifications: NotificationService
+    calendar: CalendarService
 
 
 def build_services(
@@ -48,12 +50,13 @@ def build_services(
     events = events or EventBus()
     notifications = NotificationService(db, settings)
     notifications.attach(events)
+    guilds = GuildSettingsService(db)
     return Services(
         settings=settings,
         db=db,
         events=events,
         audit=AuditService(db),
-        guilds=GuildSettingsService(db),
+        guilds=guilds,
         players=PlayerService(db),
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
@@ -63,4 +66,10 @@ def build_services(
         eligibility=EligibilityService(db),
         live_races=LiveRaceService(db, events, settings, racetime),
         notifications=notifications,
+        calendar=CalendarService(
+            db,
+            guilds,
+            public_url=settings.api.public_url,
+            default_lead_minutes=settings.scheduler.room_open_lead_minutes,
+        ),
     )
