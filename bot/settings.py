@@ -66,6 +66,10 @@ class RacetimeSettings(_Section):
     category: str = "alttpr"
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    # RaceTime.gg gives a category bot a client-credentials-only application, so linking players' accounts
+    # (the authorization-code flow of /racetime link) needs a second, ordinary OAuth application.
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -135,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def has_racetime_credentials(self) -> bool:
         return bool(self.racetime.client_id) and self.racetime.client_secret is not None
+
+    @property
+    def has_racetime_oauth(self) -> bool:
+        return bool(self.racetime.oauth_client_id) and self.racetime.oauth_client_secret is not None
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from bot.settings import Settings, load_settings
 from db.models import Base
 from db.session import Database
 
+# Run the suite against PostgreSQL by pointing this at an empty database you own (every test wipes it):
+#   STARTLINE_TEST_DATABASE_URL=postgresql+asyncpg://startline:startline@127.0.0.1/startline_test ./test.sh
+TEST_DATABASE_URL = os.environ.get("STARTLINE_TEST_DATABASE_URL")
+
 GUILD = 111_111_111_111_111_111
 OTHER_GUILD = 222_222_222_222_222_222
 MODERATOR = Actor.player(900_000_000_000_000_001, "moderator")
@@ -22,7 +27,7 @@ MODERATOR = Actor.player(900_000_000_000_000_001, "moderator")
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
     sections = {
-        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'startline.db'}"},
+        "database": {"url": TEST_DATABASE_URL or f"sqlite+aiosqlite:///{tmp_path / 'startline.db'}"},
         "api": {"port": 0, "host": "127.0.0.1"},
     }
     for section, values in overrides.items():
@@ -35,7 +40,17 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name in list(os.environ):
         if name.startswith("STARTLINE_"):
             monkeypatch.delenv(name)
+    if TEST_DATABASE_URL:
+        asyncio.run(_wipe_postgres(TEST_DATABASE_URL))
     return make_settings(tmp_path)
+
+
+async def _wipe_postgres(url: str) -> None:
+    database = Database(url)
+    async with database.engine.begin() as connection:
+        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        await connection.exec_driver_sql("CREATE SCHEMA public")
+    await database.dispose()
 
 
 @pytest_asyncio.fixture

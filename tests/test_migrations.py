@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -40,6 +41,8 @@ async def test_migrations_match_models(settings) -> None:
 
 
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(settings) -> None:
+    if not settings.database.url.startswith("sqlite"):
+        pytest.skip("SQLite pragmas")
     database = Database(settings.database.url)
     try:
         async with database.engine.connect() as connection:
