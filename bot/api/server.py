@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.api import health
+from bot.api import health, oauth
 
 if TYPE_CHECKING:
     from bot.app import Application
@@ -21,6 +21,7 @@ def create_api_app(app: Application) -> web.Application:
     web_app = web.Application(client_max_size=app.settings.api.max_body_bytes)
     web_app[APP_KEY] = app
     health.setup(web_app)
+    oauth.setup(web_app)
     return web_app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.events import EventBus
+from bot.services.account_links import AccountLinkService
 from bot.services.audit import AuditService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
@@ -32,20 +33,23 @@ class Services:
     scoring: ScoringService
     tokens: TokenService
     eligibility: EligibilityService
+    account_links: AccountLinkService
 
 
 def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+    players = PlayerService(db)
     return Services(
         settings=settings,
         db=db,
         events=events or EventBus(),
         audit=AuditService(db),
         guilds=GuildSettingsService(db),
-        players=PlayerService(db),
+        players=players,
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
+        account_links=AccountLinkService(db, settings, players),
     )

@@ -105,21 +105,38 @@ async def tournament_autocomplete(interaction: discord.Interaction, current: str
     return [_choice(t.name if t.active else f"{t.name} (inactive)", t.id) for t in page.items]
 
 
-async def _tournament_in_namespace(interaction: discord.Interaction) -> Tournament | None:
-    """The tournament chosen in another option of the same command (or the one of the chosen race)."""
-    services = services_of(interaction)
-    guild_id: int = interaction.guild_id  # type: ignore[assignment]
-    raw = getattr(interaction.namespace, "tournament", None)
+async def _race_in_namespace(interaction: discord.Interaction):
+    race = getattr(interaction.namespace, "race", None)
+    if not race:
+        return None
     try:
-        if raw:
-            return await tournament_from(services, guild_id, str(raw))
-        race = getattr(interaction.namespace, "race", None)
-        if race:
-            view = await services.live_races.get(guild_id, race_id_from(str(race)))
-            return view.tournament
+        return await services_of(interaction).live_races.get(interaction.guild_id, race_id_from(str(race)))  # type: ignore[arg-type]
     except (NotFound, ValidationFailed):
         return None
-    return None
+
+
+async def _tournament_in_namespace(interaction: discord.Interaction) -> Tournament | None:
+    """The tournament chosen in another option of the same command, else the one of the chosen race."""
+    raw = getattr(interaction.namespace, "tournament", None)
+    if raw:
+        try:
+            return await tournament_from(services_of(interaction), interaction.guild_id, str(raw))  # type: ignore[arg-type]
+        except NotFound:
+            return None
+    view = await _race_in_namespace(interaction)
+    return view.tournament if view else None
+
+
+async def _pool_in_namespace(interaction: discord.Interaction, tournament: Tournament) -> Pool | None:
+    """The pool chosen in another option, else the one of the chosen race."""
+    raw = getattr(interaction.namespace, "pool", None)
+    if raw:
+        try:
+            return await pool_from(services_of(interaction), interaction.guild_id, tournament.id, str(raw))  # type: ignore[arg-type]
+        except NotFound:
+            return None
+    view = await _race_in_namespace(interaction)
+    return view.pool if view else None
 
 
 async def pool_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
@@ -139,18 +156,13 @@ async def seed_autocomplete(interaction: discord.Interaction, current: str) -> C
     if not await is_moderator(interaction):
         return []
     tournament = await _tournament_in_namespace(interaction)
-    raw_pool = getattr(interaction.namespace, "pool", None)
-    if tournament is None or not raw_pool:
-        return []
-    services = services_of(interaction)
-    guild_id: int = interaction.guild_id  # type: ignore[assignment]
-    try:
-        pool = await pool_from(services, guild_id, tournament.id, str(raw_pool))
-    except NotFound:
+    pool = await _pool_in_namespace(interaction, tournament) if tournament else None
+    if tournament is None or pool is None:
         return []
     needle = current.strip().lower()
     choices = []
-    for permalink in await services.tournaments.list_permalinks(guild_id, tournament.id, pool.id):
+    seeds = await services_of(interaction).tournaments.list_permalinks(interaction.guild_id, tournament.id, pool.id)  # type: ignore[arg-type]
+    for permalink in seeds:
         label = f"#{permalink.id} {permalink.url}" + (f" — {permalink.notes}" if permalink.notes else "")
         if needle in label.lower():
             choices.append(_choice(label, permalink.id))
