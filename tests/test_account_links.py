@@ -195,5 +195,5 @@ async def test_configured_secret_key_is_used(tmp_path, db, services) -> None:
 
 
 async def test_unconfigured_bot_says_what_to_set(settings: Settings, services) -> None:
-    with pytest.raises(UpstreamUnavailable, match="racetime.oauth_client_id"):
+    with pytest.raises(UpstreamUnavailable, match=r"racetime\.oauth_client_id"):
         await services.account_links.authorize_url(GUILD, USER)

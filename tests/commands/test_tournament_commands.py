@@ -88,7 +88,7 @@ async def test_duplicate_tournament_name_is_a_conflict(discord_) -> None:
     d = discord_
     await make_tournament(d)
     reply = await d.harness.run("tournament create", d.mod, perms=MODERATOR_PERMS, name="spring cup")
-    assert "A tournament named 'spring cup' already exists." == reply.text
+    assert reply.text == "A tournament named 'spring cup' already exists."
 
 
 async def test_edit_tournament_by_name_or_id(discord_) -> None:
