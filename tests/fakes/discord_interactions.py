@@ -220,6 +220,7 @@ class DiscordHarness:
         self,
         command: str,
         member: discord.Member,
+        /,
         *,
         perms: discord.Permissions | None = None,
         focused: str | None = None,
@@ -240,7 +241,7 @@ class DiscordHarness:
         return payload
 
     async def run(
-        self, command: str, member: discord.Member, *, perms: discord.Permissions | None = None, **values: Any
+        self, command: str, member: discord.Member, /, *, perms: discord.Permissions | None = None, **values: Any
     ) -> Reply:
         """Run `/command` (e.g. "tournament create") with the given option values."""
         start = len(self.adapter.sent)
@@ -253,6 +254,7 @@ class DiscordHarness:
         command: str,
         member: discord.Member,
         focused: str,
+        /,
         *,
         perms: discord.Permissions | None = None,
         **values: Any,
@@ -283,6 +285,16 @@ class DiscordHarness:
         self.clicked_message_id = message.message_id
         self.bot._connection.parse_interaction_create(payload)
         await self.settle()
+        return Reply(self.adapter.sent[start:])
+
+    async def run_in_dm(self, command: str, member: discord.Member) -> Reply:
+        """The same command sent from a direct message: no guild, a `user` instead of a `member`."""
+        start = len(self.adapter.sent)
+        payload = self.command_payload(command, member)
+        user = payload.pop("member")["user"]
+        del payload["guild_id"]
+        payload.update(user=user, channel={"id": str(next(_ids)), "type": 1})
+        await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
         return Reply(self.adapter.sent[start:])
 
     async def settle(self) -> None:
