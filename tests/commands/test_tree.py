@@ -52,7 +52,8 @@ def test_every_cog_module_is_an_extension_and_helpers_are_not() -> None:
 def test_the_commands_of_the_spec_exist(bot) -> None:
     names = set(all_commands(bot))
     expected = {
-        *(f"liverace {sub}" for sub in ["create", "edit", "cancel", "delete", "open", "record", "resend", "list", "info", "eligible", "upcoming", "history"]),
+        *(f"liverace {sub}" for sub in ["create", "edit", "cancel", "delete", "open", "record", "resend"]),
+        *(f"liverace {sub}" for sub in ["list", "info", "eligible", "upcoming", "history"]),
         *(f"tournament {sub}" for sub in ["create", "edit", "list", "info", "leaderboard"]),
         "pool add", "pool list", "pool remove", "seed add", "seed list", "seed remove",
         *(f"roomprofile {sub}" for sub in ["create", "edit", "list", "delete"]),
