@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from bot.api import ApiServer
 from bot.events import EventBus
@@ -17,7 +18,26 @@ from bot.settings import Settings
 from db import migrate
 from db.session import Database
 
+if TYPE_CHECKING:
+    from racetime.client import RacetimeClient
+
 log = logging.getLogger(__name__)
+
+
+def racetime_client_from(settings: Settings) -> RacetimeClient | None:
+    """The bot's RaceTime.gg client, or None when no credentials are configured (rooms then cannot open)."""
+    if not settings.has_racetime_credentials:
+        return None
+    from racetime.client import RacetimeClient
+
+    racetime = settings.racetime
+    return RacetimeClient(
+        racetime.base_url,
+        racetime.client_id or "",
+        racetime.client_secret.get_secret_value() if racetime.client_secret else "",
+        timeout=racetime.request_timeout_seconds,
+        connect_timeout=racetime.connect_timeout_seconds,
+    )
 
 
 def _version() -> str:
@@ -28,14 +48,24 @@ def _version() -> str:
 
 
 class Application:
-    def __init__(self, settings: Settings, *, run_migrations: bool = True, start_jobs: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_migrations: bool = True,
+        start_jobs: bool = True,
+        racetime_client: RacetimeClient | None = None,
+    ) -> None:
         self.settings = settings
         self.version = _version()
         self.db = Database(
             settings.database.url, echo=settings.database.echo, busy_timeout_ms=settings.database.busy_timeout_ms
         )
         self.events = EventBus()
-        self.services: Services = build_services(settings, self.db, self.events)
+        # An injected client (tests) belongs to the caller; one made from the settings is closed by stop().
+        self._owns_racetime = racetime_client is None
+        self.racetime = racetime_client if racetime_client is not None else racetime_client_from(settings)
+        self.services: Services = build_services(settings, self.db, self.events, racetime=self.racetime)
         self.jobs = JobRunner()
         self.api = ApiServer(self)
         self.run_migrations = run_migrations
@@ -59,10 +89,23 @@ class Application:
         scheduler = self.settings.scheduler
         upkeep = scheduler.score_upkeep_interval_seconds
         self.jobs.add("score_upkeep", self.services.scoring.upkeep, seconds=upkeep, first_run_in=upkeep)
+        live_races = self.services.live_races
+        # Both start soon after start-up, so rooms and results missed while the process was down catch up.
+        self.jobs.add(
+            "room_opener", live_races.run_room_opener, seconds=scheduler.opener_interval_seconds, first_run_in=1
+        )
+        self.jobs.add(
+            "race_poller",
+            live_races.run_race_poller,
+            seconds=self.settings.racetime.poll_interval_seconds,
+            first_run_in=2,
+        )
 
     async def stop(self) -> None:
         self.jobs.shutdown()
         await self.api.stop()
+        if self.racetime is not None and self._owns_racetime:
+            await self.racetime.aclose()
         await self.db.dispose()
         self.started = False
         log.info("Startline stopped")

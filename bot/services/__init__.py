@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.events import EventBus
 from bot.services.account_links import AccountLinkService
 from bot.services.audit import AuditService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
+from bot.services.live_races import LiveRaceService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
@@ -17,6 +19,9 @@ from bot.services.tokens import TokenService
 from bot.services.tournaments import TournamentService
 from bot.settings import Settings
 from db.session import Database
+
+if TYPE_CHECKING:
+    from racetime.client import RacetimeClient
 
 
 @dataclass
@@ -33,15 +38,19 @@ class Services:
     scoring: ScoringService
     tokens: TokenService
     eligibility: EligibilityService
+    live_races: LiveRaceService
     account_links: AccountLinkService
 
 
-def build_services(settings: Settings, db: Database, events: EventBus | None = None) -> Services:
+def build_services(
+    settings: Settings, db: Database, events: EventBus | None = None, *, racetime: RacetimeClient | None = None
+) -> Services:
+    events = events or EventBus()
     players = PlayerService(db)
     return Services(
         settings=settings,
         db=db,
-        events=events or EventBus(),
+        events=events,
         audit=AuditService(db),
         guilds=GuildSettingsService(db),
         players=players,
@@ -51,5 +60,6 @@ def build_services(settings: Settings, db: Database, events: EventBus | None = N
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
+        live_races=LiveRaceService(db, events, settings, racetime),
         account_links=AccountLinkService(db, settings, players),
     )

@@ -1,0 +1,720 @@
+"""Live races: scheduling, the state machine of PRODUCT.md §3.1, and what adapters render.
+
+`scheduled` → `room_open` → `in_progress` → `finished`, and `cancelled` from any state before `finished`.
+Nothing goes backwards. Each public mutating method is one transaction that writes an audit entry and publishes
+its domain event through the event bus (whose subscribers write the notification outbox in that transaction).
+The room opener and the poller (jobs) live in `room_opener.py` and `race_poller.py`; `race_recording.py` turns
+what a room shows into runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailable, ValidationFailed
+from bot.events import EventBus, LiveRaceScheduled
+from bot.services import audit
+from bot.services.common import Page, clean_name, clean_text, page_limit, require_aware
+from bot.services.eligibility import EligibilityReport, compute_eligibility
+from bot.services.race_poller import RacePoller
+from bot.services.race_recording import DONE_STATUSES, RoomApplier
+from bot.services.room_opener import (
+    NO_CREDENTIALS,
+    ClaimRefused,
+    OpenFailure,
+    RoomOpener,
+    find_marked_room,
+    room_category,
+    room_open_lead,
+)
+from bot.services.room_profiles import profile_or_404, validate_room_settings
+from bot.services.tournaments import pool_or_404, tournament_or_404
+from bot.settings import Settings
+from db.models import (
+    GuildSettings,
+    LiveRace,
+    LiveRaceEntrant,
+    Permalink,
+    Player,
+    Pool,
+    RaceStatus,
+    Run,
+    Tournament,
+)
+from db.session import Database
+from db.types import utcnow
+from racetime.errors import RacetimeConflict, RacetimeError
+from racetime.models import Race
+
+if TYPE_CHECKING:
+    from racetime.client import RacetimeClient
+
+log = logging.getLogger(__name__)
+
+EDITABLE_FIELDS = ("title", "scheduled_at", "pool_id", "permalink_id", "episode_id", "room_profile_id", "room")
+OPEN_ROOM_EDITABLE = ("title",)
+MAX_TITLE = 200
+MAX_REASON = 500
+MAX_EPISODE_ID = 100
+ACTIVE_STATUSES = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
+UPCOMING_STATUSES = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN)
+
+_STATUS_WORDS = {
+    RaceStatus.SCHEDULED: "scheduled",
+    RaceStatus.ROOM_OPEN: "open (its room is open)",
+    RaceStatus.IN_PROGRESS: "in progress",
+    RaceStatus.FINISHED: "finished",
+    RaceStatus.CANCELLED: "cancelled",
+}
+# Order of entrants in results: finishers by place, then the others by how far they got.
+_ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
+
+
+@dataclass(frozen=True)
+class LiveRaceView:
+    """What adapters render."""
+
+    race: LiveRace
+    tournament: Tournament
+    pool: Pool
+    permalink: Permalink | None
+    room_opens_at: datetime  # scheduled_at - resolved lead minutes
+
+    @property
+    def lead_minutes(self) -> int:
+        return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class EntrantView:
+    racetime_id: str
+    racetime_name: str
+    player_id: int | None
+    discord_user_id: int | None
+    display_name: str | None
+    counted: bool
+    reason: str | None  # why not counted
+    status: str
+    place: int | None
+    elapsed_us: int | None
+    finished_at: datetime | None
+    run_id: int | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class RaceResults:
+    view: LiveRaceView
+    entrants: list[EntrantView]
+
+
+def _refuse(race: LiveRace, allowed: str, action: str) -> InvalidTransition:
+    return InvalidTransition(f"race {race.id} is {_STATUS_WORDS[race.status]}; only {allowed} races can be {action}")
+
+
+def _encode_key(scheduled_at: datetime, race_id: int) -> str:
+    raw = f"ts:{scheduled_at.astimezone(UTC).isoformat()}|{race_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_key(cursor: str | None) -> tuple[datetime, int] | None:
+    """Keyset cursor over (scheduled_at, id); opaque to clients."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        prefix, _, rest = raw.partition(":")
+        stamp, _, race_id = rest.rpartition("|")
+        if prefix != "ts":
+            raise ValueError(raw)
+        scheduled_at = datetime.fromisoformat(stamp)
+        if scheduled_at.tzinfo is None:
+            raise ValueError(raw)
+        return scheduled_at, int(race_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
+
+
+def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] | None:
+    if values is None:
+        return None
+    try:
+        return [RaceStatus(value) for value in values]
+    except ValueError:
+        allowed = ", ".join(status.value for status in RaceStatus)
+        raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
+
+
+def _view_query() -> Select:
+    return (
+        select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
+        .join(Tournament, Tournament.id == LiveRace.tournament_id)
+        .join(Pool, Pool.id == LiveRace.pool_id)
+        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
+        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
+    )
+
+
+class LiveRaceService:
+    def __init__(self, db: Database, events: EventBus, settings: Settings, racetime: RacetimeClient | None) -> None:
+        self.db = db
+        self.events = events
+        self.settings = settings
+        self.racetime = racetime
+        self.opener = RoomOpener(db, events, settings, racetime, clock=self._now)
+        self.poller = RacePoller(db, events, racetime, clock=self._now)
+        self.clock: Callable[[], datetime] = utcnow  # tests move time by replacing this
+
+    def _now(self) -> datetime:
+        return self.clock()
+
+    # ---- jobs ------------------------------------------------------------------------------------------
+    async def run_room_opener(self) -> None:
+        report = await self.opener.run_cycle()
+        if report.due:
+            log.info("room opener: %s", report)
+
+    async def run_race_poller(self) -> None:
+        report = await self.poller.run_cycle()
+        if report.errors:
+            log.warning("race poller: %s", report)
+
+    # ---- views -----------------------------------------------------------------------------------------
+    def _view(self, row: Any) -> LiveRaceView:
+        race, tournament, pool, permalink, guild_lead = row
+        lead = room_open_lead(
+            tournament.room_open_lead_minutes, guild_lead, self.settings.scheduler.room_open_lead_minutes
+        )
+        return LiveRaceView(race, tournament, pool, permalink, race.scheduled_at - timedelta(minutes=lead))
+
+    async def _load_view(
+        self, session: AsyncSession, guild_id: int, race_id: int, tournament_id: int | None = None
+    ) -> LiveRaceView:
+        if isinstance(race_id, bool) or not isinstance(race_id, int):
+            raise NotFound(f"live race {race_id} not found", field="race_id")
+        row = (
+            await session.execute(
+                _view_query()
+                .where(LiveRace.id == race_id, LiveRace.guild_id == guild_id)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if row is None or (tournament_id is not None and row[0].tournament_id != tournament_id):
+            raise NotFound(f"live race {race_id} not found", field="race_id")
+        return self._view(row)
+
+    async def get(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> LiveRaceView:
+        async with self.db.read() as session:
+            return await self._load_view(session, guild_id, race_id, tournament_id)
+
+    async def list(
+        self,
+        guild_id: int,
+        *,
+        tournament_id: int | None = None,
+        statuses: Collection[RaceStatus] | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[LiveRaceView]:
+        """Newest scheduled first."""
+        return await self._page(guild_id, tournament_id, _statuses(statuses), limit, cursor, newest_first=True)
+
+    async def upcoming(
+        self, guild_id: int, *, tournament_id: int | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[LiveRaceView]:
+        """Scheduled and open races, soonest first."""
+        return await self._page(guild_id, tournament_id, list(UPCOMING_STATUSES), limit, cursor, newest_first=False)
+
+    async def _page(
+        self,
+        guild_id: int,
+        tournament_id: int | None,
+        statuses: list[RaceStatus] | None,
+        limit: int | None,
+        cursor: str | None,
+        *,
+        newest_first: bool,
+    ) -> Page[LiveRaceView]:
+        limit = page_limit(limit)
+        after = _decode_key(cursor)
+        query = _view_query().where(LiveRace.guild_id == guild_id)
+        if tournament_id is not None:
+            query = query.where(LiveRace.tournament_id == tournament_id)
+        if statuses is not None:
+            query = query.where(LiveRace.status.in_(statuses))
+        if newest_first:
+            query = query.order_by(LiveRace.scheduled_at.desc(), LiveRace.id.desc())
+            if after is not None:
+                query = query.where(
+                    or_(
+                        LiveRace.scheduled_at < after[0],
+                        and_(LiveRace.scheduled_at == after[0], LiveRace.id < after[1]),
+                    )
+                )
+        else:
+            query = query.order_by(LiveRace.scheduled_at, LiveRace.id)
+            if after is not None:
+                query = query.where(
+                    or_(
+                        LiveRace.scheduled_at > after[0],
+                        and_(LiveRace.scheduled_at == after[0], LiveRace.id > after[1]),
+                    )
+                )
+        async with self.db.read() as session:
+            if tournament_id is not None:
+                await tournament_or_404(session, guild_id, tournament_id)
+            rows = (await session.execute(query.limit(limit + 1))).all()
+        views = [self._view(row) for row in rows]
+        if len(views) > limit:
+            views = views[:limit]
+            last = views[-1].race
+            return Page(views, _encode_key(last.scheduled_at, last.id))
+        return Page(views, None)
+
+    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceView]:
+        """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
+        text = (text or "").strip()[:100]
+        limit = max(1, min(limit, 100))
+        query = _view_query().where(LiveRace.guild_id == guild_id)
+        if text:
+            matches = LiveRace.title.ilike(f"%{text}%")
+            if text.isdigit():
+                matches = or_(matches, LiveRace.id == int(text))
+            query = query.where(matches)
+        query = query.order_by(
+            LiveRace.status.in_(ACTIVE_STATUSES).desc(), LiveRace.scheduled_at.desc(), LiveRace.id.desc()
+        )
+        async with self.db.read() as session:
+            rows = (await session.execute(query.limit(limit))).all()
+        return [self._view(row) for row in rows]
+
+    async def eligibility(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> EligibilityReport:
+        async with self.db.read() as session:
+            view = await self._load_view(session, guild_id, race_id, tournament_id)
+            return await compute_eligibility(
+                session,
+                guild_id=guild_id,
+                tournament=view.tournament,
+                pool=view.pool,
+                permalink_id=view.race.permalink_id,
+                exclude_live_race_id=view.race.id,
+            )
+
+    async def results(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> RaceResults:
+        async with self.db.read() as session:
+            view = await self._load_view(session, guild_id, race_id, tournament_id)
+            rows = (
+                await session.execute(
+                    select(LiveRaceEntrant, Player, Run)
+                    .outerjoin(Player, Player.id == LiveRaceEntrant.player_id)
+                    .outerjoin(Run, Run.id == LiveRaceEntrant.run_id)
+                    .where(LiveRaceEntrant.live_race_id == view.race.id)
+                )
+            ).all()
+        entrants = [
+            EntrantView(
+                racetime_id=entrant.racetime_id,
+                racetime_name=entrant.racetime_name,
+                player_id=entrant.player_id,
+                discord_user_id=player.discord_user_id if player else None,
+                display_name=player.display_name if player else None,
+                counted=entrant.counted,
+                reason=entrant.reason,
+                status=entrant.status,
+                place=entrant.place,
+                elapsed_us=entrant.elapsed_us,
+                finished_at=entrant.finished_at,
+                run_id=entrant.run_id,
+                score=run.score if run else None,
+            )
+            for entrant, player, run in rows
+        ]
+        entrants.sort(
+            key=lambda e: (
+                e.place is None,
+                e.place or 0,
+                _ENTRANT_ORDER.get(e.status, 9),
+                not e.counted,
+                e.racetime_name.lower(),
+            )
+        )
+        return RaceResults(view, entrants)
+
+    # ---- create / edit / delete ------------------------------------------------------------------------
+    async def create(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        actor: Actor,
+        *,
+        pool_id: int,
+        scheduled_at: datetime,
+        title: str | None = None,
+        permalink_id: int | None = None,
+        episode_id: str | None = None,
+        room_profile_id: int | None = None,
+        room: dict | None = None,
+    ) -> LiveRaceView:
+        scheduled_at = self._check_start(scheduled_at)
+        room_settings = validate_room_settings(room, field_prefix="room.")
+        episode_id = self._clean_episode(episode_id)
+        async with self.db.transaction() as session:
+            tournament = await tournament_or_404(session, guild_id, tournament_id)
+            if not tournament.active:
+                raise Conflict(
+                    f"tournament {tournament.name!r} is not active; activate it before scheduling races",
+                    field="tournament_id",
+                )
+            pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
+            if permalink_id is not None:
+                await self._check_permalink(session, pool, permalink_id)
+            if room_profile_id is not None:
+                await profile_or_404(session, guild_id, room_profile_id)
+            await self._check_episode(session, episode_id)
+            race = LiveRace(
+                guild_id=guild_id,
+                tournament_id=tournament.id,
+                pool_id=pool.id,
+                permalink_id=permalink_id,
+                title=self._title(title, tournament, pool),
+                episode_id=episode_id,
+                scheduled_at=scheduled_at,
+                room_profile_id=room_profile_id,
+                room_settings=room_settings,
+                status=RaceStatus.SCHEDULED,
+                marker=secrets.token_hex(8),
+                created_by=actor.label,
+            )
+            session.add(race)
+            await session.flush()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="live_race.create",
+                target_type="live_race",
+                target_id=race.id,
+                details={
+                    "tournament_id": tournament.id,
+                    "pool_id": pool.id,
+                    "permalink_id": permalink_id,
+                    "title": race.title,
+                    "scheduled_at": scheduled_at,
+                    "episode_id": episode_id,
+                    "room_profile_id": room_profile_id,
+                    "room": room_settings,
+                },
+            )
+            await self.events.publish(
+                session,
+                LiveRaceScheduled(
+                    guild_id=guild_id, tournament_id=tournament.id, live_race_id=race.id, occurred_at=self._now()
+                ),
+            )
+            return await self._load_view(session, guild_id, race.id)
+
+    async def edit(
+        self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None, **changes: Any
+    ) -> LiveRaceView:
+        """Change a scheduled race (every field) or an open one (the title only).
+
+        A field given as None goes back to its default (title), to automatic choice (permalink_id), or to
+        inheriting (room_profile_id, room). Editing a race the opener gave up on lets it try again.
+        """
+        unknown = set(changes) - set(EDITABLE_FIELDS)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ValidationFailed(f"{key} cannot be changed; editable fields: {', '.join(EDITABLE_FIELDS)}", field=key)
+        if not changes:
+            raise ValidationFailed("nothing to change", field="changes")
+        if "scheduled_at" in changes:
+            changes["scheduled_at"] = self._check_start(changes["scheduled_at"])
+        if "room" in changes:
+            changes["room"] = validate_room_settings(changes["room"], field_prefix="room.")
+        if "episode_id" in changes:
+            changes["episode_id"] = self._clean_episode(changes["episode_id"])
+        async with self.db.transaction() as session:
+            view = await self._load_view(session, guild_id, race_id, tournament_id)
+            race, tournament = view.race, view.tournament
+            if race.status is RaceStatus.ROOM_OPEN:
+                other = sorted(set(changes) - set(OPEN_ROOM_EDITABLE))
+                if other:
+                    raise InvalidTransition(
+                        f"race {race.id}'s room is already open; only the title can change (not {', '.join(other)})"
+                    )
+            elif race.status is not RaceStatus.SCHEDULED:
+                raise _refuse(race, "scheduled or open", "edited")
+            self._check_not_opening(race)
+            before = {key: getattr(race, "room_settings" if key == "room" else key) for key in changes}
+            pool = view.pool
+            if "pool_id" in changes:
+                pool = await pool_or_404(session, guild_id, tournament.id, changes["pool_id"])
+                race.pool_id = pool.id
+                if "permalink_id" not in changes and race.permalink_id is not None:
+                    permalink = await session.get(Permalink, race.permalink_id)
+                    if permalink is None or permalink.pool_id != pool.id:
+                        race.permalink_id = None  # the old seed belongs to the old pool
+            if "permalink_id" in changes:
+                if changes["permalink_id"] is not None:
+                    await self._check_permalink(session, pool, changes["permalink_id"])
+                race.permalink_id = changes["permalink_id"]
+            if "title" in changes:
+                race.title = self._title(changes["title"], tournament, pool)
+            if "scheduled_at" in changes:
+                race.scheduled_at = changes["scheduled_at"]
+            if "episode_id" in changes and changes["episode_id"] != race.episode_id:
+                await self._check_episode(session, changes["episode_id"])
+                race.episode_id = changes["episode_id"]
+            if "room_profile_id" in changes:
+                if changes["room_profile_id"] is not None:
+                    await profile_or_404(session, guild_id, changes["room_profile_id"])
+                race.room_profile_id = changes["room_profile_id"]
+            if "room" in changes:
+                race.room_settings = changes["room"]
+            if race.status is RaceStatus.SCHEDULED:
+                # Rescheduling moves the room-open time (the opener reads the table); a failed open may retry.
+                race.open_attempts = 0
+                race.next_open_attempt_at = None
+                race.last_error = None
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="live_race.edit",
+                target_type="live_race",
+                target_id=race.id,
+                details={
+                    "before": before,
+                    "after": {k: getattr(race, "room_settings" if k == "room" else k) for k in changes},
+                },
+            )
+            await session.flush()
+            return await self._load_view(session, guild_id, race.id)
+
+    async def delete(self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None) -> None:
+        """Delete a scheduled or cancelled race. Runs it recorded stay (they only lose the link to the race)."""
+        async with self.db.transaction() as session:
+            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
+            if race.status not in (RaceStatus.SCHEDULED, RaceStatus.CANCELLED):
+                raise _refuse(race, "scheduled or cancelled", "deleted")
+            self._check_not_opening(race)
+            # Explicit, so SQLite without foreign key enforcement behaves like the ON DELETE SET NULL.
+            await session.execute(update(Run).where(Run.live_race_id == race.id).values(live_race_id=None))
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="live_race.delete",
+                target_type="live_race",
+                target_id=race.id,
+                details={"title": race.title, "status": race.status.value, "scheduled_at": race.scheduled_at},
+            )
+            await session.delete(race)
+
+    # ---- transitions -----------------------------------------------------------------------------------
+    async def open_now(
+        self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None
+    ) -> LiveRaceView:
+        """Open the room now, whatever the lead time, and reset a failed opener's attempts."""
+        async with self.db.read() as session:
+            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
+            if race.status is not RaceStatus.SCHEDULED:
+                raise _refuse(race, "scheduled", "opened")
+        try:
+            await self.opener.open(race.id, actor=actor, manual=True)
+        except ClaimRefused as refused:
+            if refused.status is None:
+                raise NotFound(f"live race {race_id} not found", field="race_id") from None
+            if refused.status is not RaceStatus.SCHEDULED:
+                raise InvalidTransition(
+                    f"race {race_id} is {_STATUS_WORDS[refused.status]}; only scheduled races can be opened"
+                ) from None
+            raise Conflict(f"the room of race {race_id} is being opened right now; try again in a minute") from None
+        except OpenFailure as failure:
+            if failure.validation:
+                raise ValidationFailed(failure.message, field="room") from None
+            hint = " The bot will try again by itself." if failure.retryable else ""
+            raise UpstreamUnavailable(failure.message + hint) from None
+        return await self.get(guild_id, race_id)
+
+    async def cancel(
+        self, guild_id: int, race_id: int, actor: Actor, *, reason: str, tournament_id: int | None = None
+    ) -> LiveRaceView:
+        """Cancel a race before it finished; an open room on RaceTime.gg is cancelled too."""
+        reason = clean_text(reason, "reason", max_length=MAX_REASON)
+        if not reason:
+            raise ValidationFailed("a reason is required to cancel a race", field="reason")
+        async with self.db.read() as session:
+            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
+        if race.status not in ACTIVE_STATUSES:
+            raise _refuse(race, "scheduled, open or in-progress", "cancelled")
+        room, room_error = await self._cancel_room(race)
+        async with self.db.transaction() as session:
+            race = await self._lock(session, race.id)
+            if race.status not in ACTIVE_STATUSES:
+                raise _refuse(race, "scheduled, open or in-progress", "cancelled")
+            await RoomApplier(session, self.events, actor, self._now()).cancel(race, room, reason=reason)
+            if room_error is not None:
+                race.last_error = (
+                    f"The RaceTime.gg room could not be cancelled ({room_error}); cancel it on RaceTime.gg"
+                )
+            await session.flush()
+            return await self._load_view(session, guild_id, race.id)
+
+    async def _cancel_room(self, race: LiveRace) -> tuple[Race | None, str | None]:
+        """Cancel the race's room on RaceTime.gg (best effort) and read it back for forfeits.
+
+        Returns the room as it stands after the cancel (None when unknown) and the error, if any.
+        """
+        category, slug = race.racetime_category, race.racetime_slug
+        if race.status is RaceStatus.SCHEDULED and race.open_claimed_at is None:
+            return None, None  # never claimed: no room can exist
+        if self.racetime is None:
+            return None, NO_CREDENTIALS if slug else None
+        try:
+            if slug is None:
+                # An interrupted open may have created a room that was never recorded: find it by its marker.
+                category = race.racetime_category or await self._category_of(race)
+                listing = await self.racetime.category_data(category, include_unlisted=True)
+                found = find_marked_room(listing, race.marker)
+                if found is None:
+                    return None, None
+                slug = found.slug
+            try:
+                await self.racetime.cancel_race(category, slug)
+            except RacetimeConflict:
+                pass  # already finished or cancelled there
+            if race.status is RaceStatus.IN_PROGRESS:
+                return await self.racetime.race_detail(category, slug), None
+            return None, None
+        except RacetimeError as exc:
+            log.warning("cancelling room %s/%s of live race %s failed: %s", category, slug, race.id, exc)
+            return None, str(exc)
+
+    async def _category_of(self, race: LiveRace) -> str:
+        async with self.db.read() as session:
+            tournament = await session.get(Tournament, race.tournament_id)
+            assert tournament is not None
+            return room_category(tournament, self.settings)
+
+    async def record(
+        self, guild_id: int, race_id: int, actor: Actor, *, force: bool = False, tournament_id: int | None = None
+    ) -> LiveRaceView:
+        """Re-read the room and record what it shows.
+
+        Without `force` the room must be over (finished or cancelled). With `force` a room still running is
+        recorded as it stands (entrants not done forfeit), and a recorded race is reconciled with its room.
+        """
+        async with self.db.read() as session:
+            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
+        if race.status is RaceStatus.FINISHED and not force:
+            raise InvalidTransition(
+                f"race {race.id} is already recorded; record it with force to re-read the room and reconcile"
+            )
+        if race.status not in (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS, RaceStatus.FINISHED):
+            raise _refuse(race, "open, in-progress or finished", "recorded")
+        if race.racetime_slug is None or race.racetime_category is None:
+            raise InvalidTransition(f"race {race.id} has no RaceTime.gg room to record")
+        if self.racetime is None:
+            raise UpstreamUnavailable(NO_CREDENTIALS)
+        try:
+            room = await self.racetime.race_detail(race.racetime_category, race.racetime_slug)
+        except RacetimeError as exc:
+            raise UpstreamUnavailable(f"RaceTime.gg did not answer with the room: {exc}") from None
+        if room.status not in DONE_STATUSES:
+            if not force:
+                raise InvalidTransition(
+                    f"the RaceTime.gg room of race {race.id} is {room.status}; results are recorded once it is over "
+                    "(or record with force to take the results as they stand)"
+                )
+            if room.status != "in_progress":
+                raise InvalidTransition(f"the RaceTime.gg room of race {race.id} has not started yet")
+        async with self.db.transaction() as session:
+            race = await self._lock(session, race.id)
+            if race.status not in (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS, RaceStatus.FINISHED):
+                raise _refuse(race, "open, in-progress or finished", "recorded")
+            view = await self._load_view(session, guild_id, race.id)
+            applier = RoomApplier(session, self.events, actor, self._now())
+            changed = await applier.apply(race, view.tournament, view.pool, room, force=force)
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="live_race.record",
+                target_type="live_race",
+                target_id=race.id,
+                details={
+                    "force": force,
+                    "racetime_status": room.status,
+                    "status": race.status.value,
+                    "changed": changed,
+                },
+            )
+            await session.flush()
+            return await self._load_view(session, guild_id, race.id)
+
+    async def _lock(self, session: AsyncSession, race_id: int) -> LiveRace:
+        """The race row, locked for this transaction where the database can (SQLite's write lock already is)."""
+        race = await session.scalar(
+            select(LiveRace).where(LiveRace.id == race_id).with_for_update().execution_options(populate_existing=True)
+        )
+        if race is None:
+            raise NotFound(f"live race {race_id} not found", field="race_id")
+        return race
+
+    # ---- checks ----------------------------------------------------------------------------------------
+    def _check_start(self, scheduled_at: Any) -> datetime:
+        if not isinstance(scheduled_at, datetime):
+            raise ValidationFailed("scheduled_at must be a date and time", field="scheduled_at")
+        scheduled_at = require_aware(scheduled_at, "scheduled_at")
+        if scheduled_at <= self._now():
+            raise ValidationFailed("scheduled_at must be in the future", field="scheduled_at")
+        return scheduled_at
+
+    def _check_not_opening(self, race: LiveRace) -> None:
+        lease = timedelta(seconds=self.settings.scheduler.open_claim_lease_seconds)
+        if race.open_claim_id is not None and race.open_claimed_at and race.open_claimed_at > self._now() - lease:
+            raise Conflict(f"the room of race {race.id} is being opened right now; try again in a minute")
+
+    @staticmethod
+    def _title(title: str | None, tournament: Tournament, pool: Pool) -> str:
+        if title is None or not title.strip():
+            return f"{tournament.name} – {pool.name}"[:MAX_TITLE]
+        return clean_name(title, "title", max_length=MAX_TITLE)
+
+    @staticmethod
+    def _clean_episode(episode_id: Any) -> str | None:
+        if episode_id is None:
+            return None
+        if not isinstance(episode_id, str):
+            raise ValidationFailed("episode_id must be text", field="episode_id")
+        episode_id = episode_id.strip()
+        if len(episode_id) > MAX_EPISODE_ID:
+            raise ValidationFailed(f"episode_id must be at most {MAX_EPISODE_ID} characters", field="episode_id")
+        return episode_id or None
+
+    @staticmethod
+    async def _check_episode(session: AsyncSession, episode_id: str | None) -> None:
+        if episode_id is None:
+            return
+        clash = await session.scalar(select(LiveRace.id).where(LiveRace.episode_id == episode_id))
+        if clash is not None:
+            raise Conflict(f"episode_id {episode_id!r} is already used by live race {clash}", field="episode_id")
+
+    @staticmethod
+    async def _check_permalink(session: AsyncSession, pool: Pool, permalink_id: int) -> Permalink:
+        permalink = await session.get(Permalink, permalink_id)
+        if permalink is None or permalink.pool_id != pool.id:
+            raise NotFound(f"seed {permalink_id} not found in pool {pool.name}", field="permalink_id")
+        return permalink

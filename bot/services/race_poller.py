@@ -1,0 +1,139 @@
+"""Following open rooms on RaceTime.gg (PRODUCT.md §3.1, §4).
+
+Per cycle: one `/o/{category}/data` request per category that has tracked races (`room_open`, `in_progress`),
+and a race detail request only for a race whose status moved to another phase (not started → running → over)
+or that left the listing (finished and cancelled rooms leave it). Everything else is answered from the listing.
+A category or race that fails is logged and skipped; the next cycle catches up, since all state is in the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+
+from bot.actors import Actor
+from bot.events import EventBus
+from bot.services.race_recording import RoomApplier, room_phase
+from db.models import LiveRace, Pool, RaceStatus, Tournament
+from db.session import Database
+from db.types import utcnow
+from racetime.models import Race
+
+if TYPE_CHECKING:
+    from racetime.client import RacetimeClient
+
+log = logging.getLogger(__name__)
+
+POLLER = Actor.system("race poller")
+TRACKED_STATUSES = (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class TrackedRace:
+    id: int
+    category: str
+    slug: str
+    racetime_status: str | None
+
+
+@dataclass
+class PollReport:
+    categories: int = 0
+    tracked: int = 0
+    listing_requests: int = 0
+    detail_requests: int = 0
+    applied: int = 0
+    errors: int = 0
+
+
+async def apply_room(
+    db: Database, events: EventBus, race_id: int, room: Race, *, actor: Actor, now: datetime, force: bool = False
+) -> LiveRace | None:
+    """Apply a room to its race in one transaction (row locked where the database can)."""
+    async with db.transaction() as session:
+        race = await session.scalar(
+            select(LiveRace).where(LiveRace.id == race_id).with_for_update().execution_options(populate_existing=True)
+        )
+        if race is None:
+            return None
+        tournament = await session.get(Tournament, race.tournament_id)
+        pool = await session.get(Pool, race.pool_id)
+        assert tournament is not None and pool is not None
+        await RoomApplier(session, events, actor, now).apply(race, tournament, pool, room, force=force)
+        return race
+
+
+class RacePoller:
+    def __init__(
+        self,
+        db: Database,
+        events: EventBus,
+        racetime: RacetimeClient | None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.racetime = racetime
+        self.clock = clock
+
+    async def run_cycle(self) -> PollReport:
+        report = PollReport()
+        if self.racetime is None:
+            return report
+        by_category: dict[str, list[TrackedRace]] = defaultdict(list)
+        for race in await self._tracked():
+            by_category[race.category].append(race)
+        report.categories = len(by_category)
+        for category, races in by_category.items():
+            report.tracked += len(races)
+            try:
+                await self._poll_category(category, races, report)
+            except Exception:
+                report.errors += 1
+                log.exception("polling RaceTime.gg category %s failed", category)
+        return report
+
+    async def _tracked(self) -> list[TrackedRace]:
+        query = select(LiveRace.id, LiveRace.racetime_category, LiveRace.racetime_slug, LiveRace.racetime_status).where(
+            LiveRace.status.in_(TRACKED_STATUSES),
+            LiveRace.racetime_slug.is_not(None),
+            LiveRace.racetime_category.is_not(None),
+        )
+        async with self.db.read() as session:
+            rows = (await session.execute(query.order_by(LiveRace.id))).all()
+        return [TrackedRace(*row) for row in rows]
+
+    async def _poll_category(self, category: str, races: list[TrackedRace], report: PollReport) -> None:
+        assert self.racetime is not None
+        report.listing_requests += 1
+        listing = await self.racetime.category_data(category, include_unlisted=True)
+        listed = {summary.slug: summary.status for summary in listing.current_races}
+        quiet: dict[int, str] = {}
+        for race in races:
+            status = listed.get(race.slug)
+            if status is not None and room_phase(status) == room_phase(race.racetime_status):
+                if status != race.racetime_status:
+                    quiet[race.id] = status  # e.g. open -> pending: nothing to record, just remember it
+                continue
+            try:
+                report.detail_requests += 1
+                room = await self.racetime.race_detail(category, race.slug)
+                await apply_room(self.db, self.events, race.id, room, actor=POLLER, now=self.clock())
+                report.applied += 1
+            except Exception:
+                report.errors += 1
+                log.exception("following live race %s (room %s/%s) failed", race.id, category, race.slug)
+        if quiet:
+            async with self.db.transaction() as session:
+                for race_id, status in quiet.items():
+                    await session.execute(
+                        update(LiveRace)
+                        .where(LiveRace.id == race_id, LiveRace.status.in_(TRACKED_STATUSES))
+                        .values(racetime_status=status)
+                    )

@@ -1,0 +1,357 @@
+"""The room opener against the fake RaceTime.gg: one room per race across crashes and processes, backoff,
+failures moderators must see, and the seed choice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import update
+
+from bot.app import Application
+from bot.errors import Conflict, ValidationFailed
+from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.services.room_opener import RoomOpener
+from db.models import AuditEntry, LiveRace, Permalink, RaceStatus, Run, RunStatus
+from tests.conftest import GUILD, MODERATOR
+from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, running_app
+from tests.fakes.racetime_server import FakeRacetime
+
+
+@pytest_asyncio.fixture
+async def rt() -> AsyncIterator[FakeRacetime]:
+    async with FakeRacetime(seed=11) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def app_settings(settings):
+    settings.api.enabled = False
+    return settings
+
+
+@pytest_asyncio.fixture
+async def app(app_settings, rt: FakeRacetime, clock: Clock) -> AsyncIterator[Application]:
+    async with running_app(app_settings, rt, clock) as application:
+        yield application
+
+
+async def _race(app: Application, race_id: int) -> LiveRace:
+    return (await app.services.live_races.get(GUILD, race_id)).race
+
+
+async def _schedule(app: Application, world, clock: Clock, minutes: float, **kwargs) -> int:
+    view = await app.services.live_races.create(
+        GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id,
+        scheduled_at=clock.now + timedelta(minutes=minutes), **kwargs,
+    )  # fmt: skip
+    return view.race.id
+
+
+def _rooms_of(rt: FakeRacetime, race: LiveRace) -> list[dict]:
+    return rt.rooms_with_marker(f"sl:{race.marker}")
+
+
+# ---- when rooms open ------------------------------------------------------------------------------------
+async def test_rooms_open_at_their_lead_time(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    services = app.services
+    world = await make_world(services)
+    early = await make_world(services, name="Early Cup", room_open_lead_minutes=60)
+    inside = await _schedule(app, world, clock, 5)  # created inside the lead window
+    later = await _schedule(app, world, clock, 40)
+    early_race = await _schedule(app, early, clock, 40)
+    report = await open_rooms(app)
+    assert (report.due, report.opened) == (2, 2)
+    assert (await _race(app, inside)).status is RaceStatus.ROOM_OPEN
+    assert (await _race(app, early_race)).status is RaceStatus.ROOM_OPEN
+    assert (await _race(app, later)).status is RaceStatus.SCHEDULED
+
+    # Rescheduling moves the open time: the opener reads the table.
+    await services.live_races.edit(GUILD, later, MODERATOR, scheduled_at=clock.now + timedelta(hours=5))
+    clock.advance(minutes=30)
+    assert (await open_rooms(app)).due == 0
+    clock.advance(hours=4, minutes=16)
+    assert (await open_rooms(app)).opened == 1
+    assert (await _race(app, later)).status is RaceStatus.ROOM_OPEN
+    assert (await open_rooms(app)).due == 0
+    assert rt.count("POST", "/startrace") == 3
+
+
+async def test_open_now_opens_a_race_that_is_not_due(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 24 * 60)
+    view = await app.services.live_races.open_now(GUILD, race_id, MODERATOR)
+    assert view.race.status is RaceStatus.ROOM_OPEN and view.race.room_opened_at == clock.now
+    assert len(_rooms_of(rt, view.race)) == 1
+    [event] = [e for e in app.events.published if isinstance(e, LiveRaceRoomOpened)]
+    assert event.live_race_id == race_id
+    async with app.db.read() as session:
+        entry = (
+            await session.execute(
+                AuditEntry.__table__.select().where(
+                    AuditEntry.action == "live_race.open", AuditEntry.target_id == race_id
+                )
+            )
+        ).one()
+    assert entry.actor_id == MODERATOR.id
+
+
+# ---- exactly one room -------------------------------------------------------------------------------------
+async def test_restart_between_claim_and_record_adopts_the_room(
+    app_settings, rt: FakeRacetime, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_app(app_settings, rt, clock) as first:
+        world = await make_world(first.services)
+        race_id = await _schedule(first, world, clock, 5)
+
+        async def die(*args, **kwargs):  # the process is killed right after RaceTime.gg created the room
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(first.services.live_races.opener, "_record_opened", die)
+        with pytest.raises(asyncio.CancelledError):
+            await first.services.live_races.opener.run_cycle()
+        claimed = await _race(first, race_id)
+        assert claimed.status is RaceStatus.SCHEDULED and claimed.open_claim_id is not None
+        assert len(_rooms_of(rt, claimed)) == 1
+
+    async with running_app(app_settings, rt, clock) as second:
+        assert (await open_rooms(second)).due == 0  # the claim's lease still holds
+        clock.advance(seconds=app_settings.scheduler.open_claim_lease_seconds + 1)
+        report = await open_rooms(second)
+        assert (report.adopted, report.opened) == (1, 0)
+        race = await _race(second, race_id)
+        [room] = _rooms_of(rt, race)
+        assert race.status is RaceStatus.ROOM_OPEN and race.racetime_slug == room["slug"]
+        assert race.open_claim_id is None
+        assert rt.count("POST", "/startrace") == 1
+        assert (await open_rooms(second)).due == 0
+
+
+async def test_room_created_despite_a_timeout_is_adopted(app_settings, rt: FakeRacetime, clock: Clock) -> None:
+    async with running_app(app_settings, rt, clock, request_timeout=0.3) as app:
+        world = await make_world(app.services)
+        race_id = await _schedule(app, world, clock, 5)
+        rt.set_delay(0.6, "/startrace")
+        report = await open_rooms(app, expect_errors=True)
+        assert report.failed == 1
+        race = await _race(app, race_id)
+        assert race.status is RaceStatus.SCHEDULED and race.open_attempts == 1
+        assert "RaceTime.gg did not open the room" in race.last_error and "timed out" in race.last_error
+        # RaceTime.gg may have created it: wait at least the 60 s its listing is cached before looking.
+        assert race.next_open_attempt_at == clock.now + timedelta(seconds=60)
+        rt.set_delay(0, "/startrace")
+        # The server did create the room before the answer was lost.
+        rt.open_room("alttpr", info_user="seed", info_bot=f"Startline live race #{race_id} · sl:{race.marker}")
+        clock.advance(seconds=59)
+        assert (await open_rooms(app)).due == 0
+        clock.advance(seconds=1)
+        assert (await open_rooms(app)).adopted == 1
+        race = await _race(app, race_id)
+        assert race.status is RaceStatus.ROOM_OPEN and race.last_error is None
+        assert len(_rooms_of(rt, race)) == 1 and race.racetime_slug == _rooms_of(rt, race)[0]["slug"]
+
+
+async def test_dropped_startrace_that_created_nothing_is_retried(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    await app.racetime.category_data("alttpr")  # a token first, so the drop hits startrace itself
+    rt.drop_next(1, "/startrace")
+    assert (await open_rooms(app, expect_errors=True)).failed == 1
+    clock.advance(seconds=60)
+    report = await open_rooms(app)
+    assert (report.opened, report.adopted) == (1, 0)  # looked for the marker first, found none
+    race = await _race(app, race_id)
+    assert len(_rooms_of(rt, race)) == 1 and race.status is RaceStatus.ROOM_OPEN
+    assert rt.count("GET", "/o/alttpr/data") == 2
+
+
+async def test_two_processes_on_one_database_open_each_room_once(app_settings, rt: FakeRacetime, clock: Clock) -> None:
+    async with running_app(app_settings, rt, clock) as one, running_app(app_settings, rt, clock) as two:
+        world = await make_world(one.services, seeds=8)
+        race_ids = [await _schedule(one, world, clock, 1 + index) for index in range(8)]
+        rt.set_delay(0.02, "/startrace")  # widen the window between claim and record
+        for _ in range(3):
+            reports = await asyncio.gather(open_rooms(one), open_rooms(two))
+            clock.advance(seconds=1)
+        races = [await _race(one, race_id) for race_id in race_ids]
+        assert all(race.status is RaceStatus.ROOM_OPEN for race in races)
+        assert all(len(_rooms_of(rt, race)) == 1 for race in races)
+        assert rt.count("POST", "/startrace") == 8
+        assert len({race.permalink_id for race in races}) == 8  # each room got its own seed
+        opened = [
+            e.live_race_id for app in (one, two) for e in app.events.published if isinstance(e, LiveRaceRoomOpened)
+        ]
+        assert sorted(opened) == sorted(race_ids)
+        assert reports  # both ran
+
+
+# ---- failures ---------------------------------------------------------------------------------------------
+async def test_backoff_then_give_up_then_open_now(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    other_id = await _schedule(app, world, clock, 6)
+    scheduler = app.settings.scheduler
+    rt.down()
+    delays = []
+    for _ in range(scheduler.open_max_attempts):
+        report = await open_rooms(app, expect_errors=True)
+        assert report.failed == 2
+        race = await _race(app, race_id)
+        assert race.status is RaceStatus.SCHEDULED and race.open_claim_id is None
+        assert "503" in race.last_error
+        assert (await open_rooms(app)).due == 0  # nothing before the next attempt time
+        if race.next_open_attempt_at is None:
+            break
+        delays.append((race.next_open_attempt_at - clock.now).total_seconds())
+        clock.now = race.next_open_attempt_at
+    # The first failure was startrace itself (a room may exist): at least 60 s; then base × 2^(n−1).
+    assert delays == [60.0, 30.0, 60.0, 120.0, 240.0]
+    assert race.open_attempts == scheduler.open_max_attempts and race.next_open_attempt_at is None
+    failed = [e for e in app.events.published if isinstance(e, LiveRaceOpenFailed)]
+    assert sorted(e.live_race_id for e in failed) == [race_id, other_id]  # told once per race
+    rt.up()
+    clock.advance(hours=1)
+    assert (await open_rooms(app)).due == 0  # given up: only a moderator restarts it
+
+    view = await app.services.live_races.open_now(GUILD, race_id, MODERATOR)
+    assert view.race.status is RaceStatus.ROOM_OPEN and view.race.last_error is None
+    await app.services.live_races.edit(GUILD, other_id, MODERATOR, title="Retry please")  # an edit re-arms it
+    assert (await open_rooms(app)).opened == 1
+    assert rt.count("POST", "/startrace") == 2
+
+
+async def test_catch_up_after_racetime_was_down(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    rt.fail_next(2, 503, "/startrace")
+    for _ in range(2):
+        assert (await open_rooms(app, expect_errors=True)).failed == 1
+        race = await _race(app, race_id)
+        assert race.next_open_attempt_at == clock.now + timedelta(seconds=60)  # startrace failed: maybe created
+        clock.advance(seconds=60)
+    assert (await open_rooms(app)).opened == 1
+    race = await _race(app, race_id)
+    assert race.status is RaceStatus.ROOM_OPEN and race.last_error is None and race.open_attempts == 2
+    assert len(_rooms_of(rt, race)) == 1
+
+
+async def test_validation_error_fails_at_once_with_a_readable_message(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    world = await make_world(app.services, racetime_goal="Any% NMG")  # not a goal of the category
+    race_id = await _schedule(app, world, clock, 5)
+    assert (await open_rooms(app, expect_errors=True)).failed == 1
+    race = await _race(app, race_id)
+    assert race.last_error == "RaceTime.gg refused to open the room: You need to set a goal for this race."
+    assert race.open_attempts == app.settings.scheduler.open_max_attempts and race.next_open_attempt_at is None
+    assert [e.live_race_id for e in app.events.published if isinstance(e, LiveRaceOpenFailed)] == [race_id]
+    with pytest.raises(ValidationFailed, match="You need to set a goal"):
+        await app.services.live_races.open_now(GUILD, race_id, MODERATOR)
+    assert rt.count("POST", "/startrace") == 2
+
+
+async def test_open_now_while_another_process_opens_it(app: Application, clock: Clock) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 60)
+    async with app.db.transaction() as session:
+        await session.execute(
+            update(LiveRace).where(LiveRace.id == race_id).values(open_claim_id="other", open_claimed_at=clock.now)
+        )
+    with pytest.raises(Conflict, match="being opened right now"):
+        await app.services.live_races.open_now(GUILD, race_id, MODERATOR)
+
+
+async def test_cancel_while_the_room_is_being_created_leaves_no_room(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    rt.set_delay(0.3, "/startrace")
+    cycle = asyncio.create_task(open_rooms(app))
+    for _ in range(100):
+        if rt.count("POST", "/startrace"):
+            break
+        await asyncio.sleep(0.01)
+    cancelled = await app.services.live_races.cancel(GUILD, race_id, MODERATOR, reason="Changed plans")
+    assert cancelled.race.status is RaceStatus.CANCELLED
+    await cycle
+    race = await _race(app, race_id)
+    [room] = _rooms_of(rt, race)
+    assert race.status is RaceStatus.CANCELLED and race.racetime_slug is None
+    assert room["status"]["value"] == "cancelled"
+
+
+# ---- the seed ----------------------------------------------------------------------------------------------
+async def test_seed_choice_fewest_runs_unused_unreserved(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    services = app.services
+    world = await make_world(services, seeds=5)
+    seeds = world.seeds
+    player = await add_player(services, 1, "Runner", "aaaaaaaaaaaa0001")
+    async with app.db.transaction() as session:
+        for seed, count in ((seeds[0], 2), (seeds[2], 1), (seeds[3], 1), (seeds[4], 1)):
+            for _ in range(count):
+                session.add(
+                    Run(tournament_id=world.tournament.id, permalink_id=seed.id, player_id=player.id,
+                        status=RunStatus.FINISHED, elapsed_us=1, reattempted=True)
+                )  # fmt: skip
+        await session.execute(update(Permalink).where(Permalink.id == seeds[1].id).values(used_in_live_race=True))
+    reserved = await _schedule(app, world, clock, 120, permalink_id=seeds[2].id)  # a moderator's pick
+    first = await _schedule(app, world, clock, 5)
+    second = await _schedule(app, world, clock, 6)
+    third = await _schedule(app, world, clock, 7)
+    fourth = await _schedule(app, world, clock, 8)
+    report = await open_rooms(app, expect_errors=True)
+    assert (report.opened, report.failed) == (3, 1)
+    one, two, three, four = [await _race(app, race_id) for race_id in (first, second, third, fourth)]
+    # seeds[1] is used and seeds[2] reserved; then fewest runs first, lowest id on ties
+    assert (one.permalink_id, two.permalink_id, three.permalink_id) == (seeds[3].id, seeds[4].id, seeds[0].id)
+    assert seeds[3].url in rt.room(one.racetime_slug)["info_user"]
+    assert four.status is RaceStatus.SCHEDULED and four.permalink_id is None
+    assert four.last_error.startswith("pool Pool A has no seed left")
+    assert (await _race(app, reserved)).permalink_id == seeds[2].id
+    # A new seed, then open-now: the moderator fixed it.
+    new_seed = await services.tournaments.add_permalink(
+        GUILD, world.tournament.id, world.pool.id, MODERATOR, url="https://alttpr.com/h/fresh"
+    )
+    view = await services.live_races.open_now(GUILD, fourth, MODERATOR)
+    assert view.permalink is not None and view.permalink.id == new_seed.id
+
+
+async def test_a_retry_keeps_the_seed_of_the_first_attempt(app: Application, rt: FakeRacetime, clock: Clock) -> None:
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    rt.fail_next(1, 503, "/startrace")
+    await open_rooms(app, expect_errors=True)
+    chosen = (await _race(app, race_id)).permalink_id
+    assert chosen == world.seeds[0].id
+    async with app.db.transaction() as session:  # seed 0 gains runs meanwhile; the race keeps it anyway
+        player = await add_player(app.services, 1, "P", "aaaaaaaaaaaa0001")
+        session.add(Run(tournament_id=world.tournament.id, permalink_id=chosen, player_id=player.id, reattempted=True))
+    clock.advance(minutes=2)
+    await open_rooms(app)
+    race = await _race(app, race_id)
+    assert race.permalink_id == chosen and world.seeds[0].url in rt.room(race.racetime_slug)["info_user"]
+
+
+async def test_opener_claim_is_compare_and_set(app: Application, clock: Clock) -> None:
+    """Two openers built on one database: the second's claim of the same race is refused."""
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    opener = app.services.live_races.opener
+    plan = await opener._claim(race_id, actor=MODERATOR, manual=False)
+    rival = RoomOpener(app.db, app.events, app.settings, app.racetime, clock=clock)
+    with pytest.raises(Exception, match=r"being opened right now|not due"):
+        await rival._claim(race_id, actor=MODERATOR, manual=False)
+    assert plan.reconcile is False
+    race = await _race(app, race_id)
+    assert race.open_claim_id == plan.claim_id
