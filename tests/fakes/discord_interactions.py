@@ -92,7 +92,7 @@ class Reply:
 
     @property
     def text(self) -> str:
-        return "\n".join(item.text for item in self.sent)
+        return "\n".join(item.text for item in self.sent if item.text)
 
     @property
     def ephemeral(self) -> bool:
