@@ -1,27 +1,42 @@
-"""Building and running the aiohttp application."""
+"""Building and running the aiohttp application.
+
+`create_api_app` runs each function of `SETUP_FUNCTIONS` on the new web application; a module that serves
+more routes (the RaceTime.gg OAuth callback, for one) adds its `setup(web_app)` there.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.api import health, oauth
+from bot.api import oauth, v1
+from bot.api.errors import MAX_BODY_KEY, error_middleware
+from bot.api.ratelimit import RateLimiter
+from bot.api.registry import APP_KEY, LIMITER_KEY
 
 if TYPE_CHECKING:
     from bot.app import Application
 
 log = logging.getLogger(__name__)
 
-APP_KEY = web.AppKey("startline_app", object)
+SetupFunction = Callable[[web.Application], None]
+SETUP_FUNCTIONS: list[SetupFunction] = [v1.setup, oauth.setup]
+
+__all__ = ["APP_KEY", "SETUP_FUNCTIONS", "ApiServer", "create_api_app"]
 
 
-def create_api_app(app: Application) -> web.Application:
-    web_app = web.Application(client_max_size=app.settings.api.max_body_bytes)
+def create_api_app(app: Application, *, extra_setup: tuple[SetupFunction, ...] = ()) -> web.Application:
+    settings = app.settings.api
+    web_app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     web_app[APP_KEY] = app
-    health.setup(web_app)
-    oauth.setup(web_app)
+    web_app[MAX_BODY_KEY] = settings.max_body_bytes
+    # One limiter for the whole process: every request of a token counts against the same window.
+    web_app[LIMITER_KEY] = RateLimiter(settings.rate_limit_per_minute)
+    for setup in (*SETUP_FUNCTIONS, *extra_setup):
+        setup(web_app)
     return web_app
 
 

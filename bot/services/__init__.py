@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from bot.events import EventBus
 from bot.services.account_links import AccountLinkService
 from bot.services.audit import AuditService
+from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.live_races import LiveRaceService
@@ -40,6 +41,7 @@ class Services:
     eligibility: EligibilityService
     live_races: LiveRaceService
     account_links: AccountLinkService
+    calendar: CalendarService
 
 
 def build_services(
@@ -47,12 +49,13 @@ def build_services(
 ) -> Services:
     events = events or EventBus()
     players = PlayerService(db)
+    guilds = GuildSettingsService(db)
     return Services(
         settings=settings,
         db=db,
         events=events,
         audit=AuditService(db),
-        guilds=GuildSettingsService(db),
+        guilds=guilds,
         players=players,
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
@@ -62,4 +65,10 @@ def build_services(
         eligibility=EligibilityService(db),
         live_races=LiveRaceService(db, events, settings, racetime),
         account_links=AccountLinkService(db, settings, players),
+        calendar=CalendarService(
+            db,
+            guilds,
+            public_url=settings.api.public_url,
+            default_lead_minutes=settings.scheduler.room_open_lead_minutes,
+        ),
     )

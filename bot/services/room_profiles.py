@@ -201,7 +201,9 @@ class RoomProfileService:
 
     async def _check_unique(self, session: AsyncSession, guild_id: int, name: str) -> None:
         clash = await session.scalar(
-            select(RoomProfile.id).where(RoomProfile.guild_id == guild_id, func.lower(RoomProfile.name) == name.lower())
+            select(RoomProfile.id).where(
+                RoomProfile.guild_id == guild_id, func.lower(RoomProfile.name) == func.lower(name)
+            )
         )
         if clash is not None:
             raise Conflict(f"a room profile named {name!r} already exists", field="name")

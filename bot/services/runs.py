@@ -82,6 +82,22 @@ class RunService:
             rows = [RunView(*row) for row in (await session.execute(query)).all()]
         return make_page(rows, limit, lambda view: view.run.id)
 
+    async def get_run(self, guild_id: int, tournament_id: int, run_id: int) -> RunView:
+        async with self.db.read() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            row = (
+                await session.execute(
+                    select(Run, Player, Permalink, Pool)
+                    .join(Player, Player.id == Run.player_id)
+                    .join(Permalink, Permalink.id == Run.permalink_id)
+                    .join(Pool, Pool.id == Permalink.pool_id)
+                    .where(Run.id == run_id, Run.tournament_id == tournament_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"run {run_id} not found in this tournament", field="run_id")
+        return RunView(*row)
+
     async def import_run(
         self,
         guild_id: int,

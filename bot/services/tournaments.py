@@ -230,7 +230,9 @@ class TournamentService:
 
     async def _check_unique_name(self, session: AsyncSession, guild_id: int, name: str) -> None:
         clash = await session.scalar(
-            select(Tournament.id).where(Tournament.guild_id == guild_id, func.lower(Tournament.name) == name.lower())
+            select(Tournament.id).where(
+                Tournament.guild_id == guild_id, func.lower(Tournament.name) == func.lower(name)
+            )
         )
         if clash is not None:
             raise Conflict(f"a tournament named {name!r} already exists", field="name")
@@ -341,7 +343,7 @@ class TournamentService:
 
     async def _check_unique_pool(self, session: AsyncSession, tournament_id: int, name: str) -> None:
         clash = await session.scalar(
-            select(Pool.id).where(Pool.tournament_id == tournament_id, func.lower(Pool.name) == name.lower())
+            select(Pool.id).where(Pool.tournament_id == tournament_id, func.lower(Pool.name) == func.lower(name))
         )
         if clash is not None:
             raise Conflict(f"a pool named {name!r} already exists in this tournament", field="name")

@@ -1,0 +1,198 @@
+"""REST API throughput and latency, beside a bare aiohttp handler serving the same bytes.
+
+    python benchmarks/bench_api.py [--requests 3000] [--concurrency 16] [--races 1000]
+
+The servers run in a child process (the Startline API on a SQLite file with one tournament of `--races` live
+races, and a bare aiohttp app whose handlers return the bytes the API returned); this process generates the
+load with aiohttp's client, so the two do not share a core. For each route it prints requests per second,
+p50 and p99 latency, and the ratio of the API to the bare handler. Every request count and run time is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+GUILD = 111_111_111_111_111_111
+MODERATOR_ID = 900_000_000_000_000_001
+
+
+async def _seed(app, races: int) -> tuple[str, int]:
+    from bot.actors import Actor
+    from db.models import Base, LiveRace
+    from db.types import utcnow
+
+    actor = Actor.player(MODERATOR_ID, "bench")
+    async with app.db.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    services = app.services
+    tournament = await services.tournaments.create_tournament(GUILD, actor, name="Bench Cup")
+    pool = await services.tournaments.add_pool(GUILD, tournament.id, actor, name="Main")
+    seed = await services.tournaments.add_permalink(
+        GUILD, tournament.id, pool.id, actor, url="https://seeds.example/bench"
+    )
+    start = utcnow() + timedelta(days=1)
+    async with app.db.transaction() as session:  # bulk insert: the benchmark measures reads, not creation
+        session.add_all(
+            LiveRace(
+                guild_id=GUILD,
+                tournament_id=tournament.id,
+                pool_id=pool.id,
+                permalink_id=seed.id,
+                title=f"Race {index}",
+                scheduled_at=start + timedelta(hours=index),
+                marker=f"bench-{index}",
+                created_by=actor.label,
+            )
+            for index in range(races)
+        )
+    issued = await services.tokens.create(GUILD, actor, name="bench", scope="read")
+    return issued.secret, tournament.id
+
+
+def _serve(races: int, ready, stop) -> None:
+    """Child process: the API and the bare app on 127.0.0.1, until the parent sets `stop`."""
+
+    async def main() -> None:
+        from bot.api.server import create_api_app
+        from bot.app import Application
+        from bot.settings import load_settings
+
+        workdir = Path(tempfile.mkdtemp(prefix="startline-bench-"))
+        settings = load_settings(
+            database={"url": f"sqlite+aiosqlite:///{workdir / 'bench.db'}"},
+            api={"host": "127.0.0.1", "port": 0, "rate_limit_per_minute": 10_000_000},
+        )
+        app = Application(settings, run_migrations=False, start_jobs=False)
+        service = "real LiveRaceService"
+        if not hasattr(app.services, "live_races"):  # until the lifecycle branch lands on main
+            from tests.fakes.api_services import FakeLiveRaceService
+
+            app.services.live_races = FakeLiveRaceService(app.db)
+            service = "FakeLiveRaceService (tests/fakes)"
+        secret, tid = await _seed(app, races)
+        api_runner = web.AppRunner(create_api_app(app), access_log=None)
+        await api_runner.setup()
+        api_site = web.TCPSite(api_runner, "127.0.0.1", 0)
+        await api_site.start()
+        api_port = api_runner.addresses[0][1]
+
+        paths = {"list": f"/api/v1/tournaments/{tid}/live-races", "health": "/api/v1/health"}
+        captured: dict[str, bytes] = {}
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as client:
+            for name, path in paths.items():
+                async with client.get(f"http://127.0.0.1:{api_port}{path}") as response:
+                    assert response.status == 200, await response.text()
+                    captured[name] = await response.read()
+
+        bare = web.Application()
+        for name, path in paths.items():
+            body = captured[name]
+
+            async def handler(_request: web.Request, body: bytes = body) -> web.Response:
+                return web.Response(body=body, content_type="application/json")
+
+            bare.router.add_get(path, handler)
+        bare_runner = web.AppRunner(bare, access_log=None)
+        await bare_runner.setup()
+        bare_site = web.TCPSite(bare_runner, "127.0.0.1", 0)
+        await bare_site.start()
+        ready.put(
+            {
+                "api": api_port,
+                "bare": bare_runner.addresses[0][1],
+                "paths": paths,
+                "token": secret,
+                "bytes": {name: len(body) for name, body in captured.items()},
+                "service": service,
+            }
+        )
+        await asyncio.to_thread(stop.wait)
+        await api_runner.cleanup()
+        await bare_runner.cleanup()
+        await app.db.dispose()
+
+    asyncio.run(main())
+
+
+async def _load(url: str, token: str, requests: int, concurrency: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    remaining = requests
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers={"Authorization": f"Bearer {token}"}) as client:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with client.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{url} answered {response.status}")
+                latencies.append(time.perf_counter() - started)
+
+        for _ in range(min(50, requests)):  # warm-up: connections, caches
+            async with client.get(url) as response:
+                await response.read()
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    return len(latencies) / elapsed, latencies
+
+
+def _p(latencies: list[float], q: float) -> float:
+    return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--races", type=int, default=1000)
+    args = parser.parse_args()
+
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Queue(), context.Event()
+    server = context.Process(target=_serve, args=(args.races, ready, stop), daemon=True)
+    server.start()
+    try:
+        info = ready.get(timeout=120)
+        print(f"{args.races} live races, {args.requests} requests per run, concurrency {args.concurrency}")
+        print(f"live races served by: {info['service']}")
+        header = f"{'route':<44} {'server':<6} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        print(header)
+        print("-" * len(header))
+        for name, path in info["paths"].items():
+            figures = {}
+            for kind in ("api", "bare"):
+                url = f"http://127.0.0.1:{info[kind]}{path}"
+                rps, latencies = asyncio.run(_load(url, info["token"], args.requests, args.concurrency))
+                figures[kind] = rps
+                print(
+                    f"{path:<44} {kind:<6} {info['bytes'][name]:>7} {rps:>8.0f} "
+                    f"{_p(latencies, 0.5):>8.2f} {_p(latencies, 0.99):>8.2f}"
+                )
+            print(f"{'':<44} ratio api/bare: {figures['api'] / figures['bare']:.2f}")
+    finally:
+        stop.set()
+        server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

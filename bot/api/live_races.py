@@ -1,0 +1,349 @@
+"""Live races: the nine routes of the seed, plus record, results and the notification delivery log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.api.pages import items_page
+from bot.api.registry import ApiCall, Reply, RouteTable
+from bot.api.schemas import (
+    CancelBody,
+    Candidate,
+    EligibilityOut,
+    EntrantOut,
+    Ineligible,
+    ItemsPage,
+    LiveRaceCreate,
+    LiveRaceOut,
+    LiveRaceQuery,
+    LiveRaceUpdate,
+    NotificationOut,
+    NotificationQuery,
+    PermalinkRef,
+    RacetimeRoom,
+    RecordBody,
+    Ref,
+    ResentOut,
+    ResultsOut,
+    ScheduledQuery,
+)
+from db.models import TokenScope
+
+READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
+RACES = "/api/v1/tournaments/{tid}/live-races"
+RACE = RACES + "/{rid}"
+
+routes = RouteTable()
+
+
+def _absolute(url: str | None, base_url: str) -> str | None:
+    # RaceTime.gg hands out relative paths; API clients want a link they can open.
+    if url and url.startswith("/"):
+        return base_url + url
+    return url
+
+
+def live_race_out(view: Any, *, can_manage: bool, racetime_base_url: str) -> LiveRaceOut:
+    """`view` is a LiveRaceView. The seed stays hidden from read tokens until the room has opened."""
+    race = view.race
+    show_seed = view.permalink is not None and (can_manage or race.room_opened_at is not None)
+    racetime = None
+    if race.racetime_slug:
+        racetime = RacetimeRoom(
+            slug=race.racetime_slug,
+            url=_absolute(race.racetime_url, racetime_base_url),
+            status=race.racetime_status,
+        )
+    return LiveRaceOut(
+        id=race.id,
+        tournament_id=race.tournament_id,
+        pool=Ref(id=view.pool.id, name=view.pool.name),
+        permalink=PermalinkRef(id=view.permalink.id, url=view.permalink.url) if show_seed else None,
+        title=race.title,
+        episode_id=race.episode_id,
+        status=race.status,
+        scheduled_at=race.scheduled_at,
+        room_opens_at=view.room_opens_at,
+        racetime=racetime,
+        room_profile_id=race.room_profile_id,
+        room=dict(race.room_settings or {}),
+        room_opened_at=race.room_opened_at,
+        started_at=race.started_at,
+        ended_at=race.ended_at,
+        participant_count=race.participant_count,
+        finisher_count=race.finisher_count,
+        cancel_reason=race.cancel_reason,
+        last_error=race.last_error,
+        created_by=race.created_by,
+        created_at=race.created_at,
+        updated_at=race.updated_at,
+    )
+
+
+def _race(call: ApiCall, view: Any) -> LiveRaceOut:
+    return live_race_out(view, can_manage=call.can_manage, racetime_base_url=call.app.settings.racetime.base_url)
+
+
+def _entrant_out(entrant: Any) -> EntrantOut:
+    return EntrantOut(
+        racetime_id=entrant.racetime_id,
+        racetime_name=entrant.racetime_name,
+        discord_user_id=entrant.discord_user_id,
+        display_name=entrant.display_name,
+        counted=entrant.counted,
+        reason=entrant.reason,
+        status=entrant.status,
+        place=entrant.place,
+        elapsed_seconds=None if entrant.elapsed_us is None else entrant.elapsed_us / 1_000_000,
+        finished_at=entrant.finished_at,
+        run_id=entrant.run_id,
+        score=entrant.score,
+    )
+
+
+def _results_out(call: ApiCall, results: Any) -> ResultsOut:
+    return ResultsOut(race=_race(call, results.view), entrants=[_entrant_out(e) for e in results.entrants])
+
+
+def _room(body: LiveRaceCreate | LiveRaceUpdate) -> dict[str, Any] | None:
+    return None if body.room is None else body.room.model_dump(exclude_none=True)
+
+
+# ---- the seed's nine ------------------------------------------------------------------------------------
+
+
+@routes.route(
+    "GET",
+    RACES,
+    summary="List a tournament's live races",
+    tag="live races",
+    scope=READ,
+    query=LiveRaceQuery,
+    response=ItemsPage[LiveRaceOut],
+)
+async def list_live_races(call: ApiCall) -> ItemsPage[LiveRaceOut]:
+    q: LiveRaceQuery = call.query
+    page = await call.services.live_races.list(
+        call.guild_id, tournament_id=call.path["tid"], statuses=q.status, limit=q.limit, cursor=q.cursor
+    )
+    return items_page(ItemsPage[LiveRaceOut], page, lambda view: _race(call, view))
+
+
+@routes.route("GET", RACE, summary="Get a live race", tag="live races", scope=READ, response=LiveRaceOut)
+async def get_live_race(call: ApiCall) -> LiveRaceOut:
+    view = await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    return _race(call, view)
+
+
+@routes.route(
+    "POST",
+    RACES,
+    summary="Schedule a live race",
+    tag="live races",
+    scope=MANAGE,
+    body=LiveRaceCreate,
+    response=LiveRaceOut,
+    status=201,
+    errors=(409,),
+    description="`scheduled_at` must be in the future and carry an offset; the seed, if given, must be in the pool.",
+)
+async def create_live_race(call: ApiCall) -> Reply:
+    body: LiveRaceCreate = call.body
+    fields = body.model_dump(exclude_unset=True, exclude={"room"})
+    tid = call.path["tid"]
+    view = await call.services.live_races.create(call.guild_id, tid, call.actor, **fields, room=_room(body))
+    return Reply(_race(call, view), 201, f"/api/v1/tournaments/{tid}/live-races/{view.race.id}")
+
+
+@routes.route(
+    "GET",
+    RACE + "/eligible",
+    summary="Who may race it, and why not",
+    tag="live races",
+    scope=READ,
+    response=EligibilityOut,
+)
+async def live_race_eligibility(call: ApiCall) -> EligibilityOut:
+    report = await call.services.live_races.eligibility(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    return EligibilityOut(
+        race_id=call.path["rid"],
+        tournament_id=report.tournament_id,
+        pool_id=report.pool_id,
+        eligible=[Candidate.model_validate(c) for c in report.eligible],
+        ineligible=[Ineligible(player=Candidate.model_validate(c), reason=r) for c, r in report.ineligible],
+    )
+
+
+@routes.route(
+    "POST",
+    RACE + "/open",
+    summary="Open the RaceTime.gg room now",
+    tag="live races",
+    scope=MANAGE,
+    response=LiveRaceOut,
+    errors=(409, 503),
+    description="Only a `scheduled` race can open (409 otherwise); 503 when RaceTime.gg cannot be reached.",
+)
+async def open_live_race(call: ApiCall) -> LiveRaceOut:
+    view = await call.services.live_races.open_now(
+        call.guild_id, call.path["rid"], call.actor, tournament_id=call.path["tid"]
+    )
+    return _race(call, view)
+
+
+@routes.route(
+    "PATCH",
+    RACE,
+    summary="Change a live race",
+    tag="live races",
+    scope=MANAGE,
+    body=LiveRaceUpdate,
+    response=LiveRaceOut,
+    errors=(409,),
+    description="Every field while `scheduled`, only `title` while `room_open`, nothing afterwards (409).",
+)
+async def update_live_race(call: ApiCall) -> LiveRaceOut:
+    body: LiveRaceUpdate = call.body
+    changes = body.model_dump(exclude_unset=True, exclude={"room"})
+    if "room" in body.model_fields_set:
+        changes["room"] = _room(body)
+    view = await call.services.live_races.edit(
+        call.guild_id, call.path["rid"], call.actor, tournament_id=call.path["tid"], **changes
+    )
+    return _race(call, view)
+
+
+@routes.route(
+    "POST",
+    RACE + "/cancel",
+    summary="Cancel a live race",
+    tag="live races",
+    scope=MANAGE,
+    body=CancelBody,
+    response=LiveRaceOut,
+    errors=(409, 503),
+    description="Allowed before `finished`; also cancels the RaceTime.gg room when one exists.",
+)
+async def cancel_live_race(call: ApiCall) -> LiveRaceOut:
+    view = await call.services.live_races.cancel(
+        call.guild_id, call.path["rid"], call.actor, reason=call.body.reason, tournament_id=call.path["tid"]
+    )
+    return _race(call, view)
+
+
+@routes.route(
+    "DELETE",
+    RACE,
+    summary="Delete a live race",
+    tag="live races",
+    scope=MANAGE,
+    response=None,
+    status=204,
+    errors=(409,),
+    description="Only `scheduled` or `cancelled` races; recorded runs are never deleted.",
+)
+async def delete_live_race(call: ApiCall) -> None:
+    await call.services.live_races.delete(call.guild_id, call.path["rid"], call.actor, tournament_id=call.path["tid"])
+
+
+@routes.route(
+    "GET",
+    "/api/v1/live-races/scheduled",
+    summary="Upcoming live races of the guild",
+    tag="live races",
+    scope=READ,
+    query=ScheduledQuery,
+    response=ItemsPage[LiveRaceOut],
+)
+async def list_scheduled_live_races(call: ApiCall) -> ItemsPage[LiveRaceOut]:
+    q: ScheduledQuery = call.query
+    page = await call.services.live_races.upcoming(
+        call.guild_id, tournament_id=q.tournament_id, limit=q.limit, cursor=q.cursor
+    )
+    return items_page(ItemsPage[LiveRaceOut], page, lambda view: _race(call, view))
+
+
+# ---- results and notifications --------------------------------------------------------------------------
+
+
+@routes.route(
+    "POST",
+    RACE + "/record",
+    summary="Record the results now",
+    tag="live races",
+    scope=MANAGE,
+    body=RecordBody,
+    response=LiveRaceOut,
+    errors=(409, 503),
+    description="Re-reads the room on RaceTime.gg and records what it shows (the room must be over). "
+    "`force` records a room still running as it stands, or reconciles a race already recorded. "
+    "GET …/results then shows the entrants.",
+)
+async def record_live_race(call: ApiCall) -> LiveRaceOut:
+    view = await call.services.live_races.record(
+        call.guild_id, call.path["rid"], call.actor, force=call.body.force, tournament_id=call.path["tid"]
+    )
+    return _race(call, view)
+
+
+@routes.route(
+    "GET",
+    RACE + "/results",
+    summary="Results and entrants",
+    tag="live races",
+    scope=READ,
+    response=ResultsOut,
+)
+async def live_race_results(call: ApiCall) -> ResultsOut:
+    results = await call.services.live_races.results(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    return _results_out(call, results)
+
+
+@routes.route(
+    "GET",
+    RACE + "/notifications",
+    summary="Notification delivery log",
+    tag="live races",
+    scope=MANAGE,
+    query=NotificationQuery,
+    response=ItemsPage[NotificationOut],
+)
+async def live_race_notifications(call: ApiCall) -> ItemsPage[NotificationOut]:
+    # The delivery log is keyed by race only; the lookup keeps the tournament in the path honest.
+    await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    q: NotificationQuery = call.query
+    page = await call.services.notifications.delivery_log(
+        call.guild_id, call.path["rid"], status=q.status, limit=q.limit, cursor=q.cursor
+    )
+    return items_page(ItemsPage[NotificationOut], page, _notification_out)
+
+
+@routes.route(
+    "POST",
+    RACE + "/notifications/resend",
+    summary="Retry failed notifications",
+    tag="live races",
+    scope=MANAGE,
+    response=ResentOut,
+)
+async def resend_live_race_notifications(call: ApiCall) -> ResentOut:
+    await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    count = await call.services.notifications.resend_failed(call.guild_id, call.path["rid"], call.actor)
+    return ResentOut(requeued=count)
+
+
+def _notification_out(notification: Any) -> NotificationOut:
+    return NotificationOut(
+        id=notification.id,
+        kind=notification.kind,
+        event_type=notification.event_type,
+        event_code=notification.event_type.code,
+        player_id=notification.player_id,
+        channel_id=notification.channel_id,
+        status=notification.status,
+        attempts=notification.attempts,
+        next_attempt_at=notification.next_attempt_at,
+        error=notification.error,
+        created_at=notification.created_at,
+        sent_at=notification.sent_at,
+    )

@@ -1,0 +1,64 @@
+"""Players: the guild's roster, importable from another bot."""
+
+from __future__ import annotations
+
+from bot.api.pages import items_page
+from bot.api.registry import ApiCall, Reply, RouteTable
+from bot.api.schemas import ItemsPage, PlayerOut, PlayerQuery, PlayerUpsert
+from db.models import TokenScope
+
+PLAYERS = "/api/v1/players"
+
+routes = RouteTable()
+
+
+@routes.route(
+    "GET",
+    PLAYERS,
+    summary="List the guild's players",
+    tag="players",
+    scope=TokenScope.READ,
+    query=PlayerQuery,
+    response=ItemsPage[PlayerOut],
+)
+async def list_players(call: ApiCall) -> ItemsPage[PlayerOut]:
+    q: PlayerQuery = call.query
+    page = await call.services.players.list(
+        call.guild_id, limit=q.limit, cursor=q.cursor, linked=q.linked, search=q.search
+    )
+    return items_page(ItemsPage[PlayerOut], page, PlayerOut.model_validate)
+
+
+@routes.route(
+    "GET",
+    PLAYERS + "/{discord_user_id}",
+    summary="Get a player",
+    tag="players",
+    scope=TokenScope.READ,
+    response=PlayerOut,
+)
+async def get_player(call: ApiCall) -> PlayerOut:
+    return PlayerOut.model_validate(await call.services.players.get(call.guild_id, call.path["discord_user_id"]))
+
+
+@routes.route(
+    "PUT",
+    PLAYERS + "/{discord_user_id}",
+    summary="Import or update a player",
+    tag="players",
+    scope=TokenScope.MANAGE,
+    body=PlayerUpsert,
+    response=PlayerOut,
+    status=200,
+    other_statuses=(201,),
+    errors=(409,),
+    description="201 when the player is new to this guild, 200 when updated. A RaceTime.gg account the player "
+    "linked themselves through OAuth cannot be replaced (409).",
+)
+async def put_player(call: ApiCall) -> Reply:
+    discord_user_id = call.path["discord_user_id"]
+    player, created = await call.services.players.upsert(
+        call.guild_id, discord_user_id, call.actor, **call.body.model_dump(exclude_unset=True)
+    )
+    location = f"{PLAYERS}/{discord_user_id}"
+    return Reply(PlayerOut.model_validate(player), 201 if created else 200, location if created else None)

@@ -1,0 +1,406 @@
+"""The route registry: one declaration per route registers the aiohttp handler AND describes it in OpenAPI.
+
+A `Route` names its method, path, scope and the pydantic models of its query, body and response. The
+registry wraps the handler so that, before the handler runs, the token is authenticated, rate-limited and
+scope-checked, the path ids are integers in range, and the query and body are validated into their models;
+after it, the result is serialised through the response model. `openapi_document` reads the same
+declarations, so the document cannot describe a route the server does not have, or miss one it has.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from bot.actors import Actor
+from bot.api.auth import authenticate, require_scope
+from bot.api.errors import ApiError
+from bot.api.ratelimit import RateLimiter
+from bot.api.schemas import MAX_ID, ErrorResponse
+from bot.errors import NotFound
+from db.models import ApiToken, TokenScope
+
+if TYPE_CHECKING:
+    from bot.app import Application
+    from bot.services import Services
+
+APP_KEY = web.AppKey("startline_app", object)
+LIMITER_KEY = web.AppKey("startline_rate_limiter", RateLimiter)
+
+_PATH_PARAM = re.compile(r"{([a-z_]+)}")
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A handler's answer when the route's default status is not enough (201 with Location, 200 vs 201)."""
+
+    body: BaseModel | None
+    status: int
+    location: str | None = None
+
+
+@dataclass
+class ApiCall:
+    """Everything a handler needs, already checked: the token, the path ids, the query and the body."""
+
+    request: web.Request
+    app: Application
+    token: ApiToken | None
+    path: dict[str, int]
+    query: Any
+    body: Any
+
+    @property
+    def services(self) -> Services:
+        return self.app.services
+
+    @property
+    def guild_id(self) -> int:
+        assert self.token is not None, "a public route has no guild"
+        return self.token.guild_id
+
+    @property
+    def actor(self) -> Actor:
+        assert self.token is not None, "a public route has no actor"
+        return Actor.token(self.token.id, self.token.name)
+
+    @property
+    def can_manage(self) -> bool:
+        return self.token is not None and self.token.scope is TokenScope.MANAGE
+
+
+Handler = Callable[[ApiCall], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # OpenAPI form: /api/v1/tournaments/{tid}
+    handler: Handler
+    summary: str
+    tag: str
+    scope: TokenScope | None  # None: no bearer token (health, the document, the calendar feed)
+    response: type[BaseModel] | None  # None: 204 No Content, or a non-JSON body (see media_type)
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    status: int = 200
+    other_statuses: tuple[int, ...] = ()  # further success statuses (PUT: 201 when it creates)
+    errors: tuple[int, ...] = ()  # error statuses beyond the ones every route of its kind has
+    media_type: str = JSON
+    description: str = ""
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+    @property
+    def aiohttp_path(self) -> str:
+        # Non-digit ids never match a route, so they get the same 404 as an id that does not exist.
+        return _PATH_PARAM.sub(lambda m: "{" + m.group(1) + r":\d+}", self.path)
+
+    @property
+    def error_statuses(self) -> list[int]:
+        statuses = set(self.errors)
+        if self.scope is not None:
+            statuses |= {401, 404, 429}
+        if self.scope is TokenScope.MANAGE:
+            statuses.add(403)
+        if self.path_params:
+            statuses.add(404)
+        if self.query is not None and self.query.model_fields:
+            statuses.add(422)
+        if self.body is not None:
+            statuses |= {400, 413, 422}
+        return sorted(statuses)
+
+
+@dataclass
+class RouteTable:
+    """The routes of one resource module, declared with the `route` decorator."""
+
+    routes: list[Route] = field(default_factory=list)
+
+    def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(method=method, path=path, handler=handler, **options))
+            return handler
+
+        return register
+
+
+# ---- turning a request into an ApiCall ------------------------------------------------------------------
+
+_MESSAGES = {
+    "timezone_aware": "must include a timezone offset (for example 2026-12-01T19:00:00Z)",
+    "extra_forbidden": "unknown field",
+    "missing": "is required",
+}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def validation_error(exc: ValidationError, where: str) -> ApiError:
+    problems = [
+        {
+            "field": _field_name(error["loc"]),
+            "message": _MESSAGES.get(error["type"], error["msg"]),
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    first = problems[0]
+    return ApiError(
+        422,
+        "validation_error",
+        f"{where} field {first['field']}: {first['message']}",
+        details={"field": first["field"], "errors": problems},
+    )
+
+
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    def is_list(annotation: Any) -> bool:
+        if get_origin(annotation) in (Union, types.UnionType):
+            return any(is_list(arg) for arg in get_args(annotation))
+        return get_origin(annotation) is list
+
+    return frozenset(name for name, info in model.model_fields.items() if is_list(info.annotation))
+
+
+def parse_query(model: type[BaseModel], query: Mapping[str, str], list_fields: frozenset[str]) -> BaseModel:
+    raw: dict[str, Any] = {}
+    for key in set(query.keys()):
+        values = query.getall(key)  # type: ignore[attr-defined]
+        if key in list_fields:
+            raw[key] = values
+        elif len(values) > 1:
+            raise ApiError(422, "validation_error", f"query field {key}: given more than once", details={"field": key})
+        else:
+            raw[key] = values[0]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, "query") from None
+
+
+async def parse_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+    raw = await request.read()  # aiohttp enforces client_max_size here (413)
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise ApiError(
+                400, "invalid_json", "the request body is not valid JSON", details={"field": "body"}
+            ) from None
+        raise validation_error(exc, "body") from None
+
+
+def parse_path(route: Route, match_info: Mapping[str, str]) -> dict[str, int]:
+    path: dict[str, int] = {}
+    for name in route.path_params:
+        value = int(match_info[name])
+        if not 1 <= value <= MAX_ID:
+            raise NotFound(f"{name} {value} not found", field=name)
+        path[name] = value
+    return path
+
+
+def render(route: Route, result: Any) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    reply = result if isinstance(result, Reply) else Reply(result, route.status)
+    if reply.body is None:
+        return web.Response(status=204)
+    headers = {"Location": reply.location} if reply.location else None
+    return web.Response(
+        status=reply.status, body=reply.body.model_dump_json().encode(), content_type=JSON, headers=headers
+    )
+
+
+def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    list_fields = _list_fields(route.query) if route.query is not None else frozenset()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        app: Application = request.app[APP_KEY]  # type: ignore[assignment]
+        token = None
+        if route.scope is not None:
+            token = await authenticate(request, app.services.tokens)
+            request.app[LIMITER_KEY].check(f"token:{token.id}")
+            require_scope(token, route.scope)
+        call = ApiCall(
+            request=request,
+            app=app,
+            token=token,
+            path=parse_path(route, request.match_info),
+            query=parse_query(route.query, request.query, list_fields) if route.query is not None else None,
+            body=await parse_body(route.body, request) if route.body is not None else None,
+        )
+        return render(route, await route.handler(call))
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+def add_routes(web_app: web.Application, routes: Iterable[Route]) -> None:
+    for route in routes:
+        web_app.router.add_route(route.method, route.aiohttp_path, aiohttp_handler(route), name=route.handler.__name__)
+
+
+# ---- the OpenAPI 3.1 document ---------------------------------------------------------------------------
+
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Malformed request (not JSON)",
+    401: "No valid API token",
+    403: "The token's scope does not allow this",
+    404: "Not found (also: belongs to another guild)",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Invalid input; `details.field` names the field",
+    429: "Rate limit reached; see Retry-After",
+    503: "RaceTime.gg or the database is unavailable",
+}
+REF = "#/components/schemas/{model}"
+
+
+def _strip_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter is left out rather than sent as null."""
+    options = schema.get("anyOf")
+    if options and any(option.get("type") == "null" for option in options):
+        rest = [option for option in options if option.get("type") != "null"]
+        schema = {key: value for key, value in schema.items() if key != "anyOf"}
+        schema.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+    if schema.get("default") is None:
+        schema.pop("default", None)
+    return schema
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    if name.endswith("discord_user_id"):
+        schema: dict[str, Any] = {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"}
+    else:
+        schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_parameters(schema: dict[str, Any], list_fields: frozenset[str]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _strip_null(dict(prop))
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            parameter["description"] = description
+        if name in list_fields:
+            parameter.update(style="form", explode=True)
+        parameters.append(parameter)
+    return parameters
+
+
+def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status in (route.status, *route.other_statuses):
+        response: dict[str, Any] = {"description": _STATUS_TEXT.get(status, "OK")}
+        if status != 204:
+            if route.response is not None:
+                schema = refs[(route.response, "serialization")]
+            else:  # a body the handler writes itself (the document, the calendar feed)
+                schema = {"type": "object"} if route.media_type == JSON else {"type": "string"}
+            response["content"] = {route.media_type: {"schema": schema}}
+        if status == 201:
+            response["headers"] = {
+                "Location": {"description": "URL of the created resource", "schema": {"type": "string"}}
+            }
+        responses[str(status)] = response
+    error_ref = refs[(ErrorResponse, "serialization")]
+    for status in route.error_statuses:
+        response = {"description": _STATUS_TEXT.get(status, "Error"), "content": {JSON: {"schema": error_ref}}}
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+            }
+        responses[str(status)] = response
+    return responses
+
+
+def openapi_document(routes: Iterable[Route], *, version: str, server_url: str | None = None) -> dict[str, Any]:
+    routes = list(routes)
+    models: set[tuple[type[BaseModel], str]] = {(ErrorResponse, "serialization")}
+    for route in routes:
+        if route.response is not None:
+            models.add((route.response, "serialization"))
+        if route.body is not None:
+            models.add((route.body, "validation"))
+        if route.query is not None:
+            models.add((route.query, "validation"))
+    refs, definitions = models_json_schema(
+        sorted(models, key=lambda pair: (pair[0].__name__, pair[1])), ref_template=REF
+    )
+    schemas = definitions.get("$defs", {})
+    query_models = {route.query for route in routes if route.query is not None}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation: dict[str, Any] = {
+            "operationId": route.handler.__name__,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "security": [{"bearerAuth": []}] if route.scope is not None else [],
+            "responses": _responses(route, refs),
+        }
+        description = route.description
+        if route.scope is not None:
+            description = f"Scope: `{route.scope.value}`. {description}".strip()
+        if description:
+            operation["description"] = description
+        parameters = [_path_parameter(name) for name in route.path_params]
+        if route.query is not None:
+            query_schema = schemas[refs[(route.query, "validation")]["$ref"].rsplit("/", 1)[1]]
+            parameters += _query_parameters(query_schema, _list_fields(route.query))
+        if parameters:
+            operation["parameters"] = parameters
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": bool(route.body.model_json_schema().get("required")),
+                "content": {JSON: {"schema": refs[(route.body, "validation")]}},
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    for model in query_models:  # expanded into parameters above; not referenced as schemas
+        referenced_elsewhere = any(
+            route.body is model or route.response is model for route in routes if model is not None
+        )
+        if not referenced_elsewhere:
+            schemas.pop(refs[(model, "validation")]["$ref"].rsplit("/", 1)[1], None)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Startline API",
+            "version": version,
+            "description": "Live races for async tournaments. Errors use the envelope "
+            '`{"error": {"code", "message", "details"}}`; lists return `{"items", "next_cursor"}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document

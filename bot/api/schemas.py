@@ -1,0 +1,529 @@
+"""Pydantic models of every request body, query and response of the REST API.
+
+The same models validate input, serialise output and, through the route registry, make the OpenAPI document:
+the contract cannot drift from the code. Conventions:
+- times out are ISO 8601 UTC with `Z`; times in must carry an offset (`AwareDatetime`);
+- Discord ids (users, channels, roles) go out as strings, since they exceed JavaScript's safe integers, and
+  come in as a string or an integer;
+- every input model forbids unknown fields, and every number and string is bounded so nothing out of range
+  reaches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    create_model,
+)
+
+from bot.services.common import MAX_PAGE_SIZE
+from bot.services.room_profiles import ROOM_SETTING_SPECS
+from db.models import EventType, NotificationKind, NotificationStatus, RaceStatus, RunStatus
+
+MAX_ID = 2**63 - 1
+_SNOWFLAKE = re.compile(r"^[0-9]{1,19}$")
+
+T = TypeVar("T")
+
+
+def iso_utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _to_snowflake(value: Any) -> Any:
+    """A Discord id given as a JSON string or integer; range checks follow in the field constraints."""
+    if isinstance(value, str) and _SNOWFLAKE.match(value.strip()):
+        return int(value.strip())
+    if isinstance(value, bool):  # bool is an int in Python, never a Discord id
+        raise ValueError("must be a Discord id (digits, as a string or an integer)")
+    if isinstance(value, int):
+        return value
+    raise ValueError("must be a Discord id (digits, as a string or an integer)")
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+UtcDateTime = Annotated[
+    datetime,
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-12-01T19:00:00Z"]}),
+]
+InstantIn = Annotated[
+    AwareDatetime, WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-12-01T19:00:00Z"]})
+]
+SnowflakeOut = Annotated[
+    str, BeforeValidator(str), WithJsonSchema({"type": "string", "pattern": "^[0-9]+$", "examples": ["81234567890"]})
+]
+SnowflakeIn = Annotated[
+    int,
+    BeforeValidator(_to_snowflake),
+    Field(ge=1, le=MAX_ID),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^[1-9][0-9]{0,18}$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            ],
+            "examples": ["81234567890123456"],
+        }
+    ),
+]
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class OutputModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---- shared shapes ------------------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["validation_error"])
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ItemsPage(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as `cursor` to get the next page; null on the last page")
+
+
+class PageQuery(InputModel):
+    limit: int | None = Field(default=None, ge=1, le=MAX_PAGE_SIZE, description="page size (default 50)")
+    cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the previous page")
+
+
+class NoQuery(InputModel):
+    pass
+
+
+class Ref(OutputModel):
+    id: int
+    name: str
+
+
+# ---- health ---------------------------------------------------------------------------------------------
+
+
+class JobHealth(BaseModel):
+    runs: int
+    failures: int
+    last_error: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: str
+    discord: str
+    racetime: str
+    jobs: dict[str, JobHealth]
+
+
+# ---- room settings and profiles ---------------------------------------------------------------------------
+
+
+def _room_setting_field(spec: tuple[type, int | None, int | None, str]) -> tuple[Any, Any]:
+    kind, low, high, unit = spec
+    if kind is bool:
+        return (bool | None, Field(default=None))
+    return (int | None, Field(default=None, ge=low, le=high, description=unit))
+
+
+_ROOM_FIELDS = {name: _room_setting_field(spec) for name, spec in ROOM_SETTING_SPECS.items()}
+
+RoomSettings = create_model(
+    "RoomSettings",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Per-race RaceTime.gg room settings; an absent or null field inherits from the profiles.",
+    **_ROOM_FIELDS,
+)
+RoomProfileCreate = create_model(
+    "RoomProfileCreate", __config__=ConfigDict(extra="forbid"), name=(Name, ...), **_ROOM_FIELDS
+)
+RoomProfileUpdate = create_model(
+    "RoomProfileUpdate",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="Only the fields given change; a setting given as null goes back to inheriting.",
+    name=(Name | None, None),
+    **_ROOM_FIELDS,
+)
+RoomProfileOut = create_model(
+    "RoomProfileOut",
+    __base__=OutputModel,
+    id=(int, ...),
+    name=(str, ...),
+    created_at=(UtcDateTime, ...),
+    updated_at=(UtcDateTime, ...),
+    **{name: (field_type, None) for name, (field_type, _) in _ROOM_FIELDS.items()},
+)
+
+
+# ---- tournaments, pools, permalinks ---------------------------------------------------------------------
+
+
+class TournamentOut(OutputModel):
+    id: int
+    name: str
+    description: str
+    active: bool
+    runs_per_pool: int
+    max_reattempts: int = Field(description="-1 means unlimited")
+    racetime_category: str | None
+    racetime_goal: str | None
+    custom_goal: str | None
+    announcement_channel_id: SnowflakeOut | None
+    announcement_role_id: SnowflakeOut | None
+    room_profile_id: int | None
+    room_open_lead_minutes: int | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class TournamentFields(InputModel):
+    description: Text | None = None
+    active: bool | None = None
+    runs_per_pool: int | None = Field(default=None, ge=1, le=20)
+    max_reattempts: int | None = Field(default=None, ge=-1, le=100)
+    racetime_category: str | None = Field(default=None, max_length=50)
+    racetime_goal: str | None = Field(default=None, max_length=255)
+    custom_goal: str | None = Field(default=None, max_length=255)
+    announcement_channel_id: SnowflakeIn | None = None
+    announcement_role_id: SnowflakeIn | None = None
+    room_profile_id: Id | None = None
+    room_open_lead_minutes: int | None = Field(default=None, ge=0, le=1440)
+
+
+class TournamentCreate(TournamentFields):
+    name: Name
+
+
+class TournamentUpdate(TournamentFields):
+    name: Name | None = None
+
+
+class TournamentQuery(PageQuery):
+    active: bool | None = None
+    search: str | None = Field(default=None, max_length=100)
+
+
+class PoolOut(OutputModel):
+    id: int
+    tournament_id: int
+    name: str
+    description: str
+    created_at: UtcDateTime
+
+
+class PoolCreate(InputModel):
+    name: Name
+    description: Text = ""
+
+
+class PoolUpdate(InputModel):
+    name: Name | None = None
+    description: Text | None = None
+
+
+class PermalinkOut(OutputModel):
+    id: int
+    pool_id: int
+    url: str | None = Field(description="null for read tokens until the seed has been raced in an opened room")
+    notes: str
+    par_time: float | None = Field(description="seconds")
+    used_in_live_race: bool
+    created_at: UtcDateTime
+
+
+class PermalinkCreate(InputModel):
+    url: str = Field(min_length=1, max_length=500, examples=["https://alttpr.com/h/abc123"])
+    notes: str = Field(default="", max_length=1000)
+
+
+class PermalinkUpdate(InputModel):
+    url: str | None = Field(default=None, min_length=1, max_length=500)
+    notes: str | None = Field(default=None, max_length=1000)
+
+
+# ---- live races -----------------------------------------------------------------------------------------
+
+
+class PermalinkRef(OutputModel):
+    id: int
+    url: str
+
+
+class RacetimeRoom(BaseModel):
+    slug: str
+    url: str | None
+    status: str | None
+
+
+class LiveRaceOut(OutputModel):
+    id: int
+    tournament_id: int
+    pool: Ref
+    permalink: PermalinkRef | None = Field(
+        description="visible to manage tokens, and to read tokens once the room opened"
+    )
+    title: str
+    episode_id: str | None
+    status: RaceStatus
+    scheduled_at: UtcDateTime
+    room_opens_at: UtcDateTime
+    racetime: RacetimeRoom | None
+    room_profile_id: int | None
+    room: dict[str, Any] = Field(description="the race's own room settings (overrides)")
+    room_opened_at: UtcDateTime | None
+    started_at: UtcDateTime | None
+    ended_at: UtcDateTime | None
+    participant_count: int
+    finisher_count: int
+    cancel_reason: str | None
+    last_error: str | None
+    created_by: str
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class LiveRaceCreate(InputModel):
+    pool_id: Id
+    scheduled_at: InstantIn
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    permalink_id: Id | None = None
+    episode_id: str | None = Field(default=None, min_length=1, max_length=100)
+    room_profile_id: Id | None = None
+    room: RoomSettings | None = None  # type: ignore[valid-type]
+
+
+class LiveRaceUpdate(InputModel):
+    """Only the fields given change. While the room is open only `title` may change."""
+
+    pool_id: Id | None = None
+    scheduled_at: InstantIn | None = None
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    permalink_id: Id | None = None
+    episode_id: str | None = Field(default=None, min_length=1, max_length=100)
+    room_profile_id: Id | None = None
+    room: RoomSettings | None = None  # type: ignore[valid-type]
+
+
+class LiveRaceQuery(PageQuery):
+    status: list[RaceStatus] | None = Field(default=None, description="repeat to filter on several statuses")
+
+
+class ScheduledQuery(PageQuery):
+    tournament_id: Id | None = None
+
+
+class CancelBody(InputModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RecordBody(InputModel):
+    force: bool = Field(
+        default=False, description="record a room still running as it stands, or reconcile a recorded race"
+    )
+
+
+class Candidate(OutputModel):
+    discord_user_id: SnowflakeOut
+    display_name: str
+    racetime_id: str | None
+    racetime_name: str | None
+
+
+class Ineligible(BaseModel):
+    player: Candidate
+    reason: str
+
+
+class EligibilityOut(BaseModel):
+    race_id: int
+    tournament_id: int
+    pool_id: int
+    eligible: list[Candidate]
+    ineligible: list[Ineligible]
+
+
+class EntrantOut(OutputModel):
+    racetime_id: str
+    racetime_name: str
+    discord_user_id: SnowflakeOut | None
+    display_name: str | None
+    counted: bool
+    reason: str | None = Field(description="why no run was given (not eligible)")
+    status: str
+    place: int | None
+    elapsed_seconds: float | None
+    finished_at: UtcDateTime | None
+    run_id: int | None
+    score: float | None
+
+
+class ResultsOut(BaseModel):
+    race: LiveRaceOut
+    entrants: list[EntrantOut]
+
+
+class NotificationOut(OutputModel):
+    id: int
+    kind: NotificationKind
+    event_type: EventType
+    event_code: int
+    player_id: int | None
+    channel_id: SnowflakeOut | None
+    status: NotificationStatus
+    attempts: int
+    next_attempt_at: UtcDateTime
+    error: str | None
+    created_at: UtcDateTime
+    sent_at: UtcDateTime | None
+
+
+class NotificationQuery(PageQuery):
+    status: NotificationStatus | None = None
+
+
+class ResentOut(BaseModel):
+    requeued: int
+
+
+# ---- players and runs -----------------------------------------------------------------------------------
+
+
+class PlayerOut(OutputModel):
+    id: int
+    discord_user_id: SnowflakeOut
+    display_name: str
+    racetime_id: str | None
+    racetime_name: str | None
+    racetime_verified: bool
+    dm_blocked: bool
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class PlayerUpsert(InputModel):
+    display_name: Name
+    racetime_id: str | None = Field(default=None, min_length=1, max_length=32, examples=["7BzeW5ErWom9Xgpb"])
+    racetime_name: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class PlayerQuery(PageQuery):
+    linked: bool | None = Field(default=None, description="only players with (true) or without (false) a link")
+    search: str | None = Field(default=None, max_length=100)
+
+
+class PlayerRef(BaseModel):
+    discord_user_id: SnowflakeOut
+    display_name: str
+
+
+class RunOut(BaseModel):
+    id: int
+    tournament_id: int
+    pool: Ref
+    permalink_id: int
+    player: PlayerRef
+    live_race_id: int | None
+    status: RunStatus
+    start_time: UtcDateTime | None
+    end_time: UtcDateTime | None
+    elapsed_seconds: float | None
+    place: int | None
+    reattempted: bool
+    score: float | None
+    source: str
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class RunImport(InputModel):
+    discord_user_id: SnowflakeIn
+    permalink_id: Id
+    status: RunStatus
+    elapsed_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    finished_at: InstantIn | None = None
+    reattempted: bool = False
+
+
+class RunQuery(PageQuery):
+    discord_user_id: SnowflakeIn | None = None
+    pool_id: Id | None = None
+    permalink_id: Id | None = None
+    live_race_id: Id | None = None
+    status: RunStatus | None = None
+
+
+class PoolScores(BaseModel):
+    pool_id: int
+    scores: list[float]
+
+
+class LeaderboardEntryOut(BaseModel):
+    rank: int
+    discord_user_id: SnowflakeOut
+    display_name: str
+    score: float
+    runs_counted: int
+    pools: list[PoolScores]
+
+
+class LeaderboardOut(BaseModel):
+    tournament_id: int
+    runs_per_pool: int
+    pools: list[Ref]
+    entries: list[LeaderboardEntryOut]
+
+
+# ---- audit and calendar ---------------------------------------------------------------------------------
+
+
+class ActorOut(BaseModel):
+    type: Literal["player", "token", "system"]
+    id: str | None
+    name: str
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    actor: ActorOut
+    action: str
+    target_type: str
+    target_id: int | None
+    details: dict[str, Any]
+    created_at: UtcDateTime
+
+
+class AuditQuery(PageQuery):
+    target_type: str | None = Field(default=None, max_length=32)
+    target_id: Id | None = None
+    action: str | None = Field(default=None, max_length=64)
+
+
+class CalendarOut(BaseModel):
+    url: str = Field(description="subscribe to this URL in a calendar app; whoever has it can read the schedule")
+
+
+class CalendarQuery(InputModel):
+    key: str = Field(min_length=1, max_length=100)

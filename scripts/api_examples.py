@@ -1,0 +1,231 @@
+"""Regenerate the per-route examples of docs/api.md from real requests to a real server.
+
+    .venv/bin/python scripts/api_examples.py          # rewrites the part between the markers in docs/api.md
+
+It starts the API on a temporary SQLite file with the test fixtures' small world (tests/api/conftest.py), sends
+one request per route of the registry and writes each request and the answer it really got. It fails if a route
+of the registry has no example, so the document cannot fall behind the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.api.v1 import all_routes  # noqa: E402
+from tests.api.conftest import start_api  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
+
+DOC = ROOT / "docs" / "api.md"
+START, END = "<!-- examples:start -->", "<!-- examples:end -->"
+MAX_LINES = 40
+
+
+def _shorten(text: str) -> str:
+    lines = text.splitlines()
+    if len(lines) <= MAX_LINES:
+        return text
+    return "\n".join([*lines[:MAX_LINES], "  …"])
+
+
+class Recorder:
+    def __init__(self, client, tokens) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.sections: dict[tuple[str, str], str] = {}
+
+    async def call(
+        self,
+        method: str,
+        template: str,
+        values: dict[str, Any] | None = None,
+        *,
+        body: Any = None,
+        query: str = "",
+        token: str | None = "manage",
+    ) -> Any:
+        path = template.format(**(values or {})) + (f"?{query}" if query else "")
+        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        response = await self.client.request(method, path, json=body, headers=headers)
+        raw = await response.read()
+        request_lines = [f"{method} {path}"]
+        if token:
+            request_lines.append(f"Authorization: Bearer slt_… ({token} token)")
+        if body is not None:
+            request_lines += ["Content-Type: application/json", "", json.dumps(body, indent=2)]
+        answer_lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+        for header in ("Location", "Retry-After", "WWW-Authenticate"):
+            if header in response.headers:
+                answer_lines.append(f"{header}: {response.headers[header]}")
+        parsed: Any = None
+        if raw:
+            answer_lines.append("")
+            if response.content_type == "application/json":
+                parsed = json.loads(raw)
+                shown = json.dumps(parsed, indent=2, ensure_ascii=False)
+                answer_lines.append(_shorten(shown))
+            else:
+                answer_lines.append(_shorten(raw.decode()))
+        section = "```http\n" + "\n".join(request_lines) + "\n```\n\n```http\n" + "\n".join(answer_lines) + "\n```\n"
+        self.sections.setdefault((method, template), section)
+        return parsed
+
+
+async def record_examples() -> dict[tuple[str, str], str]:
+    workdir = Path(tempfile.mkdtemp(prefix="startline-doc-"))
+    app, client, tokens, mine, _foreign = await start_api(make_settings(workdir))
+    r = Recorder(client, tokens)
+    later = (datetime.now(UTC) + timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+    try:
+        t = "/api/v1/tournaments"
+        await r.call("GET", "/api/v1/health", token=None)
+        created = await r.call(
+            "POST",
+            t,
+            body={
+                "name": "Spring Qualifier",
+                "runs_per_pool": 2,
+                "racetime_category": "alttpr",
+                "racetime_goal": "Beat the game",
+            },
+        )
+        t2 = {"tid": created["id"]}
+        await r.call("GET", t, query="limit=2", token="read")
+        await r.call("GET", t + "/{tid}", t2, token="read")
+        await r.call("PATCH", t + "/{tid}", t2, body={"description": "Two runs per pool", "max_reattempts": 1})
+        pools = t + "/{tid}/pools"
+        pool = await r.call("POST", pools, {"tid": mine.tid}, body={"name": "Keysanity", "description": "Hard"})
+        p2 = {"tid": mine.tid, "pid": pool["id"]}
+        await r.call("GET", pools, {"tid": mine.tid}, token="read")
+        await r.call("GET", pools + "/{pid}", p2, token="read")
+        await r.call("PATCH", pools + "/{pid}", p2, body={"description": "Keysanity, hard"})
+        seeds = pools + "/{pid}/permalinks"
+        seed = await r.call("POST", seeds, p2, body={"url": "https://alttpr.com/h/Xy12Ab", "notes": "fast"})
+        s2 = {**p2, "plid": seed["id"]}
+        await r.call("GET", seeds, p2, token="read")
+        await r.call("GET", seeds + "/{plid}", s2)
+        await r.call("PATCH", seeds + "/{plid}", s2, body={"notes": "fast, no glitches"})
+        profiles = "/api/v1/room-profiles"
+        profile = await r.call("POST", profiles, body={"name": "Streamed", "streaming_required": True, "time_limit": 6})
+        r2 = {"profile_id": profile["id"]}
+        await r.call("GET", profiles, token="read")
+        await r.call("GET", profiles + "/{profile_id}", r2, token="read")
+        await r.call("PATCH", profiles + "/{profile_id}", r2, body={"start_delay": 30, "time_limit": None})
+
+        races = t + "/{tid}/live-races"
+        race = races + "/{rid}"
+        new_race = await r.call(
+            "POST",
+            races,
+            {"tid": mine.tid},
+            body={
+                "pool_id": mine.pid,
+                "scheduled_at": later.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "title": "Week 3 race",
+                "episode_id": "week-3",
+                "room_profile_id": profile["id"],
+                "room": {"start_delay": 20},
+            },
+        )
+        l2 = {"tid": mine.tid, "rid": new_race["id"]}
+        l1 = {"tid": mine.tid, "rid": mine.rid}
+        await r.call("GET", races, {"tid": mine.tid}, query="status=scheduled&limit=1", token="read")
+        await r.call("GET", race, l2, token="read")
+        await r.call("PATCH", race, l2, body={"title": "Week 3 race (rescheduled)"})
+        await r.call("GET", race + "/eligible", l1, token="read")
+        await r.call("POST", race + "/open", l2)
+        await r.call("POST", race + "/record", l2, body={"force": True})
+        await r.call("GET", race + "/results", l2, token="read")
+        await r.call("GET", race + "/notifications", l1)
+        await r.call("POST", race + "/notifications/resend", l1)
+        await r.call("GET", "/api/v1/live-races/scheduled", query=f"tournament_id={mine.tid}", token="read")
+        await r.call("POST", race + "/cancel", l1, body={"reason": "The host is ill; new date soon."})
+        await r.call("DELETE", race, l1)
+
+        players = "/api/v1/players"
+        alice = {"discord_user_id": "500000000000000001"}
+        await r.call(
+            "PUT",
+            players + "/{discord_user_id}",
+            alice,
+            body={"display_name": "Alice", "racetime_id": "7BzeW5ErWom9Xgpb", "racetime_name": "alice"},
+        )
+        await r.call("GET", players, query="linked=true&limit=2", token="read")
+        await r.call("GET", players + "/{discord_user_id}", alice, token="read")
+        runs = t + "/{tid}/runs"
+        run = await r.call(
+            "POST",
+            runs,
+            {"tid": mine.tid},
+            body={
+                "discord_user_id": "500000000000000001",
+                "permalink_id": mine.spare_plid,
+                "status": "finished",
+                "elapsed_seconds": 5712.25,
+                "finished_at": "2026-11-28T20:35:12Z",
+            },
+        )
+        await r.call("GET", runs, {"tid": mine.tid}, query="limit=1", token="read")
+        await r.call("GET", runs + "/{run_id}", {"tid": mine.tid, "run_id": run["id"]}, token="read")
+        await r.call("POST", runs + "/{run_id}/reattempt", {"tid": mine.tid, "run_id": run["id"]})
+        await r.call("GET", t + "/{tid}/leaderboard", {"tid": mine.tid}, token="read")
+        await r.call("GET", "/api/v1/audit", query="limit=2", token="read")
+        feed = await r.call("GET", "/api/v1/calendar")
+        await r.call("POST", "/api/v1/calendar/rotate")
+        feed = await r.call("GET", "/api/v1/calendar")
+        key = feed["url"].split("key=", 1)[1]
+        await r.call("GET", "/api/v1/live-races.ics", query=f"key={key}", token=None)
+        await r.call("GET", "/api/v1/openapi.json", token=None)
+
+        await r.call("DELETE", seeds + "/{plid}", s2)
+        await r.call("DELETE", pools + "/{pid}", p2)
+        await r.call("DELETE", profiles + "/{profile_id}", r2)
+        await r.call("DELETE", t + "/{tid}", t2)
+    finally:
+        await client.close()
+        await app.db.dispose()
+    return r.sections
+
+
+def render(sections: dict[tuple[str, str], str]) -> str:
+    missing = [f"{route.method} {route.path}" for route in all_routes() if (route.method, route.path) not in sections]
+    if missing:
+        raise SystemExit(f"no example for: {', '.join(missing)}")
+    parts = []
+    tag = None
+    for route in all_routes():
+        if route.tag != tag:
+            tag = route.tag
+            parts.append(f"### {tag.capitalize()}\n")
+        scope = f"scope `{route.scope.value}`" if route.scope else "no token"
+        parts.append(f"#### `{route.method} {route.path}`\n\n{route.summary} ({scope}).")
+        if route.description:
+            parts.append(re.sub(r"^Scope: `\w+`\. ?", "", route.description))
+        body = sections[(route.method, route.path)]
+        if route.path.endswith("openapi.json"):
+            body = "The OpenAPI 3.1 document (JSON) describing every route above.\n"
+        parts.append(body)
+    return "\n\n".join(parts)
+
+
+def main() -> int:
+    sections = asyncio.run(record_examples())
+    text = DOC.read_text()
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    DOC.write_text(f"{before}{START}\n\n{render(sections)}\n{END}{after}")
+    print(f"wrote {len(sections)} examples into {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Fixtures of the REST API tests: a real Application (SQLite file), the aiohttp test server and client,
+tokens of two guilds, and the same small world of objects seeded in both guilds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.api.server import create_api_app
+from bot.app import Application
+from bot.settings import Settings
+from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus
+from db.types import utcnow
+from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
+from tests.fakes.api_services import FakeLiveRaceService, FakeNotificationService
+
+PLAYER_ID = 300_000_000_000_000_001
+OTHER_PLAYER_ID = 400_000_000_000_000_001
+FOREIGN_MARK = "other-guild-secret"
+
+
+@dataclass
+class World:
+    """Ids of the objects seeded in one guild."""
+
+    tid: int
+    pid: int
+    plid: int
+    spare_plid: int
+    rid: int
+    run_id: int
+    profile_id: int
+    discord_user_id: int
+
+
+async def seed_world(app: Application, guild_id: int, discord_user_id: int, label: str) -> World:
+    services = app.services
+    profile = await services.room_profiles.create(guild_id, MODERATOR, name=f"profile {label}", start_delay=20)
+    tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=f"tournament {label}")
+    pool = await services.tournaments.add_pool(guild_id, tournament.id, MODERATOR, name=f"pool {label}")
+    seed = await services.tournaments.add_permalink(
+        guild_id, tournament.id, pool.id, MODERATOR, url=f"https://seeds.example/{label}/1"
+    )
+    spare = await services.tournaments.add_permalink(
+        guild_id, tournament.id, pool.id, MODERATOR, url=f"https://seeds.example/{label}/2"
+    )
+    await services.players.upsert(
+        guild_id,
+        discord_user_id,
+        MODERATOR,
+        display_name=f"player {label}",
+        racetime_id=f"rt{discord_user_id}"[:16],
+    )
+    run = await services.runs.import_run(
+        guild_id,
+        tournament.id,
+        MODERATOR,
+        discord_user_id=discord_user_id,
+        permalink_id=spare.id,
+        status="finished",
+        elapsed_seconds=5400.5,
+        finished_at=utcnow() - timedelta(days=1),
+    )
+    view = await services.live_races.create(
+        guild_id,
+        tournament.id,
+        MODERATOR,
+        pool_id=pool.id,
+        scheduled_at=utcnow() + timedelta(days=2),
+        title=f"race {label}",
+        permalink_id=seed.id,
+    )
+    async with app.db.transaction() as session:
+        session.add(
+            Notification(
+                kind=NotificationKind.DM,
+                event_type=EventType.LIVE_RACE_SCHEDULED,
+                guild_id=guild_id,
+                live_race_id=view.race.id,
+                dedupe_key=f"test:{guild_id}:{view.race.id}",
+                status=NotificationStatus.FAILED,
+                attempts=5,
+                error="Forbidden",
+            )
+        )
+    return World(
+        tid=tournament.id,
+        pid=pool.id,
+        plid=seed.id,
+        spare_plid=spare.id,
+        rid=view.race.id,
+        run_id=run.id,
+        profile_id=profile.id,
+        discord_user_id=discord_user_id,
+    )
+
+
+@dataclass
+class Api:
+    app: Application
+    client: TestClient
+    tokens: dict[str, str]
+    mine: World
+    foreign: World
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = "manage",
+        json: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        params: Any = None,
+    ) -> tuple[int, Any, Any]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {self.tokens[token]}"
+        response = await self.client.request(method, path, json=json, data=data, headers=sent, params=params)
+        body = await response.json() if response.content_type == "application/json" else await response.read()
+        return response.status, body, response
+
+
+def make_app(settings: Settings) -> Application:
+    app = Application(settings, run_migrations=False, start_jobs=False)
+    app.services.live_races = FakeLiveRaceService(app.db)  # type: ignore[attr-defined]
+    app.services.notifications = FakeNotificationService(app.db)  # type: ignore[attr-defined]
+    return app
+
+
+async def start_api(settings: Settings) -> tuple[Application, TestClient, dict[str, str], World, World]:
+    app = make_app(settings)
+    async with app.db.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    tokens = {
+        "manage": (await app.services.tokens.create(GUILD, MODERATOR, name="manage", scope="manage")).secret,
+        "read": (await app.services.tokens.create(GUILD, MODERATOR, name="read", scope="read")).secret,
+        "other": (await app.services.tokens.create(OTHER_GUILD, MODERATOR, name="other", scope="manage")).secret,
+    }
+    mine = await seed_world(app, GUILD, PLAYER_ID, "mine")
+    foreign = await seed_world(app, OTHER_GUILD, OTHER_PLAYER_ID, FOREIGN_MARK)
+    client = TestClient(TestServer(create_api_app(app), host="127.0.0.1"))
+    await client.start_server()
+    return app, client, tokens, mine, foreign
+
+
+@pytest_asyncio.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    app, client, tokens, mine, foreign = await start_api(settings)
+    try:
+        yield Api(app, client, tokens, mine, foreign)
+    finally:
+        await client.close()
+        await app.db.dispose()
+
+
+@pytest.fixture
+def settings_with(tmp_path, monkeypatch):
+    """Settings with overrides, for tests that need another rate limit or body size."""
+    from tests.conftest import make_settings
+
+    def build(**overrides: Any) -> Settings:
+        return make_settings(tmp_path, **overrides)
+
+    return build
