@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from bot.api import ApiServer
 from bot.events import EventBus
 from bot.jobs import JobRunner
+from bot.notifications.delivery import Delivery
+from bot.notifications.dispatcher import NotificationDispatcher
 from bot.services import Services, build_services
 from bot.settings import Settings
 from db import migrate
@@ -72,6 +74,9 @@ class Application:
         self.start_jobs = start_jobs
         self.discord_state = "disabled"
         self.discord_bot = None  # set by StartlineBot in Discord mode
+        # How notifications reach Discord; None without a gateway (rows wait in the outbox).
+        self.delivery: Delivery | None = None
+        self.dispatcher = NotificationDispatcher(self.db, settings, lambda: self.delivery)
         self.started = False
 
     async def start(self) -> None:
@@ -100,9 +105,12 @@ class Application:
             seconds=self.settings.racetime.poll_interval_seconds,
             first_run_in=2,
         )
+        dispatch = self.settings.notifications.dispatch_interval_seconds
+        self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
 
     async def stop(self) -> None:
         self.jobs.shutdown()
+        await self.dispatcher.close()  # messages being sent finish and are recorded
         await self.api.stop()
         if self.racetime is not None and self._owns_racetime:
             await self.racetime.aclose()

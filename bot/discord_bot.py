@@ -10,6 +10,7 @@ from discord.ext import commands
 
 import cogs
 from bot.app import Application
+from bot.discord_delivery import DiscordDelivery
 from cogs._common.tree import StartlineTree
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class StartlineBot(commands.Bot):
             help_command=None,
             tree_cls=StartlineTree,
             allowed_mentions=discord.AllowedMentions(everyone=False, users=True, roles=True),
+            # A longer rate limit wait becomes an error, so a notification is rescheduled instead of blocking.
+            max_ratelimit_timeout=30.0,
         )
         self.app = app
         self.load_cogs = load_cogs
@@ -45,10 +48,19 @@ class StartlineBot(commands.Bot):
     async def setup_hook(self) -> None:
         if self.start_app:
             self.app.discord_state = "connecting"
+            self.app.delivery = DiscordDelivery(
+                self,
+                rate_limit_per_second=self.app.settings.notifications.rate_limit_per_second,
+                is_available=self.gateway_connected,
+            )
             await self.app.start()
         if self.load_cogs:
             for extension in cog_extensions():
                 await self.load_extension(extension)
+
+    def gateway_connected(self) -> bool:
+        # Outbox rows wait while the gateway is down rather than spend their retries on an outage.
+        return self.app.discord_state == "connected" and not self.is_closed()
 
     async def on_ready(self) -> None:
         self.app.discord_state = "connected"

@@ -98,6 +98,10 @@ class NotificationSettings(_Section):
     max_retries: int = Field(default=5, ge=0)
     backoff_base_seconds: float = Field(default=5.0, gt=0)
     backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # Client-side pace for Discord requests, below Discord's global 50/s so the rest of the bot keeps room.
+    rate_limit_per_second: float = Field(default=40.0, gt=0, le=1000)
+    # How long a dispatcher owns the rows it claimed before another process may take them over.
+    claim_lease_seconds: float = Field(default=120.0, ge=10)
 
 
 class LoggingSettings(_Section):

@@ -142,6 +142,8 @@ class Player(TimestampMixin, Base):
     racetime_linked_at: Mapped[datetime | None] = mapped_column()
     dm_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     dm_blocked_at: Mapped[datetime | None] = mapped_column()
+    # The bot's DM channel with this user, kept so a restart sends without opening the channel again.
+    dm_channel_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GuildPlayer(Base):
@@ -363,7 +365,8 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[NotificationKind] = mapped_column(_enum(NotificationKind, "notification_kind"))
-    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "event_type"))
+    # NULL for a moderator alert (a room that would not open), which is no subscribable event.
+    event_type: Mapped[EventType | None] = mapped_column(_enum(EventType, "event_type"))
     guild_id: Mapped[int] = mapped_column(BigInteger)
     player_id: Mapped[int | None] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
     channel_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -12,6 +12,7 @@ from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.live_races import LiveRaceService
+from bot.services.notifications import NotificationService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
@@ -42,6 +43,7 @@ class Services:
     live_races: LiveRaceService
     account_links: AccountLinkService
     calendar: CalendarService
+    notifications: NotificationService
 
 
 def build_services(
@@ -50,6 +52,8 @@ def build_services(
     events = events or EventBus()
     players = PlayerService(db)
     guilds = GuildSettingsService(db)
+    notifications = NotificationService(db, settings)
+    notifications.attach(events)
     return Services(
         settings=settings,
         db=db,
@@ -71,4 +75,5 @@ def build_services(
             public_url=settings.api.public_url,
             default_lead_minutes=settings.scheduler.room_open_lead_minutes,
         ),
+        notifications=notifications,
     )

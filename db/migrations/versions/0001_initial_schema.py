@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-30 23:50:13.681583
+Create Date: 2026-12-01 00:03:34.769131
 """
 
 from collections.abc import Sequence
@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('racetime_linked_at', db.types.UTCDateTime(), nullable=True),
     sa.Column('dm_blocked', sa.Boolean(), nullable=False),
     sa.Column('dm_blocked_at', db.types.UTCDateTime(), nullable=True),
+    sa.Column('dm_channel_id', sa.BigInteger(), nullable=True),
     sa.Column('created_at', db.types.UTCDateTime(), nullable=False),
     sa.Column('updated_at', db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_players')),
@@ -229,7 +230,7 @@ def upgrade() -> None:
     op.create_table('notifications',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.Enum('dm', 'channel', name='notification_kind', native_enum=False, length=32), nullable=False),
-    sa.Column('event_type', sa.Enum('live_race_scheduled', 'live_race_room_opened', 'live_race_started', 'live_race_finished', 'live_race_cancelled', name='event_type', native_enum=False, length=32), nullable=False),
+    sa.Column('event_type', sa.Enum('live_race_scheduled', 'live_race_room_opened', 'live_race_started', 'live_race_finished', 'live_race_cancelled', name='event_type', native_enum=False, length=32), nullable=True),
     sa.Column('guild_id', sa.BigInteger(), nullable=False),
     sa.Column('player_id', sa.Integer(), nullable=True),
     sa.Column('channel_id', sa.BigInteger(), nullable=True),

@@ -1,0 +1,163 @@
+"""`Delivery` over discord.py: DMs and channel posts as embeds, Discord errors mapped to outbox outcomes.
+
+Requests go through discord.py's HTTP client, which keeps Discord's per-route buckets and waits out 429s; a
+client-side limiter (aiolimiter) paces our requests below the global limit in the first place. DM channels
+are opened once: the dispatcher stores the id on the player, and a remembered channel that Discord no longer
+knows is replaced by a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiohttp
+import discord
+from aiolimiter import AsyncLimiter
+
+from bot.notifications.delivery import (
+    DeliveryError,
+    DmReceipt,
+    PermanentDeliveryError,
+    RecipientUnreachable,
+    TransientDeliveryError,
+)
+from bot.notifications.message import NotificationMessage
+
+CANNOT_DM = 50007  # "Cannot send messages to this user": DMs closed, bot blocked or no shared server
+OPENING_DMS_TOO_FAST = 40003
+MISSING_ACCESS = 50001
+UNKNOWN_CHANNEL = 10003
+# Bursts are kept to a tenth of a second's worth, so pacing stays even under Discord's per-second limit.
+BURST_SECONDS = 0.1
+
+
+def to_embed(message: NotificationMessage) -> discord.Embed:
+    embed = discord.Embed(
+        title=message.title,
+        description=message.description,
+        colour=message.colour,
+        url=message.url,
+        timestamp=message.timestamp,
+    )
+    for field in message.fields:
+        embed.add_field(name=field.name, value=field.value, inline=field.inline)
+    if message.footer:
+        embed.set_footer(text=message.footer)
+    return embed
+
+
+def map_error(exc: Exception) -> DeliveryError:
+    """A discord.py or network exception as the outbox outcome it calls for."""
+    if isinstance(exc, discord.RateLimited):
+        return TransientDeliveryError(
+            f"Rate limited by Discord for {exc.retry_after:.0f} s", retry_after=exc.retry_after
+        )
+    if isinstance(exc, discord.Forbidden):
+        if exc.code == CANNOT_DM:
+            return RecipientUnreachable("Discord: this user does not accept DMs from the bot (403, code 50007)")
+        if exc.code == OPENING_DMS_TOO_FAST:
+            return TransientDeliveryError("Discord: opening DMs too fast (403, code 40003)")
+        return PermanentDeliveryError(f"Discord refused: {_describe(exc)}")
+    if isinstance(exc, discord.HTTPException):
+        if exc.status == 429:
+            return TransientDeliveryError(f"Rate limited by Discord: {_describe(exc)}", retry_after=_retry_after(exc))
+        if exc.status >= 500:
+            return TransientDeliveryError(f"Discord server error: {_describe(exc)}")
+        if exc.status == 400:
+            return PermanentDeliveryError(f"Discord rejected the message as malformed: {_describe(exc)}")
+        return PermanentDeliveryError(f"Discord refused: {_describe(exc)}")
+    if isinstance(exc, (OSError, aiohttp.ClientError, asyncio.TimeoutError)):
+        return TransientDeliveryError(f"Network error reaching Discord: {type(exc).__name__}: {exc}")
+    raise exc
+
+
+def _describe(exc: discord.HTTPException) -> str:
+    text = exc.text or exc.response.reason or "no details"
+    return f"{exc.status}, code {exc.code}: {text}"
+
+
+def _retry_after(exc: discord.HTTPException) -> float | None:
+    value = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _stale_channel(exc: discord.HTTPException) -> bool:
+    return isinstance(exc, discord.NotFound) or (isinstance(exc, discord.Forbidden) and exc.code == MISSING_ACCESS)
+
+
+class DiscordDelivery:
+    def __init__(
+        self,
+        client: discord.Client,
+        *,
+        rate_limit_per_second: float,
+        is_available: Callable[[], bool] | None = None,
+    ) -> None:
+        self.client = client
+        burst = max(1.0, rate_limit_per_second * BURST_SECONDS)
+        self._limiter = AsyncLimiter(burst, burst / rate_limit_per_second)
+        self._is_available = is_available or (lambda: client.is_ready() and not client.is_closed())
+
+    @property
+    def available(self) -> bool:
+        return self._is_available()
+
+    async def send_dm(
+        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None
+    ) -> DmReceipt:
+        embed = to_embed(message)
+        try:
+            if dm_channel_id is None:
+                channel = await self._open_dm(user_id)
+            else:
+                try:
+                    await self._post(self._known_dm_channel(dm_channel_id), embed)
+                    return DmReceipt(dm_channel_id)
+                except discord.HTTPException as exc:
+                    if not _stale_channel(exc):
+                        raise
+                channel = await self._reopen_dm(user_id)
+            await self._post(channel, embed)
+            return DmReceipt(channel.id)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise map_error(exc) from exc
+
+    async def send_channel(self, channel_id: int, message: NotificationMessage) -> None:
+        channel = self.client.get_channel(channel_id) or self.client.get_partial_messageable(channel_id)
+        mentions = discord.AllowedMentions(
+            everyone=False, users=False, roles=[discord.Object(role_id) for role_id in message.mention_role_ids]
+        )
+        try:
+            async with self._limiter:
+                await channel.send(content=message.content, embed=to_embed(message), allowed_mentions=mentions)
+        except Exception as exc:
+            raise map_error(exc) from exc
+
+    def _known_dm_channel(self, channel_id: int) -> discord.abc.Messageable:
+        cached = self.client.get_channel(channel_id)
+        if isinstance(cached, discord.DMChannel):
+            return cached
+        return self.client.get_partial_messageable(channel_id, type=discord.ChannelType.private)
+
+    async def _open_dm(self, user_id: int) -> discord.DMChannel:
+        async with self._limiter:
+            user = self.client.get_user(user_id)
+            if user is not None:  # a cached user keeps discord.py's own DM channel cache
+                return await user.create_dm()
+            return await self.client.create_dm(discord.Object(user_id))
+
+    async def _reopen_dm(self, user_id: int) -> discord.PartialMessageable:
+        """A new DM channel from Discord itself, past discord.py's cache, which may hold the stale one."""
+        async with self._limiter:
+            data = await self.client.http.start_private_message(user_id)
+        return self.client.get_partial_messageable(int(data["id"]), type=discord.ChannelType.private)
+
+    async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed) -> None:
+        async with self._limiter:
+            await channel.send(embed=embed)

@@ -1,0 +1,60 @@
+"""What the dispatcher needs from a messaging platform, and the typed outcomes it maps to outbox states.
+
+`Application.delivery` holds an implementation (`bot/discord_delivery.py` in Discord mode) or None when there
+is no gateway; the dispatcher then leaves rows waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.notifications.message import NotificationMessage
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; `reason` goes into the delivery log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RecipientUnreachable(DeliveryError):
+    """The user does not accept DMs from the bot (Discord 403, code 50007): do not try again."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Trying again cannot help: a malformed message (400), a channel the bot cannot see or post in."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Rate limited, a Discord server error or a network problem: try again later."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class DmReceipt:
+    """The DM channel the message went through, to be remembered for the next one."""
+
+    channel_id: int
+
+
+class Delivery(Protocol):
+    @property
+    def available(self) -> bool:
+        """False while the gateway is down: rows wait instead of burning their retries."""
+        ...
+
+    async def send_dm(
+        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None
+    ) -> DmReceipt:
+        """DM a user, through `dm_channel_id` when known. Raises a `DeliveryError`."""
+        ...
+
+    async def send_channel(self, channel_id: int, message: NotificationMessage) -> None:
+        """Post in a guild channel (with `message.content` above the embed). Raises a `DeliveryError`."""
+        ...

@@ -1,0 +1,358 @@
+"""The notification dispatcher: claims due outbox rows, delivers them, records every outcome.
+
+Safe with several processes: rows are claimed with a compare-and-set update that stamps a `claim_id` and a
+lease (`claimed_until`); only rows that are due and unclaimed (or whose lease ran out: a crashed process) can be
+claimed. The lease is renewed while a batch is being sent, and a row is never sent once its lease could have
+run out, so two processes never send the same row.
+
+Outcomes: success → `sent`; DMs closed → `failed` and the player is marked dm_blocked (their later DMs are
+`skipped` until they use the bot again); rate limits, Discord server errors and network errors → `retrying`
+with exponential backoff and jitter, then `failed` after `max_retries`; anything else Discord refuses →
+`failed` with the reason. Without a delivery (no gateway) rows simply wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
+
+from bot.notifications.delivery import (
+    Delivery,
+    DeliveryError,
+    PermanentDeliveryError,
+    RecipientUnreachable,
+    TransientDeliveryError,
+)
+from bot.notifications.render import render
+from bot.settings import Settings
+from db.models import Notification, NotificationKind, NotificationStatus, Player
+from db.session import Database
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+DUE_STATUSES = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+FLUSH_INTERVAL_SECONDS = 0.5
+# A row is not sent when less than this share of its lease is left (clock skew between processes).
+LEASE_SAFETY = 0.2
+BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
+
+_notifications = Notification.__table__
+_players = Player.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRow:
+    id: int
+    kind: NotificationKind
+    payload: dict[str, Any]
+    attempts: int
+    channel_id: int | None
+    player_id: int | None
+    discord_user_id: int | None
+    dm_channel_id: int | None
+    dm_blocked: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    row: ClaimedRow
+    status: NotificationStatus
+    attempts: int
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    new_dm_channel_id: int | None = None
+    block_player: bool = False
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    skipped: int = 0
+    released: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        name = outcome.status.value
+        setattr(self, name, getattr(self, name) + 1)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.failed + self.retrying + self.skipped
+
+
+@dataclass
+class _Batch:
+    claim_id: str
+    rows: list[ClaimedRow]
+    lease_deadline: float  # monotonic
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+class NotificationDispatcher:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        delivery: Callable[[], Delivery | None],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.settings = settings.notifications
+        self._delivery = delivery
+        self._clock = clock
+        self._jitter = jitter
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._blocked_players: set[int] = set()
+
+    # ---- the job -------------------------------------------------------------------------------------
+    async def run_once(self) -> DispatchReport:
+        """Deliver every due row, batch by batch, until none is left (or the gateway goes away)."""
+        report = DispatchReport()
+        self._idle.clear()
+        self._blocked_players.clear()
+        try:
+            while not self._stopping:
+                delivery = self._delivery()
+                if delivery is None or not delivery.available:
+                    break
+                batch = await self._claim()
+                if not batch.rows:
+                    break
+                await self._deliver(delivery, batch, report)
+                if len(batch.rows) < self.settings.batch_size:
+                    break
+        finally:
+            self._idle.set()
+        if report.handled or report.released:
+            log.info("notifications: %s", report)
+        return report
+
+    async def close(self) -> None:
+        """Stop taking rows, let the messages being sent finish and record them."""
+        self._stopping = True
+        await self._idle.wait()
+
+    # ---- claiming --------------------------------------------------------------------------------------
+    async def _claim(self) -> _Batch:
+        claim_id = uuid.uuid4().hex
+        now = self._clock()
+        lease = self.settings.claim_lease_seconds
+        claimable = (
+            Notification.status.in_(DUE_STATUSES),
+            Notification.next_attempt_at <= now,
+            or_(Notification.claimed_until.is_(None), Notification.claimed_until < now),
+        )
+        due = (
+            select(Notification.id)
+            .where(*claimable)
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(self.settings.batch_size)
+        )
+        async with self.db.transaction() as session:
+            # Compare-and-set: the outer conditions are checked again, so a row another process claimed
+            # meanwhile is left alone.
+            await session.execute(
+                update(Notification)
+                .where(Notification.id.in_(due.scalar_subquery()), *claimable)
+                .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=lease))
+                .execution_options(synchronize_session=False)
+            )
+            result = await session.execute(
+                select(
+                    Notification.id,
+                    Notification.kind,
+                    Notification.payload,
+                    Notification.attempts,
+                    Notification.channel_id,
+                    Notification.player_id,
+                    Player.discord_user_id,
+                    Player.dm_channel_id,
+                    Player.dm_blocked,
+                )
+                .outerjoin(Player, Player.id == Notification.player_id)
+                .where(Notification.claim_id == claim_id)
+                .order_by(Notification.next_attempt_at, Notification.id)
+            )
+            rows = [ClaimedRow(*row[:8], dm_blocked=bool(row[8])) for row in result.all()]
+        return _Batch(claim_id, rows, time.monotonic() + lease * (1 - LEASE_SAFETY))
+
+    # ---- sending ---------------------------------------------------------------------------------------
+    async def _deliver(self, delivery: Delivery, batch: _Batch, report: DispatchReport) -> None:
+        queue: asyncio.Queue[ClaimedRow] = asyncio.Queue()
+        for row in batch.rows:
+            queue.put_nowait(row)
+
+        async def worker() -> None:
+            while not queue.empty():
+                if self._stopping or not delivery.available or time.monotonic() >= batch.lease_deadline:
+                    return
+                outcome = await self._send(delivery, queue.get_nowait())
+                batch.outcomes.append(outcome)  # looked up after the await: a flush may have swapped the list
+
+        sending_done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_periodically(batch, report, sending_done))
+        try:
+            workers = [asyncio.create_task(worker()) for _ in range(self.settings.dispatch_concurrency)]
+            await asyncio.gather(*workers)
+        finally:
+            # Never cancel a flush half-way: the outcomes it holds would be lost and their rows sent again.
+            sending_done.set()
+            await flusher
+            await self._flush(batch, report, final=True)
+
+    async def _send(self, delivery: Delivery, row: ClaimedRow) -> Outcome:
+        attempts = row.attempts + 1
+        if row.kind is NotificationKind.DM and (row.dm_blocked or row.player_id in self._blocked_players):
+            return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=BLOCKED_REASON)
+        try:
+            message = render(row.payload, channel=row.kind is NotificationKind.CHANNEL)
+        except (KeyError, TypeError, ValueError) as exc:
+            return Outcome(row, NotificationStatus.FAILED, attempts, error=f"Could not render the message: {exc!r}")
+        try:
+            if row.kind is NotificationKind.DM:
+                if row.discord_user_id is None:
+                    raise PermanentDeliveryError("The player no longer exists")
+                receipt = await delivery.send_dm(row.discord_user_id, message, dm_channel_id=row.dm_channel_id)
+                new_channel = receipt.channel_id if receipt.channel_id != row.dm_channel_id else None
+                return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow(), new_dm_channel_id=new_channel)
+            if row.channel_id is None:
+                raise PermanentDeliveryError("No channel to post in")
+            await delivery.send_channel(row.channel_id, message)
+            return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow())
+        except RecipientUnreachable as exc:
+            if row.player_id is not None:
+                self._blocked_players.add(row.player_id)
+            return Outcome(row, NotificationStatus.FAILED, attempts, error=exc.reason, block_player=True)
+        except TransientDeliveryError as exc:
+            return self._retry_or_fail(row, attempts, exc)
+        except DeliveryError as exc:
+            return Outcome(row, NotificationStatus.FAILED, attempts, error=exc.reason)
+        except Exception as exc:  # a bug in an adapter must not lose the row: keep it for a later try
+            log.exception("unexpected error delivering notification %s", row.id)
+            return self._retry_or_fail(row, attempts, TransientDeliveryError(f"Unexpected error: {exc!r}"))
+
+    def _retry_or_fail(self, row: ClaimedRow, attempts: int, exc: TransientDeliveryError) -> Outcome:
+        if attempts > self.settings.max_retries:
+            reason = f"Gave up after {attempts} attempts: {exc.reason}"
+            return Outcome(row, NotificationStatus.FAILED, attempts, error=reason)
+        delay = self.backoff_seconds(attempts)
+        if exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        next_at = self._clock() + timedelta(seconds=delay)
+        return Outcome(row, NotificationStatus.RETRYING, attempts, error=exc.reason, next_attempt_at=next_at)
+
+    def backoff_seconds(self, attempts: int) -> float:
+        """Exponential in the number of attempts made, capped, with jitter in its upper half."""
+        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempts - 1))
+        return ceiling * (0.5 + 0.5 * self._jitter())
+
+    # ---- recording -------------------------------------------------------------------------------------
+    async def _flush_periodically(self, batch: _Batch, report: DispatchReport, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), FLUSH_INTERVAL_SECONDS)
+            if done.is_set():
+                return
+            try:
+                await self._flush(batch, report)
+            except Exception:  # the outcomes stay queued for the final flush
+                log.exception("could not record notification outcomes; will try again")
+
+    async def _flush(self, batch: _Batch, report: DispatchReport, *, final: bool = False) -> None:
+        """Write the outcomes gathered so far; renew the lease of the rest, or release it at the end."""
+        outcomes, batch.outcomes = batch.outcomes, []
+        lease = self.settings.claim_lease_seconds
+        lease_half_gone = time.monotonic() > batch.lease_deadline - lease / 2
+        if not outcomes and not final and not lease_half_gone:
+            return
+        now = self._clock()
+        try:
+            await self._write(batch, outcomes, now, report, final=final)
+        except BaseException:
+            batch.outcomes[:0] = outcomes
+            raise
+        if not final:
+            batch.lease_deadline = time.monotonic() + lease * (1 - LEASE_SAFETY)
+        for outcome in outcomes:
+            report.count(outcome)
+
+    async def _write(
+        self, batch: _Batch, outcomes: list[Outcome], now: datetime, report: DispatchReport, *, final: bool
+    ) -> None:
+        lease = self.settings.claim_lease_seconds
+        async with self.db.transaction() as session:
+            if outcomes:
+                await session.execute(
+                    update(_notifications)
+                    .where(_notifications.c.id == bindparam("row_id"), _notifications.c.claim_id == batch.claim_id)
+                    .values(
+                        status=bindparam("new_status"),
+                        attempts=bindparam("new_attempts"),
+                        error=bindparam("new_error"),
+                        next_attempt_at=bindparam("new_next_attempt_at"),
+                        sent_at=bindparam("new_sent_at"),
+                        claim_id=None,
+                        claimed_until=None,
+                    ),
+                    [self._outcome_params(outcome, now) for outcome in outcomes],
+                )
+                await self._update_players(session, outcomes, now)
+            remaining = (
+                update(Notification)
+                .where(Notification.claim_id == batch.claim_id, Notification.status.in_(DUE_STATUSES))
+                .execution_options(synchronize_session=False)
+            )
+            if final:
+                result = await session.execute(remaining.values(claim_id=None, claimed_until=None))
+                report.released += result.rowcount or 0
+            else:
+                await session.execute(remaining.values(claimed_until=now + timedelta(seconds=lease)))
+
+    @staticmethod
+    def _outcome_params(outcome: Outcome, now: datetime) -> dict[str, Any]:
+        return {
+            "row_id": outcome.row.id,
+            "new_status": outcome.status,
+            "new_attempts": outcome.attempts,
+            "new_error": outcome.error[:2000] if outcome.error else None,
+            "new_next_attempt_at": outcome.next_attempt_at or now,
+            "new_sent_at": outcome.sent_at,
+        }
+
+    @staticmethod
+    async def _update_players(session, outcomes: list[Outcome], now: datetime) -> None:
+        blocked = {o.row.player_id for o in outcomes if o.block_player and o.row.player_id is not None}
+        if blocked:
+            await session.execute(
+                update(Player)
+                .where(Player.id.in_(blocked))
+                .values(dm_blocked=True, dm_blocked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        channels = [
+            {"pid": o.row.player_id, "channel": o.new_dm_channel_id}
+            for o in outcomes
+            if o.new_dm_channel_id is not None and o.row.player_id is not None
+        ]
+        if channels:
+            await session.execute(
+                update(_players).where(_players.c.id == bindparam("pid")).values(dm_channel_id=bindparam("channel")),
+                channels,
+            )

@@ -1,0 +1,351 @@
+"""The outbox writer: turns a domain event into outbox rows inside the transaction that caused it.
+
+Recipients (PRODUCT.md §5): eligible subscribers for scheduled, room opened and cancelled; subscribed
+participants for started and finished, and for a cancelled race too. Everything is set-wise: a fixed number
+of queries per event whatever the number of players, and one bulk insert whose dedupe key makes queuing the
+same event twice add nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.notifications.render import OPEN_FAILED, PAYLOAD_VERSION
+from bot.services.eligibility import compute_eligibility
+from bot.services.room_profiles import resolve_for_race
+from bot.settings import Settings
+from db.models import (
+    EventType,
+    GuildSettings,
+    LiveRace,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    NotificationSubscription,
+    Permalink,
+    Player,
+    Pool,
+    Run,
+    RunStatus,
+    Tournament,
+)
+from db.types import utcnow
+
+log = logging.getLogger(__name__)
+
+ELIGIBLE_AUDIENCE = {EventType.LIVE_RACE_SCHEDULED, EventType.LIVE_RACE_ROOM_OPENED, EventType.LIVE_RACE_CANCELLED}
+PARTICIPANT_AUDIENCE = {EventType.LIVE_RACE_STARTED, EventType.LIVE_RACE_FINISHED, EventType.LIVE_RACE_CANCELLED}
+PODIUM_SIZE = 3
+
+
+def dm_dedupe_key(event_type: EventType, race_id: int, player_id: int) -> str:
+    return f"dm:{event_type.code}:race:{race_id}:player:{player_id}"
+
+
+def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence: int | None = None) -> str:
+    suffix = f":{occurrence}" if occurrence is not None else ""
+    return f"channel:{event}:race:{race_id}:channel:{channel_id}{suffix}"
+
+
+async def subscribed_player_ids(
+    session: AsyncSession, guild_id: int, event_type: EventType, player_ids: Collection[int] | None = None
+) -> set[int]:
+    """Players whose effective preference for this guild is on: a guild row beats the all-guilds row,
+    and no row at all means off (opt-in)."""
+    query = select(
+        NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active
+    ).where(
+        NotificationSubscription.event_type == event_type,
+        or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
+    )
+    if player_ids is not None:
+        if not player_ids:
+            return set()
+        query = query.where(NotificationSubscription.player_id.in_(list(player_ids)))
+    guild_rows: dict[int, bool] = {}
+    global_rows: dict[int, bool] = {}
+    for player_id, row_guild, active in (await session.execute(query)).all():
+        (guild_rows if row_guild is not None else global_rows)[player_id] = active
+    return {pid for pid in guild_rows.keys() | global_rows.keys() if guild_rows.get(pid, global_rows.get(pid))}
+
+
+def room_open_lead_minutes(tournament: Tournament, guild: GuildSettings | None, settings: Settings) -> int:
+    for minutes in (tournament.room_open_lead_minutes, guild.room_open_lead_minutes if guild else None):
+        if minutes is not None:
+            return minutes
+    return settings.scheduler.room_open_lead_minutes
+
+
+def _ts(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+class OutboxWriter:
+    """Subscribed to the EventBus; runs inside the publishing service's transaction."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def __call__(self, session: AsyncSession, event: LiveRaceEvent) -> None:
+        await self.write(session, event)
+
+    async def write(self, session: AsyncSession, event: LiveRaceEvent) -> int:
+        """Queue the rows for one event; returns how many rows were offered (duplicates are ignored)."""
+        context = await self._load(session, event)
+        if context is None:
+            log.warning("event %s for unknown race %s: nothing queued", type(event).__name__, event.live_race_id)
+            return 0
+        race, tournament, pool, guild = context
+        if isinstance(event, LiveRaceOpenFailed):
+            rows = self._alert_rows(event, race, tournament, pool, guild)
+        else:
+            snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
+            results = await self._results(session, race, snapshot) if event.type is EventType.LIVE_RACE_FINISHED else {}
+            rows = await self._dm_rows(session, event, race, tournament, pool, snapshot, results)
+            rows += self._announcement_rows(event, race, tournament, guild, snapshot)
+        await insert_ignoring_duplicates(session, rows)
+        log.info("queued %d notification(s) for %s of race %s", len(rows), type(event).__name__, race.id)
+        return len(rows)
+
+    async def _load(
+        self, session: AsyncSession, event: LiveRaceEvent
+    ) -> tuple[LiveRace, Tournament, Pool, GuildSettings | None] | None:
+        row = (
+            await session.execute(
+                select(LiveRace, Tournament, Pool)
+                .join(Tournament, Tournament.id == LiveRace.tournament_id)
+                .join(Pool, Pool.id == LiveRace.pool_id)
+                .where(LiveRace.id == event.live_race_id, LiveRace.guild_id == event.guild_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        race, tournament, pool = row
+        return race, tournament, pool, await session.get(GuildSettings, event.guild_id)
+
+    # ---- payloads ------------------------------------------------------------------------------------
+    async def _race_snapshot(
+        self,
+        session: AsyncSession,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        guild: GuildSettings | None,
+    ) -> dict[str, Any]:
+        """Everything a message about this event shows, frozen at queue time."""
+        lead = room_open_lead_minutes(tournament, guild, self.settings)
+        snapshot: dict[str, Any] = {
+            "id": race.id,
+            "title": race.title,
+            "tournament": tournament.name,
+            "pool": pool.name,
+            "status": str(race.status),
+            "scheduled_at": _ts(race.scheduled_at),
+            "room_opens_at": _ts(race.scheduled_at - timedelta(minutes=lead)),
+            "room_url": self._room_url(race.racetime_url),
+            "started_at": _ts(race.started_at),
+            "ended_at": _ts(race.ended_at),
+            "participant_count": race.participant_count or len(getattr(event, "participant_player_ids", ())),
+            "finisher_count": race.finisher_count,
+        }
+        if isinstance(event, LiveRaceRoomOpened):
+            room = await resolve_for_race(session, race, tournament)
+            snapshot.update(
+                start_delay=room["start_delay"], auto_start=room["auto_start"], time_limit=room["time_limit"]
+            )
+            snapshot["seed_hint"] = await self._seed_hint(session, race)
+        if isinstance(event, LiveRaceCancelled):
+            snapshot["cancel_reason"] = event.reason or race.cancel_reason
+            snapshot["previous_status"] = event.previous_status
+        return snapshot
+
+    def _room_url(self, url: str | None) -> str | None:
+        # RaceTime.gg's JSON gives relative paths; a stored absolute URL passes through unchanged.
+        return urljoin(self.settings.racetime.base_url + "/", url) if url else None
+
+    @staticmethod
+    async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:
+        notes = await session.scalar(select(Permalink.notes).where(Permalink.id == race.permalink_id))
+        hint = "The seed link is in the race room's info"
+        return f"{hint}. Notes: {notes.strip()}" if notes and notes.strip() else hint
+
+    def _base_payload(self, event: LiveRaceEvent, name: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+        return {"v": PAYLOAD_VERSION, "event": name, "occurred_at": _ts(event.occurred_at), "race": snapshot}
+
+    # ---- DMs -----------------------------------------------------------------------------------------
+    async def _recipients(
+        self, session: AsyncSession, event: LiveRaceEvent, race: LiveRace, tournament: Tournament, pool: Pool
+    ) -> set[int]:
+        recipients: set[int] = set()
+        if event.type in ELIGIBLE_AUDIENCE:
+            subscribers = await subscribed_player_ids(session, event.guild_id, event.type)
+            if subscribers:
+                report = await compute_eligibility(
+                    session,
+                    guild_id=event.guild_id,
+                    tournament=tournament,
+                    pool=pool,
+                    permalink_id=race.permalink_id,
+                    exclude_live_race_id=race.id,
+                )
+                recipients |= report.eligible_ids & subscribers
+        participants = set(getattr(event, "participant_player_ids", ()))
+        if event.type in PARTICIPANT_AUDIENCE and participants:
+            recipients |= await subscribed_player_ids(session, event.guild_id, event.type, participants)
+        return recipients
+
+    async def _dm_rows(
+        self,
+        session: AsyncSession,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        snapshot: dict[str, Any],
+        results: dict[int, dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        recipients = await self._recipients(session, event, race, tournament, pool)
+        if not recipients:
+            return []
+        payload = self._base_payload(event, event.type.value, snapshot)
+        now = utcnow()
+        return [
+            self._row(
+                kind=NotificationKind.DM,
+                event=event,
+                player_id=player_id,
+                channel_id=None,
+                payload={**payload, "result": results[player_id]} if player_id in results else payload,
+                dedupe_key=dm_dedupe_key(event.type, race.id, player_id),
+                now=now,
+            )
+            for player_id in sorted(recipients)
+        ]
+
+    @staticmethod
+    async def _results(session: AsyncSession, race: LiveRace, snapshot: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        """Each participant's own result, by player id; also puts the finisher count and podium into the
+        snapshot, for the announcement."""
+        rows = (
+            await session.execute(
+                select(Run.player_id, Run.status, Run.place, Run.elapsed_us, Run.score, Player.display_name)
+                .join(Player, Player.id == Run.player_id)
+                .where(Run.live_race_id == race.id)
+            )
+        ).all()
+        finished = sorted(
+            (row for row in rows if row.status == RunStatus.FINISHED and row.place is not None),
+            key=lambda row: row.place,
+        )
+        snapshot["finisher_count"] = max(snapshot["finisher_count"], len(finished))
+        snapshot["participant_count"] = max(snapshot["participant_count"], len(rows))
+        snapshot["podium"] = [
+            {"place": row.place, "name": row.display_name, "elapsed_us": row.elapsed_us}
+            for row in finished[:PODIUM_SIZE]
+        ]
+        return {
+            row.player_id: {
+                "status": str(row.status),
+                "place": row.place,
+                "elapsed_us": row.elapsed_us,
+                "score": row.score,
+            }
+            for row in rows
+        }
+
+    # ---- channels ------------------------------------------------------------------------------------
+    def _announcement_rows(
+        self,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        guild: GuildSettings | None,
+        snapshot: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        channel_id = tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
+        if channel_id is None:
+            return []
+        role_id = tournament.announcement_role_id or (guild.announcement_role_id if guild else None)
+        payload = {**self._base_payload(event, event.type.value, snapshot), "role_id": role_id}
+        key = channel_dedupe_key(event.type.value, race.id, channel_id)
+        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
+
+    def _alert_rows(
+        self,
+        event: LiveRaceOpenFailed,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        guild: GuildSettings | None,
+    ) -> list[dict[str, Any]]:
+        """A moderator alert: the moderator channel, else the announcement channel, pinging organizers."""
+        channel_id = (guild.moderator_channel_id if guild else None) or (
+            tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
+        )
+        if channel_id is None:
+            log.warning("race %s could not open and no moderator or announcement channel is set", race.id)
+            return []
+        snapshot = {
+            "id": race.id,
+            "title": race.title,
+            "tournament": tournament.name,
+            "pool": pool.name,
+            "scheduled_at": _ts(race.scheduled_at),
+        }
+        payload = {
+            **self._base_payload(event, OPEN_FAILED, snapshot),
+            "alert": {"error": event.error, "attempts": event.attempts},
+            "role_id": guild.organizer_role_id if guild else None,
+        }
+        key = channel_dedupe_key(OPEN_FAILED, race.id, channel_id, occurrence=event.attempts)
+        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
+
+    @staticmethod
+    def _row(
+        kind: NotificationKind,
+        event: LiveRaceEvent,
+        player_id: int | None,
+        channel_id: int | None,
+        payload: dict[str, Any],
+        dedupe_key: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "event_type": event.type,
+            "guild_id": event.guild_id,
+            "player_id": player_id,
+            "channel_id": channel_id,
+            "live_race_id": event.live_race_id,
+            "payload": payload,
+            "dedupe_key": dedupe_key,
+            "status": NotificationStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+
+
+async def insert_ignoring_duplicates(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
+    """One multi-row INSERT … ON CONFLICT (dedupe_key) DO NOTHING, on SQLite and PostgreSQL alike."""
+    rows = list(rows)
+    if not rows:
+        return
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(Notification.__table__)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Notification.__table__)
+    else:  # pragma: no cover - settings only accept the two drivers
+        raise RuntimeError(f"no conflict-ignoring insert for {dialect}")
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)

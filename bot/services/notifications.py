@@ -1,0 +1,351 @@
+"""Notifications: players' opt-in preferences, the outbox writer, the delivery log and resending.
+
+Preferences are per player, per event type (415–419) and per guild, or for every guild (guild NULL); a guild
+row overrides the all-guilds row, and with no row at all a player gets nothing (opt-in). The outbox writer
+(`bot/notifications/outbox.py`) is subscribed to the EventBus by `attach`, so notifications commit together
+with the change that caused them; the dispatcher (`bot/notifications/dispatcher.py`) delivers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.actors import Actor
+from bot.errors import NotFound, ValidationFailed
+from bot.events import EventBus
+from bot.notifications.outbox import OutboxWriter
+from bot.services import audit
+from bot.services.common import Page, decode_cursor, make_page, page_limit
+from bot.services.players import check_discord_id, ensure_member
+from bot.settings import Settings
+from db.models import (
+    EVENT_CODES,
+    EventType,
+    LiveRace,
+    Notification,
+    NotificationStatus,
+    NotificationSubscription,
+    Player,
+)
+from db.session import Database
+from db.types import utcnow
+
+EVENT_LABELS: dict[EventType, str] = {
+    EventType.LIVE_RACE_SCHEDULED: "Race scheduled",
+    EventType.LIVE_RACE_ROOM_OPENED: "Room opened",
+    EventType.LIVE_RACE_STARTED: "Race started",
+    EventType.LIVE_RACE_FINISHED: "Race finished",
+    EventType.LIVE_RACE_CANCELLED: "Race cancelled",
+}
+EVENT_TYPES_IN_CODE_ORDER: tuple[EventType, ...] = tuple(sorted(EventType, key=lambda e: e.code))
+_CODES_TO_TYPES = {code: event_type for event_type, code in EVENT_CODES.items()}
+
+
+@dataclass(frozen=True)
+class PreferenceView:
+    event_type: EventType
+    code: int
+    label: str
+    guild_setting: bool | None
+    global_setting: bool | None
+    effective: bool
+
+
+def parse_event_type(value: EventType | str | int) -> EventType:
+    """An event type from its enum, its name (`live_race_started`) or its code (417)."""
+    if isinstance(value, EventType):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in _CODES_TO_TYPES:
+        return _CODES_TO_TYPES[value]
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.isdigit() and int(text) in _CODES_TO_TYPES:
+            return _CODES_TO_TYPES[int(text)]
+        for event_type in EventType:
+            if text == event_type.value:
+                return event_type
+    choices = ", ".join(f"{e.code} ({e.value})" for e in EVENT_TYPES_IN_CODE_ORDER)
+    raise ValidationFailed(f"unknown notification type {value!r}; choose one of {choices}", field="event_type")
+
+
+def parse_status(value: str | NotificationStatus) -> NotificationStatus:
+    try:
+        return NotificationStatus(value)
+    except ValueError:
+        choices = ", ".join(s.value for s in NotificationStatus)
+        raise ValidationFailed(f"unknown status {value!r}; choose one of {choices}", field="status") from None
+
+
+def _check_guild(guild_id: int | None) -> int | None:
+    return None if guild_id is None else check_discord_id(guild_id, "guild_id")
+
+
+def _check_enabled(enabled: bool) -> bool:
+    if not isinstance(enabled, bool):
+        raise ValidationFailed("enabled must be true or false", field="enabled")
+    return enabled
+
+
+def build_views(rows: Iterable[tuple[EventType, int | None, bool]], guild_id: int | None) -> list[PreferenceView]:
+    guild_settings: dict[EventType, bool] = {}
+    global_settings: dict[EventType, bool] = {}
+    for event_type, row_guild, active in rows:
+        if row_guild is None:
+            global_settings[event_type] = active
+        elif row_guild == guild_id:
+            guild_settings[event_type] = active
+    views = []
+    for event_type in EVENT_TYPES_IN_CODE_ORDER:
+        guild_setting = guild_settings.get(event_type)
+        global_setting = global_settings.get(event_type)
+        effective = guild_setting if guild_setting is not None else bool(global_setting)
+        views.append(
+            PreferenceView(
+                event_type, event_type.code, EVENT_LABELS[event_type], guild_setting, global_setting, effective
+            )
+        )
+    return views
+
+
+async def race_in_guild_or_404(session: AsyncSession, guild_id: int, race_id: int) -> LiveRace:
+    race = await session.get(LiveRace, race_id)
+    if race is None or race.guild_id != guild_id:
+        raise NotFound(f"live race {race_id} not found", field="race_id")
+    return race
+
+
+class NotificationService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.outbox = OutboxWriter(settings)
+
+    def attach(self, events: EventBus) -> None:
+        """Write outbox rows for every live race event, inside the publisher's transaction."""
+        events.subscribe(self.outbox)
+
+    # ---- preferences ---------------------------------------------------------------------------------
+    async def preferences(self, discord_user_id: int, guild_id: int) -> list[PreferenceView]:
+        """The five preferences in code order, as they apply in `guild_id`."""
+        check_discord_id(discord_user_id)
+        async with self.db.read() as session:
+            rows = await self._subscription_rows(session, discord_user_id, guild_id)
+        return build_views(rows, guild_id)
+
+    async def set_preference(
+        self,
+        discord_user_id: int,
+        event_type: EventType,
+        enabled: bool,
+        *,
+        guild_id: int | None,
+        actor: Actor,
+        display_name: str | None = None,
+    ) -> list[PreferenceView]:
+        """Turn one event type on or off in one guild, or in every guild (`guild_id=None`)."""
+        return await self._set(discord_user_id, [parse_event_type(event_type)], enabled, guild_id, actor, display_name)
+
+    async def set_all(
+        self,
+        discord_user_id: int,
+        enabled: bool,
+        *,
+        guild_id: int | None,
+        actor: Actor,
+        display_name: str | None = None,
+    ) -> list[PreferenceView]:
+        return await self._set(discord_user_id, list(EVENT_TYPES_IN_CODE_ORDER), enabled, guild_id, actor, display_name)
+
+    async def clear_guild_preferences(
+        self, discord_user_id: int, guild_id: int, *, actor: Actor
+    ) -> list[PreferenceView]:
+        """Drop a player's overrides for one guild, so their all-guilds choices apply there again."""
+        check_discord_id(discord_user_id)
+        guild_id = check_discord_id(guild_id, "guild_id")
+        async with self.db.transaction() as session:
+            player = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
+            if player is not None:
+                rows = await session.scalars(
+                    select(NotificationSubscription).where(
+                        NotificationSubscription.player_id == player.id, NotificationSubscription.guild_id == guild_id
+                    )
+                )
+                for row in rows.all():
+                    await session.delete(row)
+                await self._audit(session, actor, player, guild_id, "notification.preferences_reset", {})
+            views = await self._subscription_rows(session, discord_user_id, guild_id)
+        return build_views(views, guild_id)
+
+    async def _set(
+        self,
+        discord_user_id: int,
+        event_types: list[EventType],
+        enabled: bool,
+        guild_id: int | None,
+        actor: Actor,
+        display_name: str | None,
+    ) -> list[PreferenceView]:
+        check_discord_id(discord_user_id)
+        enabled = _check_enabled(enabled)
+        guild_id = _check_guild(guild_id)
+        async with self.db.transaction() as session:
+            player = await self._player(session, discord_user_id, guild_id, display_name)
+            existing = {
+                row.event_type: row
+                for row in (
+                    await session.scalars(
+                        select(NotificationSubscription).where(
+                            NotificationSubscription.player_id == player.id,
+                            NotificationSubscription.guild_id.is_(None)
+                            if guild_id is None
+                            else NotificationSubscription.guild_id == guild_id,
+                        )
+                    )
+                ).all()
+            }
+            for event_type in event_types:
+                row = existing.get(event_type)
+                if row is None:
+                    session.add(
+                        NotificationSubscription(
+                            player_id=player.id, event_type=event_type, guild_id=guild_id, active=enabled
+                        )
+                    )
+                else:
+                    row.active = enabled
+            if enabled and player.dm_blocked:
+                # Asking for DMs is using the bot: try to reach them again.
+                player.dm_blocked = False
+                player.dm_blocked_at = None
+            details = {
+                "scope": "guild" if guild_id is not None else "all_guilds",
+                "event_types": [e.value for e in event_types],
+                "enabled": enabled,
+            }
+            await self._audit(session, actor, player, guild_id, "notification.preferences_update", details)
+            await session.flush()
+            rows = await self._subscription_rows(session, discord_user_id, guild_id)
+        return build_views(rows, guild_id)
+
+    @staticmethod
+    async def _player(
+        session: AsyncSession, discord_user_id: int, guild_id: int | None, display_name: str | None
+    ) -> Player:
+        if guild_id is not None:
+            return await ensure_member(session, guild_id, discord_user_id, display_name)
+        player = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
+        if player is None:
+            player = Player(discord_user_id=discord_user_id, display_name=(display_name or str(discord_user_id))[:100])
+            session.add(player)
+            await session.flush()
+        return player
+
+    @staticmethod
+    async def _audit(
+        session: AsyncSession, actor: Actor, player: Player, guild_id: int | None, action: str, details: dict
+    ) -> None:
+        # A choice for every guild belongs to no guild's audit trail.
+        if guild_id is not None:
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action=action,
+                target_type="player",
+                target_id=player.id,
+                details=details,
+            )
+
+    @staticmethod
+    async def _subscription_rows(
+        session: AsyncSession, discord_user_id: int, guild_id: int | None
+    ) -> list[tuple[EventType, int | None, bool]]:
+        query = (
+            select(
+                NotificationSubscription.event_type, NotificationSubscription.guild_id, NotificationSubscription.active
+            )
+            .join(Player, Player.id == NotificationSubscription.player_id)
+            .where(Player.discord_user_id == discord_user_id)
+        )
+        if guild_id is None:
+            query = query.where(NotificationSubscription.guild_id.is_(None))
+        else:
+            query = query.where(
+                (NotificationSubscription.guild_id == guild_id) | NotificationSubscription.guild_id.is_(None)
+            )
+        return [tuple(row) for row in (await session.execute(query)).all()]
+
+    # ---- delivery log --------------------------------------------------------------------------------
+    async def delivery_log(
+        self,
+        guild_id: int,
+        race_id: int,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Notification]:
+        """Every notification of a race (DMs and channel posts) with its outcome, oldest first."""
+        limit = page_limit(limit)
+        after = decode_cursor(cursor)
+        query = select(Notification).where(Notification.live_race_id == race_id, Notification.guild_id == guild_id)
+        if status is not None:
+            query = query.where(Notification.status == parse_status(status))
+        if after is not None:
+            query = query.where(Notification.id > after)
+        async with self.db.read() as session:
+            await race_in_guild_or_404(session, guild_id, race_id)
+            rows = list((await session.scalars(query.order_by(Notification.id).limit(limit + 1))).all())
+        return make_page(rows, limit, lambda n: n.id)
+
+    async def delivery_summary(self, guild_id: int, race_id: int) -> dict[str, int]:
+        """How many of a race's notifications are in each status (every status present, zeros included)."""
+        async with self.db.read() as session:
+            await race_in_guild_or_404(session, guild_id, race_id)
+            counts = dict(
+                (
+                    await session.execute(
+                        select(Notification.status, func.count(Notification.id))
+                        .where(Notification.live_race_id == race_id, Notification.guild_id == guild_id)
+                        .group_by(Notification.status)
+                    )
+                ).all()
+            )
+        return {status.value: counts.get(status, 0) for status in NotificationStatus}
+
+    async def resend_failed(self, guild_id: int, race_id: int, actor: Actor) -> int:
+        """Queue a race's failed notifications again, as new (attempts reset). Returns how many."""
+        async with self.db.transaction() as session:
+            await race_in_guild_or_404(session, guild_id, race_id)
+            result = await session.execute(
+                update(Notification)
+                .where(
+                    Notification.live_race_id == race_id,
+                    Notification.guild_id == guild_id,
+                    Notification.status == NotificationStatus.FAILED,
+                )
+                .values(
+                    status=NotificationStatus.PENDING,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    error=None,
+                    claim_id=None,
+                    claimed_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            count = result.rowcount or 0
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="notification.resend_failed",
+                target_type="live_race",
+                target_id=race_id,
+                details={"requeued": count},
+            )
+        return count

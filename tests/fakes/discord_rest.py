@@ -1,0 +1,369 @@
+"""A fake Discord REST API on 127.0.0.1, so the REAL discord.py HTTP client and rate-limit code run in tests.
+
+It speaks enough of API v10 for notifications: `GET /users/@me` and `GET /oauth2/applications/@me` (what
+discord.py's login asks), `POST /users/@me/channels` (open a DM) and `POST /channels/{id}/messages`, with
+Discord's rate-limit behaviour:
+
+- per-route buckets: fixed windows per (route, major parameter), announced with `X-RateLimit-Limit`,
+  `-Remaining`, `-Reset`, `-Reset-After` and `-Bucket`; an exhausted bucket answers 429 with `retry_after`;
+- a global limit: a bucket of `global_limit` requests refilled at `global_limit` per second; past it, 429
+  with `X-RateLimit-Global: true` and `{"global": true, "retry_after": …}`;
+- scripted failures per DM recipient or channel: any status and JSON error code (403/50007, 429 with
+  retry-after, 500, 503, 400 …), consumed in order.
+
+Point discord.py at it with `monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)`. Everything the
+bot sends is recorded, so a test (or the benchmark) counts deliveries at the receiving end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import math
+import time
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+BOT_USER_ID = 900_000_000_000_000_999
+API_PREFIX = "/api/v10"
+MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
+OPEN_DM_ROUTE = "POST /users/@me/channels"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One scripted error answer."""
+
+    status: int
+    code: int = 0
+    message: str = "Scripted failure"
+    retry_after: float | None = None  # for 429
+    is_global: bool = False
+
+    @classmethod
+    def dms_closed(cls) -> Failure:
+        return cls(403, 50007, "Cannot send messages to this user")
+
+    @classmethod
+    def rate_limited(cls, retry_after: float, *, is_global: bool = False) -> Failure:
+        return cls(429, 0, "You are being rate limited.", retry_after=retry_after, is_global=is_global)
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> Failure:
+        return cls(status, 0, "Internal Server Error")
+
+    @classmethod
+    def malformed(cls) -> Failure:
+        return cls(400, 50035, "Invalid Form Body")
+
+    @classmethod
+    def missing_access(cls) -> Failure:
+        return cls(403, 50001, "Missing Access")
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    limit: int
+    per_seconds: float
+
+
+@dataclass
+class _Window:
+    started: float
+    used: int = 0
+
+
+@dataclass
+class Delivered:
+    channel_id: int
+    recipient_id: int | None  # the user, for a DM
+    payload: dict[str, Any]
+
+
+@dataclass
+class FakeDiscordRest:
+    global_limit: float | None = None
+    route_limits: dict[str, RouteLimit] = field(
+        default_factory=lambda: {
+            MESSAGES_ROUTE: RouteLimit(5, 5.0),  # Discord's own: 5 messages per 5 s per channel
+            OPEN_DM_ROUTE: RouteLimit(1000, 1.0),
+        }
+    )
+    delivered: list[Delivered] = field(default_factory=list)
+    requests: Counter = field(default_factory=Counter)  # route -> count, all answers
+    rate_limited: Counter = field(default_factory=Counter)  # "global" / route -> 429s sent
+    port: int | None = None
+    message_delay: float = 0.0  # seconds each message takes, to catch a process in the middle of a batch
+
+    def __post_init__(self) -> None:
+        self._ids = itertools.count(1_000_000_000_000_000_000)
+        self._dm_by_user: dict[int, int] = {}
+        self._user_by_dm: dict[int, int] = {}
+        self._text_channels: set[int] = set()
+        self._dm_failures: dict[int, deque[Failure]] = defaultdict(deque)
+        self._open_dm_failures: dict[int, deque[Failure]] = defaultdict(deque)
+        self._channel_failures: dict[int, deque[Failure]] = defaultdict(deque)
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._global_tokens = float(self.global_limit or 0)
+        self._global_refilled = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._arrivals = asyncio.Condition()
+
+    # ---- scripting -----------------------------------------------------------------------------------
+    def add_text_channel(self, channel_id: int) -> None:
+        self._text_channels.add(channel_id)
+
+    def fail_dm(self, user_id: int, *failures: Failure) -> None:
+        """Answer the next message(s) to this user's DM channel with these errors."""
+        self._dm_failures[user_id].extend(failures)
+
+    def fail_open_dm(self, user_id: int, *failures: Failure) -> None:
+        self._open_dm_failures[user_id].extend(failures)
+
+    def fail_channel(self, channel_id: int, *failures: Failure) -> None:
+        self._channel_failures[channel_id].extend(failures)
+
+    def forget_dm_channel(self, user_id: int) -> int:
+        """Discord no longer knows the user's DM channel (a stale id gets 404 Unknown Channel)."""
+        channel_id = self._dm_by_user.pop(user_id)
+        self._user_by_dm.pop(channel_id)
+        return channel_id
+
+    def dm_channel_of(self, user_id: int) -> int | None:
+        return self._dm_by_user.get(user_id)
+
+    # ---- what arrived --------------------------------------------------------------------------------
+    def dms_to(self, user_id: int) -> list[dict[str, Any]]:
+        return [d.payload for d in self.delivered if d.recipient_id == user_id]
+
+    def posts_in(self, channel_id: int) -> list[dict[str, Any]]:
+        return [d.payload for d in self.delivered if d.channel_id == channel_id and d.recipient_id is None]
+
+    def dm_counts(self) -> Counter:
+        return Counter(d.recipient_id for d in self.delivered if d.recipient_id is not None)
+
+    async def wait_for_deliveries(self, count: int) -> None:
+        async with self._arrivals:
+            await self._arrivals.wait_for(lambda: len(self.delivered) >= count)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    # ---- server --------------------------------------------------------------------------------------
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    async def start(self) -> FakeDiscordRest:
+        app = web.Application()
+        app.router.add_get(f"{API_PREFIX}/users/@me", self._me)
+        app.router.add_get(f"{API_PREFIX}/oauth2/applications/@me", self._application)
+        app.router.add_post(f"{API_PREFIX}/users/@me/channels", self._open_dm)
+        app.router.add_post(f"{API_PREFIX}/channels/{{channel_id}}/messages", self._message)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- handlers ------------------------------------------------------------------------------------
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json(_user(BOT_USER_ID, "startline", bot=True))
+
+    async def _application(self, request: web.Request) -> web.Response:
+        owner = _user(BOT_USER_ID + 1, "owner")
+        return _json(
+            {
+                "id": str(BOT_USER_ID),
+                "name": "Startline",
+                "description": "",
+                "icon": None,
+                "bot_public": False,
+                "bot_require_code_grant": False,
+                "owner": owner,
+                "team": None,
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "interactions_endpoint_url": None,
+            }
+        )
+
+    async def _open_dm(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        user_id = int(body["recipient_id"])
+        limited = self._limit(OPEN_DM_ROUTE, "")
+        if limited is not None:
+            return limited
+        failure = _next(self._open_dm_failures.get(user_id))
+        if failure is not None:
+            return self._error(failure, OPEN_DM_ROUTE, "")
+        channel_id = self._dm_by_user.get(user_id)
+        if channel_id is None:  # Discord hands back the same DM channel every time
+            channel_id = next(self._ids)
+            self._dm_by_user[user_id] = channel_id
+            self._user_by_dm[channel_id] = user_id
+        data = {
+            "id": str(channel_id),
+            "type": 1,
+            "last_message_id": None,
+            "recipients": [_user(user_id, f"u{user_id}")],
+        }
+        return self._ok(data, OPEN_DM_ROUTE, "")
+
+    async def _message(self, request: web.Request) -> web.Response:
+        channel_id = int(request.match_info["channel_id"])
+        payload = await _json_payload(request)
+        limited = self._limit(MESSAGES_ROUTE, str(channel_id))
+        if limited is not None:
+            return limited
+        recipient = self._user_by_dm.get(channel_id)
+        if recipient is None and channel_id not in self._text_channels:
+            return self._error(Failure(404, 10003, "Unknown Channel"), MESSAGES_ROUTE, str(channel_id))
+        failures = self._dm_failures.get(recipient) if recipient is not None else self._channel_failures.get(channel_id)
+        failure = _next(failures)
+        if failure is not None:
+            return self._error(failure, MESSAGES_ROUTE, str(channel_id))
+        if self.message_delay:
+            await asyncio.sleep(self.message_delay)
+        self.delivered.append(Delivered(channel_id, recipient, payload))
+        async with self._arrivals:
+            self._arrivals.notify_all()
+        return self._ok(_message(next(self._ids), channel_id, payload), MESSAGES_ROUTE, str(channel_id))
+
+    # ---- rate limits ---------------------------------------------------------------------------------
+    def _limit(self, route: str, major: str) -> web.Response | None:
+        """Count the request against the global limit and its route bucket; a 429 when either is spent."""
+        self.requests[route] += 1
+        if self.global_limit:
+            now = time.monotonic()
+            self._global_tokens = min(
+                self.global_limit, self._global_tokens + (now - self._global_refilled) * self.global_limit
+            )
+            self._global_refilled = now
+            if self._global_tokens < 1:
+                retry_after = math.ceil((1 - self._global_tokens) / self.global_limit * 1000) / 1000
+                self.rate_limited["global"] += 1
+                return self._error(Failure.rate_limited(retry_after, is_global=True), None, major)
+            self._global_tokens -= 1
+        limit = self.route_limits.get(route)
+        if limit is None:
+            return None
+        window = self._window(route, major, limit)
+        if window.used >= limit.limit:
+            self.rate_limited[route] += 1
+            reset_after = math.ceil((window.started + limit.per_seconds - time.monotonic()) * 1000) / 1000
+            return self._error(Failure.rate_limited(reset_after), route, major)
+        window.used += 1
+        return None
+
+    def _window(self, route: str, major: str, limit: RouteLimit) -> _Window:
+        now = time.monotonic()
+        window = self._windows.get((route, major))
+        if window is None or now >= window.started + limit.per_seconds:
+            window = self._windows[(route, major)] = _Window(now)
+        return window
+
+    def _bucket_headers(self, route: str | None, major: str) -> dict[str, str]:
+        limit = self.route_limits.get(route) if route else None
+        if limit is None:
+            return {}
+        window = self._window(route, major, limit)  # type: ignore[arg-type]
+        # Rounded up to the millisecond, as Discord does, so a client waiting it out never comes back early.
+        reset_after = math.ceil(max(0.0, window.started + limit.per_seconds - time.monotonic()) * 1000) / 1000
+        return {
+            "X-RateLimit-Limit": str(limit.limit),
+            "X-RateLimit-Remaining": str(max(0, limit.limit - window.used)),
+            "X-RateLimit-Reset": f"{math.ceil((time.time() + reset_after) * 1000) / 1000:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": hashlib.sha1(route.encode()).hexdigest()[:16],  # type: ignore[union-attr]
+        }
+
+    def _ok(self, data: dict[str, Any], route: str, major: str) -> web.Response:
+        return _json(data, headers=self._bucket_headers(route, major))
+
+    def _error(self, failure: Failure, route: str | None, major: str) -> web.Response:
+        headers = self._bucket_headers(route, major)
+        if failure.status == 429:
+            body: dict[str, Any] = {
+                "message": failure.message,
+                "retry_after": failure.retry_after or 0.0,
+                "global": failure.is_global,
+            }
+            headers.update(
+                {
+                    "Retry-After": f"{failure.retry_after or 0.0:.3f}",
+                    "X-RateLimit-Scope": "global" if failure.is_global else "user",
+                    # discord.py treats a 429 without Via as a Cloudflare ban, as real API answers carry it.
+                    "Via": "1.1 google",
+                }
+            )
+            if failure.is_global:
+                headers["X-RateLimit-Global"] = "true"
+        else:
+            body = {"message": failure.message, "code": failure.code}
+            if failure.status == 400:
+                body["errors"] = {"embeds": {"0": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "bad"}]}}}
+        return _json(body, status=failure.status, headers=headers)
+
+
+def _json(data: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # Exactly `application/json`, no charset: discord.py parses JSON only for that content type.
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers, content_type="application/json")
+
+
+def _next(failures: deque[Failure] | None) -> Failure | None:
+    return failures.popleft() if failures else None
+
+
+async def _json_payload(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        return json.loads(form["payload_json"])  # type: ignore[arg-type]
+    return await request.json()
+
+
+def _user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(user_id),
+        "username": name,
+        "global_name": name,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "flags": 0,
+        "public_flags": 0,
+    }
+
+
+def _message(message_id: int, channel_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(message_id),
+        "channel_id": str(channel_id),
+        "type": 0,
+        "content": payload.get("content") or "",
+        "author": _user(BOT_USER_ID, "startline", bot=True),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "edited_timestamp": None,
+        "tts": False,
+        "mention_everyone": False,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": payload.get("embeds", []),
+        "pinned": False,
+        "flags": 0,
+        "components": [],
+    }

@@ -1,0 +1,84 @@
+"""Rendering is pure: any payload, however sparse or long, gives a message Discord accepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.notifications.message import EMBED_TOTAL_LIMIT, MessageField, NotificationMessage, fit
+from bot.notifications.render import OPEN_FAILED, STYLES, duration, ordinal, render, timestamp
+
+EVENTS = list(STYLES)
+
+
+def assert_acceptable(message: NotificationMessage) -> None:
+    assert message.title.strip() and len(message.title) <= 256
+    assert message.description.strip() and len(message.description) <= 4096
+    assert len(message.fields) <= 25
+    assert all(f.name.strip() and f.value.strip() for f in message.fields)
+    assert all(len(f.name) <= 256 and len(f.value) <= 1024 for f in message.fields)
+    assert message.total_length <= EMBED_TOTAL_LIMIT
+
+
+@pytest.mark.parametrize("event", EVENTS)
+@pytest.mark.parametrize("channel", [False, True])
+def test_a_sparse_payload_still_renders_without_empty_fields(event, channel):
+    message = render({"event": event, "race": {}}, channel=channel)
+    assert_acceptable(message)
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_long_text_is_cut_to_discords_limits(event):
+    long = "x" * 9000
+    payload = {
+        "event": event,
+        "race": {"title": long, "tournament": long, "pool": long, "cancel_reason": long, "seed_hint": long},
+        "alert": {"error": long, "attempts": 6},
+        "result": {"status": "finished", "place": 1, "elapsed_us": 1, "score": 1.0},
+    }
+    message = render(payload)
+    assert_acceptable(message)
+    assert message.title.endswith("…")
+
+
+def test_the_announcement_pings_only_its_role():
+    payload = {"event": "live_race_started", "race": {"title": "<@&1> sneaky"}, "role_id": 43}
+    message = render(payload, channel=True)
+    assert (message.content, message.mention_role_ids) == ("<@&43>", (43,))
+    assert render(payload).content is None  # a DM pings nobody
+
+
+def test_an_unknown_event_cannot_render():
+    with pytest.raises(KeyError):
+        render({"event": "live_race_exploded", "race": {}})
+
+
+def test_alert_is_its_own_style():
+    assert STYLES[OPEN_FAILED][2] == 0x992D22
+
+
+@pytest.mark.parametrize(
+    ("number", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"), (21, "21st")]
+)
+def test_ordinals(number, text):
+    assert ordinal(number) == text
+
+
+def test_durations_and_timestamps():
+    assert duration(5_025_400_000) == "1:23:45.4"
+    assert duration(59_999_999) == "0:00:59.9"
+    assert duration(None) == "No time recorded"
+    assert timestamp(1767268800) == "<t:1767268800:F> (<t:1767268800:R>)"
+    assert timestamp(None) == "Not known yet"
+
+
+def test_fields_and_text_repair_themselves():
+    assert MessageField("  ", "").name == "—"
+    assert fit("abc", 2) == "a…"
+    many = NotificationMessage(title="t", description="d", colour=1, fields=[MessageField("n", "v")] * 30)
+    assert len(many.fields) == 25
+    huge = NotificationMessage(
+        title="t", description="d" * 5000, colour=1, fields=tuple(MessageField(f"n{i}", "v" * 1024) for i in range(9))
+    )
+    assert [f.name for f in huge.fields] == ["n0", "n1", "n2", "n3", "n4"]  # the last ones went
+    assert huge.description.endswith("…")
+    assert_acceptable(huge)
