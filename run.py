@@ -4,6 +4,8 @@
     python run.py db upgrade                    apply database migrations
     python run.py token create --guild ID --name NAME --scope read|manage
                                                 print a new API token once (stored hashed)
+    python run.py sync [--guild ID ...] [--global]
+                                                publish the slash commands (default: discord.dev_guild_ids)
 
 Every command takes `--config PATH` (default: config.toml beside this file).
 """
@@ -127,6 +129,45 @@ async def _token_create(settings: Settings, guild_id: int, name: str, scope: str
     return 0
 
 
+async def _sync(settings: Settings, guild_ids: list[int], include_global: bool) -> int:
+    import discord
+
+    from bot.app import Application
+    from bot.discord_bot import StartlineBot
+    from cogs._common.sync import sync_commands
+
+    app = Application(settings, run_migrations=False, start_jobs=False)
+    bot = StartlineBot(app, start_app=False)  # loads the cogs to know the commands; no API, no jobs
+    token = settings.discord.token.get_secret_value()  # type: ignore[union-attr]
+    try:
+        async with bot:
+            await bot.login(token)
+            report = await sync_commands(bot.tree, guild_ids=guild_ids, include_global=include_global)
+    except discord.LoginFailure:
+        print("error: Discord refused the token (STARTLINE_DISCORD__TOKEN)", file=sys.stderr)
+        return 2
+    finally:
+        await app.db.dispose()
+    for line in report:
+        print(line)
+    return 0
+
+
+def sync(settings: Settings, guild_ids: list[int], include_global: bool) -> int:
+    if not settings.has_discord_token:
+        print("error: sync needs the Discord token; set STARTLINE_DISCORD__TOKEN", file=sys.stderr)
+        return 2
+    guild_ids = guild_ids or ([] if include_global else list(settings.discord.dev_guild_ids))
+    if not guild_ids and not include_global:
+        print(
+            "error: say where to publish: --guild ID (repeatable, instant) or --global (every server, up to an hour),"
+            " or set discord.dev_guild_ids",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_sync(settings, guild_ids, include_global))
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value)
@@ -154,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     token_cmd.add_argument("--guild", type=_positive_int, required=True, help="Discord guild (server) id")
     token_cmd.add_argument("--name", required=True)
     token_cmd.add_argument("--scope", choices=["read", "manage"], default="read")
+
+    sync_cmd = commands.add_parser("sync", help="publish the slash commands to Discord (never done at start)")
+    sync_cmd.add_argument(
+        "--guild", type=_positive_int, action="append", default=[], help="a development server; repeatable"
+    )
+    sync_cmd.add_argument("--global", dest="sync_global", action="store_true", help="every server")
     return parser
 
 
@@ -169,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_db_upgrade(settings))
     if args.command == "token":
         return asyncio.run(_token_create(settings, args.guild, args.name, args.scope))
+    if args.command == "sync":
+        return sync(settings, args.guild, args.sync_global)
     no_discord = args.no_discord or getattr(args, "serve_no_discord", False)
     return serve(settings, no_discord=no_discord)
 

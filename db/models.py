@@ -430,3 +430,13 @@ class AuditEntry(Base):
         Index("ix_audit_entries_guild_id_id", "guild_id", "id"),
         Index("ix_audit_entries_target", "target_type", "target_id"),
     )
+
+
+class AppSecret(Base):
+    """Secrets the process makes for itself once and keeps (the OAuth `state` signing key when none is set)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.api import v1
+from bot.api import oauth, v1
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.ratelimit import RateLimiter
 from bot.api.registry import APP_KEY, LIMITER_KEY
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SetupFunction = Callable[[web.Application], None]
-SETUP_FUNCTIONS: list[SetupFunction] = [v1.setup]
+SETUP_FUNCTIONS: list[SetupFunction] = [v1.setup, oauth.setup]
 
 __all__ = ["APP_KEY", "SETUP_FUNCTIONS", "ApiServer", "create_api_app"]
 

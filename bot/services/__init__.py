@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.events import EventBus
+from bot.services.account_links import AccountLinkService
 from bot.services.audit import AuditService
 from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
@@ -40,24 +41,26 @@ class Services:
     tokens: TokenService
     eligibility: EligibilityService
     live_races: LiveRaceService
-    notifications: NotificationService
+    account_links: AccountLinkService
     calendar: CalendarService
+    notifications: NotificationService
 
 
 def build_services(
     settings: Settings, db: Database, events: EventBus | None = None, *, racetime: RacetimeClient | None = None
 ) -> Services:
     events = events or EventBus()
+    players = PlayerService(db)
+    guilds = GuildSettingsService(db)
     notifications = NotificationService(db, settings)
     notifications.attach(events)
-    guilds = GuildSettingsService(db)
     return Services(
         settings=settings,
         db=db,
         events=events,
         audit=AuditService(db),
         guilds=guilds,
-        players=PlayerService(db),
+        players=players,
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
@@ -65,11 +68,12 @@ def build_services(
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
         live_races=LiveRaceService(db, events, settings, racetime),
-        notifications=notifications,
+        account_links=AccountLinkService(db, settings, players),
         calendar=CalendarService(
             db,
             guilds,
             public_url=settings.api.public_url,
             default_lead_minutes=settings.scheduler.room_open_lead_minutes,
         ),
+        notifications=notifications,
     )

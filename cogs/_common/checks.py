@@ -1,0 +1,85 @@
+"""Permission checks that are enforced, not hinted.
+
+`default_permissions` only tells Discord whom to show a command to, and server admins can override it, so every
+moderator command carries one of these real checks. A refusal says what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+if TYPE_CHECKING:
+    from bot.discord_bot import StartlineBot
+
+
+class MissingModeratorRights(app_commands.CheckFailure):
+    """The user has neither Manage Server nor the guild's organizer role."""
+
+
+class NotOwner(app_commands.CheckFailure):
+    pass
+
+
+def has_manage_server(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return permissions.manage_guild or permissions.administrator
+
+
+async def is_moderator(interaction: discord.Interaction) -> bool:
+    """Manage Server, or the guild's organizer role."""
+    if interaction.guild_id is None:
+        return False
+    if has_manage_server(interaction):
+        return True
+    role_id = await _organizer_role_id(interaction)
+    return role_id is not None and _has_role(interaction.user, role_id)
+
+
+async def _organizer_role_id(interaction: discord.Interaction) -> int | None:
+    bot: StartlineBot = interaction.client  # type: ignore[assignment]
+    settings = await bot.app.services.guilds.get(interaction.guild_id)  # type: ignore[arg-type]
+    return settings.organizer_role_id
+
+
+def _has_role(user: discord.abc.User, role_id: int) -> bool:
+    return isinstance(user, discord.Member) and user.get_role(role_id) is not None
+
+
+def moderator_only():
+    """Manage Server or the organizer role; the refusal names both."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        if await is_moderator(interaction):
+            return True
+        role_id = await _organizer_role_id(interaction)
+        if role_id is None:
+            raise MissingModeratorRights("You need the Manage Server permission to do that.")
+        raise MissingModeratorRights(f"You need the Manage Server permission or the <@&{role_id}> role to do that.")
+
+    return app_commands.check(predicate)
+
+
+def manage_server_only():
+    """Server-level settings: Manage Server itself (the organizer role is one of the things it controls)."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        if has_manage_server(interaction):
+            return True
+        raise MissingModeratorRights("You need the Manage Server permission to do that.")
+
+    return app_commands.check(predicate)
+
+
+def owner_only():
+    """Bot owners (`discord.owner_ids`, else the application's owner)."""
+
+    async def predicate(interaction: discord.Interaction) -> bool:
+        bot: StartlineBot = interaction.client  # type: ignore[assignment]
+        if await bot.is_owner(interaction.user):
+            return True
+        raise NotOwner("Only the bot's owners can do that.")
+
+    return app_commands.check(predicate)

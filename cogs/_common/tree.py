@@ -1,0 +1,42 @@
+"""The command tree: a global gate (guild only, register the player) and the one error handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from cogs._common.respond import report_error
+
+if TYPE_CHECKING:
+    from bot.discord_bot import StartlineBot
+
+log = logging.getLogger(__name__)
+
+DM_REFUSAL = "Startline's commands work in a server, not in direct messages."
+
+
+class StartlineTree(app_commands.CommandTree):
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        # `guild_only` on the groups is a hint to Discord clients; this is the enforcement.
+        if interaction.guild_id is None:
+            if interaction.type is discord.InteractionType.application_command:
+                await interaction.response.send_message(DM_REFUSAL, ephemeral=True)
+            return False
+        if interaction.type is discord.InteractionType.application_command:
+            await self._register_player(interaction)
+        return True
+
+    async def _register_player(self, interaction: discord.Interaction) -> None:
+        """Every command makes its user a player of the guild (an eligibility candidate)."""
+        bot: StartlineBot = self.client  # type: ignore[assignment]
+        user = interaction.user
+        try:
+            await bot.app.services.players.touch(interaction.guild_id, user.id, user.display_name)  # type: ignore[arg-type]
+        except Exception:  # the command itself still runs and reports its own failure
+            log.exception("could not register player %s in guild %s", user.id, interaction.guild_id)
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError, /) -> None:
+        await report_error(interaction, error)

@@ -1,0 +1,189 @@
+"""/startline config and sync, /apitoken create | list | revoke."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import discord
+from discord import app_commands
+
+from bot.errors import NotFound
+from cogs._common import options
+from cogs._common.base import StartlineCog
+from cogs._common.checks import manage_server_only, moderator_only, owner_only
+from cogs._common.formatting import EMBED_COLOUR, pages, safe, ts
+from cogs._common.respond import respond, think
+from cogs._common.sync import sync_commands
+from cogs._common.views import ConfirmView, Paginator
+
+CLEARABLE = {
+    "organizer_role": "organizer_role_id",
+    "announcement_channel": "announcement_channel_id",
+    "announcement_role": "announcement_role_id",
+    "moderator_channel": "moderator_channel_id",
+    "lead_minutes": "room_open_lead_minutes",
+    "default_room_profile": "default_room_profile_id",
+}
+
+
+def _mention(kind: str, value: int | None) -> str:
+    if value is None:
+        return "not set"
+    return f"<@&{value}>" if kind == "role" else f"<#{value}>"
+
+
+class AdminCog(StartlineCog):
+    startline = app_commands.Group(
+        name="startline",
+        description="Server settings for Startline",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+    apitoken = app_commands.Group(name="apitoken", description="Tokens for the REST API", guild_only=True)
+
+    # ---- /startline config -----------------------------------------------------------------------------------------
+    @startline.command(name="config", description="Show or change this server's settings")
+    @app_commands.describe(
+        organizer_role="Members with this role may run moderator commands",
+        announcement_channel="Default channel for race announcements",
+        announcement_role="Role to ping in announcements",
+        moderator_channel="Where moderators are told about problems (a room that would not open)",
+        timezone="Timezone for times typed without an offset, like Europe/Berlin",
+        lead_minutes="How long before the start rooms open (0–1440)",
+        default_room_profile="Room settings for tournaments that name none",
+        clear="Unset one setting",
+        rotate_calendar="Issue a new calendar feed URL (the old one stops working)",
+    )
+    @app_commands.autocomplete(
+        timezone=options.timezone_autocomplete, default_room_profile=options.room_profile_autocomplete
+    )
+    @manage_server_only()
+    async def config(
+        self,
+        interaction: discord.Interaction,
+        organizer_role: discord.Role | None = None,
+        announcement_channel: discord.TextChannel | None = None,
+        announcement_role: discord.Role | None = None,
+        moderator_channel: discord.TextChannel | None = None,
+        timezone: str | None = None,
+        lead_minutes: int | None = None,
+        default_room_profile: str | None = None,
+        clear: Literal[
+            "organizer_role",
+            "announcement_channel",
+            "announcement_role",
+            "moderator_channel",
+            "lead_minutes",
+            "default_room_profile",
+        ]
+        | None = None,
+        rotate_calendar: bool = False,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        changes = {
+            key: value
+            for key, value in {
+                "organizer_role_id": organizer_role.id if organizer_role else None,
+                "announcement_channel_id": announcement_channel.id if announcement_channel else None,
+                "announcement_role_id": announcement_role.id if announcement_role else None,
+                "moderator_channel_id": moderator_channel.id if moderator_channel else None,
+                "timezone": options.timezone_from(timezone, "UTC") if timezone else None,
+                "room_open_lead_minutes": lead_minutes,
+            }.items()
+            if value is not None
+        }
+        if default_room_profile is not None:
+            profile = await options.room_profile_from(self.services, guild_id, default_room_profile)
+            changes["default_room_profile_id"] = profile.id
+        if clear is not None:
+            changes[CLEARABLE[clear]] = None
+        actor = self.actor(interaction)
+        settings = await self.services.guilds.update(guild_id, actor, **changes) if changes else None
+        settings = settings or await self.services.guilds.get(guild_id)
+        calendar_url = await self.services.calendar.feed_url(guild_id, actor, rotate=rotate_calendar)
+        profile_name = None
+        if settings.default_room_profile_id is not None:
+            profile_name = (await self.services.room_profiles.get(guild_id, settings.default_room_profile_id)).name
+        lead = settings.room_open_lead_minutes
+        default_lead = self.services.settings.scheduler.room_open_lead_minutes
+        embed = discord.Embed(title="Startline settings", colour=EMBED_COLOUR)
+        embed.add_field(name="Organizer role", value=_mention("role", settings.organizer_role_id))
+        embed.add_field(name="Announcements", value=_mention("channel", settings.announcement_channel_id))
+        embed.add_field(name="Announcement ping", value=_mention("role", settings.announcement_role_id))
+        embed.add_field(name="Moderator channel", value=_mention("channel", settings.moderator_channel_id))
+        embed.add_field(name="Timezone", value=settings.timezone)
+        embed.add_field(name="Rooms open", value=f"{lead if lead is not None else default_lead} min before the start")
+        embed.add_field(name="Default room profile", value=safe(profile_name) if profile_name else "built-in")
+        embed.add_field(
+            name="Calendar feed (keep it private)",
+            value=f"<{calendar_url}>" + (" — new URL, the old one no longer works" if rotate_calendar else ""),
+            inline=False,
+        )
+        done = f"Updated {len(changes)} setting{'s' if len(changes) != 1 else ''}." if changes else None
+        await respond(interaction, done, embed=embed)
+
+    # ---- /startline sync -------------------------------------------------------------------------------------------
+    @startline.command(name="sync", description="Publish the slash commands to Discord (bot owners only)")
+    @app_commands.describe(scope="here: this server at once; global: every server, within about an hour")
+    @owner_only()
+    async def sync(self, interaction: discord.Interaction, scope: Literal["here", "global"] = "here") -> None:
+        await think(interaction)
+        if scope == "global":
+            report = await sync_commands(self.bot.tree, include_global=True)
+        else:
+            report = await sync_commands(self.bot.tree, guild_ids=[self.guild_id(interaction)])
+        await respond(interaction, "Synced:\n" + "\n".join(f"- {line}" for line in report))
+
+    # ---- /apitoken ---------------------------------------------------------------------------------------------------
+    @apitoken.command(name="create", description="Create a REST API token for this server (shown once)")
+    @app_commands.describe(name="What it is for, like ci or spreadsheet", scope="read: look only; manage: change")
+    @moderator_only()
+    async def apitoken_create(
+        self, interaction: discord.Interaction, name: str, scope: Literal["read", "manage"] = "read"
+    ) -> None:
+        player = await self.services.players.get(self.guild_id(interaction), interaction.user.id)
+        issued = await self.services.tokens.create(
+            self.guild_id(interaction), self.actor(interaction), name=name, scope=scope, owner_player_id=player.id
+        )
+        await respond(
+            interaction,
+            f"Created token **{safe(issued.token.name)}** (#{issued.token.id}, {issued.token.scope.value}). "
+            f"Copy it now, it is shown only this once:\n```\n{issued.secret}\n```"
+            "Send it as `Authorization: Bearer <token>`. Revoke it with `/apitoken revoke`.",
+        )
+
+    @apitoken.command(name="list", description="The active REST API tokens of this server")
+    @moderator_only()
+    async def apitoken_list(self, interaction: discord.Interaction) -> None:
+        tokens = await self.services.tokens.list(self.guild_id(interaction))
+        lines = [
+            f"`#{token.id}` **{safe(token.name, 60)}** · {token.scope.value} · `{token.token_prefix}…`"
+            f" · created {ts(token.created_at, 'D')}"
+            + (f" · last used {ts(token.last_used_at, 'R')}" if token.last_used_at else " · never used")
+            for token in tokens
+        ]
+        embeds = pages("API tokens", lines, empty="No active tokens. Create one with `/apitoken create`.")
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @apitoken.command(name="revoke", description="Revoke a REST API token")
+    @app_commands.describe(token="The token's number from /apitoken list")
+    @moderator_only()
+    async def apitoken_revoke(self, interaction: discord.Interaction, token: int) -> None:
+        guild_id = self.guild_id(interaction)
+        actor = self.actor(interaction)
+        known = {item.id: item for item in await self.services.tokens.list(guild_id, include_revoked=True)}
+        if token not in known:
+            raise NotFound(f"there is no API token #{token} in this server; see /apitoken list")
+
+        async def revoke(_click: discord.Interaction) -> str:
+            revoked = await self.services.tokens.revoke(guild_id, token, actor)
+            return f"Revoked token **{safe(revoked.name)}** (#{revoked.id}); scripts using it are now refused."
+
+        await ConfirmView(interaction.user.id, revoke, confirm_label="Revoke token").ask(
+            interaction,
+            f"Revoke API token **{safe(known[token].name)}** (#{token})? Scripts using it stop working at once.",
+        )
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(AdminCog(bot))

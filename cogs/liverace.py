@@ -1,0 +1,437 @@
+"""/liverace: scheduling, running and reading live races."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+
+from cogs._common import options
+from cogs._common.base import StartlineCog
+from cogs._common.checks import is_moderator, moderator_only
+from cogs._common.formatting import (
+    EMBED_COLOUR,
+    pages,
+    race_line,
+    race_title,
+    run_time,
+    safe,
+    shorten,
+    status_label,
+    ts,
+    when_line,
+)
+from cogs._common.respond import respond, think
+from cogs._common.timeparse import parse_when
+from cogs._common.views import ConfirmView, Paginator
+from db.models import RaceStatus
+from db.types import utcnow
+
+UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
+LIST_LIMIT = 200
+ROOM_OPTION_DESCRIPTIONS = {
+    "start_delay": "Room override: countdown in seconds (10–60)",
+    "time_limit": "Room override: time limit in hours (1–72)",
+    "streaming_required": "Room override: entrants must stream",
+    "auto_start": "Room override: start when everyone is ready",
+    "invitational": "Room override: invitational room",
+    "unlisted": "Room override: unlisted room",
+}
+StatusFilter = Literal["active", "scheduled", "room_open", "in_progress", "finished", "cancelled"]
+ACTIVE = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
+
+
+def _room(**settings: Any) -> dict[str, Any]:
+    return {key: value for key, value in settings.items() if value is not None}
+
+
+def _seed_visible(view, *, moderator: bool, public: bool) -> bool:
+    """The seed stays secret until the room opens, except to moderators answered privately."""
+    if view.permalink is None:
+        return False
+    return view.race.status is not RaceStatus.SCHEDULED or (moderator and not public)
+
+
+def _audit_details(details: dict[str, Any]) -> str:
+    text = ", ".join(f"{key}={value}" for key, value in details.items() if key not in ("before",))
+    return shorten(text, 150)
+
+
+class LiveRaceCog(StartlineCog):
+    liverace = app_commands.Group(name="liverace", description="Live races", guild_only=True)
+
+    async def _when(self, interaction: discord.Interaction, text: str, timezone: str | None):
+        zone = options.timezone_from(timezone, await self.timezone(interaction))
+        return parse_when(text, timezone=zone, now=utcnow())
+
+    # ---- create / edit ---------------------------------------------------------------------------------------------
+    @liverace.command(name="create", description="Schedule a live race")
+    @app_commands.describe(
+        tournament="The tournament",
+        pool="The pool whose seed is raced",
+        when="Start: 2026-12-01 19:00 (server timezone), ISO 8601 with offset, <t:…> or in 2h30m",
+        title="Title (default: tournament and pool)",
+        seed="A specific seed of the pool (default: one nobody raced, chosen when the room opens)",
+        episode="An external id (e.g. a restream episode); unique",
+        room_profile="Room settings for this race",
+        timezone="Timezone for `when` if it has no offset (default: the server's)",
+        **ROOM_OPTION_DESCRIPTIONS,
+    )
+    @app_commands.autocomplete(
+        tournament=options.tournament_autocomplete,
+        pool=options.pool_autocomplete,
+        seed=options.seed_autocomplete,
+        room_profile=options.room_profile_autocomplete,
+        timezone=options.timezone_autocomplete,
+    )
+    @moderator_only()
+    async def create(
+        self,
+        interaction: discord.Interaction,
+        tournament: str,
+        pool: str,
+        when: str,
+        title: str | None = None,
+        seed: str | None = None,
+        episode: str | None = None,
+        room_profile: str | None = None,
+        timezone: str | None = None,
+        start_delay: int | None = None,
+        time_limit: int | None = None,
+        streaming_required: bool | None = None,
+        auto_start: bool | None = None,
+        invitational: bool | None = None,
+        unlisted: bool | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        scheduled_at = await self._when(interaction, when, timezone)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        race_pool = await options.pool_from(self.services, guild_id, target.id, pool)
+        permalink = await options.seed_from(self.services, guild_id, target.id, race_pool.id, seed) if seed else None
+        profile = await options.room_profile_from(self.services, guild_id, room_profile) if room_profile else None
+        room = _room(
+            start_delay=start_delay,
+            time_limit=time_limit,
+            streaming_required=streaming_required,
+            auto_start=auto_start,
+            invitational=invitational,
+            unlisted=unlisted,
+        )
+        view = await self.services.live_races.create(
+            guild_id,
+            target.id,
+            self.actor(interaction),
+            pool_id=race_pool.id,
+            scheduled_at=scheduled_at,
+            title=title,
+            permalink_id=permalink.id if permalink else None,
+            episode_id=episode,
+            room_profile_id=profile.id if profile else None,
+            room=room or None,
+        )
+        await respond(
+            interaction,
+            f"Scheduled **{race_title(view.race)}** ({safe(view.tournament.name)} / {safe(view.pool.name)}): "
+            f"starts {when_line(view.race.scheduled_at)}, the room opens {ts(view.room_opens_at, 'R')}.",
+        )
+
+    @liverace.command(name="edit", description="Change a scheduled race (only the title once its room is open)")
+    @app_commands.describe(
+        race="The race",
+        title="New title",
+        when="New start (same formats as create)",
+        timezone="Timezone for `when` if it has no offset",
+        pool="Another pool of the tournament",
+        seed="A specific seed of the pool",
+        episode="An external id; unique",
+        room_profile="Room settings for this race",
+        **ROOM_OPTION_DESCRIPTIONS,
+    )
+    @app_commands.autocomplete(
+        race=options.race_autocomplete,
+        pool=options.pool_autocomplete,
+        seed=options.seed_autocomplete,
+        room_profile=options.room_profile_autocomplete,
+        timezone=options.timezone_autocomplete,
+    )
+    @moderator_only()
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        race: str,
+        title: str | None = None,
+        when: str | None = None,
+        timezone: str | None = None,
+        pool: str | None = None,
+        seed: str | None = None,
+        episode: str | None = None,
+        room_profile: str | None = None,
+        start_delay: int | None = None,
+        time_limit: int | None = None,
+        streaming_required: bool | None = None,
+        auto_start: bool | None = None,
+        invitational: bool | None = None,
+        unlisted: bool | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        current = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        tournament_id = current.tournament.id
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = title
+        if when is not None:
+            changes["scheduled_at"] = await self._when(interaction, when, timezone)
+        pool_id = current.pool.id
+        if pool is not None:
+            pool_id = (await options.pool_from(self.services, guild_id, tournament_id, pool)).id
+            changes["pool_id"] = pool_id
+        if seed is not None:
+            changes["permalink_id"] = (
+                await options.seed_from(self.services, guild_id, tournament_id, pool_id, seed)
+            ).id
+        if episode is not None:
+            changes["episode_id"] = episode
+        if room_profile is not None:
+            changes["room_profile_id"] = (await options.room_profile_from(self.services, guild_id, room_profile)).id
+        room = _room(
+            start_delay=start_delay,
+            time_limit=time_limit,
+            streaming_required=streaming_required,
+            auto_start=auto_start,
+            invitational=invitational,
+            unlisted=unlisted,
+        )
+        if room:
+            changes["room"] = {**(current.race.room_settings or {}), **room}
+        if not changes:
+            await respond(interaction, "Nothing to change: fill in at least one option besides the race.")
+            return
+        view = await self.services.live_races.edit(guild_id, current.race.id, self.actor(interaction), **changes)
+        await respond(
+            interaction,
+            f"Updated **{race_title(view.race)}** ({', '.join(sorted(changes))}). "
+            f"Starts {when_line(view.race.scheduled_at)}.",
+        )
+
+    # ---- cancel / delete ---------------------------------------------------------------------------------------------
+    @liverace.command(name="cancel", description="Cancel a race (and its RaceTime.gg room)")
+    @app_commands.describe(race="The race", reason="Told to the players")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def cancel(self, interaction: discord.Interaction, race: str, reason: str) -> None:
+        guild_id = self.guild_id(interaction)
+        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        actor = self.actor(interaction)
+
+        async def do_cancel(_click: discord.Interaction) -> str:
+            cancelled = await self.services.live_races.cancel(guild_id, view.race.id, actor, reason=reason)
+            return f"Cancelled **{race_title(cancelled.race)}**. Players who follow it are told why."
+
+        room = " and close its RaceTime.gg room" if view.race.racetime_url else ""
+        await ConfirmView(interaction.user.id, do_cancel, confirm_label="Cancel the race").ask(
+            interaction,
+            f"Cancel **{race_title(view.race)}** ({status_label(view.race.status)}, "
+            f"{ts(view.race.scheduled_at, 'f')}){room}?\nReason: {safe(reason, 300)}",
+        )
+
+    @liverace.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def delete(self, interaction: discord.Interaction, race: str) -> None:
+        guild_id = self.guild_id(interaction)
+        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        actor = self.actor(interaction)
+
+        async def do_delete(_click: discord.Interaction) -> str:
+            await self.services.live_races.delete(guild_id, view.race.id, actor)
+            return f"Deleted **{race_title(view.race)}**."
+
+        await ConfirmView(interaction.user.id, do_delete, confirm_label="Delete the race").ask(
+            interaction,
+            f"Delete **{race_title(view.race)}** ({status_label(view.race.status)}, "
+            f"{ts(view.race.scheduled_at, 'f')})? This cannot be undone.",
+        )
+
+    # ---- open / record / resend ----------------------------------------------------------------------------------
+    @liverace.command(name="open", description="Open the RaceTime.gg room now")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def open(self, interaction: discord.Interaction, race: str) -> None:
+        race_id = options.race_id_from(race)
+        await think(interaction)
+        view = await self.services.live_races.open_now(self.guild_id(interaction), race_id, self.actor(interaction))
+        await respond(interaction, f"Opened the room of **{race_title(view.race)}**: {view.race.racetime_url}")
+
+    @liverace.command(name="record", description="Read the room and record the results now")
+    @app_commands.describe(force="Record a room that is still running (unfinished entrants forfeit)")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def record(self, interaction: discord.Interaction, race: str, force: bool = False) -> None:
+        race_id = options.race_id_from(race)
+        await think(interaction)
+        view = await self.services.live_races.record(
+            self.guild_id(interaction), race_id, self.actor(interaction), force=force
+        )
+        await respond(
+            interaction,
+            f"**{race_title(view.race)}** is {status_label(view.race.status)}: {view.race.finisher_count} of "
+            f"{view.race.participant_count} participants finished. See `/liverace info`.",
+        )
+
+    @liverace.command(name="resend", description="Retry the notifications of a race that could not be delivered")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def resend(self, interaction: discord.Interaction, race: str) -> None:
+        count = await self.services.notifications.resend_failed(
+            self.guild_id(interaction), options.race_id_from(race), self.actor(interaction)
+        )
+        if count == 0:
+            await respond(interaction, "No failed notifications for this race: nothing to resend.")
+        else:
+            await respond(interaction, f"Queued {count} failed notification{'s' if count != 1 else ''} again.")
+
+    # ---- reading -----------------------------------------------------------------------------------------------------
+    @liverace.command(name="list", description="Races of this server, newest first")
+    @app_commands.describe(
+        tournament="Only this tournament", status="Only races in this state", public="Post it in the channel"
+    )
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    async def list_races(
+        self,
+        interaction: discord.Interaction,
+        tournament: str | None = None,
+        status: StatusFilter | None = None,
+        public: bool = False,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        tournament_id = (await options.tournament_from(self.services, guild_id, tournament)).id if tournament else None
+        statuses = None
+        if status is not None:
+            statuses = list(ACTIVE) if status == "active" else [RaceStatus(status)]
+        page = await self.services.live_races.list(
+            guild_id, tournament_id=tournament_id, statuses=statuses, limit=LIST_LIMIT
+        )
+        embeds = pages(
+            "Live races",
+            [race_line(view) for view in page.items],
+            empty="No live races match. Moderators schedule them with `/liverace create`.",
+            footer=f"the newest {LIST_LIMIT}" if page.next_cursor else None,
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
+
+    @liverace.command(name="upcoming", description="Races to come, and whether you may join each")
+    @app_commands.describe(tournament="Only this tournament")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    async def upcoming(self, interaction: discord.Interaction, tournament: str | None = None) -> None:
+        guild_id = self.guild_id(interaction)
+        tournament_id = (await options.tournament_from(self.services, guild_id, tournament)).id if tournament else None
+        await think(interaction)
+        page = await self.services.live_races.upcoming(guild_id, tournament_id=tournament_id, limit=UPCOMING_LIMIT)
+        player = await self.services.players.get(guild_id, interaction.user.id)
+        verdicts: dict[tuple[int, int, int | None], str | None] = {}
+        lines = []
+        for view in page.items:
+            key = (view.tournament.id, view.pool.id, view.race.permalink_id)  # same pool and seed, same answer
+            if key not in verdicts:
+                report = await self.services.live_races.eligibility(guild_id, view.race.id)
+                verdicts[key] = report.reason_for(player.id)
+            reason = verdicts[key]
+            verdict = "✅ you may join" if reason is None else f"❌ {safe(reason)}"
+            room = f" · [room]({view.race.racetime_url})" if view.race.racetime_url else ""
+            lines.append(f"{race_line(view)}{room}\n└ {verdict}")
+        embeds = pages(
+            "Upcoming live races",
+            lines,
+            empty="No races are scheduled. `/notify` can tell you when one is.",
+            per_page=5,
+            footer=f"the next {UPCOMING_LIMIT}" if page.next_cursor else None,
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @liverace.command(name="info", description="Everything about one race")
+    @app_commands.describe(public="Post it in the channel (the seed then shows only once the room is open)")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    async def info(self, interaction: discord.Interaction, race: str, public: bool = False) -> None:
+        guild_id = self.guild_id(interaction)
+        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        moderator = await is_moderator(interaction)
+        embed = discord.Embed(title=race_title(view.race), colour=EMBED_COLOUR)
+        embed.description = status_label(view.race.status)
+        if view.race.cancel_reason:
+            embed.description += f"\nReason: {safe(view.race.cancel_reason, 500)}"
+        if view.race.last_error and view.race.status is RaceStatus.SCHEDULED and moderator and not public:
+            embed.description += f"\n⚠️ Opening the room failed: {safe(view.race.last_error, 300)}"
+        embed.add_field(name="Tournament / pool", value=f"{safe(view.tournament.name)} / {safe(view.pool.name)}")
+        embed.add_field(name="Starts", value=when_line(view.race.scheduled_at), inline=False)
+        if view.race.status is RaceStatus.SCHEDULED:
+            embed.add_field(name="Room opens", value=when_line(view.room_opens_at), inline=False)
+        if view.race.racetime_url:
+            embed.add_field(name="Room", value=view.race.racetime_url, inline=False)
+        if _seed_visible(view, moderator=moderator, public=public):
+            embed.add_field(name="Seed", value=f"<{view.permalink.url}>", inline=False)
+        elif moderator and not public and view.race.status is RaceStatus.SCHEDULED:
+            embed.add_field(name="Seed", value="chosen when the room opens (one nobody here has raced)", inline=False)
+        if view.race.episode_id:
+            embed.add_field(name="Episode", value=safe(view.race.episode_id))
+        if view.race.status in (RaceStatus.IN_PROGRESS, RaceStatus.FINISHED) or view.race.participant_count:
+            embed.add_field(
+                name=f"Participants ({view.race.participant_count}, {view.race.finisher_count} finished)",
+                value=await self._results_text(guild_id, view.race.id),
+                inline=False,
+            )
+        embed.set_footer(text=f"Tournament #{view.tournament.id} · pool #{view.pool.id}")
+        await respond(interaction, embed=embed, ephemeral=not public)
+
+    async def _results_text(self, guild_id: int, race_id: int) -> str:
+        results = await self.services.live_races.results(guild_id, race_id)
+        lines = []
+        for entrant in results.entrants:
+            who = safe(entrant.display_name or entrant.racetime_name, 40)
+            if not entrant.counted:
+                lines.append(f"· {who} — not counted: {safe(entrant.reason or 'not eligible', 80)}")
+            elif entrant.place is not None:
+                score = f" · {entrant.score:.1f}" if entrant.score is not None else ""
+                lines.append(f"**{entrant.place}.** {who} — {run_time(entrant.elapsed_us)}{score}")
+            else:
+                lines.append(f"· {who} — {entrant.status}")
+        return shorten("\n".join(lines), 1024) or "nobody yet"
+
+    @liverace.command(name="eligible", description="Who may race it, and why the others may not")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    async def eligible(self, interaction: discord.Interaction, race: str) -> None:
+        guild_id = self.guild_id(interaction)
+        race_id = options.race_id_from(race)
+        view = await self.services.live_races.get(guild_id, race_id)
+        report = await self.services.live_races.eligibility(guild_id, race_id)
+        lines = [f"✅ {safe(candidate.display_name, 60)}" for candidate in report.eligible]
+        lines += [f"❌ {safe(candidate.display_name, 60)} — {safe(reason)}" for candidate, reason in report.ineligible]
+        embeds = pages(
+            f"Eligibility — {race_title(view.race)}",
+            lines,
+            description=f"{len(report.eligible)} may race, {len(report.ineligible)} may not.",
+            empty="No players in this server yet: players appear once they use a Startline command.",
+            per_page=15,
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @liverace.command(name="history", description="The audit trail of a race")
+    @app_commands.autocomplete(race=options.race_autocomplete)
+    @moderator_only()
+    async def history(self, interaction: discord.Interaction, race: str) -> None:
+        guild_id = self.guild_id(interaction)
+        race_id = options.race_id_from(race)
+        page = await self.services.audit.list(guild_id, target_type="live_race", target_id=race_id, limit=200)
+        if not page.items:  # a deleted race keeps its history; an unknown one has none
+            await self.services.live_races.get(guild_id, race_id)
+        lines = [
+            f"{ts(entry.created_at, 'f')} · **{entry.action}** by {safe(entry.actor_name, 40)}"
+            + (f"\n└ {safe(_audit_details(entry.details))}" if entry.details else "")
+            for entry in page.items
+        ]
+        embeds = pages(f"History — race #{race_id}", lines, empty="No changes recorded.", per_page=8)
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(LiveRaceCog(bot))

@@ -1,0 +1,485 @@
+"""/tournament, /pool, /seed and /roomprofile: setting up what live races are made of."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from cogs._common import options
+from cogs._common.base import StartlineCog
+from cogs._common.checks import moderator_only
+from cogs._common.formatting import EMBED_COLOUR, on_off, pages, safe, shorten
+from cogs._common.respond import respond
+from cogs._common.views import ConfirmView, Paginator
+from db.models import RoomProfile, Tournament
+
+ROOM_SETTING_DESCRIPTIONS = {
+    "start_delay": "Countdown before the start, in seconds (10–60)",
+    "time_limit": "Time limit in hours (1–72)",
+    "streaming_required": "Entrants must stream",
+    "auto_start": "Start when everyone is ready",
+    "allow_comments": "Allow finish comments",
+    "hide_comments": "Hide comments until the race ends",
+    "allow_prerace_chat": "Allow chat before the start",
+    "allow_midrace_chat": "Allow chat during the race",
+    "allow_non_entrant_chat": "Allow chat from non-entrants",
+    "chat_message_delay": "Chat delay in seconds (0–90)",
+    "invitational": "Invitational room",
+    "unlisted": "Unlisted room",
+}
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """Only the options the user filled in."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def tournament_embed(tournament: Tournament, pools: list, profile_name: str | None) -> discord.Embed:
+    embed = discord.Embed(
+        title=safe(tournament.name), description=safe(tournament.description, 1000) or None, colour=EMBED_COLOUR
+    )
+    embed.add_field(name="Status", value="active" if tournament.active else "inactive")
+    embed.add_field(name="Runs per pool", value=str(tournament.runs_per_pool))
+    reattempts = "unlimited" if tournament.max_reattempts < 0 else str(tournament.max_reattempts)
+    embed.add_field(name="Reattempts", value=reattempts)
+    goal = tournament.racetime_goal or (f"custom: {tournament.custom_goal}" if tournament.custom_goal else "—")
+    embed.add_field(name="RaceTime.gg", value=f"{tournament.racetime_category or 'default category'} · {safe(goal)}")
+    if tournament.announcement_channel_id:
+        role = f" (pings <@&{tournament.announcement_role_id}>)" if tournament.announcement_role_id else ""
+        embed.add_field(name="Announcements", value=f"<#{tournament.announcement_channel_id}>{role}")
+    if profile_name:
+        embed.add_field(name="Room profile", value=safe(profile_name))
+    if tournament.room_open_lead_minutes is not None:
+        embed.add_field(name="Room opens", value=f"{tournament.room_open_lead_minutes} min before the start")
+    pool_names = ", ".join(safe(pool.name, 40) for pool in pools) or "none yet (add one with /pool add)"
+    embed.add_field(name=f"Pools ({len(pools)})", value=shorten(pool_names, 1024), inline=False)
+    embed.set_footer(text=f"Tournament #{tournament.id}")
+    return embed
+
+
+def profile_line(profile: RoomProfile) -> str:
+    settings = [
+        f"{key}={getattr(profile, key)}"
+        if not isinstance(getattr(profile, key), bool)
+        else f"{key}={on_off(getattr(profile, key))}"
+        for key in ROOM_SETTING_DESCRIPTIONS
+        if getattr(profile, key) is not None
+    ]
+    return f"`#{profile.id}` **{safe(profile.name, 60)}** · " + (", ".join(settings) or "inherits everything")
+
+
+class TournamentCog(StartlineCog):
+    tournament = app_commands.Group(name="tournament", description="Tournaments", guild_only=True)
+    pool = app_commands.Group(name="pool", description="Pools of a tournament", guild_only=True)
+    seed = app_commands.Group(name="seed", description="Seeds (permalinks) of a pool", guild_only=True)
+    roomprofile = app_commands.Group(name="roomprofile", description="Named RaceTime.gg room settings", guild_only=True)
+
+    # ---- /tournament ---------------------------------------------------------------------------------------------
+    @tournament.command(name="create", description="Create a tournament")
+    @app_commands.describe(
+        name="Unique name in this server",
+        description="What it is about",
+        runs_per_pool="Runs of each pool that count (default 1)",
+        max_reattempts="Reattempts allowed per player (-1 = unlimited, the default)",
+        category="RaceTime.gg category slug, like alttpr (default: the bot's category)",
+        goal="A goal of the category (or use custom_goal)",
+        custom_goal="A custom goal text",
+        room_profile="Room settings for its races",
+        lead_minutes="How long before the start the room opens (default: the server's)",
+        announcement_channel="Where its races are announced",
+        announcement_role="Role to ping in announcements",
+    )
+    @app_commands.autocomplete(room_profile=options.room_profile_autocomplete)
+    @moderator_only()
+    async def tournament_create(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        description: str | None = None,
+        runs_per_pool: int | None = None,
+        max_reattempts: int | None = None,
+        category: str | None = None,
+        goal: str | None = None,
+        custom_goal: str | None = None,
+        room_profile: str | None = None,
+        lead_minutes: int | None = None,
+        announcement_channel: discord.TextChannel | None = None,
+        announcement_role: discord.Role | None = None,
+    ) -> None:
+        fields = await self._tournament_fields(
+            interaction,
+            description=description,
+            runs_per_pool=runs_per_pool,
+            max_reattempts=max_reattempts,
+            category=category,
+            goal=goal,
+            custom_goal=custom_goal,
+            room_profile=room_profile,
+            lead_minutes=lead_minutes,
+            announcement_channel=announcement_channel,
+            announcement_role=announcement_role,
+        )
+        created = await self.services.tournaments.create_tournament(
+            self.guild_id(interaction), self.actor(interaction), name=name, **fields
+        )
+        await respond(
+            interaction,
+            f"Created tournament **{created.name}** (#{created.id}). Next: add pools with `/pool add`.",
+        )
+
+    @tournament.command(name="edit", description="Change a tournament")
+    @app_commands.describe(
+        tournament="The tournament",
+        name="New name",
+        active="Whether players can still race it",
+        description="What it is about",
+        runs_per_pool="Runs of each pool that count",
+        max_reattempts="Reattempts allowed per player (-1 = unlimited)",
+        category="RaceTime.gg category slug",
+        goal="A goal of the category (clears the custom goal)",
+        custom_goal="A custom goal text (clears the category goal)",
+        room_profile="Room settings for its races",
+        lead_minutes="How long before the start the room opens",
+        announcement_channel="Where its races are announced",
+        announcement_role="Role to ping in announcements",
+    )
+    @app_commands.autocomplete(
+        tournament=options.tournament_autocomplete, room_profile=options.room_profile_autocomplete
+    )
+    @moderator_only()
+    async def tournament_edit(
+        self,
+        interaction: discord.Interaction,
+        tournament: str,
+        name: str | None = None,
+        active: bool | None = None,
+        description: str | None = None,
+        runs_per_pool: int | None = None,
+        max_reattempts: int | None = None,
+        category: str | None = None,
+        goal: str | None = None,
+        custom_goal: str | None = None,
+        room_profile: str | None = None,
+        lead_minutes: int | None = None,
+        announcement_channel: discord.TextChannel | None = None,
+        announcement_role: discord.Role | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        changes = _given(name=name, active=active) | await self._tournament_fields(
+            interaction,
+            description=description,
+            runs_per_pool=runs_per_pool,
+            max_reattempts=max_reattempts,
+            category=category,
+            goal=goal,
+            custom_goal=custom_goal,
+            room_profile=room_profile,
+            lead_minutes=lead_minutes,
+            announcement_channel=announcement_channel,
+            announcement_role=announcement_role,
+        )
+        if not changes:
+            await respond(interaction, "Nothing to change: fill in at least one option besides the tournament.")
+            return
+        updated = await self.services.tournaments.update_tournament(
+            guild_id, target.id, self.actor(interaction), **changes
+        )
+        await respond(interaction, f"Updated **{updated.name}**: {', '.join(sorted(changes))}.")
+
+    async def _tournament_fields(
+        self,
+        interaction: discord.Interaction,
+        *,
+        room_profile: str | None,
+        lead_minutes: int | None,
+        category: str | None,
+        goal: str | None,
+        announcement_channel: discord.TextChannel | None,
+        announcement_role: discord.Role | None,
+        **plain: Any,
+    ) -> dict[str, Any]:
+        fields = _given(
+            racetime_category=category,
+            racetime_goal=goal,
+            room_open_lead_minutes=lead_minutes,
+            announcement_channel_id=announcement_channel.id if announcement_channel else None,
+            announcement_role_id=announcement_role.id if announcement_role else None,
+            **plain,
+        )
+        if room_profile is not None:
+            profile = await options.room_profile_from(self.services, self.guild_id(interaction), room_profile)
+            fields["room_profile_id"] = profile.id
+        return fields
+
+    @tournament.command(name="list", description="The tournaments of this server")
+    @app_commands.describe(include_inactive="Also list inactive tournaments")
+    async def tournament_list(self, interaction: discord.Interaction, include_inactive: bool = False) -> None:
+        page = await self.services.tournaments.list_tournaments(
+            self.guild_id(interaction), active=None if include_inactive else True, limit=200
+        )
+        lines = [f"`#{t.id}` **{safe(t.name, 80)}**" + ("" if t.active else " (inactive)") for t in page.items]
+        embeds = pages(
+            "Tournaments",
+            lines,
+            empty="No tournaments yet. A moderator can create one with `/tournament create`.",
+            footer="only the first 200" if page.next_cursor else None,
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @tournament.command(name="info", description="Settings and pools of a tournament")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    async def tournament_info(self, interaction: discord.Interaction, tournament: str) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        pools = await self.services.tournaments.list_pools(guild_id, target.id)
+        profile_name = None
+        if target.room_profile_id is not None:
+            profile_name = (await self.services.room_profiles.get(guild_id, target.room_profile_id)).name
+        await respond(interaction, embed=tournament_embed(target, pools, profile_name))
+
+    @tournament.command(name="leaderboard", description="Standings of a tournament")
+    @app_commands.describe(public="Post it in the channel for everyone (default: only you see it)")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    async def tournament_leaderboard(
+        self, interaction: discord.Interaction, tournament: str, public: bool = False
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        board = await self.services.scoring.leaderboard(guild_id, target.id)
+        lines = [
+            f"**{entry.rank}.** {safe(entry.display_name, 40)} — {entry.score:.2f}"
+            f" ({entry.runs_counted} run{'s' if entry.runs_counted != 1 else ''})"
+            for entry in board.entries
+        ]
+        slots = len(board.pools) * board.runs_per_pool
+        embeds = pages(
+            f"Leaderboard — {shorten(target.name, 200)}",
+            lines,
+            empty="No scored runs yet.",
+            footer=f"average over {slots} slot{'s' if slots != 1 else ''} ({board.runs_per_pool} per pool)",
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
+
+    # ---- /pool -------------------------------------------------------------------------------------------------------
+    @pool.command(name="add", description="Add a pool to a tournament")
+    @app_commands.describe(tournament="The tournament", name="Unique name in the tournament", description="Optional")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    @moderator_only()
+    async def pool_add(
+        self, interaction: discord.Interaction, tournament: str, name: str, description: str | None = None
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        created = await self.services.tournaments.add_pool(
+            guild_id, target.id, self.actor(interaction), name=name, description=description or ""
+        )
+        await respond(
+            interaction,
+            f"Added pool **{created.name}** (#{created.id}) to {target.name}. Next: add seeds with `/seed add`.",
+        )
+
+    @pool.command(name="list", description="The pools of a tournament")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
+    async def pool_list(self, interaction: discord.Interaction, tournament: str) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        pools = await self.services.tournaments.list_pools(guild_id, target.id)
+        lines = [
+            f"`#{pool.id}` **{safe(pool.name, 60)}**"
+            + (f" — {safe(pool.description, 120)}" if pool.description else "")
+            for pool in pools
+        ]
+        embeds = pages(f"Pools — {shorten(target.name, 200)}", lines, empty="No pools yet (`/pool add`).")
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @pool.command(name="remove", description="Remove a pool that has no runs and no live races")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
+    @moderator_only()
+    async def pool_remove(self, interaction: discord.Interaction, tournament: str, pool: str) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        doomed = await options.pool_from(self.services, guild_id, target.id, pool)
+        actor = self.actor(interaction)
+
+        async def remove(_click: discord.Interaction) -> str:
+            await self.services.tournaments.remove_pool(guild_id, target.id, doomed.id, actor)
+            return f"Removed pool **{safe(doomed.name)}** and its seeds."
+
+        await ConfirmView(interaction.user.id, remove, confirm_label="Remove pool").ask(
+            interaction, f"Remove pool **{safe(doomed.name)}** of {safe(target.name)}, with all its seeds?"
+        )
+
+    # ---- /seed -------------------------------------------------------------------------------------------------------
+    @seed.command(name="add", description="Add a seed (permalink) to a pool")
+    @app_commands.describe(url="The seed's permalink URL", notes="Optional notes (shown to moderators)")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
+    @moderator_only()
+    async def seed_add(
+        self, interaction: discord.Interaction, tournament: str, pool: str, url: str, notes: str | None = None
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        into = await options.pool_from(self.services, guild_id, target.id, pool)
+        created = await self.services.tournaments.add_permalink(
+            guild_id, target.id, into.id, self.actor(interaction), url=url, notes=notes or ""
+        )
+        await respond(interaction, f"Added seed #{created.id} to pool **{safe(into.name)}**: <{created.url}>")
+
+    @seed.command(name="list", description="The seeds of a pool (moderators only: seeds are secret until raced)")
+    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
+    @moderator_only()
+    async def seed_list(self, interaction: discord.Interaction, tournament: str, pool: str) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        of = await options.pool_from(self.services, guild_id, target.id, pool)
+        seeds = await self.services.tournaments.list_permalinks(guild_id, target.id, of.id)
+        lines = []
+        for permalink in seeds:
+            par = f" · par {permalink.par_time:.0f} s" if permalink.par_time else ""
+            used = " · raced" if permalink.used_in_live_race else ""
+            notes = f" — {safe(permalink.notes, 80)}" if permalink.notes else ""
+            lines.append(f"`#{permalink.id}` <{shorten(permalink.url, 200)}>{par}{used}{notes}")
+        embeds = pages(f"Seeds — {shorten(of.name, 200)}", lines, empty="No seeds yet (`/seed add`).")
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @seed.command(name="remove", description="Remove a seed that nobody has raced")
+    @app_commands.autocomplete(
+        tournament=options.tournament_autocomplete, pool=options.pool_autocomplete, seed=options.seed_autocomplete
+    )
+    @moderator_only()
+    async def seed_remove(self, interaction: discord.Interaction, tournament: str, pool: str, seed: str) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.tournament_from(self.services, guild_id, tournament)
+        of = await options.pool_from(self.services, guild_id, target.id, pool)
+        doomed = await options.seed_from(self.services, guild_id, target.id, of.id, seed)
+        actor = self.actor(interaction)
+
+        async def remove(_click: discord.Interaction) -> str:
+            await self.services.tournaments.remove_permalink(guild_id, target.id, of.id, doomed.id, actor)
+            return f"Removed seed #{doomed.id} from pool **{safe(of.name)}**."
+
+        await ConfirmView(interaction.user.id, remove, confirm_label="Remove seed").ask(
+            interaction, f"Remove seed #{doomed.id} (<{doomed.url}>) from pool **{safe(of.name)}**?"
+        )
+
+    # ---- /roomprofile ------------------------------------------------------------------------------------------------
+    @roomprofile.command(name="create", description="Create named room settings (unset fields inherit)")
+    @app_commands.describe(name="Unique name in this server", **ROOM_SETTING_DESCRIPTIONS)
+    @moderator_only()
+    async def roomprofile_create(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        start_delay: int | None = None,
+        time_limit: int | None = None,
+        streaming_required: bool | None = None,
+        auto_start: bool | None = None,
+        allow_comments: bool | None = None,
+        hide_comments: bool | None = None,
+        allow_prerace_chat: bool | None = None,
+        allow_midrace_chat: bool | None = None,
+        allow_non_entrant_chat: bool | None = None,
+        chat_message_delay: int | None = None,
+        invitational: bool | None = None,
+        unlisted: bool | None = None,
+    ) -> None:
+        settings = _given(
+            start_delay=start_delay,
+            time_limit=time_limit,
+            streaming_required=streaming_required,
+            auto_start=auto_start,
+            allow_comments=allow_comments,
+            hide_comments=hide_comments,
+            allow_prerace_chat=allow_prerace_chat,
+            allow_midrace_chat=allow_midrace_chat,
+            allow_non_entrant_chat=allow_non_entrant_chat,
+            chat_message_delay=chat_message_delay,
+            invitational=invitational,
+            unlisted=unlisted,
+        )
+        profile = await self.services.room_profiles.create(
+            self.guild_id(interaction), self.actor(interaction), name=name, **settings
+        )
+        await respond(interaction, f"Created room profile:\n{profile_line(profile)}")
+
+    @roomprofile.command(name="edit", description="Change room settings of a profile")
+    @app_commands.describe(profile="The profile", name="New name", **ROOM_SETTING_DESCRIPTIONS)
+    @app_commands.autocomplete(profile=options.room_profile_autocomplete)
+    @moderator_only()
+    async def roomprofile_edit(
+        self,
+        interaction: discord.Interaction,
+        profile: str,
+        name: str | None = None,
+        start_delay: int | None = None,
+        time_limit: int | None = None,
+        streaming_required: bool | None = None,
+        auto_start: bool | None = None,
+        allow_comments: bool | None = None,
+        hide_comments: bool | None = None,
+        allow_prerace_chat: bool | None = None,
+        allow_midrace_chat: bool | None = None,
+        allow_non_entrant_chat: bool | None = None,
+        chat_message_delay: int | None = None,
+        invitational: bool | None = None,
+        unlisted: bool | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        target = await options.room_profile_from(self.services, guild_id, profile)
+        changes = _given(
+            name=name,
+            start_delay=start_delay,
+            time_limit=time_limit,
+            streaming_required=streaming_required,
+            auto_start=auto_start,
+            allow_comments=allow_comments,
+            hide_comments=hide_comments,
+            allow_prerace_chat=allow_prerace_chat,
+            allow_midrace_chat=allow_midrace_chat,
+            allow_non_entrant_chat=allow_non_entrant_chat,
+            chat_message_delay=chat_message_delay,
+            invitational=invitational,
+            unlisted=unlisted,
+        )
+        if not changes:
+            await respond(interaction, "Nothing to change: fill in at least one setting besides the profile.")
+            return
+        updated = await self.services.room_profiles.update(guild_id, target.id, self.actor(interaction), **changes)
+        await respond(interaction, f"Updated room profile:\n{profile_line(updated)}")
+
+    @roomprofile.command(name="list", description="The room profiles of this server")
+    @moderator_only()
+    async def roomprofile_list(self, interaction: discord.Interaction) -> None:
+        profiles = await self.services.room_profiles.list(self.guild_id(interaction))
+        embeds = pages(
+            "Room profiles",
+            [profile_line(profile) for profile in profiles],
+            empty="No room profiles yet (`/roomprofile create`). Races use the built-in settings.",
+            per_page=8,
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction)
+
+    @roomprofile.command(name="delete", description="Delete a room profile (tournaments using it fall back)")
+    @app_commands.autocomplete(profile=options.room_profile_autocomplete)
+    @moderator_only()
+    async def roomprofile_delete(self, interaction: discord.Interaction, profile: str) -> None:
+        guild_id = self.guild_id(interaction)
+        doomed = await options.room_profile_from(self.services, guild_id, profile)
+        actor = self.actor(interaction)
+
+        async def delete(_click: discord.Interaction) -> str:
+            await self.services.room_profiles.delete(guild_id, doomed.id, actor)
+            return f"Deleted room profile **{safe(doomed.name)}**."
+
+        await ConfirmView(interaction.user.id, delete, confirm_label="Delete profile").ask(
+            interaction,
+            f"Delete room profile **{safe(doomed.name)}**? Tournaments and the server default that use it "
+            "go back to inheriting.",
+        )
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(TournamentCog(bot))

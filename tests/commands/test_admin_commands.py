@@ -1,0 +1,106 @@
+"""/startline config and /apitoken through the real command tree."""
+
+from __future__ import annotations
+
+from bot.actors import Actor
+from tests.commands.conftest import MODERATOR_PERMS
+
+SYSTEM = Actor.system()
+
+
+async def admin(d, command: str, **options):
+    return await d.harness.run(command, d.mod, perms=MODERATOR_PERMS, **options)
+
+
+async def test_config_shows_settings_and_the_calendar_url(discord_) -> None:
+    d = discord_
+    reply = await admin(d, "startline config")
+    assert reply.ephemeral and "Startline settings" in reply.text
+    assert "Timezone: UTC" in reply.text and "Rooms open: 15 min before the start" in reply.text
+    assert "Calendar feed (keep it private): <http://127.0.0.1:8080/api/v1/live-races.ics?key=" in reply.text
+
+
+async def test_config_changes_settings(discord_) -> None:
+    d = discord_
+    role = d.guild.roles[0]
+    profile = await d.services.room_profiles.create(d.guild.id, SYSTEM, name="Fast", start_delay=10)
+    reply = await admin(
+        d,
+        "startline config",
+        organizer_role=role,
+        moderator_channel=d.guild.text_channels[0],
+        timezone="Europe/Berlin",
+        lead_minutes=30,
+        default_room_profile="Fast",
+    )
+    assert "Updated 5 settings." in reply.text and f"Organizer role: <@&{role.id}>" in reply.text
+    settings = await d.services.guilds.get(d.guild.id)
+    assert (settings.organizer_role_id, settings.timezone, settings.room_open_lead_minutes) == (
+        role.id,
+        "Europe/Berlin",
+        30,
+    )
+    assert (settings.moderator_channel_id, settings.default_room_profile_id) == (
+        d.guild.text_channels[0].id,
+        profile.id,
+    )
+    cleared = await admin(d, "startline config", clear="organizer_role")
+    assert "Organizer role: not set" in cleared.text
+    assert (await d.services.guilds.get(d.guild.id)).organizer_role_id is None
+
+
+async def test_config_refuses_bad_values_and_non_managers(discord_) -> None:
+    d = discord_
+    zone = await admin(d, "startline config", timezone="Moon/Base")
+    assert "Unknown timezone 'Moon/Base'" in zone.text
+    lead = await admin(d, "startline config", lead_minutes=5000)
+    assert "Room_open_lead_minutes must be a whole number from 0 to 1440." in lead.text
+    assert (await d.services.guilds.get(d.guild.id)).timezone == "UTC"
+    # The organizer role is not enough here: it is one of the things this command controls.
+    await d.services.guilds.update(d.guild.id, SYSTEM, organizer_role_id=d.guild.roles[0].id)
+    refused = await d.harness.run("startline config", d.alice, lead_minutes=1)
+    assert refused.text == "You need the Manage Server permission to do that."
+
+
+async def test_config_rotates_the_calendar_url(discord_) -> None:
+    d = discord_
+    first = await admin(d, "startline config")
+    rotated = await admin(d, "startline config", rotate_calendar=True)
+    assert "new URL, the old one no longer works" in rotated.text
+    key = first.text.split("key=")[1].split(">")[0]
+    assert key not in rotated.text
+
+
+async def test_timezone_autocomplete(discord_) -> None:
+    d = discord_
+    choices = await d.harness.autocomplete(
+        "startline config", d.mod, "timezone", perms=MODERATOR_PERMS, timezone="berl"
+    )
+    assert choices == [{"name": "Europe/Berlin", "value": "Europe/Berlin"}]
+    assert len(await d.harness.autocomplete("startline config", d.mod, "timezone", timezone="")) == 25
+
+
+async def test_apitoken_create_list_revoke(discord_) -> None:
+    d = discord_
+    created = await admin(d, "apitoken create", name="ci", scope="manage")
+    assert created.ephemeral and "shown only this once" in created.text
+    secret = created.text.split("```\n")[1].split("\n```")[0]
+    token = await d.services.tokens.authenticate(secret)
+    assert token is not None and token.guild_id == d.guild.id and token.scope.value == "manage"
+    listed = await admin(d, "apitoken list")
+    assert "**ci** · manage" in listed.text and secret not in listed.text
+    asked = await admin(d, "apitoken revoke", token=token.id)
+    assert "Revoke API token **ci**" in asked.text
+    done = await d.harness.click(asked.with_buttons(), "Revoke token", d.mod, perms=MODERATOR_PERMS)
+    assert "Revoked token **ci**" in done.last.text
+    assert await d.services.tokens.authenticate(secret) is None
+
+
+async def test_apitoken_refuses_players_and_other_guilds_tokens(discord_) -> None:
+    d = discord_
+    refused = await d.harness.run("apitoken create", d.alice, name="mine")
+    assert "Manage Server" in refused.text and await d.services.tokens.list(d.guild.id) == []
+    theirs = await d.services.tokens.create(d.other_guild.id, SYSTEM, name="theirs", scope="read")
+    reply = await admin(d, "apitoken revoke", token=theirs.token.id)
+    assert reply.text == f"There is no API token #{theirs.token.id} in this server; see /apitoken list."
+    assert await d.services.tokens.authenticate(theirs.secret) is not None

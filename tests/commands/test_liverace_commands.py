@@ -1,0 +1,343 @@
+"""/liverace through the real command tree, with the fake RaceTime.gg behind the live race service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from discord.utils import escape_markdown
+
+from bot.actors import Actor
+from bot.app import Application
+from bot.settings import Settings
+from db.models import Base, RaceStatus
+from db.types import utcnow
+from tests.commands.conftest import MODERATOR_PERMS
+from tests.fakes.lifecycle import racetime_client
+from tests.fakes.racetime_data import captured_user
+from tests.fakes.racetime_server import FakeRacetime
+
+SYSTEM = Actor.system()
+ALICE_RT = captured_user("Alice")
+
+
+@pytest_asyncio.fixture
+async def rt() -> AsyncIterator[FakeRacetime]:
+    async with FakeRacetime() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings, rt: FakeRacetime) -> AsyncIterator[Application]:
+    """Overrides the plain application: this one's live races talk to the fake RaceTime.gg."""
+    client = racetime_client(rt)
+    application = Application(settings, run_migrations=False, start_jobs=False, racetime_client=client)
+    async with application.db.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield application
+    await application.db.dispose()
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def cup(discord_):
+    d = discord_
+    tournament = await d.services.tournaments.create_tournament(d.guild.id, SYSTEM, name="Spring Cup")
+    pool = await d.services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool A")
+    other_pool = await d.services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool B")
+    seed = await d.services.tournaments.add_permalink(
+        d.guild.id, tournament.id, pool.id, SYSTEM, url="https://alttpr.com/h/secret1"
+    )
+    other_seed = await d.services.tournaments.add_permalink(
+        d.guild.id, tournament.id, other_pool.id, SYSTEM, url="https://alttpr.com/h/secret2"
+    )
+    return type("Cup", (), {"tournament": tournament, "pool": pool, "seed": seed, "other_seed": other_seed})
+
+
+async def schedule(d, cup, *, hours: float = 2, guild=None, **fields):
+    guild_id = (guild or d.guild).id
+    if guild is not None:
+        tournament = await d.services.tournaments.create_tournament(guild_id, SYSTEM, name="Theirs")
+        pool = await d.services.tournaments.add_pool(guild_id, tournament.id, SYSTEM, name="P")
+        return await d.services.live_races.create(
+            guild_id, tournament.id, SYSTEM, pool_id=pool.id, scheduled_at=utcnow() + timedelta(hours=hours)
+        )
+    return await d.services.live_races.create(
+        guild_id,
+        cup.tournament.id,
+        SYSTEM,
+        pool_id=cup.pool.id,
+        scheduled_at=utcnow() + timedelta(hours=hours),
+        **fields,
+    )
+
+
+async def mod(d, command: str, **options):
+    return await d.harness.run(command, d.mod, perms=MODERATOR_PERMS, **options)
+
+
+# ---- create -----------------------------------------------------------------------------------------------------
+async def test_create_schedules_a_race(discord_, cup) -> None:
+    d = discord_
+    before = utcnow()
+    reply = await mod(d, "liverace create", tournament="Spring Cup", pool="Pool A", when="in 2h30m", title="Final")
+    assert reply.ephemeral and "Scheduled **#1 Final** (Spring Cup / Pool A): starts <t:" in reply.text
+    assert ":F> (<t:" in reply.text and "the room opens <t:" in reply.text
+    view = await d.services.live_races.get(d.guild.id, 1)
+    assert (
+        before + timedelta(hours=2, minutes=30) <= view.race.scheduled_at <= utcnow() + timedelta(hours=2, minutes=30)
+    )
+    assert view.race.created_by == f"player:{d.mod.id} ({d.mod.display_name})"
+
+
+async def test_create_reads_local_times_in_the_server_or_chosen_timezone(discord_, cup) -> None:
+    d = discord_
+    await d.services.guilds.update(d.guild.id, SYSTEM, timezone="Europe/Berlin")
+    year = utcnow().year + 1
+    await mod(d, "liverace create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00")
+    await mod(
+        d, "liverace create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00", timezone="Asia/Tokyo"
+    )
+    berlin, tokyo = sorted((await d.services.live_races.list(d.guild.id)).items, key=lambda v: v.race.id)
+    assert (berlin.race.scheduled_at.hour, tokyo.race.scheduled_at.hour) == (18, 11)
+
+
+async def test_create_with_seed_profile_episode_and_room_override(discord_, cup) -> None:
+    d = discord_
+    profile = await d.services.room_profiles.create(d.guild.id, SYSTEM, name="Fast", start_delay=10)
+    reply = await mod(
+        d,
+        "liverace create",
+        tournament=str(cup.tournament.id),
+        pool=str(cup.pool.id),
+        when="in 1h",
+        seed=str(cup.seed.id),
+        room_profile="Fast",
+        episode="ep-1",
+        time_limit=4,
+        unlisted=True,
+    )
+    assert "Scheduled" in reply.text
+    race = (await d.services.live_races.get(d.guild.id, 1)).race
+    assert (race.permalink_id, race.room_profile_id, race.episode_id) == (cup.seed.id, profile.id, "ep-1")
+    assert race.room_settings == {"time_limit": 4, "unlisted": True}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"when": "tomorrow evening"}, "I could not read `tomorrow evening` as a time. Use for example `"),
+        ({"when": "2001-01-01 10:00"}, "is in the past; pick a time ahead, for example"),
+        ({"when": "in 1h", "timezone": "Mars/Base"}, "Unknown timezone 'Mars/Base'"),
+        ({"when": "in 1h", "pool": "Pool Z"}, "This tournament has no pool called 'Pool Z'"),
+        ({"when": "in 1h", "seed": "second"}, "not found in this pool"),
+        ({"when": "in 1h", "start_delay": 5}, "For example `start_delay: 15`."),
+        ({"when": "in 1h", "tournament": "Nope"}, "There is no tournament called 'Nope'"),
+    ],
+)
+async def test_create_refuses_bad_input_and_changes_nothing(discord_, cup, options, message) -> None:
+    d = discord_
+    values = {"tournament": "Spring Cup", "pool": "Pool A", **options}
+    if values.get("seed") == "second":
+        values["seed"] = str(cup.other_seed.id)  # a seed of another pool
+    reply = await mod(d, "liverace create", **values)
+    assert reply.ephemeral and message in reply.text, reply.text
+    assert (await d.services.live_races.list(d.guild.id)).items == []
+
+
+async def test_create_is_for_moderators(discord_, cup) -> None:
+    d = discord_
+    reply = await d.harness.run("liverace create", d.alice, tournament="Spring Cup", pool="Pool A", when="in 1h")
+    assert reply.text == "You need the Manage Server permission to do that."
+    assert (await d.services.live_races.list(d.guild.id)).items == []
+
+
+async def test_autocomplete_pools_follow_the_tournament_and_races_stay_in_the_guild(discord_, cup) -> None:
+    d = discord_
+    pools = await d.harness.autocomplete(
+        "liverace create", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.tournament.id), pool="b"
+    )
+    assert pools == [{"name": "Pool B", "value": str(cup.pool.id + 1)}]
+    mine = await schedule(d, cup, title="Home race")
+    await schedule(d, cup, guild=d.other_guild)
+    races = await d.harness.autocomplete("liverace info", d.alice, "race", race="")
+    assert [choice["value"] for choice in races] == [str(mine.race.id)]
+    assert races[0]["name"].startswith(f"#{mine.race.id} Home race · scheduled · ")
+    seeds = await d.harness.autocomplete(
+        "liverace edit", d.mod, "seed", perms=MODERATOR_PERMS, race=str(mine.race.id), seed=""
+    )
+    assert [choice["value"] for choice in seeds] == [str(cup.seed.id)]  # the race's pool, not Pool B
+
+
+# ---- edit / cancel / delete --------------------------------------------------------------------------------------
+async def test_edit_changes_title_time_and_merges_room_overrides(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup, room={"start_delay": 30})
+    reply = await mod(d, "liverace edit", race=f"#{view.race.id}", title="Moved", when="in 5h", auto_start=False)
+    assert "Updated **#1 Moved** (room, scheduled_at, title)." in reply.text
+    race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
+    assert race.title == "Moved" and race.room_settings == {"start_delay": 30, "auto_start": False}
+    assert race.scheduled_at > utcnow() + timedelta(hours=4, minutes=59)
+    nothing = await mod(d, "liverace edit", race=str(view.race.id))
+    assert "Nothing to change" in nothing.text
+
+
+async def test_another_guilds_race_is_not_found(discord_, cup) -> None:
+    d = discord_
+    theirs = await schedule(d, cup, guild=d.other_guild)
+    for command, extra in [
+        ("liverace edit", {"title": "Mine now"}),
+        ("liverace cancel", {"reason": "x"}),
+        ("liverace delete", {}),
+        ("liverace info", {}),
+        ("liverace history", {}),
+    ]:
+        reply = await mod(d, command, race=str(theirs.race.id), **extra)
+        assert reply.text == f"Live race {theirs.race.id} not found.", command
+    assert (await d.services.live_races.get(d.other_guild.id, theirs.race.id)).race.title != "Mine now"
+
+
+async def test_bad_race_value_is_explained(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run("liverace info", d.alice, race="the big one")
+    assert reply.text == "Pick a race from the list, or give its number (like 12)."
+
+
+async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    asked = await mod(d, "liverace cancel", race=str(view.race.id), reason="Not enough runners")
+    assert asked.ephemeral and "Cancel **#1" in asked.text and "Reason: Not enough runners" in asked.text
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.SCHEDULED
+    done = await d.harness.click(asked.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
+    assert done.first.type == 7 and "Working on it" in done.first.text  # acknowledged before the slow part
+    assert "Cancelled **#1" in done.last.text
+    race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
+    assert (race.status, race.cancel_reason) == (RaceStatus.CANCELLED, "Not enough runners")
+    again = await mod(d, "liverace cancel", race=str(view.race.id), reason="again")
+    confirm = await d.harness.click(again.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
+    assert "only scheduled, open or in-progress races can be cancelled" in confirm.last.text  # replaces the question
+
+
+async def test_delete_asks_then_deletes(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    asked = await mod(d, "liverace delete", race=str(view.race.id))
+    kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
+    assert kept.text == "Nothing changed."
+    asked = await mod(d, "liverace delete", race=str(view.race.id))
+    done = await d.harness.click(asked.with_buttons(), "Delete the race", d.mod, perms=MODERATOR_PERMS)
+    assert "Deleted **#1" in done.last.text
+    assert (await d.services.live_races.list(d.guild.id)).items == []
+    history = await mod(d, "liverace history", race=str(view.race.id))  # the trail outlives the race
+    assert "live_race.delete" in history.text and "live_race.create" in history.text
+
+
+# ---- open / record / info ------------------------------------------------------------------------------------------
+async def test_open_defers_then_links_the_room_and_info_shows_the_seed_to_players(discord_, cup, rt) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    before = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
+    assert "alttpr.com/h/secret1" not in before.text and "Seed" not in before.text
+    for_mod = await mod(d, "liverace info", race=str(view.race.id))
+    assert "chosen when the room opens" in for_mod.text
+    opened = await mod(d, "liverace open", race=str(view.race.id))
+    assert opened.first.type == 5 and opened.first.ephemeral  # "thinking" before RaceTime.gg is called
+    race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
+    assert race.status is RaceStatus.ROOM_OPEN and "Opened the room of **#1" in opened.last.text
+    assert race.racetime_url in opened.last.text and race.racetime_url.startswith(rt.base_url)
+    after = await d.harness.run("liverace info", d.alice, race=str(view.race.id), public=True)
+    assert not after.ephemeral and "alttpr.com/h/secret1" in after.text and race.racetime_url in after.text
+    again = await mod(d, "liverace open", race=str(view.race.id))
+    assert again.last.text == "Race 1 is open (its room is open); only scheduled races can be opened."
+
+
+async def test_moderator_sees_a_chosen_seed_privately_but_not_in_public(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup, permalink_id=cup.seed.id)
+    private = await mod(d, "liverace info", race=str(view.race.id))
+    assert private.ephemeral and "alttpr.com/h/secret1" in private.text
+    public = await mod(d, "liverace info", race=str(view.race.id), public=True)
+    assert "secret1" not in public.text
+
+
+async def test_record_a_finished_room_shows_results(discord_, cup, rt) -> None:
+    d = discord_
+    await d.services.players.link_racetime(
+        d.guild.id, d.alice.id, ALICE_RT["id"], ALICE_RT["name"], SYSTEM, verified=True, display_name="alice"
+    )
+    view = await schedule(d, cup)
+    await mod(d, "liverace open", race=str(view.race.id))
+    slug = (await d.services.live_races.get(d.guild.id, view.race.id)).race.racetime_slug
+    early = await mod(d, "liverace record", race=str(view.race.id))
+    assert early.first.type == 5 and "Working" not in early.text
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.ROOM_OPEN
+    rt.add_entrant(slug, ALICE_RT)
+    rt.start(slug)
+    rt.finish_entrant(slug, ALICE_RT["id"], timedelta(hours=1, minutes=2, seconds=3, microseconds=456))
+    recorded = await mod(d, "liverace record", race=str(view.race.id))
+    assert "is ✅ finished: 1 of 1 participants finished" in recorded.last.text
+    info = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
+    assert "Participants (1, 1 finished)" in info.text
+    assert f"**1.** {escape_markdown(d.alice.display_name)} — 1:02:03 · 100.0" in info.text
+
+
+# ---- reading -------------------------------------------------------------------------------------------------------
+async def test_list_filters_by_status_and_is_private_by_default(discord_, cup) -> None:
+    d = discord_
+    kept = await schedule(d, cup, title="Kept")
+    dropped = await schedule(d, cup, title="Dropped")
+    await d.services.live_races.cancel(d.guild.id, dropped.race.id, SYSTEM, reason="x")
+    everything = await d.harness.run("liverace list", d.alice)
+    assert everything.ephemeral and "Kept" in everything.text and "Dropped" in everything.text
+    active = await d.harness.run("liverace list", d.alice, status="active", public=True)
+    assert not active.ephemeral and "Kept" in active.text and "Dropped" not in active.text
+    assert f"`#{kept.race.id}`" in active.text and "<t:" in active.text and "🗓️ scheduled" in active.text
+
+
+async def test_upcoming_tells_each_player_whether_they_may_join(discord_, cup) -> None:
+    d = discord_
+    await schedule(d, cup, title="Next")
+    await d.services.players.link_racetime(
+        d.guild.id, d.bob.id, ALICE_RT["id"], "bob", SYSTEM, verified=True, display_name="bob"
+    )
+    alice = await d.harness.run("liverace upcoming", d.alice)
+    assert alice.first.type == 5 and alice.ephemeral
+    assert "Next" in alice.text and "❌ Link your RaceTime.gg account with /racetime link" in alice.text
+    bob = await d.harness.run("liverace upcoming", d.bob)
+    assert "✅ you may join" in bob.text
+
+
+async def test_upcoming_pages_with_buttons(discord_, cup) -> None:
+    d = discord_
+    for hour in range(1, 8):
+        await schedule(d, cup, hours=hour, title=f"Race {hour}")
+    reply = await d.harness.run("liverace upcoming", d.alice)
+    page = reply.with_buttons()
+    assert "Race 1" in page.text and "Race 6" not in page.text and "Page 1 of 2" in page.text
+    second = await d.harness.click(page, "Next", d.alice)
+    assert "Race 6" in second.text and "Race 7" in second.text
+
+
+async def test_eligible_lists_players_and_reasons(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    await d.harness.run("racetime status", d.bob)  # any command makes bob a player of the server
+    await d.services.players.link_racetime(d.guild.id, d.bob.id, ALICE_RT["id"], "bob", SYSTEM, verified=True)
+    reply = await d.harness.run("liverace eligible", d.alice, race=str(view.race.id))
+    assert reply.ephemeral and "1 may race, 1 may not." in reply.text
+    assert f"✅ {escape_markdown(d.bob.display_name)}" in reply.text
+    assert (
+        f"❌ {escape_markdown(d.alice.display_name)} — Link your RaceTime.gg account with /racetime link" in reply.text
+    )
+
+
+async def test_history_is_for_moderators(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    refused = await d.harness.run("liverace history", d.alice, race=str(view.race.id))
+    assert "Manage Server" in refused.text
+    history = await mod(d, "liverace history", race=str(view.race.id))
+    assert "**live_race.create** by system" in history.text

@@ -1,0 +1,88 @@
+"""/notify: the private panel of DM preferences, driven by pressing its buttons."""
+
+from __future__ import annotations
+
+from db.models import EventType
+from tests.commands.conftest import MODERATOR_PERMS
+
+
+def labels(sent) -> list[str]:
+    return [button["label"] for button in sent.buttons]
+
+
+async def test_panel_shows_five_toggles_scope_and_shortcuts(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run("notify", d.alice)
+    panel = reply.with_buttons()
+    assert reply.ephemeral and "Showing: **Home**" in panel.text
+    assert labels(panel) == [
+        "Scheduled: off",
+        "Room open: off",
+        "Started: off",
+        "Finished: off",
+        "Cancelled: off",
+        "Scope: this server",
+        "All on",
+        "All off",
+    ]
+    assert "`415`" in panel.text and "`419`" in panel.text
+
+
+async def test_toggle_persists_for_this_server(discord_) -> None:
+    d = discord_
+    panel = (await d.harness.run("notify", d.alice)).with_buttons()
+    pressed = await d.harness.click(panel, "Room open", d.alice)
+    updated = pressed.last
+    assert updated.type == 7 and "Room open: on" in labels(updated)
+    prefs = {p.event_type: p for p in await d.services.notifications.preferences(d.alice.id, d.guild.id)}
+    assert prefs[EventType.LIVE_RACE_ROOM_OPENED].guild_setting is True
+    assert prefs[EventType.LIVE_RACE_ROOM_OPENED].global_setting is None
+    elsewhere = {p.event_type: p for p in await d.services.notifications.preferences(d.alice.id, d.other_guild.id)}
+    assert elsewhere[EventType.LIVE_RACE_ROOM_OPENED].effective is False
+    reopened = (await d.harness.run("notify", d.alice)).with_buttons()  # the state survives a new panel
+    assert "Room open: on" in labels(reopened)
+    off = await d.harness.click(reopened, "Room open", d.alice)
+    assert "Room open: off" in labels(off.last)
+
+
+async def test_all_servers_scope_and_all_on(discord_) -> None:
+    d = discord_
+    panel = (await d.harness.run("notify", d.alice)).with_buttons()
+    scoped = await d.harness.click(panel, "Scope", d.alice)
+    assert "Scope: all servers" in labels(scoped.last) and "Showing: all servers" in scoped.last.text
+    everything = await d.harness.click(scoped.last, "All on", d.alice)
+    assert all(label.endswith(": on") for label in labels(everything.last)[:5])
+    prefs = await d.services.notifications.preferences(d.alice.id, d.other_guild.id)
+    assert all(p.global_setting is True and p.effective for p in prefs)
+
+
+async def test_server_override_and_reset_to_all_servers(discord_) -> None:
+    d = discord_
+    panel = (await d.harness.run("notify", d.alice)).with_buttons()
+    everything = await d.harness.click(panel, "All on", d.alice)  # this server only
+    assert "Use my all-servers settings here" in labels(everything.last)
+    reset = await d.harness.click(everything.last, "Use my all-servers", d.alice)
+    assert labels(reset.last)[:5] == [
+        f"{name}: off" for name in ("Scheduled", "Room open", "Started", "Finished", "Cancelled")
+    ]
+    prefs = await d.services.notifications.preferences(d.alice.id, d.guild.id)
+    assert all(p.guild_setting is None for p in prefs)
+
+
+async def test_only_the_owner_can_press_the_panel(discord_) -> None:
+    d = discord_
+    panel = (await d.harness.run("notify", d.alice)).with_buttons()
+    other = await d.harness.click(panel, "Scheduled", d.bob)
+    assert other.ephemeral and "belong to the person who ran the command" in other.text
+    assert await d.services.notifications.preferences(
+        d.bob.id, d.guild.id
+    ) == await d.services.notifications.preferences(d.alice.id, d.guild.id)
+    assert not any(p.effective for p in await d.services.notifications.preferences(d.alice.id, d.guild.id))
+
+
+async def test_resend_is_for_moderators_and_reports_the_count(discord_) -> None:
+    d = discord_
+    refused = await d.harness.run("liverace resend", d.alice, race="1")
+    assert "Manage Server" in refused.text
+    missing = await d.harness.run("liverace resend", d.mod, perms=MODERATOR_PERMS, race="1")
+    assert missing.text == "Live race 1 not found."

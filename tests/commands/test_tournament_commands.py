@@ -1,0 +1,275 @@
+"""/tournament, /pool, /seed and /roomprofile through the real command tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.actors import Actor
+from tests.commands.conftest import MODERATOR_PERMS
+
+SYSTEM = Actor.system()
+
+
+async def make_tournament(d, name: str = "Spring Cup", guild=None, **fields):
+    return await d.services.tournaments.create_tournament((guild or d.guild).id, SYSTEM, name=name, **fields)
+
+
+async def test_create_tournament_as_moderator(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run(
+        "tournament create", d.mod, perms=MODERATOR_PERMS, name="Spring Cup", runs_per_pool=2, goal="Beat the game"
+    )
+    assert reply.ephemeral and "Created tournament **Spring Cup**" in reply.text
+    (created,) = (await d.services.tournaments.list_tournaments(d.guild.id)).items
+    assert (created.runs_per_pool, created.racetime_goal) == (2, "Beat the game")
+
+
+async def test_create_tournament_with_channel_role_and_profile(discord_) -> None:
+    d = discord_
+    profile = await d.services.room_profiles.create(d.guild.id, SYSTEM, name="Fast", start_delay=10)
+    role = d.guild.roles[0]
+    reply = await d.harness.run(
+        "tournament create",
+        d.mod,
+        perms=MODERATOR_PERMS,
+        name="Cup",
+        announcement_channel=d.guild.text_channels[0],
+        announcement_role=role,
+        room_profile="Fast",
+        lead_minutes=30,
+    )
+    assert "Created" in reply.text
+    (created,) = (await d.services.tournaments.list_tournaments(d.guild.id)).items
+    assert created.announcement_channel_id == d.guild.text_channels[0].id
+    assert created.announcement_role_id == role.id
+    assert (created.room_profile_id, created.room_open_lead_minutes) == (profile.id, 30)
+
+
+async def test_player_cannot_create_and_nothing_changes(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run("tournament create", d.alice, name="Sneaky")
+    assert reply.ephemeral
+    assert reply.text == "You need the Manage Server permission to do that."
+    assert (await d.services.tournaments.list_tournaments(d.guild.id)).items == []
+
+
+async def test_organizer_role_grants_moderator_commands_and_is_named_in_refusals(discord_) -> None:
+    import discord.ext.test as dpytest
+    import discord.ext.test.backend as back
+
+    d = discord_
+    role = back.make_role("Organizers", d.guild)
+    await d.services.guilds.update(d.guild.id, SYSTEM, organizer_role_id=role.id)
+    refused = await d.harness.run("tournament create", d.alice, name="Cup")
+    assert refused.text == f"You need the Manage Server permission or the <@&{role.id}> role to do that."
+    await dpytest.add_role(d.alice, role)
+    allowed = await d.harness.run("tournament create", d.alice, name="Cup")
+    assert "Created tournament" in allowed.text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"name": "  "}, "Name must not be empty."),
+        ({"name": "Cup", "runs_per_pool": 0}, "Runs_per_pool must be a whole number from 1 to 20."),
+        ({"name": "Cup", "category": "not a slug!"}, "Racetime_category must be a RaceTime.gg category slug"),
+        ({"name": "Cup", "goal": "a", "custom_goal": "b"}, "Set either racetime_goal"),
+        ({"name": "Cup", "room_profile": "Nope"}, "There is no room profile called 'Nope'"),
+    ],
+)
+async def test_bad_tournament_input_is_explained(discord_, options, message) -> None:
+    d = discord_
+    reply = await d.harness.run("tournament create", d.mod, perms=MODERATOR_PERMS, **options)
+    assert reply.ephemeral and message in reply.text
+    assert (await d.services.tournaments.list_tournaments(d.guild.id)).items == []
+
+
+async def test_duplicate_tournament_name_is_a_conflict(discord_) -> None:
+    d = discord_
+    await make_tournament(d)
+    reply = await d.harness.run("tournament create", d.mod, perms=MODERATOR_PERMS, name="spring cup")
+    assert reply.text == "A tournament named 'spring cup' already exists."
+
+
+async def test_edit_tournament_by_name_or_id(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    by_id = await d.harness.run("tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), active=False)
+    assert "Updated **Spring Cup**: active." in by_id.text
+    by_name = await d.harness.run(
+        "tournament edit", d.mod, perms=MODERATOR_PERMS, tournament="spring cup", description="Qualifier"
+    )
+    assert "description" in by_name.text
+    updated = await d.services.tournaments.get_tournament(d.guild.id, cup.id)
+    assert (updated.active, updated.description) == (False, "Qualifier")
+    nothing = await d.harness.run("tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id))
+    assert "Nothing to change" in nothing.text
+
+
+async def test_another_guilds_tournament_is_not_found(discord_) -> None:
+    d = discord_
+    theirs = await make_tournament(d, "Their Cup", guild=d.other_guild)
+    reply = await d.harness.run(
+        "tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(theirs.id), active=False
+    )
+    assert reply.text == f"Tournament {theirs.id} not found."
+    info = await d.harness.run("tournament info", d.alice, tournament="Their Cup")
+    assert "There is no tournament called 'Their Cup'" in info.text
+    assert (await d.services.tournaments.get_tournament(d.other_guild.id, theirs.id)).active
+
+
+async def test_list_and_info_are_open_to_players(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d, description="The spring qualifier")
+    await make_tournament(d, "Old Cup", active=False)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    listed = await d.harness.run("tournament list", d.alice)
+    assert "Spring Cup" in listed.text and "Old Cup" not in listed.text
+    everything = await d.harness.run("tournament list", d.alice, include_inactive=True)
+    assert "Old Cup** (inactive)" in everything.text
+    info = await d.harness.run("tournament info", d.alice, tournament=str(cup.id))
+    assert info.ephemeral and "The spring qualifier" in info.text and "Pools (1): Pool A" in info.text
+
+
+async def test_tournament_autocomplete_is_filtered_and_scoped(discord_) -> None:
+    d = discord_
+    for number in range(30):
+        await make_tournament(d, f"Cup {number:02d}")
+    await make_tournament(d, "Winter Open")
+    await make_tournament(d, "Winter Elsewhere", guild=d.other_guild)
+    choices = await d.harness.autocomplete("tournament info", d.alice, "tournament", tournament="")
+    assert len(choices) == 25
+    winter = await d.harness.autocomplete("tournament info", d.alice, "tournament", tournament="wint")
+    assert [choice["name"] for choice in winter] == ["Winter Open"]
+
+
+async def test_leaderboard_is_private_unless_public(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    empty = await d.harness.run("tournament leaderboard", d.alice, tournament="Spring Cup")
+    assert empty.ephemeral and "No scored runs yet." in empty.text
+    public = await d.harness.run("tournament leaderboard", d.alice, tournament=str(cup.id), public=True)
+    assert not public.ephemeral and "Leaderboard — Spring Cup" in public.text
+
+
+async def test_pool_add_list_remove_with_confirmation(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    added = await d.harness.run("pool add", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", name="Pool A")
+    assert "Added pool **Pool A**" in added.text
+    listed = await d.harness.run("pool list", d.bob, tournament="Spring Cup")
+    assert "Pool A" in listed.text
+    choices = await d.harness.autocomplete(
+        "pool remove", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.id), pool="a"
+    )
+    assert [c["name"] for c in choices] == ["Pool A"]
+    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    assert "Remove pool **Pool A**" in asked.text
+    assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1  # not before confirming
+    done = await d.harness.click(asked.with_buttons(), "Remove pool", d.mod, perms=MODERATOR_PERMS)
+    assert "Removed pool **Pool A**" in done.text
+    assert await d.services.tournaments.list_pools(d.guild.id, cup.id) == []
+
+
+async def test_keep_it_leaves_the_pool(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
+    assert kept.text == "Nothing changed."
+    assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1
+
+
+async def test_someone_else_cannot_press_the_confirmation(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    other = await d.harness.click(asked.with_buttons(), "Remove pool", d.bob, perms=MODERATOR_PERMS)
+    assert other.ephemeral and "belong to the person who ran the command" in other.text
+    assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1
+
+
+async def test_seed_commands_are_for_moderators_and_autocomplete_hides_seeds(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    pool = await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    added = await d.harness.run(
+        "seed add", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool A", url="https://seed.example/1"
+    )
+    assert "Added seed #" in added.text
+    bad = await d.harness.run(
+        "seed add", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool A", url="seed one"
+    )
+    assert "Url must be an http(s) URL" in bad.text
+    refused = await d.harness.run("seed list", d.alice, tournament="Spring Cup", pool="Pool A")
+    assert "Manage Server" in refused.text and "seed.example" not in refused.text
+    listed = await d.harness.run("seed list", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool A")
+    assert "https://seed.example/1" in listed.text
+    for_player = await d.harness.autocomplete(
+        "seed remove", d.alice, "seed", tournament=str(cup.id), pool=str(pool.id), seed=""
+    )
+    assert for_player == []
+    for_mod = await d.harness.autocomplete(
+        "seed remove", d.mod, "seed", perms=MODERATOR_PERMS, tournament=str(cup.id), pool=str(pool.id), seed="seed"
+    )
+    assert len(for_mod) == 1 and "https://seed.example/1" in for_mod[0]["name"]
+    asked = await d.harness.run(
+        "seed remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool=str(pool.id), seed=for_mod[0]["value"]
+    )
+    await d.harness.click(asked.with_buttons(), "Remove seed", d.mod, perms=MODERATOR_PERMS)
+    assert await d.services.tournaments.list_permalinks(d.guild.id, cup.id, pool.id) == []
+
+
+async def test_roomprofile_create_edit_list_delete(discord_) -> None:
+    d = discord_
+    created = await d.harness.run(
+        "roomprofile create", d.mod, perms=MODERATOR_PERMS, name="Fast", start_delay=10, streaming_required=True
+    )
+    assert "start_delay=10" in created.text and "streaming_required=on" in created.text
+    edited = await d.harness.run("roomprofile edit", d.mod, perms=MODERATOR_PERMS, profile="Fast", time_limit=3)
+    assert "time_limit=3" in edited.text
+    listed = await d.harness.run("roomprofile list", d.mod, perms=MODERATOR_PERMS)
+    assert "**Fast**" in listed.text
+    asked = await d.harness.run("roomprofile delete", d.mod, perms=MODERATOR_PERMS, profile="fast")
+    done = await d.harness.click(asked.with_buttons(), "Delete profile", d.mod, perms=MODERATOR_PERMS)
+    assert "Deleted room profile **Fast**" in done.text
+    assert await d.services.room_profiles.list(d.guild.id) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        (
+            "start_delay",
+            5,
+            "Start_delay must be a whole number of seconds from 10 to 60. For example `start_delay: 15`.",
+        ),
+        ("time_limit", 100, "For example `time_limit: 24`."),
+        ("chat_message_delay", 91, "from 0 to 90"),
+    ],
+)
+async def test_out_of_range_room_settings_show_an_example(discord_, setting, value, message) -> None:
+    d = discord_
+    reply = await d.harness.run("roomprofile create", d.mod, perms=MODERATOR_PERMS, name="Bad", **{setting: value})
+    assert reply.ephemeral and message in reply.text
+    assert await d.services.room_profiles.list(d.guild.id) == []
+
+
+async def test_paginated_list_pages_with_buttons(discord_) -> None:
+    d = discord_
+    for number in range(23):
+        await make_tournament(d, f"Cup {number:02d}")
+    first = await d.harness.run("tournament list", d.alice)
+    page = first.with_buttons()
+    assert "Page 1 of 3" in page.text and "Cup 00" in page.text and "Cup 10" not in page.text
+    labels = [button["label"] for button in page.buttons]
+    assert labels == ["◀ Previous", "1/3", "Next ▶"]
+    assert page.buttons[0]["disabled"] is True
+    second = await d.harness.click(page, "Next", d.alice)
+    assert "Page 2 of 3" in second.text and "Cup 10" in second.text
+    third = await d.harness.click(second.last, "Next", d.alice)
+    assert "Page 3 of 3" in third.text and third.last.buttons[2]["disabled"] is True
+    stranger = await d.harness.click(third.last, "◀", d.bob)
+    assert "belong to the person who ran the command" in stranger.text

@@ -1,0 +1,149 @@
+"""What every command shares: guild only, player registration, one error handler, permissions, metadata."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from bot.discord_bot import cog_extensions
+from cogs._common.respond import GENERIC_FAILURE
+from db.models import GuildPlayer
+from tests.commands.conftest import MODERATOR_PERMS
+
+PLAYER_COMMANDS = {
+    "tournament list",
+    "tournament info",
+    "tournament leaderboard",
+    "pool list",
+    "liverace list",
+    "liverace upcoming",
+    "liverace info",
+    "liverace eligible",
+    "racetime link",
+    "racetime unlink",
+    "racetime status",
+    "notify",
+}
+
+
+def all_commands(bot) -> dict[str, app_commands.Command]:
+    found = {}
+    for command in bot.tree.get_commands():
+        if isinstance(command, app_commands.Group):
+            for sub in command.walk_commands():
+                found[sub.qualified_name] = sub
+        else:
+            found[command.qualified_name] = command
+    return found
+
+
+def test_every_cog_module_is_an_extension_and_helpers_are_not() -> None:
+    assert sorted(cog_extensions()) == [
+        "cogs.admin",
+        "cogs.liverace",
+        "cogs.notify",
+        "cogs.racetime",
+        "cogs.tournament",
+    ]
+
+
+def test_the_commands_of_the_spec_exist(bot) -> None:
+    names = set(all_commands(bot))
+    expected = {
+        *(f"liverace {sub}" for sub in ["create", "edit", "cancel", "delete", "open", "record", "resend"]),
+        *(f"liverace {sub}" for sub in ["list", "info", "eligible", "upcoming", "history"]),
+        *(f"tournament {sub}" for sub in ["create", "edit", "list", "info", "leaderboard"]),
+        "pool add", "pool list", "pool remove", "seed add", "seed list", "seed remove",
+        *(f"roomprofile {sub}" for sub in ["create", "edit", "list", "delete"]),
+        "notify", "racetime link", "racetime unlink", "racetime status", "racetime assign",
+        "startline config", "startline sync", "apitoken create", "apitoken list", "apitoken revoke",
+    }  # fmt: skip
+    assert expected <= names
+
+
+def test_moderator_commands_carry_a_real_check_and_all_are_guild_only(bot) -> None:
+    commands = all_commands(bot)
+    for name, command in commands.items():
+        assert command.guild_only or (command.parent and command.parent.guild_only), name
+        if name in PLAYER_COMMANDS:
+            assert command.checks == [], name
+        else:
+            assert len(command.checks) == 1, name  # moderator, Manage Server or owner
+
+
+def test_options_that_name_things_autocomplete(bot) -> None:
+    commands = all_commands(bot)
+    for name, option in [
+        ("liverace create", "tournament"),
+        ("liverace create", "pool"),
+        ("liverace create", "seed"),
+        ("liverace create", "room_profile"),
+        ("liverace create", "timezone"),
+        ("liverace info", "race"),
+        ("seed remove", "seed"),
+        ("tournament info", "tournament"),
+    ]:
+        payload = commands[name].to_dict(bot.tree)
+        (described,) = [o for o in payload["options"] if o["name"] == option]
+        assert described.get("autocomplete") is True, (name, option)
+
+
+async def test_commands_are_refused_in_direct_messages(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run_in_dm("tournament list", d.alice)
+    assert reply.ephemeral and reply.text == "Startline's commands work in a server, not in direct messages."
+
+
+async def test_any_command_registers_the_user_as_a_player_of_the_guild(discord_) -> None:
+    d = discord_
+    await d.harness.run("tournament list", d.bob)
+    player = await d.services.players.get(d.guild.id, d.bob.id)
+    assert player.display_name == d.bob.display_name
+    async with d.services.db.read() as session:
+        assert await session.get(GuildPlayer, (d.other_guild.id, player.id)) is None
+
+
+async def test_unexpected_errors_get_a_short_private_message_and_a_log_entry(discord_, monkeypatch, caplog) -> None:
+    d = discord_
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("database exploded")
+
+    monkeypatch.setattr(d.services.tournaments, "list_tournaments", broken)
+    with caplog.at_level(logging.ERROR):
+        reply = await d.harness.run("tournament list", d.alice)
+    assert reply.ephemeral and reply.text == GENERIC_FAILURE
+    assert "database exploded" not in reply.text
+    (record,) = [r for r in caplog.records if r.name == "cogs._common.respond"]
+    assert "tournament list" in record.getMessage() and record.exc_info[1].args == ("database exploded",)
+
+
+async def test_administrator_counts_as_manage_server(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run(
+        "tournament create", d.alice, perms=discord.Permissions(administrator=True), name="Admin Cup"
+    )
+    assert "Created tournament" in reply.text
+
+
+async def test_sync_is_for_owners_only(discord_, monkeypatch) -> None:
+    d = discord_
+    calls = []
+
+    async def bulk_upsert_guild_commands(application_id, guild_id, payload):
+        calls.append((guild_id, [command["name"] for command in payload]))
+        return [{**command, "id": str(index + 1), "application_id": str(application_id), "version": "1"}
+                for index, command in enumerate(payload)]  # fmt: skip
+
+    # The tree keeps the HTTP client it was built with (dpytest swaps only the bot's): answer in its place.
+    monkeypatch.setattr(d.bot.tree._http, "bulk_upsert_guild_commands", bulk_upsert_guild_commands)
+    refused = await d.harness.run("startline sync", d.mod, perms=MODERATOR_PERMS)
+    assert refused.text == "Only the bot's owners can do that." and calls == []
+    d.bot.owner_id, d.bot.owner_ids = None, {d.mod.id}  # the first check cached the application owner
+    synced = await d.harness.run("startline sync", d.mod, perms=MODERATOR_PERMS)
+    assert synced.first.type == 5  # deferred before talking to Discord
+    ((guild_id, names),) = calls
+    assert guild_id == d.guild.id and {"liverace", "tournament", "notify"} <= set(names)
+    assert f"guild {d.guild.id}: {len(names)} commands, available now" in synced.text

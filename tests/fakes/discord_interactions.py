@@ -1,0 +1,305 @@
+"""Real `discord.Interaction`s on a dpytest-configured bot, answered into a recording webhook adapter.
+
+dpytest 0.7.0 knows nothing of interactions (see shared/reference/discord-bots.md §1.2), so commands go through
+the real command tree (`bot.tree._call`: checks, option parsing, autocomplete, error handler, ephemeral flags)
+and button clicks through the real gateway path (`ConnectionState.parse_interaction_create` → view store), while
+every HTTP call an interaction makes lands in `RecordingAdapter` instead of Discord. `tree._call` and the view
+store's task set are private: they are used here only, and discord.py is pinned to a minor version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+import discord.ext.test.factories as facts
+from discord.webhook.async_ import async_context
+
+_ids = itertools.count(1_100_000_000_000_000_000)
+EPHEMERAL = 64
+RESPONSE_MESSAGE = 4
+RESPONSE_DEFERRED = 5
+RESPONSE_DEFERRED_UPDATE = 6
+RESPONSE_UPDATE = 7
+RESPONSE_AUTOCOMPLETE = 8
+
+
+@dataclass
+class Sent:
+    """One thing the bot sent for an interaction: a response, a followup or an edit."""
+
+    kind: str  # response | followup | edit_original | edit_message
+    payload: dict[str, Any]
+    message_id: int | None = None
+
+    @property
+    def type(self) -> int | None:
+        return self.payload.get("type") if self.kind == "response" else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return (self.payload.get("data") or {}) if self.kind == "response" else self.payload
+
+    @property
+    def content(self) -> str:
+        return self.data.get("content") or ""
+
+    @property
+    def embeds(self) -> list[dict[str, Any]]:
+        return self.data.get("embeds") or []
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool((self.data.get("flags") or 0) & EPHEMERAL)
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        return self.data.get("components") or []
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        return [child for row in self.components for child in row.get("components", []) if child.get("type") == 2]
+
+    @property
+    def text(self) -> str:
+        """Content plus every embed's visible text, for assertions."""
+        parts = [self.content]
+        for embed in self.embeds:
+            parts += [embed.get("title") or "", embed.get("description") or ""]
+            parts += [f"{f.get('name')}: {f.get('value')}" for f in embed.get("fields", [])]
+            parts.append((embed.get("footer") or {}).get("text") or "")
+        return "\n".join(part for part in parts if part)
+
+
+@dataclass
+class Reply:
+    """Everything sent while handling one interaction."""
+
+    sent: list[Sent] = field(default_factory=list)
+
+    @property
+    def last(self) -> Sent:
+        assert self.sent, "the bot sent nothing"
+        return self.sent[-1]
+
+    @property
+    def first(self) -> Sent:
+        assert self.sent, "the bot sent nothing"
+        return self.sent[0]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(item.text for item in self.sent if item.text)
+
+    @property
+    def ephemeral(self) -> bool:
+        """True when what the user sees is ephemeral (judged from the first response, which sets it)."""
+        return self.first.ephemeral
+
+    @property
+    def choices(self) -> list[dict[str, Any]]:
+        assert self.first.type == RESPONSE_AUTOCOMPLETE, self.first
+        return self.first.data["choices"]
+
+    def with_buttons(self) -> Sent:
+        for item in reversed(self.sent):
+            if item.buttons:
+                return item
+        raise AssertionError(f"no message with buttons in {self.sent}")
+
+
+class RecordingAdapter:
+    """Stands in for discord.webhook.async_.AsyncWebhookAdapter."""
+
+    def __init__(self, harness: DiscordHarness) -> None:
+        self.harness = harness
+        self.sent: list[Sent] = []
+
+    def _message(self, message_id: int, payload: dict[str, Any]) -> dict[str, Any]:
+        data = facts.make_message_dict(
+            self.harness.channel, self.harness.bot.user, id_num=message_id, content=payload.get("content")
+        )
+        data.update(
+            embeds=payload.get("embeds") or [],
+            components=payload.get("components") or [],
+            flags=payload.get("flags") or 0,
+        )
+        return data
+
+    async def create_interaction_response(self, interaction_id, token, *, session, params, **_):
+        payload = params.payload or {}
+        if payload.get("type") in (RESPONSE_MESSAGE, RESPONSE_DEFERRED):
+            message_id = next(_ids)
+        else:  # an update of the clicked message keeps its id
+            message_id = self.harness.clicked_message_id
+        self.sent.append(Sent("response", payload, message_id))
+        answer: dict[str, Any] = {"id": str(interaction_id), "type": 2}
+        if message_id is not None:
+            answer["response_message_id"] = str(message_id)
+        return {"interaction": answer}
+
+    async def execute_webhook(self, webhook_id, token, *, session, payload=None, wait=False, **_):
+        message_id = next(_ids)
+        self.sent.append(Sent("followup", payload or {}, message_id))
+        return self._message(message_id, payload or {}) if wait else None
+
+    async def edit_original_interaction_response(self, application_id, token, *, session, payload=None, **_):
+        message_id = next(_ids)
+        self.sent.append(Sent("edit_original", payload or {}, message_id))
+        return self._message(message_id, payload or {})
+
+    async def edit_webhook_message(self, webhook_id, token, message_id, *, session, payload=None, **_):
+        self.sent.append(Sent("edit_message", payload or {}, int(message_id)))
+        return self._message(int(message_id), payload or {})
+
+    async def delete_original_interaction_response(self, *args, **_):
+        self.sent.append(Sent("delete_original", {}))
+
+
+def _option(name: str, value: Any, resolved: dict[str, dict]) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"type": 5, "name": name, "value": value}
+    if isinstance(value, int):
+        return {"type": 4, "name": name, "value": value}
+    if isinstance(value, float):
+        return {"type": 10, "name": name, "value": value}
+    if isinstance(value, discord.Role):
+        resolved.setdefault("roles", {})[str(value.id)] = facts.dict_from_role(value)
+        return {"type": 8, "name": name, "value": str(value.id)}
+    if isinstance(value, discord.Member):
+        member = facts.dict_from_member(value)
+        resolved.setdefault("users", {})[str(value.id)] = member.pop("user")
+        member["permissions"] = "0"
+        resolved.setdefault("members", {})[str(value.id)] = member
+        return {"type": 6, "name": name, "value": str(value.id)}
+    if isinstance(value, discord.TextChannel):
+        resolved.setdefault("channels", {})[str(value.id)] = {
+            "id": str(value.id),
+            "name": value.name,
+            "type": 0,
+            "guild_id": str(value.guild.id),
+            "permissions": str(discord.Permissions.all().value),
+        }
+        return {"type": 7, "name": name, "value": str(value.id)}
+    return {"type": 3, "name": name, "value": str(value)}
+
+
+class DiscordHarness:
+    """Drives commands, autocomplete and buttons of `bot` as `member` would, recording the answers."""
+
+    def __init__(self, bot: discord.Client) -> None:
+        self.bot = bot
+        self.adapter = RecordingAdapter(self)
+        self.channel: discord.abc.GuildChannel = bot.guilds[0].text_channels[0]
+        self.clicked_message_id: int | None = None
+        async_context.set(self.adapter)
+
+    def _base(self, member: discord.Member, perms: discord.Permissions | None, type_: int) -> dict[str, Any]:
+        member_dict = facts.dict_from_member(member)
+        member_dict["permissions"] = str((perms or discord.Permissions.none()).value)
+        self.channel = member.guild.text_channels[0]
+        return {
+            "id": str(next(_ids)),
+            "application_id": str(self.bot.user.id),
+            "type": type_,
+            "token": "interaction-token",
+            "version": 1,
+            "guild_id": str(member.guild.id),
+            "channel": {"id": str(self.channel.id), "type": 0},
+            "member": member_dict,
+            "app_permissions": str(discord.Permissions.all().value),
+            "attachment_size_limit": 8_000_000,
+            "locale": "en-US",
+            "entitlements": [],
+        }
+
+    def command_payload(
+        self,
+        command: str,
+        member: discord.Member,
+        /,
+        *,
+        perms: discord.Permissions | None = None,
+        focused: str | None = None,
+        **values: Any,
+    ) -> dict[str, Any]:
+        resolved: dict[str, dict] = {}
+        opts = []
+        for key, value in values.items():
+            option = _option(key, value, resolved)
+            if key == focused:
+                option.update(focused=True, type=3, value=str(value))
+            opts.append(option)
+        root, *path = command.split()
+        for sub in reversed(path):
+            opts = [{"type": 1, "name": sub, "options": opts}]
+        payload = self._base(member, perms, 4 if focused else 2)
+        payload["data"] = {"id": str(next(_ids)), "name": root, "type": 1, "options": opts, "resolved": resolved}
+        return payload
+
+    async def run(
+        self, command: str, member: discord.Member, /, *, perms: discord.Permissions | None = None, **values: Any
+    ) -> Reply:
+        """Run `/command` (e.g. "tournament create") with the given option values."""
+        start = len(self.adapter.sent)
+        payload = self.command_payload(command, member, perms=perms, **values)
+        await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
+        return Reply(self.adapter.sent[start:])
+
+    async def autocomplete(
+        self,
+        command: str,
+        member: discord.Member,
+        focused: str,
+        /,
+        *,
+        perms: discord.Permissions | None = None,
+        **values: Any,
+    ) -> list[dict[str, Any]]:
+        """The choices offered for option `focused` (which must be among `values`)."""
+        start = len(self.adapter.sent)
+        payload = self.command_payload(command, member, perms=perms, focused=focused, **values)
+        await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
+        reply = Reply(self.adapter.sent[start:])
+        return reply.choices if reply.sent else []
+
+    async def click(
+        self,
+        message: Sent,
+        label: str,
+        member: discord.Member,
+        *,
+        perms: discord.Permissions | None = None,
+    ) -> Reply:
+        """Press the button labelled `label` (a prefix is enough) on a message the bot sent."""
+        button = next((b for b in message.buttons if b.get("label", "").startswith(label)), None)
+        assert button is not None, f"no button {label!r} in {[b.get('label') for b in message.buttons]}"
+        assert message.message_id is not None
+        start = len(self.adapter.sent)
+        payload = self._base(member, perms, 3)
+        payload["message"] = RecordingAdapter._message(self.adapter, message.message_id, message.data)
+        payload["data"] = {"custom_id": button["custom_id"], "component_type": 2}
+        self.clicked_message_id = message.message_id
+        self.bot._connection.parse_interaction_create(payload)
+        await self.settle()
+        return Reply(self.adapter.sent[start:])
+
+    async def run_in_dm(self, command: str, member: discord.Member) -> Reply:
+        """The same command sent from a direct message: no guild, a `user` instead of a `member`."""
+        start = len(self.adapter.sent)
+        payload = self.command_payload(command, member)
+        user = payload.pop("member")["user"]
+        del payload["guild_id"]
+        payload.update(user=user, channel={"id": str(next(_ids)), "type": 1})
+        await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
+        return Reply(self.adapter.sent[start:])
+
+    async def settle(self) -> None:
+        """Wait for the view callbacks the gateway path scheduled as tasks."""
+        store = self.bot._connection._view_store
+        tasks = set(store._ViewStore__tasks)
+        if tasks:
+            await asyncio.gather(*tasks)
