@@ -9,7 +9,13 @@ Discord's rate-limit behaviour:
 - a global limit: a bucket of `global_limit` requests refilled at `global_limit` per second; past it, 429
   with `X-RateLimit-Global: true` and `{"global": true, "retry_after": …}`;
 - scripted failures per DM recipient or channel: any status and JSON error code (403/50007, 429 with
-  retry-after, 500, 503, 400 …), consumed in order.
+  retry-after, 500, 503, 400 …), consumed in order;
+- `enforce_nonce`: a message whose nonce the bot already used within `nonce_window_seconds` is not created
+  again; the first message is answered instead (Discord: "checked for uniqueness in the past few minutes");
+- outages: `down()` answers every request with 503 (and closes the gateway, when there is one) until `up()`.
+
+With `gateway=FakeGateway(...)` it also serves a minimal gateway (`tests/fakes/discord_gateway.py`) on the
+same port, so a whole discord.py bot can log in, connect and become ready.
 
 Point discord.py at it with `monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)`. Everything the
 bot sends is recorded, so a test (or the benchmark) counts deliveries at the receiving end.
@@ -29,6 +35,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.discord_gateway import GATEWAY_PATH, FakeGateway
 
 BOT_USER_ID = 900_000_000_000_000_999
 API_PREFIX = "/api/v10"
@@ -100,6 +108,10 @@ class FakeDiscordRest:
     rate_limited: Counter = field(default_factory=Counter)  # "global" / route -> 429s sent
     port: int | None = None
     message_delay: float = 0.0  # seconds each message takes, to catch a process in the middle of a batch
+    nonce_window_seconds: float = 180.0
+    nonce_replays: int = 0  # messages not created again because their nonce was known
+    unavailable_answers: int = 0  # 503s sent during outages
+    gateway: FakeGateway | None = None
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1_000_000_000_000_000_000)
@@ -114,6 +126,14 @@ class FakeDiscordRest:
         self._global_refilled = time.monotonic()
         self._runner: web.AppRunner | None = None
         self._arrivals = asyncio.Condition()
+        self._nonces: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._available = True
+
+    @classmethod
+    def with_gateway(cls, guild_ids: list[int] | None = None, **kwargs: Any) -> FakeDiscordRest:
+        """REST and a gateway for the fake bot user, which is in `guild_ids`."""
+        gateway = FakeGateway(_user(BOT_USER_ID, "startline", bot=True), BOT_USER_ID, list(guild_ids or []))
+        return cls(gateway=gateway, **kwargs)
 
     # ---- scripting -----------------------------------------------------------------------------------
     def add_text_channel(self, channel_id: int) -> None:
@@ -143,6 +163,18 @@ class FakeDiscordRest:
     def dm_channel_of(self, user_id: int) -> int | None:
         return self._dm_by_user.get(user_id)
 
+    async def down(self, *, gateway: bool = True) -> None:
+        """An outage: 503 for every REST request and, with `gateway`, the gateway closes its sockets and
+        refuses new ones."""
+        self._available = False
+        if gateway and self.gateway is not None:
+            await self.gateway.down()
+
+    def up(self) -> None:
+        self._available = True
+        if self.gateway is not None:
+            self.gateway.up()
+
     # ---- what arrived --------------------------------------------------------------------------------
     def dms_to(self, user_id: int) -> list[dict[str, Any]]:
         return [d.payload for d in self.delivered if d.recipient_id == user_id]
@@ -166,8 +198,14 @@ class FakeDiscordRest:
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}{API_PREFIX}"
 
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}{GATEWAY_PATH}"
+
     async def start(self) -> FakeDiscordRest:
-        app = web.Application()
+        app = web.Application(middlewares=[self._outage])
+        if self.gateway is not None:
+            self.gateway.install(app, API_PREFIX)
         app.router.add_get(f"{API_PREFIX}/users/@me", self._me)
         app.router.add_get(f"{API_PREFIX}/oauth2/applications/@me", self._application)
         app.router.add_post(f"{API_PREFIX}/users/@me/channels", self._open_dm)
@@ -177,6 +215,8 @@ class FakeDiscordRest:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.gateway is not None:
+            self.gateway.url = self.gateway_url
         return self
 
     async def stop(self) -> None:
@@ -185,6 +225,13 @@ class FakeDiscordRest:
             self._runner = None
 
     # ---- handlers ------------------------------------------------------------------------------------
+    @web.middleware
+    async def _outage(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self._available or request.path == GATEWAY_PATH:  # the gateway refuses by itself
+            return await handler(request)
+        self.unavailable_answers += 1
+        return _json({"message": "503: Service Unavailable", "code": 0}, status=503)
+
     async def _me(self, request: web.Request) -> web.Response:
         return _json(_user(BOT_USER_ID, "startline", bot=True))
 
@@ -241,12 +288,26 @@ class FakeDiscordRest:
         failure = _next(failures)
         if failure is not None:
             return self._error(failure, MESSAGES_ROUTE, str(channel_id))
+        nonce = str(payload["nonce"]) if payload.get("enforce_nonce") and payload.get("nonce") else None
+        known = self._known_nonce(nonce)
+        if known is not None:
+            self.nonce_replays += 1
+            return self._ok(known, MESSAGES_ROUTE, str(channel_id))
         if self.message_delay:
             await asyncio.sleep(self.message_delay)
+        message = _message(next(self._ids), channel_id, payload)
+        if nonce is not None:
+            self._nonces[nonce] = (time.monotonic(), message)
         self.delivered.append(Delivered(channel_id, recipient, payload))
         async with self._arrivals:
             self._arrivals.notify_all()
-        return self._ok(_message(next(self._ids), channel_id, payload), MESSAGES_ROUTE, str(channel_id))
+        return self._ok(message, MESSAGES_ROUTE, str(channel_id))
+
+    def _known_nonce(self, nonce: str | None) -> dict[str, Any] | None:
+        if nonce is None or nonce not in self._nonces:
+            return None
+        used_at, message = self._nonces[nonce]
+        return message if time.monotonic() - used_at < self.nonce_window_seconds else None
 
     # ---- rate limits ---------------------------------------------------------------------------------
     def _limit(self, route: str, major: str) -> web.Response | None:
@@ -371,4 +432,5 @@ def _message(message_id: int, channel_id: int, payload: dict[str, Any]) -> dict[
         "pinned": False,
         "flags": 0,
         "components": [],
+        "nonce": payload.get("nonce"),
     }

@@ -1,0 +1,149 @@
+"""A minimal Discord gateway on 127.0.0.1: enough of the protocol for discord.py 2.7 to become ready, stay
+connected, and resume after an outage, so a whole bot process can run against `FakeDiscordRest`.
+
+The protocol (Discord's "Gateway" documentation), as much as a bot that only sends DMs needs:
+- on connect the server says HELLO (op 10) with the heartbeat interval;
+- the client IDENTIFYs (op 2) and gets the READY dispatch (op 0, `t: READY`) with its user, its guilds (as
+  unavailable guilds), a `session_id` and the `resume_gateway_url`;
+- heartbeats (op 1) are acknowledged (op 11);
+- a client coming back RESUMEs (op 6) with its session id and sequence: RESUMED for a known session,
+  INVALID_SESSION (op 9, `d: false`) for an unknown one, after which it identifies again.
+
+Frames are JSON text. discord.py asks for zlib-stream compression in the URL, but reads text frames as they
+come (Discord itself sends binary frames then); nothing here depends on compression.
+
+`down()` is an outage: every socket is closed with 4000 (which discord.py answers by resuming) and new
+connections are refused with 503 until `up()`. The fake is served by `FakeDiscordRest` (`gateway=`), on the
+same port as the REST API, which also answers `GET /gateway/bot` with this gateway's URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 9, 10, 11
+OUTAGE_CLOSE_CODE = 4000  # "unknown error": a code discord.py reconnects (and resumes) after
+GATEWAY_PATH = "/gateway"
+
+
+@dataclass
+class _Session:
+    id: str
+    sequence: int = 0
+
+
+@dataclass
+class FakeGateway:
+    bot_user: dict[str, Any]
+    application_id: int
+    guild_ids: list[int] = field(default_factory=list)
+    heartbeat_interval_ms: int = 5000
+    url: str = ""  # set by FakeDiscordRest once it listens
+    identifies: int = 0
+    resumes: int = 0
+    refused: int = 0  # connections turned away during an outage
+
+    def __post_init__(self) -> None:
+        self._sessions: dict[str, _Session] = {}
+        self._session_ids = (f"fake-session-{n}" for n in itertools.count(1))
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._available = True
+        self._ready_connections = 0
+
+    # ---- controls ------------------------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        """Sockets open now that identified or resumed."""
+        return self._ready_connections
+
+    async def down(self) -> None:
+        self._available = False
+        for ws in list(self._sockets):
+            await ws.close(code=OUTAGE_CLOSE_CODE, message=b"outage")
+
+    def up(self) -> None:
+        self._available = True
+
+    def install(self, app: web.Application, api_prefix: str) -> None:
+        app.router.add_get(GATEWAY_PATH, self._socket)
+        app.router.add_get(f"{api_prefix}/gateway/bot", self._gateway_bot)
+
+    # ---- HTTP ----------------------------------------------------------------------------------------
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        body = {
+            "url": self.url,
+            "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+        }
+        return web.json_response(body)
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        if not self._available:
+            self.refused += 1
+            return web.json_response({"message": "503: Service Unavailable", "code": 0}, status=503)
+        ws = web.WebSocketResponse(heartbeat=None, timeout=1.0)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        session: _Session | None = None
+        try:
+            await self._send(ws, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None})
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                message = json.loads(frame.data)
+                op, data = message.get("op"), message.get("d")
+                if op == HEARTBEAT:
+                    await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None})
+                elif op == IDENTIFY and session is None:
+                    session = await self._identify(ws)
+                elif op == RESUME and session is None:
+                    session = await self._resume(ws, data or {})
+                # presence updates, member requests and the rest are ignored
+        finally:
+            self._sockets.discard(ws)
+            if session is not None:
+                self._ready_connections -= 1
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse) -> _Session:
+        self.identifies += 1
+        session = _Session(next(self._session_ids))
+        self._sessions[session.id] = session
+        self._ready_connections += 1
+        ready = {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guild_ids],
+            "session_id": session.id,
+            "resume_gateway_url": self.url,
+            "application": {"id": str(self.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        await self._dispatch(ws, session, "READY", ready)
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> _Session | None:
+        session = self._sessions.get(str(data.get("session_id")))
+        if session is None:
+            await self._send(ws, {"op": INVALID_SESSION, "d": False, "s": None})
+            return None
+        self.resumes += 1
+        self._ready_connections += 1
+        await self._dispatch(ws, session, "RESUMED", {})
+        return session
+
+    async def _dispatch(self, ws: web.WebSocketResponse, session: _Session, event: str, data: Any) -> None:
+        session.sequence += 1
+        await self._send(ws, {"op": DISPATCH, "t": event, "s": session.sequence, "d": data})
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the client went away meanwhile
+            await ws.send_str(json.dumps(payload))
