@@ -1,0 +1,1 @@
+"""End-to-end tests: the real process on a temporary database, with the fakes on loopback (slow)."""
