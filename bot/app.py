@@ -1,7 +1,8 @@
 """The Startline process: database, services, jobs and the side server, with or without Discord.
 
-`Application` owns everything that runs in both modes. In Discord mode `StartlineBot.setup_hook` starts it and
-`StartlineBot.close` stops it; in `--no-discord` mode `run.py` does the same directly.
+`Application` owns everything that runs in both modes. In Discord mode `StartlineBot.start` starts it (before
+logging in, so it runs while Discord is unreachable) and `StartlineBot.close` stops it; in `--no-discord` mode
+`run.py` does the same directly.
 """
 
 from __future__ import annotations

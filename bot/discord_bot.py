@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pkgutil
+import random
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -14,6 +17,8 @@ from bot.discord_delivery import DiscordDelivery
 from cogs._common.tree import StartlineTree
 
 log = logging.getLogger(__name__)
+
+LOGIN_RETRY_MAX_SECONDS = 60.0
 
 
 def cog_extensions() -> list[str]:
@@ -45,15 +50,45 @@ class StartlineBot(commands.Bot):
         self.start_app = start_app
         app.discord_bot = self
 
+    async def start(self, token: str, *, reconnect: bool = True) -> None:
+        """Run the application at once, then log in and connect.
+
+        The API and the jobs do not wait for Discord: when it cannot be reached at start-up (an outage, a
+        restart during one) rooms still open and results are still recorded while the login is retried, and
+        notifications wait in the outbox. Only a refused token ends the process.
+        """
+        await self.start_application()
+        await self._log_in(token)
+        await self.connect(reconnect=reconnect)
+
+    async def start_application(self) -> None:
+        if not self.start_app or self.app.started:
+            return
+        self.app.discord_state = "connecting"
+        self.app.delivery = DiscordDelivery(
+            self,
+            rate_limit_per_second=self.app.settings.notifications.rate_limit_per_second,
+            is_available=self.gateway_connected,
+        )
+        await self.app.start()
+
+    async def _log_in(self, token: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.login(token)
+                return
+            except (discord.DiscordServerError, discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                attempt += 1
+                delay = min(LOGIN_RETRY_MAX_SECONDS, 2.0**attempt) * random.uniform(0.5, 1.0)
+                log.warning("Discord cannot be reached (%s); logging in again in %.0f s", _describe(exc), delay)
+                # The next login opens a new HTTP session; closing this one closed its connector too.
+                await self.http.close()
+                self.http.connector = discord.utils.MISSING
+                await asyncio.sleep(delay)
+
     async def setup_hook(self) -> None:
-        if self.start_app:
-            self.app.discord_state = "connecting"
-            self.app.delivery = DiscordDelivery(
-                self,
-                rate_limit_per_second=self.app.settings.notifications.rate_limit_per_second,
-                is_available=self.gateway_connected,
-            )
-            await self.app.start()
+        await self.start_application()
         if self.load_cogs:
             for extension in cog_extensions():
                 await self.load_extension(extension)
@@ -78,3 +113,9 @@ class StartlineBot(commands.Bot):
                 await self.app.stop()
         finally:
             await super().close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"HTTP {exc.status}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

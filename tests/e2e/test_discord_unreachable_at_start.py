@@ -1,0 +1,82 @@
+"""Regression: a process started (or restarted) while Discord is down used to exit at once, since the login
+failed before the API and the jobs were started. Now they run at once, rooms open, and the bot logs in and
+delivers the waiting notifications when Discord is back (PRODUCT.md §1)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.e2e.harness import (
+    GUILD,
+    Api,
+    StartlineProcess,
+    create_token,
+    free_port,
+    process_env,
+    settings_env,
+    wait_until,
+)
+from tests.fakes.discord_rest import FakeDiscordRest
+from tests.fakes.racetime_server import FakeRacetime
+
+pytestmark = pytest.mark.slow
+
+PLAYER = 301_000_000_000_000_777
+CHANNEL = 555_000_000_000_000_009
+
+
+async def scenario(workdir) -> None:
+    async with FakeRacetime() as racetime:
+        discord = await FakeDiscordRest.with_gateway([GUILD]).start()
+        discord.add_text_channel(CHANNEL)
+        await discord.down()
+        port = free_port()
+        env = process_env(workdir / "startline.db", port, **settings_env(racetime, discord))
+        process = StartlineProcess.with_fake_discord(env, workdir / "process.log", port)
+        try:
+            process.start()
+            health = await process.wait_healthy()
+            assert health["discord"] == "connecting"
+            async with Api(process.base_url, create_token(env), process) as api:
+                tournament = await api.call(
+                    "POST",
+                    "/api/v1/tournaments",
+                    json={"name": "Outage Cup", "racetime_goal": "Beat the game", "announcement_channel_id": CHANNEL},
+                )
+                base = f"/api/v1/tournaments/{tournament['id']}"
+                pool = await api.call("POST", f"{base}/pools", json={"name": "Main"})
+                await api.call("POST", f"{base}/pools/{pool['id']}/permalinks", json={"url": "https://alttpr.com/h/x"})
+                starts = datetime.now(UTC) + timedelta(minutes=5)
+                race = await api.call(
+                    "POST", f"{base}/live-races", json={"pool_id": pool["id"], "scheduled_at": starts.isoformat()}
+                )
+
+                async def opened() -> bool:
+                    return (await api.get(f"{base}/live-races/{race['id']}"))["status"] == "room_open"
+
+                await wait_until(opened, "the room to open while Discord is down")
+                assert len(racetime.rooms) == 1 and discord.delivered == []
+                assert process.popen.poll() is None
+
+                discord.up()
+
+                async def announced() -> bool:
+                    log = await api.all_items(f"{base}/live-races/{race['id']}/notifications")
+                    return len(log) == 2 and all(row["status"] == "sent" for row in log)
+
+                await wait_until(announced, "the announcements once Discord is back", deadline=90)
+            assert [post["embeds"][0]["title"][:1] for post in discord.posts_in(CHANNEL)] == ["📅", "🔓"]
+            assert (await process.wait_healthy())["discord"] == "connected"
+            assert "Discord cannot be reached (HTTP 503)" in process.log_text()
+            assert process.stop() == 0
+        finally:
+            if process.popen is not None and process.popen.poll() is None:
+                process.kill()
+            await discord.stop()
+
+
+def test_the_process_runs_while_discord_is_unreachable_at_start_and_catches_up(tmp_path):
+    asyncio.run(scenario(tmp_path))
