@@ -3,7 +3,8 @@
 Requests go through discord.py's HTTP client, which keeps Discord's per-route buckets and waits out 429s; a
 client-side limiter (aiolimiter) paces our requests below the global limit in the first place. DM channels
 are opened once: the dispatcher stores the id on the player, and a remembered channel that Discord no longer
-knows is replaced by a new one.
+knows is replaced by a new one. Every message carries the dispatcher's nonce with `enforce_nonce` (discord.py
+sets it with any nonce), so Discord answers a repeat within a few minutes with the message it already made.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class DiscordDelivery:
         return self._is_available()
 
     async def send_dm(
-        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None
+        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None, nonce: str | None = None
     ) -> DmReceipt:
         embed = to_embed(message)
         try:
@@ -115,27 +116,29 @@ class DiscordDelivery:
                 channel = await self._open_dm(user_id)
             else:
                 try:
-                    await self._post(self._known_dm_channel(dm_channel_id), embed)
+                    await self._post(self._known_dm_channel(dm_channel_id), embed, nonce)
                     return DmReceipt(dm_channel_id)
                 except discord.HTTPException as exc:
                     if not _stale_channel(exc):
                         raise
                 channel = await self._reopen_dm(user_id)
-            await self._post(channel, embed)
+            await self._post(channel, embed, nonce)
             return DmReceipt(channel.id)
         except DeliveryError:
             raise
         except Exception as exc:
             raise map_error(exc) from exc
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage) -> None:
+    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
         channel = self.client.get_channel(channel_id) or self.client.get_partial_messageable(channel_id)
         mentions = discord.AllowedMentions(
             everyone=False, users=False, roles=[discord.Object(role_id) for role_id in message.mention_role_ids]
         )
         try:
             async with self._limiter:
-                await channel.send(content=message.content, embed=to_embed(message), allowed_mentions=mentions)
+                await channel.send(
+                    content=message.content, embed=to_embed(message), allowed_mentions=mentions, nonce=nonce
+                )
         except Exception as exc:
             raise map_error(exc) from exc
 
@@ -158,6 +161,6 @@ class DiscordDelivery:
             data = await self.client.http.start_private_message(user_id)
         return self.client.get_partial_messageable(int(data["id"]), type=discord.ChannelType.private)
 
-    async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed) -> None:
+    async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed, nonce: str | None) -> None:
         async with self._limiter:
-            await channel.send(embed=embed)
+            await channel.send(embed=embed, nonce=nonce)

@@ -50,11 +50,14 @@ class Delivery(Protocol):
         ...
 
     async def send_dm(
-        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None
+        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None, nonce: str | None = None
     ) -> DmReceipt:
-        """DM a user, through `dm_channel_id` when known. Raises a `DeliveryError`."""
+        """DM a user, through `dm_channel_id` when known. Raises a `DeliveryError`.
+
+        `nonce` names the message across attempts: a message already created with it is not created again.
+        """
         ...
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage) -> None:
+    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
         """Post in a guild channel (with `message.content` above the embed). Raises a `DeliveryError`."""
         ...

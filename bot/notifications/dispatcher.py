@@ -5,6 +5,10 @@ lease (`claimed_until`); only rows that are due and unclaimed (or whose lease ra
 claimed. The lease is renewed while a batch is being sent, and a row is never sent once its lease could have
 run out, so two processes never send the same row.
 
+A message that reached Discord but whose outcome was never written (the process died in between) is sent again
+once its lease runs out, with the same nonce (`message_nonce`): Discord creates one message per nonce within a
+few minutes, so the player still gets it once.
+
 Outcomes: success → `sent`; DMs closed → `failed` and the player is marked dm_blocked (their later DMs are
 `skipped` until they use the bot again); rate limits, Discord server errors and network errors → `retrying`
 with exponential backoff and jitter, then `failed` after `max_retries`; anything else Discord refuses →
@@ -49,6 +53,11 @@ BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_bloc
 
 _notifications = Notification.__table__
 _players = Player.__table__
+
+
+def message_nonce(row_id: int) -> str:
+    """The same for every attempt at one outbox row, so Discord never creates its message twice."""
+    return f"startline-{row_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +246,14 @@ class NotificationDispatcher:
             if row.kind is NotificationKind.DM:
                 if row.discord_user_id is None:
                     raise PermanentDeliveryError("The player no longer exists")
-                receipt = await delivery.send_dm(row.discord_user_id, message, dm_channel_id=row.dm_channel_id)
+                receipt = await delivery.send_dm(
+                    row.discord_user_id, message, dm_channel_id=row.dm_channel_id, nonce=message_nonce(row.id)
+                )
                 new_channel = receipt.channel_id if receipt.channel_id != row.dm_channel_id else None
                 return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow(), new_dm_channel_id=new_channel)
             if row.channel_id is None:
                 raise PermanentDeliveryError("No channel to post in")
-            await delivery.send_channel(row.channel_id, message)
+            await delivery.send_channel(row.channel_id, message, nonce=message_nonce(row.id))
             return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow())
         except RecipientUnreachable as exc:
             if row.player_id is not None:

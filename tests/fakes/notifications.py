@@ -138,13 +138,15 @@ class RecordingDelivery:
     def fail(self, target_id: int, *errors: DeliveryError) -> None:
         self.errors[target_id].extend(errors)
 
-    async def send_dm(self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None):
+    async def send_dm(
+        self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None, nonce: str | None = None
+    ):
         if self.errors[user_id]:
             raise self.errors[user_id].popleft()
         self.dms.append((user_id, message, dm_channel_id))
         return DmReceipt(dm_channel_id or next(self._channels))
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage) -> None:
+    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
         if self.errors[channel_id]:
             raise self.errors[channel_id].popleft()
         self.posts.append((channel_id, message))

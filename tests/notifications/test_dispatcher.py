@@ -222,7 +222,7 @@ async def test_two_dispatchers_never_send_the_same_row(services, world, settings
 
         in_flight = 0
 
-        async def send_dm(self, user_id, message, *, dm_channel_id=None):
+        async def send_dm(self, user_id, message, *, dm_channel_id=None, nonce=None):
             self.in_flight += 1
             if self.in_flight > 3:
                 overlap.set()
@@ -259,7 +259,7 @@ async def test_close_lets_messages_in_flight_finish_and_releases_the_rest(servic
     class GatedDelivery(RecordingDelivery):
         in_flight = 0
 
-        async def send_dm(self, user_id, message, *, dm_channel_id=None):
+        async def send_dm(self, user_id, message, *, dm_channel_id=None, nonce=None):
             self.in_flight += 1
             if self.in_flight == concurrency:
                 all_in_flight.set()

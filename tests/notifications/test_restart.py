@@ -8,14 +8,16 @@ from collections import Counter
 
 import discord
 import pytest
+from sqlalchemy import update
 
 from bot.app import Application
 from bot.discord_delivery import DiscordDelivery
 from bot.events import LiveRaceRoomOpened, LiveRaceScheduled
-from db.models import NotificationStatus
+from db.models import Notification, NotificationStatus
 from tests.fakes.notifications import add_player, make_world, publish, subscribe
 
 PLAYERS = range(3001, 3013)
+CHANNEL = 4_000_000_000_000_001
 
 
 class Process:
@@ -92,3 +94,29 @@ async def test_stopping_in_the_middle_of_a_batch_loses_and_repeats_nothing(setti
         log = await app.services.notifications.delivery_log(world.guild_id, world.race.id)
     assert fake_discord.dm_counts() == {uid: 1 for uid in PLAYERS}
     assert Counter(n.status for n in log.items) == {NotificationStatus.SENT: len(PLAYERS)}
+
+
+async def test_a_message_discord_got_but_whose_outcome_was_lost_is_not_delivered_twice(settings, fake_discord):
+    """A SIGKILL between Discord's answer and the outcome's write leaves the rows claimed but unsent; once the
+    lease runs out they are sent again, with the same nonces, and Discord makes no second message."""
+    fake_discord.add_text_channel(CHANNEL)
+    async with Process(settings) as app:
+        world = await make_world(app.services, announcement_channel_id=CHANNEL)
+        for uid in PLAYERS:
+            await add_player(app.services, uid, f"p{uid}")
+            await subscribe(app.services, uid)
+        await publish(app.services, world.event(LiveRaceScheduled))
+        await dispatch(app)
+        async with app.db.transaction() as session:  # the outcomes never reached the database
+            await session.execute(
+                update(Notification).values(status=NotificationStatus.PENDING, attempts=0, sent_at=None)
+            )
+    assert len(fake_discord.delivered) == len(PLAYERS) + 1
+
+    async with Process(settings) as app:
+        await dispatch(app)
+        summary = await app.services.notifications.delivery_summary(world.guild_id, world.race.id)
+    assert fake_discord.dm_counts() == {uid: 1 for uid in PLAYERS}
+    assert len(fake_discord.posts_in(CHANNEL)) == 1
+    assert fake_discord.nonce_replays == len(PLAYERS) + 1
+    assert summary["sent"] == len(PLAYERS) + 1
