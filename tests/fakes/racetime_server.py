@@ -457,6 +457,7 @@ class FakeRacetime:
         self._fail_rules: list[_FaultRule] = []
         self._drop_rules: list[_FaultRule] = []
         self._delays: dict[str | None, float] = {}
+        self._late_answers: dict[str | None, float] = {}
         self._down = False
         self._stopping = asyncio.Event()
         self._timers: list[asyncio.TimerHandle] = []
@@ -595,12 +596,17 @@ class FakeRacetime:
         """Close the connection without any response, ``n`` times."""
         self._drop_rules.append(_FaultRule(n, path_contains))
 
-    def set_delay(self, seconds: float, path_contains: str | None = None) -> None:
-        """Answer matching requests ``seconds`` late (0 removes the delay)."""
+    def set_delay(self, seconds: float, path_contains: str | None = None, *, after: bool = False) -> None:
+        """Answer matching requests ``seconds`` late (0 removes the delay).
+
+        By default the request waits before it is handled; with ``after`` it is handled at once and only the
+        answer waits, so a client that dies or gives up meanwhile never learns what it did (a room it opened).
+        """
+        delays = self._late_answers if after else self._delays
         if seconds > 0:
-            self._delays[path_contains] = seconds
+            delays[path_contains] = seconds
         else:
-            self._delays.pop(path_contains, None)
+            delays.pop(path_contains, None)
 
     def down(self) -> None:
         self._down = True
@@ -633,16 +639,21 @@ class FakeRacetime:
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response(status=500)  # never reaches the client: the socket is closed
-        delay = max((s for pc, s in self._delays.items() if pc is None or pc in path), default=0.0)
-        if delay:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+        await self._wait(self._delays, path)
         if path != "/" and path.endswith("/"):
             return self._html_404()  # APPEND_SLASH = False
         try:
-            return await handler(request)
+            response = await handler(request)
         except web.HTTPNotFound:
             return self._html_404()
+        await self._wait(self._late_answers, path)
+        return response
+
+    async def _wait(self, delays: dict[str | None, float], path: str) -> None:
+        delay = max((s for pc, s in delays.items() if pc is None or pc in path), default=0.0)
+        if delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     # ---------------------------------------------------------------- helpers
 
