@@ -366,6 +366,15 @@ async def test_startrace_creates_a_room(rt, http):
     assert rt.messages(slug)[0]["message"] == "Race opened automatically by TestBot"
 
 
+async def test_an_answer_held_back_after_handling_leaves_the_room_open(rt, http):
+    """The client gives up before the answer comes (as a process killed meanwhile would): the room exists."""
+    auth = await bot_auth(http, rt)
+    rt.set_delay(0.5, "/startrace", after=True)
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post("/o/alttpr/startrace", headers=auth, data={"goal": "Beat the game"}, timeout=0.1)
+    assert len(rt.rooms) == 1
+
+
 async def test_edit_is_a_full_replace(rt, http):
     auth = await bot_auth(http, rt)
     resp = await http.post(
