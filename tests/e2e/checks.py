@@ -1,0 +1,198 @@
+"""What a finished evening must show, checked against the plan (`tests/e2e/tournament.py`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.e2e.evening import EveningOutcome
+from tests.e2e.tournament import ANNOUNCEMENT_CHANNEL, EVENT_CODES, EVENTS, NO_SHOW, POOLS, seed_url
+
+REL = 1e-9
+
+
+def expected_outbox(outcome: EveningOutcome, status: str) -> dict[str, str]:
+    plan = outcome.plan
+    keys = [f"dm:{EVENT_CODES[event]}:race:{episode}:player:{uid}" for event, episode, uid in plan.expected_dms()]
+    keys += [
+        f"channel:{event}:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}" for event, episode in plan.expected_posts()
+    ]
+    return dict.fromkeys(keys, status)
+
+
+def check_races(outcome: EveningOutcome) -> None:
+    plan = outcome.plan
+    for race in plan.races:
+        got = outcome.races[race.episode]
+        finishers = sum(1 for e in race.entrants if e.outcome == "done")
+        assert got["status"] == "finished", got
+        assert got["permalink"]["url"] == seed_url(race.pool, plan.live_seed(race.pool))
+        assert (got["participant_count"], got["finisher_count"]) == (len(race.entrants), finishers)
+        assert got["racetime"]["status"] == "finished" and got["last_error"] is None
+    assert outcome.snapshot["rooms"] == {race.episode: 1 for race in plan.races}, "exactly one room per race"
+
+
+def check_results(outcome: EveningOutcome) -> None:
+    """Every entrant is listed: counted ones with their run and score, the others with the reason."""
+    plan = outcome.plan
+    for race in plan.races:
+        places = race.places()
+        seed = plan.live_seed(race.pool)
+        by_name = {e["racetime_name"]: e for e in outcome.results[race.episode]}
+        assert set(by_name) == {e.name for e in race.entrants}
+        for entrant in race.entrants:
+            got = by_name[entrant.name]
+            status = {"done": "finished", "dnf": "forfeit", "dq": "disqualified"}[entrant.outcome]
+            elapsed = entrant.finish_us / 1_000_000 if entrant.outcome == "done" else None
+            assert (got["counted"], got["reason"], got["status"]) == (
+                entrant.counted,
+                entrant.ineligible_reason,
+                status,
+            )
+            assert (got["place"], got["elapsed_seconds"]) == (places.get(entrant.name), elapsed), entrant.name
+            if not entrant.counted:
+                assert got["run_id"] is None and got["score"] is None
+            elif entrant.outcome == "done":
+                par = plan.par_times[(race.pool, seed)]
+                assert got["score"] == pytest.approx(min(105.0, (2 - elapsed / par) * 100), rel=REL)
+            else:
+                assert got["score"] == 0.0
+
+
+def check_runs_and_scores(outcome: EveningOutcome) -> None:
+    plan = outcome.plan
+    expected = {
+        (run.player.discord_user_id, seed_url(run.pool, run.seed)): (
+            run.status,
+            run.elapsed_us,
+            run.place,
+            run.episode,
+            plan.score(run),
+        )
+        for run in plan.all_runs
+    }
+    episode_of = {race["id"]: episode for episode, race in outcome.races.items()}
+    got = {}
+    for run in outcome.runs:
+        key = (int(run["player"]["discord_user_id"]), outcome.seed_urls[run["permalink_id"]])
+        assert key not in got, f"two runs for {key}"
+        elapsed = round(run["elapsed_seconds"] * 1_000_000) if run["elapsed_seconds"] is not None else None
+        got[key] = (run["status"], elapsed, run["place"], episode_of.get(run["live_race_id"]), run["score"])
+    assert set(got) == set(expected)
+    for key, (status, elapsed, place, episode, score) in expected.items():
+        assert got[key][:4] == (status, elapsed, place, episode), key
+        assert got[key][4] == pytest.approx(score, rel=REL), key
+    for url, (par, used) in outcome.snapshot["seeds"].items():
+        pool, seed = _pool_and_seed(url)
+        want = plan.par_times[(pool, seed)]
+        assert (par is None) == (want is None), url
+        if want is not None:
+            assert par == pytest.approx(want, rel=REL), url
+        assert used == (seed == plan.live_seed(pool)), url
+
+
+def _pool_and_seed(url: str) -> tuple[str, int]:
+    for pool in POOLS:
+        for seed in range(3):
+            if seed_url(pool, seed) == url:
+                return pool, seed
+    raise AssertionError(url)
+
+
+def check_leaderboard(outcome: EveningOutcome) -> None:
+    got = [
+        (e["rank"], int(e["discord_user_id"]), e["score"], e["runs_counted"]) for e in outcome.leaderboard["entries"]
+    ]
+    expected = outcome.plan.leaderboard()
+    assert [(rank, uid, runs) for rank, uid, _, runs in got] == [(rank, uid, runs) for rank, uid, _, runs in expected]
+    for (_, uid, score, _), (_, _, want, _) in zip(got, expected, strict=True):
+        assert score == pytest.approx(want, rel=REL), uid
+
+
+def check_notifications(outcome: EveningOutcome) -> None:
+    """The outbox holds exactly the notifications §5 calls for, once each; with Discord all are sent."""
+    status = "sent" if outcome.discord else "pending"
+    assert outcome.snapshot["outbox"] == expected_outbox(outcome, status)
+    plan = outcome.plan
+    for race in plan.races:
+        log = Counter((row["event_type"], row["kind"], row["status"]) for row in outcome.delivery_log[race.episode])
+        dms = Counter(event for event, episode, _ in plan.expected_dms() if episode == race.episode)
+        expected = Counter({(event, "dm", status): count for event, count in dms.items()})
+        expected.update({(event, "channel", status): 1 for event in EVENTS})
+        assert log == expected, race.episode
+    player, episode = plan.by_name[NO_SHOW[0]], NO_SHOW[1]
+    assert player.discord_user_id in outcome.eligible_first_race, "the no-show was eligible"
+    keys = {
+        key for key in outcome.snapshot["outbox"] if key.endswith(f"race:{episode}:player:{player.discord_user_id}")
+    }
+    assert {key.split(":")[1] for key in keys} == {"415", "416"}, "the no-show was invited, and only invited"
+    assert not [run for run in outcome.snapshot["runs"] if run[0] == player.discord_user_id and run[6] == episode]
+
+
+def check_eligibility(outcome: EveningOutcome) -> None:
+    assert outcome.eligible_first_race == outcome.plan.eligible("Standard")
+
+
+def check_audit(outcome: EveningOutcome) -> None:
+    plan = outcome.plan
+    actions = Counter(entry["action"] for entry in outcome.audit)
+    assert actions["tournament.create"] == 1 and actions["pool.create"] == len(POOLS)
+    assert actions["permalink.create"] == 3 * len(POOLS)
+    assert actions["player.create"] == len(plan.players)
+    assert actions["run.import"] == len(plan.earlier_runs)
+    for race_id in (race["id"] for race in outcome.races.values()):
+        trail = Counter(
+            (entry["action"], entry["actor"]["type"])
+            for entry in outcome.audit
+            if entry["target_type"] == "live_race" and entry["target_id"] == race_id
+        )
+        lifecycle = {action: trail[(action, actor)] for action, actor in _LIFECYCLE}
+        assert lifecycle == {action: 1 for action, _ in _LIFECYCLE}, (race_id, trail)
+
+
+_LIFECYCLE = (
+    ("live_race.create", "token"),
+    ("live_race.open", "system"),
+    ("live_race.start", "system"),
+    ("live_race.finish", "system"),
+)
+
+
+def check_deliveries(outcome: EveningOutcome) -> None:
+    """At the fake Discord: every DM exactly once per (event, race, player), every announcement once."""
+    plan = outcome.plan
+    duplicated = {key: count for key, count in outcome.dms.items() if count > 1}
+    assert not duplicated, f"DMs delivered more than once: {duplicated}"
+    assert set(outcome.dms) == set(plan.expected_dms()), _difference(outcome.dms, plan.expected_dms())
+    assert outcome.posts == plan.expected_posts()
+    for race in plan.races:
+        seed = plan.live_seed(race.pool)
+        for entrant in race.counted:
+            uid = entrant.player.discord_user_id
+            if not entrant.player.subscribed("live_race_finished"):
+                continue
+            fields = outcome.dm_results[(race.episode, uid)]
+            if entrant.outcome == "done":
+                score = (2 - entrant.finish_us / 1_000_000 / plan.par_times[(race.pool, seed)]) * 100
+                assert fields["Your score"] == f"{min(105.0, score):.1f}", (race.episode, entrant.name)
+            else:
+                label = {"dnf": "Forfeit", "dq": "Disqualified"}[entrant.outcome]
+                assert fields["Your result"] == f"{label} (score 0)", (race.episode, entrant.name)
+
+
+def _difference(got: Counter, expected: Counter) -> str:
+    missing = sorted(set(expected) - set(got))[:10]
+    extra = sorted(set(got) - set(expected))[:10]
+    return f"missing {len(set(expected) - set(got))} (e.g. {missing}); unexpected {extra}"
+
+
+def check_evening(outcome: EveningOutcome) -> None:
+    check_races(outcome)
+    check_results(outcome)
+    check_runs_and_scores(outcome)
+    check_leaderboard(outcome)
+    check_eligibility(outcome)
+    check_notifications(outcome)
+    check_audit(outcome)
+    assert outcome.facts["exit_code"] == 0, "SIGTERM stops the process cleanly"

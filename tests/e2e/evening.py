@@ -1,0 +1,445 @@
+"""A whole tournament evening through the real process, the fake RaceTime.gg and (optionally) a fake Discord.
+
+`run_evening` starts the fakes on loopback and `run.py` on a temporary SQLite file, then drives everything as
+a tournament's organizers and players would: the REST API (with a token from `run.py token create`) for the
+setup, RaceTime.gg rooms for the racing, and the database file only for what has no API. It returns what it
+read back (`EveningOutcome`); the tests compare that with the plan and with other runs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+
+from bot.notifications.render import STYLES
+from db.models import Notification, NotificationSubscription, Player
+from tests.e2e.faults import FaultPlan
+from tests.e2e.harness import (
+    GUILD,
+    Api,
+    StartlineProcess,
+    create_token,
+    free_port,
+    process_env,
+    settings_env,
+    wait_until,
+)
+from tests.e2e.tournament import (
+    ANNOUNCEMENT_CHANNEL,
+    ANNOUNCEMENT_ROLE,
+    EVENTS,
+    GLOBAL_BUT_SCHEDULED_HERE,
+    GOAL,
+    GUILD_ALL,
+    NOTHING,
+    POOLS,
+    ROOM_OPEN_LEAD_MINUTES,
+    RUNS_PER_POOL,
+    SEEDS_PER_POOL,
+    TOURNAMENT,
+    PlannedRace,
+    TournamentPlan,
+    seed_url,
+)
+from tests.fakes.discord_rest import FakeDiscordRest
+from tests.fakes.racetime_server import FakeRacetime
+
+DEADLINE = 120.0  # seconds any one condition may take, restarts and outages included
+SCHEDULE_AHEAD = timedelta(minutes=ROOM_OPEN_LEAD_MINUTES, seconds=4)  # rooms open ~4 s after scheduling
+SCHEDULE_GAP = timedelta(seconds=2)
+MESSAGE_DELAY = 0.005  # seconds the fake Discord takes per message, so a dispatch wave takes a while
+_FOOTER_RACE = re.compile(r"race #(\d+)")
+_TITLES = {f"{icon} {headline}:": event for event, (icon, headline, _colour) in STYLES.items()}
+
+
+@dataclass
+class EveningOutcome:
+    """What the evening left behind, read back through the API (and the database file where it has no
+    route), plus what the fakes saw."""
+
+    plan: TournamentPlan
+    discord: bool
+    snapshot: dict[str, Any]
+    results: dict[str, list[dict[str, Any]]]
+    races: dict[str, dict[str, Any]]
+    runs: list[dict[str, Any]]
+    leaderboard: dict[str, Any]
+    audit: list[dict[str, Any]]
+    eligible_first_race: set[int]
+    delivery_log: dict[str, list[dict[str, Any]]]
+    seed_urls: dict[int, str]
+    dms: Counter = field(default_factory=Counter)  # (event, episode, discord user id) -> messages at Discord
+    dm_results: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)  # 418 fields by (ep, uid)
+    posts: Counter = field(default_factory=Counter)  # (event, episode) -> announcements at Discord
+    facts: dict[str, Any] = field(default_factory=dict)  # counts and timings for the report
+
+
+@dataclass
+class Evening:
+    plan: TournamentPlan
+    api: Api
+    racetime: FakeRacetime
+    database: Path
+    faults: FaultPlan | None
+    race_ids: dict[str, int] = field(default_factory=dict)
+    tournament_id: int = 0
+    pool_ids: dict[str, int] = field(default_factory=dict)
+    seed_ids: dict[str, int] = field(default_factory=dict)  # url -> id
+
+    async def phase(self, name: str, *, requests: int = 0) -> None:
+        if self.faults is not None:
+            await self.faults.enter(name, requests=requests)
+
+    # ---- the organizers' script --------------------------------------------------------------------
+    async def set_up_tournament(self) -> None:
+        await self.phase("setup", requests=1 + len(POOLS) * (1 + SEEDS_PER_POOL))
+        tournament = await self.create_or_find(
+            "/api/v1/tournaments",
+            {
+                "name": TOURNAMENT,
+                "runs_per_pool": RUNS_PER_POOL,
+                "racetime_category": "alttpr",
+                "racetime_goal": GOAL,
+                "announcement_channel_id": str(ANNOUNCEMENT_CHANNEL),
+                "announcement_role_id": str(ANNOUNCEMENT_ROLE),
+                "room_open_lead_minutes": ROOM_OPEN_LEAD_MINUTES,
+            },
+            key="name",
+        )
+        self.tournament_id = tournament["id"]
+        base = f"/api/v1/tournaments/{self.tournament_id}"
+        for pool in POOLS:
+            created = await self.create_or_find(f"{base}/pools", {"name": pool}, key="name")
+            self.pool_ids[pool] = created["id"]
+            for seed in range(SEEDS_PER_POOL):
+                body = {"url": seed_url(pool, seed), "notes": f"{pool} seed {seed + 1}"}
+                made = await self.create_or_find(f"{base}/pools/{created['id']}/permalinks", body, key="url")
+                self.seed_ids[made["url"]] = made["id"]
+
+    async def import_roster(self) -> None:
+        await self.phase("roster", requests=len(self.plan.players))
+        for player in self.plan.players:
+            body = {
+                "display_name": player.display_name,
+                "racetime_id": player.racetime_id,
+                "racetime_name": player.racetime_user["name"],
+            }
+            await self.api.call("PUT", f"/api/v1/players/{player.discord_user_id}", json=body)
+
+    async def import_earlier_runs(self) -> None:
+        await self.phase("history", requests=len(self.plan.earlier_runs))
+        for run in self.plan.earlier_runs:
+            body: dict[str, Any] = {
+                "discord_user_id": str(run.player.discord_user_id),
+                "permalink_id": self.seed_ids[seed_url(run.pool, run.seed)],
+                "status": run.status,
+                "finished_at": run.finished_at,
+            }
+            if run.elapsed_us is not None:
+                body["elapsed_seconds"] = run.elapsed_us / 1_000_000
+            # A repeat after a restart finds the run already there (409): it was imported.
+            await self.api.call("POST", f"/api/v1/tournaments/{self.tournament_id}/runs", json=body, ok=(201, 409))
+
+    def opt_in(self) -> None:
+        """The players turn notifications on with /notify in Discord, which the API does not offer: their
+        choices are written into the database file directly, as the bot would store them."""
+        rows = []
+        engine = create_engine(f"sqlite:///{self.database}", connect_args={"timeout": 30})
+        with engine.begin() as connection:
+            ids = dict(connection.execute(select(Player.discord_user_id, Player.id)).all())
+            for player in self.plan.players:
+                kind, pid = player.subscription, ids[player.discord_user_id]
+                if kind == NOTHING:
+                    continue
+                guild = GUILD if kind == GUILD_ALL else None
+                rows += [{"player_id": pid, "event_type": event, "guild_id": guild, "active": True} for event in EVENTS]
+                rows.append({"player_id": pid, "event_type": "live_race_cancelled", "guild_id": guild, "active": True})
+                if kind == GLOBAL_BUT_SCHEDULED_HERE:
+                    rows.append({"player_id": pid, "event_type": EVENTS[0], "guild_id": GUILD, "active": False})
+            connection.execute(NotificationSubscription.__table__.insert(), rows)
+        engine.dispose()
+
+    async def schedule_races(self) -> None:
+        await self.phase("schedule", requests=len(self.plan.races))
+        base = f"/api/v1/tournaments/{self.tournament_id}/live-races"
+        for number, race in enumerate(self.plan.races):
+            starts = datetime.now(UTC) + SCHEDULE_AHEAD + number * SCHEDULE_GAP
+            body = {
+                "pool_id": self.pool_ids[race.pool],
+                "scheduled_at": starts.isoformat(),
+                "title": race.title,
+                "episode_id": race.episode,
+            }
+            created = await self.create_or_find(base, body, key="episode_id")
+            self.race_ids[race.episode] = created["id"]
+
+    async def wait_for_rooms(self) -> dict[str, str]:
+        await self.phase("rooms")
+        slugs = {}
+        for episode, race_id in self.race_ids.items():
+            race = await self.wait_for_status(race_id, "room_open")
+            slugs[episode] = race["racetime"]["slug"]
+        return slugs
+
+    async def run_race(self, race: PlannedRace, slug: str) -> None:
+        """The players join the room and race it on RaceTime.gg; a moderator disqualifies one of them."""
+        rt = self.racetime
+        await self.phase(f"{race.episode} start")
+        for entrant in race.entrants:
+            rt.add_entrant(slug, entrant.racetime_user, ready=True)
+        rt.start_race(slug)
+        await self.wait_for_status(self.race_ids[race.episode], "in_progress")
+        await self.phase(f"{race.episode} results")
+        order = {"dq": 0, "dnf": 1, "done": 2}  # the last finisher ends the race
+        for entrant in sorted(race.entrants, key=lambda e: (order[e.outcome], e.finish_us or 0)):
+            user_id = entrant.racetime_user["id"]
+            if entrant.outcome == "dq":
+                rt.dq(slug, user_id)
+            elif entrant.outcome == "dnf":
+                rt.dnf(slug, user_id)
+            else:
+                rt.finish_entrant(slug, user_id, timedelta(microseconds=entrant.finish_us))
+        await self.wait_for_status(self.race_ids[race.episode], "finished")
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    async def create_or_find(self, path: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """POST; a 409 on a repeat after a restart means the first attempt went through: find it."""
+        created = await self.api.call("POST", path, json=body, ok=(201, 409))
+        if created is not None and "error" not in created:
+            return created
+        found = [item for item in await self.api.all_items(path) if item[key] == body[key]]
+        assert len(found) == 1, f"{path}: {body[key]!r} not created and not found"
+        return found[0]
+
+    async def race(self, race_id: int) -> dict[str, Any]:
+        return await self.api.get(f"/api/v1/tournaments/{self.tournament_id}/live-races/{race_id}")
+
+    async def wait_for_status(self, race_id: int, status: str) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            race = await self.race(race_id)
+            return race if race["status"] == status else None
+
+        return await wait_until(reached, f"live race {race_id} to be {status}", deadline=DEADLINE, interval=0.2)
+
+    async def wait_for_outbox(self, *, delivered: bool) -> None:
+        """Every notification of the evening is queued (and, with Discord, sent)."""
+        expected = sum(self.plan.expected_dms().values()) + sum(self.plan.expected_posts().values())
+        counts: Counter = Counter()
+
+        async def settled() -> bool:
+            counts.clear()
+            for race_id in self.race_ids.values():
+                for row in await self.delivery_log(race_id):
+                    counts[row["status"]] += 1
+            done = counts["sent"] if delivered else counts["pending"]
+            return done == expected and sum(counts.values()) == expected
+
+        state = "sent" if delivered else "queued"
+        await wait_until(settled, lambda: f"{expected} notifications {state}; have {dict(counts)}", deadline=DEADLINE)
+
+    async def delivery_log(self, race_id: int) -> list[dict[str, Any]]:
+        return await self.api.all_items(f"/api/v1/tournaments/{self.tournament_id}/live-races/{race_id}/notifications")
+
+
+# ---- reading back -------------------------------------------------------------------------------------
+async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDiscordRest | None) -> EveningOutcome:
+    api, plan, tid = evening.api, evening.plan, evening.tournament_id
+    episode_of = {race_id: episode for episode, race_id in evening.race_ids.items()}
+    races = {episode: await evening.race(race_id) for episode, race_id in evening.race_ids.items()}
+    results = {
+        episode: (await api.get(f"/api/v1/tournaments/{tid}/live-races/{race_id}/results"))["entrants"]
+        for episode, race_id in evening.race_ids.items()
+    }
+    runs = await api.all_items(f"/api/v1/tournaments/{tid}/runs")
+    leaderboard = await api.get(f"/api/v1/tournaments/{tid}/leaderboard")
+    audit = await api.all_items("/api/v1/audit")
+    eligible = await api.get(f"/api/v1/tournaments/{tid}/live-races/{evening.race_ids['e2e-1']}/eligible")
+    seeds = [
+        seed
+        for pool_id in evening.pool_ids.values()
+        for seed in await api.all_items(f"/api/v1/tournaments/{tid}/pools/{pool_id}/permalinks")
+    ]
+    players = {p["id"]: int(p["discord_user_id"]) for p in await api.all_items("/api/v1/players")}
+    delivery_log = {episode: await evening.delivery_log(race_id) for episode, race_id in evening.race_ids.items()}
+    outbox = _outbox(evening.database, episode_of, players)
+    url_of = {seed_id: url for url, seed_id in evening.seed_ids.items()}
+    rooms: Counter = Counter()
+    for room in racetime.rooms:
+        match = re.search(r"live race #(\d+) ", room.info_bot or "")
+        rooms[episode_of[int(match.group(1))] if match else "not ours"] += 1
+
+    snapshot = {
+        "races": {
+            episode: (
+                race["status"],
+                race["pool"]["name"],
+                race["permalink"]["url"],
+                race["racetime"]["status"],
+                race["participant_count"],
+                race["finisher_count"],
+                race["cancel_reason"],
+                race["last_error"],
+            )
+            for episode, race in races.items()
+        },
+        "results": {
+            episode: [
+                (
+                    e["racetime_name"],
+                    e["counted"],
+                    e["reason"],
+                    e["status"],
+                    e["place"],
+                    e["elapsed_seconds"],
+                    e["score"],
+                )
+                for e in entrants
+            ]
+            for episode, entrants in results.items()
+        },
+        "runs": sorted(
+            (
+                int(run["player"]["discord_user_id"]),
+                url_of[run["permalink_id"]],
+                run["status"],
+                run["elapsed_seconds"],
+                run["place"],
+                run["score"],
+                episode_of.get(run["live_race_id"]),
+                run["source"],
+            )
+            for run in runs
+        ),
+        "seeds": {url_of[s["id"]]: (s["par_time"], s["used_in_live_race"]) for s in seeds},
+        "leaderboard": [
+            (e["rank"], int(e["discord_user_id"]), e["score"], e["runs_counted"]) for e in leaderboard["entries"]
+        ],
+        "outbox": outbox,
+        "rooms": dict(rooms),
+    }
+    outcome = EveningOutcome(
+        plan=plan,
+        discord=discord is not None,
+        snapshot=snapshot,
+        results=results,
+        races=races,
+        runs=runs,
+        leaderboard=leaderboard,
+        audit=audit,
+        eligible_first_race={int(c["discord_user_id"]) for c in eligible["eligible"]},
+        delivery_log=delivery_log,
+        seed_urls=url_of,
+    )
+    if discord is not None:
+        _read_discord(outcome, discord, episode_of, plan)
+    return outcome
+
+
+def _outbox(database: Path, episode_of: dict[int, str], players: dict[int, int]) -> dict[str, str]:
+    """Outbox rows by dedupe key (with race and player ids given as episode and Discord user id, so two
+    evenings compare) and status. The API shows no dedupe keys, so they come from the database file."""
+    engine = create_engine(f"sqlite:///{database}", connect_args={"timeout": 30})
+    with engine.connect() as connection:
+        rows = connection.execute(select(Notification.dedupe_key, Notification.status)).all()
+    engine.dispose()
+
+    def normal(key: str) -> str:
+        key = re.sub(r"race:(\d+)", lambda m: f"race:{episode_of[int(m.group(1))]}", key)
+        return re.sub(r"player:(\d+)", lambda m: f"player:{players[int(m.group(1))]}", key)
+
+    return {normal(key): str(status) for key, status in rows}
+
+
+def _read_discord(
+    outcome: EveningOutcome, discord: FakeDiscordRest, episode_of: dict[int, str], plan: TournamentPlan
+) -> None:
+    for delivered in discord.delivered:
+        embed = delivered.payload["embeds"][0]
+        event = next(event for prefix, event in _TITLES.items() if embed["title"].startswith(prefix))
+        episode = episode_of[int(_FOOTER_RACE.search(embed["footer"]["text"]).group(1))]
+        if delivered.recipient_id is None:
+            assert delivered.channel_id == ANNOUNCEMENT_CHANNEL
+            outcome.posts[(event, episode)] += 1
+            continue
+        outcome.dms[(event, episode, delivered.recipient_id)] += 1
+        if event == "live_race_finished":
+            fields = {f["name"]: f["value"] for f in embed.get("fields", [])}
+            outcome.dm_results[(episode, delivered.recipient_id)] = fields
+    gateway = discord.gateway
+    outcome.facts.update(
+        nonce_replays=discord.nonce_replays,
+        unavailable_answers=discord.unavailable_answers,
+        gateway_identifies=gateway.identifies if gateway else 0,
+        gateway_resumes=gateway.resumes if gateway else 0,
+        gateway_refused=gateway.refused if gateway else 0,
+        rate_limited=dict(discord.rate_limited),
+    )
+
+
+# ---- the evening ------------------------------------------------------------------------------------
+async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None = None) -> EveningOutcome:
+    """The whole evening on a new database in `workdir` (its process log is `workdir/process.log`)."""
+    started = datetime.now(UTC)
+    async with FakeRacetime() as racetime:
+        fake_discord = None
+        if discord:
+            fake_discord = await FakeDiscordRest.with_gateway([GUILD], message_delay=MESSAGE_DELAY).start()
+            fake_discord.add_text_channel(ANNOUNCEMENT_CHANNEL)
+        port, database = free_port(), workdir / "startline.db"
+        env = process_env(database, port, **settings_env(racetime, fake_discord))
+        maker = StartlineProcess.with_fake_discord if discord else StartlineProcess.no_discord
+        process = maker(env, workdir / "process.log", port)
+        try:
+            token = create_token(env)
+            process.start()
+            await process.wait_healthy()
+            if faults is not None:
+                assert fake_discord is not None
+                faults.attach(process, racetime, fake_discord)
+            evening = Evening(TournamentPlan.build(), Api(process.base_url, token, process), racetime, database, faults)
+            outcome = await _drive(evening, process, fake_discord)
+            outcome.facts.update(
+                seconds=(datetime.now(UTC) - started).total_seconds(),
+                starts=process.starts,
+                kills=process.kills,
+                exit_code=process.stop(),
+                log=process.log_text(),
+            )
+        finally:
+            if process.popen is not None and process.popen.poll() is None:
+                process.kill()
+            if fake_discord is not None:
+                await fake_discord.stop()
+    return outcome
+
+
+async def _drive(evening: Evening, process: StartlineProcess, discord: FakeDiscordRest | None) -> EveningOutcome:
+    plan, faults = evening.plan, evening.faults
+    async with evening.api as api:
+        if faults is not None:
+            api.before_request = faults.on_request
+        await evening.set_up_tournament()
+        await evening.import_roster()
+        await evening.import_earlier_runs()
+        evening.opt_in()
+        await evening.schedule_races()
+        slugs = await evening.wait_for_rooms()
+        await evening.phase("backlog")  # what waited for Discord goes out while the players join the rooms
+        for race in plan.races:
+            await evening.run_race(race, slugs[race.episode])
+        await evening.phase("drain")
+        await evening.wait_for_outbox(delivered=discord is not None)
+        if faults is not None:
+            await faults.finish()  # the last kill may come after the outbox drained: it must stay drained
+            await process.wait_healthy()
+            await evening.wait_for_outbox(delivered=discord is not None)
+        outcome = await read_back(evening, evening.racetime, discord)
+        adopted = [e for e in outcome.audit if e["action"] == "live_race.open" and e["details"]["adopted"]]
+        outcome.facts.update(api_requests=api.requests, api_repeats=api.repeats, rooms_adopted=len(adopted))
+    return outcome

@@ -1,0 +1,73 @@
+"""A whole tournament evening through the real process: the REST API for the organizers' script, the fake
+RaceTime.gg for the racing, a fake Discord (REST and gateway) for the DMs; then the same evening with the
+process killed in every phase and RaceTime.gg and Discord down for a while, which must end the same way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.e2e.checks import check_deliveries, check_evening
+from tests.e2e.evening import run_evening
+from tests.e2e.faults import FaultPlan, fault_seed
+
+pytestmark = pytest.mark.slow
+
+
+def test_tournament_evening_without_discord(tmp_path):
+    outcome = asyncio.run(run_evening(tmp_path, discord=False))
+    print(f"evening without Discord: {outcome.facts['seconds']:.1f} s, {outcome.facts['api_requests']} API requests")
+    check_evening(outcome)
+    assert "Traceback" not in outcome.facts["log"]
+
+
+@pytest.fixture(scope="module")
+def evening_with_discord(tmp_path_factory):
+    """The fault-free evening in Discord mode: checked here, and the reference for the evening with faults."""
+    return asyncio.run(run_evening(tmp_path_factory.mktemp("evening"), discord=True))
+
+
+def test_tournament_evening_with_discord(evening_with_discord):
+    outcome = evening_with_discord
+    print(f"evening with Discord: {outcome.facts['seconds']:.1f} s, {sum(outcome.dms.values())} DMs delivered")
+    check_evening(outcome)
+    check_deliveries(outcome)
+    assert "Traceback" not in outcome.facts["log"]
+
+
+OUTAGE_SECONDS = 6.0  # "a minute" in the issue; any length works, the bot catches up
+
+
+def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, evening_with_discord):
+    seed = fault_seed()
+    print(f"\nfault seed {seed} (replay with E2E_SEED={seed})")
+    faults = FaultPlan(seed, outage_seconds=OUTAGE_SECONDS)
+    outcome = asyncio.run(run_evening(tmp_path, discord=True, faults=faults))
+    print("\n".join(faults.events))
+    facts = {key: value for key, value in outcome.facts.items() if key != "log"}
+    print(f"evening with faults: {facts}")
+    differences = snapshot_differences(outcome.snapshot, evening_with_discord.snapshot)
+    assert not differences, f"seed {seed}: the final state differs from the fault-free evening: {differences}"
+    check_evening(outcome)
+    check_deliveries(outcome)
+    assert outcome.facts["kills"] == len(FaultPlan.PHASES), f"seed {seed}"
+
+
+def snapshot_differences(got: dict, expected: dict) -> list[str]:
+    differences = []
+    for part in expected:
+        if got[part] == expected[part]:
+            continue
+        if isinstance(expected[part], dict):
+            keys = sorted(set(got[part]) | set(expected[part]), key=str)
+            wrong = [
+                (key, got[part].get(key), expected[part].get(key))
+                for key in keys
+                if got[part].get(key) != expected[part].get(key)
+            ]
+            differences.append(f"{part}: {len(wrong)} differ, e.g. {wrong[:5]}")
+        else:
+            wrong = [(g, e) for g, e in zip(got[part], expected[part], strict=False) if g != e]
+            differences.append(f"{part}: {len(got[part])} vs {len(expected[part])} items, e.g. {wrong[:5]}")
+    return differences

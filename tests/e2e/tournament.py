@@ -1,0 +1,334 @@
+"""The tournament evening as data, and what it must produce, worked out here without the product's code.
+
+- 200 players: the 36 real RaceTime.gg users of `races_with_past_entrants*.json`, then generated ones; all
+  linked. Their notification choices follow their index (most opt in for this guild, some for every guild,
+  some for every guild but not "scheduled" here, some not at all).
+- Three pools of three seeds; earlier async runs come from real races of the second page (each real entrant
+  of such a race ran that pool's seed, with their real time or a forfeit; one run per player and pool).
+- Three live races, one per pool, with the entrants of three real races of the first page and their real
+  finish times and forfeits; one entrant of two races is disqualified by a moderator instead, the third race
+  has an entrant no player of the guild is linked to, and entrants who already ran the pool are ineligible.
+- A real user who may race the first race, and opted in, never joins it: the no-show.
+
+Scores are recomputed from the real finish times by PRODUCT.md §3.3: par of a seed = mean of its 5 fastest
+finished runs; score = clamp((2 − t/par) × 100, 0, 105); forfeits and disqualifications score 0; the
+leaderboard averages each player's best run per pool over every pool (runs_per_pool = 1).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from tests.fakes.racetime_data import captured_user, load_json, real_users
+
+PLAYER_COUNT = 200
+POOLS = ("Standard", "Keysanity", "Inverted")
+SEEDS_PER_POOL = 3
+RUNS_PER_POOL = 1
+TOURNAMENT = "Autumn Qualifier"
+GOAL = "Beat the game"
+ANNOUNCEMENT_CHANNEL = 555_000_000_000_000_001
+ANNOUNCEMENT_ROLE = 555_000_000_000_000_002
+ROOM_OPEN_LEAD_MINUTES = 1
+# Earlier runs: pool -> indices of real races in races_with_past_entrants_2.json.
+EARLIER_RACES = {"Standard": (2, 5, 9), "Keysanity": (0, 7), "Inverted": (3,)}
+# Live races: (episode, pool, index in races_with_past_entrants.json, entrant disqualified by a moderator).
+LIVE_RACES = (
+    ("e2e-1", "Standard", 3, "Rei_07"),
+    ("e2e-2", "Keysanity", 6, "Freddyn3k"),
+    ("e2e-3", "Inverted", 8, None),
+)
+UNLINKED_ENTRANT = "Carol"  # a RaceTime.gg user who is in no guild's roster (captured sample)
+UNLINKED_FINISH_US = 5_700_123_456
+NO_SHOW = ("coin_chaser", "e2e-1")
+
+EVENTS = ("live_race_scheduled", "live_race_room_opened", "live_race_started", "live_race_finished")
+EVENT_CODES = {"live_race_scheduled": 415, "live_race_room_opened": 416, "live_race_started": 417}
+EVENT_CODES["live_race_finished"] = 418
+GUILD_ALL, GLOBAL_ALL, GLOBAL_BUT_SCHEDULED_HERE, NOTHING = "guild", "global", "global-but-415-here", "none"
+_DURATION = re.compile(r"P(\d+)DT(\d+)H(\d+)M(\d+)(?:\.(\d{1,6}))?S")
+
+
+def duration_us(text: str) -> int:
+    """RaceTime.gg's `P0DT01H23M53.542612S` as exact microseconds."""
+    match = _DURATION.fullmatch(text)
+    assert match is not None, text
+    days, hours, minutes, seconds, fraction = match.groups()
+    total = ((int(days) * 24 + int(hours)) * 60 + int(minutes)) * 60 + int(seconds)
+    return total * 1_000_000 + int((fraction or "0").ljust(6, "0"))
+
+
+def subscription_kind(index: int) -> str:
+    return {7: GLOBAL_ALL, 8: GLOBAL_BUT_SCHEDULED_HERE, 9: NOTHING}.get(index % 10, GUILD_ALL)
+
+
+@dataclass(frozen=True)
+class PlannedPlayer:
+    index: int
+    discord_user_id: int
+    display_name: str
+    racetime_user: dict[str, Any]
+
+    @property
+    def racetime_id(self) -> str:
+        return self.racetime_user["id"]
+
+    @property
+    def subscription(self) -> str:
+        return subscription_kind(self.index)
+
+    def subscribed(self, event: str) -> bool:
+        if self.subscription == NOTHING:
+            return False
+        return not (self.subscription == GLOBAL_BUT_SCHEDULED_HERE and event == "live_race_scheduled")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    player: PlannedPlayer
+    pool: str
+    seed: int  # index of the seed in its pool
+    status: str  # finished | forfeit | disqualified
+    elapsed_us: int | None
+    finished_at: str | None = None
+    episode: str | None = None  # the live race, for live runs
+    place: int | None = None
+
+
+@dataclass(frozen=True)
+class PlannedEntrant:
+    racetime_user: dict[str, Any]
+    outcome: str  # done | dnf | dq
+    finish_us: int | None
+    player: PlannedPlayer | None
+    ineligible_reason: str | None
+
+    @property
+    def name(self) -> str:
+        return self.racetime_user["name"]
+
+    @property
+    def counted(self) -> bool:
+        return self.player is not None and self.ineligible_reason is None
+
+
+@dataclass(frozen=True)
+class PlannedRace:
+    episode: str
+    pool: str
+    source: str  # the real race it replays
+    entrants: tuple[PlannedEntrant, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{TOURNAMENT} – {self.pool} ({self.episode})"
+
+    def places(self) -> dict[str, int]:
+        """RaceTime.gg's places: finishers (not disqualified) by time."""
+        finishers = sorted((e for e in self.entrants if e.outcome == "done"), key=lambda e: e.finish_us)
+        return {e.name: place for place, e in enumerate(finishers, start=1)}
+
+    @property
+    def counted(self) -> list[PlannedEntrant]:
+        return [e for e in self.entrants if e.counted]
+
+
+def seed_url(pool: str, seed: int) -> str:
+    return f"https://alttpr.com/h/e2e-{pool.lower()}-{seed}"
+
+
+def _generated_user(index: int, rng: random.Random) -> dict[str, Any]:
+    hashid = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(16))
+    name = f"Runner{index:03d}"
+    return {"id": hashid, "full_name": f"{name}#{1000 + index}", "name": name, "discriminator": str(1000 + index)}
+
+
+@dataclass
+class TournamentPlan:
+    players: list[PlannedPlayer] = field(default_factory=list)
+
+    @classmethod
+    def build(cls) -> TournamentPlan:
+        rng = random.Random(20261201)
+        users = real_users()
+        users += [_generated_user(index, rng) for index in range(len(users), PLAYER_COUNT)]
+        players = [
+            PlannedPlayer(index, 301_000_000_000_000_000 + index, user["name"], user)
+            for index, user in enumerate(users)
+        ]
+        return cls(players)
+
+    # ---- who is who --------------------------------------------------------------------------------
+    @cached_property
+    def by_racetime_id(self) -> dict[str, PlannedPlayer]:
+        return {p.racetime_id: p for p in self.players}
+
+    @cached_property
+    def by_name(self) -> dict[str, PlannedPlayer]:
+        return {p.display_name: p for p in self.players}
+
+    @cached_property
+    def by_discord_id(self) -> dict[int, PlannedPlayer]:
+        return {p.discord_user_id: p for p in self.players}
+
+    @property
+    def unlinked_user(self) -> dict[str, Any]:
+        return captured_user(UNLINKED_ENTRANT)
+
+    # ---- earlier runs ------------------------------------------------------------------------------
+    @cached_property
+    def earlier_runs(self) -> list[PlannedRun]:
+        races = load_json("races_with_past_entrants_2.json")["races"]
+        runs: list[PlannedRun] = []
+        for pool, indices in EARLIER_RACES.items():
+            ran: set[str] = set()
+            for position, index in enumerate(indices):
+                race = races[index]
+                for entrant in race["entrants"]:
+                    player = self.by_racetime_id[entrant["user"]["id"]]
+                    if player.racetime_id in ran:
+                        continue  # one run per player and pool
+                    ran.add(player.racetime_id)
+                    done = entrant["status"]["value"] == "done"
+                    runs.append(
+                        PlannedRun(
+                            player,
+                            pool,
+                            position % 2,
+                            "finished" if done else "forfeit",
+                            duration_us(entrant["finish_time"]) if done else None,
+                            finished_at=(entrant["finished_at"] or race["ended_at"]),
+                        )
+                    )
+        return runs
+
+    def ran_pool(self, pool: str) -> set[int]:
+        return {run.player.discord_user_id for run in self.earlier_runs if run.pool == pool}
+
+    def live_seed(self, pool: str) -> int:
+        """The seed the opener must pick: fewest runs, never raced live, lowest id first."""
+        counts = Counter(run.seed for run in self.earlier_runs if run.pool == pool)
+        return min(range(SEEDS_PER_POOL), key=lambda seed: (counts[seed], seed))
+
+    # ---- live races --------------------------------------------------------------------------------
+    @cached_property
+    def races(self) -> list[PlannedRace]:
+        past = load_json("races_with_past_entrants.json")["races"]
+        planned = []
+        for episode, pool, index, disqualified in LIVE_RACES:
+            ran = self.ran_pool(pool)
+            entrants = []
+            for item in past[index]["entrants"]:
+                player = self.by_racetime_id[item["user"]["id"]]
+                outcome = item["status"]["value"]
+                if item["user"]["name"] == disqualified:
+                    outcome = "dq"
+                finish = duration_us(item["finish_time"]) if outcome == "done" else None
+                reason = f"Already ran 1 of {RUNS_PER_POOL} in pool {pool}" if player.discord_user_id in ran else None
+                entrants.append(PlannedEntrant(item["user"], outcome, finish, player, reason))
+            if episode == "e2e-3":
+                reason = "Not linked to a player of this server"
+                entrants.append(PlannedEntrant(self.unlinked_user, "done", UNLINKED_FINISH_US, None, reason))
+            planned.append(PlannedRace(episode, pool, past[index]["name"], tuple(entrants)))
+        return planned
+
+    @cached_property
+    def race_by_episode(self) -> dict[str, PlannedRace]:
+        return {race.episode: race for race in self.races}
+
+    @cached_property
+    def live_runs(self) -> list[PlannedRun]:
+        runs = []
+        for race in self.races:
+            places = race.places()
+            for entrant in race.counted:
+                assert entrant.player is not None
+                status = {"done": "finished", "dnf": "forfeit", "dq": "disqualified"}[entrant.outcome]
+                runs.append(
+                    PlannedRun(
+                        entrant.player,
+                        race.pool,
+                        self.live_seed(race.pool),
+                        status,
+                        entrant.finish_us,
+                        episode=race.episode,
+                        place=places.get(entrant.name),
+                    )
+                )
+        return runs
+
+    @property
+    def all_runs(self) -> list[PlannedRun]:
+        return self.earlier_runs + self.live_runs
+
+    # ---- scoring (§3.3) ----------------------------------------------------------------------------
+    @cached_property
+    def par_times(self) -> dict[tuple[str, int], float | None]:
+        times: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for run in self.all_runs:
+            if run.status == "finished":
+                times[(run.pool, run.seed)].append(run.elapsed_us)
+        pars: dict[tuple[str, int], float | None] = {}
+        for pool in POOLS:
+            for seed in range(SEEDS_PER_POOL):
+                fastest = sorted(times[(pool, seed)])[:5]
+                pars[(pool, seed)] = sum(fastest) / len(fastest) / 1_000_000 if fastest else None
+        return pars
+
+    def score(self, run: PlannedRun) -> float:
+        if run.status != "finished":
+            return 0.0
+        par = self.par_times[(run.pool, run.seed)]
+        assert par is not None and run.elapsed_us is not None
+        return min(105.0, max(0.0, (2 - run.elapsed_us / 1_000_000 / par) * 100))
+
+    def leaderboard(self) -> list[tuple[int, int, float, int]]:
+        """(rank, discord user id, score, runs counted), best first; equal scores share a rank."""
+        best: dict[int, dict[str, float]] = defaultdict(dict)
+        for run in self.all_runs:
+            pools = best[run.player.discord_user_id]
+            pools[run.pool] = max(pools.get(run.pool, 0.0), self.score(run))
+        rows = sorted(
+            (
+                (sum(pools.values()) / (len(POOLS) * RUNS_PER_POOL), self.by_discord_id[uid], len(pools))
+                for uid, pools in best.items()
+            ),
+            key=lambda row: (-row[0], row[1].display_name.lower()),
+        )
+        board, previous, rank = [], None, 0
+        for position, (score, player, counted) in enumerate(rows, start=1):
+            if previous is None or round(score, 6) != previous:
+                rank, previous = position, round(score, 6)
+            board.append((rank, player.discord_user_id, score, counted))
+        return board
+
+    # ---- notifications (§5) ------------------------------------------------------------------------
+    def eligible(self, pool: str) -> set[int]:
+        """Who may race in `pool` before any live race started: every (linked) player who has not run it."""
+        return {p.discord_user_id for p in self.players} - self.ran_pool(pool)
+
+    def expected_dms(self) -> Counter:
+        """(event, episode, discord user id) -> 1 for every DM the evening must deliver exactly once."""
+        dms: Counter = Counter()
+        for race in self.races:
+            counted = {e.player.discord_user_id for e in race.counted if e.player is not None}
+            audience = {
+                "live_race_scheduled": self.eligible(race.pool),
+                "live_race_room_opened": self.eligible(race.pool),
+                "live_race_started": counted,
+                "live_race_finished": counted,
+            }
+            for event, recipients in audience.items():
+                for uid in recipients:
+                    if self.by_discord_id[uid].subscribed(event):
+                        dms[(event, race.episode, uid)] += 1
+        return dms
+
+    def expected_posts(self) -> Counter:
+        return Counter((event, race.episode) for race in self.races for event in EVENTS)
