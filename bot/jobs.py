@@ -1,7 +1,9 @@
 """Periodic jobs on APScheduler (AsyncIOScheduler, in the bot's event loop).
 
 Every job's state lives in the database, so a restart simply resumes. A job body that raises is logged and
-the schedule goes on: no exception can kill a job.
+the schedule goes on: no exception can kill a job. A run never overlaps the previous run of the same job; a tick
+that finds it still running is skipped quietly (a long run, such as the dispatcher draining a big outbox, is
+normal, and APScheduler would log a warning for every such tick).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 class JobStatus:
     runs: int = 0
     failures: int = 0
+    skipped_ticks: int = 0  # ticks that came while the previous run was still going
     last_started_at: datetime | None = None
     last_duration_ms: float | None = None
     last_error: str | None = None
@@ -31,6 +34,7 @@ class JobRunner:
     scheduler: AsyncIOScheduler = field(default_factory=lambda: AsyncIOScheduler(timezone=UTC))
     status: dict[str, JobStatus] = field(default_factory=dict)
     _jobs: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
+    _running: set[str] = field(default_factory=set)
 
     def add(
         self, name: str, body: Callable[[], Awaitable[object]], *, seconds: float, first_run_in: float = 0.0
@@ -38,17 +42,27 @@ class JobRunner:
         self._jobs[name] = body
         self.status[name] = JobStatus()
         self.scheduler.add_job(
-            self.run_once,
+            self._tick,
             "interval",
             args=[name],
             seconds=seconds,
             id=name,
             name=name,
-            max_instances=1,
+            max_instances=2,  # the second instance only sees the first still running and returns
             coalesce=True,
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC) + timedelta(seconds=first_run_in),
         )
+
+    async def _tick(self, name: str) -> None:
+        if name in self._running:
+            self.status[name].skipped_ticks += 1
+            return
+        self._running.add(name)
+        try:
+            await self.run_once(name)
+        finally:
+            self._running.discard(name)
 
     async def run_once(self, name: str) -> None:
         """Run one job body now, recording the outcome. Also used by tests to drive a cycle."""
