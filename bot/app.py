@@ -7,6 +7,7 @@ logging in, so it runs while Discord is unreachable) and `StartlineBot.close` st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -110,8 +111,9 @@ class Application:
         self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
 
     async def stop(self) -> None:
-        self.jobs.shutdown()
-        await self.dispatcher.close()  # messages being sent finish and are recorded
+        # No new runs; the runs in progress end (the dispatcher's once the messages being sent are recorded)
+        # before anything they use is closed.
+        await asyncio.gather(self.jobs.shutdown(), self.dispatcher.close())
         await self.api.stop()
         if self.racetime is not None and self._owns_racetime:
             await self.racetime.aclose()

@@ -3,11 +3,13 @@
 Every job's state lives in the database, so a restart simply resumes. A job body that raises is logged and
 the schedule goes on: no exception can kill a job. A run never overlaps the previous run of the same job; a tick
 that finds it still running is skipped quietly (a long run, such as the dispatcher draining a big outbox, is
-normal, and APScheduler would log a warning for every such tick).
+normal, and APScheduler would log a warning for every such tick). Shutting down waits for the runs in progress,
+so nothing a job uses (the database, the RaceTime.gg client) is closed under it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 15.0  # a run still going after this at shutdown is cancelled
 
 
 @dataclass
@@ -34,7 +38,7 @@ class JobRunner:
     scheduler: AsyncIOScheduler = field(default_factory=lambda: AsyncIOScheduler(timezone=UTC))
     status: dict[str, JobStatus] = field(default_factory=dict)
     _jobs: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
-    _running: set[str] = field(default_factory=set)
+    _running: dict[str, asyncio.Task | None] = field(default_factory=dict)
 
     def add(
         self, name: str, body: Callable[[], Awaitable[object]], *, seconds: float, first_run_in: float = 0.0
@@ -58,11 +62,13 @@ class JobRunner:
         if name in self._running:
             self.status[name].skipped_ticks += 1
             return
-        self._running.add(name)
+        self._running[name] = asyncio.current_task()
         try:
             await self.run_once(name)
+        except asyncio.CancelledError:  # by shutdown(), after the grace period: a line, not a traceback
+            log.warning("job %s was cancelled at shutdown in the middle of a run", name)
         finally:
-            self._running.discard(name)
+            del self._running[name]
 
     async def run_once(self, name: str) -> None:
         """Run one job body now, recording the outcome. Also used by tests to drive a cycle."""
@@ -86,9 +92,22 @@ class JobRunner:
         if not self.scheduler.running:
             self.scheduler.start()
 
-    def shutdown(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+    async def shutdown(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Stop scheduling, then wait for the runs in progress; cancel those still going after `grace_seconds`.
+
+        (APScheduler's own shutdown cancels the runs in progress, so it comes last.)
+        """
+        if not self.scheduler.running:
+            return
+        self.scheduler.pause()
+        runs = [task for task in self._running.values() if task is not None]
+        if runs:
+            _, late = await asyncio.wait(runs, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        self.scheduler.shutdown(wait=False)
 
     @property
     def running(self) -> bool:

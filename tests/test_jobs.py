@@ -36,7 +36,7 @@ async def test_ticks_during_a_long_run_are_skipped_quietly(caplog):
         release.set()
         await wait_for(lambda: jobs.status["drain"].runs >= 2)
     finally:
-        jobs.shutdown()
+        await jobs.shutdown()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
@@ -50,5 +50,37 @@ async def test_a_failing_run_is_recorded_and_the_schedule_goes_on():
     try:
         await wait_for(lambda: jobs.status["broken"].failures >= 2)
     finally:
-        jobs.shutdown()
+        await jobs.shutdown()
     assert jobs.status["broken"].last_error == "RuntimeError: boom"
+
+
+async def test_shutdown_waits_for_the_run_in_progress():
+    entered = asyncio.Event()
+    finished = []
+
+    async def work() -> None:
+        entered.set()
+        await asyncio.sleep(0.2)
+        finished.append(True)
+
+    jobs = JobRunner()
+    jobs.add("work", work, seconds=60)
+    jobs.start()
+    await asyncio.wait_for(entered.wait(), 10)
+    await jobs.shutdown()
+    assert finished == [True] and jobs.status["work"].runs == 1
+
+
+async def test_shutdown_cancels_a_run_that_outlasts_the_grace_period(caplog):
+    entered = asyncio.Event()
+
+    async def stuck() -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    jobs = JobRunner()
+    jobs.add("stuck", stuck, seconds=60)
+    jobs.start()
+    await asyncio.wait_for(entered.wait(), 10)
+    await jobs.shutdown(grace_seconds=0.05)
+    assert "job stuck was cancelled at shutdown" in caplog.text and "Traceback" not in caplog.text
