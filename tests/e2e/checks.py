@@ -196,3 +196,11 @@ def check_evening(outcome: EveningOutcome) -> None:
     check_notifications(outcome)
     check_audit(outcome)
     assert outcome.facts["exit_code"] == 0, "SIGTERM stops the process cleanly"
+
+
+def check_log_is_clean(outcome: EveningOutcome) -> None:
+    """A fault-free evening, stopped with SIGTERM, logs no traceback."""
+    log = outcome.facts["log"]
+    if "Traceback" in log:
+        at = log.index("Traceback")
+        raise AssertionError(f"a traceback in the process log:\n{log[max(0, at - 500) : at + 3000]}")
