@@ -108,6 +108,7 @@ class FakeDiscordRest:
     rate_limited: Counter = field(default_factory=Counter)  # "global" / route -> 429s sent
     port: int | None = None
     message_delay: float = 0.0  # seconds each message takes, to catch a process in the middle of a batch
+    token: str | None = None  # when set, any other bot token is refused with 401, as Discord does
     nonce_window_seconds: float = 180.0
     nonce_replays: int = 0  # messages not created again because their nonce was known
     unavailable_answers: int = 0  # 503s sent during outages
@@ -203,7 +204,7 @@ class FakeDiscordRest:
         return f"ws://127.0.0.1:{self.port}{GATEWAY_PATH}"
 
     async def start(self) -> FakeDiscordRest:
-        app = web.Application(middlewares=[self._outage])
+        app = web.Application(middlewares=[self._gate])
         if self.gateway is not None:
             self.gateway.install(app, API_PREFIX)
         app.router.add_get(f"{API_PREFIX}/users/@me", self._me)
@@ -226,11 +227,14 @@ class FakeDiscordRest:
 
     # ---- handlers ------------------------------------------------------------------------------------
     @web.middleware
-    async def _outage(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._available or request.path == GATEWAY_PATH:  # the gateway refuses by itself
-            return await handler(request)
-        self.unavailable_answers += 1
-        return _json({"message": "503: Service Unavailable", "code": 0}, status=503)
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self._available and request.path != GATEWAY_PATH:  # the gateway refuses by itself
+            self.unavailable_answers += 1
+            return _json({"message": "503: Service Unavailable", "code": 0}, status=503)
+        authorization = request.headers.get("Authorization")
+        if self.token is not None and request.path.startswith(API_PREFIX) and authorization != f"Bot {self.token}":
+            return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        return await handler(request)
 
     async def _me(self, request: web.Request) -> web.Response:
         return _json(_user(BOT_USER_ID, "startline", bot=True))
