@@ -58,6 +58,8 @@ async def _serve_without_discord(settings: Settings) -> int:
 
 
 async def _serve_with_discord(settings: Settings) -> int:
+    import discord
+
     from bot.app import Application
     from bot.discord_bot import StartlineBot
 
@@ -73,8 +75,16 @@ async def _serve_with_discord(settings: Settings) -> int:
         if stopper in done:
             await bot.close()
         stopper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        refused = False
+        try:
             await runner
+        except asyncio.CancelledError:
+            pass
+        except discord.LoginFailure:
+            refused = True
+    if refused:  # after the application stopped
+        print("error: Discord refused the token (STARTLINE_DISCORD__TOKEN)", file=sys.stderr)
+        return 2
     return 0
 
 

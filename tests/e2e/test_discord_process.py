@@ -1,16 +1,21 @@
-"""Regression: a process started (or restarted) while Discord is down used to exit at once, since the login
-failed before the API and the jobs were started. Now they run at once, rooms open, and the bot logs in and
-delivers the waiting notifications when Discord is back (PRODUCT.md §1)."""
+"""The process in Discord mode against the fake Discord, at start-up.
+
+Regressions: a process started (or restarted) while Discord was down exited at once, since the login failed before
+the API and the jobs were started; now they run at once, rooms open, and the bot logs in and delivers the waiting
+notifications when Discord is back (PRODUCT.md §1). A token Discord refuses ended in a traceback; now it is one
+line naming the setting (§2)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.e2e.harness import (
     GUILD,
+    ROOT,
     Api,
     StartlineProcess,
     create_token,
@@ -80,3 +85,22 @@ async def scenario(workdir) -> None:
 
 def test_the_process_runs_while_discord_is_unreachable_at_start_and_catches_up(tmp_path):
     asyncio.run(scenario(tmp_path))
+
+
+def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
+    async def scenario() -> subprocess.CompletedProcess:
+        async with FakeRacetime() as racetime:
+            discord = await FakeDiscordRest.with_gateway([GUILD], token="the-right-token").start()
+            try:
+                env = process_env(tmp_path / "startline.db", free_port(), **settings_env(racetime, discord))
+                command = StartlineProcess.with_fake_discord(env, tmp_path / "process.log", 0).command
+                return await asyncio.to_thread(
+                    subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+                )
+            finally:
+                await discord.stop()
+
+    result = asyncio.run(scenario())
+    assert result.returncode == 2
+    assert "error: Discord refused the token (STARTLINE_DISCORD__TOKEN)" in result.stderr
+    assert "Traceback" not in result.stderr and "fake-bot-token" not in result.stderr
