@@ -181,8 +181,9 @@ async def live_race_eligibility(call: ApiCall) -> EligibilityOut:
     tag="live races",
     scope=MANAGE,
     response=LiveRaceOut,
-    errors=(409, 503),
-    description="Only a `scheduled` race can open (409 otherwise); 503 when RaceTime.gg cannot be reached.",
+    errors=(409, 422, 503),
+    description="Only a `scheduled` race can open (409 otherwise, and when its pool has no seed left); 422 when "
+    "RaceTime.gg refuses the room (its goal or settings); 503 when RaceTime.gg cannot be reached.",
 )
 async def open_live_race(call: ApiCall) -> LiveRaceOut:
     view = await call.services.live_races.open_now(
@@ -337,7 +338,7 @@ def _notification_out(notification: Any) -> NotificationOut:
         id=notification.id,
         kind=notification.kind,
         event_type=notification.event_type,
-        event_code=notification.event_type.code,
+        event_code=notification.event_type.code if notification.event_type else None,
         player_id=notification.player_id,
         channel_id=notification.channel_id,
         status=notification.status,

@@ -544,6 +544,8 @@ class LiveRaceService:
         except OpenFailure as failure:
             if failure.validation:
                 raise ValidationFailed(failure.message, field="room") from None
+            if failure.conflict:
+                raise Conflict(failure.message) from None
             hint = " The bot will try again by itself." if failure.retryable else ""
             raise UpstreamUnavailable(failure.message + hint) from None
         return await self.get(guild_id, race_id)
