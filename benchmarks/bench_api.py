@@ -76,12 +76,6 @@ def _serve(races: int, ready, stop) -> None:
             api={"host": "127.0.0.1", "port": 0, "rate_limit_per_minute": 10_000_000},
         )
         app = Application(settings, run_migrations=False, start_jobs=False)
-        service = "real LiveRaceService"
-        if not hasattr(app.services, "live_races"):  # until the lifecycle branch lands on main
-            from tests.fakes.api_services import FakeLiveRaceService
-
-            app.services.live_races = FakeLiveRaceService(app.db)
-            service = "FakeLiveRaceService (tests/fakes)"
         secret, tid = await _seed(app, races)
         api_runner = web.AppRunner(create_api_app(app), access_log=None)
         await api_runner.setup()
@@ -116,7 +110,6 @@ def _serve(races: int, ready, stop) -> None:
                 "paths": paths,
                 "token": secret,
                 "bytes": {name: len(body) for name, body in captured.items()},
-                "service": service,
             }
         )
         await asyncio.to_thread(stop.wait)
@@ -171,7 +164,6 @@ def main() -> int:
     try:
         info = ready.get(timeout=120)
         print(f"{args.races} live races, {args.requests} requests per run, concurrency {args.concurrency}")
-        print(f"live races served by: {info['service']}")
         header = f"{'route':<44} {'server':<6} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
         print(header)
         print("-" * len(header))

@@ -52,12 +52,12 @@ class LiveServer:
 
     def start(self) -> None:
         self.thread.start()
-        self.app, self.client, self.tokens, self.mine, _foreign = self._run(start_api(self.settings))
-        self.base_url = str(self.client.make_url("")).rstrip("/")
+        self.api = self._run(start_api(self.settings))
+        self.tokens, self.mine = self.api.tokens, self.api.mine
+        self.base_url = str(self.api.client.make_url("")).rstrip("/")
 
     def stop(self) -> None:
-        self._run(self.client.close())
-        self._run(self.app.db.dispose())
+        self._run(self.api.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()

@@ -166,19 +166,18 @@ async def test_nested_field_is_named_with_its_path(api: Api) -> None:
 
 async def test_oversized_body_is_413_envelope(settings_with) -> None:
     settings = settings_with(api={"max_body_bytes": 2048})
-    app, client, tokens, _mine, _foreign = await start_api(settings)
+    api = await start_api(settings)
     try:
-        response = await client.post(
+        response = await api.client.post(
             "/api/v1/tournaments",
             json={"name": "x", "description": "y" * 5000},
-            headers={"Authorization": f"Bearer {tokens['manage']}"},
+            headers={"Authorization": f"Bearer {api.tokens['manage']}"},
         )
         assert response.status == 413
         error = assert_envelope(await response.json(), "payload_too_large")
         assert error["details"]["max_body_bytes"] == 2048
     finally:
-        await client.close()
-        await app.db.dispose()
+        await api.close()
 
 
 @pytest.mark.parametrize(
@@ -234,7 +233,8 @@ async def test_pages_follow_next_cursor(api: Api) -> None:
 
 async def test_rate_limit_is_per_token_and_answers_429_with_retry_after(settings_with) -> None:
     settings = settings_with(api={"rate_limit_per_minute": 3})
-    app, client, tokens, _mine, _foreign = await start_api(settings)
+    api = await start_api(settings)
+    client, tokens = api.client, api.tokens
     try:
         manage = {"Authorization": f"Bearer {tokens['manage']}"}
         statuses = [(await client.get("/api/v1/tournaments", headers=manage)).status for _ in range(3)]
@@ -249,8 +249,7 @@ async def test_rate_limit_is_per_token_and_answers_429_with_retry_after(settings
         assert (await client.get("/api/v1/tournaments", headers=read)).status == 200
         assert (await client.get("/api/v1/health")).status == 200
     finally:
-        await client.close()
-        await app.db.dispose()
+        await api.close()
 
 
 # ---- the OpenAPI document -------------------------------------------------------------------------------
