@@ -27,6 +27,7 @@ from bot.api.schemas import (
     ResultsOut,
     ScheduledQuery,
 )
+from bot.services.live_races import LiveRaceListing, LiveRaceView
 from db.models import TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
@@ -43,8 +44,8 @@ def _absolute(url: str | None, base_url: str) -> str | None:
     return url
 
 
-def live_race_out(view: Any, *, can_manage: bool, racetime_base_url: str) -> LiveRaceOut:
-    """`view` is a LiveRaceView. The seed stays hidden from read tokens until the room has opened."""
+def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool, racetime_base_url: str) -> LiveRaceOut:
+    """The seed stays hidden from read tokens until the room has opened."""
     race = view.race
     show_seed = view.permalink is not None and (can_manage or race.room_opened_at is not None)
     racetime = None

@@ -96,6 +96,35 @@ class LiveRaceView:
         return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
 
 
+@dataclass(frozen=True, slots=True)
+class NameRef:
+    """A tournament or pool as a list names it."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeedRef:
+    id: int
+    url: str
+
+
+@dataclass(frozen=True)
+class LiveRaceListing:
+    """One race of a list (list, upcoming, search): the race and the names around it.
+
+    Lists load only the columns of the tournament, pool and seed that they show, which costs far less than whole
+    rows; a single race (`get` and the mutations) comes as a LiveRaceView.
+    """
+
+    race: LiveRace
+    tournament: NameRef
+    pool: NameRef
+    permalink: SeedRef | None
+    room_opens_at: datetime
+
+
 @dataclass(frozen=True)
 class EntrantView:
     racetime_id: str
@@ -156,6 +185,23 @@ def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] |
         raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
 
 
+def _listing_query() -> Select:
+    return (
+        select(
+            LiveRace,
+            Tournament.name,
+            Pool.name,
+            Permalink.url,
+            Tournament.room_open_lead_minutes,
+            GuildSettings.room_open_lead_minutes,
+        )
+        .join(Tournament, Tournament.id == LiveRace.tournament_id)
+        .join(Pool, Pool.id == LiveRace.pool_id)
+        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
+        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
+    )
+
+
 def _view_query() -> Select:
     return (
         select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
@@ -191,12 +237,24 @@ class LiveRaceService:
             log.warning("race poller: %s", report)
 
     # ---- views -----------------------------------------------------------------------------------------
+    def _opens_at(self, scheduled_at: datetime, tournament_lead: int | None, guild_lead: int | None) -> datetime:
+        lead = room_open_lead(tournament_lead, guild_lead, self.settings.scheduler.room_open_lead_minutes)
+        return scheduled_at - timedelta(minutes=lead)
+
     def _view(self, row: Any) -> LiveRaceView:
         race, tournament, pool, permalink, guild_lead = row
-        lead = room_open_lead(
-            tournament.room_open_lead_minutes, guild_lead, self.settings.scheduler.room_open_lead_minutes
+        opens_at = self._opens_at(race.scheduled_at, tournament.room_open_lead_minutes, guild_lead)
+        return LiveRaceView(race, tournament, pool, permalink, opens_at)
+
+    def _listing(self, row: Any) -> LiveRaceListing:
+        race, tournament_name, pool_name, seed_url, tournament_lead, guild_lead = row
+        return LiveRaceListing(
+            race,
+            NameRef(race.tournament_id, tournament_name),
+            NameRef(race.pool_id, pool_name),
+            None if race.permalink_id is None else SeedRef(race.permalink_id, seed_url),
+            self._opens_at(race.scheduled_at, tournament_lead, guild_lead),
         )
-        return LiveRaceView(race, tournament, pool, permalink, race.scheduled_at - timedelta(minutes=lead))
 
     async def _load_view(
         self, session: AsyncSession, guild_id: int, race_id: int, tournament_id: int | None = None
@@ -226,13 +284,13 @@ class LiveRaceService:
         statuses: Collection[RaceStatus] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         """Newest scheduled first."""
         return await self._page(guild_id, tournament_id, _statuses(statuses), limit, cursor, newest_first=True)
 
     async def upcoming(
         self, guild_id: int, *, tournament_id: int | None = None, limit: int | None = None, cursor: str | None = None
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         """Scheduled and open races, soonest first."""
         return await self._page(guild_id, tournament_id, list(UPCOMING_STATUSES), limit, cursor, newest_first=False)
 
@@ -245,10 +303,10 @@ class LiveRaceService:
         cursor: str | None,
         *,
         newest_first: bool,
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
         after = _decode_key(cursor)
-        query = _view_query().where(LiveRace.guild_id == guild_id)
+        query = _listing_query().where(LiveRace.guild_id == guild_id)
         if tournament_id is not None:
             query = query.where(LiveRace.tournament_id == tournament_id)
         if statuses is not None:
@@ -272,21 +330,22 @@ class LiveRaceService:
                     )
                 )
         async with self.db.read() as session:
-            if tournament_id is not None:
-                await tournament_or_404(session, guild_id, tournament_id)
             rows = (await session.execute(query.limit(limit + 1))).all()
-        views = [self._view(row) for row in rows]
+            if not rows and tournament_id is not None:
+                # Only an empty page needs the check: a race of this guild's tournament proves the tournament.
+                await tournament_or_404(session, guild_id, tournament_id)
+        views = [self._listing(row) for row in rows]
         if len(views) > limit:
             views = views[:limit]
             last = views[-1].race
             return Page(views, _encode_key(last.scheduled_at, last.id))
         return Page(views, None)
 
-    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceView]:
+    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceListing]:
         """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
         text = (text or "").strip()[:100]
         limit = max(1, min(limit, 100))
-        query = _view_query().where(LiveRace.guild_id == guild_id)
+        query = _listing_query().where(LiveRace.guild_id == guild_id)
         if text:
             matches = LiveRace.title.ilike(f"%{text}%")
             if text.isdigit():
@@ -297,7 +356,7 @@ class LiveRaceService:
         )
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit))).all()
-        return [self._view(row) for row in rows]
+        return [self._listing(row) for row in rows]
 
     async def eligibility(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> EligibilityReport:
         async with self.db.read() as session:

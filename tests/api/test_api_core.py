@@ -64,6 +64,11 @@ async def test_last_used_at_is_kept(api: Api) -> None:
     async with api.app.db.read() as session:
         after = (await session.scalars(select(ApiToken).where(ApiToken.name == "read"))).one()
     assert after.last_used_at is not None
+    # Throttled: a request within the resolution writes nothing, so reads stay reads.
+    await api.call("GET", "/api/v1/tournaments", token="read")
+    async with api.app.db.read() as session:
+        again = (await session.scalars(select(ApiToken).where(ApiToken.name == "read"))).one()
+    assert again.last_used_at == after.last_used_at
 
 
 async def test_read_token_gets_403_on_every_mutation_without_side_effect(api: Api) -> None:
