@@ -24,12 +24,6 @@ ALICE_RT = captured_user("Alice")
 
 
 @pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture
 async def app(settings: Settings, rt: FakeRacetime) -> AsyncIterator[Application]:
     """Overrides the plain application: this one's live races talk to the fake RaceTime.gg."""
     client = racetime_client(rt)

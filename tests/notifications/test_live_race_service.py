@@ -29,17 +29,6 @@ CHANNEL = 4242
 
 
 @pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime(seed=11) as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest_asyncio.fixture
 async def app(settings, rt: FakeRacetime, clock: Clock, fake_discord) -> AsyncIterator[Application]:
     settings.api.enabled = False
     async with running_app(settings, rt, clock) as application:
