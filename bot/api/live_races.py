@@ -37,14 +37,7 @@ RACE = RACES + "/{rid}"
 routes = RouteTable()
 
 
-def _absolute(url: str | None, base_url: str) -> str | None:
-    # RaceTime.gg hands out relative paths; API clients want a link they can open.
-    if url and url.startswith("/"):
-        return base_url + url
-    return url
-
-
-def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool, racetime_base_url: str) -> LiveRaceOut:
+def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:
     """The seed stays hidden from read tokens until the room has opened."""
     race = view.race
     show_seed = view.permalink is not None and (can_manage or race.room_opened_at is not None)
@@ -52,7 +45,7 @@ def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool, rac
     if race.racetime_slug:
         racetime = RacetimeRoom(
             slug=race.racetime_slug,
-            url=_absolute(race.racetime_url, racetime_base_url),
+            url=race.racetime_url,  # stored absolute: the RaceTime.gg client resolves the room's path
             status=race.racetime_status,
         )
     return LiveRaceOut(
@@ -82,7 +75,7 @@ def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool, rac
 
 
 def _race(call: ApiCall, view: Any) -> LiveRaceOut:
-    return live_race_out(view, can_manage=call.can_manage, racetime_base_url=call.app.settings.racetime.base_url)
+    return live_race_out(view, can_manage=call.can_manage)
 
 
 def _entrant_out(entrant: Any) -> EntrantOut:
