@@ -226,7 +226,10 @@ class LiveRaceCog(StartlineCog):
 
         async def do_cancel(_click: discord.Interaction) -> str:
             cancelled = await self.services.live_races.cancel(guild_id, view.race.id, actor, reason=reason)
-            return f"Cancelled **{race_title(cancelled.race)}**. Players who follow it are told why."
+            done = f"Cancelled **{race_title(cancelled.race)}**. Players who follow it are told why."
+            if cancelled.race.last_error:  # the race is cancelled here, but its room may still be open
+                done += f"\n⚠️ {safe(cancelled.race.last_error, 300)}"
+            return done
 
         room = " and close its RaceTime.gg room" if view.race.racetime_url else ""
         await ConfirmView(interaction.user.id, do_cancel, confirm_label="Cancel the race").ask(
@@ -360,8 +363,10 @@ class LiveRaceCog(StartlineCog):
         embed.description = status_label(view.race.status)
         if view.race.cancel_reason:
             embed.description += f"\nReason: {safe(view.race.cancel_reason, 500)}"
-        if view.race.last_error and view.race.status is RaceStatus.SCHEDULED and moderator and not public:
-            embed.description += f"\n⚠️ Opening the room failed: {safe(view.race.last_error, 300)}"
+        if view.race.last_error and moderator and not public:
+            # scheduled: why the room did not open; cancelled: why its RaceTime.gg room may still be open
+            problem = "Opening the room failed: " if view.race.status is RaceStatus.SCHEDULED else ""
+            embed.description += f"\n⚠️ {problem}{safe(view.race.last_error, 300)}"
         embed.add_field(name="Tournament / pool", value=f"{safe(view.tournament.name)} / {safe(view.pool.name)}")
         embed.add_field(name="Starts", value=when_line(view.race.scheduled_at), inline=False)
         if view.race.status is RaceStatus.SCHEDULED:

@@ -61,8 +61,11 @@ class RacetimeCog(StartlineCog):
             f"{who} linked [{safe(player.racetime_name)}]({self.profile_url(player.racetime_id)}) "
             f"(`{player.racetime_id}`), {how}{since}."
         ]
-        if player.dm_blocked:
-            lines.append("⚠️ Direct messages to this account failed, so notifications are paused until DMs open.")
+        if player.dm_blocked:  # only ever seen by moderators: using any command lifts the pause for yourself
+            lines.append(
+                "⚠️ Direct messages to this member failed, so their notifications are paused until they use a "
+                "Startline command again."
+            )
         return "\n".join(lines)
 
     @racetime.command(name="assign", description="Link a member to a RaceTime.gg account by hand (for imports)")

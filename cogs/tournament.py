@@ -314,7 +314,9 @@ class TournamentCog(StartlineCog):
 
     # ---- /seed -------------------------------------------------------------------------------------------------------
     @seed.command(name="add", description="Add a seed (permalink) to a pool")
-    @app_commands.describe(url="The seed's permalink URL", notes="Optional notes (shown to moderators)")
+    @app_commands.describe(
+        url="The seed's permalink URL", notes="Optional hint, shown to players with the seed once the room opens"
+    )
     @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
     @moderator_only()
     async def seed_add(

@@ -2,7 +2,7 @@
 
 Rules kept here rather than in services, so no code path can bypass them:
 - names are unique per parent (tournament per guild, pool per tournament, room profile per guild);
-- `episode_id` and outbox `dedupe_key` are unique;
+- `episode_id` is unique per guild, outbox `dedupe_key` unique;
 - recorded runs are never removed by a cascade: their foreign keys RESTRICT deletion of the tournament,
   seed and player, and a deleted live race only sets `runs.live_race_id` to NULL.
 Datetimes are `UTCDateTime`: timezone-aware UTC in, timezone-aware UTC out.
@@ -244,7 +244,7 @@ class LiveRace(TimestampMixin, Base):
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="RESTRICT"))
     permalink_id: Mapped[int | None] = mapped_column(ForeignKey("permalinks.id", ondelete="RESTRICT"))
     title: Mapped[str] = mapped_column(String(200))
-    episode_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    episode_id: Mapped[str | None] = mapped_column(String(100))
     scheduled_at: Mapped[datetime] = mapped_column()
     room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
     room_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -273,6 +273,7 @@ class LiveRace(TimestampMixin, Base):
         Index("ix_live_races_status_scheduled_at", "status", "scheduled_at"),
         Index("ix_live_races_tournament_id_scheduled_at", "tournament_id", "scheduled_at"),
         Index("ix_live_races_guild_id_scheduled_at", "guild_id", "scheduled_at"),
+        UniqueConstraint("guild_id", "episode_id"),
     )
 
 

@@ -153,10 +153,16 @@ async def test_create_refuses_inactive_tournament_foreign_tournament_and_duplica
         await create(GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=start, episode_id="e1")
     with pytest.raises(NotFound):
         await create(OTHER_GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=start)
+    # episode ids are unique per guild: another guild may use the same one and learns nothing of this race
+    elsewhere = await make_world(services, guild_id=OTHER_GUILD)
+    other = await create(
+        OTHER_GUILD, elsewhere.tournament.id, MODERATOR, pool_id=elsewhere.pool.id, scheduled_at=start, episode_id="e1"
+    )
+    assert other.race.episode_id == "e1"
     await services.tournaments.update_tournament(GUILD, world.tournament.id, MODERATOR, active=False)
     with pytest.raises(Conflict, match="not active"):
         await create(GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=start)
-    assert await _race_count(services) == 1
+    assert await _race_count(services) == 2
 
 
 # ---- get / tenancy --------------------------------------------------------------------------------------

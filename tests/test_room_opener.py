@@ -347,4 +347,6 @@ async def test_a_category_the_bot_does_not_belong_to_is_explained(
     assert (await open_rooms(app, expect_errors=True)).failed == 1
     race = await _race(app, race_id)
     assert race.last_error.startswith("RaceTime.gg refused the bot in category 'smr'")
-    assert race.status is RaceStatus.SCHEDULED and race.open_attempts == 1
+    # wrong credentials for the category do not heal by waiting: the opener gives up at once
+    assert race.status is RaceStatus.SCHEDULED and race.open_attempts == app.settings.scheduler.open_max_attempts
+    assert race.next_open_attempt_at is None

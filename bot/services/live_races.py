@@ -440,7 +440,7 @@ class LiveRaceService:
                 await self._check_permalink(session, pool, permalink_id)
             if room_profile_id is not None:
                 await profile_or_404(session, guild_id, room_profile_id)
-            await self._check_episode(session, episode_id)
+            await self._check_episode(session, guild_id, episode_id)
             race = LiveRace(
                 guild_id=guild_id,
                 tournament_id=tournament.id,
@@ -533,7 +533,7 @@ class LiveRaceService:
             if "scheduled_at" in changes:
                 race.scheduled_at = changes["scheduled_at"]
             if "episode_id" in changes and changes["episode_id"] != race.episode_id:
-                await self._check_episode(session, changes["episode_id"])
+                await self._check_episode(session, guild_id, changes["episode_id"])
                 race.episode_id = changes["episode_id"]
             if "room_profile_id" in changes:
                 if changes["room_profile_id"] is not None:
@@ -766,10 +766,13 @@ class LiveRaceService:
         return episode_id or None
 
     @staticmethod
-    async def _check_episode(session: AsyncSession, episode_id: str | None) -> None:
+    async def _check_episode(session: AsyncSession, guild_id: int, episode_id: str | None) -> None:
+        # Unique per guild: another guild's episode ids are none of this guild's business, not even as a clash.
         if episode_id is None:
             return
-        clash = await session.scalar(select(LiveRace.id).where(LiveRace.episode_id == episode_id))
+        clash = await session.scalar(
+            select(LiveRace.id).where(LiveRace.guild_id == guild_id, LiveRace.episode_id == episode_id)
+        )
         if clash is not None:
             raise Conflict(f"episode_id {episode_id!r} is already used by live race {clash}", field="episode_id")
 

@@ -314,7 +314,10 @@ class OutboxWriter:
             "alert": {"error": event.error, "attempts": event.attempts},
             "role_id": guild.organizer_role_id if guild else None,
         }
-        key = channel_dedupe_key(OPEN_FAILED, race.id, channel_id, occurrence=event.attempts)
+        # Each give-up is its own alert (a race can give up again after /liverace open); the moment of the
+        # give-up identifies it, and a give-up is published once, in the transaction that records it.
+        occurrence = int(event.occurred_at.timestamp() * 1_000_000)
+        key = channel_dedupe_key(OPEN_FAILED, race.id, channel_id, occurrence=occurrence)
         return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
 
     @staticmethod

@@ -10,7 +10,8 @@
 3. Record: the room, status `room_open` and the RoomOpened event commit together, guarded by the claim.
 4. Fail: the claim is released, `open_attempts` grows and the next attempt waits `base × 2^(attempts−1)`
    (at least the listing cache TTL when RaceTime.gg may have created the room). After `open_max_attempts`, or
-   at once for an error retrying cannot fix (a 422, an unknown category, no credentials, no seed left), the
+   at once for an error retrying cannot fix (a 422, an unknown category, credentials refused or missing, no
+   seed left), the
    race stays `scheduled` with `last_error` and LiveRaceOpenFailed tells the moderators.
 """
 
@@ -435,7 +436,7 @@ class RoomOpener:
             message, retryable = (
                 f"RaceTime.gg refused the bot in category {plan.category!r}: a bot's credentials work in its own "
                 "category only (check the tournament's category and the configured credentials)",
-                True,
+                False,  # the same credentials fail the same way: retrying only delays the alert
             )
         elif isinstance(exc, RacetimeError):
             message, retryable = f"RaceTime.gg did not open the room: {exc}", True

@@ -216,6 +216,22 @@ async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
     assert "only scheduled, open or in-progress races can be cancelled" in confirm.last.text  # replaces the question
 
 
+async def test_a_room_that_could_not_be_cancelled_is_reported(discord_, cup, rt) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    await mod(d, "liverace open", race=str(view.race.id))
+    rt.down()  # RaceTime.gg unreachable: the race is cancelled here, its room stays open there
+    asked = await mod(d, "liverace cancel", race=str(view.race.id), reason="Storm")
+    done = await d.harness.click(asked.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
+    rt.up()
+    assert "Cancelled **#1" in done.last.text
+    assert "⚠️ The RaceTime.gg room could not be cancelled" in done.last.text
+    info = await mod(d, "liverace info", race=str(view.race.id))
+    assert "⚠️ The RaceTime.gg room could not be cancelled" in info.text
+    public = await d.harness.run("liverace info", d.alice, race=str(view.race.id), public=True)
+    assert "could not be cancelled" not in public.text
+
+
 async def test_delete_asks_then_deletes(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup)

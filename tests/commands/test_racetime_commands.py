@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from bot.actors import Actor
+from db.models import Player
 from tests.commands.conftest import MODERATOR_PERMS
 
 RACETIME_ID = "7BzeW5ErWom9Xgpb"
@@ -60,6 +62,19 @@ async def test_status_of_someone_else_is_for_moderators(discord_) -> None:
     assert "only moderators" in refused.text.lower()
     allowed = await d.harness.run("racetime status", d.mod, perms=MODERATOR_PERMS, member=d.bob)
     assert "This member has no RaceTime.gg account linked" in allowed.text
+
+
+async def test_moderators_see_that_a_members_dms_are_paused(discord_) -> None:
+    d = discord_
+    await d.services.players.link_racetime(d.guild.id, d.bob.id, RACETIME_ID, "bob", Actor.system(), verified=True)
+    async with d.services.db.transaction() as session:
+        await session.execute(update(Player).where(Player.discord_user_id == d.bob.id).values(dm_blocked=True))
+    seen = await d.harness.run("racetime status", d.mod, perms=MODERATOR_PERMS, member=d.bob)
+    assert "their notifications are paused until they use a Startline command again" in seen.text
+    # the member's own command lifts the pause before it answers, so they never see the warning
+    own = await d.harness.run("racetime status", d.bob)
+    assert "paused" not in own.text
+    assert not (await d.services.players.find(d.bob.id)).dm_blocked
 
 
 async def test_moderator_assigns_an_unverified_link(discord_) -> None:

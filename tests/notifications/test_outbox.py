@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
@@ -307,6 +308,19 @@ async def test_open_failure_falls_back_to_the_announcement_channel(services, wor
     await publish(services, world.event(LiveRaceOpenFailed, error="boom", attempts=3))
     await publish(services, world.event(LiveRaceOpenFailed, error="boom again", attempts=6))
     assert [r.channel_id for r in await channel_rows(services)] == [61, 61]
+
+
+async def test_a_second_give_up_after_open_now_alerts_again(services, world, players):
+    """Regression: the alert key once held `attempts`, always open_max_attempts at a give-up, so a race that
+    gave up again after /liverace open was never announced a second time."""
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=60)
+    first = world.event(LiveRaceOpenFailed, error="boom", attempts=6)
+    again = world.event(
+        LiveRaceOpenFailed, error="boom", attempts=6, occurred_at=first.occurred_at + timedelta(minutes=30)
+    )
+    for give_up in (first, first, again, again):
+        await publish(services, give_up)
+    assert len(await channel_rows(services)) == 2
 
 
 async def test_open_failure_without_any_channel_queues_nothing(services, world, players):

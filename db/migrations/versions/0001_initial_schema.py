@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 02:02:19.734538
+Create Date: 2026-12-01 02:28:41.649654
 """
 
 from collections.abc import Sequence
@@ -219,7 +219,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['room_profile_id'], ['room_profiles.id'], name=op.f('fk_live_races_room_profile_id_room_profiles'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['tournament_id'], ['tournaments.id'], name=op.f('fk_live_races_tournament_id_tournaments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_live_races')),
-    sa.UniqueConstraint('episode_id', name=op.f('uq_live_races_episode_id')),
+    sa.UniqueConstraint('guild_id', 'episode_id', name=op.f('uq_live_races_guild_id_episode_id')),
     sa.UniqueConstraint('marker', name=op.f('uq_live_races_marker'))
     )
     with op.batch_alter_table('live_races', schema=None) as batch_op:
