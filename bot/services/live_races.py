@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Row, Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -114,11 +114,12 @@ class SeedRef:
 class LiveRaceListing:
     """One race of a list (list, upcoming, search): the race and the names around it.
 
-    Lists load only the columns of the tournament, pool and seed that they show, which costs far less than whole
-    rows; a single race (`get` and the mutations) comes as a LiveRaceView.
+    `race` is the live_races row itself (a read-only row with the same attributes as LiveRace's columns), not an
+    ORM object: lists are read often and long, and plain rows of just the columns they show cost a fraction of
+    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView.
     """
 
-    race: LiveRace
+    race: Row[Any]
     tournament: NameRef
     pool: NameRef
     permalink: SeedRef | None
@@ -185,21 +186,22 @@ def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] |
         raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
 
 
-def _listing_query() -> Select:
-    return (
-        select(
-            LiveRace,
-            Tournament.name,
-            Pool.name,
-            Permalink.url,
-            Tournament.room_open_lead_minutes,
-            GuildSettings.room_open_lead_minutes,
-        )
-        .join(Tournament, Tournament.id == LiveRace.tournament_id)
-        .join(Pool, Pool.id == LiveRace.pool_id)
-        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
-        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
+_races, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Permalink))
+# Built once: a list request only adds its filters, order and limit.
+_LISTING = (
+    select(
+        *_races.c,
+        _tournaments.c.name.label("tournament_name"),
+        _pools.c.name.label("pool_name"),
+        _seeds.c.url.label("seed_url"),
+        _tournaments.c.room_open_lead_minutes.label("tournament_lead"),
+        GuildSettings.__table__.c.room_open_lead_minutes.label("guild_lead"),
     )
+    .join(_tournaments, _tournaments.c.id == _races.c.tournament_id)
+    .join(_pools, _pools.c.id == _races.c.pool_id)
+    .outerjoin(_seeds, _seeds.c.id == _races.c.permalink_id)
+    .outerjoin(GuildSettings.__table__, GuildSettings.__table__.c.guild_id == _races.c.guild_id)
+)
 
 
 def _view_query() -> Select:
@@ -246,14 +248,13 @@ class LiveRaceService:
         opens_at = self._opens_at(race.scheduled_at, tournament.room_open_lead_minutes, guild_lead)
         return LiveRaceView(race, tournament, pool, permalink, opens_at)
 
-    def _listing(self, row: Any) -> LiveRaceListing:
-        race, tournament_name, pool_name, seed_url, tournament_lead, guild_lead = row
+    def _listing(self, row: Row[Any]) -> LiveRaceListing:
         return LiveRaceListing(
-            race,
-            NameRef(race.tournament_id, tournament_name),
-            NameRef(race.pool_id, pool_name),
-            None if race.permalink_id is None else SeedRef(race.permalink_id, seed_url),
-            self._opens_at(race.scheduled_at, tournament_lead, guild_lead),
+            row,
+            NameRef(row.tournament_id, row.tournament_name),
+            NameRef(row.pool_id, row.pool_name),
+            None if row.permalink_id is None else SeedRef(row.permalink_id, row.seed_url),
+            self._opens_at(row.scheduled_at, row.tournament_lead, row.guild_lead),
         )
 
     async def _load_view(
@@ -306,28 +307,23 @@ class LiveRaceService:
     ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
         after = _decode_key(cursor)
-        query = _listing_query().where(LiveRace.guild_id == guild_id)
+        race = _races.c
+        query = _LISTING.where(race.guild_id == guild_id)
         if tournament_id is not None:
-            query = query.where(LiveRace.tournament_id == tournament_id)
+            query = query.where(race.tournament_id == tournament_id)
         if statuses is not None:
-            query = query.where(LiveRace.status.in_(statuses))
+            query = query.where(race.status.in_(statuses))
         if newest_first:
-            query = query.order_by(LiveRace.scheduled_at.desc(), LiveRace.id.desc())
+            query = query.order_by(race.scheduled_at.desc(), race.id.desc())
             if after is not None:
                 query = query.where(
-                    or_(
-                        LiveRace.scheduled_at < after[0],
-                        and_(LiveRace.scheduled_at == after[0], LiveRace.id < after[1]),
-                    )
+                    or_(race.scheduled_at < after[0], and_(race.scheduled_at == after[0], race.id < after[1]))
                 )
         else:
-            query = query.order_by(LiveRace.scheduled_at, LiveRace.id)
+            query = query.order_by(race.scheduled_at, race.id)
             if after is not None:
                 query = query.where(
-                    or_(
-                        LiveRace.scheduled_at > after[0],
-                        and_(LiveRace.scheduled_at == after[0], LiveRace.id > after[1]),
-                    )
+                    or_(race.scheduled_at > after[0], and_(race.scheduled_at == after[0], race.id > after[1]))
                 )
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit + 1))).all()
@@ -345,15 +341,14 @@ class LiveRaceService:
         """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
         text = (text or "").strip()[:100]
         limit = max(1, min(limit, 100))
-        query = _listing_query().where(LiveRace.guild_id == guild_id)
+        race = _races.c
+        query = _LISTING.where(race.guild_id == guild_id)
         if text:
-            matches = LiveRace.title.ilike(f"%{text}%")
+            matches = race.title.ilike(f"%{text}%")
             if text.isdigit():
-                matches = or_(matches, LiveRace.id == int(text))
+                matches = or_(matches, race.id == int(text))
             query = query.where(matches)
-        query = query.order_by(
-            LiveRace.status.in_(ACTIVE_STATUSES).desc(), LiveRace.scheduled_at.desc(), LiveRace.id.desc()
-        )
+        query = query.order_by(race.status.in_(ACTIVE_STATUSES).desc(), race.scheduled_at.desc(), race.id.desc())
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit))).all()
         return [self._listing(row) for row in rows]
