@@ -27,7 +27,7 @@ from bot.api.schemas import (
     ResultsOut,
     ScheduledQuery,
 )
-from bot.services.live_races import LiveRaceListing, LiveRaceView
+from bot.services.live_race_views import LiveRaceListing, LiveRaceView
 from db.models import TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE

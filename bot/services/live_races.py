@@ -1,4 +1,4 @@
-"""Live races: scheduling, the state machine of PRODUCT.md §3.1, and what adapters render.
+"""Live races: scheduling and the state machine of PRODUCT.md §3.1 (what adapters render: live_race_views.py).
 
 `scheduled` → `room_open` → `in_progress` → `finished`, and `cancelled` from any state before `finished`.
 Nothing goes backwards. Each public mutating method is one transaction that writes an audit entry and publishes
@@ -9,16 +9,13 @@ what a room shows into runs.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -27,6 +24,20 @@ from bot.events import EventBus, LiveRaceScheduled
 from bot.services import audit
 from bot.services.common import Page, clean_name, clean_text, page_limit, require_aware
 from bot.services.eligibility import EligibilityReport, compute_eligibility
+from bot.services.live_race_views import (
+    ENTRANT_ORDER,
+    LISTING,
+    EntrantView,
+    LiveRaceListing,
+    LiveRaceView,
+    NameRef,
+    RaceResults,
+    SeedRef,
+    decode_cursor,
+    encode_cursor,
+    live_races_table,
+    view_query,
+)
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
 from bot.services.room_opener import (
@@ -42,7 +53,6 @@ from bot.services.room_profiles import profile_or_404, validate_room_settings
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from bot.settings import Settings
 from db.models import (
-    GuildSettings,
     LiveRace,
     LiveRaceEntrant,
     Permalink,
@@ -77,103 +87,10 @@ _STATUS_WORDS = {
     RaceStatus.FINISHED: "finished",
     RaceStatus.CANCELLED: "cancelled",
 }
-# Order of entrants in results: finishers by place, then the others by how far they got.
-_ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
-
-
-@dataclass(frozen=True)
-class LiveRaceView:
-    """What adapters render."""
-
-    race: LiveRace
-    tournament: Tournament
-    pool: Pool
-    permalink: Permalink | None
-    room_opens_at: datetime  # scheduled_at - resolved lead minutes
-
-    @property
-    def lead_minutes(self) -> int:
-        return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
-
-
-@dataclass(frozen=True, slots=True)
-class NameRef:
-    """A tournament or pool as a list names it."""
-
-    id: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class SeedRef:
-    id: int
-    url: str
-
-
-@dataclass(frozen=True)
-class LiveRaceListing:
-    """One race of a list (list, upcoming, search): the race and the names around it.
-
-    `race` is the live_races row itself (a read-only row with the same attributes as LiveRace's columns), not an
-    ORM object: lists are read often and long, and plain rows of just the columns they show cost a fraction of
-    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView.
-    """
-
-    race: Row[Any]
-    tournament: NameRef
-    pool: NameRef
-    permalink: SeedRef | None
-    room_opens_at: datetime
-
-
-@dataclass(frozen=True)
-class EntrantView:
-    racetime_id: str
-    racetime_name: str
-    player_id: int | None
-    discord_user_id: int | None
-    display_name: str | None
-    counted: bool
-    reason: str | None  # why not counted
-    status: str
-    place: int | None
-    elapsed_us: int | None
-    finished_at: datetime | None
-    run_id: int | None
-    score: float | None
-
-
-@dataclass(frozen=True)
-class RaceResults:
-    view: LiveRaceView
-    entrants: list[EntrantView]
 
 
 def _refuse(race: LiveRace, allowed: str, action: str) -> InvalidTransition:
     return InvalidTransition(f"race {race.id} is {_STATUS_WORDS[race.status]}; only {allowed} races can be {action}")
-
-
-def _encode_key(scheduled_at: datetime, race_id: int) -> str:
-    raw = f"ts:{scheduled_at.astimezone(UTC).isoformat()}|{race_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_key(cursor: str | None) -> tuple[datetime, int] | None:
-    """Keyset cursor over (scheduled_at, id); opaque to clients."""
-    if cursor is None or cursor == "":
-        return None
-    try:
-        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-        prefix, _, rest = raw.partition(":")
-        stamp, _, race_id = rest.rpartition("|")
-        if prefix != "ts":
-            raise ValueError(raw)
-        scheduled_at = datetime.fromisoformat(stamp)
-        if scheduled_at.tzinfo is None:
-            raise ValueError(raw)
-        return scheduled_at, int(race_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
 
 
 def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] | None:
@@ -184,34 +101,6 @@ def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] |
     except ValueError:
         allowed = ", ".join(status.value for status in RaceStatus)
         raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
-
-
-_races, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Permalink))
-# Built once: a list request only adds its filters, order and limit.
-_LISTING = (
-    select(
-        *_races.c,
-        _tournaments.c.name.label("tournament_name"),
-        _pools.c.name.label("pool_name"),
-        _seeds.c.url.label("seed_url"),
-        _tournaments.c.room_open_lead_minutes.label("tournament_lead"),
-        GuildSettings.__table__.c.room_open_lead_minutes.label("guild_lead"),
-    )
-    .join(_tournaments, _tournaments.c.id == _races.c.tournament_id)
-    .join(_pools, _pools.c.id == _races.c.pool_id)
-    .outerjoin(_seeds, _seeds.c.id == _races.c.permalink_id)
-    .outerjoin(GuildSettings.__table__, GuildSettings.__table__.c.guild_id == _races.c.guild_id)
-)
-
-
-def _view_query() -> Select:
-    return (
-        select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
-        .join(Tournament, Tournament.id == LiveRace.tournament_id)
-        .join(Pool, Pool.id == LiveRace.pool_id)
-        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
-        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
-    )
 
 
 class LiveRaceService:
@@ -264,7 +153,7 @@ class LiveRaceService:
             raise NotFound(f"live race {race_id} not found", field="race_id")
         row = (
             await session.execute(
-                _view_query()
+                view_query()
                 .where(LiveRace.id == race_id, LiveRace.guild_id == guild_id)
                 .execution_options(populate_existing=True)
             )
@@ -306,9 +195,9 @@ class LiveRaceService:
         newest_first: bool,
     ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
-        after = _decode_key(cursor)
-        race = _races.c
-        query = _LISTING.where(race.guild_id == guild_id)
+        after = decode_cursor(cursor)
+        race = live_races_table.c
+        query = LISTING.where(race.guild_id == guild_id)
         if tournament_id is not None:
             query = query.where(race.tournament_id == tournament_id)
         if statuses is not None:
@@ -334,15 +223,15 @@ class LiveRaceService:
         if len(views) > limit:
             views = views[:limit]
             last = views[-1].race
-            return Page(views, _encode_key(last.scheduled_at, last.id))
+            return Page(views, encode_cursor(last.scheduled_at, last.id))
         return Page(views, None)
 
     async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceListing]:
         """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
         text = (text or "").strip()[:100]
         limit = max(1, min(limit, 100))
-        race = _races.c
-        query = _LISTING.where(race.guild_id == guild_id)
+        race = live_races_table.c
+        query = LISTING.where(race.guild_id == guild_id)
         if text:
             matches = race.title.ilike(f"%{text}%")
             if text.isdigit():
@@ -398,7 +287,7 @@ class LiveRaceService:
             key=lambda e: (
                 e.place is None,
                 e.place or 0,
-                _ENTRANT_ORDER.get(e.status, 9),
+                ENTRANT_ORDER.get(e.status, 9),
                 not e.counted,
                 e.racetime_name.lower(),
             )
