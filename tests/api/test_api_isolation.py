@@ -65,11 +65,13 @@ def route_id(route: Route) -> str:
     return f"{route.method} {route.path}"
 
 
-async def foreign_footprint(api: Api) -> tuple[list[int], int]:
-    """Guild B's audit trail and its race as guild B sees them: any change by guild A's token shows here."""
+async def foreign_footprint(api: Api) -> tuple[list[int], int, int]:
+    """Guild B's audit trail, its race as guild B sees them, and the rooms on RaceTime.gg: any change by guild A's
+    token shows here."""
     page = await api.app.services.audit.list(OTHER_GUILD, limit=200)
     race = await api.app.services.live_races.get(OTHER_GUILD, api.foreign.rid)
-    return [entry.id for entry in page.items], hash((race.race.status, race.race.title, race.race.updated_at))
+    state = hash((race.race.status, race.race.title, race.race.updated_at))
+    return [entry.id for entry in page.items], state, len(api.rt.requests)
 
 
 @pytest.mark.parametrize("route", all_routes(), ids=route_id)
