@@ -122,6 +122,20 @@ async def test_catching_up_after_racetime_was_down(app: Application, rt: FakeRac
     ]
 
 
+async def test_a_partitioned_room_cancels_the_race_and_is_no_longer_polled(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    [race] = await _open_races(app, clock, 1)
+    rt.partition(race.racetime_slug)
+    await poll(app)
+    cancelled = await _race(app, race.id)
+    assert cancelled.status is RaceStatus.CANCELLED
+    assert cancelled.cancel_reason.startswith("RaceTime.gg split the room into separate 1v1 races")
+    before = len(rt.requests)
+    await poll(app)
+    assert len(rt.requests) == before  # nothing left to track: no listing, no detail
+
+
 async def test_token_is_renewed_after_a_403(app: Application, rt: FakeRacetime, clock: Clock) -> None:
     races = await _open_races(app, clock, 2)
     assert rt.count("POST", "/o/token") == 1

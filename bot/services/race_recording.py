@@ -38,6 +38,7 @@ REASON_UNKNOWN_USER = "Not linked to a player of this server"
 REASON_NOT_AT_START = "Was not in the race when it started"
 REASON_RUN_REMOVED = "The race was cancelled before this run ended"
 ROOM_CANCELLED_REASON = "The RaceTime.gg room was cancelled"
+ROOM_PARTITIONED_REASON = "RaceTime.gg split the room into separate 1v1 races, which a live race cannot follow"
 
 # RaceTime.gg statuses grouped by what they mean for a live race.
 PRESTART_STATUSES = frozenset({"open", "invitational", "pending"})
@@ -105,8 +106,11 @@ class RoomApplier:
         if race.status is RaceStatus.ROOM_OPEN and race_has_started(room):
             await self._start(race, tournament, pool, room, announce=not over)
             changed = True
-        if room.status == "cancelled" and race.status is not RaceStatus.FINISHED:
-            await self.cancel(race, room, reason=ROOM_CANCELLED_REASON)
+        if room.status in ("cancelled", "partitioned") and race.status is not RaceStatus.FINISHED:
+            # a partitioned room (1v1-ladder categories) is over for us too: left alone, the race would stay
+            # open forever and the poller would fetch the room every cycle
+            reason = ROOM_CANCELLED_REASON if room.status == "cancelled" else ROOM_PARTITIONED_REASON
+            await self.cancel(race, room, reason=reason)
             changed = True
         elif race.status is RaceStatus.IN_PROGRESS and (room.status == "finished" or force):
             await self._finish(race, room)

@@ -1120,6 +1120,17 @@ class FakeRacetime:
         except _ActionError as exc:
             raise FakeRacetimeError(str(exc)) from None
 
+    def partition(self, slug: str) -> None:
+        """A 1v1-ladder room is split into separate rooms (open or invitational rooms only)."""
+        room = self._control_room(slug)
+        if room.status not in ("open", "invitational"):
+            raise FakeRacetimeError(f"{slug} is {room.status}")
+        for entrant in room.entrants:
+            entrant.state = "partitioned"
+        room.status = "partitioned"
+        room.settings["unlisted"] = False
+        self._changed(room, "This race has been partitioned into separate 1v1 races.")
+
     def end_race(self, slug: str) -> None:
         """The time limit is reached: everyone still running becomes dnf."""
         room = self._control_room(slug)
