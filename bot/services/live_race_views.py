@@ -89,12 +89,12 @@ class RaceResults:
     entrants: list[EntrantView]
 
 
-def encode_cursor(scheduled_at: datetime, race_id: int) -> str:
+def encode_race_cursor(scheduled_at: datetime, race_id: int) -> str:
     raw = f"ts:{scheduled_at.astimezone(UTC).isoformat()}|{race_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+def decode_race_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     """Keyset cursor over (scheduled_at, id); opaque to clients."""
     if cursor is None or cursor == "":
         return None

@@ -33,8 +33,8 @@ from bot.services.live_race_views import (
     NameRef,
     RaceResults,
     SeedRef,
-    decode_cursor,
-    encode_cursor,
+    decode_race_cursor,
+    encode_race_cursor,
     live_races_table,
     view_query,
 )
@@ -195,7 +195,7 @@ class LiveRaceService:
         newest_first: bool,
     ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
-        after = decode_cursor(cursor)
+        after = decode_race_cursor(cursor)
         race = live_races_table.c
         query = LISTING.where(race.guild_id == guild_id)
         if tournament_id is not None:
@@ -223,7 +223,7 @@ class LiveRaceService:
         if len(views) > limit:
             views = views[:limit]
             last = views[-1].race
-            return Page(views, encode_cursor(last.scheduled_at, last.id))
+            return Page(views, encode_race_cursor(last.scheduled_at, last.id))
         return Page(views, None)
 
     async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceListing]:
