@@ -43,7 +43,13 @@ class LiveServer:
     """The API on 127.0.0.1 with its own event loop in a background thread."""
 
     def __init__(self, tmp_path) -> None:
-        self.settings = make_settings(tmp_path, api={"rate_limit_per_minute": 1_000_000})
+        # Always SQLite: the contract is about HTTP, and a module-wide server cannot share a PostgreSQL
+        # database that the function-scoped fixtures wipe between tests.
+        self.settings = make_settings(
+            tmp_path,
+            api={"rate_limit_per_minute": 1_000_000},
+            database={"url": f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"},
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api-contract-server", daemon=True)
 
