@@ -5,7 +5,9 @@
 The servers run in a child process (the Startline API on a SQLite file with one tournament of `--races` live
 races, and a bare aiohttp app whose handlers return the bytes the API returned); this process generates the
 load with aiohttp's client, so the two do not share a core. For each route it prints requests per second,
-p50 and p99 latency, and the ratio of the API to the bare handler. Every request count and run time is bounded.
+p50 and p99 latency, the server's CPU time per request (user + system, all its threads; Linux), and the ratio
+of the API to the bare handler. On a machine shared with other work the throughput swings from run to run; the
+CPU time per request is the steadier figure to compare versions by. Every request count and run time is bounded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -27,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GUILD = 111_111_111_111_111_111
 MODERATOR_ID = 900_000_000_000_000_001
+WARM_UP = 50  # requests before each timed run
 
 
 async def _seed(app, races: int) -> tuple[str, int]:
@@ -76,12 +80,6 @@ def _serve(races: int, ready, stop) -> None:
             api={"host": "127.0.0.1", "port": 0, "rate_limit_per_minute": 10_000_000},
         )
         app = Application(settings, run_migrations=False, start_jobs=False)
-        service = "real LiveRaceService"
-        if not hasattr(app.services, "live_races"):  # until the lifecycle branch lands on main
-            from tests.fakes.api_services import FakeLiveRaceService
-
-            app.services.live_races = FakeLiveRaceService(app.db)
-            service = "FakeLiveRaceService (tests/fakes)"
         secret, tid = await _seed(app, races)
         api_runner = web.AppRunner(create_api_app(app), access_log=None)
         await api_runner.setup()
@@ -116,7 +114,6 @@ def _serve(races: int, ready, stop) -> None:
                 "paths": paths,
                 "token": secret,
                 "bytes": {name: len(body) for name, body in captured.items()},
-                "service": service,
             }
         )
         await asyncio.to_thread(stop.wait)
@@ -144,13 +141,22 @@ async def _load(url: str, token: str, requests: int, concurrency: int) -> tuple[
                         raise RuntimeError(f"{url} answered {response.status}")
                 latencies.append(time.perf_counter() - started)
 
-        for _ in range(min(50, requests)):  # warm-up: connections, caches
+        for _ in range(WARM_UP):  # connections, caches
             async with client.get(url) as response:
                 await response.read()
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
     return len(latencies) / elapsed, latencies
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its threads, from Linux's /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _p(latencies: list[float], q: float) -> float:
@@ -171,19 +177,23 @@ def main() -> int:
     try:
         info = ready.get(timeout=120)
         print(f"{args.races} live races, {args.requests} requests per run, concurrency {args.concurrency}")
-        print(f"live races served by: {info['service']}")
-        header = f"{'route':<44} {'server':<6} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        header = f"{'route':<44} {'server':<6} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7}"
         print(header)
         print("-" * len(header))
         for name, path in info["paths"].items():
             figures = {}
             for kind in ("api", "bare"):
                 url = f"http://127.0.0.1:{info[kind]}{path}"
+                cpu_before = _cpu_seconds(server.pid)
                 rps, latencies = asyncio.run(_load(url, info["token"], args.requests, args.concurrency))
+                cpu_after = _cpu_seconds(server.pid)
                 figures[kind] = rps
+                cpu = "n/a"
+                if cpu_before is not None and cpu_after is not None:  # the warm-up requests count too
+                    cpu = f"{(cpu_after - cpu_before) * 1000 / (args.requests + WARM_UP):.2f}"
                 print(
                     f"{path:<44} {kind:<6} {info['bytes'][name]:>7} {rps:>8.0f} "
-                    f"{_p(latencies, 0.5):>8.2f} {_p(latencies, 0.99):>8.2f}"
+                    f"{_p(latencies, 0.5):>8.2f} {_p(latencies, 0.99):>8.2f} {cpu:>7}"
                 )
             print(f"{'':<44} ratio api/bare: {figures['api'] / figures['bare']:.2f}")
     finally:

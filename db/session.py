@@ -17,6 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 _BEGIN_OPTION = "startline_sqlite_begin"
+SQLITE_POOL_SIZE = 20
+SQLITE_MAX_OVERFLOW = 10
 
 
 def _prepare_sqlite_path(url: str) -> None:
@@ -29,9 +31,15 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         _prepare_sqlite_path(url)
-    engine = create_async_engine(url, echo=echo, pool_pre_ping=not is_sqlite)
+    options: dict = {"pool_pre_ping": not is_sqlite}
+    in_memory = is_sqlite and (":memory:" in url or make_url(url).database in (None, ""))
+    if is_sqlite and not in_memory:
+        # Each aiosqlite connection is a thread of its own plus an open file and its PRAGMAs, and the pool closes
+        # any connection beyond `pool_size` when it is returned: with the default 5, a few concurrent API
+        # requests made and dropped a connection (and a thread) for nearly every request.
+        options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
+    engine = create_async_engine(url, echo=echo, **options)
     if is_sqlite:
-        in_memory = ":memory:" in url or make_url(url).database in (None, "")
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection, _record) -> None:

@@ -2,9 +2,9 @@
 
     .venv/bin/python scripts/api_examples.py          # rewrites the part between the markers in docs/api.md
 
-It starts the API on a temporary SQLite file with the test fixtures' small world (tests/api/conftest.py), sends
-one request per route of the registry and writes each request and the answer it really got. It fails if a route
-of the registry has no example, so the document cannot fall behind the code.
+It starts the API on a temporary SQLite file with the test fixtures' small world and the fake RaceTime.gg
+(tests/api/conftest.py), sends one request per route of the registry and writes each request and the answer it
+really got. It fails if a route of the registry has no example, so the document cannot fall behind the code.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.api.v1 import all_routes  # noqa: E402
-from tests.api.conftest import start_api  # noqa: E402
+from tests.api.conftest import NEWCOMER_RACETIME, PLAYER_RACETIME, start_api  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 DOC = ROOT / "docs" / "api.md"
@@ -38,9 +38,10 @@ def _shorten(text: str) -> str:
 
 
 class Recorder:
-    def __init__(self, client, tokens) -> None:
+    def __init__(self, client, tokens, *, racetime_url: str) -> None:
         self.client = client
         self.tokens = tokens
+        self.racetime_url = racetime_url  # the fake's address, shown as the real site's
         self.sections: dict[tuple[str, str], str] = {}
 
     async def call(
@@ -56,7 +57,7 @@ class Recorder:
         path = template.format(**(values or {})) + (f"?{query}" if query else "")
         headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
         response = await self.client.request(method, path, json=body, headers=headers)
-        raw = await response.read()
+        raw = (await response.read()).replace(self.racetime_url.encode(), b"https://racetime.gg")
         request_lines = [f"{method} {path}"]
         if token:
             request_lines.append(f"Authorization: Bearer slt_… ({token} token)")
@@ -82,8 +83,9 @@ class Recorder:
 
 async def record_examples() -> dict[tuple[str, str], str]:
     workdir = Path(tempfile.mkdtemp(prefix="startline-doc-"))
-    app, client, tokens, mine, _foreign = await start_api(make_settings(workdir))
-    r = Recorder(client, tokens)
+    api = await start_api(make_settings(workdir))
+    mine = api.mine
+    r = Recorder(api.client, api.tokens, racetime_url=api.rt.base_url)
     later = (datetime.now(UTC) + timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
     try:
         t = "/api/v1/tournaments"
@@ -142,8 +144,14 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", race, l2, token="read")
         await r.call("PATCH", race, l2, body={"title": "Week 3 race (rescheduled)"})
         await r.call("GET", race + "/eligible", l1, token="read")
-        await r.call("POST", race + "/open", l2)
-        await r.call("POST", race + "/record", l2, body={"force": True})
+        opened = await r.call("POST", race + "/open", l2)
+        slug = opened["racetime"]["slug"]
+        for user in (PLAYER_RACETIME, NEWCOMER_RACETIME):
+            api.rt.add_entrant(slug, user)
+        api.rt.start(slug)
+        api.rt.finish_entrant(slug, PLAYER_RACETIME["id"], timedelta(hours=1, minutes=42, seconds=7.5))
+        api.rt.dnf(slug, NEWCOMER_RACETIME["id"])
+        await r.call("POST", race + "/record", l2, body={"force": False})
         await r.call("GET", race + "/results", l2, token="read")
         await r.call("GET", race + "/notifications", l1)
         await r.call("POST", race + "/notifications/resend", l1)
@@ -191,8 +199,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("DELETE", profiles + "/{profile_id}", r2)
         await r.call("DELETE", t + "/{tid}", t2)
     finally:
-        await client.close()
-        await app.db.dispose()
+        await api.close()
     return r.sections
 
 

@@ -20,6 +20,9 @@ from db.session import Database
 #   STARTLINE_TEST_DATABASE_URL=postgresql+asyncpg://startline:startline@127.0.0.1/startline_test ./test.sh
 TEST_DATABASE_URL = os.environ.get("STARTLINE_TEST_DATABASE_URL")
 
+# The live race fixtures (`rt`, `clock`, `app`) shared by the lifecycle, poller, opener and notification tests.
+pytest_plugins = ["tests.fakes.lifecycle"]
+
 GUILD = 111_111_111_111_111_111
 OTHER_GUILD = 222_222_222_222_222_222
 MODERATOR = Actor.player(900_000_000_000_000_001, "moderator")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select
 
 from bot.app import Application
@@ -17,29 +15,11 @@ from bot.services.race_recording import REASON_RUN_REMOVED, REASON_UNKNOWN_USER
 from db.models import LiveRace, Permalink, RaceStatus, Run, RunStatus
 from racetime.durations import parse_datetime, parse_duration
 from tests.conftest import GUILD, MODERATOR
-from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
+from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll
 from tests.fakes.racetime_data import captured_user, load_json
 from tests.fakes.racetime_server import FakeRacetime
 
 ALICE, BOB, CAROL = (captured_user(name) for name in ("Alice", "Bob", "Carol"))
-
-
-@pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime(seed=7) as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest_asyncio.fixture
-async def app(settings, rt: FakeRacetime, clock: Clock) -> AsyncIterator[Application]:
-    settings.api.enabled = False
-    async with running_app(settings, rt, clock) as application:
-        yield application
 
 
 async def _race(app: Application, race_id: int) -> LiveRace:

@@ -130,3 +130,65 @@ def test_db_upgrade_command(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"database is at revision {head_revision()}" in result.stdout
+
+
+# ---- run.py sync: where it publishes, decided before any network --------------------------------------------------
+def test_sync_without_a_token_refuses_with_one_clear_line(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "run.py", "sync", "--guild", "123456789012345678"],
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: sync needs the Discord token; set STARTLINE_DISCORD__TOKEN"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("guild", ["abc", "-4", "0", str(2**63)])
+def test_sync_rejects_a_guild_that_is_no_discord_id(guild, capsys) -> None:
+    import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.build_parser().parse_args(["sync", "--guild", guild])
+    assert exit_info.value.code == 2
+    assert f"argument --guild: {guild!r} is not a" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "dev_guilds", "expected"),
+    [
+        (["sync", "--guild", "11", "--guild", "12"], [99], ([11, 12], False)),
+        (["sync"], [98, 99], ([98, 99], False)),  # the configured development servers
+        (["sync", "--global"], [99], ([], True)),
+        (["sync", "--global", "--guild", "11"], [], ([11], True)),
+    ],
+)
+def test_sync_publishes_where_it_is_told(tmp_path, monkeypatch, argv, dev_guilds, expected) -> None:
+    import run
+    from tests.conftest import make_settings
+
+    published = []
+
+    async def fake_sync(settings, guild_ids, include_global):  # stands in for the Discord round trip
+        published.append((guild_ids, include_global))
+        return 0
+
+    monkeypatch.setattr(run, "_sync", fake_sync)
+    settings = make_settings(tmp_path, discord={"token": "a-token", "dev_guild_ids": dev_guilds})
+    args = run.build_parser().parse_args(argv)
+    assert run.sync(settings, args.guild, args.sync_global) == 0
+    assert published == [expected]
+
+
+def test_sync_with_nowhere_to_publish_says_how(tmp_path, monkeypatch, capsys) -> None:
+    import run
+    from tests.conftest import make_settings
+
+    monkeypatch.setattr(run, "_sync", None)  # must not be reached
+    settings = make_settings(tmp_path, discord={"token": "a-token"})
+    assert run.sync(settings, [], False) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: say where to publish: --guild ID") and "--global" in line

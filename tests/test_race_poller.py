@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-import pytest_asyncio
 from sqlalchemy import select, update
 
 from bot.app import Application
@@ -14,29 +11,11 @@ from bot.events import LiveRaceFinished, LiveRaceStarted
 from bot.services.race_poller import POLLER, apply_room
 from db.models import LiveRace, RaceStatus, Run, RunStatus
 from tests.conftest import GUILD, MODERATOR
-from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
+from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll
 from tests.fakes.racetime_data import captured_user
 from tests.fakes.racetime_server import FakeRacetime
 
 ALICE, BOB = captured_user("Alice"), captured_user("Bob")
-
-
-@pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime(seed=3) as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest_asyncio.fixture
-async def app(settings, rt: FakeRacetime, clock: Clock) -> AsyncIterator[Application]:
-    settings.api.enabled = False
-    async with running_app(settings, rt, clock) as application:
-        yield application
 
 
 async def _open_races(app: Application, clock: Clock, count: int, *, players=()) -> list[LiveRace]:

@@ -49,12 +49,6 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
 
 
 @pytest.fixture
-async def rt():
-    async with FakeRacetime(seed=5) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def client(rt):
     async with client_for(rt) as c:
         yield c

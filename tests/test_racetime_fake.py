@@ -19,12 +19,6 @@ SLUG_RE = re.compile(r"^[a-z]+-[a-z]+-\d{4}$")
 
 
 @pytest.fixture
-async def rt():
-    async with FakeRacetime(seed=3) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def http(rt):
     async with httpx.AsyncClient(base_url=rt.base_url) as client:
         yield client

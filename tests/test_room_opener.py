@@ -4,11 +4,9 @@ failures moderators must see, and the seed choice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import update
 
 from bot.app import Application
@@ -21,27 +19,10 @@ from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, run
 from tests.fakes.racetime_server import FakeRacetime
 
 
-@pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime(seed=11) as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def app_settings(settings):
     settings.api.enabled = False
     return settings
-
-
-@pytest_asyncio.fixture
-async def app(app_settings, rt: FakeRacetime, clock: Clock) -> AsyncIterator[Application]:
-    async with running_app(app_settings, rt, clock) as application:
-        yield application
 
 
 async def _race(app: Application, race_id: int) -> LiveRace:

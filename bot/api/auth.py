@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.api.errors import ApiError
-from bot.services.tokens import TokenService
-from db.models import ApiToken, TokenScope
+from bot.services.tokens import AuthenticatedToken, TokenService
+from db.models import TokenScope
 
 REALM = 'Bearer realm="startline"'
 
@@ -21,7 +21,7 @@ def _secret_from(request: web.Request) -> str | None:
     return secret.strip()
 
 
-async def authenticate(request: web.Request, tokens: TokenService) -> ApiToken:
+async def authenticate(request: web.Request, tokens: TokenService) -> AuthenticatedToken:
     """The active token of this request, or a 401 that says what to send."""
     secret = _secret_from(request)
     if secret is None:
@@ -42,7 +42,7 @@ async def authenticate(request: web.Request, tokens: TokenService) -> ApiToken:
     return token
 
 
-def require_scope(token: ApiToken, scope: TokenScope) -> None:
+def require_scope(token: AuthenticatedToken, scope: TokenScope) -> None:
     if scope is TokenScope.MANAGE and token.scope is not TokenScope.MANAGE:
         raise ApiError(
             403,

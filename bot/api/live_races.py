@@ -27,6 +27,7 @@ from bot.api.schemas import (
     ResultsOut,
     ScheduledQuery,
 )
+from bot.services.live_race_views import LiveRaceListing, LiveRaceView
 from db.models import TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
@@ -36,22 +37,15 @@ RACE = RACES + "/{rid}"
 routes = RouteTable()
 
 
-def _absolute(url: str | None, base_url: str) -> str | None:
-    # RaceTime.gg hands out relative paths; API clients want a link they can open.
-    if url and url.startswith("/"):
-        return base_url + url
-    return url
-
-
-def live_race_out(view: Any, *, can_manage: bool, racetime_base_url: str) -> LiveRaceOut:
-    """`view` is a LiveRaceView. The seed stays hidden from read tokens until the room has opened."""
+def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:
+    """The seed stays hidden from read tokens until the room has opened."""
     race = view.race
     show_seed = view.permalink is not None and (can_manage or race.room_opened_at is not None)
     racetime = None
     if race.racetime_slug:
         racetime = RacetimeRoom(
             slug=race.racetime_slug,
-            url=_absolute(race.racetime_url, racetime_base_url),
+            url=race.racetime_url,  # stored absolute: the RaceTime.gg client resolves the room's path
             status=race.racetime_status,
         )
     return LiveRaceOut(
@@ -81,7 +75,7 @@ def live_race_out(view: Any, *, can_manage: bool, racetime_base_url: str) -> Liv
 
 
 def _race(call: ApiCall, view: Any) -> LiveRaceOut:
-    return live_race_out(view, can_manage=call.can_manage, racetime_base_url=call.app.settings.racetime.base_url)
+    return live_race_out(view, can_manage=call.can_manage)
 
 
 def _entrant_out(entrant: Any) -> EntrantOut:
@@ -181,8 +175,9 @@ async def live_race_eligibility(call: ApiCall) -> EligibilityOut:
     tag="live races",
     scope=MANAGE,
     response=LiveRaceOut,
-    errors=(409, 503),
-    description="Only a `scheduled` race can open (409 otherwise); 503 when RaceTime.gg cannot be reached.",
+    errors=(409, 422, 503),
+    description="Only a `scheduled` race can open (409 otherwise, and when its pool has no seed left); 422 when "
+    "RaceTime.gg refuses the room (its goal or settings); 503 when RaceTime.gg cannot be reached.",
 )
 async def open_live_race(call: ApiCall) -> LiveRaceOut:
     view = await call.services.live_races.open_now(
@@ -337,7 +332,7 @@ def _notification_out(notification: Any) -> NotificationOut:
         id=notification.id,
         kind=notification.kind,
         event_type=notification.event_type,
-        event_code=notification.event_type.code,
+        event_code=notification.event_type.code if notification.event_type else None,
         player_id=notification.player_id,
         channel_id=notification.channel_id,
         status=notification.status,

@@ -25,7 +25,8 @@ from bot.api.errors import ApiError
 from bot.api.ratelimit import RateLimiter
 from bot.api.schemas import MAX_ID, ErrorResponse
 from bot.errors import NotFound
-from db.models import ApiToken, TokenScope
+from bot.services.tokens import AuthenticatedToken
+from db.models import TokenScope
 
 if TYPE_CHECKING:
     from bot.app import Application
@@ -53,7 +54,7 @@ class ApiCall:
 
     request: web.Request
     app: Application
-    token: ApiToken | None
+    token: AuthenticatedToken | None
     path: dict[str, int]
     query: Any
     body: Any

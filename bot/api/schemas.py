@@ -388,8 +388,9 @@ class ResultsOut(BaseModel):
 class NotificationOut(OutputModel):
     id: int
     kind: NotificationKind
-    event_type: EventType
-    event_code: int
+    # Both null for a moderator alert (a room that would not open), which is no subscribable event.
+    event_type: EventType | None
+    event_code: int | None
     player_id: int | None
     channel_id: SnowflakeOut | None
     status: NotificationStatus

@@ -15,6 +15,7 @@ from bot.actors import Actor
 from bot.errors import NotFound
 from bot.services import audit
 from bot.services.guilds import GuildSettingsService, get_or_default
+from bot.services.room_opener import room_open_lead
 from db.models import LiveRace, Pool, RaceStatus, Tournament
 from db.session import Database
 
@@ -72,14 +73,8 @@ class CalendarService:
         calendar.add("x-wr-calname", "Live races")
         calendar.add("refresh-interval", timedelta(minutes=15), parameters={"VALUE": "DURATION"})
         for race, tournament, pool in rows:
-            lead = next(
-                minutes
-                for minutes in (
-                    tournament.room_open_lead_minutes,
-                    guild.room_open_lead_minutes,
-                    self.default_lead_minutes,
-                )
-                if minutes is not None
+            lead = room_open_lead(
+                tournament.room_open_lead_minutes, guild.room_open_lead_minutes, self.default_lead_minutes
             )
             calendar.add_component(self._event(race, tournament, pool, lead))
         return calendar.to_ical()

@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
-from bot.errors import NotFound, ValidationFailed
+from bot.errors import ValidationFailed
 from bot.services import audit
 from bot.services.common import check_int
-from db.models import GuildSettings, RoomProfile
+from bot.services.room_profiles import profile_or_404
+from db.models import GuildSettings
 from db.session import Database
 
 _UNSET: Any = object()
@@ -70,9 +71,7 @@ class GuildSettingsService:
                 session.add(settings)
             profile_id = changes.get("default_room_profile_id")
             if profile_id is not None:
-                profile = await session.get(RoomProfile, profile_id)
-                if profile is None or profile.guild_id != guild_id:
-                    raise NotFound(f"room profile {profile_id} not found", field="default_room_profile_id")
+                await profile_or_404(session, guild_id, profile_id, field="default_room_profile_id")
             before = {key: getattr(settings, key) for key in changes}
             for key, value in changes.items():
                 setattr(settings, key, value)

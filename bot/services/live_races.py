@@ -1,4 +1,4 @@
-"""Live races: scheduling, the state machine of PRODUCT.md §3.1, and what adapters render.
+"""Live races: scheduling and the state machine of PRODUCT.md §3.1 (what adapters render: live_race_views.py).
 
 `scheduled` → `room_open` → `in_progress` → `finished`, and `cancelled` from any state before `finished`.
 Nothing goes backwards. Each public mutating method is one transaction that writes an audit entry and publishes
@@ -9,16 +9,13 @@ what a room shows into runs.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -27,6 +24,20 @@ from bot.events import EventBus, LiveRaceScheduled
 from bot.services import audit
 from bot.services.common import Page, clean_name, clean_text, page_limit, require_aware
 from bot.services.eligibility import EligibilityReport, compute_eligibility
+from bot.services.live_race_views import (
+    ENTRANT_ORDER,
+    LISTING,
+    EntrantView,
+    LiveRaceListing,
+    LiveRaceView,
+    NameRef,
+    RaceResults,
+    SeedRef,
+    decode_race_cursor,
+    encode_race_cursor,
+    live_races_table,
+    view_query,
+)
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
 from bot.services.room_opener import (
@@ -42,7 +53,6 @@ from bot.services.room_profiles import profile_or_404, validate_room_settings
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from bot.settings import Settings
 from db.models import (
-    GuildSettings,
     LiveRace,
     LiveRaceEntrant,
     Permalink,
@@ -77,73 +87,10 @@ _STATUS_WORDS = {
     RaceStatus.FINISHED: "finished",
     RaceStatus.CANCELLED: "cancelled",
 }
-# Order of entrants in results: finishers by place, then the others by how far they got.
-_ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
-
-
-@dataclass(frozen=True)
-class LiveRaceView:
-    """What adapters render."""
-
-    race: LiveRace
-    tournament: Tournament
-    pool: Pool
-    permalink: Permalink | None
-    room_opens_at: datetime  # scheduled_at - resolved lead minutes
-
-    @property
-    def lead_minutes(self) -> int:
-        return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
-
-
-@dataclass(frozen=True)
-class EntrantView:
-    racetime_id: str
-    racetime_name: str
-    player_id: int | None
-    discord_user_id: int | None
-    display_name: str | None
-    counted: bool
-    reason: str | None  # why not counted
-    status: str
-    place: int | None
-    elapsed_us: int | None
-    finished_at: datetime | None
-    run_id: int | None
-    score: float | None
-
-
-@dataclass(frozen=True)
-class RaceResults:
-    view: LiveRaceView
-    entrants: list[EntrantView]
 
 
 def _refuse(race: LiveRace, allowed: str, action: str) -> InvalidTransition:
     return InvalidTransition(f"race {race.id} is {_STATUS_WORDS[race.status]}; only {allowed} races can be {action}")
-
-
-def _encode_key(scheduled_at: datetime, race_id: int) -> str:
-    raw = f"ts:{scheduled_at.astimezone(UTC).isoformat()}|{race_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_key(cursor: str | None) -> tuple[datetime, int] | None:
-    """Keyset cursor over (scheduled_at, id); opaque to clients."""
-    if cursor is None or cursor == "":
-        return None
-    try:
-        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
-        prefix, _, rest = raw.partition(":")
-        stamp, _, race_id = rest.rpartition("|")
-        if prefix != "ts":
-            raise ValueError(raw)
-        scheduled_at = datetime.fromisoformat(stamp)
-        if scheduled_at.tzinfo is None:
-            raise ValueError(raw)
-        return scheduled_at, int(race_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
 
 
 def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] | None:
@@ -154,16 +101,6 @@ def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] |
     except ValueError:
         allowed = ", ".join(status.value for status in RaceStatus)
         raise ValidationFailed(f"status must be one of {allowed}", field="status") from None
-
-
-def _view_query() -> Select:
-    return (
-        select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
-        .join(Tournament, Tournament.id == LiveRace.tournament_id)
-        .join(Pool, Pool.id == LiveRace.pool_id)
-        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
-        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
-    )
 
 
 class LiveRaceService:
@@ -191,12 +128,23 @@ class LiveRaceService:
             log.warning("race poller: %s", report)
 
     # ---- views -----------------------------------------------------------------------------------------
+    def _opens_at(self, scheduled_at: datetime, tournament_lead: int | None, guild_lead: int | None) -> datetime:
+        lead = room_open_lead(tournament_lead, guild_lead, self.settings.scheduler.room_open_lead_minutes)
+        return scheduled_at - timedelta(minutes=lead)
+
     def _view(self, row: Any) -> LiveRaceView:
         race, tournament, pool, permalink, guild_lead = row
-        lead = room_open_lead(
-            tournament.room_open_lead_minutes, guild_lead, self.settings.scheduler.room_open_lead_minutes
+        opens_at = self._opens_at(race.scheduled_at, tournament.room_open_lead_minutes, guild_lead)
+        return LiveRaceView(race, tournament, pool, permalink, opens_at)
+
+    def _listing(self, row: Row[Any]) -> LiveRaceListing:
+        return LiveRaceListing(
+            row,
+            NameRef(row.tournament_id, row.tournament_name),
+            NameRef(row.pool_id, row.pool_name),
+            None if row.permalink_id is None else SeedRef(row.permalink_id, row.seed_url),
+            self._opens_at(row.scheduled_at, row.tournament_lead, row.guild_lead),
         )
-        return LiveRaceView(race, tournament, pool, permalink, race.scheduled_at - timedelta(minutes=lead))
 
     async def _load_view(
         self, session: AsyncSession, guild_id: int, race_id: int, tournament_id: int | None = None
@@ -205,7 +153,7 @@ class LiveRaceService:
             raise NotFound(f"live race {race_id} not found", field="race_id")
         row = (
             await session.execute(
-                _view_query()
+                view_query()
                 .where(LiveRace.id == race_id, LiveRace.guild_id == guild_id)
                 .execution_options(populate_existing=True)
             )
@@ -226,13 +174,13 @@ class LiveRaceService:
         statuses: Collection[RaceStatus] | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         """Newest scheduled first."""
         return await self._page(guild_id, tournament_id, _statuses(statuses), limit, cursor, newest_first=True)
 
     async def upcoming(
         self, guild_id: int, *, tournament_id: int | None = None, limit: int | None = None, cursor: str | None = None
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         """Scheduled and open races, soonest first."""
         return await self._page(guild_id, tournament_id, list(UPCOMING_STATUSES), limit, cursor, newest_first=False)
 
@@ -245,59 +193,54 @@ class LiveRaceService:
         cursor: str | None,
         *,
         newest_first: bool,
-    ) -> Page[LiveRaceView]:
+    ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
-        after = _decode_key(cursor)
-        query = _view_query().where(LiveRace.guild_id == guild_id)
+        after = decode_race_cursor(cursor)
+        race = live_races_table.c
+        query = LISTING.where(race.guild_id == guild_id)
         if tournament_id is not None:
-            query = query.where(LiveRace.tournament_id == tournament_id)
+            query = query.where(race.tournament_id == tournament_id)
         if statuses is not None:
-            query = query.where(LiveRace.status.in_(statuses))
+            query = query.where(race.status.in_(statuses))
         if newest_first:
-            query = query.order_by(LiveRace.scheduled_at.desc(), LiveRace.id.desc())
+            query = query.order_by(race.scheduled_at.desc(), race.id.desc())
             if after is not None:
                 query = query.where(
-                    or_(
-                        LiveRace.scheduled_at < after[0],
-                        and_(LiveRace.scheduled_at == after[0], LiveRace.id < after[1]),
-                    )
+                    or_(race.scheduled_at < after[0], and_(race.scheduled_at == after[0], race.id < after[1]))
                 )
         else:
-            query = query.order_by(LiveRace.scheduled_at, LiveRace.id)
+            query = query.order_by(race.scheduled_at, race.id)
             if after is not None:
                 query = query.where(
-                    or_(
-                        LiveRace.scheduled_at > after[0],
-                        and_(LiveRace.scheduled_at == after[0], LiveRace.id > after[1]),
-                    )
+                    or_(race.scheduled_at > after[0], and_(race.scheduled_at == after[0], race.id > after[1]))
                 )
         async with self.db.read() as session:
-            if tournament_id is not None:
-                await tournament_or_404(session, guild_id, tournament_id)
             rows = (await session.execute(query.limit(limit + 1))).all()
-        views = [self._view(row) for row in rows]
+            if not rows and tournament_id is not None:
+                # Only an empty page needs the check: a race of this guild's tournament proves the tournament.
+                await tournament_or_404(session, guild_id, tournament_id)
+        views = [self._listing(row) for row in rows]
         if len(views) > limit:
             views = views[:limit]
             last = views[-1].race
-            return Page(views, _encode_key(last.scheduled_at, last.id))
+            return Page(views, encode_race_cursor(last.scheduled_at, last.id))
         return Page(views, None)
 
-    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceView]:
+    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceListing]:
         """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
         text = (text or "").strip()[:100]
         limit = max(1, min(limit, 100))
-        query = _view_query().where(LiveRace.guild_id == guild_id)
+        race = live_races_table.c
+        query = LISTING.where(race.guild_id == guild_id)
         if text:
-            matches = LiveRace.title.ilike(f"%{text}%")
+            matches = race.title.ilike(f"%{text}%")
             if text.isdigit():
-                matches = or_(matches, LiveRace.id == int(text))
+                matches = or_(matches, race.id == int(text))
             query = query.where(matches)
-        query = query.order_by(
-            LiveRace.status.in_(ACTIVE_STATUSES).desc(), LiveRace.scheduled_at.desc(), LiveRace.id.desc()
-        )
+        query = query.order_by(race.status.in_(ACTIVE_STATUSES).desc(), race.scheduled_at.desc(), race.id.desc())
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit))).all()
-        return [self._view(row) for row in rows]
+        return [self._listing(row) for row in rows]
 
     async def eligibility(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> EligibilityReport:
         async with self.db.read() as session:
@@ -344,7 +287,7 @@ class LiveRaceService:
             key=lambda e: (
                 e.place is None,
                 e.place or 0,
-                _ENTRANT_ORDER.get(e.status, 9),
+                ENTRANT_ORDER.get(e.status, 9),
                 not e.counted,
                 e.racetime_name.lower(),
             )
@@ -544,6 +487,8 @@ class LiveRaceService:
         except OpenFailure as failure:
             if failure.validation:
                 raise ValidationFailed(failure.message, field="room") from None
+            if failure.conflict:
+                raise Conflict(failure.message) from None
             hint = " The bot will try again by itself." if failure.retryable else ""
             raise UpstreamUnavailable(failure.message + hint) from None
         return await self.get(guild_id, race_id)

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin
 
 from sqlalchemy import String, cast, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.notifications.render import OPEN_FAILED, PAYLOAD_VERSION
 from bot.services.eligibility import compute_eligibility
+from bot.services.room_opener import room_open_lead
 from bot.services.room_profiles import resolve_for_race
 from bot.settings import Settings
 from db.models import (
@@ -85,13 +85,6 @@ async def subscribed_player_ids(
     return {pid for pid in guild_rows.keys() | global_rows.keys() if guild_rows.get(pid, global_rows.get(pid))}
 
 
-def room_open_lead_minutes(tournament: Tournament, guild: GuildSettings | None, settings: Settings) -> int:
-    for minutes in (tournament.room_open_lead_minutes, guild.room_open_lead_minutes if guild else None):
-        if minutes is not None:
-            return minutes
-    return settings.scheduler.room_open_lead_minutes
-
-
 def _ts(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value is not None else None
 
@@ -151,7 +144,11 @@ class OutboxWriter:
         guild: GuildSettings | None,
     ) -> dict[str, Any]:
         """Everything a message about this event shows, frozen at queue time."""
-        lead = room_open_lead_minutes(tournament, guild, self.settings)
+        lead = room_open_lead(
+            tournament.room_open_lead_minutes,
+            guild.room_open_lead_minutes if guild else None,
+            self.settings.scheduler.room_open_lead_minutes,
+        )
         snapshot: dict[str, Any] = {
             "id": race.id,
             "title": race.title,
@@ -160,7 +157,7 @@ class OutboxWriter:
             "status": str(race.status),
             "scheduled_at": _ts(race.scheduled_at),
             "room_opens_at": _ts(race.scheduled_at - timedelta(minutes=lead)),
-            "room_url": self._room_url(race.racetime_url),
+            "room_url": race.racetime_url,
             "started_at": _ts(race.started_at),
             "ended_at": _ts(race.ended_at),
             "participant_count": race.participant_count or len(getattr(event, "participant_player_ids", ())),
@@ -176,10 +173,6 @@ class OutboxWriter:
             snapshot["cancel_reason"] = event.reason or race.cancel_reason
             snapshot["previous_status"] = event.previous_status
         return snapshot
-
-    def _room_url(self, url: str | None) -> str | None:
-        # RaceTime.gg's JSON gives relative paths; a stored absolute URL passes through unchanged.
-        return urljoin(self.settings.racetime.base_url + "/", url) if url else None
 
     @staticmethod
     async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:

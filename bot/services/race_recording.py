@@ -19,7 +19,18 @@ from bot.events import EventBus, LiveRaceCancelled, LiveRaceFinished, LiveRaceSt
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
 from bot.services.scoring import recompute_permalink
-from db.models import LiveRace, LiveRaceEntrant, Permalink, Player, Pool, RaceStatus, Run, RunStatus, Tournament
+from db.models import (
+    GuildPlayer,
+    LiveRace,
+    LiveRaceEntrant,
+    Permalink,
+    Player,
+    Pool,
+    RaceStatus,
+    Run,
+    RunStatus,
+    Tournament,
+)
 from racetime.models import Race
 from racetime.results import EntrantResult, entrant_results, participants_at_start, race_has_started
 
@@ -152,7 +163,7 @@ class RoomApplier:
     ) -> list[int]:
         existing = await self._entrants(race)
         new = [p for p in participants if p.racetime_id not in existing]
-        players = await self._players_by_racetime_id([p.racetime_id for p in new])
+        players = await self._members_by_racetime_id(race.guild_id, [p.racetime_id for p in new])
         report = await compute_eligibility(
             self.session,
             guild_id=race.guild_id,
@@ -369,8 +380,14 @@ class RoomApplier:
         )
         return sorted(rows)
 
-    async def _players_by_racetime_id(self, racetime_ids: list[str]) -> dict[str, Player]:
+    async def _members_by_racetime_id(self, guild_id: int, racetime_ids: list[str]) -> dict[str, Player]:
+        """The guild's players with these RaceTime.gg accounts. Players are global, but someone who only plays in
+        another guild is an unknown user here: a guild's results never name another guild's players."""
         if not racetime_ids:
             return {}
-        rows = await self.session.scalars(select(Player).where(Player.racetime_id.in_(racetime_ids)))
+        rows = await self.session.scalars(
+            select(Player)
+            .join(GuildPlayer, GuildPlayer.player_id == Player.id)
+            .where(GuildPlayer.guild_id == guild_id, Player.racetime_id.in_(racetime_ids))
+        )
         return {player.racetime_id: player for player in rows if player.racetime_id}

@@ -122,13 +122,18 @@ async def choose_permalink(session: AsyncSession, race: LiveRace) -> Permalink |
 
 
 class OpenFailure(Exception):
-    """Opening did not succeed; `retryable` says whether the opener tries again by itself."""
+    """Opening did not succeed; `retryable` says whether the opener tries again by itself.
 
-    def __init__(self, message: str, *, retryable: bool, validation: bool = False) -> None:
+    `validation`: RaceTime.gg refused the room's settings or goal. `conflict`: the race itself cannot open as
+    it stands (no seed left in its pool). Neither is RaceTime.gg being unavailable.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, validation: bool = False, conflict: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.validation = validation
+        self.conflict = conflict
 
 
 class ClaimRefused(Exception):
@@ -323,11 +328,13 @@ class RoomOpener:
             assert tournament is not None and pool is not None
             permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
             failure: str | None = None
+            no_seed = False
             if self.racetime is None:
                 failure = NO_CREDENTIALS
             elif permalink is None:
                 permalink = await choose_permalink(session, race)
                 if permalink is None:
+                    no_seed = True
                     failure = (
                         f"pool {pool.name} has no seed left that no live race has used; "
                         "add a seed to the pool or pick one for this race"
@@ -349,7 +356,7 @@ class RoomOpener:
                     reconcile=reconcile,
                 )
         if failure is not None:  # raised after the commit, so the failure stays recorded
-            raise OpenFailure(failure, retryable=False)
+            raise OpenFailure(failure, retryable=False, conflict=no_seed)
         return plan
 
     async def _record_opened(self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool) -> None:

@@ -96,10 +96,12 @@ async def resolve_for_race(session: AsyncSession, race: LiveRace, tournament: To
     return resolve(*layers)
 
 
-async def profile_or_404(session: AsyncSession, guild_id: int, profile_id: int) -> RoomProfile:
+async def profile_or_404(
+    session: AsyncSession, guild_id: int, profile_id: int, *, field: str = "room_profile_id"
+) -> RoomProfile:
     profile = await session.get(RoomProfile, profile_id)
     if profile is None or profile.guild_id != guild_id:
-        raise NotFound(f"room profile {profile_id} not found", field="room_profile_id")
+        raise NotFound(f"room profile {profile_id} not found", field=field)
     return profile
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -31,6 +31,29 @@ def hash_secret(secret: str) -> str:
 class IssuedToken:
     token: ApiToken
     secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedToken:
+    """What a request needs of its token (read on every API request, so only these columns are loaded)."""
+
+    id: int
+    guild_id: int
+    name: str
+    scope: TokenScope
+    last_used_at: datetime | None
+
+
+_tokens = ApiToken.__table__
+_AUTHENTICATE = select(
+    _tokens.c.id,
+    _tokens.c.guild_id,
+    _tokens.c.name,
+    _tokens.c.scope,
+    _tokens.c.token_hash,
+    _tokens.c.revoked_at,
+    _tokens.c.last_used_at,
+)
 
 
 class TokenService:
@@ -76,21 +99,21 @@ class TokenService:
             )
         return IssuedToken(token, secret)
 
-    async def authenticate(self, secret: str) -> ApiToken | None:
+    async def authenticate(self, secret: str) -> AuthenticatedToken | None:
         """The active token for this secret, or None. Updates `last_used_at` at most once a minute."""
         if not secret or not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         digest = hash_secret(secret)
         async with self.db.read() as session:
-            token = await session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-        if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
+            row = (await session.execute(_AUTHENTICATE.where(_tokens.c.token_hash == digest))).first()
+        if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
             return None
-        now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        last_used_at, now = row.last_used_at, utcnow()
+        if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
             async with self.db.transaction() as session:
-                await session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-            token.last_used_at = now
-        return token
+                await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+            last_used_at = now
+        return AuthenticatedToken(row.id, row.guild_id, row.name, row.scope, last_used_at)
 
     async def list(self, guild_id: int, *, include_revoked: bool = False) -> list[ApiToken]:
         query = select(ApiToken).where(ApiToken.guild_id == guild_id).order_by(ApiToken.id)

@@ -20,7 +20,8 @@ from bot.services.common import (
     make_page,
     page_limit,
 )
-from db.models import LiveRace, Permalink, Pool, RaceStatus, RoomProfile, Run, Tournament
+from bot.services.room_profiles import profile_or_404
+from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
 
 TOURNAMENT_FIELDS = (
@@ -238,11 +239,8 @@ class TournamentService:
             raise Conflict(f"a tournament named {name!r} already exists", field="name")
 
     async def _check_profile(self, session: AsyncSession, guild_id: int, profile_id: int | None) -> None:
-        if profile_id is None:
-            return
-        profile = await session.get(RoomProfile, profile_id)
-        if profile is None or profile.guild_id != guild_id:
-            raise NotFound(f"room profile {profile_id} not found", field="room_profile_id")
+        if profile_id is not None:
+            await profile_or_404(session, guild_id, profile_id)
 
     @staticmethod
     async def _check_goal_choice(values: dict[str, Any]) -> None:

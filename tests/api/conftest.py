@@ -1,5 +1,6 @@
-"""Fixtures of the REST API tests: a real Application (SQLite file), the aiohttp test server and client,
-tokens of two guilds, and the same small world of objects seeded in both guilds."""
+"""Fixtures of the REST API tests: a real Application (SQLite file) with its real services, talking to the fake
+RaceTime.gg (tests/fakes/racetime_server.py) over HTTP; the aiohttp test server and client; tokens of two
+guilds; and the same small world of objects seeded in both guilds."""
 
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from bot.app import Application
 from bot.settings import Settings
 from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus
 from db.types import utcnow
-from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
-from tests.fakes.api_services import FakeLiveRaceService, FakeNotificationService
+from tests.conftest import GUILD, MODERATOR, OTHER_GUILD, make_settings
+from tests.fakes.lifecycle import racetime_client
+from tests.fakes.racetime_data import captured_user
+from tests.fakes.racetime_server import FakeRacetime
 
 PLAYER_ID = 300_000_000_000_000_001
 OTHER_PLAYER_ID = 400_000_000_000_000_001
 FOREIGN_MARK = "other-guild-secret"
+# The RaceTime.gg accounts of the seeded players (users the fake knows), and of a newcomer tests may add.
+PLAYER_RACETIME = captured_user("Carol")
+OTHER_PLAYER_RACETIME = captured_user("Bob")
+NEWCOMER_RACETIME = captured_user("Alice")
 
 
 @dataclass
@@ -39,7 +46,9 @@ class World:
     discord_user_id: int
 
 
-async def seed_world(app: Application, guild_id: int, discord_user_id: int, label: str) -> World:
+async def seed_world(
+    app: Application, guild_id: int, discord_user_id: int, racetime_user: dict[str, Any], label: str
+) -> World:
     services = app.services
     profile = await services.room_profiles.create(guild_id, MODERATOR, name=f"profile {label}", start_delay=20)
     tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=f"tournament {label}")
@@ -55,7 +64,8 @@ async def seed_world(app: Application, guild_id: int, discord_user_id: int, labe
         discord_user_id,
         MODERATOR,
         display_name=f"player {label}",
-        racetime_id=f"rt{discord_user_id}"[:16],
+        racetime_id=racetime_user["id"],
+        racetime_name=racetime_user["name"],
     )
     run = await services.runs.import_run(
         guild_id,
@@ -105,6 +115,7 @@ async def seed_world(app: Application, guild_id: int, discord_user_id: int, labe
 class Api:
     app: Application
     client: TestClient
+    rt: FakeRacetime
     tokens: dict[str, str]
     mine: World
     foreign: World
@@ -127,16 +138,19 @@ class Api:
         body = await response.json() if response.content_type == "application/json" else await response.read()
         return response.status, body, response
 
+    async def close(self) -> None:
+        await self.client.close()
+        await self.app.db.dispose()
+        if self.app.racetime is not None:
+            await self.app.racetime.aclose()
+        await self.rt.stop()
 
-def make_app(settings: Settings) -> Application:
-    app = Application(settings, run_migrations=False, start_jobs=False)
-    app.services.live_races = FakeLiveRaceService(app.db)  # type: ignore[attr-defined]
-    app.services.notifications = FakeNotificationService(app.db)  # type: ignore[attr-defined]
-    return app
 
-
-async def start_api(settings: Settings) -> tuple[Application, TestClient, dict[str, str], World, World]:
-    app = make_app(settings)
+async def start_api(settings: Settings) -> Api:
+    """The API of a real Application on `settings`' database, its rooms on a fake RaceTime.gg; jobs stay off."""
+    rt = FakeRacetime(seed=7)
+    await rt.serve()
+    app = Application(settings, run_migrations=False, start_jobs=False, racetime_client=racetime_client(rt))
     async with app.db.engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     tokens = {
@@ -144,27 +158,26 @@ async def start_api(settings: Settings) -> tuple[Application, TestClient, dict[s
         "read": (await app.services.tokens.create(GUILD, MODERATOR, name="read", scope="read")).secret,
         "other": (await app.services.tokens.create(OTHER_GUILD, MODERATOR, name="other", scope="manage")).secret,
     }
-    mine = await seed_world(app, GUILD, PLAYER_ID, "mine")
-    foreign = await seed_world(app, OTHER_GUILD, OTHER_PLAYER_ID, FOREIGN_MARK)
+    mine = await seed_world(app, GUILD, PLAYER_ID, PLAYER_RACETIME, "mine")
+    foreign = await seed_world(app, OTHER_GUILD, OTHER_PLAYER_ID, OTHER_PLAYER_RACETIME, FOREIGN_MARK)
     client = TestClient(TestServer(create_api_app(app), host="127.0.0.1"))
     await client.start_server()
-    return app, client, tokens, mine, foreign
+    return Api(app, client, rt, tokens, mine, foreign)
 
 
 @pytest_asyncio.fixture
 async def api(settings: Settings) -> AsyncIterator[Api]:
-    app, client, tokens, mine, foreign = await start_api(settings)
+    started = await start_api(settings)
     try:
-        yield Api(app, client, tokens, mine, foreign)
+        yield started
     finally:
-        await client.close()
-        await app.db.dispose()
+        await started.close()
 
 
 @pytest.fixture
-def settings_with(tmp_path, monkeypatch):
-    """Settings with overrides, for tests that need another rate limit or body size."""
-    from tests.conftest import make_settings
+def settings_with(settings: Settings, tmp_path):
+    """Settings with overrides, for tests that need another rate limit or body size (the environment is cleared
+    as for `settings`)."""
 
     def build(**overrides: Any) -> Settings:
         return make_settings(tmp_path, **overrides)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from icalendar import Calendar
 
-from tests.api.conftest import FOREIGN_MARK, Api
+from tests.api.conftest import FOREIGN_MARK, PLAYER_RACETIME, Api
 from tests.api.test_api_core import assert_envelope
 
 
@@ -39,6 +40,23 @@ async def test_cancelled_races_leave_the_feed(api: Api) -> None:
     await api.call(
         "POST", f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}/cancel", json={"reason": "rain"}
     )
+    calendar = Calendar.from_ical(await (await api.client.get(path)).text())
+    assert list(calendar.walk("VEVENT")) == []
+
+
+async def test_open_races_carry_their_room_and_recorded_races_leave(api: Api) -> None:
+    path = await feed_path(api)
+    race = f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}"
+    _, opened, _ = await api.call("POST", race + "/open")
+    slug = opened["racetime"]["slug"]
+    text = await (await api.client.get(path)).text()
+    [event] = Calendar.from_ical(text).walk("VEVENT")
+    assert f"Room: {api.rt.base_url}/alttpr/{slug}" in str(event["description"])
+    assert "seeds.example" not in text  # the room is open, but the feed never shows a seed
+    api.rt.add_entrant(slug, PLAYER_RACETIME)
+    api.rt.start(slug)
+    api.rt.finish_entrant(slug, PLAYER_RACETIME["id"], timedelta(hours=1))
+    assert (await api.call("POST", race + "/record"))[0] == 200
     calendar = Calendar.from_ical(await (await api.client.get(path)).text())
     assert list(calendar.walk("VEVENT")) == []
 

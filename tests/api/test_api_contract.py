@@ -43,7 +43,13 @@ class LiveServer:
     """The API on 127.0.0.1 with its own event loop in a background thread."""
 
     def __init__(self, tmp_path) -> None:
-        self.settings = make_settings(tmp_path, api={"rate_limit_per_minute": 1_000_000})
+        # Always SQLite: the contract is about HTTP, and a module-wide server cannot share a PostgreSQL
+        # database that the function-scoped fixtures wipe between tests.
+        self.settings = make_settings(
+            tmp_path,
+            api={"rate_limit_per_minute": 1_000_000},
+            database={"url": f"sqlite+aiosqlite:///{tmp_path / 'contract.db'}"},
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="api-contract-server", daemon=True)
 
@@ -52,12 +58,12 @@ class LiveServer:
 
     def start(self) -> None:
         self.thread.start()
-        self.app, self.client, self.tokens, self.mine, _foreign = self._run(start_api(self.settings))
-        self.base_url = str(self.client.make_url("")).rstrip("/")
+        self.api = self._run(start_api(self.settings))
+        self.tokens, self.mine = self.api.tokens, self.api.mine
+        self.base_url = str(self.api.client.make_url("")).rstrip("/")
 
     def stop(self) -> None:
-        self._run(self.client.close())
-        self._run(self.app.db.dispose())
+        self._run(self.api.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()

@@ -64,6 +64,11 @@ async def test_last_used_at_is_kept(api: Api) -> None:
     async with api.app.db.read() as session:
         after = (await session.scalars(select(ApiToken).where(ApiToken.name == "read"))).one()
     assert after.last_used_at is not None
+    # Throttled: a request within the resolution writes nothing, so reads stay reads.
+    await api.call("GET", "/api/v1/tournaments", token="read")
+    async with api.app.db.read() as session:
+        again = (await session.scalars(select(ApiToken).where(ApiToken.name == "read"))).one()
+    assert again.last_used_at == after.last_used_at
 
 
 async def test_read_token_gets_403_on_every_mutation_without_side_effect(api: Api) -> None:
@@ -166,19 +171,18 @@ async def test_nested_field_is_named_with_its_path(api: Api) -> None:
 
 async def test_oversized_body_is_413_envelope(settings_with) -> None:
     settings = settings_with(api={"max_body_bytes": 2048})
-    app, client, tokens, _mine, _foreign = await start_api(settings)
+    api = await start_api(settings)
     try:
-        response = await client.post(
+        response = await api.client.post(
             "/api/v1/tournaments",
             json={"name": "x", "description": "y" * 5000},
-            headers={"Authorization": f"Bearer {tokens['manage']}"},
+            headers={"Authorization": f"Bearer {api.tokens['manage']}"},
         )
         assert response.status == 413
         error = assert_envelope(await response.json(), "payload_too_large")
         assert error["details"]["max_body_bytes"] == 2048
     finally:
-        await client.close()
-        await app.db.dispose()
+        await api.close()
 
 
 @pytest.mark.parametrize(
@@ -234,7 +238,8 @@ async def test_pages_follow_next_cursor(api: Api) -> None:
 
 async def test_rate_limit_is_per_token_and_answers_429_with_retry_after(settings_with) -> None:
     settings = settings_with(api={"rate_limit_per_minute": 3})
-    app, client, tokens, _mine, _foreign = await start_api(settings)
+    api = await start_api(settings)
+    client, tokens = api.client, api.tokens
     try:
         manage = {"Authorization": f"Bearer {tokens['manage']}"}
         statuses = [(await client.get("/api/v1/tournaments", headers=manage)).status for _ in range(3)]
@@ -249,8 +254,7 @@ async def test_rate_limit_is_per_token_and_answers_429_with_retry_after(settings
         assert (await client.get("/api/v1/tournaments", headers=read)).status == 200
         assert (await client.get("/api/v1/health")).status == 200
     finally:
-        await client.close()
-        await app.db.dispose()
+        await api.close()
 
 
 # ---- the OpenAPI document -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from bot.api import schemas
 from bot.api.registry import Route
 from bot.api.v1 import all_routes
-from tests.api.conftest import FOREIGN_MARK, Api, World
+from tests.api.conftest import FOREIGN_MARK, OTHER_PLAYER_RACETIME, Api, World
 from tests.conftest import OTHER_GUILD
 
 
@@ -65,11 +65,13 @@ def route_id(route: Route) -> str:
     return f"{route.method} {route.path}"
 
 
-async def foreign_footprint(api: Api) -> tuple[list[int], int]:
-    """Guild B's audit trail and its race as guild B sees them: any change by guild A's token shows here."""
+async def foreign_footprint(api: Api) -> tuple[list[int], int, int]:
+    """Guild B's audit trail, its race as guild B sees them, and the rooms on RaceTime.gg: any change by guild A's
+    token shows here."""
     page = await api.app.services.audit.list(OTHER_GUILD, limit=200)
     race = await api.app.services.live_races.get(OTHER_GUILD, api.foreign.rid)
-    return [entry.id for entry in page.items], hash((race.race.status, race.race.title, race.race.updated_at))
+    state = hash((race.race.status, race.race.title, race.race.updated_at))
+    return [entry.id for entry in page.items], state, len(api.rt.requests)
 
 
 @pytest.mark.parametrize("route", all_routes(), ids=route_id)
@@ -115,3 +117,20 @@ async def test_rotating_my_calendar_leaves_the_other_guild_feed_alone(api: Api) 
 async def test_a_foreign_only_player_is_not_found(api: Api) -> None:
     status, _, _ = await api.call("GET", f"/api/v1/players/{api.foreign.discord_user_id}")
     assert status == 404
+
+
+async def test_results_never_name_a_player_of_another_guild(api: Api) -> None:
+    """A RaceTime.gg user linked only in guild B who enters guild A's room is an unknown user in guild A."""
+    race = f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}"
+    _, opened, _ = await api.call("POST", race + "/open")
+    slug = opened["racetime"]["slug"]
+    api.rt.add_entrant(slug, OTHER_PLAYER_RACETIME)
+    api.rt.start(slug)
+    api.rt.finish_entrant(slug, OTHER_PLAYER_RACETIME["id"], timedelta(hours=1))
+    assert (await api.call("POST", race + "/record"))[0] == 200
+    status, results, _ = await api.call("GET", race + "/results", token="read")
+    assert status == 200
+    [entrant] = results["entrants"]
+    assert (entrant["discord_user_id"], entrant["display_name"], entrant["counted"]) == (None, None, False)
+    assert entrant["reason"] == "Not linked to a player of this server"
+    assert FOREIGN_MARK not in str(results) and str(api.foreign.discord_user_id) not in str(results)

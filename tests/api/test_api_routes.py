@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from db.models import Notification, NotificationStatus, Permalink
 from db.types import utcnow
-from tests.api.conftest import Api
+from tests.api.conftest import NEWCOMER_RACETIME, PLAYER_RACETIME, Api
 from tests.api.test_api_core import assert_envelope
 from tests.conftest import GUILD
 
@@ -155,23 +155,70 @@ async def test_live_race_lifecycle_through_the_api(api: Api) -> None:
     assert race["status"] == "scheduled" and race["room"] == {"start_delay": 30, "unlisted": True}
     assert race["pool"] == {"id": api.mine.pid, "name": "pool mine"}
     assert race["scheduled_at"].endswith("Z") and race["room_opens_at"] < race["scheduled_at"]
-    assert race["racetime"] is None
+    assert race["racetime"] is None and race["permalink"] is None
     status, edited, _ = await api.call("PATCH", f"{races}/{rid}", json={"title": "Grand Finals"})
     assert status == 200 and edited["title"] == "Grand Finals"
+
     status, opened, _ = await api.call("POST", f"{races}/{rid}/open")
-    assert status == 200 and opened["status"] == "room_open"
-    assert opened["racetime"]["url"] == f"https://racetime.gg/alttpr/fake-room-{rid:04d}"
+    assert status == 200 and opened["status"] == "room_open", opened
+    slug = opened["racetime"]["slug"]
+    assert opened["racetime"] == {"slug": slug, "url": f"{api.rt.base_url}/alttpr/{slug}", "status": "open"}
+    # The seed is chosen at open: the pool's seed no other race holds (the seeded race holds the first one).
+    assert opened["permalink"] == {"id": api.mine.spare_plid, "url": "https://seeds.example/mine/2"}
+    room = api.rt.room(slug)
+    assert (room["start_delay"], room["unlisted"]) == ("P0DT00H00M30S", True)
+    assert "https://seeds.example/mine/2" in room["info_user"]
     status, body, _ = await api.call("PATCH", f"{races}/{rid}", json={"pool_id": api.mine.pid})
     assert status == 409
     assert_envelope(body, "invalid_transition")
     assert (await api.call("POST", f"{races}/{rid}/open"))[0] == 409
-    status, recorded, _ = await api.call("POST", f"{races}/{rid}/record", json={"force": True})
-    assert status == 200 and recorded["status"] == "finished"
+    assert api.rt.count("POST", "/startrace") == 1
+    # Nothing to record while the room is open, not even with force: the race has not started.
+    for force, says in ((False, "is open; results are recorded once it is over"), (True, "has not started yet")):
+        status, body, _ = await api.call("POST", f"{races}/{rid}/record", json={"force": force})
+        assert status == 409 and says in assert_envelope(body, "invalid_transition")["message"]
+
+    # A newcomer and Carol (who already ran this pool, so is not counted) race; the newcomer finishes.
+    newcomer = "500000000000000001"
+    await api.call(
+        "PUT",
+        f"/api/v1/players/{newcomer}",
+        json={"display_name": "Alice", "racetime_id": NEWCOMER_RACETIME["id"], "racetime_name": "Alice"},
+    )
+    for user in (NEWCOMER_RACETIME, PLAYER_RACETIME):
+        api.rt.add_entrant(slug, user)
+    api.rt.start(slug)
+    api.rt.finish_entrant(slug, NEWCOMER_RACETIME["id"], timedelta(hours=1, minutes=30))
+    api.rt.dnf(slug, PLAYER_RACETIME["id"])
+    status, recorded, _ = await api.call("POST", f"{races}/{rid}/record", json={})
+    assert status == 200 and recorded["status"] == "finished", recorded
+    assert (recorded["participant_count"], recorded["finisher_count"]) == (2, 1)
+    assert recorded["racetime"]["status"] == "finished" and recorded["started_at"] and recorded["ended_at"]
     assert (await api.call("POST", f"{races}/{rid}/record"))[0] == 409  # already recorded, no force
+    status, again, _ = await api.call("POST", f"{races}/{rid}/record", json={"force": True})
+    assert status == 200 and again["finisher_count"] == 1  # reconciling with an unchanged room changes nothing
     assert (await api.call("POST", f"{races}/{rid}/cancel", json={"reason": "late"}))[0] == 409
     assert (await api.call("DELETE", f"{races}/{rid}"))[0] == 409
+
     status, results, _ = await api.call("GET", f"{races}/{rid}/results", token="read")
-    assert status == 200 and results["race"]["id"] == rid and results["entrants"] == []
+    assert status == 200 and results["race"]["id"] == rid
+    first, second = results["entrants"]
+    assert (first["discord_user_id"], first["status"], first["place"], first["counted"]) == (
+        newcomer,
+        "finished",
+        1,
+        True,
+    )
+    assert first["elapsed_seconds"] == 5400.0 and first["run_id"] is not None and first["score"] is not None
+    assert (second["discord_user_id"], second["status"], second["counted"], second["run_id"]) == (
+        str(api.mine.discord_user_id),
+        "forfeit",
+        False,
+        None,
+    )
+    assert second["reason"] == "Already ran 1 of 1 in pool pool mine"
+    status, runs, _ = await api.call("GET", f"/api/v1/tournaments/{api.mine.tid}/runs?discord_user_id={newcomer}")
+    assert [run["id"] for run in runs["items"]] == [first["run_id"]]
 
 
 async def test_live_race_create_errors(api: Api) -> None:
@@ -243,7 +290,8 @@ async def test_scheduled_across_the_guild(api: Api) -> None:
     status, body, _ = await api.call("GET", "/api/v1/live-races/scheduled", token="read")
     assert status == 200 and [r["id"] for r in body["items"]] == [api.mine.rid]
     status, body, _ = await api.call("GET", "/api/v1/live-races/scheduled?tournament_id=999", token="read")
-    assert status == 200 and body["items"] == []
+    assert status == 404
+    assert_envelope(body, "not_found", field="tournament_id")
 
 
 async def test_eligibility(api: Api) -> None:
@@ -273,6 +321,54 @@ async def test_notification_log_and_resend(api: Api) -> None:
     async with api.app.db.read() as session:
         statuses = (await session.scalars(select(Notification.status).where(Notification.guild_id == GUILD))).all()
     assert statuses == [NotificationStatus.PENDING]
+
+
+async def test_a_room_that_cannot_open_alerts_the_moderators_in_the_delivery_log(api: Api) -> None:
+    tournament = f"/api/v1/tournaments/{api.mine.tid}"
+    await api.call("PATCH", tournament, json={"announcement_channel_id": "123456789012345678"})
+    _, empty_pool, _ = await api.call("POST", tournament + "/pools", json={"name": "No seeds yet"})
+    _, race, _ = await api.call(
+        "POST", tournament + "/live-races", json={"pool_id": empty_pool["id"], "scheduled_at": future()}
+    )
+    path = f"{tournament}/live-races/{race['id']}"
+    status, body, _ = await api.call("POST", path + "/open")
+    assert status == 409
+    assert "has no seed left" in assert_envelope(body, "conflict")["message"]
+    assert api.rt.count("POST", "/startrace") == 0
+    status, log, _ = await api.call("GET", path + "/notifications")
+    assert status == 200
+    # The channel's post about the new race, then the alert (no subscribable event: no type, no code).
+    announcement, alert = log["items"]
+    assert (announcement["event_type"], announcement["event_code"]) == ("live_race_scheduled", 415)
+    assert (alert["kind"], alert["event_type"], alert["event_code"]) == ("channel", None, None)
+    assert alert["channel_id"] == "123456789012345678" and alert["status"] == "pending"
+    _, again, _ = await api.call("GET", path)
+    assert again["status"] == "scheduled" and "has no seed left" in again["last_error"]
+
+
+async def test_open_maps_racetime_refusals_and_outages(api: Api) -> None:
+    race = f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}"
+    api.rt.down()
+    status, body, _ = await api.call("POST", race + "/open")
+    assert status == 503
+    assert "try again by itself" in assert_envelope(body, "upstream_unavailable")["message"]
+    api.rt.up()
+    await api.call("PATCH", f"/api/v1/tournaments/{api.mine.tid}", json={"racetime_goal": "No such goal"})
+    status, body, _ = await api.call("POST", race + "/open")
+    assert status == 422
+    assert "You need to set a goal" in assert_envelope(body, "validation_error", field="room")["message"]
+    _, still, _ = await api.call("GET", race)
+    assert still["status"] == "scheduled" and still["racetime"] is None
+
+
+async def test_cancelling_an_open_race_cancels_its_room(api: Api) -> None:
+    race = f"/api/v1/tournaments/{api.mine.tid}/live-races/{api.mine.rid}"
+    _, opened, _ = await api.call("POST", race + "/open")
+    slug = opened["racetime"]["slug"]
+    status, cancelled, _ = await api.call("POST", race + "/cancel", json={"reason": "Host is ill"})
+    assert status == 200 and cancelled["status"] == "cancelled" and cancelled["last_error"] is None
+    assert api.rt.room(slug)["status"]["value"] == "cancelled"
+    assert (await api.call("DELETE", race))[0] == 204
 
 
 # ---- players, runs, leaderboard, audit ------------------------------------------------------------------

@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 from discord.utils import escape_markdown
+from sqlalchemy import select
 
 from bot.actors import Actor
 from bot.app import Application
 from bot.settings import Settings
-from db.models import Base, RaceStatus
+from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus, RaceStatus
 from db.types import utcnow
 from tests.commands.conftest import MODERATOR_PERMS
 from tests.fakes.lifecycle import racetime_client
@@ -21,12 +22,6 @@ from tests.fakes.racetime_server import FakeRacetime
 
 SYSTEM = Actor.system()
 ALICE_RT = captured_user("Alice")
-
-
-@pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime() as fake:
-        yield fake
 
 
 @pytest_asyncio.fixture
@@ -298,6 +293,44 @@ async def test_record_a_finished_room_shows_results(discord_, cup, rt) -> None:
     info = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
     assert "Participants (1, 1 finished)" in info.text
     assert f"**1.** {escape_markdown(d.alice.display_name)} — 1:02:03 · 100.0" in info.text
+
+
+async def test_resend_requeues_the_failed_notifications_of_the_race(discord_, cup) -> None:
+    d = discord_
+    race, other = (await schedule(d, cup)).race, (await schedule(d, cup, hours=3)).race
+    rows = {
+        "dm failed": (race.id, NotificationKind.DM, EventType.LIVE_RACE_SCHEDULED, NotificationStatus.FAILED),
+        "alert failed": (race.id, NotificationKind.CHANNEL, None, NotificationStatus.FAILED),
+        "dm sent": (race.id, NotificationKind.DM, EventType.LIVE_RACE_SCHEDULED, NotificationStatus.SENT),
+        "other race failed": (other.id, NotificationKind.DM, EventType.LIVE_RACE_SCHEDULED, NotificationStatus.FAILED),
+    }
+    async with d.services.db.transaction() as session:
+        for key, (race_id, kind, event_type, status) in rows.items():
+            session.add(
+                Notification(
+                    kind=kind,
+                    event_type=event_type,
+                    guild_id=d.guild.id,
+                    live_race_id=race_id,
+                    channel_id=4242 if kind is NotificationKind.CHANNEL else None,
+                    dedupe_key=key,
+                    status=status,
+                    attempts=5,
+                    error="Forbidden" if status is NotificationStatus.FAILED else None,
+                )
+            )
+    reply = await mod(d, "liverace resend", race=str(race.id))
+    assert reply.ephemeral and reply.text == "Queued 2 failed notifications again."
+    async with d.services.db.read() as session:
+        after = {n.dedupe_key: n for n in await session.scalars(select(Notification))}
+    for key in ("dm failed", "alert failed"):
+        assert (after[key].status, after[key].attempts, after[key].error) == (NotificationStatus.PENDING, 0, None)
+    assert after["dm sent"].status is NotificationStatus.SENT
+    assert after["other race failed"].status is NotificationStatus.FAILED
+    history = (await d.services.audit.list(d.guild.id, action="notification.resend_failed")).items
+    assert [(entry.target_id, entry.details) for entry in history] == [(race.id, {"requeued": 2})]
+    again = await mod(d, "liverace resend", race=str(race.id))
+    assert again.text == "No failed notifications for this race: nothing to resend."
 
 
 # ---- reading -------------------------------------------------------------------------------------------------------

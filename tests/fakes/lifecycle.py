@@ -1,4 +1,8 @@
-"""Building blocks for the live race tests: a tournament with pools and seeds, players, a movable clock."""
+"""Building blocks for the live race tests: a tournament with pools and seeds, players, a movable clock.
+
+Its fixtures (`rt`, `clock`, `app`) are registered for the whole suite by `tests/conftest.py`; a module or a
+folder's conftest that needs another kind of application overrides `app`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
 
 from bot.app import Application
 from bot.services import Services
@@ -112,3 +119,23 @@ async def poll(app: Application, *, expect_errors: bool = False) -> PollReport:
     if not expect_errors:
         assert report.errors == 0, report
     return report
+
+
+@pytest_asyncio.fixture
+async def rt() -> AsyncIterator[FakeRacetime]:
+    """The fake RaceTime.gg on 127.0.0.1 (its slugs and secrets from a fixed seed)."""
+    async with FakeRacetime(seed=7) as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings, rt: FakeRacetime, clock: Clock) -> AsyncIterator[Application]:
+    """A started Application without the API server, talking to the fake; jobs are driven by the test."""
+    settings.api.enabled = False
+    async with running_app(settings, rt, clock) as application:
+        yield application

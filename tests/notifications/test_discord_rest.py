@@ -22,7 +22,10 @@ TIMESTAMP = re.compile(r"<t:\d+:F> \(<t:\d+:R>\)")
 @pytest.fixture
 async def world(services, fake_discord):
     world = await make_world(
-        services, announcement_channel_id=CHANNEL, announcement_role_id=ROLE, racetime_url="/alttpr/quick-fox-1234"
+        services,
+        announcement_channel_id=CHANNEL,
+        announcement_role_id=ROLE,
+        racetime_url="https://racetime.gg/alttpr/quick-fox-1234",
     )
     fake_discord.add_text_channel(CHANNEL)
     for uid, name in ((ALICE, "alice"), (BOB, "bob")):

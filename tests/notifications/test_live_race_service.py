@@ -1,14 +1,8 @@
 """Notifications of a whole live race driven by the real LiveRaceService, room opener and poller (against the
 fake RaceTime.gg), delivered through the real discord.py client to the fake Discord: each DM exactly once.
-
-Skipped until the live race service (branch `lifecycle`) is on main; verified against a merge of it.
 """
 
 from __future__ import annotations
-
-import pytest
-
-pytest.importorskip("bot.services.live_races", reason="needs the live race service (branch lifecycle) on main")
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -26,17 +20,6 @@ from tests.fakes.racetime_server import FakeRacetime
 ALICE, BOB, CAROL = (captured_user(name) for name in ("Alice", "Bob", "Carol"))
 ALICE_ID, BOB_ID, CAROL_ID = 801, 802, 803  # Discord users
 CHANNEL = 4242
-
-
-@pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    async with FakeRacetime(seed=11) as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest_asyncio.fixture

@@ -158,7 +158,7 @@ async def test_rows_are_written_in_the_publishers_session_and_see_its_uncommitte
     async with services.db.transaction() as session:
         race = await session.get(LiveRace, world.race.id)
         race.status = RaceStatus.ROOM_OPEN
-        race.racetime_url = "/alttpr/clever-link-1234"
+        race.racetime_url = "https://racetime.gg/alttpr/clever-link-1234"
         await services.events.publish(session, world.event(LiveRaceRoomOpened))
     payload = (await dm_rows(services))[0].payload
     assert payload["race"]["room_url"] == "https://racetime.gg/alttpr/clever-link-1234"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run the test suite once more against a real PostgreSQL server on loopback (installed with apt-get when missing).
+# Tests that start their own processes or servers keep their own SQLite files; everything built on the shared
+# `settings`/`db` fixtures runs on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "PostgreSQL stage skipped: PostgreSQL is not installed and apt-get needs root here" >&2
+    exit 0
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q postgresql >/dev/null
+fi
+
+read -r version cluster < <(pg_lsclusters -h | awk 'NR==1 {print $1, $2}')
+pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true  # already running is fine
+port=$(pg_lsclusters -h | awk 'NR==1 {print $3}')
+
+as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres psql -p "$port" -q -c "DROP DATABASE IF EXISTS startline_ci" >/dev/null
+as_postgres psql -p "$port" -q -c "DO \$\$ BEGIN CREATE ROLE startline_ci LOGIN PASSWORD 'startline_ci';
+  EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+as_postgres psql -p "$port" -q -c "CREATE DATABASE startline_ci OWNER startline_ci" >/dev/null
+
+echo "running the suite against PostgreSQL $version on 127.0.0.1:$port" >&2
+STARTLINE_TEST_DATABASE_URL="postgresql+asyncpg://startline_ci:startline_ci@127.0.0.1:$port/startline_ci" \
+  .venv/bin/python -m pytest -q -m "not slow" tests

@@ -1,0 +1,140 @@
+"""What the live race service hands to adapters, and the queries and cursors of its lists.
+
+A single race comes as a `LiveRaceView` (ORM objects: the mutations work on them); a race of a list as a
+`LiveRaceListing`, read from plain rows of one prebuilt select, since lists are read often and long.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, select
+
+from bot.errors import ValidationFailed
+from db.models import GuildSettings, LiveRace, Permalink, Pool, Tournament
+
+# Order of entrants in results: finishers by place, then the others by how far they got.
+ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
+
+
+@dataclass(frozen=True)
+class LiveRaceView:
+    """What adapters render."""
+
+    race: LiveRace
+    tournament: Tournament
+    pool: Pool
+    permalink: Permalink | None
+    room_opens_at: datetime  # scheduled_at - resolved lead minutes
+
+    @property
+    def lead_minutes(self) -> int:
+        return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
+
+
+@dataclass(frozen=True, slots=True)
+class NameRef:
+    """A tournament or pool as a list names it."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeedRef:
+    id: int
+    url: str
+
+
+@dataclass(frozen=True)
+class LiveRaceListing:
+    """One race of a list (list, upcoming, search): the race and the names around it.
+
+    `race` is the live_races row itself (a read-only row with the same attributes as LiveRace's columns), not an
+    ORM object: lists are read often and long, and plain rows of just the columns they show cost a fraction of
+    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView.
+    """
+
+    race: Row[Any]
+    tournament: NameRef
+    pool: NameRef
+    permalink: SeedRef | None
+    room_opens_at: datetime
+
+
+@dataclass(frozen=True)
+class EntrantView:
+    racetime_id: str
+    racetime_name: str
+    player_id: int | None
+    discord_user_id: int | None
+    display_name: str | None
+    counted: bool
+    reason: str | None  # why not counted
+    status: str
+    place: int | None
+    elapsed_us: int | None
+    finished_at: datetime | None
+    run_id: int | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class RaceResults:
+    view: LiveRaceView
+    entrants: list[EntrantView]
+
+
+def encode_race_cursor(scheduled_at: datetime, race_id: int) -> str:
+    raw = f"ts:{scheduled_at.astimezone(UTC).isoformat()}|{race_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_race_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    """Keyset cursor over (scheduled_at, id); opaque to clients."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()).decode()
+        prefix, _, rest = raw.partition(":")
+        stamp, _, race_id = rest.rpartition("|")
+        if prefix != "ts":
+            raise ValueError(raw)
+        scheduled_at = datetime.fromisoformat(stamp)
+        if scheduled_at.tzinfo is None:
+            raise ValueError(raw)
+        return scheduled_at, int(race_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
+
+
+live_races_table, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Permalink))
+# Built once: a list request only adds its filters, order and limit.
+LISTING = (
+    select(
+        *live_races_table.c,
+        _tournaments.c.name.label("tournament_name"),
+        _pools.c.name.label("pool_name"),
+        _seeds.c.url.label("seed_url"),
+        _tournaments.c.room_open_lead_minutes.label("tournament_lead"),
+        GuildSettings.__table__.c.room_open_lead_minutes.label("guild_lead"),
+    )
+    .join(_tournaments, _tournaments.c.id == live_races_table.c.tournament_id)
+    .join(_pools, _pools.c.id == live_races_table.c.pool_id)
+    .outerjoin(_seeds, _seeds.c.id == live_races_table.c.permalink_id)
+    .outerjoin(GuildSettings.__table__, GuildSettings.__table__.c.guild_id == live_races_table.c.guild_id)
+)
+
+
+def view_query() -> Select:
+    return (
+        select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
+        .join(Tournament, Tournament.id == LiveRace.tournament_id)
+        .join(Pool, Pool.id == LiveRace.pool_id)
+        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
+        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
+    )
