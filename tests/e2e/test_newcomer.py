@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -47,6 +48,8 @@ def newcomer_env() -> dict[str, str]:
 
 @pytest.fixture
 def clone(tmp_path) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: there is no HEAD to clone")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip(f"{ROOT} has no git HEAD to clone: {head.stderr.strip()}")
