@@ -43,8 +43,10 @@ def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, e
     seed = fault_seed()
     print(f"\nfault seed {seed} (replay with E2E_SEED={seed})")
     faults = FaultPlan(seed, outage_seconds=OUTAGE_SECONDS)
-    outcome = asyncio.run(run_evening(tmp_path, discord=True, faults=faults))
-    print("\n".join(faults.events))
+    try:
+        outcome = asyncio.run(run_evening(tmp_path, discord=True, faults=faults))
+    finally:
+        print("\n".join(faults.events), f"\nprocess log: {tmp_path / 'process.log'}")
     facts = {key: value for key, value in outcome.facts.items() if key != "log"}
     print(f"evening with faults: {facts}")
     differences = snapshot_differences(outcome.snapshot, evening_with_discord.snapshot)
