@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pkgutil
-import random
 
 import aiohttp
 import discord
 from discord.ext import commands
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 import cogs
 from bot.app import Application
@@ -19,6 +18,7 @@ from cogs._common.tree import StartlineTree
 log = logging.getLogger(__name__)
 
 LOGIN_RETRY_MAX_SECONDS = 60.0
+LOGIN_RETRYABLE = (discord.DiscordServerError, discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError)
 
 
 def cog_extensions() -> list[str]:
@@ -73,19 +73,23 @@ class StartlineBot(commands.Bot):
         await self.app.start()
 
     async def _log_in(self, token: str) -> None:
-        attempt = 0
-        while True:
-            try:
+        """Log in, retrying with capped, jittered backoff while Discord cannot be reached (a refused token is final)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(LOGIN_RETRYABLE),
+            wait=wait_random_exponential(multiplier=2.0, max=LOGIN_RETRY_MAX_SECONDS),
+            before_sleep=self._before_login_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
                 await self.login(token)
-                return
-            except (discord.DiscordServerError, discord.RateLimited, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                attempt += 1
-                delay = min(LOGIN_RETRY_MAX_SECONDS, 2.0**attempt) * random.uniform(0.5, 1.0)
-                log.warning("Discord cannot be reached (%s); logging in again in %.0f s", _describe(exc), delay)
-                # The next login opens a new HTTP session; closing this one closed its connector too.
-                await self.http.close()
-                self.http.connector = discord.utils.MISSING
-                await asyncio.sleep(delay)
+
+    async def _before_login_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning("Discord cannot be reached (%s); logging in again in %.0f s", _describe(exc), delay)
+        # The next login opens a new HTTP session; closing this one closed its connector too.
+        await self.http.close()
+        self.http.connector = discord.utils.MISSING
 
     async def setup_hook(self) -> None:
         await self.start_application()
@@ -115,7 +119,7 @@ class StartlineBot(commands.Bot):
             await super().close()
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, discord.HTTPException):
         return f"HTTP {exc.status}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -95,7 +95,7 @@ class NotificationSettings(_Section):
     dispatch_interval_seconds: float = Field(default=2.0, gt=0)
     dispatch_concurrency: int = Field(default=4, ge=1, le=50)
     batch_size: int = Field(default=200, ge=1)
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: int = Field(default=8, ge=0)
     backoff_base_seconds: float = Field(default=5.0, gt=0)
     backoff_max_seconds: float = Field(default=900.0, gt=0)
     # Client-side pace for Discord requests, below Discord's global 50/s so the rest of the bot keeps room.

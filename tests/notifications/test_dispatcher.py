@@ -134,7 +134,7 @@ async def test_dms_closed_fails_at_once_blocks_the_player_and_skips_later_dms(se
 
 
 async def test_transient_errors_back_off_then_fail_after_max_retries(services, world, delivery, dispatcher, clock):
-    settings = services.settings.notifications  # 5 retries, base 5 s, max 900 s
+    settings = services.settings.notifications  # 8 retries, base 5 s, max 900 s
     delivery.fail(ALICE, *[TransientDeliveryError("Discord server error: 503")] * (settings.max_retries + 1))
     await publish(services, world.event(LiveRaceCancelled, reason="x", previous_status="scheduled"))
     delays = []
@@ -145,11 +145,11 @@ async def test_transient_errors_back_off_then_fail_after_max_retries(services, w
         delays.append((row.next_attempt_at - clock.now).total_seconds())
         assert (await dispatcher.run_once()).handled == 0  # not due yet
         clock.advance(delays[-1])
-    assert [round(delay) for delay in delays] == [5, 10, 20, 40, 80]
+    assert [round(delay) for delay in delays] == [5, 10, 20, 40, 80, 160, 320, 640]
     await dispatcher.run_once()
     [row] = await rows(services, kind=NotificationKind.DM, status=NotificationStatus.FAILED)
     assert row.attempts == settings.max_retries + 1
-    assert row.error == "Gave up after 6 attempts: Discord server error: 503"
+    assert row.error == "Gave up after 9 attempts: Discord server error: 503"
     assert not (await player(services, ALICE)).dm_blocked
 
 
