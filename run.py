@@ -104,7 +104,7 @@ async def _db_upgrade(settings: Settings) -> int:
     from db import migrate
     from db.session import Database
 
-    database = Database(settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    database = Database.from_settings(settings.database)
     try:
         await migrate.upgrade(database)
         print(f"database is at revision {await migrate.current_revision(database)}")
@@ -120,7 +120,7 @@ async def _token_create(settings: Settings, guild_id: int, name: str, scope: str
     from db import migrate
     from db.session import Database
 
-    database = Database(settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    database = Database.from_settings(settings.database)
     try:
         await migrate.upgrade(database)
         try:

@@ -62,9 +62,7 @@ class Application:
     ) -> None:
         self.settings = settings
         self.version = _version()
-        self.db = Database(
-            settings.database.url, echo=settings.database.echo, busy_timeout_ms=settings.database.busy_timeout_ms
-        )
+        self.db = Database.from_settings(settings.database)
         self.events = EventBus()
         # An injected client (tests) belongs to the caller; one made from the settings is closed by stop().
         self._owns_racetime = racetime_client is None

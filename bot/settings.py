@@ -35,6 +35,8 @@ class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///data/startline.db"
     echo: bool = False
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    pool_size: int = Field(default=20, ge=1, le=1000)
+    max_overflow: int = Field(default=10, ge=0, le=1000)
 
     @field_validator("url")
     @classmethod

@@ -11,14 +11,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+if TYPE_CHECKING:
+    from bot.settings import DatabaseSettings
+
 _BEGIN_OPTION = "startline_sqlite_begin"
-SQLITE_POOL_SIZE = 20
-SQLITE_MAX_OVERFLOW = 10
+DEFAULT_POOL_SIZE = 20
+DEFAULT_MAX_OVERFLOW = 10
 
 
 def _prepare_sqlite_path(url: str) -> None:
@@ -27,17 +31,24 @@ def _prepare_sqlite_path(url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    busy_timeout_ms: int = 5000,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
+) -> AsyncEngine:
     is_sqlite = url.startswith("sqlite")
     if is_sqlite:
         _prepare_sqlite_path(url)
     options: dict = {"pool_pre_ping": not is_sqlite}
     in_memory = is_sqlite and (":memory:" in url or make_url(url).database in (None, ""))
-    if is_sqlite and not in_memory:
-        # Each aiosqlite connection is a thread of its own plus an open file and its PRAGMAs, and the pool closes
-        # any connection beyond `pool_size` when it is returned: with the default 5, a few concurrent API
-        # requests made and dropped a connection (and a thread) for nearly every request.
-        options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
+    if not in_memory:
+        # The pool closes any connection beyond `pool_size` when it is returned: with SQLAlchemy's default 5, a few
+        # concurrent API requests made and dropped a connection (for aiosqlite also a thread) for nearly every
+        # request. An in-memory SQLite database is one shared connection and has no pool to size.
+        options.update(pool_size=pool_size, max_overflow=max_overflow)
     engine = create_async_engine(url, echo=echo, **options)
     if is_sqlite:
 
@@ -64,12 +75,32 @@ def create_engine(url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) 
 class Database:
     """The engine plus the two session factories every service uses."""
 
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        busy_timeout_ms: int = 5000,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo, busy_timeout_ms=busy_timeout_ms)
+        self.engine = create_engine(
+            url, echo=echo, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, max_overflow=max_overflow
+        )
         self._write_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         read_engine = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
         self._read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings) -> Database:
+        return cls(
+            settings.url,
+            echo=settings.echo,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+        )
 
     @property
     def dialect(self) -> str:

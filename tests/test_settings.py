@@ -51,6 +51,8 @@ def test_config_path_is_honoured(settings, tmp_path) -> None:
         ("[api]\nport = 70000\n", {}, "api.port"),
         ("[api]\nport = 'x'\n", {}, "api.port"),
         ("[database]\nurl = 'mysql://x'\n", {}, "database.url"),
+        ("[database]\npool_size = 0\n", {}, "database.pool_size"),
+        ("", {"STARTLINE_DATABASE__MAX_OVERFLOW": "-1"}, "database.max_overflow"),
         ("[racetime]\nbase_url = 'ftp://x'\n", {}, "racetime.base_url"),
         ("[scheduler]\nroom_open_lead_minutes = -1\n", {}, "scheduler.room_open_lead_minutes"),
         ("[scheduler]\nunknown_key = 1\n", {}, "scheduler.unknown_key: unknown key"),
