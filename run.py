@@ -43,12 +43,13 @@ def _install_stop_signals(stop: asyncio.Event) -> None:
 
 
 async def _serve_without_discord(settings: Settings) -> int:
-    from bot.app import Application
+    from bot.app import Application, freeze_startup_objects
 
     app = Application(settings)
     stop = asyncio.Event()
     _install_stop_signals(stop)
     await app.start()
+    freeze_startup_objects()
     print(f"Startline is running without Discord; API on port {app.api.port}. Stop with Ctrl+C.", flush=True)
     try:
         await stop.wait()
@@ -60,11 +61,12 @@ async def _serve_without_discord(settings: Settings) -> int:
 async def _serve_with_discord(settings: Settings) -> int:
     import discord
 
-    from bot.app import Application
+    from bot.app import Application, freeze_startup_objects
     from bot.discord_bot import StartlineBot
 
     app = Application(settings)
     bot = StartlineBot(app)
+    freeze_startup_objects()
     stop = asyncio.Event()
     _install_stop_signals(stop)
     token = settings.discord.token.get_secret_value()  # type: ignore[union-attr]

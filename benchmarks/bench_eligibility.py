@@ -4,12 +4,14 @@
 
 Builds a SQLite file with the players, runs spread over 10 pools of 10 seeds, then times
 `compute_eligibility` for the whole guild and counts its SQL statements (a `before_cursor_execute` listener).
+The time spent in the garbage collector during each evaluation is printed beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event, insert
 
+from bot.app import freeze_startup_objects
 from bot.services.eligibility import compute_eligibility
 from db.models import Base, GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
 from db.session import Database
@@ -29,6 +32,20 @@ from db.session import Database
 GUILD = 1
 POOLS = 10
 SEEDS_PER_POOL = 10
+
+
+class CollectorClock:
+    """A `gc.callbacks` entry adding up the time spent in collections."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
 
 
 async def build(db: Database, players: int, runs: int, rng: random.Random) -> tuple[Tournament, Pool, int]:
@@ -91,18 +108,23 @@ async def main() -> None:
         started = time.perf_counter()
         tournament, pool, seed_id = await build(db, args.players, args.runs, random.Random(42))
         print(f"setup: {args.players} players, {args.runs} runs in {time.perf_counter() - started:.1f} s")
+        freeze_startup_objects()  # as `run.py serve` does once the process is wired
 
         statements: list[str] = []
         event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        timings, cpu, report = [], [], None
+        collector = CollectorClock()
+        gc.callbacks.append(collector)
+        timings, cpu, in_gc, report = [], [], [], None
         for _ in range(args.repeat):
             statements.clear()
             async with db.read() as session:
+                collector.total = 0.0
                 started, started_cpu = time.perf_counter(), time.process_time()
                 report = await compute_eligibility(
                     session, guild_id=GUILD, tournament=tournament, pool=pool, permalink_id=seed_id
                 )
                 timings.append((time.perf_counter() - started) * 1000)
+                in_gc.append(collector.total * 1000)
                 cpu.append((time.process_time() - started_cpu) * 1000)  # every thread of the process
         queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
         assert report is not None
@@ -119,6 +141,7 @@ async def main() -> None:
             f"min {min(timings):.1f} ms, max {max(timings):.1f} ms (first {timings[0]:.1f} ms)"
         )
         print(f"CPU time of this process (all threads): median {statistics.median(cpu):.1f} ms")
+        print(f"of that in the garbage collector: median {statistics.median(in_gc):.1f} ms, max {max(in_gc):.1f} ms")
         print(f"machine load average (1 min) during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
         await db.dispose()
 
