@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite once more against a real PostgreSQL server on loopback (installed with apt-get when missing).
-# Tests that start their own processes or servers keep their own SQLite files; everything built on the shared
-# `settings`/`db` fixtures runs on PostgreSQL.
+# Everything built on the shared `settings`/`db` fixtures runs on PostgreSQL, and so do the tournament evenings of
+# tests/e2e/test_evening.py (the real process on that database); other tests that start their own processes keep
+# their own SQLite files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,7 @@ as_postgres psql -p "$port" -q -c "DO \$\$ BEGIN CREATE ROLE startline_ci LOGIN 
 as_postgres psql -p "$port" -q -c "CREATE DATABASE startline_ci OWNER startline_ci" >/dev/null
 
 echo "running the suite against PostgreSQL $version on 127.0.0.1:$port" >&2
-STARTLINE_TEST_DATABASE_URL="postgresql+asyncpg://startline_ci:startline_ci@127.0.0.1:$port/startline_ci" \
-  .venv/bin/python -m pytest -q -m "not slow" tests
+export STARTLINE_TEST_DATABASE_URL="postgresql+asyncpg://startline_ci:startline_ci@127.0.0.1:$port/startline_ci"
+.venv/bin/python -m pytest -q -m "not slow" tests
+# The whole tournament evenings (with and without faults) through the real process on PostgreSQL.
+.venv/bin/python -m pytest -q tests/e2e/test_evening.py

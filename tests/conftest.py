@@ -15,10 +15,10 @@ from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from db.models import Base
 from db.session import Database
+from tests.databases import TEST_DATABASE_URL, wipe_postgres
 
 # Run the suite against PostgreSQL by pointing this at an empty database you own (every test wipes it):
 #   STARTLINE_TEST_DATABASE_URL=postgresql+asyncpg://startline:startline@127.0.0.1/startline_test ./test.sh
-TEST_DATABASE_URL = os.environ.get("STARTLINE_TEST_DATABASE_URL")
 
 # The live race fixtures (`rt`, `clock`, `app`) shared by the lifecycle, poller, opener and notification tests.
 pytest_plugins = ["tests.fakes.lifecycle"]
@@ -44,16 +44,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         if name.startswith("STARTLINE_"):
             monkeypatch.delenv(name)
     if TEST_DATABASE_URL:
-        asyncio.run(_wipe_postgres(TEST_DATABASE_URL))
+        asyncio.run(wipe_postgres(TEST_DATABASE_URL))
     return make_settings(tmp_path)
-
-
-async def _wipe_postgres(url: str) -> None:
-    database = Database(url)
-    async with database.engine.begin() as connection:
-        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        await connection.exec_driver_sql("CREATE SCHEMA public")
-    await database.dispose()
 
 
 @pytest_asyncio.fixture

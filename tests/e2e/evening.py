@@ -1,9 +1,10 @@
 """A whole tournament evening through the real process, the fake RaceTime.gg and (optionally) a fake Discord.
 
-`run_evening` starts the fakes on loopback and `run.py` on a temporary SQLite file, then drives everything as
-a tournament's organizers and players would: the REST API (with a token from `run.py token create`) for the
-setup, RaceTime.gg rooms for the racing, and the database file only for what has no API. It returns what it
-read back (`EveningOutcome`); the tests compare that with the plan and with other runs.
+`run_evening` starts the fakes on loopback and `run.py` on a new database (a temporary SQLite file, or the
+emptied PostgreSQL database of STARTLINE_TEST_DATABASE_URL), then drives everything as a tournament's organizers
+and players would: the REST API (with a token from `run.py token create`) for the setup, RaceTime.gg rooms for
+the racing, and the database only for what has no API. It returns what it read back (`EveningOutcome`); the
+tests compare that with the plan and with other runs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from bot.notifications.render import STYLES
 from db.models import Notification, NotificationSubscription, Player
@@ -25,7 +26,9 @@ from tests.e2e.harness import (
     Api,
     StartlineProcess,
     create_token,
+    direct_engine,
     free_port,
+    fresh_database_url,
     process_env,
     settings_env,
     wait_until,
@@ -85,7 +88,7 @@ class Evening:
     plan: TournamentPlan
     api: Api
     racetime: FakeRacetime
-    database: Path
+    database_url: str
     faults: FaultPlan | None
     race_ids: dict[str, int] = field(default_factory=dict)
     tournament_id: int = 0
@@ -146,13 +149,13 @@ class Evening:
             # A repeat after a restart finds the run already there (409): it was imported.
             await self.api.call("POST", f"/api/v1/tournaments/{self.tournament_id}/runs", json=body, ok=(201, 409))
 
-    def opt_in(self) -> None:
+    async def opt_in(self) -> None:
         """The players turn notifications on with /notify in Discord, which the API does not offer: their
-        choices are written into the database file directly, as the bot would store them."""
+        choices are written into the database directly, as the bot would store them."""
         rows = []
-        engine = create_engine(f"sqlite:///{self.database}", connect_args={"timeout": 30})
-        with engine.begin() as connection:
-            ids = dict(connection.execute(select(Player.discord_user_id, Player.id)).all())
+        engine = direct_engine(self.database_url)
+        async with engine.begin() as connection:
+            ids = dict((await connection.execute(select(Player.discord_user_id, Player.id))).all())
             for player in self.plan.players:
                 kind, pid = player.subscription, ids[player.discord_user_id]
                 if kind == NOTHING:
@@ -162,8 +165,8 @@ class Evening:
                 rows.append({"player_id": pid, "event_type": "live_race_cancelled", "guild_id": guild, "active": True})
                 if kind == GLOBAL_BUT_SCHEDULED_HERE:
                     rows.append({"player_id": pid, "event_type": EVENTS[0], "guild_id": GUILD, "active": False})
-            connection.execute(NotificationSubscription.__table__.insert(), rows)
-        engine.dispose()
+            await connection.execute(NotificationSubscription.__table__.insert(), rows)
+        await engine.dispose()
 
     async def schedule_races(self) -> None:
         await self.phase("schedule", requests=len(self.plan.races))
@@ -267,7 +270,7 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
     ]
     players = {p["id"]: int(p["discord_user_id"]) for p in await api.all_items("/api/v1/players")}
     delivery_log = {episode: await evening.delivery_log(race_id) for episode, race_id in evening.race_ids.items()}
-    outbox = _outbox(evening.database, episode_of, players)
+    outbox = await _outbox(evening.database_url, episode_of, players)
     url_of = {seed_id: url for url, seed_id in evening.seed_ids.items()}
     rooms: Counter = Counter()
     for room in racetime.rooms:
@@ -341,13 +344,13 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
     return outcome
 
 
-def _outbox(database: Path, episode_of: dict[int, str], players: dict[int, int]) -> dict[str, str]:
+async def _outbox(database_url: str, episode_of: dict[int, str], players: dict[int, int]) -> dict[str, str]:
     """Outbox rows by dedupe key (with race and player ids given as episode and Discord user id, so two
-    evenings compare) and status. The API shows no dedupe keys, so they come from the database file."""
-    engine = create_engine(f"sqlite:///{database}", connect_args={"timeout": 30})
-    with engine.connect() as connection:
-        rows = connection.execute(select(Notification.dedupe_key, Notification.status)).all()
-    engine.dispose()
+    evenings compare) and status. The API shows no dedupe keys, so they come from the database."""
+    engine = direct_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(Notification.dedupe_key, Notification.status))).all()
+    await engine.dispose()
 
     def normal(key: str) -> str:
         key = re.sub(r"race:(\d+)", lambda m: f"race:{episode_of[int(m.group(1))]}", key)
@@ -391,8 +394,8 @@ async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None 
         if discord:
             fake_discord = await FakeDiscordRest.with_gateway([GUILD], message_delay=MESSAGE_DELAY).start()
             fake_discord.add_text_channel(ANNOUNCEMENT_CHANNEL)
-        port, database = free_port(), workdir / "startline.db"
-        env = process_env(database, port, **settings_env(racetime, fake_discord))
+        port, database_url = free_port(), await fresh_database_url(workdir)
+        env = process_env(database_url, port, **settings_env(racetime, fake_discord))
         maker = StartlineProcess.with_fake_discord if discord else StartlineProcess.no_discord
         process = maker(env, workdir / "process.log", port)
         try:
@@ -402,7 +405,8 @@ async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None 
             if faults is not None:
                 assert fake_discord is not None
                 faults.attach(process, racetime, fake_discord)
-            evening = Evening(TournamentPlan.build(), Api(process.base_url, token, process), racetime, database, faults)
+            api = Api(process.base_url, token, process)
+            evening = Evening(TournamentPlan.build(), api, racetime, database_url, faults)
             outcome = await _drive(evening, process, fake_discord)
             outcome.facts.update(
                 seconds=(datetime.now(UTC) - started).total_seconds(),
@@ -427,7 +431,7 @@ async def _drive(evening: Evening, process: StartlineProcess, discord: FakeDisco
         await evening.set_up_tournament()
         await evening.import_roster()
         await evening.import_earlier_runs()
-        evening.opt_in()
+        await evening.opt_in()
         await evening.schedule_races()
         slugs = await evening.wait_for_rooms()
         await evening.phase("backlog")  # what waited for Discord goes out while the players join the rooms

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tests.databases import TEST_DATABASE_URL, wipe_postgres
 from tests.fakes.discord_rest import FakeDiscordRest
 from tests.fakes.racetime_server import FakeRacetime
 
@@ -58,11 +60,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def process_env(database: Path, api_port: int, **settings: str) -> dict[str, str]:
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def fresh_database_url(workdir: Path) -> str:
+    """A new, empty database for one process: a SQLite file in `workdir`, or, when the suite runs against
+    PostgreSQL (STARTLINE_TEST_DATABASE_URL), that database emptied."""
+    if not TEST_DATABASE_URL:
+        return sqlite_url(workdir / "startline.db")
+    await wipe_postgres(TEST_DATABASE_URL)
+    return TEST_DATABASE_URL
+
+
+def direct_engine(database_url: str) -> AsyncEngine:
+    """An engine of the test's own on the process's database, for what the API does not offer."""
+    # SQLite: wait for the process's writers rather than fail at once.
+    connect_args = {"timeout": 30} if database_url.startswith("sqlite") else {}
+    return create_async_engine(database_url, connect_args=connect_args)
+
+
+def process_env(database_url: str, api_port: int, **settings: str) -> dict[str, str]:
     """The environment of a Startline process: ours without any STARTLINE_ variable, plus `settings`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("STARTLINE_")}
     env.update(
-        STARTLINE_DATABASE__URL=f"sqlite+aiosqlite:///{database}",
+        STARTLINE_DATABASE__URL=database_url,
         STARTLINE_API__HOST="127.0.0.1",
         STARTLINE_API__PORT=str(api_port),
         STARTLINE_API__PUBLIC_URL=f"http://127.0.0.1:{api_port}",

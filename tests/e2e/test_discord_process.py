@@ -22,6 +22,7 @@ from tests.e2e.harness import (
     free_port,
     process_env,
     settings_env,
+    sqlite_url,
     wait_until,
 )
 from tests.fakes.discord_rest import FakeDiscordRest
@@ -39,7 +40,7 @@ async def scenario(workdir) -> None:
         discord.add_text_channel(CHANNEL)
         await discord.down()
         port = free_port()
-        env = process_env(workdir / "startline.db", port, **settings_env(racetime, discord))
+        env = process_env(sqlite_url(workdir / "startline.db"), port, **settings_env(racetime, discord))
         process = StartlineProcess.with_fake_discord(env, workdir / "process.log", port)
         try:
             process.start()
@@ -92,7 +93,7 @@ def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
         async with FakeRacetime() as racetime:
             discord = await FakeDiscordRest.with_gateway([GUILD], token="the-right-token").start()
             try:
-                env = process_env(tmp_path / "startline.db", free_port(), **settings_env(racetime, discord))
+                env = process_env(sqlite_url(tmp_path / "startline.db"), free_port(), **settings_env(racetime, discord))
                 command = StartlineProcess.with_fake_discord(env, tmp_path / "process.log", 0).command
                 return await asyncio.to_thread(
                     subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
