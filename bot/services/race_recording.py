@@ -18,12 +18,12 @@ from bot.actors import Actor
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceFinished, LiveRaceStarted
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
+from bot.services.room_opener import mark_seed_published
 from bot.services.scoring import recompute_permalink
 from db.models import (
     GuildPlayer,
     LiveRace,
     LiveRaceEntrant,
-    Permalink,
     Player,
     Pool,
     RaceStatus,
@@ -209,9 +209,7 @@ class RoomApplier:
         race.status = RaceStatus.FINISHED
         race.ended_at = room.ended_at or self.now
         race.results_recorded_at = self.now
-        permalink = await self.session.get(Permalink, race.permalink_id)
-        if permalink is not None:
-            permalink.used_in_live_race = True
+        await mark_seed_published(self.session, race.permalink_id)
         await recompute_permalink(self.session, race.permalink_id)
         counted = await self._counted_player_ids(race)
         await audit.record(
@@ -335,11 +333,7 @@ class RoomApplier:
         race.open_claim_id = None
         if previous is not RaceStatus.SCHEDULED:
             race.ended_at = (room.cancelled_at if room is not None else None) or self.now
-            if race.permalink_id is not None:
-                # The seed was published in the room: never pick it for another live race by itself.
-                permalink = await self.session.get(Permalink, race.permalink_id)
-                if permalink is not None:
-                    permalink.used_in_live_race = True
+            await mark_seed_published(self.session, race.permalink_id)
         await audit.record(
             self.session,
             guild_id=race.guild_id,

@@ -121,6 +121,15 @@ async def choose_permalink(session: AsyncSession, race: LiveRace) -> Permalink |
     )
 
 
+async def mark_seed_published(session: AsyncSession, permalink_id: int | None) -> None:
+    """The seed was shown in a room: `choose_permalink` never picks it for another live race by itself."""
+    if permalink_id is None:
+        return
+    permalink = await session.get(Permalink, permalink_id)
+    if permalink is not None:
+        permalink.used_in_live_race = True
+
+
 class OpenFailure(Exception):
     """Opening did not succeed; `retryable` says whether the opener tries again by itself.
 
@@ -388,9 +397,7 @@ class RoomOpener:
                 log.warning("live race %s changed (%s) while its room %s opened", plan.race_id, lost_to, room.slug)
             else:
                 assert race is not None
-                permalink = await session.get(Permalink, race.permalink_id)
-                if permalink is not None:
-                    permalink.used_in_live_race = True
+                await mark_seed_published(session, race.permalink_id)
                 await audit.record(
                     session,
                     guild_id=race.guild_id,
