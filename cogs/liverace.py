@@ -42,10 +42,6 @@ StatusFilter = Literal["active", "scheduled", "room_open", "in_progress", "finis
 ACTIVE = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
 
 
-def _room(**settings: Any) -> dict[str, Any]:
-    return {key: value for key, value in settings.items() if value is not None}
-
-
 def _seed_visible(view, *, moderator: bool, public: bool) -> bool:
     """The seed stays secret until the room opens, except to moderators answered privately."""
     if view.permalink is None:
@@ -110,7 +106,7 @@ class LiveRaceCog(StartlineCog):
         race_pool = await options.pool_from(self.services, guild_id, target.id, pool)
         permalink = await options.seed_from(self.services, guild_id, target.id, race_pool.id, seed) if seed else None
         profile = await options.room_profile_from(self.services, guild_id, room_profile) if room_profile else None
-        room = _room(
+        room = options.given(
             start_delay=start_delay,
             time_limit=time_limit,
             streaming_required=streaming_required,
@@ -194,7 +190,7 @@ class LiveRaceCog(StartlineCog):
             changes["episode_id"] = episode
         if room_profile is not None:
             changes["room_profile_id"] = (await options.room_profile_from(self.services, guild_id, room_profile)).id
-        room = _room(
+        room = options.given(
             start_delay=start_delay,
             time_limit=time_limit,
             streaming_required=streaming_required,

@@ -31,11 +31,6 @@ ROOM_SETTING_DESCRIPTIONS = {
 }
 
 
-def _given(**values: Any) -> dict[str, Any]:
-    """Only the options the user filled in."""
-    return {key: value for key, value in values.items() if value is not None}
-
-
 def tournament_embed(tournament: Tournament, pools: list, profile_name: str | None) -> discord.Embed:
     embed = discord.Embed(
         title=safe(tournament.name), description=safe(tournament.description, 1000) or None, colour=EMBED_COLOUR
@@ -168,7 +163,7 @@ class TournamentCog(StartlineCog):
     ) -> None:
         guild_id = self.guild_id(interaction)
         target = await options.tournament_from(self.services, guild_id, tournament)
-        changes = _given(name=name, active=active) | await self._tournament_fields(
+        changes = options.given(name=name, active=active) | await self._tournament_fields(
             interaction,
             description=description,
             runs_per_pool=runs_per_pool,
@@ -201,7 +196,7 @@ class TournamentCog(StartlineCog):
         announcement_role: discord.Role | None,
         **plain: Any,
     ) -> dict[str, Any]:
-        fields = _given(
+        fields = options.given(
             racetime_category=category,
             racetime_goal=goal,
             room_open_lead_minutes=lead_minutes,
@@ -388,7 +383,7 @@ class TournamentCog(StartlineCog):
         invitational: bool | None = None,
         unlisted: bool | None = None,
     ) -> None:
-        settings = _given(
+        settings = options.given(
             start_delay=start_delay,
             time_limit=time_limit,
             streaming_required=streaming_required,
@@ -431,7 +426,7 @@ class TournamentCog(StartlineCog):
     ) -> None:
         guild_id = self.guild_id(interaction)
         target = await options.room_profile_from(self.services, guild_id, profile)
-        changes = _given(
+        changes = options.given(
             name=name,
             start_delay=start_delay,
             time_limit=time_limit,

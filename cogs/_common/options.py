@@ -9,7 +9,7 @@ from __future__ import annotations
 import zoneinfo
 from datetime import UTC
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -80,6 +80,11 @@ async def room_profile_from(services: Services, guild_id: int, value: str) -> Ro
         if profile.name.lower() == value.strip().lower():
             return profile
     raise NotFound(f"there is no room profile called {value.strip()!r}; pick one from the list")
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """Only the options the user filled in (Discord passes None for the others)."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def race_id_from(value: str) -> int:
