@@ -7,6 +7,7 @@ from typing import Any, Literal
 import discord
 from discord import app_commands
 
+from bot.services.live_race_views import seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import is_moderator, moderator_only
@@ -46,7 +47,7 @@ def _seed_visible(view, *, moderator: bool, public: bool) -> bool:
     """The seed stays secret until the room opens, except to moderators answered privately."""
     if view.permalink is None:
         return False
-    return view.race.status is not RaceStatus.SCHEDULED or (moderator and not public)
+    return seed_is_public(view.race) or (moderator and not public)
 
 
 def _audit_details(details: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from bot.api.schemas import (
     ResultsOut,
     ScheduledQuery,
 )
-from bot.services.live_race_views import LiveRaceListing, LiveRaceView
+from bot.services.live_race_views import LiveRaceListing, LiveRaceView, seed_is_public
 from db.models import TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
@@ -40,7 +40,7 @@ routes = RouteTable()
 def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:
     """The seed stays hidden from read tokens until the room has opened."""
     race = view.race
-    show_seed = view.permalink is not None and (can_manage or race.room_opened_at is not None)
+    show_seed = view.permalink is not None and (can_manage or seed_is_public(race))
     racetime = None
     if race.racetime_slug:
         racetime = RacetimeRoom(

@@ -21,6 +21,12 @@ from db.models import GuildSettings, LiveRace, Permalink, Pool, Tournament
 ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
 
 
+def seed_is_public(race: Any) -> bool:
+    """A live race's seed is published with its room (a LiveRace or a listing row): before the room opened only
+    moderators may see it, also once the race was cancelled."""
+    return race.room_opened_at is not None
+
+
 @dataclass(frozen=True)
 class LiveRaceView:
     """What adapters render."""

@@ -274,6 +274,18 @@ async def test_moderator_sees_a_chosen_seed_privately_but_not_in_public(discord_
     assert "secret1" not in public.text
 
 
+async def test_a_race_cancelled_before_its_room_opened_keeps_its_seed_from_players(discord_, cup) -> None:
+    # Regression: /liverace info showed the seed to everyone once the race left `scheduled`, so a race cancelled
+    # before its room opened gave away a seed that was never published (and stays free for another live race).
+    d = discord_
+    view = await schedule(d, cup, permalink_id=cup.seed.id)
+    await d.services.live_races.cancel(d.guild.id, view.race.id, SYSTEM, reason="rain")
+    player = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
+    assert "cancelled" in player.text and "secret1" not in player.text
+    private = await mod(d, "liverace info", race=str(view.race.id))
+    assert "alttpr.com/h/secret1" in private.text
+
+
 async def test_record_a_finished_room_shows_results(discord_, cup, rt) -> None:
     d = discord_
     await d.services.players.link_racetime(
