@@ -13,10 +13,18 @@ from typing import Any
 class DomainError(Exception):
     code = "error"
 
-    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+        example: Any = None,
+    ):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.example = example  # a valid value of `field`, which an adapter may show with the message
         self.details = dict(details or {})
         if field is not None:
             self.details.setdefault("field", field)

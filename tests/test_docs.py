@@ -5,7 +5,8 @@
   docs/configuration.md lists every setting with the code's default;
 - every slash command (and option) the docs name exists in the command tree, and every command of the tree is
   documented in the user or admin guide;
-- every `run.py` / `start.sh` invocation the docs show uses a real subcommand and real flags.
+- every `run.py` / `start.sh` invocation the docs show uses a real subcommand and real flags;
+- the admin guide's room settings table is the one `room_settings_table` makes from the `RoomSetting` records.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,13 @@ from pydantic import BaseModel
 import run
 from bot.app import Application
 from bot.discord_bot import StartlineBot
+from bot.services.room_profiles import ROOM_SETTINGS, RoomSetting
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-GUIDES = [ROOT / "docs" / "user-guide.md", ROOT / "docs" / "admin-guide.md"]
+ADMIN_GUIDE = ROOT / "docs" / "admin-guide.md"
+GUIDES = [ROOT / "docs" / "user-guide.md", ADMIN_GUIDE]
 
 FENCE = re.compile(r"^[ ]{0,3}(```|~~~).*?^[ ]{0,3}\1[ \t]*$", re.MULTILINE | re.DOTALL)  # also inside list items
 INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)  # a span may continue on the next line
@@ -314,3 +317,29 @@ def test_every_run_py_invocation_exists(path: Path) -> None:
         for problem in check_invocation(arguments)
     ]
     assert not problems, f"{rel(path)}: " + "; ".join(problems)
+
+
+# ---- room settings -----------------------------------------------------------------------------------------------
+ROOM_SETTINGS_HEADER = "| setting | values | built-in | per race | sent to RaceTime.gg as | what it does |"
+
+
+def room_settings_table(settings: Iterable[RoomSetting]) -> str:
+    """The admin guide's table of room settings, made from the records (bot/services/room_profiles.py)."""
+    lines = [ROOM_SETTINGS_HEADER, "|---|---|---|---|---|---|"]
+    for setting in settings:
+        form = f"`{setting.form_field}`" if setting.form_field else "— (Startline's own)"
+        per_race = "yes" if setting.per_race else "no"
+        lines.append(
+            f"| `{setting.name}` | {setting.range_text} | {setting.default_text} | {per_race} | {form} "
+            f"| {setting.description} |"
+        )
+    return "\n".join(lines)
+
+
+def test_the_room_settings_table_is_made_from_the_records() -> None:
+    text = read(ADMIN_GUIDE)
+    assert text.count(ROOM_SETTINGS_HEADER) == 1, "docs/admin-guide.md: one room settings table"
+    start = text.index(ROOM_SETTINGS_HEADER)
+    end = text.find("\n\n", start)
+    expected = room_settings_table(ROOM_SETTINGS.values())
+    assert text[start:end] == expected, f"docs/admin-guide.md: replace the room settings table by\n\n{expected}\n"

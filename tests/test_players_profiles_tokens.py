@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
-from bot.services.room_profiles import BUILT_IN_ROOM_SETTINGS, resolve, validate_room_settings
+from bot.services.room_profiles import built_in_settings, resolve, validate_room_settings
 from bot.services.tokens import hash_secret
 from db.models import ApiToken
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
@@ -101,7 +101,7 @@ def test_room_setting_validation_and_resolution() -> None:
     resolved = resolve({"start_delay": 20}, {"start_delay": 45, "time_limit": 2}, {}, {"unlisted": True})
     assert resolved["start_delay"] == 20 and resolved["time_limit"] == 2 and resolved["unlisted"] is True
     assert resolved["auto_start"] is True and resolved["streaming_required"] is False
-    assert resolve() == BUILT_IN_ROOM_SETTINGS
+    assert resolve() == built_in_settings()
 
 
 async def test_room_profiles_crud(services) -> None:

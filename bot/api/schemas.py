@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from bot.services.common import MAX_PAGE_SIZE
-from bot.services.room_profiles import ROOM_SETTING_SPECS
+from bot.services.room_profiles import ROOM_SETTINGS, RoomSetting
 from db.models import EventType, NotificationKind, NotificationStatus, RaceStatus, RunStatus
 
 MAX_ID = 2**63 - 1
@@ -142,14 +142,17 @@ class Health(BaseModel):
 # ---- room settings and profiles ---------------------------------------------------------------------------
 
 
-def _room_setting_field(spec: tuple[type, int | None, int | None, str]) -> tuple[Any, Any]:
-    kind, low, high, unit = spec
-    if kind is bool:
-        return (bool | None, Field(default=None))
-    return (int | None, Field(default=None, ge=low, le=high, description=unit))
+def room_setting_field(setting: RoomSetting) -> tuple[Any, Any]:
+    """The pydantic field of a room setting: its type, range or choices, and its description."""
+    about = f"{setting.help_text}; built-in: {setting.default_text}"
+    if setting.kind is bool:
+        return (bool | None, Field(default=None, description=about))
+    if setting.kind is str:
+        return (Literal[setting.choices] | None, Field(default=None, description=about))  # type: ignore[valid-type]
+    return (int | None, Field(default=None, ge=setting.low, le=setting.high, description=about))
 
 
-_ROOM_FIELDS = {name: _room_setting_field(spec) for name, spec in ROOM_SETTING_SPECS.items()}
+_ROOM_FIELDS = {name: room_setting_field(setting) for name, setting in ROOM_SETTINGS.items()}
 
 RoomSettings = create_model(
     "RoomSettings",

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.events import EventBus, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services import audit
-from bot.services.room_profiles import resolve_for_race
+from bot.services.room_profiles import racetime_settings, resolve_for_race
 from bot.settings import Settings
 from db.models import GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
@@ -43,7 +43,7 @@ from racetime.errors import (
     RacetimeUnavailable,
     RacetimeValidationError,
 )
-from racetime.models import CategoryData, RoomRef, RoomSettings, StartRaceRequest
+from racetime.models import CategoryData, RoomRef, StartRaceRequest
 
 if TYPE_CHECKING:
     from racetime.client import RacetimeClient
@@ -83,7 +83,7 @@ def build_request(
     starts = race.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
     info_user = f"{tournament.name} – {pool.name} · starts {starts} · Seed: {permalink.url}"
     return StartRaceRequest(
-        settings=RoomSettings(**room),
+        settings=racetime_settings(room),
         goal=goal,
         custom_goal=custom_goal,
         info_user=info_user[:1000],

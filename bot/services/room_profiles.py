@@ -6,6 +6,7 @@ guild's default profile → built-in defaults. A profile may leave a field unset
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -17,37 +18,123 @@ from bot.services import audit
 from bot.services.common import clean_name
 from db.models import GuildSettings, LiveRace, RaceStatus, RoomProfile, Tournament
 from db.session import Database
+from racetime.models import RoomSettings as RacetimeRoomSettings
 
-# field -> (kind, low, high, unit); ranges are RaceTime.gg's own.
-ROOM_SETTING_SPECS: dict[str, tuple[type, int | None, int | None, str]] = {
-    "start_delay": (int, 10, 60, "seconds"),
-    "time_limit": (int, 1, 72, "hours"),
-    "streaming_required": (bool, None, None, ""),
-    "auto_start": (bool, None, None, ""),
-    "allow_comments": (bool, None, None, ""),
-    "hide_comments": (bool, None, None, ""),
-    "allow_prerace_chat": (bool, None, None, ""),
-    "allow_midrace_chat": (bool, None, None, ""),
-    "allow_non_entrant_chat": (bool, None, None, ""),
-    "chat_message_delay": (int, 0, 90, "seconds"),
-    "invitational": (bool, None, None, ""),
-    "unlisted": (bool, None, None, ""),
-}
 
-BUILT_IN_ROOM_SETTINGS: dict[str, Any] = {
-    "start_delay": 15,
-    "time_limit": 24,
-    "streaming_required": False,
-    "auto_start": True,
-    "allow_comments": True,
-    "hide_comments": False,
-    "allow_prerace_chat": True,
-    "allow_midrace_chat": True,
-    "allow_non_entrant_chat": True,
-    "chat_message_delay": 0,
-    "invitational": False,
-    "unlisted": False,
-}
+@dataclass(frozen=True)
+class RoomSetting:
+    """One room setting, declared once: validation, the slash command options, the API models, the docs table,
+    the error example and the RaceTime.gg form are all made from these records.
+
+    `kind` is `bool`, `int` (with `low`..`high` in `unit`) or `str` (one of `choices`). `default` is the built-in
+    value, used when no profile or race sets the field. `form_field` is the field of RaceTime.gg's race form the
+    value is sent as (an attribute of `racetime.models.RoomSettings`); None for a setting Startline acts on itself.
+    `per_race` settings are also offered as per-race overrides by `/liverace create` and `/liverace edit`.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    description: str
+    low: int | None = None
+    high: int | None = None
+    unit: str = ""
+    choices: tuple[str, ...] = ()
+    form_field: str | None = None
+    per_race: bool = False
+
+    def __post_init__(self) -> None:  # a malformed entry fails at import, not in front of a moderator
+        if self.kind is int:
+            well_formed = self.low is not None and self.high is not None and self.low <= self.high
+        elif self.kind is str:
+            well_formed = bool(self.choices) and self.low is None
+        else:
+            well_formed = self.kind is bool and not self.choices and self.low is None
+        if not well_formed:
+            raise ValueError(f"room setting {self.name}: an int needs low <= high, a str its choices")
+        try:
+            self.check(self.default)
+        except ValidationFailed as bad:
+            raise ValueError(f"room setting {self.name}: the default is not valid ({bad.message})") from None
+
+    @property
+    def range_text(self) -> str:
+        """The values it takes, for people: `10–60 seconds`, `true/false`, `auto, scheduled`."""
+        if self.kind is bool:
+            return "true/false"
+        if self.kind is str:
+            return ", ".join(self.choices)
+        return f"{self.low}–{self.high}" + (f" {self.unit}" if self.unit else "")
+
+    @property
+    def default_text(self) -> str:
+        """The built-in value as it is typed: `15`, `true`, `auto`."""
+        return str(self.default).lower() if self.kind is bool else str(self.default)
+
+    @property
+    def help_text(self) -> str:
+        """The description with its unit and range, as a slash command option and the API show it."""
+        if self.kind is int:
+            unit = f" in {self.unit}" if self.unit else ""
+            return f"{self.description}{unit} ({self.low}–{self.high})"
+        if self.kind is str:
+            return f"{self.description} ({self.range_text})"
+        return self.description
+
+    def check(self, value: Any, *, field: str | None = None) -> Any:
+        """`value` if it is valid for this setting, else ValidationFailed naming `field` with an example."""
+        field = field or self.name
+        if self.kind is bool:
+            valid, rule = isinstance(value, bool), "true or false"
+        elif self.kind is str:
+            valid, rule = value in self.choices, f"one of {', '.join(self.choices)}"
+        else:
+            unit = f" of {self.unit}" if self.unit else ""
+            valid = isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high  # type: ignore[operator]
+            rule = f"a whole number{unit} from {self.low} to {self.high}"
+        if not valid:
+            raise ValidationFailed(f"{self.name} must be {rule}", field=field, example=self.default)
+        return value
+
+
+# Ranges are RaceTime.gg's own (its race form refuses anything else); defaults are Startline's.
+ROOM_SETTINGS: dict[str, RoomSetting] = {
+    setting.name: setting
+    for setting in (
+        RoomSetting(
+            "start_delay", int, 15, "Countdown before the start",
+            low=10, high=60, unit="seconds", form_field="start_delay", per_race=True,
+        ),
+        RoomSetting(
+            "time_limit", int, 24, "Time limit",
+            low=1, high=72, unit="hours", form_field="time_limit", per_race=True,
+        ),
+        RoomSetting(
+            "streaming_required", bool, False, "Entrants must stream",
+            form_field="streaming_required", per_race=True,
+        ),
+        RoomSetting("auto_start", bool, True, "Start when everyone is ready", form_field="auto_start", per_race=True),
+        RoomSetting("allow_comments", bool, True, "Allow finish comments", form_field="allow_comments"),
+        RoomSetting("hide_comments", bool, False, "Hide comments until the race ends", form_field="hide_comments"),
+        RoomSetting("allow_prerace_chat", bool, True, "Allow chat before the start", form_field="allow_prerace_chat"),
+        RoomSetting("allow_midrace_chat", bool, True, "Allow chat during the race", form_field="allow_midrace_chat"),
+        RoomSetting(
+            "allow_non_entrant_chat", bool, True, "Allow chat from non-entrants",
+            form_field="allow_non_entrant_chat",
+        ),
+        RoomSetting(
+            "chat_message_delay", int, 0, "Chat delay",
+            low=0, high=90, unit="seconds", form_field="chat_message_delay",
+        ),
+        RoomSetting("invitational", bool, False, "Invitational room", form_field="invitational", per_race=True),
+        RoomSetting("unlisted", bool, False, "Unlisted room", form_field="unlisted", per_race=True),
+    )
+}  # fmt: skip
+
+
+def built_in_settings() -> dict[str, Any]:
+    """Every setting at its built-in value: the last layer of resolution."""
+    return {name: setting.default for name, setting in ROOM_SETTINGS.items()}
 
 
 def validate_room_settings(values: dict[str, Any] | None, *, field_prefix: str = "") -> dict[str, Any]:
@@ -55,30 +142,30 @@ def validate_room_settings(values: dict[str, Any] | None, *, field_prefix: str =
     cleaned: dict[str, Any] = {}
     for key, value in (values or {}).items():
         name = f"{field_prefix}{key}"
-        if key not in ROOM_SETTING_SPECS:
+        setting = ROOM_SETTINGS.get(key)
+        if setting is None:
             raise ValidationFailed(f"unknown room setting {key!r}", field=name)
-        if value is None:
-            continue
-        kind, low, high, unit = ROOM_SETTING_SPECS[key]
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValidationFailed(f"{key} must be true or false", field=name)
-        else:
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:  # type: ignore[operator]
-                raise ValidationFailed(f"{key} must be a whole number of {unit} from {low} to {high}", field=name)
-        cleaned[key] = value
+        if value is not None:
+            cleaned[key] = setting.check(value, field=name)
     return cleaned
+
+
+def racetime_settings(room: dict[str, Any]) -> RacetimeRoomSettings:
+    """The RaceTime.gg form of resolved settings: every setting that has a form field; Startline's own stay out."""
+    return RacetimeRoomSettings(
+        **{setting.form_field: room[name] for name, setting in ROOM_SETTINGS.items() if setting.form_field}
+    )
 
 
 def profile_settings(profile: RoomProfile | None) -> dict[str, Any]:
     if profile is None:
         return {}
-    return {key: getattr(profile, key) for key in ROOM_SETTING_SPECS if getattr(profile, key) is not None}
+    return {key: getattr(profile, key) for key in ROOM_SETTINGS if getattr(profile, key) is not None}
 
 
 def resolve(*layers: dict[str, Any]) -> dict[str, Any]:
     """Merge layers, most specific first, over the built-in defaults."""
-    resolved = dict(BUILT_IN_ROOM_SETTINGS)
+    resolved = built_in_settings()
     for layer in reversed(layers):
         resolved.update({k: v for k, v in layer.items() if v is not None})
     return resolved
@@ -131,7 +218,7 @@ class RoomProfileService:
     async def update(self, guild_id: int, profile_id: int, actor: Actor, **changes: Any) -> RoomProfile:
         """Change fields; a field given as None goes back to inheriting."""
         name = changes.pop("name", None)
-        unknown = set(changes) - set(ROOM_SETTING_SPECS)
+        unknown = set(changes) - set(ROOM_SETTINGS)
         if unknown:
             key = sorted(unknown)[0]
             raise ValidationFailed(f"unknown room setting {key!r}", field=key)

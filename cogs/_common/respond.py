@@ -13,7 +13,6 @@ import discord
 from discord import app_commands
 
 from bot.errors import DomainError
-from bot.services.room_profiles import BUILT_IN_ROOM_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,10 @@ def _unwrap(error: BaseException) -> BaseException:
 
 def _domain_text(error: DomainError) -> str:
     text = sentence(error.message)
-    setting = (error.field or "").rsplit(".", 1)[-1]
-    if setting in BUILT_IN_ROOM_SETTINGS:
-        example = str(BUILT_IN_ROOM_SETTINGS[setting]).lower()
-        text += f" For example `{setting}: {example}`."
+    if error.example is not None and error.field:
+        option = error.field.rsplit(".", 1)[-1]  # `room.start_delay` is the option `start_delay`
+        example = str(error.example).lower() if isinstance(error.example, bool) else error.example
+        text += f" For example `{option}: {example}`."
     return text
 
 
