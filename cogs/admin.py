@@ -6,15 +6,17 @@ from typing import Literal
 
 import discord
 from discord import app_commands
+from discord.app_commands import Transform
 
 from bot.errors import NotFound
-from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import manage_server_only, moderator_only, owner_only
 from cogs._common.formatting import EMBED_COLOUR, pages, safe, ts
+from cogs._common.options import RoomProfileOption, TimezoneOption
 from cogs._common.respond import respond, think
 from cogs._common.sync import sync_commands
 from cogs._common.views import ConfirmView, Paginator
+from db.models import RoomProfile
 
 CLEARABLE = {
     "organizer_role": "organizer_role_id",
@@ -54,9 +56,6 @@ class AdminCog(StartlineCog):
         clear="Unset one setting",
         rotate_calendar="Issue a new calendar feed URL (the old one stops working)",
     )
-    @app_commands.autocomplete(
-        timezone=options.timezone_autocomplete, default_room_profile=options.room_profile_autocomplete
-    )
     @manage_server_only()
     async def config(
         self,
@@ -65,9 +64,9 @@ class AdminCog(StartlineCog):
         announcement_channel: discord.TextChannel | None = None,
         announcement_role: discord.Role | None = None,
         moderator_channel: discord.TextChannel | None = None,
-        timezone: str | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,
         lead_minutes: int | None = None,
-        default_room_profile: str | None = None,
+        default_room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         clear: Literal[
             "organizer_role",
             "announcement_channel",
@@ -87,14 +86,12 @@ class AdminCog(StartlineCog):
                 "announcement_channel_id": announcement_channel.id if announcement_channel else None,
                 "announcement_role_id": announcement_role.id if announcement_role else None,
                 "moderator_channel_id": moderator_channel.id if moderator_channel else None,
-                "timezone": options.timezone_from(timezone, "UTC") if timezone else None,
+                "timezone": timezone,
                 "room_open_lead_minutes": lead_minutes,
+                "default_room_profile_id": default_room_profile.id if default_room_profile else None,
             }.items()
             if value is not None
         }
-        if default_room_profile is not None:
-            profile = await options.room_profile_from(self.services, guild_id, default_room_profile)
-            changes["default_room_profile_id"] = profile.id
         if clear is not None:
             changes[CLEARABLE[clear]] = None
         actor = self.actor(interaction)

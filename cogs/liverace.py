@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
+from discord.app_commands import Transform
 
-from bot.services.live_race_views import seed_is_public
+from bot.services.live_race_views import LiveRaceView, seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import is_moderator, moderator_only
@@ -23,22 +25,23 @@ from cogs._common.formatting import (
     ts,
     when_line,
 )
+from cogs._common.options import (
+    PoolOption,
+    RaceNumberOption,
+    RaceOption,
+    RoomProfileOption,
+    SeedOption,
+    TimezoneOption,
+    TournamentOption,
+    WhenOption,
+)
 from cogs._common.respond import respond, think
-from cogs._common.timeparse import parse_when
+from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.views import ConfirmView, Paginator
-from db.models import RaceStatus
-from db.types import utcnow
+from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
 LIST_LIMIT = 200
-ROOM_OPTION_DESCRIPTIONS = {
-    "start_delay": "Room override: countdown in seconds (10–60)",
-    "time_limit": "Room override: time limit in hours (1–72)",
-    "streaming_required": "Room override: entrants must stream",
-    "auto_start": "Room override: start when everyone is ready",
-    "invitational": "Room override: invitational room",
-    "unlisted": "Room override: unlisted room",
-}
 StatusFilter = Literal["active", "scheduled", "room_open", "in_progress", "finished", "cancelled"]
 ACTIVE = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
 
@@ -58,10 +61,6 @@ def _audit_details(details: dict[str, Any]) -> str:
 class LiveRaceCog(StartlineCog):
     liverace = app_commands.Group(name="liverace", description="Live races", guild_only=True)
 
-    async def _when(self, interaction: discord.Interaction, text: str, timezone: str | None):
-        zone = options.timezone_from(timezone, await self.timezone(interaction))
-        return parse_when(text, timezone=zone, now=utcnow())
-
     # ---- create / edit ---------------------------------------------------------------------------------------------
     @liverace.command(name="create", description="Schedule a live race")
     @app_commands.describe(
@@ -73,58 +72,33 @@ class LiveRaceCog(StartlineCog):
         episode="An external id (e.g. a restream episode); unique",
         room_profile="Room settings for this race",
         timezone="Timezone for `when` if it has no offset (default: the server's)",
-        **ROOM_OPTION_DESCRIPTIONS,
-    )
-    @app_commands.autocomplete(
-        tournament=options.tournament_autocomplete,
-        pool=options.pool_autocomplete,
-        seed=options.seed_autocomplete,
-        room_profile=options.room_profile_autocomplete,
-        timezone=options.timezone_autocomplete,
     )
     @moderator_only()
+    @room_setting_options(per_race=True)
     async def create(
         self,
         interaction: discord.Interaction,
-        tournament: str,
-        pool: str,
-        when: str,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption],
+        when: Transform[datetime, WhenOption],
         title: str | None = None,
-        seed: str | None = None,
+        seed: Transform[Permalink, SeedOption] | None = None,
         episode: str | None = None,
-        room_profile: str | None = None,
-        timezone: str | None = None,
-        start_delay: int | None = None,
-        time_limit: int | None = None,
-        streaming_required: bool | None = None,
-        auto_start: bool | None = None,
-        invitational: bool | None = None,
-        unlisted: bool | None = None,
+        room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,  # read by `when`
+        *,
+        room: RoomValues,
     ) -> None:
-        guild_id = self.guild_id(interaction)
-        scheduled_at = await self._when(interaction, when, timezone)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        race_pool = await options.pool_from(self.services, guild_id, target.id, pool)
-        permalink = await options.seed_from(self.services, guild_id, target.id, race_pool.id, seed) if seed else None
-        profile = await options.room_profile_from(self.services, guild_id, room_profile) if room_profile else None
-        room = options.given(
-            start_delay=start_delay,
-            time_limit=time_limit,
-            streaming_required=streaming_required,
-            auto_start=auto_start,
-            invitational=invitational,
-            unlisted=unlisted,
-        )
         view = await self.services.live_races.create(
-            guild_id,
-            target.id,
+            self.guild_id(interaction),
+            tournament.id,
             self.actor(interaction),
-            pool_id=race_pool.id,
-            scheduled_at=scheduled_at,
+            pool_id=pool.id,
+            scheduled_at=when,
             title=title,
-            permalink_id=permalink.id if permalink else None,
+            permalink_id=seed.id if seed else None,
             episode_id=episode,
-            room_profile_id=profile.id if profile else None,
+            room_profile_id=room_profile.id if room_profile else None,
             room=room or None,
         )
         await respond(
@@ -143,68 +117,39 @@ class LiveRaceCog(StartlineCog):
         seed="A specific seed of the pool",
         episode="An external id; unique",
         room_profile="Room settings for this race",
-        **ROOM_OPTION_DESCRIPTIONS,
-    )
-    @app_commands.autocomplete(
-        race=options.race_autocomplete,
-        pool=options.pool_autocomplete,
-        seed=options.seed_autocomplete,
-        room_profile=options.room_profile_autocomplete,
-        timezone=options.timezone_autocomplete,
     )
     @moderator_only()
+    @room_setting_options(per_race=True)
     async def edit(
         self,
         interaction: discord.Interaction,
-        race: str,
+        race: Transform[LiveRaceView, RaceOption],
         title: str | None = None,
-        when: str | None = None,
-        timezone: str | None = None,
-        pool: str | None = None,
-        seed: str | None = None,
+        when: Transform[datetime, WhenOption] | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,  # read by `when`
+        pool: Transform[Pool, PoolOption] | None = None,
+        seed: Transform[Permalink, SeedOption] | None = None,
         episode: str | None = None,
-        room_profile: str | None = None,
-        start_delay: int | None = None,
-        time_limit: int | None = None,
-        streaming_required: bool | None = None,
-        auto_start: bool | None = None,
-        invitational: bool | None = None,
-        unlisted: bool | None = None,
+        room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
+        *,
+        room: RoomValues,
     ) -> None:
-        guild_id = self.guild_id(interaction)
-        current = await self.services.live_races.get(guild_id, options.race_id_from(race))
-        tournament_id = current.tournament.id
-        changes: dict[str, Any] = {}
-        if title is not None:
-            changes["title"] = title
-        if when is not None:
-            changes["scheduled_at"] = await self._when(interaction, when, timezone)
-        pool_id = current.pool.id
-        if pool is not None:
-            pool_id = (await options.pool_from(self.services, guild_id, tournament_id, pool)).id
-            changes["pool_id"] = pool_id
-        if seed is not None:
-            changes["permalink_id"] = (
-                await options.seed_from(self.services, guild_id, tournament_id, pool_id, seed)
-            ).id
-        if episode is not None:
-            changes["episode_id"] = episode
-        if room_profile is not None:
-            changes["room_profile_id"] = (await options.room_profile_from(self.services, guild_id, room_profile)).id
-        room = options.given(
-            start_delay=start_delay,
-            time_limit=time_limit,
-            streaming_required=streaming_required,
-            auto_start=auto_start,
-            invitational=invitational,
-            unlisted=unlisted,
+        changes: dict[str, Any] = options.given(
+            title=title,
+            scheduled_at=when,
+            pool_id=pool.id if pool else None,
+            permalink_id=seed.id if seed else None,
+            episode_id=episode,
+            room_profile_id=room_profile.id if room_profile else None,
         )
         if room:
-            changes["room"] = {**(current.race.room_settings or {}), **room}
+            changes["room"] = {**(race.race.room_settings or {}), **room}
         if not changes:
             await respond(interaction, "Nothing to change: fill in at least one option besides the race.")
             return
-        view = await self.services.live_races.edit(guild_id, current.race.id, self.actor(interaction), **changes)
+        view = await self.services.live_races.edit(
+            self.guild_id(interaction), race.race.id, self.actor(interaction), **changes
+        )
         await respond(
             interaction,
             f"Updated **{race_title(view.race)}** ({', '.join(sorted(changes))}). "
@@ -214,11 +159,12 @@ class LiveRaceCog(StartlineCog):
     # ---- cancel / delete ---------------------------------------------------------------------------------------------
     @liverace.command(name="cancel", description="Cancel a race (and its RaceTime.gg room)")
     @app_commands.describe(race="The race", reason="Told to the players")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def cancel(self, interaction: discord.Interaction, race: str, reason: str) -> None:
+    async def cancel(
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], reason: str
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        view = race
         actor = self.actor(interaction)
 
         async def do_cancel(_click: discord.Interaction) -> str:
@@ -236,11 +182,10 @@ class LiveRaceCog(StartlineCog):
         )
 
     @liverace.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def delete(self, interaction: discord.Interaction, race: str) -> None:
+    async def delete(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         guild_id = self.guild_id(interaction)
-        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        view = race
         actor = self.actor(interaction)
 
         async def do_delete(_click: discord.Interaction) -> str:
@@ -255,23 +200,23 @@ class LiveRaceCog(StartlineCog):
 
     # ---- open / record / resend ----------------------------------------------------------------------------------
     @liverace.command(name="open", description="Open the RaceTime.gg room now")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def open(self, interaction: discord.Interaction, race: str) -> None:
-        race_id = options.race_id_from(race)
+    async def open(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         await think(interaction)
-        view = await self.services.live_races.open_now(self.guild_id(interaction), race_id, self.actor(interaction))
+        view = await self.services.live_races.open_now(
+            self.guild_id(interaction), race.race.id, self.actor(interaction)
+        )
         await respond(interaction, f"Opened the room of **{race_title(view.race)}**: {view.race.racetime_url}")
 
     @liverace.command(name="record", description="Read the room and record the results now")
     @app_commands.describe(force="Record a room that is still running (unfinished entrants forfeit)")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def record(self, interaction: discord.Interaction, race: str, force: bool = False) -> None:
-        race_id = options.race_id_from(race)
+    async def record(
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], force: bool = False
+    ) -> None:
         await think(interaction)
         view = await self.services.live_races.record(
-            self.guild_id(interaction), race_id, self.actor(interaction), force=force
+            self.guild_id(interaction), race.race.id, self.actor(interaction), force=force
         )
         await respond(
             interaction,
@@ -280,11 +225,10 @@ class LiveRaceCog(StartlineCog):
         )
 
     @liverace.command(name="resend", description="Retry the notifications of a race that could not be delivered")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def resend(self, interaction: discord.Interaction, race: str) -> None:
+    async def resend(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         count = await self.services.notifications.resend_failed(
-            self.guild_id(interaction), options.race_id_from(race), self.actor(interaction)
+            self.guild_id(interaction), race.race.id, self.actor(interaction)
         )
         if count == 0:
             await respond(interaction, "No failed notifications for this race: nothing to resend.")
@@ -296,16 +240,15 @@ class LiveRaceCog(StartlineCog):
     @app_commands.describe(
         tournament="Only this tournament", status="Only races in this state", public="Post it in the channel"
     )
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
     async def list_races(
         self,
         interaction: discord.Interaction,
-        tournament: str | None = None,
+        tournament: Transform[Tournament, TournamentOption] | None = None,
         status: StatusFilter | None = None,
         public: bool = False,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        tournament_id = (await options.tournament_from(self.services, guild_id, tournament)).id if tournament else None
+        tournament_id = tournament.id if tournament else None
         statuses = None
         if status is not None:
             statuses = list(ACTIVE) if status == "active" else [RaceStatus(status)]
@@ -322,10 +265,13 @@ class LiveRaceCog(StartlineCog):
 
     @liverace.command(name="upcoming", description="Races to come, and whether you may join each")
     @app_commands.describe(tournament="Only this tournament")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
-    async def upcoming(self, interaction: discord.Interaction, tournament: str | None = None) -> None:
+    async def upcoming(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption] | None = None,
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        tournament_id = (await options.tournament_from(self.services, guild_id, tournament)).id if tournament else None
+        tournament_id = tournament.id if tournament else None
         await think(interaction)
         page = await self.services.live_races.upcoming(guild_id, tournament_id=tournament_id, limit=UPCOMING_LIMIT)
         player = await self.services.players.get(guild_id, interaction.user.id)
@@ -351,10 +297,11 @@ class LiveRaceCog(StartlineCog):
 
     @liverace.command(name="info", description="Everything about one race")
     @app_commands.describe(public="Post it in the channel (the seed then shows only once the room is open)")
-    @app_commands.autocomplete(race=options.race_autocomplete)
-    async def info(self, interaction: discord.Interaction, race: str, public: bool = False) -> None:
+    async def info(
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], public: bool = False
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        view = await self.services.live_races.get(guild_id, options.race_id_from(race))
+        view = race
         moderator = await is_moderator(interaction)
         embed = discord.Embed(title=race_title(view.race), colour=EMBED_COLOUR)
         embed.description = status_label(view.race.status)
@@ -400,12 +347,10 @@ class LiveRaceCog(StartlineCog):
         return shorten("\n".join(lines), 1024) or "nobody yet"
 
     @liverace.command(name="eligible", description="Who may race it, and why the others may not")
-    @app_commands.autocomplete(race=options.race_autocomplete)
-    async def eligible(self, interaction: discord.Interaction, race: str) -> None:
+    async def eligible(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         guild_id = self.guild_id(interaction)
-        race_id = options.race_id_from(race)
-        view = await self.services.live_races.get(guild_id, race_id)
-        report = await self.services.live_races.eligibility(guild_id, race_id)
+        view = race
+        report = await self.services.live_races.eligibility(guild_id, view.race.id)
         lines = [f"✅ {safe(candidate.display_name, 60)}" for candidate in report.eligible]
         lines += [f"❌ {safe(candidate.display_name, 60)} — {safe(reason)}" for candidate, reason in report.ineligible]
         embeds = pages(
@@ -418,11 +363,10 @@ class LiveRaceCog(StartlineCog):
         await Paginator(interaction.user.id, embeds).start(interaction)
 
     @liverace.command(name="history", description="The audit trail of a race")
-    @app_commands.autocomplete(race=options.race_autocomplete)
     @moderator_only()
-    async def history(self, interaction: discord.Interaction, race: str) -> None:
+    async def history(self, interaction: discord.Interaction, race: Transform[int, RaceNumberOption]) -> None:
         guild_id = self.guild_id(interaction)
-        race_id = options.race_id_from(race)
+        race_id = race  # a number, not a lookup: a deleted race keeps its history
         page = await self.services.audit.list(guild_id, target_type="live_race", target_id=race_id, limit=200)
         if not page.items:  # a deleted race keeps its history; an unknown one has none
             await self.services.live_races.get(guild_id, race_id)

@@ -6,29 +6,18 @@ from typing import Any
 
 import discord
 from discord import app_commands
+from discord.app_commands import Transform
 
+from bot.services.room_profiles import ROOM_SETTINGS
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import moderator_only
 from cogs._common.formatting import EMBED_COLOUR, on_off, pages, safe, shorten
+from cogs._common.options import PoolOption, RoomProfileOption, SeedOption, TournamentOption
 from cogs._common.respond import respond
+from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.views import ConfirmView, Paginator
-from db.models import RoomProfile, Tournament
-
-ROOM_SETTING_DESCRIPTIONS = {
-    "start_delay": "Countdown before the start, in seconds (10–60)",
-    "time_limit": "Time limit in hours (1–72)",
-    "streaming_required": "Entrants must stream",
-    "auto_start": "Start when everyone is ready",
-    "allow_comments": "Allow finish comments",
-    "hide_comments": "Hide comments until the race ends",
-    "allow_prerace_chat": "Allow chat before the start",
-    "allow_midrace_chat": "Allow chat during the race",
-    "allow_non_entrant_chat": "Allow chat from non-entrants",
-    "chat_message_delay": "Chat delay in seconds (0–90)",
-    "invitational": "Invitational room",
-    "unlisted": "Unlisted room",
-}
+from db.models import Permalink, Pool, RoomProfile, Tournament
 
 
 def tournament_embed(tournament: Tournament, pools: list, profile_name: str | None) -> discord.Embed:
@@ -59,10 +48,32 @@ def profile_line(profile: RoomProfile) -> str:
         f"{key}={getattr(profile, key)}"
         if not isinstance(getattr(profile, key), bool)
         else f"{key}={on_off(getattr(profile, key))}"
-        for key in ROOM_SETTING_DESCRIPTIONS
+        for key in ROOM_SETTINGS
         if getattr(profile, key) is not None
     ]
     return f"`#{profile.id}` **{safe(profile.name, 60)}** · " + (", ".join(settings) or "inherits everything")
+
+
+def tournament_fields(
+    *,
+    room_profile: RoomProfile | None,
+    lead_minutes: int | None,
+    category: str | None,
+    goal: str | None,
+    announcement_channel: discord.TextChannel | None,
+    announcement_role: discord.Role | None,
+    **plain: Any,
+) -> dict[str, Any]:
+    """The service's fields for the options of /tournament create and edit that the user filled in."""
+    return options.given(
+        racetime_category=category,
+        racetime_goal=goal,
+        room_open_lead_minutes=lead_minutes,
+        room_profile_id=room_profile.id if room_profile else None,
+        announcement_channel_id=announcement_channel.id if announcement_channel else None,
+        announcement_role_id=announcement_role.id if announcement_role else None,
+        **plain,
+    )
 
 
 class TournamentCog(StartlineCog):
@@ -86,7 +97,6 @@ class TournamentCog(StartlineCog):
         announcement_channel="Where its races are announced",
         announcement_role="Role to ping in announcements",
     )
-    @app_commands.autocomplete(room_profile=options.room_profile_autocomplete)
     @moderator_only()
     async def tournament_create(
         self,
@@ -98,13 +108,12 @@ class TournamentCog(StartlineCog):
         category: str | None = None,
         goal: str | None = None,
         custom_goal: str | None = None,
-        room_profile: str | None = None,
+        room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         lead_minutes: int | None = None,
         announcement_channel: discord.TextChannel | None = None,
         announcement_role: discord.Role | None = None,
     ) -> None:
-        fields = await self._tournament_fields(
-            interaction,
+        fields = tournament_fields(
             description=description,
             runs_per_pool=runs_per_pool,
             max_reattempts=max_reattempts,
@@ -140,14 +149,11 @@ class TournamentCog(StartlineCog):
         announcement_channel="Where its races are announced",
         announcement_role="Role to ping in announcements",
     )
-    @app_commands.autocomplete(
-        tournament=options.tournament_autocomplete, room_profile=options.room_profile_autocomplete
-    )
     @moderator_only()
     async def tournament_edit(
         self,
         interaction: discord.Interaction,
-        tournament: str,
+        tournament: Transform[Tournament, TournamentOption],
         name: str | None = None,
         active: bool | None = None,
         description: str | None = None,
@@ -156,15 +162,12 @@ class TournamentCog(StartlineCog):
         category: str | None = None,
         goal: str | None = None,
         custom_goal: str | None = None,
-        room_profile: str | None = None,
+        room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         lead_minutes: int | None = None,
         announcement_channel: discord.TextChannel | None = None,
         announcement_role: discord.Role | None = None,
     ) -> None:
-        guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        changes = options.given(name=name, active=active) | await self._tournament_fields(
-            interaction,
+        changes = options.given(name=name, active=active) | tournament_fields(
             description=description,
             runs_per_pool=runs_per_pool,
             max_reattempts=max_reattempts,
@@ -180,34 +183,9 @@ class TournamentCog(StartlineCog):
             await respond(interaction, "Nothing to change: fill in at least one option besides the tournament.")
             return
         updated = await self.services.tournaments.update_tournament(
-            guild_id, target.id, self.actor(interaction), **changes
+            self.guild_id(interaction), tournament.id, self.actor(interaction), **changes
         )
         await respond(interaction, f"Updated **{updated.name}**: {', '.join(sorted(changes))}.")
-
-    async def _tournament_fields(
-        self,
-        interaction: discord.Interaction,
-        *,
-        room_profile: str | None,
-        lead_minutes: int | None,
-        category: str | None,
-        goal: str | None,
-        announcement_channel: discord.TextChannel | None,
-        announcement_role: discord.Role | None,
-        **plain: Any,
-    ) -> dict[str, Any]:
-        fields = options.given(
-            racetime_category=category,
-            racetime_goal=goal,
-            room_open_lead_minutes=lead_minutes,
-            announcement_channel_id=announcement_channel.id if announcement_channel else None,
-            announcement_role_id=announcement_role.id if announcement_role else None,
-            **plain,
-        )
-        if room_profile is not None:
-            profile = await options.room_profile_from(self.services, self.guild_id(interaction), room_profile)
-            fields["room_profile_id"] = profile.id
-        return fields
 
     @tournament.command(name="list", description="The tournaments of this server")
     @app_commands.describe(include_inactive="Also list inactive tournaments")
@@ -225,25 +203,26 @@ class TournamentCog(StartlineCog):
         await Paginator(interaction.user.id, embeds).start(interaction)
 
     @tournament.command(name="info", description="Settings and pools of a tournament")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
-    async def tournament_info(self, interaction: discord.Interaction, tournament: str) -> None:
+    async def tournament_info(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        pools = await self.services.tournaments.list_pools(guild_id, target.id)
+        pools = await self.services.tournaments.list_pools(guild_id, tournament.id)
         profile_name = None
-        if target.room_profile_id is not None:
-            profile_name = (await self.services.room_profiles.get(guild_id, target.room_profile_id)).name
-        await respond(interaction, embed=tournament_embed(target, pools, profile_name))
+        if tournament.room_profile_id is not None:
+            profile_name = (await self.services.room_profiles.get(guild_id, tournament.room_profile_id)).name
+        await respond(interaction, embed=tournament_embed(tournament, pools, profile_name))
 
     @tournament.command(name="leaderboard", description="Standings of a tournament")
     @app_commands.describe(public="Post it in the channel for everyone (default: only you see it)")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
     async def tournament_leaderboard(
-        self, interaction: discord.Interaction, tournament: str, public: bool = False
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        public: bool = False,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        board = await self.services.scoring.leaderboard(guild_id, target.id)
+        board = await self.services.scoring.leaderboard(guild_id, tournament.id)
         lines = [
             f"**{entry.rank}.** {safe(entry.display_name, 40)} — {entry.score:.2f}"
             f" ({entry.runs_counted} run{'s' if entry.runs_counted != 1 else ''})"
@@ -251,7 +230,7 @@ class TournamentCog(StartlineCog):
         ]
         slots = len(board.pools) * board.runs_per_pool
         embeds = pages(
-            f"Leaderboard — {shorten(target.name, 200)}",
+            f"Leaderboard — {shorten(tournament.name, 200)}",
             lines,
             empty="No scored runs yet.",
             footer=f"average over {slots} slot{'s' if slots != 1 else ''} ({board.runs_per_pool} per pool)",
@@ -261,50 +240,54 @@ class TournamentCog(StartlineCog):
     # ---- /pool -------------------------------------------------------------------------------------------------------
     @pool.command(name="add", description="Add a pool to a tournament")
     @app_commands.describe(tournament="The tournament", name="Unique name in the tournament", description="Optional")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
     @moderator_only()
     async def pool_add(
-        self, interaction: discord.Interaction, tournament: str, name: str, description: str | None = None
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        name: str,
+        description: str | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
         created = await self.services.tournaments.add_pool(
-            guild_id, target.id, self.actor(interaction), name=name, description=description or ""
+            guild_id, tournament.id, self.actor(interaction), name=name, description=description or ""
         )
         await respond(
             interaction,
-            f"Added pool **{created.name}** (#{created.id}) to {target.name}. Next: add seeds with `/seed add`.",
+            f"Added pool **{created.name}** (#{created.id}) to {tournament.name}. Next: add seeds with `/seed add`.",
         )
 
     @pool.command(name="list", description="The pools of a tournament")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete)
-    async def pool_list(self, interaction: discord.Interaction, tournament: str) -> None:
+    async def pool_list(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        pools = await self.services.tournaments.list_pools(guild_id, target.id)
+        pools = await self.services.tournaments.list_pools(guild_id, tournament.id)
         lines = [
             f"`#{pool.id}` **{safe(pool.name, 60)}**"
             + (f" — {safe(pool.description, 120)}" if pool.description else "")
             for pool in pools
         ]
-        embeds = pages(f"Pools — {shorten(target.name, 200)}", lines, empty="No pools yet (`/pool add`).")
+        embeds = pages(f"Pools — {shorten(tournament.name, 200)}", lines, empty="No pools yet (`/pool add`).")
         await Paginator(interaction.user.id, embeds).start(interaction)
 
     @pool.command(name="remove", description="Remove a pool that has no runs and no live races")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
     @moderator_only()
-    async def pool_remove(self, interaction: discord.Interaction, tournament: str, pool: str) -> None:
+    async def pool_remove(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption],
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        doomed = await options.pool_from(self.services, guild_id, target.id, pool)
         actor = self.actor(interaction)
 
         async def remove(_click: discord.Interaction) -> str:
-            await self.services.tournaments.remove_pool(guild_id, target.id, doomed.id, actor)
-            return f"Removed pool **{safe(doomed.name)}** and its seeds."
+            await self.services.tournaments.remove_pool(guild_id, tournament.id, pool.id, actor)
+            return f"Removed pool **{safe(pool.name)}** and its seeds."
 
         await ConfirmView(interaction.user.id, remove, confirm_label="Remove pool").ask(
-            interaction, f"Remove pool **{safe(doomed.name)}** of {safe(target.name)}, with all its seeds?"
+            interaction, f"Remove pool **{safe(pool.name)}** of {safe(tournament.name)}, with all its seeds?"
         )
 
     # ---- /seed -------------------------------------------------------------------------------------------------------
@@ -312,139 +295,90 @@ class TournamentCog(StartlineCog):
     @app_commands.describe(
         url="The seed's permalink URL", notes="Optional hint, shown to players with the seed once the room opens"
     )
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
     @moderator_only()
     async def seed_add(
-        self, interaction: discord.Interaction, tournament: str, pool: str, url: str, notes: str | None = None
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption],
+        url: str,
+        notes: str | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        into = await options.pool_from(self.services, guild_id, target.id, pool)
         created = await self.services.tournaments.add_permalink(
-            guild_id, target.id, into.id, self.actor(interaction), url=url, notes=notes or ""
+            guild_id, tournament.id, pool.id, self.actor(interaction), url=url, notes=notes or ""
         )
-        await respond(interaction, f"Added seed #{created.id} to pool **{safe(into.name)}**: <{created.url}>")
+        await respond(interaction, f"Added seed #{created.id} to pool **{safe(pool.name)}**: <{created.url}>")
 
     @seed.command(name="list", description="The seeds of a pool (moderators only: seeds are secret until raced)")
-    @app_commands.autocomplete(tournament=options.tournament_autocomplete, pool=options.pool_autocomplete)
     @moderator_only()
-    async def seed_list(self, interaction: discord.Interaction, tournament: str, pool: str) -> None:
+    async def seed_list(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption],
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        of = await options.pool_from(self.services, guild_id, target.id, pool)
-        seeds = await self.services.tournaments.list_permalinks(guild_id, target.id, of.id)
+        seeds = await self.services.tournaments.list_permalinks(guild_id, tournament.id, pool.id)
         lines = []
         for permalink in seeds:
             par = f" · par {permalink.par_time:.0f} s" if permalink.par_time else ""
             used = " · raced" if permalink.used_in_live_race else ""
             notes = f" — {safe(permalink.notes, 80)}" if permalink.notes else ""
             lines.append(f"`#{permalink.id}` <{shorten(permalink.url, 200)}>{par}{used}{notes}")
-        embeds = pages(f"Seeds — {shorten(of.name, 200)}", lines, empty="No seeds yet (`/seed add`).")
+        embeds = pages(f"Seeds — {shorten(pool.name, 200)}", lines, empty="No seeds yet (`/seed add`).")
         await Paginator(interaction.user.id, embeds).start(interaction)
 
     @seed.command(name="remove", description="Remove a seed that nobody has raced")
-    @app_commands.autocomplete(
-        tournament=options.tournament_autocomplete, pool=options.pool_autocomplete, seed=options.seed_autocomplete
-    )
     @moderator_only()
-    async def seed_remove(self, interaction: discord.Interaction, tournament: str, pool: str, seed: str) -> None:
+    async def seed_remove(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption],
+        seed: Transform[Permalink, SeedOption],
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        target = await options.tournament_from(self.services, guild_id, tournament)
-        of = await options.pool_from(self.services, guild_id, target.id, pool)
-        doomed = await options.seed_from(self.services, guild_id, target.id, of.id, seed)
         actor = self.actor(interaction)
 
         async def remove(_click: discord.Interaction) -> str:
-            await self.services.tournaments.remove_permalink(guild_id, target.id, of.id, doomed.id, actor)
-            return f"Removed seed #{doomed.id} from pool **{safe(of.name)}**."
+            await self.services.tournaments.remove_permalink(guild_id, tournament.id, pool.id, seed.id, actor)
+            return f"Removed seed #{seed.id} from pool **{safe(pool.name)}**."
 
         await ConfirmView(interaction.user.id, remove, confirm_label="Remove seed").ask(
-            interaction, f"Remove seed #{doomed.id} (<{doomed.url}>) from pool **{safe(of.name)}**?"
+            interaction, f"Remove seed #{seed.id} (<{seed.url}>) from pool **{safe(pool.name)}**?"
         )
 
     # ---- /roomprofile ------------------------------------------------------------------------------------------------
     @roomprofile.command(name="create", description="Create named room settings (unset fields inherit)")
-    @app_commands.describe(name="Unique name in this server", **ROOM_SETTING_DESCRIPTIONS)
+    @app_commands.describe(name="Unique name in this server")
     @moderator_only()
-    async def roomprofile_create(
-        self,
-        interaction: discord.Interaction,
-        name: str,
-        start_delay: int | None = None,
-        time_limit: int | None = None,
-        streaming_required: bool | None = None,
-        auto_start: bool | None = None,
-        allow_comments: bool | None = None,
-        hide_comments: bool | None = None,
-        allow_prerace_chat: bool | None = None,
-        allow_midrace_chat: bool | None = None,
-        allow_non_entrant_chat: bool | None = None,
-        chat_message_delay: int | None = None,
-        invitational: bool | None = None,
-        unlisted: bool | None = None,
-    ) -> None:
-        settings = options.given(
-            start_delay=start_delay,
-            time_limit=time_limit,
-            streaming_required=streaming_required,
-            auto_start=auto_start,
-            allow_comments=allow_comments,
-            hide_comments=hide_comments,
-            allow_prerace_chat=allow_prerace_chat,
-            allow_midrace_chat=allow_midrace_chat,
-            allow_non_entrant_chat=allow_non_entrant_chat,
-            chat_message_delay=chat_message_delay,
-            invitational=invitational,
-            unlisted=unlisted,
-        )
+    @room_setting_options()
+    async def roomprofile_create(self, interaction: discord.Interaction, name: str, *, room: RoomValues) -> None:
         profile = await self.services.room_profiles.create(
-            self.guild_id(interaction), self.actor(interaction), name=name, **settings
+            self.guild_id(interaction), self.actor(interaction), name=name, **room
         )
         await respond(interaction, f"Created room profile:\n{profile_line(profile)}")
 
     @roomprofile.command(name="edit", description="Change room settings of a profile")
-    @app_commands.describe(profile="The profile", name="New name", **ROOM_SETTING_DESCRIPTIONS)
-    @app_commands.autocomplete(profile=options.room_profile_autocomplete)
+    @app_commands.describe(profile="The profile", name="New name")
     @moderator_only()
+    @room_setting_options()
     async def roomprofile_edit(
         self,
         interaction: discord.Interaction,
-        profile: str,
+        profile: Transform[RoomProfile, RoomProfileOption],
         name: str | None = None,
-        start_delay: int | None = None,
-        time_limit: int | None = None,
-        streaming_required: bool | None = None,
-        auto_start: bool | None = None,
-        allow_comments: bool | None = None,
-        hide_comments: bool | None = None,
-        allow_prerace_chat: bool | None = None,
-        allow_midrace_chat: bool | None = None,
-        allow_non_entrant_chat: bool | None = None,
-        chat_message_delay: int | None = None,
-        invitational: bool | None = None,
-        unlisted: bool | None = None,
+        *,
+        room: RoomValues,
     ) -> None:
-        guild_id = self.guild_id(interaction)
-        target = await options.room_profile_from(self.services, guild_id, profile)
-        changes = options.given(
-            name=name,
-            start_delay=start_delay,
-            time_limit=time_limit,
-            streaming_required=streaming_required,
-            auto_start=auto_start,
-            allow_comments=allow_comments,
-            hide_comments=hide_comments,
-            allow_prerace_chat=allow_prerace_chat,
-            allow_midrace_chat=allow_midrace_chat,
-            allow_non_entrant_chat=allow_non_entrant_chat,
-            chat_message_delay=chat_message_delay,
-            invitational=invitational,
-            unlisted=unlisted,
-        )
+        changes = options.given(name=name) | room
         if not changes:
             await respond(interaction, "Nothing to change: fill in at least one setting besides the profile.")
             return
-        updated = await self.services.room_profiles.update(guild_id, target.id, self.actor(interaction), **changes)
+        updated = await self.services.room_profiles.update(
+            self.guild_id(interaction), profile.id, self.actor(interaction), **changes
+        )
         await respond(interaction, f"Updated room profile:\n{profile_line(updated)}")
 
     @roomprofile.command(name="list", description="The room profiles of this server")
@@ -460,20 +394,20 @@ class TournamentCog(StartlineCog):
         await Paginator(interaction.user.id, embeds).start(interaction)
 
     @roomprofile.command(name="delete", description="Delete a room profile (tournaments using it fall back)")
-    @app_commands.autocomplete(profile=options.room_profile_autocomplete)
     @moderator_only()
-    async def roomprofile_delete(self, interaction: discord.Interaction, profile: str) -> None:
+    async def roomprofile_delete(
+        self, interaction: discord.Interaction, profile: Transform[RoomProfile, RoomProfileOption]
+    ) -> None:
         guild_id = self.guild_id(interaction)
-        doomed = await options.room_profile_from(self.services, guild_id, profile)
         actor = self.actor(interaction)
 
         async def delete(_click: discord.Interaction) -> str:
-            await self.services.room_profiles.delete(guild_id, doomed.id, actor)
-            return f"Deleted room profile **{safe(doomed.name)}**."
+            await self.services.room_profiles.delete(guild_id, profile.id, actor)
+            return f"Deleted room profile **{safe(profile.name)}**."
 
         await ConfirmView(interaction.user.id, delete, confirm_label="Delete profile").ask(
             interaction,
-            f"Delete room profile **{safe(doomed.name)}**? Tournaments and the server default that use it "
+            f"Delete room profile **{safe(profile.name)}**? Tournaments and the server default that use it "
             "go back to inheriting.",
         )
 

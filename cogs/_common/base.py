@@ -31,7 +31,3 @@ class StartlineCog(commands.Cog):
         # The tree refuses interactions outside a guild before any command runs.
         assert interaction.guild_id is not None
         return interaction.guild_id
-
-    async def timezone(self, interaction: discord.Interaction) -> str:
-        settings = await self.services.guilds.get(self.guild_id(interaction))
-        return settings.timezone or "UTC"

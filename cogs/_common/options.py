@@ -1,34 +1,62 @@
-"""Options that name things: autocomplete (scoped to the guild, filtered, at most 25) and resolution.
+"""Options that name things, as `app_commands.Transformer`s: what Discord offers and what the callback receives.
 
-An autocomplete choice carries the id as its value, but users may also type a name (or a number) without
-picking from the list, so every option is resolved again in the callback, always within the caller's guild.
+Each transformer (in the manner of RoboDanny's `cogs/utils/time.py` and Red's converters) keeps its two halves
+together: `autocomplete` offers choices scoped to the caller's guild (filtered, at most 25), and `transform` turns
+the value given into the object the command works on, again within the caller's guild, since users may type a name
+or a number without picking from the list. A command says `race: app_commands.Transform[LiveRaceView, RaceOption]`
+and its callback starts with the race.
+
+A value that names nothing raises the service's own error (`NotFound`, `ValidationFailed`); discord.py wraps it in
+an `app_commands.TransformerError`, and the tree's error handler (`respond.error_text`) shows the original sentence,
+ephemerally. Command checks run before any transformer, so nothing is resolved for someone who may not run it.
+
+Options that depend on another read it from the interaction's namespace: a pool belongs to the tournament named
+in the same command (or to the named race's), a seed to the named pool (or to the race's). What one option
+resolved is kept on the interaction (`interaction.extras`), so a command looks each value up once.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
 
-from bot.errors import NotFound, ValidationFailed
+from bot.errors import DomainError, NotFound, ValidationFailed
 from bot.services.guilds import check_timezone
+from bot.services.live_race_views import LiveRaceView
 from cogs._common.checks import is_moderator
 from cogs._common.formatting import shorten
+from cogs._common.timeparse import parse_when
 from db.models import Permalink, Pool, RoomProfile, Tournament
+from db.types import utcnow
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 MAX_CHOICES = 25
 Choices = list[app_commands.Choice[str]]
+T = TypeVar("T")
+_RESOLVED = "startline.options"  # the interaction.extras key of what this command's options resolved to
 
 
 def services_of(interaction: discord.Interaction) -> Services:
     return interaction.client.app.services  # type: ignore[attr-defined]
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """Only the options the user filled in (Discord passes None for the others)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _guild(interaction: discord.Interaction) -> int:
+    # The tree refuses interactions outside a guild before any command, autocomplete or transformer runs.
+    assert interaction.guild_id is not None
+    return interaction.guild_id
 
 
 def _choice(label: str, value: int | str) -> app_commands.Choice[str]:
@@ -40,168 +68,227 @@ def _as_id(value: str) -> int | None:
     return int(value) if value.isdigit() and len(value) < 19 else None
 
 
-# ---- resolution ------------------------------------------------------------------------------------------------
-async def tournament_from(services: Services, guild_id: int, value: str) -> Tournament:
-    tournament_id = _as_id(value)
-    if tournament_id is not None:
-        return await services.tournaments.get_tournament(guild_id, tournament_id)
-    page = await services.tournaments.list_tournaments(guild_id, search=value.strip(), limit=200)
-    for tournament in page.items:
-        if tournament.name.lower() == value.strip().lower():
-            return tournament
-    raise NotFound(f"there is no tournament called {value.strip()!r} in this server; pick one from the list")
+def _sibling(interaction: discord.Interaction, name: str) -> str | None:
+    """The raw value of another option of the same command, if it was filled in."""
+    value = getattr(interaction.namespace, name, None)
+    return str(value) if value else None
 
 
-async def pool_from(services: Services, guild_id: int, tournament_id: int, value: str) -> Pool:
-    pool_id = _as_id(value)
-    if pool_id is not None:
-        return await services.tournaments.get_pool(guild_id, tournament_id, pool_id)
-    for pool in await services.tournaments.list_pools(guild_id, tournament_id, search=value.strip()):
-        if pool.name.lower() == value.strip().lower():
-            return pool
-    raise NotFound(f"this tournament has no pool called {value.strip()!r}; pick one from the list")
+async def _once(interaction: discord.Interaction, key: tuple, resolve: Callable[[], Awaitable[T]]) -> T:
+    resolved = interaction.extras.setdefault(_RESOLVED, {})
+    if key not in resolved:
+        resolved[key] = await resolve()
+    return resolved[key]
 
 
-async def seed_from(services: Services, guild_id: int, tournament_id: int, pool_id: int, value: str) -> Permalink:
-    seed_id = _as_id(value)
-    if seed_id is not None:
-        return await services.tournaments.get_permalink(guild_id, tournament_id, pool_id, seed_id)
-    for permalink in await services.tournaments.list_permalinks(guild_id, tournament_id, pool_id):
-        if permalink.url == value.strip():
-            return permalink
-    raise NotFound("that seed is not in this pool; pick one from the list")
+def _pick(candidates: Iterable[T], matches: Callable[[T], bool], missing: str) -> T:
+    """The candidate a typed value names; NotFound with `missing` (which says what to do) when none does."""
+    for candidate in candidates:
+        if matches(candidate):
+            return candidate
+    raise NotFound(missing)
 
 
-async def room_profile_from(services: Services, guild_id: int, value: str) -> RoomProfile:
-    profile_id = _as_id(value)
-    if profile_id is not None:
-        return await services.room_profiles.get(guild_id, profile_id)
-    for profile in await services.room_profiles.list(guild_id, search=value.strip()):
-        if profile.name.lower() == value.strip().lower():
-            return profile
-    raise NotFound(f"there is no room profile called {value.strip()!r}; pick one from the list")
+def _same_name(typed: str) -> Callable[[Any], bool]:
+    return lambda item: item.name.lower() == typed.lower()
 
 
-def given(**values: Any) -> dict[str, Any]:
-    """Only the options the user filled in (Discord passes None for the others)."""
-    return {key: value for key, value in values.items() if value is not None}
+async def _or_none(lookup: Awaitable[T]) -> T | None:
+    """For autocomplete: an option that does not resolve (yet) means no choices, not an error."""
+    try:
+        return await lookup
+    except DomainError:
+        return None
 
 
-def race_id_from(value: str) -> int:
+# ---- tournaments -----------------------------------------------------------------------------------------------
+class TournamentOption(app_commands.Transformer):
+    """A tournament of the guild, by id (what autocomplete sends) or by exact name."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Tournament:
+        return await _once(interaction, ("tournament", value), lambda: self._find(interaction, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, value: str) -> Tournament:
+        tournaments = services_of(interaction).tournaments
+        tournament_id = _as_id(value)
+        if tournament_id is not None:
+            return await tournaments.get_tournament(_guild(interaction), tournament_id)
+        page = await tournaments.list_tournaments(_guild(interaction), search=value, limit=200)
+        missing = f"there is no tournament called {value!r} in this server; pick one from the list"
+        return _pick(page.items, _same_name(value), missing)
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        page = await services_of(interaction).tournaments.list_tournaments(
+            _guild(interaction), search=value.strip() or None, limit=MAX_CHOICES
+        )
+        return [_choice(t.name if t.active else f"{t.name} (inactive)", t.id) for t in page.items]
+
+
+async def _named(interaction: discord.Interaction, option: str, transformer: app_commands.Transformer) -> Any:
+    """The tournament or pool this command names: its own option, else the one of the race its `race` option names."""
+    if (raw := _sibling(interaction, option)) is not None:
+        return await transformer.transform(interaction, raw)
+    if (race := _sibling(interaction, "race")) is not None:
+        return getattr(await RaceOption().transform(interaction, race), option)
+    raise ValidationFailed(f"pick the {option} first", field=option)
+
+
+async def named_tournament(interaction: discord.Interaction) -> Tournament:
+    return await _named(interaction, "tournament", TournamentOption())
+
+
+# ---- pools -------------------------------------------------------------------------------------------------------
+class PoolOption(app_commands.Transformer):
+    """A pool of the tournament the command names, by id or by exact name."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Pool:
+        tournament = await named_tournament(interaction)
+        key = ("pool", tournament.id, value)
+        return await _once(interaction, key, lambda: self._find(interaction, tournament.id, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, tournament_id: int, value: str) -> Pool:
+        tournaments = services_of(interaction).tournaments
+        pool_id = _as_id(value)
+        if pool_id is not None:
+            return await tournaments.get_pool(_guild(interaction), tournament_id, pool_id)
+        pools = await tournaments.list_pools(_guild(interaction), tournament_id, search=value)
+        return _pick(pools, _same_name(value), f"this tournament has no pool called {value!r}; pick one from the list")
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        tournament = await _or_none(named_tournament(interaction))
+        if tournament is None:
+            return []
+        pools = await services_of(interaction).tournaments.list_pools(
+            _guild(interaction), tournament.id, search=value.strip() or None
+        )
+        return [_choice(pool.name, pool.id) for pool in pools[:MAX_CHOICES]]
+
+
+async def named_pool(interaction: discord.Interaction) -> Pool:
+    return await _named(interaction, "pool", PoolOption())
+
+
+# ---- seeds -------------------------------------------------------------------------------------------------------
+class SeedOption(app_commands.Transformer):
+    """A seed of the pool the command names, by id or by its exact URL. Suggested to moderators only."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Permalink:
+        pool = await named_pool(interaction)
+        return await _once(interaction, ("seed", pool.id, value), lambda: self._find(interaction, pool, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, pool: Pool, value: str) -> Permalink:
+        tournaments = services_of(interaction).tournaments
+        seed_id = _as_id(value)
+        if seed_id is not None:
+            return await tournaments.get_permalink(_guild(interaction), pool.tournament_id, pool.id, seed_id)
+        seeds = await tournaments.list_permalinks(_guild(interaction), pool.tournament_id, pool.id)
+        return _pick(seeds, lambda seed: seed.url == value, "that seed is not in this pool; pick one from the list")
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        # Seeds are secret until raced, and autocomplete runs no command checks: moderators only.
+        if not await is_moderator(interaction):
+            return []
+        pool = await _or_none(named_pool(interaction))
+        if pool is None:
+            return []
+        needle = value.strip().lower()
+        choices = []
+        seeds = await services_of(interaction).tournaments.list_permalinks(
+            _guild(interaction), pool.tournament_id, pool.id
+        )
+        for permalink in seeds:
+            label = f"#{permalink.id} {permalink.url}" + (f" — {permalink.notes}" if permalink.notes else "")
+            if needle in label.lower():
+                choices.append(_choice(label, permalink.id))
+        return choices[:MAX_CHOICES]
+
+
+# ---- room profiles -------------------------------------------------------------------------------------------
+class RoomProfileOption(app_commands.Transformer):
+    """A room profile of the guild, by id or by exact name."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> RoomProfile:
+        return await _once(interaction, ("room_profile", value), lambda: self._find(interaction, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, value: str) -> RoomProfile:
+        profiles = services_of(interaction).room_profiles
+        profile_id = _as_id(value)
+        if profile_id is not None:
+            return await profiles.get(_guild(interaction), profile_id)
+        listed = await profiles.list(_guild(interaction), search=value)
+        return _pick(listed, _same_name(value), f"there is no room profile called {value!r}; pick one from the list")
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        profiles = await services_of(interaction).room_profiles.list(_guild(interaction), search=value.strip() or None)
+        return [_choice(profile.name, profile.id) for profile in profiles[:MAX_CHOICES]]
+
+
+# ---- live races --------------------------------------------------------------------------------------------------
+def race_number(value: str) -> int:
     race_id = _as_id(value)
     if race_id is None:
         raise ValidationFailed("pick a race from the list, or give its number (like 12)", field="race")
     return race_id
 
 
-def timezone_from(value: str | None, default: str) -> str:
-    if value is None or not value.strip():
-        return default
-    return check_timezone(value.strip())
+class RaceOption(app_commands.Transformer):
+    """A live race of the guild, by number, as the service's `LiveRaceView` (race, tournament, pool, seed)."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> LiveRaceView:
+        race_id = race_number(value)
+        live_races = services_of(interaction).live_races
+        return await _once(interaction, ("race", race_id), lambda: live_races.get(_guild(interaction), race_id))
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        listings = await services_of(interaction).live_races.search(
+            _guild(interaction), value.strip(), limit=MAX_CHOICES
+        )
+        choices = []
+        for listing in listings[:MAX_CHOICES]:
+            race = listing.race
+            start = race.scheduled_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            choices.append(_choice(f"#{race.id} {race.title} · {race.status.value} · {start}", race.id))
+        return choices
 
 
-# ---- autocomplete ------------------------------------------------------------------------------------------------
-async def tournament_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
-    page = await services_of(interaction).tournaments.list_tournaments(
-        interaction.guild_id,  # type: ignore[arg-type]
-        search=current.strip() or None,
-        limit=MAX_CHOICES,
-    )
-    return [_choice(t.name if t.active else f"{t.name} (inactive)", t.id) for t in page.items]
+class RaceNumberOption(RaceOption):
+    """A race's number, not looked up: for what outlives the race (its audit trail). Same suggestions."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> int:  # type: ignore[override]
+        return race_number(value)
 
 
-async def _race_in_namespace(interaction: discord.Interaction):
-    race = getattr(interaction.namespace, "race", None)
-    if not race:
-        return None
-    try:
-        return await services_of(interaction).live_races.get(interaction.guild_id, race_id_from(str(race)))  # type: ignore[arg-type]
-    except (NotFound, ValidationFailed):
-        return None
-
-
-async def _tournament_in_namespace(interaction: discord.Interaction) -> Tournament | None:
-    """The tournament chosen in another option of the same command, else the one of the chosen race."""
-    raw = getattr(interaction.namespace, "tournament", None)
-    if raw:
-        try:
-            return await tournament_from(services_of(interaction), interaction.guild_id, str(raw))  # type: ignore[arg-type]
-        except NotFound:
-            return None
-    view = await _race_in_namespace(interaction)
-    return view.tournament if view else None
-
-
-async def _pool_in_namespace(interaction: discord.Interaction, tournament: Tournament) -> Pool | None:
-    """The pool chosen in another option, else the one of the chosen race."""
-    raw = getattr(interaction.namespace, "pool", None)
-    if raw:
-        try:
-            return await pool_from(services_of(interaction), interaction.guild_id, tournament.id, str(raw))  # type: ignore[arg-type]
-        except NotFound:
-            return None
-    view = await _race_in_namespace(interaction)
-    return view.pool if view else None
-
-
-async def pool_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
-    tournament = await _tournament_in_namespace(interaction)
-    if tournament is None:
-        return []
-    pools = await services_of(interaction).tournaments.list_pools(
-        interaction.guild_id,  # type: ignore[arg-type]
-        tournament.id,
-        search=current.strip() or None,
-    )
-    return [_choice(pool.name, pool.id) for pool in pools[:MAX_CHOICES]]
-
-
-async def seed_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
-    # Seeds are secret until raced, and autocomplete runs no command checks: moderators only.
-    if not await is_moderator(interaction):
-        return []
-    tournament = await _tournament_in_namespace(interaction)
-    pool = await _pool_in_namespace(interaction, tournament) if tournament else None
-    if tournament is None or pool is None:
-        return []
-    needle = current.strip().lower()
-    choices = []
-    seeds = await services_of(interaction).tournaments.list_permalinks(interaction.guild_id, tournament.id, pool.id)  # type: ignore[arg-type]
-    for permalink in seeds:
-        label = f"#{permalink.id} {permalink.url}" + (f" — {permalink.notes}" if permalink.notes else "")
-        if needle in label.lower():
-            choices.append(_choice(label, permalink.id))
-    return choices[:MAX_CHOICES]
-
-
-async def room_profile_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
-    profiles = await services_of(interaction).room_profiles.list(
-        interaction.guild_id,  # type: ignore[arg-type]
-        search=current.strip() or None,
-    )
-    return [_choice(profile.name, profile.id) for profile in profiles[:MAX_CHOICES]]
-
-
-async def race_autocomplete(interaction: discord.Interaction, current: str) -> Choices:
-    views = await services_of(interaction).live_races.search(
-        interaction.guild_id,  # type: ignore[arg-type]
-        current.strip(),
-        limit=MAX_CHOICES,
-    )
-    choices = []
-    for view in views[:MAX_CHOICES]:
-        race = view.race
-        start = race.scheduled_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        choices.append(_choice(f"#{race.id} {race.title} · {race.status.value} · {start}", race.id))
-    return choices
-
-
+# ---- times -------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _timezones() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
 
 
-async def timezone_autocomplete(_interaction: discord.Interaction, current: str) -> Choices:
-    needle = current.strip().lower().replace(" ", "_")
-    matches = [zone for zone in _timezones() if needle in zone.lower()]
-    return [_choice(zone, zone) for zone in matches[:MAX_CHOICES]]
+class TimezoneOption(app_commands.Transformer):
+    """An IANA timezone name, like Europe/Berlin."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> str:
+        return check_timezone(value.strip())
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        needle = value.strip().lower().replace(" ", "_")
+        matches = [zone for zone in _timezones() if needle in zone.lower()]
+        return [_choice(zone, zone) for zone in matches[:MAX_CHOICES]]
+
+
+async def guild_timezone(interaction: discord.Interaction) -> str:
+    settings = await services_of(interaction).guilds.get(_guild(interaction))
+    return settings.timezone or "UTC"
+
+
+class WhenOption(app_commands.Transformer):
+    """A start time as `timeparse.parse_when` reads it, in the command's `timezone` option, else the server's."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> datetime:
+        zone = _sibling(interaction, "timezone")
+        zone = check_timezone(zone.strip()) if zone and zone.strip() else await guild_timezone(interaction)
+        return parse_when(value, timezone=zone, now=utcnow())

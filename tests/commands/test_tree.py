@@ -8,7 +8,10 @@ import discord
 from discord import app_commands
 
 from bot.discord_bot import cog_extensions
+from bot.services.room_profiles import ROOM_SETTINGS
+from cogs._common import options
 from cogs._common.respond import GENERIC_FAILURE
+from cogs._common.room_options import option_description
 from db.models import GuildPlayer
 from tests.commands.conftest import MODERATOR_PERMS
 
@@ -73,21 +76,65 @@ def test_moderator_commands_carry_a_real_check_and_all_are_guild_only(bot) -> No
             assert len(command.checks) == 1, name  # moderator, Manage Server or owner
 
 
-def test_options_that_name_things_autocomplete(bot) -> None:
-    commands = all_commands(bot)
-    for name, option in [
-        ("liverace create", "tournament"),
-        ("liverace create", "pool"),
-        ("liverace create", "seed"),
-        ("liverace create", "room_profile"),
-        ("liverace create", "timezone"),
-        ("liverace info", "race"),
-        ("seed remove", "seed"),
-        ("tournament info", "tournament"),
-    ]:
-        payload = commands[name].to_dict(bot.tree)
-        (described,) = [o for o in payload["options"] if o["name"] == option]
-        assert described.get("autocomplete") is True, (name, option)
+# Every option of these names, in any command, is resolved by its transformer (the callback gets the object).
+NAMED_OPTIONS = {
+    "tournament": options.TournamentOption,
+    "pool": options.PoolOption,
+    "seed": options.SeedOption,
+    "race": options.RaceOption,  # or RaceNumberOption, its subclass
+    "room_profile": options.RoomProfileOption,
+    "profile": options.RoomProfileOption,
+    "default_room_profile": options.RoomProfileOption,
+    "when": options.WhenOption,
+    "timezone": options.TimezoneOption,
+}
+# The commands that take room settings: all of them, or those a single race may override.
+ROOM_SETTING_COMMANDS = {
+    "roomprofile create": False,
+    "roomprofile edit": False,
+    "liverace create": True,
+    "liverace edit": True,
+}
+OPTION_TYPES = {int: discord.AppCommandOptionType.integer.value, bool: discord.AppCommandOptionType.boolean.value}
+
+
+def options_of(bot, command: app_commands.Command) -> dict[str, dict]:
+    return {option["name"]: option for option in command.to_dict(bot.tree)["options"]}
+
+
+def test_options_that_name_things_use_their_transformer(bot) -> None:
+    seen = set()
+    for name, command in all_commands(bot).items():
+        described = options_of(bot, command)
+        for option, transformer in NAMED_OPTIONS.items():
+            if option not in described:
+                continue
+            seen.add(option)
+            # discord.py keeps the transformer of a parameter as its (private) annotation
+            assert isinstance(command._params[option]._annotation, transformer), (name, option)
+            suggests = option != "when"  # a time is typed, never picked
+            assert described[option].get("autocomplete", False) is suggests, (name, option)
+    assert seen == set(NAMED_OPTIONS)
+
+
+def test_room_setting_options_carry_the_records_type_range_and_description(bot) -> None:
+    numeric_seen = set()
+    for name, command in all_commands(bot).items():
+        described = options_of(bot, command)
+        offered = [option for option in described if option in ROOM_SETTINGS]
+        if name not in ROOM_SETTING_COMMANDS:
+            assert offered == [], name
+            continue
+        per_race = ROOM_SETTING_COMMANDS[name]
+        assert offered == [s.name for s in ROOM_SETTINGS.values() if s.per_race or not per_race], name
+        for option in offered:
+            setting, payload = ROOM_SETTINGS[option], described[option]
+            assert payload["type"] == OPTION_TYPES[setting.kind] and not payload.get("required"), (name, option)
+            assert (payload.get("min_value"), payload.get("max_value")) == (setting.low, setting.high), (name, option)
+            assert payload["description"] == option_description(setting, per_race=per_race), (name, option)
+            if setting.kind is int:
+                numeric_seen.add(option)
+    assert numeric_seen == {s.name for s in ROOM_SETTINGS.values() if s.kind is int}
 
 
 async def test_commands_are_refused_in_direct_messages(discord_) -> None:
