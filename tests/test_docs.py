@@ -343,3 +343,7 @@ def test_the_room_settings_table_is_made_from_the_records() -> None:
     end = text.find("\n\n", start)
     expected = room_settings_table(ROOM_SETTINGS.values())
     assert text[start:end] == expected, f"docs/admin-guide.md: replace the room settings table by\n\n{expected}\n"
+
+
+if __name__ == "__main__":  # `python -m tests.test_docs` prints the room settings table for the admin guide
+    print(room_settings_table(ROOM_SETTINGS.values()))

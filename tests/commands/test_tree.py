@@ -95,7 +95,11 @@ ROOM_SETTING_COMMANDS = {
     "liverace create": True,
     "liverace edit": True,
 }
-OPTION_TYPES = {int: discord.AppCommandOptionType.integer.value, bool: discord.AppCommandOptionType.boolean.value}
+OPTION_TYPES = {
+    int: discord.AppCommandOptionType.integer.value,
+    bool: discord.AppCommandOptionType.boolean.value,
+    str: discord.AppCommandOptionType.string.value,
+}
 
 
 def options_of(bot, command: app_commands.Command) -> dict[str, dict]:
@@ -132,6 +136,8 @@ def test_room_setting_options_carry_the_records_type_range_and_description(bot) 
             assert payload["type"] == OPTION_TYPES[setting.kind] and not payload.get("required"), (name, option)
             assert (payload.get("min_value"), payload.get("max_value")) == (setting.low, setting.high), (name, option)
             assert payload["description"] == option_description(setting, per_race=per_race), (name, option)
+            choices = [choice["value"] for choice in payload.get("choices", [])]
+            assert choices == list(setting.choices), (name, option)
             if setting.kind is int:
                 numeric_seen.add(option)
     assert numeric_seen == {s.name for s in ROOM_SETTINGS.values() if s.kind is int}
