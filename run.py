@@ -77,15 +77,20 @@ async def _serve_with_discord(settings: Settings) -> int:
         if stopper in done:
             await bot.close()
         stopper.cancel()
-        refused = False
+        refused = None
         try:
             await runner
         except asyncio.CancelledError:
             pass
         except discord.LoginFailure:
-            refused = True
+            refused = "Discord refused the token (STARTLINE_DISCORD__TOKEN)"
+        except discord.PrivilegedIntentsRequired:
+            refused = (
+                "Discord refused the Server Members intent: switch on Bot → Privileged Gateway Intents → "
+                "Server Members Intent for this application in the Discord developer portal"
+            )
     if refused:  # after the application stopped
-        print("error: Discord refused the token (STARTLINE_DISCORD__TOKEN)", file=sys.stderr)
+        print(f"error: {refused}", file=sys.stderr)
         return 2
     return 0
 

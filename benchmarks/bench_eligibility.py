@@ -69,16 +69,23 @@ async def build(db: Database, players: int, runs: int, rng: random.Random) -> tu
         await session.execute(
             insert(Player),
             [
+                # Half the links verified (on the player), half set by moderators (on the roster entry).
+                {"id": i, "discord_user_id": 10**15 + i, "racetime_id": f"rt{i:014d}" if i % 2 else None}
+                for i in range(1, players + 1)
+            ],
+        )
+        await session.execute(
+            insert(GuildPlayer),
+            [
                 {
-                    "id": i,
-                    "discord_user_id": 10**15 + i,
+                    "guild_id": GUILD,
+                    "player_id": i,
                     "display_name": f"player{i:05d}",
-                    "racetime_id": None if i % 20 == 0 else f"rt{i:014d}",
+                    "racetime_id": None if i % 2 or i % 20 == 0 else f"rt{i:014d}",
                 }
                 for i in range(1, players + 1)
             ],
         )
-        await session.execute(insert(GuildPlayer), [{"guild_id": GUILD, "player_id": i} for i in range(1, players + 1)])
         statuses = [RunStatus.FINISHED] * 90 + [RunStatus.FORFEIT] * 8 + [RunStatus.IN_PROGRESS] * 2
         rows = []
         for _ in range(runs):

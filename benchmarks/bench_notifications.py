@@ -90,14 +90,16 @@ async def build(db: Database, players: int, cold_fraction: float) -> LiveRace:
                 {
                     "id": i,
                     "discord_user_id": USER_BASE + i,
-                    "display_name": f"player{i:05d}",
                     "racetime_id": f"rt{i:014d}",
                     "dm_channel_id": None if warm_every and i % warm_every == 0 else CHANNEL_BASE + i,
                 }
                 for i in range(1, players + 1)
             ],
         )
-        await session.execute(insert(GuildPlayer), [{"guild_id": GUILD, "player_id": i} for i in range(1, players + 1)])
+        await session.execute(
+            insert(GuildPlayer),
+            [{"guild_id": GUILD, "player_id": i, "display_name": f"player{i:05d}"} for i in range(1, players + 1)],
+        )
         await session.execute(
             insert(NotificationSubscription),
             [

@@ -27,8 +27,13 @@ def cog_extensions() -> list[str]:
 
 
 def intents() -> discord.Intents:
-    # Slash commands and DMs need no privileged intents (no members, no message content).
-    return discord.Intents.default()
+    """Slash commands and DMs need no privileged intent. Members leaving and joining (GUILD_MEMBER_REMOVE and
+    GUILD_MEMBER_ADD) come only with the privileged Server Members intent, which must be switched on for the bot in
+    the Discord developer portal; bans (GUILD_BAN_ADD) come with the default moderation intent. No message
+    content, no presences."""
+    chosen = discord.Intents.default()
+    chosen.members = True
+    return chosen
 
 
 class StartlineBot(commands.Bot):
@@ -44,6 +49,9 @@ class StartlineBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions(everyone=False, users=True, roles=True),
             # A longer rate limit wait becomes an error, so a notification is rescheduled instead of blocking.
             max_ratelimit_timeout=30.0,
+            # Only the member events are needed, not the member lists: no download of every member at start, no cache.
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
         )
         self.app = app
         self.load_cogs = load_cogs
@@ -110,6 +118,17 @@ class StartlineBot(commands.Bot):
 
     async def on_resumed(self) -> None:
         self.app.discord_state = "connected"
+
+    # ---- members leaving and coming back: the guild's roster follows (PlayerService) ------------------
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        # The raw event comes whether or not the member was cached (nothing is cached here).
+        await self.app.services.players.member_left(payload.guild_id, payload.user.id)
+
+    async def on_member_ban(self, guild: discord.Guild, user: discord.User | discord.Member) -> None:
+        await self.app.services.players.member_left(guild.id, user.id, banned=True)
+
+    async def on_member_join(self, member: discord.Member) -> None:
+        await self.app.services.players.member_returned(member.guild.id, member.id, member.display_name)
 
     async def close(self) -> None:
         try:

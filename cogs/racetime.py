@@ -6,11 +6,11 @@ import discord
 from discord import app_commands
 
 from bot.errors import PermissionDenied
+from bot.services.players import RosterEntry
 from cogs._common.base import StartlineCog
 from cogs._common.checks import is_moderator, moderator_only
 from cogs._common.formatting import safe, ts
 from cogs._common.respond import respond
-from db.models import Player
 
 
 class RacetimeCog(StartlineCog):
@@ -48,19 +48,25 @@ class RacetimeCog(StartlineCog):
         target = member or interaction.user
         if target.id != interaction.user.id and not await is_moderator(interaction):
             raise PermissionDenied("only moderators can look at someone else's link; use /racetime status alone")
-        player = await self.services.players.find(target.id)
+        player = await self.services.players.entry(self.guild_id(interaction), target.id)
         await respond(interaction, self.describe(player, yourself=target.id == interaction.user.id))
 
-    def describe(self, player: Player | None, *, yourself: bool) -> str:
+    def describe(self, player: RosterEntry | None, *, yourself: bool) -> str:
         who = "You have" if yourself else "This member has"
         if player is None or player.racetime_id is None:
             return f"{who} no RaceTime.gg account linked. Link one with `/racetime link`."
-        how = "verified through RaceTime.gg" if player.racetime_verified else "set by a moderator, not verified"
+        how = (
+            "verified through RaceTime.gg"
+            if player.racetime_verified
+            else "set by a moderator of this server, not verified"
+        )
         since = f", since {ts(player.racetime_linked_at, 'D')}" if player.racetime_linked_at else ""
         lines = [
             f"{who} linked [{safe(player.racetime_name)}]({self.profile_url(player.racetime_id)}) "
             f"(`{player.racetime_id}`), {how}{since}."
         ]
+        if player.left_at is not None:  # only ever seen by moderators: using a command brings you back
+            lines.append(f"This member left the server {ts(player.left_at, 'R')}: not eligible, no DMs from here.")
         if player.dm_blocked:  # only ever seen by moderators: using any command lifts the pause for yourself
             lines.append(
                 "⚠️ Direct messages to this member failed, so their notifications are paused until they use a "
@@ -91,10 +97,15 @@ class RacetimeCog(StartlineCog):
             verified=False,
             display_name=member.display_name,
         )
+        how = (
+            "which they verified themselves"
+            if player.racetime_verified
+            else "in this server, unverified: it gives way if the account's owner links it themselves"
+        )
         await respond(
             interaction,
             f"Linked {member.mention} to RaceTime.gg account **{safe(player.racetime_name)}** "
-            f"(`{player.racetime_id}`), unverified: it gives way if the account's owner links it themselves.",
+            f"(`{player.racetime_id}`), {how}.",
         )
 
 

@@ -128,17 +128,17 @@ class GuildSettings(TimestampMixin, Base):
 
 
 class Player(TimestampMixin, Base):
-    """A Discord user. Global, so one RaceTime.gg link and one DM state serve every guild."""
+    """A Discord user, global: what is theirs in every guild. That is the RaceTime.gg account they proved through
+    OAuth (verified: it wins over any guild's link) and their DM state. What one guild says about them (the name it
+    shows, a moderator's unverified link, whether they left) is on their GuildPlayer row of that guild."""
 
     __tablename__ = "players"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     discord_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
-    display_name: Mapped[str] = mapped_column(String(100))
+    # The verified link only: moderators cannot set or overwrite it.
     racetime_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     racetime_name: Mapped[str | None] = mapped_column(String(100))
-    # True when the player proved the link through RaceTime.gg OAuth; moderators cannot overwrite it.
-    racetime_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     racetime_linked_at: Mapped[datetime | None] = mapped_column()
     dm_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     dm_blocked_at: Mapped[datetime | None] = mapped_column()
@@ -147,15 +147,29 @@ class Player(TimestampMixin, Base):
 
 
 class GuildPlayer(Base):
-    """Membership: the players a guild knows (eligibility candidates, roster, API listing)."""
+    """A guild's roster entry for a player: the eligibility candidates, the roster of the API, the names shown.
+
+    Per guild, so no guild can change what another sees: the display name, a moderator's unverified RaceTime.gg
+    link (unique per guild; the player's verified link on `players` wins over it), and `left_at`, set when the
+    member left or was banned (not eligible, no DMs from this guild; cleared when they come back).
+    """
 
     __tablename__ = "guild_players"
 
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    racetime_id: Mapped[str | None] = mapped_column(String(32))
+    racetime_name: Mapped[str | None] = mapped_column(String(100))
+    racetime_linked_at: Mapped[datetime | None] = mapped_column()
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    left_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_guild_players_player_id", "player_id"),)
+    __table_args__ = (
+        Index("ix_guild_players_player_id", "player_id"),
+        UniqueConstraint("guild_id", "racetime_id"),
+    )
 
 
 class RoomProfile(TimestampMixin, Base):

@@ -18,7 +18,7 @@ async def seed_run(db) -> tuple[int, int, int, int]:
         session.add(tournament)
         await session.flush()
         pool = Pool(tournament_id=tournament.id, name="P")
-        player = Player(discord_user_id=5, display_name="p")
+        player = Player(discord_user_id=5)
         session.add_all([pool, player])
         await session.flush()
         seed = Permalink(pool_id=pool.id, url="https://x.test/1")

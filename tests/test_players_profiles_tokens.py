@@ -9,7 +9,7 @@ from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services.room_profiles import built_in_settings, resolve, validate_room_settings
 from bot.services.tokens import hash_secret
-from db.models import ApiToken
+from db.models import ApiToken, Player
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 
 ALICE = 1_000_000_000_000_001
@@ -75,7 +75,7 @@ async def test_racetime_account_links(services) -> None:
 async def test_touch_clears_dm_block(services) -> None:
     player = await services.players.touch(GUILD, ALICE, "alice")
     async with services.db.transaction() as session:
-        stored = await session.get(type(player), player.id)
+        stored = await session.get(Player, player.id)
         stored.dm_blocked = True
     assert (await services.players.get(GUILD, ALICE)).dm_blocked
     assert not (await services.players.touch(GUILD, ALICE, "alice")).dm_blocked

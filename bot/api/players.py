@@ -24,7 +24,7 @@ routes = RouteTable()
 async def list_players(call: ApiCall) -> ItemsPage[PlayerOut]:
     q: PlayerQuery = call.query
     page = await call.services.players.list(
-        call.guild_id, limit=q.limit, cursor=q.cursor, linked=q.linked, search=q.search
+        call.guild_id, limit=q.limit, cursor=q.cursor, linked=q.linked, left=q.left, search=q.search
     )
     return items_page(ItemsPage[PlayerOut], page, PlayerOut.model_validate)
 
@@ -52,8 +52,10 @@ async def get_player(call: ApiCall) -> PlayerOut:
     status=200,
     other_statuses=(201,),
     errors=(409,),
-    description="201 when the player is new to this guild, 200 when updated. A RaceTime.gg account the player "
-    "linked themselves through OAuth cannot be replaced (409).",
+    description="Changes only this guild's roster entry: its name for the player and its (unverified) RaceTime.gg "
+    "link; what other guilds show for the player stays as it is. 201 when the player is new to this guild, 200 "
+    "when updated. A RaceTime.gg account the player linked themselves through OAuth cannot be replaced, and an "
+    "account another player has (verified, or in this guild) cannot be given (409).",
 )
 async def put_player(call: ApiCall) -> Reply:
     discord_user_id = call.path["discord_user_id"]

@@ -416,25 +416,45 @@ class ResentOut(BaseModel):
 
 
 class PlayerOut(OutputModel):
+    """A player as the token's guild sees them. Players are global (one per Discord user), but the name, a
+    moderator-set RaceTime.gg link and the membership are this guild's own: no other guild can change them."""
+
     id: int
     discord_user_id: SnowflakeOut
-    display_name: str
-    racetime_id: str | None
+    display_name: str = Field(description="this guild's name for the player")
+    racetime_id: str | None = Field(
+        description="the RaceTime.gg account that counts in this guild: the player's verified link, else this "
+        "guild's unverified one"
+    )
     racetime_name: str | None
-    racetime_verified: bool
+    racetime_verified: bool = Field(
+        description="true: the player proved the link through RaceTime.gg; theirs in every guild, it wins over "
+        "any guild's link and no moderator can replace it"
+    )
     dm_blocked: bool
+    joined_at: UtcDateTime = Field(description="when the player joined this guild's roster")
+    left_at: UtcDateTime | None = Field(
+        description="when the member left the server or was banned (not eligible, no DMs); null while a member"
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
 
 class PlayerUpsert(InputModel):
-    display_name: Name
-    racetime_id: str | None = Field(default=None, min_length=1, max_length=32, examples=["7BzeW5ErWom9Xgpb"])
+    display_name: Name = Field(description="this guild's name for the player")
+    racetime_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        examples=["7BzeW5ErWom9Xgpb"],
+        description="an unverified link, for this guild only",
+    )
     racetime_name: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class PlayerQuery(PageQuery):
     linked: bool | None = Field(default=None, description="only players with (true) or without (false) a link")
+    left: bool | None = Field(default=None, description="only players who left (true) or who are members (false)")
     search: str | None = Field(default=None, max_length=100)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from bot.notifications.delivery import (
     Delivery,
@@ -39,7 +39,7 @@ from bot.notifications.delivery import (
 )
 from bot.notifications.render import render
 from bot.settings import Settings
-from db.models import Notification, NotificationKind, NotificationStatus, Player
+from db.models import GuildPlayer, Notification, NotificationKind, NotificationStatus, Player
 from db.session import Database
 from db.types import utcnow
 
@@ -50,6 +50,7 @@ FLUSH_INTERVAL_SECONDS = 0.5
 # A row is not sent when less than this share of its lease is left (clock skew between processes).
 LEASE_SAFETY = 0.2
 BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
+LEFT_REASON = "Skipped: the player left this server (or was banned) after this message was queued"
 
 _notifications = Notification.__table__
 _players = Player.__table__
@@ -71,6 +72,7 @@ class ClaimedRow:
     discord_user_id: int | None
     dm_channel_id: int | None
     dm_blocked: bool
+    left_guild: bool = False  # the player left the row's guild (or was banned) since it was queued
 
 
 @dataclass(slots=True)
@@ -202,12 +204,21 @@ class NotificationDispatcher:
                     Player.discord_user_id,
                     Player.dm_channel_id,
                     Player.dm_blocked,
+                    GuildPlayer.left_at,
                 )
                 .outerjoin(Player, Player.id == Notification.player_id)
+                .outerjoin(
+                    GuildPlayer,
+                    and_(
+                        GuildPlayer.player_id == Notification.player_id, GuildPlayer.guild_id == Notification.guild_id
+                    ),
+                )
                 .where(Notification.claim_id == claim_id)
                 .order_by(Notification.next_attempt_at, Notification.id)
             )
-            rows = [ClaimedRow(*row[:8], dm_blocked=bool(row[8])) for row in result.all()]
+            rows = [
+                ClaimedRow(*row[:8], dm_blocked=bool(row[8]), left_guild=row[9] is not None) for row in result.all()
+            ]
         return _Batch(claim_id, rows, time.monotonic() + lease * (1 - LEASE_SAFETY))
 
     # ---- sending ---------------------------------------------------------------------------------------
@@ -238,6 +249,8 @@ class NotificationDispatcher:
         attempts = row.attempts + 1
         if row.kind is NotificationKind.DM and (row.dm_blocked or row.player_id in self._blocked_players):
             return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=BLOCKED_REASON)
+        if row.kind is NotificationKind.DM and row.left_guild:
+            return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=LEFT_REASON)
         try:
             message = render(row.payload, channel=row.kind is NotificationKind.CHANNEL)
         except (KeyError, TypeError, ValueError) as exc:

@@ -2,7 +2,9 @@
 
 Two queries answer for every player of the guild at once, whatever their number: the candidates, and one
 statement over the runs that matter (the pool's seeds, the tournament's unfinished runs, the race's seed), each
-part read from a covering index. The first failing rule is the reason shown.
+part read from a covering index. The first failing rule is the reason shown. The candidates are the guild's roster
+entries: a member who left the server is not eligible, and "linked" means a link that counts in this guild (their
+verified one, else the guild's).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services.players import EFFECTIVE_RACETIME_ID, EFFECTIVE_RACETIME_NAME, roster_entry_of
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
 from db.session import Database
@@ -23,6 +26,7 @@ REASON_NOT_LINKED = "Link your RaceTime.gg account with /racetime link"
 REASON_UNFINISHED = "Has an unfinished run"
 REASON_PLAYED_SEED = "Already played this seed"
 REASON_NOT_MEMBER = "Not a player of this server"
+REASON_LEFT = "Left the server"
 
 
 def reason_pool_full(done: int, allowed: int, pool_name: str) -> str:
@@ -30,13 +34,15 @@ def reason_pool_full(done: int, allowed: int, pool_name: str) -> str:
 
 
 class Candidate(NamedTuple):
-    """A player of the guild (a tuple: ten thousand of them are built per evaluation)."""
+    """A player of the guild as the guild sees them: its name for them, their effective link (the verified one,
+    else the guild's), whether they left (a tuple: ten thousand of them are built per evaluation)."""
 
     player_id: int
     discord_user_id: int
     display_name: str
     racetime_id: str | None
     racetime_name: str | None
+    left: bool
 
 
 @dataclass
@@ -73,10 +79,16 @@ async def compute_eligibility(
     (an idempotent re-record) judges players as they stood before it.
     """
     candidates_query = (
-        select(Player.id, Player.discord_user_id, Player.display_name, Player.racetime_id, Player.racetime_name)
-        .join(GuildPlayer, GuildPlayer.player_id == Player.id)
-        .where(GuildPlayer.guild_id == guild_id)
-        .order_by(Player.display_name, Player.id)
+        select(
+            Player.id,
+            Player.discord_user_id,
+            GuildPlayer.display_name,
+            EFFECTIVE_RACETIME_ID,
+            EFFECTIVE_RACETIME_NAME,
+            GuildPlayer.left_at.is_not(None),
+        )
+        .join(GuildPlayer, roster_entry_of(guild_id))
+        .order_by(GuildPlayer.display_name, Player.id)
     )
     if player_ids is not None:
         candidates_query = candidates_query.where(Player.id.in_(list(player_ids)))
@@ -94,8 +106,10 @@ async def compute_eligibility(
     for candidate in candidates:
         # The first failing rule of §3.2 (rule 1, the tournament being active, was checked above).
         runs = facts.get(candidate.player_id)
-        if candidate.racetime_id is None:
-            reason: str | None = REASON_NOT_LINKED
+        if candidate.left:
+            reason: str | None = REASON_LEFT
+        elif candidate.racetime_id is None:
+            reason = REASON_NOT_LINKED
         elif runs is None:
             reason = None
         elif runs[0] >= allowed:

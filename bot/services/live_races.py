@@ -38,6 +38,7 @@ from bot.services.live_race_views import (
     live_races_table,
     view_query,
 )
+from bot.services.players import roster_entry_of
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
 from bot.services.room_opener import (
@@ -53,6 +54,7 @@ from bot.services.room_profiles import profile_or_404, validate_room_settings
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from bot.settings import Settings
 from db.models import (
+    GuildPlayer,
     LiveRace,
     LiveRaceEntrant,
     Permalink,
@@ -259,8 +261,9 @@ class LiveRaceService:
             view = await self._load_view(session, guild_id, race_id, tournament_id)
             rows = (
                 await session.execute(
-                    select(LiveRaceEntrant, Player, Run)
+                    select(LiveRaceEntrant, Player, GuildPlayer.display_name, Run)
                     .outerjoin(Player, Player.id == LiveRaceEntrant.player_id)
+                    .outerjoin(GuildPlayer, roster_entry_of(guild_id, LiveRaceEntrant.player_id))
                     .outerjoin(Run, Run.id == LiveRaceEntrant.run_id)
                     .where(LiveRaceEntrant.live_race_id == view.race.id)
                 )
@@ -271,7 +274,7 @@ class LiveRaceService:
                 racetime_name=entrant.racetime_name,
                 player_id=entrant.player_id,
                 discord_user_id=player.discord_user_id if player else None,
-                display_name=player.display_name if player else None,
+                display_name=(name or str(player.discord_user_id)) if player else None,
                 counted=entrant.counted,
                 reason=entrant.reason,
                 status=entrant.status,
@@ -281,7 +284,7 @@ class LiveRaceService:
                 run_id=entrant.run_id,
                 score=run.score if run else None,
             )
-            for entrant, player, run in rows
+            for entrant, player, name, run in rows
         ]
         entrants.sort(
             key=lambda e: (

@@ -20,11 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.notifications.render import OPEN_FAILED, PAYLOAD_VERSION
 from bot.services.eligibility import compute_eligibility
+from bot.services.players import roster_entry_of, roster_name
 from bot.services.room_opener import room_open_lead
 from bot.services.room_profiles import resolve_for_race
 from bot.settings import Settings
 from db.models import (
     EventType,
+    GuildPlayer,
     GuildSettings,
     LiveRace,
     Notification,
@@ -66,13 +68,17 @@ def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence:
 async def subscribed_player_ids(
     session: AsyncSession, guild_id: int, event_type: EventType, player_ids: Collection[int] | None = None
 ) -> set[int]:
-    """Players whose effective preference for this guild is on: a guild row beats the all-guilds row,
-    and no row at all means off (opt-in)."""
-    query = select(
-        NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active
-    ).where(
-        NotificationSubscription.event_type == event_type,
-        or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
+    """Players of the guild's roster who did not leave it and whose effective preference for this guild is on: a
+    guild row beats the all-guilds row, and no row at all means off (opt-in)."""
+    query = (
+        select(NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active)
+        # Only players still on the guild's roster: no DMs from a guild the member left.
+        .join(GuildPlayer, roster_entry_of(guild_id, NotificationSubscription.player_id))
+        .where(
+            NotificationSubscription.event_type == event_type,
+            or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
+            GuildPlayer.left_at.is_(None),
+        )
     )
     if player_ids is not None:
         if not player_ids:
@@ -245,8 +251,11 @@ class OutboxWriter:
         snapshot, for the announcement."""
         rows = (
             await session.execute(
-                select(Run.player_id, Run.status, Run.place, Run.elapsed_us, Run.score, Player.display_name)
+                select(
+                    Run.player_id, Run.status, Run.place, Run.elapsed_us, Run.score, roster_name().label("display_name")
+                )
                 .join(Player, Player.id == Run.player_id)
+                .outerjoin(GuildPlayer, roster_entry_of(race.guild_id, Run.player_id))
                 .where(Run.live_race_id == race.id)
             )
         ).all()

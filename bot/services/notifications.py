@@ -239,7 +239,7 @@ class NotificationService:
             return await ensure_member(session, guild_id, discord_user_id, display_name)
         player = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
         if player is None:
-            player = Player(discord_user_id=discord_user_id, display_name=(display_name or str(discord_user_id))[:100])
+            player = Player(discord_user_id=discord_user_id)
             session.add(player)
             await session.flush()
         return player

@@ -1,12 +1,24 @@
-"""Players (Discord users), their guild membership and their RaceTime.gg link."""
+"""Players: Discord users (global), each guild's roster entry for them, and their RaceTime.gg links.
+
+A player is global; what a guild says about them is its own roster entry (`GuildPlayer`): the name it shows, a
+moderator's unverified RaceTime.gg link, and whether they left the server. A guild changes only its own entry, so
+nothing one guild does changes what another sees. A link the player proved through OAuth (verified) is on the
+player: theirs in every guild, and it wins over any guild's unverified link.
+
+One RaceTime.gg account is at most one player per guild: an unverified link is unique in its guild (a unique
+constraint), and an account someone verified is nobody else's anywhere (verifying clears the unverified links to
+it, and a moderator cannot give it to anyone else).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.actors import Actor
+from bot.actors import SYSTEM, Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import Page, clean_name, decode_cursor, make_page, page_limit
@@ -15,6 +27,59 @@ from db.session import Database
 from db.types import utcnow
 
 MAX_DISCORD_ID = 2**63 - 1
+VERIFIED_ELSEWHERE = "this player linked their own RaceTime.gg account; only they can change it (/racetime link)"
+TAKEN = "that RaceTime.gg account is linked to another player"
+
+# ---- a player as one guild sees them, in SQL (over Player joined with GuildPlayer) ---------------------------
+# The verified link wins; otherwise the guild's own (unverified) link.
+EFFECTIVE_RACETIME_ID = func.coalesce(Player.racetime_id, GuildPlayer.racetime_id)
+EFFECTIVE_RACETIME_NAME = case((Player.racetime_id.is_not(None), Player.racetime_name), else_=GuildPlayer.racetime_name)
+
+
+def roster_entry_of(guild_id: int, player_id: ColumnElement = Player.id) -> ColumnElement[bool]:
+    """The join condition to the guild's roster entry of `player_id` (a players.id column)."""
+    return and_(GuildPlayer.player_id == player_id, GuildPlayer.guild_id == guild_id)
+
+
+def roster_name() -> ColumnElement[str]:
+    """The name the guild shows, over an outer join with its roster entry (the Discord id if it has none)."""
+    return func.coalesce(GuildPlayer.display_name, cast(Player.discord_user_id, String()))
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """A player as one guild sees them: its name and link for them, their verified link, whether they left."""
+
+    id: int
+    discord_user_id: int
+    display_name: str
+    racetime_id: str | None
+    racetime_name: str | None
+    racetime_verified: bool
+    racetime_linked_at: datetime | None
+    dm_blocked: bool
+    joined_at: datetime
+    left_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, player: Player, entry: GuildPlayer) -> RosterEntry:
+        verified = player.racetime_id is not None
+        return cls(
+            id=player.id,
+            discord_user_id=player.discord_user_id,
+            display_name=entry.display_name,
+            racetime_id=player.racetime_id if verified else entry.racetime_id,
+            racetime_name=player.racetime_name if verified else entry.racetime_name,
+            racetime_verified=verified,
+            racetime_linked_at=player.racetime_linked_at if verified else entry.racetime_linked_at,
+            dm_blocked=player.dm_blocked,
+            joined_at=entry.joined_at,
+            left_at=entry.left_at,
+            created_at=player.created_at,
+            updated_at=max(player.updated_at, entry.updated_at),
+        )
 
 
 def check_discord_id(value: int, field: str = "discord_user_id") -> int:
@@ -34,32 +99,52 @@ def check_racetime_id(value: str) -> str:
     return value
 
 
+async def enrol(
+    session: AsyncSession, guild_id: int, discord_user_id: int, display_name: str | None = None
+) -> tuple[Player, GuildPlayer]:
+    """Get or create the player and the guild's roster entry for them, in the caller's transaction. A name given
+    becomes the guild's name for them; no other guild's entry is read or changed."""
+    player = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
+    if player is None:
+        player = Player(discord_user_id=discord_user_id)
+        session.add(player)
+        await session.flush()
+    entry = await session.get(GuildPlayer, (guild_id, player.id))
+    if entry is None:
+        entry = GuildPlayer(
+            guild_id=guild_id, player_id=player.id, display_name=(display_name or str(discord_user_id))[:100]
+        )
+        session.add(entry)
+        await session.flush()
+    elif display_name and entry.display_name != display_name[:100]:
+        entry.display_name = display_name[:100]
+        await session.flush()
+    return player, entry
+
+
 async def ensure_member(
     session: AsyncSession, guild_id: int, discord_user_id: int, display_name: str | None = None
 ) -> Player:
-    """Get or create the player and their membership of the guild, in the caller's transaction."""
-    player = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
-    if player is None:
-        player = Player(discord_user_id=discord_user_id, display_name=(display_name or str(discord_user_id))[:100])
-        session.add(player)
-        await session.flush()
-    elif display_name and player.display_name != display_name[:100]:
-        player.display_name = display_name[:100]
-    membership = await session.get(GuildPlayer, (guild_id, player.id))
-    if membership is None:
-        session.add(GuildPlayer(guild_id=guild_id, player_id=player.id))
-        await session.flush()
+    """Get or create the player and their roster entry in the guild, in the caller's transaction."""
+    player, _ = await enrol(session, guild_id, discord_user_id, display_name)
     return player
 
 
-async def member_or_404(session: AsyncSession, guild_id: int, discord_user_id: int) -> Player:
-    player = await session.scalar(
-        select(Player)
-        .join(GuildPlayer, GuildPlayer.player_id == Player.id)
-        .where(Player.discord_user_id == discord_user_id, GuildPlayer.guild_id == guild_id)
-    )
-    if player is None:
+async def roster_entry_or_404(session: AsyncSession, guild_id: int, discord_user_id: int) -> tuple[Player, GuildPlayer]:
+    row = (
+        await session.execute(
+            select(Player, GuildPlayer)
+            .join(GuildPlayer, roster_entry_of(guild_id))
+            .where(Player.discord_user_id == discord_user_id)
+        )
+    ).first()
+    if row is None:
         raise NotFound(f"player {discord_user_id} is not known in this server", field="discord_user_id")
+    return row[0], row[1]
+
+
+async def member_or_404(session: AsyncSession, guild_id: int, discord_user_id: int) -> Player:
+    player, _ = await roster_entry_or_404(session, guild_id, discord_user_id)
     return player
 
 
@@ -67,21 +152,32 @@ class PlayerService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def touch(self, guild_id: int, discord_user_id: int, display_name: str | None = None) -> Player:
-        """A user used the bot in a guild: register them there, and lift a DM block (they can be reached
-        again once they interact with us)."""
+    async def touch(self, guild_id: int, discord_user_id: int, display_name: str | None = None) -> RosterEntry:
+        """A user used the bot in a guild: register them there (or bring them back if they had left), and lift a
+        DM block (they can be reached again once they interact with us)."""
         async with self.db.transaction() as session:
-            player = await ensure_member(session, guild_id, discord_user_id, display_name)
+            player, entry = await enrol(session, guild_id, discord_user_id, display_name)
+            if entry.left_at is not None:
+                await self._come_back(session, entry, Actor.player(discord_user_id, entry.display_name))
             if player.dm_blocked:
                 player.dm_blocked = False
                 player.dm_blocked_at = None
-            return player
+            await session.flush()
+            return RosterEntry.of(player, entry)
 
-    async def get(self, guild_id: int, discord_user_id: int) -> Player:
+    async def get(self, guild_id: int, discord_user_id: int) -> RosterEntry:
         async with self.db.read() as session:
-            return await member_or_404(session, guild_id, discord_user_id)
+            return RosterEntry.of(*await roster_entry_or_404(session, guild_id, discord_user_id))
+
+    async def entry(self, guild_id: int, discord_user_id: int) -> RosterEntry | None:
+        """The guild's roster entry, or None when the user is not a player of this guild."""
+        try:
+            return await self.get(guild_id, discord_user_id)
+        except NotFound:
+            return None
 
     async def find(self, discord_user_id: int) -> Player | None:
+        """The global player (DM state, verified link), whatever guild they play in."""
         async with self.db.read() as session:
             return await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
 
@@ -92,26 +188,28 @@ class PlayerService:
         limit: int | None = None,
         cursor: str | None = None,
         linked: bool | None = None,
+        left: bool | None = None,
         search: str | None = None,
-    ) -> Page[Player]:
+    ) -> Page[RosterEntry]:
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         query = (
-            select(Player)
-            .join(GuildPlayer, GuildPlayer.player_id == Player.id)
-            .where(GuildPlayer.guild_id == guild_id)
+            select(Player, GuildPlayer)
+            .join(GuildPlayer, roster_entry_of(guild_id))
             .order_by(Player.id)
             .limit(limit + 1)
         )
         if after is not None:
             query = query.where(Player.id > after)
         if linked is not None:
-            query = query.where(Player.racetime_id.is_not(None) if linked else Player.racetime_id.is_(None))
+            query = query.where(EFFECTIVE_RACETIME_ID.is_not(None) if linked else EFFECTIVE_RACETIME_ID.is_(None))
+        if left is not None:
+            query = query.where(GuildPlayer.left_at.is_not(None) if left else GuildPlayer.left_at.is_(None))
         if search:
-            query = query.where(Player.display_name.ilike(f"%{search}%"))
+            query = query.where(GuildPlayer.display_name.ilike(f"%{search}%"))
         async with self.db.read() as session:
-            rows = list((await session.scalars(query)).all())
-        return make_page(rows, limit, lambda p: p.id)
+            rows = [RosterEntry.of(player, entry) for player, entry in (await session.execute(query)).all()]
+        return make_page(rows, limit, lambda entry: entry.id)
 
     async def upsert(
         self,
@@ -122,10 +220,11 @@ class PlayerService:
         display_name: str,
         racetime_id: str | None = None,
         racetime_name: str | None = None,
-    ) -> tuple[Player, bool]:
-        """Import or update a roster entry (moderators, API). Returns (player, created).
+    ) -> tuple[RosterEntry, bool]:
+        """Import or update the guild's roster entry (moderators, API). Returns (entry, created).
 
-        A RaceTime.gg link the player proved through OAuth is theirs: a moderator may not replace it.
+        Only this guild's entry changes: its name for the player and its (unverified) link. A RaceTime.gg link the
+        player proved through OAuth is theirs: a moderator may not replace it.
         """
         check_discord_id(discord_user_id)
         display_name = clean_name(display_name, "display_name")
@@ -133,24 +232,17 @@ class PlayerService:
             racetime_id = check_racetime_id(racetime_id)
             racetime_name = clean_name(racetime_name or racetime_id, "racetime_name")
         async with self.db.transaction() as session:
-            existing = await session.scalar(select(Player).where(Player.discord_user_id == discord_user_id))
-            membership = existing and await session.get(GuildPlayer, (guild_id, existing.id))
-            created = membership is None
-            player = await ensure_member(session, guild_id, discord_user_id, display_name)
+            existing = await session.scalar(select(Player.id).where(Player.discord_user_id == discord_user_id))
+            created = existing is None or await session.get(GuildPlayer, (guild_id, existing)) is None
+            player, entry = await enrol(session, guild_id, discord_user_id, display_name)
             changes: dict[str, object] = {"display_name": display_name}
-            if racetime_id is not None and racetime_id != player.racetime_id:
-                if player.racetime_verified:
-                    raise Conflict(
-                        "this player linked their own RaceTime.gg account; they can change it with /racetime link",
-                        field="racetime_id",
-                    )
-                await self._claim_racetime_id(session, player, racetime_id)
-                player.racetime_id = racetime_id
-                player.racetime_name = racetime_name
-                player.racetime_linked_at = utcnow()
+            if racetime_id is not None and racetime_id != (player.racetime_id or entry.racetime_id):
+                if player.racetime_id is not None:
+                    raise Conflict(VERIFIED_ELSEWHERE, field="racetime_id")
+                await self._set_guild_link(session, player, entry, racetime_id, racetime_name)
                 changes["racetime_id"] = racetime_id
-            elif racetime_id is not None and racetime_name and player.racetime_name != racetime_name:
-                player.racetime_name = racetime_name
+            elif racetime_id is not None and player.racetime_id is None and entry.racetime_name != racetime_name:
+                entry.racetime_name = racetime_name
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -160,7 +252,8 @@ class PlayerService:
                 target_id=player.id,
                 details={"discord_user_id": str(discord_user_id), **changes},
             )
-        return player, created
+            await session.flush()
+            return RosterEntry.of(player, entry), created
 
     async def link_racetime(
         self,
@@ -172,19 +265,19 @@ class PlayerService:
         *,
         verified: bool,
         display_name: str | None = None,
-    ) -> Player:
-        """Link a RaceTime.gg account: `verified` when the user proved it through OAuth."""
+    ) -> RosterEntry:
+        """Link a RaceTime.gg account. `verified` (the user proved it through OAuth): the player's own link, in
+        every guild. Otherwise a moderator's link, for this guild only."""
         racetime_id = check_racetime_id(racetime_id)
         racetime_name = clean_name(racetime_name, "racetime_name")
         async with self.db.transaction() as session:
-            player = await ensure_member(session, guild_id, discord_user_id, display_name)
-            if not verified and player.racetime_verified and player.racetime_id != racetime_id:
-                raise Conflict("this player linked their own RaceTime.gg account; only they can change it")
-            await self._claim_racetime_id(session, player, racetime_id, verified=verified)
-            player.racetime_id = racetime_id
-            player.racetime_name = racetime_name
-            player.racetime_verified = verified or player.racetime_verified
-            player.racetime_linked_at = utcnow()
+            player, entry = await enrol(session, guild_id, discord_user_id, display_name)
+            if verified:
+                await self._set_verified_link(session, player, racetime_id, racetime_name)
+            elif player.racetime_id is not None and player.racetime_id != racetime_id:
+                raise Conflict(VERIFIED_ELSEWHERE, field="racetime_id")
+            elif player.racetime_id is None:
+                await self._set_guild_link(session, player, entry, racetime_id, racetime_name)
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -194,18 +287,22 @@ class PlayerService:
                 target_id=player.id,
                 details={"racetime_id": racetime_id, "racetime_name": racetime_name, "verified": verified},
             )
-            return player
+            await session.flush()
+            return RosterEntry.of(player, entry)
 
-    async def unlink_racetime(self, guild_id: int, discord_user_id: int, actor: Actor) -> Player:
+    async def unlink_racetime(self, guild_id: int, discord_user_id: int, actor: Actor) -> RosterEntry:
+        """The player removes the link that counts for them here: their verified link (in every guild, it is
+        theirs), else this guild's link."""
         async with self.db.transaction() as session:
-            player = await member_or_404(session, guild_id, discord_user_id)
-            if player.racetime_id is None:
+            player, entry = await roster_entry_or_404(session, guild_id, discord_user_id)
+            verified = player.racetime_id is not None
+            previous = player.racetime_id or entry.racetime_id
+            if previous is None:
                 raise Conflict("no RaceTime.gg account is linked")
-            previous = player.racetime_id
-            player.racetime_id = None
-            player.racetime_name = None
-            player.racetime_verified = False
-            player.racetime_linked_at = None
+            target = player if verified else entry
+            target.racetime_id = None
+            target.racetime_name = None
+            target.racetime_linked_at = None
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -213,23 +310,106 @@ class PlayerService:
                 action="player.unlink_racetime",
                 target_type="player",
                 target_id=player.id,
-                details={"racetime_id": previous},
+                details={"racetime_id": previous, "verified": verified},
             )
-            return player
+            await session.flush()
+            return RosterEntry.of(player, entry)
 
-    async def _claim_racetime_id(
-        self, session: AsyncSession, player: Player, racetime_id: str, *, verified: bool = False
+    async def member_left(
+        self, guild_id: int, discord_user_id: int, *, banned: bool = False, actor: Actor = SYSTEM
+    ) -> bool:
+        """The member left the server or was banned: their roster entry is marked left (not eligible, no DMs from
+        this guild); their runs stay. Returns whether anything changed (Discord sends both a removal and a ban)."""
+        async with self.db.transaction() as session:
+            entry = await self._entry(session, guild_id, discord_user_id)
+            if entry is None or (entry.left_at is not None and not banned):
+                return False
+            first = entry.left_at is None
+            if first:
+                entry.left_at = utcnow()
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="player.banned" if banned else "player.left",
+                target_type="player",
+                target_id=entry.player_id,
+                details={"discord_user_id": str(discord_user_id), "left_at": entry.left_at},
+            )
+            return first
+
+    async def member_returned(
+        self, guild_id: int, discord_user_id: int, display_name: str | None = None, *, actor: Actor = SYSTEM
+    ) -> bool:
+        """A member joined the server again: a roster entry marked left is restored. Someone the guild never knew
+        stays unknown (joining a server makes no one a player). Returns whether anything changed."""
+        async with self.db.transaction() as session:
+            entry = await self._entry(session, guild_id, discord_user_id)
+            if entry is None or entry.left_at is None:
+                return False
+            if display_name:
+                entry.display_name = display_name[:100]
+            await self._come_back(session, entry, actor)
+            return True
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+    @staticmethod
+    async def _entry(session: AsyncSession, guild_id: int, discord_user_id: int) -> GuildPlayer | None:
+        return await session.scalar(
+            select(GuildPlayer)
+            .join(Player, Player.id == GuildPlayer.player_id)
+            .where(GuildPlayer.guild_id == guild_id, Player.discord_user_id == discord_user_id)
+        )
+
+    @staticmethod
+    async def _come_back(session: AsyncSession, entry: GuildPlayer, actor: Actor) -> None:
+        left_at, entry.left_at = entry.left_at, None
+        await audit.record(
+            session,
+            guild_id=entry.guild_id,
+            actor=actor,
+            action="player.rejoined",
+            target_type="player",
+            target_id=entry.player_id,
+            details={"left_at": left_at},
+        )
+
+    @staticmethod
+    async def _set_guild_link(
+        session: AsyncSession, player: Player, entry: GuildPlayer, racetime_id: str, racetime_name: str | None
     ) -> None:
-        holder = await session.scalar(select(Player).where(Player.racetime_id == racetime_id, Player.id != player.id))
-        if holder is None:
-            return
-        if verified and not holder.racetime_verified:
-            # The account's owner proved it: an unverified (moderator-made) link elsewhere gives way.
-            holder.racetime_id = None
-            holder.racetime_name = None
-            try:
-                await session.flush()
-            except IntegrityError:  # pragma: no cover - a concurrent claim; the caller's commit fails too
-                raise Conflict("that RaceTime.gg account is linked to another player") from None
-            return
-        raise Conflict("that RaceTime.gg account is linked to another player", field="racetime_id")
+        """A moderator's link for this guild: refused when another player verified the account, or has it in
+        this guild (the unique constraint backs the check against a concurrent claim)."""
+        owner = await session.scalar(select(Player.id).where(Player.racetime_id == racetime_id, Player.id != player.id))
+        holder = await session.scalar(
+            select(GuildPlayer.player_id).where(
+                GuildPlayer.guild_id == entry.guild_id,
+                GuildPlayer.racetime_id == racetime_id,
+                GuildPlayer.player_id != player.id,
+            )
+        )
+        if owner is not None or holder is not None:
+            raise Conflict(TAKEN, field="racetime_id")
+        entry.racetime_id = racetime_id
+        entry.racetime_name = racetime_name
+        entry.racetime_linked_at = utcnow()
+
+    @staticmethod
+    async def _set_verified_link(session: AsyncSession, player: Player, racetime_id: str, racetime_name: str) -> None:
+        """The player proved the account: it is theirs everywhere. Unverified links to it (another player's, in any
+        guild) give way, and so do the player's own guild links, which their verified link replaces."""
+        owner = await session.scalar(select(Player.id).where(Player.racetime_id == racetime_id, Player.id != player.id))
+        if owner is not None:
+            raise Conflict(TAKEN, field="racetime_id")
+        await session.execute(
+            update(GuildPlayer)
+            .where(
+                GuildPlayer.racetime_id.is_not(None),
+                or_(GuildPlayer.racetime_id == racetime_id, GuildPlayer.player_id == player.id),
+            )
+            .values(racetime_id=None, racetime_name=None, racetime_linked_at=None)
+            .execution_options(synchronize_session="fetch")
+        )
+        player.racetime_id = racetime_id
+        player.racetime_name = racetime_name
+        player.racetime_linked_at = utcnow()

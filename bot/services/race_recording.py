@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceFinished, LiveRaceStarted
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
+from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
 from bot.services.room_opener import mark_seed_published
 from bot.services.scoring import recompute_permalink
 from db.models import (
@@ -375,13 +376,16 @@ class RoomApplier:
         return sorted(rows)
 
     async def _members_by_racetime_id(self, guild_id: int, racetime_ids: list[str]) -> dict[str, Player]:
-        """The guild's players with these RaceTime.gg accounts. Players are global, but someone who only plays in
-        another guild is an unknown user here: a guild's results never name another guild's players."""
+        """The guild's players with these RaceTime.gg accounts, by the link that counts in this guild: the player's
+        verified link, else the guild's own. Players are global, but someone who only plays in another guild, or
+        whom only another guild linked to the account, is an unknown user here: a guild's results never name
+        another guild's players, and no other guild decides whose run an entrant becomes."""
         if not racetime_ids:
             return {}
-        rows = await self.session.scalars(
-            select(Player)
-            .join(GuildPlayer, GuildPlayer.player_id == Player.id)
-            .where(GuildPlayer.guild_id == guild_id, Player.racetime_id.in_(racetime_ids))
+        rows = await self.session.execute(
+            select(Player, EFFECTIVE_RACETIME_ID)
+            .join(GuildPlayer, roster_entry_of(guild_id))
+            .where(or_(Player.racetime_id.in_(racetime_ids), GuildPlayer.racetime_id.in_(racetime_ids)))
         )
-        return {player.racetime_id: player for player in rows if player.racetime_id}
+        wanted = set(racetime_ids)
+        return {racetime_id: player for player, racetime_id in rows.all() if racetime_id in wanted}

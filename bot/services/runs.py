@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,21 +13,45 @@ from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import Page, decode_cursor, make_page, page_limit, require_aware
-from bot.services.players import member_or_404
+from bot.services.players import member_or_404, roster_entry_of, roster_name
 from bot.services.scoring import recompute_permalink
 from bot.services.tournaments import permalink_in_tournament, tournament_or_404
-from db.models import Permalink, Player, Pool, Run, RunStatus
+from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus
 from db.session import Database
 
 MAX_ELAPSED_SECONDS = 7 * 24 * 3600  # RaceTime.gg's own limit is 72 h; a week leaves room for offline runs
 
 
+class RunPlayer(NamedTuple):
+    """Whose run it is, named as the run's guild names them."""
+
+    id: int
+    discord_user_id: int
+    display_name: str
+
+
 @dataclass(frozen=True)
 class RunView:
     run: Run
-    player: Player
+    player: RunPlayer
     permalink: Permalink
     pool: Pool
+
+
+def _run_views(guild_id: int):
+    """Runs with their player (as this guild names them), seed and pool; filter with `.where`."""
+    return (
+        select(Run, Player.id, Player.discord_user_id, roster_name(), Permalink, Pool)
+        .join(Player, Player.id == Run.player_id)
+        .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
+        .join(Permalink, Permalink.id == Run.permalink_id)
+        .join(Pool, Pool.id == Permalink.pool_id)
+    )
+
+
+def _view(row) -> RunView:
+    run, player_id, discord_user_id, display_name, permalink, pool = row
+    return RunView(run, RunPlayer(player_id, discord_user_id, display_name), permalink, pool)
 
 
 def _check_status(status: str | RunStatus) -> RunStatus:
@@ -56,15 +81,7 @@ class RunService:
     ) -> Page[RunView]:
         limit = page_limit(limit)
         after = decode_cursor(cursor)
-        query = (
-            select(Run, Player, Permalink, Pool)
-            .join(Player, Player.id == Run.player_id)
-            .join(Permalink, Permalink.id == Run.permalink_id)
-            .join(Pool, Pool.id == Permalink.pool_id)
-            .where(Run.tournament_id == tournament_id)
-            .order_by(Run.id)
-            .limit(limit + 1)
-        )
+        query = _run_views(guild_id).where(Run.tournament_id == tournament_id).order_by(Run.id).limit(limit + 1)
         if after is not None:
             query = query.where(Run.id > after)
         if discord_user_id is not None:
@@ -79,24 +96,18 @@ class RunService:
             query = query.where(Run.status == _check_status(status))
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
-            rows = [RunView(*row) for row in (await session.execute(query)).all()]
+            rows = [_view(row) for row in (await session.execute(query)).all()]
         return make_page(rows, limit, lambda view: view.run.id)
 
     async def get_run(self, guild_id: int, tournament_id: int, run_id: int) -> RunView:
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             row = (
-                await session.execute(
-                    select(Run, Player, Permalink, Pool)
-                    .join(Player, Player.id == Run.player_id)
-                    .join(Permalink, Permalink.id == Run.permalink_id)
-                    .join(Pool, Pool.id == Permalink.pool_id)
-                    .where(Run.id == run_id, Run.tournament_id == tournament_id)
-                )
+                await session.execute(_run_views(guild_id).where(Run.id == run_id, Run.tournament_id == tournament_id))
             ).first()
         if row is None:
             raise NotFound(f"run {run_id} not found in this tournament", field="run_id")
-        return RunView(*row)
+        return _view(row)
 
     async def import_run(
         self,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services.players import roster_entry_of, roster_name
 from bot.services.tournaments import tournament_or_404
-from db.models import Permalink, Player, Pool, Run, RunStatus, Tournament
+from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
 from db.session import Database
 
 PAR_SAMPLE_SIZE = 5
@@ -135,9 +136,16 @@ class ScoringService:
             ]
             rows = (
                 await session.execute(
-                    select(Run.player_id, Permalink.pool_id, Run.score, Player.discord_user_id, Player.display_name)
+                    select(
+                        Run.player_id,
+                        Permalink.pool_id,
+                        Run.score,
+                        Player.discord_user_id,
+                        roster_name().label("display_name"),
+                    )
                     .join(Permalink, Permalink.id == Run.permalink_id)
                     .join(Player, Player.id == Run.player_id)
+                    .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
                     .where(
                         Run.tournament_id == tournament_id,
                         Run.reattempted.is_(False),

@@ -86,7 +86,7 @@ async def test_moderator_assigns_an_unverified_link(discord_) -> None:
     player = await d.services.players.get(d.guild.id, d.bob.id)
     assert (player.racetime_id, player.racetime_name, player.racetime_verified) == (RACETIME_ID, "bob", False)
     status = await d.harness.run("racetime status", d.bob)
-    assert "set by a moderator, not verified" in status.text
+    assert "set by a moderator of this server, not verified" in status.text
 
 
 async def test_assign_refuses_players_bad_ids_and_verified_links(discord_) -> None:
