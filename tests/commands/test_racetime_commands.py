@@ -101,3 +101,28 @@ async def test_assign_refuses_players_bad_ids_and_verified_links(discord_) -> No
     )
     assert "linked their own RaceTime.gg account" in verified.text
     assert (await d.services.players.find(d.bob.id)).racetime_id == RACETIME_ID
+
+
+async def test_assign_changes_only_this_servers_link_and_name(discord_) -> None:
+    """Regression (issue 11, item 8): `/racetime assign` in one server re-pointed the member's link, and renamed
+    them, in every server. Now it sets this server's link only: the other server keeps its name and link for
+    them, and the same account may be someone else's link over there."""
+    d = discord_
+    theirs = "BBBBccccDDDDeeee"
+    await d.services.players.upsert(
+        d.other_guild.id, d.bob.id, Actor.system(), display_name="Bob over there", racetime_id=theirs
+    )
+    reply = await d.harness.run(
+        "racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=RACETIME_ID, racetime_name="bob"
+    )
+    assert "in this server, unverified" in reply.text
+    here = await d.services.players.get(d.guild.id, d.bob.id)
+    assert (here.racetime_id, here.racetime_verified) == (RACETIME_ID, False)
+    there = await d.services.players.get(d.other_guild.id, d.bob.id)
+    assert (there.display_name, there.racetime_id, there.racetime_name) == ("Bob over there", theirs, theirs)
+    # the other server's account is free here: one account is at most one player per server
+    await d.harness.run("racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.alice, racetime_id=theirs)
+    assert (await d.services.players.get(d.guild.id, d.alice.id)).racetime_id == theirs
+    assert (await d.services.players.get(d.other_guild.id, d.bob.id)).racetime_id == theirs
+    taken = await d.harness.run("racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=theirs)
+    assert "linked to another player" in taken.text

@@ -105,3 +105,26 @@ def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
     assert result.returncode == 2
     assert "error: Discord refused the token (STARTLINE_DISCORD__TOKEN)" in result.stderr
     assert "Traceback" not in result.stderr and "fake-bot-token" not in result.stderr
+
+
+def test_a_refused_server_members_intent_stops_the_process_with_one_line(tmp_path):
+    """The bot needs the privileged Server Members intent (members leaving and joining); when the developer
+    portal's switch is off Discord closes the gateway with 4014, and the process says what to switch on."""
+
+    async def scenario() -> subprocess.CompletedProcess:
+        async with FakeRacetime() as racetime:
+            discord = await FakeDiscordRest.with_gateway([GUILD]).start()
+            discord.gateway.privileged_intents = False
+            try:
+                env = process_env(sqlite_url(tmp_path / "startline.db"), free_port(), **settings_env(racetime, discord))
+                command = StartlineProcess.with_fake_discord(env, tmp_path / "process.log", 0).command
+                return await asyncio.to_thread(
+                    subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+                )
+            finally:
+                await discord.stop()
+
+    result = asyncio.run(scenario())
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: Discord refused the Server Members intent: switch on" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -12,6 +12,11 @@ The protocol (Discord's "Gateway" documentation), as much as a bot that only sen
 Frames are JSON text. discord.py asks for zlib-stream compression in the URL, but reads text frames as they
 come (Discord itself sends binary frames then); nothing here depends on compression.
 
+Guild events are dispatched to every connected session whose IDENTIFY asked for their intent, as Discord does:
+`member_remove`, `member_add` (GUILD_MEMBERS, privileged) and `member_ban` (GUILD_MODERATION). With
+`privileged_intents=False` (the switches off in the developer portal) an IDENTIFY asking for a privileged intent is
+closed with 4014 ("disallowed intents"). `identified_intents` is what the last IDENTIFY asked for.
+
 `down()` is an outage: every socket is closed with 4000 (which discord.py answers by resuming) and new
 connections are refused with 503 until `up()`. The fake is served by `FakeDiscordRest` (`gateway=`), on the
 same port as the REST API, which also answers `GET /gateway/bot` with this gateway's URL.
@@ -29,6 +34,10 @@ from aiohttp import WSMsgType, web
 
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 9, 10, 11
 OUTAGE_CLOSE_CODE = 4000  # "unknown error": a code discord.py reconnects (and resumes) after
+DISALLOWED_INTENTS_CLOSE_CODE = 4014
+# Gateway intents (bits of IDENTIFY's `intents`), as Discord numbers them.
+GUILD_MEMBERS, GUILD_MODERATION, GUILD_PRESENCES, MESSAGE_CONTENT = 1 << 1, 1 << 2, 1 << 8, 1 << 15
+PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 GATEWAY_PATH = "/gateway"
 
 
@@ -36,6 +45,7 @@ GATEWAY_PATH = "/gateway"
 class _Session:
     id: str
     sequence: int = 0
+    intents: int = 0
 
 
 @dataclass
@@ -48,11 +58,14 @@ class FakeGateway:
     identifies: int = 0
     resumes: int = 0
     refused: int = 0  # connections turned away during an outage
+    privileged_intents: bool = True  # the developer portal's switches: off refuses a privileged IDENTIFY (4014)
+    identified_intents: int | None = None
 
     def __post_init__(self) -> None:
         self._sessions: dict[str, _Session] = {}
         self._session_ids = (f"fake-session-{n}" for n in itertools.count(1))
         self._sockets: set[web.WebSocketResponse] = set()
+        self._ready: dict[web.WebSocketResponse, _Session] = {}  # sockets that identified or resumed
         self._available = True
         self._ready_connections = 0
 
@@ -69,6 +82,36 @@ class FakeGateway:
 
     def up(self) -> None:
         self._available = True
+
+    async def member_remove(self, guild_id: int, user: dict[str, Any]) -> int:
+        """A member left or was kicked (GUILD_MEMBER_REMOVE); returns how many sessions it was sent to."""
+        return await self._guild_event("GUILD_MEMBER_REMOVE", GUILD_MEMBERS, {"guild_id": str(guild_id), "user": user})
+
+    async def member_ban(self, guild_id: int, user: dict[str, Any]) -> int:
+        """A member was banned (GUILD_BAN_ADD; Discord also sends GUILD_MEMBER_REMOVE for a member)."""
+        return await self._guild_event("GUILD_BAN_ADD", GUILD_MODERATION, {"guild_id": str(guild_id), "user": user})
+
+    async def member_add(self, guild_id: int, user: dict[str, Any], *, nick: str | None = None) -> int:
+        """Someone joined the guild (GUILD_MEMBER_ADD: a guild member object with the guild id)."""
+        member = {
+            "guild_id": str(guild_id),
+            "user": user,
+            "nick": nick,
+            "roles": [],
+            "joined_at": "2026-01-01T00:00:00.000000+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
+        return await self._guild_event("GUILD_MEMBER_ADD", GUILD_MEMBERS, member)
+
+    async def _guild_event(self, event: str, intent: int, data: dict[str, Any]) -> int:
+        sent = 0
+        for ws, session in list(self._ready.items()):
+            if session.intents & intent:
+                await self._dispatch(ws, session, event, data)
+                sent += 1
+        return sent
 
     def install(self, app: web.Application, api_prefix: str) -> None:
         app.router.add_get(GATEWAY_PATH, self._socket)
@@ -101,19 +144,28 @@ class FakeGateway:
                 if op == HEARTBEAT:
                     await self._send(ws, {"op": HEARTBEAT_ACK, "d": None, "s": None})
                 elif op == IDENTIFY and session is None:
-                    session = await self._identify(ws)
+                    intents = int((data or {}).get("intents", 0))
+                    self.identified_intents = intents
+                    if intents & PRIVILEGED_INTENTS and not self.privileged_intents:
+                        await ws.close(code=DISALLOWED_INTENTS_CLOSE_CODE, message=b"Disallowed intent(s).")
+                        break
+                    session = await self._identify(ws, intents)
+                    self._ready[ws] = session
                 elif op == RESUME and session is None:
                     session = await self._resume(ws, data or {})
+                    if session is not None:
+                        self._ready[ws] = session
                 # presence updates, member requests and the rest are ignored
         finally:
             self._sockets.discard(ws)
+            self._ready.pop(ws, None)
             if session is not None:
                 self._ready_connections -= 1
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse) -> _Session:
+    async def _identify(self, ws: web.WebSocketResponse, intents: int) -> _Session:
         self.identifies += 1
-        session = _Session(next(self._session_ids))
+        session = _Session(next(self._session_ids), intents=intents)
         self._sessions[session.id] = session
         self._ready_connections += 1
         ready = {
