@@ -12,7 +12,8 @@ few minutes, so the player still gets it once.
 Outcomes: success → `sent`; DMs closed → `failed` and the player is marked dm_blocked (their later DMs are
 `skipped` until they use the bot again); rate limits, Discord server errors and network errors → `retrying`
 with exponential backoff and jitter, then `failed` after `max_retries`; anything else Discord refuses →
-`failed` with the reason. Without a delivery (no gateway) rows simply wait.
+`failed` with the reason. A DM to a player who left the row's guild (or was banned) since it was queued →
+`skipped`. Without a delivery (no gateway) rows simply wait.
 """
 
 from __future__ import annotations
