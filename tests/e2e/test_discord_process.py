@@ -88,10 +88,12 @@ def test_the_process_runs_while_discord_is_unreachable_at_start_and_catches_up(t
     asyncio.run(scenario(tmp_path))
 
 
-def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
+def run_until_refused(tmp_path, discord: FakeDiscordRest) -> subprocess.CompletedProcess:
+    """Run the process in Discord mode against `discord` until it exits (it is expected to be refused)."""
+
     async def scenario() -> subprocess.CompletedProcess:
         async with FakeRacetime() as racetime:
-            discord = await FakeDiscordRest.with_gateway([GUILD], token="the-right-token").start()
+            await discord.start()
             try:
                 env = process_env(sqlite_url(tmp_path / "startline.db"), free_port(), **settings_env(racetime, discord))
                 command = StartlineProcess.with_fake_discord(env, tmp_path / "process.log", 0).command
@@ -101,7 +103,11 @@ def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
             finally:
                 await discord.stop()
 
-    result = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
+    result = run_until_refused(tmp_path, FakeDiscordRest.with_gateway([GUILD], token="the-right-token"))
     assert result.returncode == 2
     assert "error: Discord refused the token (STARTLINE_DISCORD__TOKEN)" in result.stderr
     assert "Traceback" not in result.stderr and "fake-bot-token" not in result.stderr
@@ -110,21 +116,9 @@ def test_a_refused_token_stops_the_process_with_one_line(tmp_path):
 def test_a_refused_server_members_intent_stops_the_process_with_one_line(tmp_path):
     """The bot needs the privileged Server Members intent (members leaving and joining); when the developer
     portal's switch is off Discord closes the gateway with 4014, and the process says what to switch on."""
-
-    async def scenario() -> subprocess.CompletedProcess:
-        async with FakeRacetime() as racetime:
-            discord = await FakeDiscordRest.with_gateway([GUILD]).start()
-            discord.gateway.privileged_intents = False
-            try:
-                env = process_env(sqlite_url(tmp_path / "startline.db"), free_port(), **settings_env(racetime, discord))
-                command = StartlineProcess.with_fake_discord(env, tmp_path / "process.log", 0).command
-                return await asyncio.to_thread(
-                    subprocess.run, command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-                )
-            finally:
-                await discord.stop()
-
-    result = asyncio.run(scenario())
+    discord = FakeDiscordRest.with_gateway([GUILD])
+    discord.gateway.privileged_intents = False
+    result = run_until_refused(tmp_path, discord)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: Discord refused the Server Members intent: switch on" in result.stderr
     assert "Traceback" not in result.stderr
