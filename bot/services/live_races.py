@@ -38,7 +38,7 @@ from bot.services.live_race_views import (
     live_races_table,
     view_query,
 )
-from bot.services.players import roster_entry_of
+from bot.services.players import roster_entry_of, roster_name
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
 from bot.services.room_opener import (
@@ -261,7 +261,7 @@ class LiveRaceService:
             view = await self._load_view(session, guild_id, race_id, tournament_id)
             rows = (
                 await session.execute(
-                    select(LiveRaceEntrant, Player, GuildPlayer.display_name, Run)
+                    select(LiveRaceEntrant, Player, roster_name(), Run)
                     .outerjoin(Player, Player.id == LiveRaceEntrant.player_id)
                     .outerjoin(GuildPlayer, roster_entry_of(guild_id, LiveRaceEntrant.player_id))
                     .outerjoin(Run, Run.id == LiveRaceEntrant.run_id)
@@ -274,7 +274,7 @@ class LiveRaceService:
                 racetime_name=entrant.racetime_name,
                 player_id=entrant.player_id,
                 discord_user_id=player.discord_user_id if player else None,
-                display_name=(name or str(player.discord_user_id)) if player else None,
+                display_name=name,
                 counted=entrant.counted,
                 reason=entrant.reason,
                 status=entrant.status,
