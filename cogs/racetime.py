@@ -54,20 +54,22 @@ class RacetimeCog(StartlineCog):
     def describe(self, player: RosterEntry | None, *, yourself: bool) -> str:
         who = "You have" if yourself else "This member has"
         if player is None or player.racetime_id is None:
-            return f"{who} no RaceTime.gg account linked. Link one with `/racetime link`."
-        how = (
-            "verified through RaceTime.gg"
-            if player.racetime_verified
-            else "set by a moderator of this server, not verified"
-        )
-        since = f", since {ts(player.racetime_linked_at, 'D')}" if player.racetime_linked_at else ""
-        lines = [
-            f"{who} linked [{safe(player.racetime_name)}]({self.profile_url(player.racetime_id)}) "
-            f"(`{player.racetime_id}`), {how}{since}."
-        ]
-        if player.left_at is not None:  # only ever seen by moderators: using a command brings you back
+            lines = [f"{who} no RaceTime.gg account linked. Link one with `/racetime link`."]
+        else:
+            how = (
+                "verified through RaceTime.gg"
+                if player.racetime_verified
+                else "set by a moderator of this server, not verified"
+            )
+            since = f", since {ts(player.racetime_linked_at, 'D')}" if player.racetime_linked_at else ""
+            lines = [
+                f"{who} linked [{safe(player.racetime_name)}]({self.profile_url(player.racetime_id)}) "
+                f"(`{player.racetime_id}`), {how}{since}."
+            ]
+        # Both only ever seen by moderators: any command of the member's own brings them back and lifts the pause.
+        if player is not None and player.left_at is not None:
             lines.append(f"This member left the server {ts(player.left_at, 'R')}: not eligible, no DMs from here.")
-        if player.dm_blocked:  # only ever seen by moderators: using any command lifts the pause for yourself
+        if player is not None and player.dm_blocked:
             lines.append(
                 "⚠️ Direct messages to this member failed, so their notifications are paused until they use a "
                 "Startline command again."

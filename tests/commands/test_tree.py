@@ -158,6 +158,16 @@ async def test_any_command_registers_the_user_as_a_player_of_the_guild(discord_)
         assert await session.get(GuildPlayer, (d.other_guild.id, player.id)) is None
 
 
+async def test_a_member_who_left_is_back_when_they_use_a_command(discord_) -> None:
+    d = discord_
+    await d.harness.run("tournament list", d.bob)
+    await d.services.players.member_left(d.guild.id, d.bob.id)
+    shown = await d.harness.run("racetime status", d.mod, perms=MODERATOR_PERMS, member=d.bob)
+    assert "left the server" in shown.text
+    await d.harness.run("tournament list", d.bob)
+    assert (await d.services.players.get(d.guild.id, d.bob.id)).left_at is None
+
+
 async def test_unexpected_errors_get_a_short_private_message_and_a_log_entry(discord_, monkeypatch, caplog) -> None:
     d = discord_
 
