@@ -11,14 +11,26 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.toml"
+# The RaceTime.gg requests the room opener makes under one claim, at most: a token, the category listing and
+# `startrace`. The opener bounds a claim's HTTP work by this many request timeouts (see `open_claim_budget_seconds`).
+OPEN_REQUESTS_PER_CLAIM = 3
 
 
 class ConfigError(Exception):
     """A configuration problem, explained in one line that names the key."""
+
+
+class SettingsConflict(ValueError):
+    """Two settings that are each valid but not together; `key` is the one to change."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 class _Section(BaseModel):
@@ -75,6 +87,8 @@ class RacetimeSettings(_Section):
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     request_timeout_seconds: float = Field(default=10.0, gt=0)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # RaceTime.gg serves /o/{category}/data from a cache this old at most: a room younger than this may be missing.
+    listing_cache_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("base_url")
     @classmethod
@@ -90,6 +104,8 @@ class SchedulerSettings(_Section):
     open_max_attempts: int = Field(default=6, ge=1)
     open_backoff_base_seconds: float = Field(default=15.0, gt=0)
     open_claim_lease_seconds: float = Field(default=90.0, gt=0)
+    # A race whose start passed longer ago than this is not opened automatically (only by a moderator).
+    max_late_open_minutes: int = Field(default=30, ge=0, le=10080)
     score_upkeep_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
@@ -138,6 +154,26 @@ class Settings(BaseSettings):
         # Environment beats the file; the file arrives as init kwargs from `load_settings`.
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _lease_outlasts_an_open(self) -> Settings:
+        """A crashed opener's claim is taken over after the lease: by then the room it may have created must be in
+        the (cached) listing, or the next claim opens a second room."""
+        worst = self.open_claim_budget_seconds + self.racetime.listing_cache_seconds
+        if self.scheduler.open_claim_lease_seconds < worst:
+            raise SettingsConflict(
+                "scheduler.open_claim_lease_seconds",
+                f"must be at least {worst:g} s (racetime.request_timeout_seconds "
+                f"{self.racetime.request_timeout_seconds:g} × {OPEN_REQUESTS_PER_CLAIM} requests + "
+                f"racetime.listing_cache_seconds {self.racetime.listing_cache_seconds:g}), or a second room could be "
+                "opened for a race",
+            )
+        return self
+
+    @property
+    def open_claim_budget_seconds(self) -> float:
+        """The longest the room opener works on one claim before it records the room or the failure."""
+        return self.racetime.request_timeout_seconds * OPEN_REQUESTS_PER_CLAIM
+
     @property
     def has_discord_token(self) -> bool:
         return self.discord.token is not None and bool(self.discord.token.get_secret_value().strip())
@@ -152,6 +188,10 @@ class Settings(BaseSettings):
 
 
 def _describe(error: dict[str, Any]) -> str:
+    conflict = error.get("ctx", {}).get("error")
+    if isinstance(conflict, SettingsConflict):
+        env_name = "STARTLINE_" + conflict.key.replace(".", "__").upper()
+        return f"configuration error: {conflict.key}: {conflict.message} (set it in the config file or {env_name})"
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"]
     if error["type"] == "extra_forbidden":

@@ -279,8 +279,13 @@ class LiveRace(TimestampMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     open_claim_id: Mapped[str | None] = mapped_column(String(40))
     open_claimed_at: Mapped[datetime | None] = mapped_column()
-    participant_count: Mapped[int] = mapped_column(Integer, default=0)
-    finisher_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while a room of this race may exist on RaceTime.gg that the race does not follow (a claim under way, an
+    # answer to `startrace` that was lost, a room a cancel could not close): from this time on the category listing
+    # is sure to show it. The opener adopts such a room; for a cancelled race it cancels it. NULL: none can exist.
+    room_search_after: Mapped[datetime | None] = mapped_column()
+    entrant_count: Mapped[int] = mapped_column(Integer, default=0)  # RaceTime.gg entrants at the start
+    participant_count: Mapped[int] = mapped_column(Integer, default=0)  # players who got a run
+    finisher_count: Mapped[int] = mapped_column(Integer, default=0)  # participants who finished
     created_by: Mapped[str] = mapped_column(String(120), default="system")
 
     __table_args__ = (

@@ -49,6 +49,13 @@ class RecordingTransport(httpx.AsyncHTTPTransport):
 
 
 @pytest.fixture
+async def rt():
+    """The fake with its listing cache off: these tests look at single requests (one test turns the cache on)."""
+    async with FakeRacetime(seed=7) as fake:
+        yield fake
+
+
+@pytest.fixture
 async def client(rt):
     async with client_for(rt) as c:
         yield c

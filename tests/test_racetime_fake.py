@@ -11,11 +11,20 @@ import httpx
 import pytest
 
 from racetime.durations import format_datetime, parse_datetime
+from racetime.errors import RacetimeUnavailable
+from racetime.models import RoomSettings, StartRaceRequest
 from tests.fakes.racetime_data import captured_user, load_json
-from tests.fakes.racetime_server import FakeRacetime, FakeRacetimeError
+from tests.fakes.racetime_server import FakeRacetime, FakeRacetimeError, client_for
 
 ALICE, BOB, CAROL = (captured_user(n) for n in ("Alice", "Bob", "Carol"))
 SLUG_RE = re.compile(r"^[a-z]+-[a-z]+-\d{4}$")
+
+
+@pytest.fixture
+async def rt():
+    """The fake with its listing cache off: these tests look at single requests (one test turns the cache on)."""
+    async with FakeRacetime(seed=7) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -434,6 +443,58 @@ async def test_oauth_listing_cache_is_stale_like_the_real_one():
         assert len((await http.get("/alttpr/data")).json()["current_races"]) == 1  # invalidated on save
         # A cache hit skips even the bot check.
         assert (await http.get("/o/alttpr/data")).status_code == 200
+
+
+async def test_the_listing_cache_ages_on_the_clock_it_is_given():
+    now = [1000.0]
+    async with (
+        FakeRacetime(cache_ttl=60, cache_clock=lambda: now[0]) as rt,
+        httpx.AsyncClient(base_url=rt.base_url) as http,
+    ):
+        auth = await bot_auth(http, rt)
+        assert (await http.get("/o/alttpr/data", headers=auth)).json()["current_races"] == []
+        rt.open_room()
+        now[0] += 59.9
+        assert (await http.get("/o/alttpr/data", headers=auth)).json()["current_races"] == []
+        now[0] += 0.1
+        assert len((await http.get("/o/alttpr/data", headers=auth)).json()["current_races"]) == 1
+
+
+async def test_a_held_request_waits_until_released(rt, http):
+    auth = await bot_auth(http, rt)
+    hold = rt.hold("POST", "/startrace")
+    sent = asyncio.create_task(http.post("/o/alttpr/startrace", headers=auth, data={"goal": "Beat the game"}))
+    held = await hold.arrival()
+    assert (held.method, held.path, held.is_handled, rt.rooms) == ("POST", "/o/alttpr/startrace", False, [])
+    assert len((await http.get("/o/alttpr/data", headers=auth)).json()["current_races"]) == 0  # others go on
+    held.release()
+    assert (await sent).status_code == 201 and held.is_handled and len(rt.rooms) == 1
+    assert (await http.post("/o/alttpr/startrace", headers=auth, data={"goal": "Beat the game"})).status_code == 201
+
+
+async def test_a_held_answer_comes_after_the_work_is_done(rt, http):
+    auth = await bot_auth(http, rt)
+    hold = rt.hold("POST", "/startrace", stage="answer")
+    sent = asyncio.create_task(http.post("/o/alttpr/startrace", headers=auth, data={"goal": "Beat the game"}))
+    held = await hold.arrival()
+    await held.handled()
+    assert len(rt.rooms) == 1 and not sent.done()  # the room exists; the client has not heard of it
+    held.release()
+    assert (await sent).status_code == 201
+
+
+async def test_a_request_the_client_gave_up_on_is_still_handled(rt):
+    hold = rt.hold("POST", "/startrace")
+    async with client_for(rt, timeout=0.2) as client:
+        await client.category_data("alttpr")  # the token first
+        room = StartRaceRequest(RoomSettings(), goal="Beat the game")
+        attempt = asyncio.create_task(client.start_race("alttpr", room))
+        held = await hold.arrival()
+        with pytest.raises(RacetimeUnavailable, match="timed out"):
+            await attempt
+    held.release()  # RaceTime.gg completes the startrace after the client gave up: the room exists all the same
+    await held.handled()
+    assert len(rt.rooms) == 1
 
 
 async def test_past_races_pagination(rt, http):

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.app import Application
 from bot.errors import Conflict, ValidationFailed
@@ -15,7 +15,7 @@ from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services.room_opener import RoomOpener
 from db.models import AuditEntry, LiveRace, Permalink, RaceStatus, Run, RunStatus
 from tests.conftest import GUILD, MODERATOR
-from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, running_app
+from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
 from tests.fakes.racetime_server import FakeRacetime
 
 
@@ -116,28 +116,74 @@ async def test_restart_between_claim_and_record_adopts_the_room(
         assert (await open_rooms(second)).due == 0
 
 
-async def test_room_created_despite_a_timeout_is_adopted(app_settings, rt: FakeRacetime, clock: Clock) -> None:
+async def test_room_created_after_the_client_gave_up_is_adopted(app_settings, rt: FakeRacetime, clock: Clock) -> None:
+    app_settings.scheduler.open_backoff_base_seconds = 1  # the listing cache, not the backoff, sets the wait
     async with running_app(app_settings, rt, clock, request_timeout=0.3) as app:
+        cache = app.settings.racetime.listing_cache_seconds
         world = await make_world(app.services)
         race_id = await _schedule(app, world, clock, 5)
-        rt.set_delay(0.6, "/startrace")
-        report = await open_rooms(app, expect_errors=True)
-        assert report.failed == 1
+        held = rt.hold("POST", "/startrace")
+        cycle = asyncio.create_task(open_rooms(app, expect_errors=True))
+        startrace = await held.arrival()
+        assert (await cycle).failed == 1  # our client timed out waiting
         race = await _race(app, race_id)
         assert race.status is RaceStatus.SCHEDULED and race.open_attempts == 1
         assert "RaceTime.gg did not open the room" in race.last_error and "timed out" in race.last_error
-        # RaceTime.gg may have created it: wait at least the 60 s its listing is cached before looking.
-        assert race.next_open_attempt_at == clock.now + timedelta(seconds=60)
-        rt.set_delay(0, "/startrace")
-        # The server did create the room before the answer was lost.
-        rt.open_room("alttpr", info_user="seed", info_bot=f"Startline live race #{race_id} · sl:{race.marker}")
-        clock.advance(seconds=59)
+        # RaceTime.gg may still create it: no attempt before its listing, cached that long, can show the room.
+        assert race.next_open_attempt_at == race.room_search_after == clock.now + timedelta(seconds=cache)
+        startrace.release()
+        await startrace.handled()  # ... and it does, after the client gave up
+        assert len(_rooms_of(rt, race)) == 1
+        clock.advance(seconds=cache - 1)
         assert (await open_rooms(app)).due == 0
+        with pytest.raises(Conflict, match=r"may have created the room of race .* its race list shows it only from"):
+            await app.services.live_races.open_now(GUILD, race_id, MODERATOR)  # a moderator waits too
         clock.advance(seconds=1)
         assert (await open_rooms(app)).adopted == 1
         race = await _race(app, race_id)
-        assert race.status is RaceStatus.ROOM_OPEN and race.last_error is None
+        assert race.status is RaceStatus.ROOM_OPEN and race.last_error is None and race.room_search_after is None
         assert len(_rooms_of(rt, race)) == 1 and race.racetime_slug == _rooms_of(rt, race)[0]["slug"]
+        assert rt.count("POST", "/startrace") == 1
+
+
+async def test_a_second_room_the_listing_did_not_show_is_cancelled(
+    app_settings, rt: FakeRacetime, clock: Clock
+) -> None:
+    """RaceTime.gg completes a startrace so late that even the retry's listing misses the room: two rooms carry
+    the marker. The poller cancels the one the race did not record (its players were sent the other)."""
+    app_settings.scheduler.open_backoff_base_seconds = 1  # the listing cache, not the backoff, sets the wait
+    async with running_app(app_settings, rt, clock, request_timeout=0.3) as app:
+        cache = app.settings.racetime.listing_cache_seconds
+        world = await make_world(app.services)
+        race_id = await _schedule(app, world, clock, 5)
+        held = rt.hold("POST", "/startrace")
+        cycle = asyncio.create_task(open_rooms(app, expect_errors=True))
+        late = await held.arrival()
+        assert (await cycle).failed == 1
+        clock.advance(seconds=cache)
+        await app.racetime.category_data("alttpr")  # the listing is cached now, without the room
+        late.release()
+        await late.handled()
+        assert (await open_rooms(app)).opened == 1  # its listing was the cached one: a second room
+        race = await _race(app, race_id)
+        first = next(room["slug"] for room in _rooms_of(rt, race) if room["slug"] != race.racetime_slug)
+        assert len(_rooms_of(rt, race)) == 2
+
+        report = await poll(app)  # once the cache expired the listing shows both
+        assert report.strays == 1
+        assert rt.room(first)["status"]["value"] == "cancelled"
+        assert rt.room(race.racetime_slug)["status"]["value"] == "open"
+        async with app.db.read() as session:
+            [entry] = await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "live_race.stray_room_cancelled")
+            )
+        assert entry.target_id == race_id and entry.details["racetime_slug"] == first and entry.details["cancelled"]
+        assert "second room" in entry.details["reason"]
+        assert (await poll(app, fresh=False)).strays == 1  # the cached listing still shows it: not cancelled twice
+        async with app.db.read() as session:
+            entries = await session.scalars(select(AuditEntry).where(AuditEntry.action == entry.action))
+            assert len(list(entries)) == 1
+        assert [e.live_race_id for e in app.events.published if isinstance(e, LiveRaceRoomOpened)] == [race_id]
 
 
 async def test_dropped_startrace_that_created_nothing_is_retried(
@@ -195,13 +241,13 @@ async def test_backoff_then_give_up_then_open_now(app: Application, rt: FakeRace
             break
         delays.append((race.next_open_attempt_at - clock.now).total_seconds())
         clock.now = race.next_open_attempt_at
-    # The first failure was startrace itself (a room may exist): at least 60 s; then base × 2^(n−1).
-    assert delays == [60.0, 30.0, 60.0, 120.0, 240.0]
+    # RaceTime.gg is down before the POST goes out (the token): no room can exist, so base × 2^(n−1).
+    assert delays == [15.0, 30.0, 60.0, 120.0, 240.0]
     assert race.open_attempts == scheduler.open_max_attempts and race.next_open_attempt_at is None
     failed = [e for e in app.events.published if isinstance(e, LiveRaceOpenFailed)]
     assert sorted(e.live_race_id for e in failed) == [race_id, other_id]  # told once per race
     rt.up()
-    clock.advance(hours=1)
+    clock.advance(minutes=10)
     assert (await open_rooms(app)).due == 0  # given up: only a moderator restarts it
 
     view = await app.services.live_races.open_now(GUILD, race_id, MODERATOR)
@@ -214,12 +260,15 @@ async def test_backoff_then_give_up_then_open_now(app: Application, rt: FakeRace
 async def test_catch_up_after_racetime_was_down(app: Application, rt: FakeRacetime, clock: Clock) -> None:
     world = await make_world(app.services)
     race_id = await _schedule(app, world, clock, 5)
+    app.settings.scheduler.open_backoff_base_seconds = 1
+    cache = app.settings.racetime.listing_cache_seconds
     rt.fail_next(2, 503, "/startrace")
     for _ in range(2):
         assert (await open_rooms(app, expect_errors=True)).failed == 1
         race = await _race(app, race_id)
-        assert race.next_open_attempt_at == clock.now + timedelta(seconds=60)  # startrace failed: maybe created
-        clock.advance(seconds=60)
+        # startrace failed, so a room may exist: no attempt before the listing cache time passed
+        assert race.next_open_attempt_at == race.room_search_after == clock.now + timedelta(seconds=cache)
+        clock.advance(seconds=cache)
     assert (await open_rooms(app)).opened == 1
     race = await _race(app, race_id)
     assert race.status is RaceStatus.ROOM_OPEN and race.last_error is None and race.open_attempts == 2

@@ -64,6 +64,7 @@ def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> 
         room_opened_at=race.room_opened_at,
         started_at=race.started_at,
         ended_at=race.ended_at,
+        entrant_count=race.entrant_count,
         participant_count=race.participant_count,
         finisher_count=race.finisher_count,
         cancel_reason=race.cancel_reason,

@@ -299,8 +299,9 @@ class LiveRaceOut(OutputModel):
     room_opened_at: UtcDateTime | None
     started_at: UtcDateTime | None
     ended_at: UtcDateTime | None
-    participant_count: int
-    finisher_count: int
+    entrant_count: int = Field(description="RaceTime.gg entrants in the room at the start, counted or not")
+    participant_count: int = Field(description="players who got a run (entrants the race counts)")
+    finisher_count: int = Field(description="participants who finished")
     cancel_reason: str | None
     last_error: str | None
     created_by: str

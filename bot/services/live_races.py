@@ -39,6 +39,7 @@ from bot.services.live_race_views import (
     view_query,
 )
 from bot.services.players import roster_entry_of, roster_name
+from bot.services.race_locks import lock_race
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
 from bot.services.room_opener import (
@@ -46,8 +47,8 @@ from bot.services.room_opener import (
     ClaimRefused,
     OpenFailure,
     RoomOpener,
-    find_marked_room,
     room_category,
+    room_not_cancelled,
     room_open_lead,
 )
 from bot.services.room_profiles import profile_or_404, validate_room_settings
@@ -68,6 +69,7 @@ from db.session import Database
 from db.types import utcnow
 from racetime.errors import RacetimeConflict, RacetimeError
 from racetime.models import Race
+from racetime.results import entrant_results
 
 if TYPE_CHECKING:
     from racetime.client import RacetimeClient
@@ -112,7 +114,7 @@ class LiveRaceService:
         self.settings = settings
         self.racetime = racetime
         self.opener = RoomOpener(db, events, settings, racetime, clock=self._now)
-        self.poller = RacePoller(db, events, racetime, clock=self._now)
+        self.poller = RacePoller(db, events, racetime, clock=self._now, strays=self.opener.strays)
         self.clock: Callable[[], datetime] = utcnow  # tests move time by replacing this
 
     def _now(self) -> datetime:
@@ -163,6 +165,14 @@ class LiveRaceService:
         if row is None or (tournament_id is not None and row[0].tournament_id != tournament_id):
             raise NotFound(f"live race {race_id} not found", field="race_id")
         return self._view(row)
+
+    async def _locked_view(
+        self, session: AsyncSession, guild_id: int, race_id: int, tournament_id: int | None = None
+    ) -> LiveRaceView:
+        """The race locked for this write transaction (race_locks.lock_race), with what adapters render."""
+        if not isinstance(race_id, bool) and isinstance(race_id, int):
+            await lock_race(session, race_id, guild_id=guild_id)
+        return await self._load_view(session, guild_id, race_id, tournament_id)
 
     async def get(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> LiveRaceView:
         async with self.db.read() as session:
@@ -391,17 +401,22 @@ class LiveRaceService:
         if "episode_id" in changes:
             changes["episode_id"] = self._clean_episode(changes["episode_id"])
         async with self.db.transaction() as session:
-            view = await self._load_view(session, guild_id, race_id, tournament_id)
+            view = await self._locked_view(session, guild_id, race_id, tournament_id)
             race, tournament = view.race, view.tournament
+            other = ", ".join(sorted(set(changes) - set(OPEN_ROOM_EDITABLE)))
             if race.status is RaceStatus.ROOM_OPEN:
-                other = sorted(set(changes) - set(OPEN_ROOM_EDITABLE))
                 if other:
                     raise InvalidTransition(
-                        f"race {race.id}'s room is already open; only the title can change (not {', '.join(other)})"
+                        f"race {race.id}'s room is already open; only the title can change (not {other})"
                     )
             elif race.status is not RaceStatus.SCHEDULED:
                 raise _refuse(race, "scheduled or open", "edited")
-            self._check_not_opening(race)
+            elif self.opener.claim_is_live(race, self._now()) and other:
+                # The opener (or one that crashed mid-way) is creating the room with the race as it was claimed.
+                raise Conflict(
+                    f"the room of race {race.id} is being opened right now; only the title can change until it is "
+                    f"open (not {other})"
+                )
             before = {key: getattr(race, "room_settings" if key == "room" else key) for key in changes}
             pool = view.pool
             if "pool_id" in changes:
@@ -428,8 +443,13 @@ class LiveRaceService:
                 race.room_profile_id = changes["room_profile_id"]
             if "room" in changes:
                 race.room_settings = changes["room"]
-            if race.status is RaceStatus.SCHEDULED:
+            if (
+                race.status is RaceStatus.SCHEDULED
+                and not self.opener.claim_is_live(race, self._now())
+                and not self.opener.too_late(race.scheduled_at, self._now())
+            ):
                 # Rescheduling moves the room-open time (the opener reads the table); a failed open may retry.
+                # (A race too late to open automatically stays given up: its moderators were told once.)
                 race.open_attempts = 0
                 race.next_open_attempt_at = None
                 race.last_error = None
@@ -451,10 +471,22 @@ class LiveRaceService:
     async def delete(self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None) -> None:
         """Delete a scheduled or cancelled race. Runs it recorded stay (they only lose the link to the race)."""
         async with self.db.transaction() as session:
-            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
+            race = (await self._locked_view(session, guild_id, race_id, tournament_id)).race
             if race.status not in (RaceStatus.SCHEDULED, RaceStatus.CANCELLED):
                 raise _refuse(race, "scheduled or cancelled", "deleted")
-            self._check_not_opening(race)
+            if self.opener.claim_is_live(race, self._now()):
+                raise Conflict(f"the room of race {race.id} is being opened right now; try again in a minute")
+            if race.room_search_after is not None:
+                # Its marker is how the bot finds that room: deleting the race would leave the room open for good.
+                if race.status is RaceStatus.SCHEDULED:
+                    raise Conflict(
+                        f"a RaceTime.gg room of race {race.id} may exist from an interrupted opening; cancel the race "
+                        "first (the bot then cancels that room too), then delete it"
+                    )
+                raise Conflict(
+                    f"the bot is still making sure no RaceTime.gg room of race {race.id} stays open; "
+                    "try again in a few minutes"
+                )
             # Explicit, so SQLite without foreign key enforcement behaves like the ON DELETE SET NULL.
             await session.execute(update(Run).where(Run.live_race_id == race.id).values(live_race_id=None))
             await audit.record(
@@ -472,19 +504,22 @@ class LiveRaceService:
     async def open_now(
         self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None
     ) -> LiveRaceView:
-        """Open the room now, whatever the lead time, and reset a failed opener's attempts."""
-        async with self.db.read() as session:
-            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
-            if race.status is not RaceStatus.SCHEDULED:
-                raise _refuse(race, "scheduled", "opened")
+        """Open the room now, whatever the lead time (or lateness), and reset a failed opener's attempts."""
+        await self.get(guild_id, race_id, tournament_id=tournament_id)  # the race must be this guild's
         try:
-            await self.opener.open(race.id, actor=actor, manual=True)
+            await self.opener.open(race_id, actor=actor, manual=True)
         except ClaimRefused as refused:
             if refused.status is None:
                 raise NotFound(f"live race {race_id} not found", field="race_id") from None
             if refused.status is not RaceStatus.SCHEDULED:
                 raise InvalidTransition(
                     f"race {race_id} is {_STATUS_WORDS[refused.status]}; only scheduled races can be opened"
+                ) from None
+            if refused.search_after is not None:
+                raise Conflict(
+                    f"RaceTime.gg may have created the room of race {race_id} at the last attempt (its answer was "
+                    f"lost), and its race list shows it only from {refused.search_after:%H:%M:%S} UTC on; open it "
+                    "then (the bot adopts that room instead of opening a second one)"
                 ) from None
             raise Conflict(f"the room of race {race_id} is being opened right now; try again in a minute") from None
         except OpenFailure as failure:
@@ -499,62 +534,114 @@ class LiveRaceService:
     async def cancel(
         self, guild_id: int, race_id: int, actor: Actor, *, reason: str, tournament_id: int | None = None
     ) -> LiveRaceView:
-        """Cancel a race before it finished; an open room on RaceTime.gg is cancelled too."""
+        """Cancel a race before it finished; its room on RaceTime.gg is cancelled too.
+
+        Decided under the race's lock. A scheduled race is cancelled at once: a room the opener is creating is
+        cancelled by the opener when it finds the race cancelled, and one an interrupted opening may have left is
+        found by its marker (now if RaceTime.gg's list can show it already, else by the opener's sweep). An open
+        or running race's room is cancelled on RaceTime.gg first, outside any transaction, then the race under the
+        lock again; a room that turns out to have finished there is recorded instead, and the answer is a Conflict
+        naming its results.
+        """
         reason = clean_text(reason, "reason", max_length=MAX_REASON)
         if not reason:
             raise ValidationFailed("a reason is required to cancel a race", field="reason")
-        async with self.db.read() as session:
-            race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
-        if race.status not in ACTIVE_STATUSES:
-            raise _refuse(race, "scheduled, open or in-progress", "cancelled")
-        room, room_error = await self._cancel_room(race)
+        now = self._now()
         async with self.db.transaction() as session:
-            race = await self._lock(session, race.id)
+            view = await self._locked_view(session, guild_id, race_id, tournament_id)
+            race = view.race
             if race.status not in ACTIVE_STATUSES:
                 raise _refuse(race, "scheduled, open or in-progress", "cancelled")
-            await RoomApplier(session, self.events, actor, self._now()).cancel(race, room, reason=reason)
-            if room_error is not None:
-                race.last_error = (
-                    f"The RaceTime.gg room could not be cancelled ({room_error}); cancel it on RaceTime.gg"
+            scheduled = race.status is RaceStatus.SCHEDULED
+            if scheduled:
+                await RoomApplier(session, self.events, actor, now).cancel(race, None, reason=reason)
+            search_after = race.room_search_after
+            category = race.racetime_category or room_category(view.tournament, self.settings)
+            slug = race.racetime_slug
+        if scheduled:  # no room of it is known; one an interrupted opening left is found by its marker
+            if search_after is not None and search_after <= now and self.racetime is not None:
+                try:
+                    await self.opener.close_rooms_of_cancelled(race.id, guild_id, race.marker, category, actor=actor)
+                except RacetimeError as exc:  # the opener's sweep tries again
+                    log.warning("looking for a room of cancelled live race %s failed: %s", race.id, exc)
+            return await self.get(guild_id, race.id)
+        assert slug is not None
+        room, cancelled, cancel_error = await self._cancel_room(race.id, category, slug)
+        finished: str | None = None
+        async with self.db.transaction() as session:
+            view = await self._locked_view(session, guild_id, race.id)
+            race = view.race
+            applier = RoomApplier(session, self.events, actor, self._now())
+            if room is not None and room.status == "finished":
+                # Too late to cancel: the results are there, and they are kept.
+                await applier.apply(race, view.tournament, view.pool, room)
+                finishers = sum(1 for result in entrant_results(room) if result.status == "finished")
+                finished = (
+                    f"race {race.id} already finished on RaceTime.gg; its results ({finishers} finisher"
+                    f"{'' if finishers == 1 else 's'}) were recorded instead of cancelling"
                 )
+                await audit.record(
+                    session,
+                    guild_id=guild_id,
+                    actor=actor,
+                    action="live_race.cancel_refused",
+                    target_type="live_race",
+                    target_id=race.id,
+                    details={"reason": reason, "why": finished, "status": race.status.value},
+                )
+            elif race.status is RaceStatus.CANCELLED:
+                # The poller saw the room this cancel cancelled before we got here: the race is as asked. Its
+                # players were told RaceTime.gg's reason already; the race keeps the moderator's.
+                race.cancel_reason = reason
+                await audit.record(
+                    session,
+                    guild_id=guild_id,
+                    actor=actor,
+                    action="live_race.cancel",
+                    target_type="live_race",
+                    target_id=race.id,
+                    details={"reason": reason, "previous_status": "cancelled", "room_cancelled_first": True},
+                )
+            elif race.status not in ACTIVE_STATUSES:
+                raise _refuse(race, "scheduled, open or in-progress", "cancelled")
+            elif room is None and not cancelled and (race.status is RaceStatus.IN_PROGRESS or cancel_error is None):
+                # Whether the room finished there (with results to keep) is unknown: cancelling could lose them.
+                raise UpstreamUnavailable(
+                    f"the RaceTime.gg room of race {race.id} could not be checked "
+                    f"({cancel_error or 'it is over, but could not be read'}), so cancelling could lose its results; "
+                    "try again once RaceTime.gg answers"
+                )
+            else:
+                await applier.cancel(race, room, reason=reason)
+                if cancel_error is not None:
+                    race.last_error = room_not_cancelled(cancel_error)
+                    race.room_search_after = self._now()  # the opener's sweep tries again
             await session.flush()
-            return await self._load_view(session, guild_id, race.id)
+            answer = await self._load_view(session, guild_id, race.id)
+        if finished is not None:
+            raise Conflict(finished)
+        return answer
 
-    async def _cancel_room(self, race: LiveRace) -> tuple[Race | None, str | None]:
-        """Cancel the race's room on RaceTime.gg (best effort) and read it back for forfeits.
-
-        Returns the room as it stands after the cancel (None when unknown) and the error, if any.
-        """
-        category, slug = race.racetime_category, race.racetime_slug
-        if race.status is RaceStatus.SCHEDULED and race.open_claimed_at is None:
-            return None, None  # never claimed: no room can exist
+    async def _cancel_room(self, race_id: int, category: str, slug: str) -> tuple[Race | None, bool, str | None]:
+        """Cancel the room on RaceTime.gg, then read it back (for forfeits, or the results of a room that finished
+        before the cancel). Returns the room (None when it could not be read), whether this cancel went through,
+        and why it failed."""
         if self.racetime is None:
-            return None, NO_CREDENTIALS if slug else None
+            return None, False, NO_CREDENTIALS
+        cancelled, error = False, None
         try:
-            if slug is None:
-                # An interrupted open may have created a room that was never recorded: find it by its marker.
-                category = race.racetime_category or await self._category_of(race)
-                listing = await self.racetime.category_data(category, include_unlisted=True)
-                found = find_marked_room(listing, race.marker)
-                if found is None:
-                    return None, None
-                slug = found.slug
-            try:
-                await self.racetime.cancel_race(category, slug)
-            except RacetimeConflict:
-                pass  # already finished or cancelled there
-            if race.status is RaceStatus.IN_PROGRESS:
-                return await self.racetime.race_detail(category, slug), None
-            return None, None
+            await self.racetime.cancel_race(category, slug)
+            cancelled = True
+        except RacetimeConflict:
+            pass  # over already (finished, or split into 1v1 races): the room read below tells which
         except RacetimeError as exc:
-            log.warning("cancelling room %s/%s of live race %s failed: %s", category, slug, race.id, exc)
-            return None, str(exc)
-
-    async def _category_of(self, race: LiveRace) -> str:
-        async with self.db.read() as session:
-            tournament = await session.get(Tournament, race.tournament_id)
-            assert tournament is not None
-            return room_category(tournament, self.settings)
+            log.warning("cancelling room %s/%s of live race %s failed: %s", category, slug, race_id, exc)
+            error = str(exc)
+        try:
+            return await self.racetime.race_detail(category, slug), cancelled, error
+        except RacetimeError as exc:
+            log.warning("reading room %s/%s of live race %s failed: %s", category, slug, race_id, exc)
+            return None, cancelled, error
 
     async def record(
         self, guild_id: int, race_id: int, actor: Actor, *, force: bool = False, tournament_id: int | None = None
@@ -562,7 +649,8 @@ class LiveRaceService:
         """Re-read the room and record what it shows.
 
         Without `force` the room must be over (finished or cancelled). With `force` a room still running is
-        recorded as it stands (entrants not done forfeit), and a recorded race is reconciled with its room.
+        recorded as it stands (entrants not done forfeit), and a recorded race is reconciled with its room. The
+        room is read outside any transaction; the race is locked and checked again before anything is written.
         """
         async with self.db.read() as session:
             race = (await self._load_view(session, guild_id, race_id, tournament_id)).race
@@ -589,10 +677,10 @@ class LiveRaceService:
             if room.status != "in_progress":
                 raise InvalidTransition(f"the RaceTime.gg room of race {race.id} has not started yet")
         async with self.db.transaction() as session:
-            race = await self._lock(session, race.id)
+            view = await self._locked_view(session, guild_id, race.id)
+            race = view.race
             if race.status not in (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS, RaceStatus.FINISHED):
                 raise _refuse(race, "open, in-progress or finished", "recorded")
-            view = await self._load_view(session, guild_id, race.id)
             applier = RoomApplier(session, self.events, actor, self._now())
             changed = await applier.apply(race, view.tournament, view.pool, room, force=force)
             await audit.record(
@@ -612,15 +700,6 @@ class LiveRaceService:
             await session.flush()
             return await self._load_view(session, guild_id, race.id)
 
-    async def _lock(self, session: AsyncSession, race_id: int) -> LiveRace:
-        """The race row, locked for this transaction where the database can (SQLite's write lock already is)."""
-        race = await session.scalar(
-            select(LiveRace).where(LiveRace.id == race_id).with_for_update().execution_options(populate_existing=True)
-        )
-        if race is None:
-            raise NotFound(f"live race {race_id} not found", field="race_id")
-        return race
-
     # ---- checks ----------------------------------------------------------------------------------------
     def _check_start(self, scheduled_at: Any) -> datetime:
         if not isinstance(scheduled_at, datetime):
@@ -629,11 +708,6 @@ class LiveRaceService:
         if scheduled_at <= self._now():
             raise ValidationFailed("scheduled_at must be in the future", field="scheduled_at")
         return scheduled_at
-
-    def _check_not_opening(self, race: LiveRace) -> None:
-        lease = timedelta(seconds=self.settings.scheduler.open_claim_lease_seconds)
-        if race.open_claim_id is not None and race.open_claimed_at and race.open_claimed_at > self._now() - lease:
-            raise Conflict(f"the room of race {race.id} is being opened right now; try again in a minute")
 
     @staticmethod
     def _title(title: str | None, tournament: Tournament, pool: Pool) -> str:

@@ -4,6 +4,10 @@ Per cycle: one `/o/{category}/data` request per category that has tracked races 
 and a race detail request only for a race whose status moved to another phase (not started → running → over)
 or that left the listing (finished and cancelled rooms leave it). Everything else is answered from the listing.
 A category or race that fails is logged and skipped; the next cycle catches up, since all state is in the table.
+Each room is applied under the race's lock (`race_locks.lock_race`), so a moderator acting on the race at the
+same moment either comes first (and the poller sees their change) or after. The listing also shows rooms that
+carry a tracked race's marker but are not its room (a `startrace` RaceTime.gg completed after the opener gave up
+on it): those are cancelled on RaceTime.gg, logged and audited; the race keeps the room its players were sent.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from sqlalchemy import select, update
 
 from bot.actors import Actor
 from bot.events import EventBus
+from bot.services.race_locks import lock_race
 from bot.services.race_recording import RoomApplier, room_phase
+from bot.services.room_opener import WHY_DUPLICATE, StrayRooms, marked_rooms, room_ref
 from db.models import LiveRace, Pool, RaceStatus, Tournament
 from db.session import Database
 from db.types import utcnow
@@ -37,6 +43,8 @@ TRACKED_STATUSES = (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
 @dataclass(frozen=True)
 class TrackedRace:
     id: int
+    guild_id: int
+    marker: str
     category: str
     slug: str
     racetime_status: str | None
@@ -50,6 +58,7 @@ class PollReport:
     detail_requests: int = 0
     applied: int = 0
     errors: int = 0
+    strays: int = 0
 
 
 async def apply_room(
@@ -57,9 +66,7 @@ async def apply_room(
 ) -> LiveRace | None:
     """Apply a room to its race in one transaction (row locked where the database can)."""
     async with db.transaction() as session:
-        race = await session.scalar(
-            select(LiveRace).where(LiveRace.id == race_id).with_for_update().execution_options(populate_existing=True)
-        )
+        race = await lock_race(session, race_id)
         if race is None:
             return None
         tournament = await session.get(Tournament, race.tournament_id)
@@ -76,11 +83,13 @@ class RacePoller:
         events: EventBus,
         racetime: RacetimeClient | None,
         clock: Callable[[], datetime] = utcnow,
+        strays: StrayRooms | None = None,
     ) -> None:
         self.db = db
         self.events = events
         self.racetime = racetime
         self.clock = clock
+        self.strays = strays
 
     async def run_cycle(self) -> PollReport:
         report = PollReport()
@@ -100,7 +109,8 @@ class RacePoller:
         return report
 
     async def _tracked(self) -> list[TrackedRace]:
-        query = select(LiveRace.id, LiveRace.racetime_category, LiveRace.racetime_slug, LiveRace.racetime_status).where(
+        columns = (LiveRace.guild_id, LiveRace.marker, LiveRace.racetime_category, LiveRace.racetime_slug)
+        query = select(LiveRace.id, *columns, LiveRace.racetime_status).where(
             LiveRace.status.in_(TRACKED_STATUSES),
             LiveRace.racetime_slug.is_not(None),
             LiveRace.racetime_category.is_not(None),
@@ -114,8 +124,17 @@ class RacePoller:
         report.listing_requests += 1
         listing = await self.racetime.category_data(category, include_unlisted=True)
         listed = {summary.slug: summary.status for summary in listing.current_races}
+        marked = marked_rooms(listing)
         quiet: dict[int, str] = {}
         for race in races:
+            strays = [room_ref(summary) for summary in marked.get(race.marker, ()) if summary.slug != race.slug]
+            if strays and self.strays is not None:
+                report.strays += len(strays)
+                try:
+                    await self.strays.close(race.id, race.guild_id, strays, why=WHY_DUPLICATE, actor=POLLER)
+                except Exception:
+                    report.errors += 1
+                    log.exception("cancelling stray rooms of live race %s failed", race.id)
             status = listed.get(race.slug)
             if status is not None and room_phase(status) == room_phase(race.racetime_status):
                 if status != race.racetime_status:

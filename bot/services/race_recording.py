@@ -8,6 +8,7 @@ moderator's forced re-record of a finished race, which reconciles the results wi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,6 +65,14 @@ def room_phase(status: str | None) -> str | None:
 def elapsed_us(elapsed: timedelta | None) -> int | None:
     """Exact microseconds of a RaceTime.gg `finish_time` (integer arithmetic, no float rounding)."""
     return None if elapsed is None else elapsed // timedelta(microseconds=1)
+
+
+def _count(race: LiveRace, entrants: Iterable[LiveRaceEntrant]) -> None:
+    """`participant_count`: the players who got a run; `finisher_count`: those of them who finished.
+    (`entrant_count`, everyone in the room at the start, is set once, at the start.)"""
+    participants = [entrant for entrant in entrants if entrant.run_id is not None]
+    race.participant_count = len(participants)
+    race.finisher_count = sum(1 for entrant in participants if entrant.status == "finished")
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,8 @@ class RoomApplier:
         counted = await self._add_entrants(race, tournament, pool, room, participants)
         race.status = RaceStatus.IN_PROGRESS
         race.started_at = room.started_at or self.now
-        race.participant_count = len(participants)
+        race.entrant_count = len(participants)
+        _count(race, (await self._entrants(race)).values())
         await audit.record(
             self.session,
             guild_id=race.guild_id,
@@ -275,7 +285,7 @@ class RoomApplier:
                 run.elapsed_us = final.elapsed_us
                 run.place = final.place
                 run.end_time = final.finished_at
-        race.finisher_count = sum(1 for entrant in entrants.values() if entrant.status == "finished")
+        _count(race, entrants.values())
         await self.session.flush()
         return changed
 
@@ -329,6 +339,7 @@ class RoomApplier:
                 await self.session.delete(run)
         if kept_any and race.permalink_id is not None:
             await recompute_permalink(self.session, race.permalink_id)
+        _count(race, (await self._entrants(race)).values())
         race.status = RaceStatus.CANCELLED
         race.cancel_reason = reason
         race.open_claim_id = None

@@ -1,49 +1,65 @@
 """Opening RaceTime.gg rooms for live races: exactly one room per race (PRODUCT.md §3.1, §4).
 
-1. Claim: a compare-and-set UPDATE takes the race (status `scheduled`, no live claim) before any HTTP call. Only
-   the process whose UPDATE changed the row goes on, so two processes never both call `startrace`.
-2. Reconcile: `open_claimed_at` keeps the time of the last claim after it is released, so a race that was ever
-   claimed may already have a room (a crash after `startrace`, a timeout after the server created the room).
-   Such a race first looks for its marker (`sl:<marker>`, in `info_bot`) in `/o/{category}/data` and adopts
-   that room instead of creating another. A stale claim is only taken over after the lease, which is longer
-   than the 60 s the listing is cached, so the listing already shows a room the crashed process created.
-3. Record: the room, status `room_open` and the RoomOpened event commit together, guarded by the claim.
-4. Fail: the claim is released, `open_attempts` grows and the next attempt waits `base × 2^(attempts−1)`
-   (at least the listing cache TTL when RaceTime.gg may have created the room). After `open_max_attempts`, or
-   at once for an error retrying cannot fix (a 422, an unknown category, credentials refused or missing, no
-   seed left), the
-   race stays `scheduled` with `last_error` and LiveRaceOpenFailed tells the moderators.
+Every step locks the race (`race_locks.lock_race`) for its database work and makes no RaceTime.gg call while it
+holds the lock:
+
+1. Claim: under the lock, a scheduled race without a live claim is taken (`open_claim_id`, `open_claimed_at`), its
+   seed chosen and `room_search_after` set to the moment the listing is sure to show any room this claim creates
+   (claim + `Settings.open_claim_budget_seconds` + `racetime.listing_cache_seconds`). A race whose start passed more
+   than `scheduler.max_late_open_minutes` ago is not claimed by the job: it keeps `last_error` and the moderators
+   are told once (LiveRaceOpenFailed).
+2. Reconcile: a race whose `room_search_after` was set before the claim may have a room already (a crash after
+   `startrace`, an answer lost to a timeout). It first reads `/o/{category}/data` and adopts the earliest room with
+   its marker (`sl:<marker>`, in `info_bot`) that shows its seed; any other marked room is a stray and is cancelled.
+3. Open: `startrace`, all of the claim's HTTP work bounded by the claim budget, so a crashed claim's room is in the
+   listing when the lease (validated against that worst case) lets another claim take over.
+4. Record: under the lock again, the room, status `room_open` and RoomOpened commit together, only if the race is
+   still scheduled, still ours, and still has the seed and pool the room was created with. Otherwise the room is
+   not the race's: a cancelled or deleted race, a race that has another room, or a changed seed gets its room
+   cancelled on RaceTime.gg (logged and audited); a race claimed by another process keeps it for that claim to adopt.
+5. Fail: the claim is released, `open_attempts` grows and the next attempt waits `base × 2^(attempts−1)`, at least
+   the listing cache time from the end of an attempt whose `startrace` may have reached RaceTime.gg. After
+   `open_max_attempts`, or at once for an error retrying cannot fix (a 422, an unknown category, credentials
+   refused or missing, no seed left), the race stays `scheduled` with `last_error` and LiveRaceOpenFailed tells the
+   moderators.
+
+Each cycle also sweeps cancelled races whose `room_search_after` has come: a room a claim created after the race
+was cancelled (or that a cancel could not close) is found by its marker and cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import uuid
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
 from bot.events import EventBus, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services import audit
+from bot.services.race_locks import lock_race
 from bot.services.room_profiles import racetime_settings, resolve_for_race
 from bot.settings import Settings
-from db.models import GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
+from db.models import AuditEntry, GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
 from db.types import utcnow
 from racetime.errors import (
     RacetimeAuthError,
+    RacetimeConflict,
     RacetimeError,
     RacetimeNotFound,
-    RacetimeProtocolError,
     RacetimeUnavailable,
     RacetimeValidationError,
 )
-from racetime.models import CategoryData, RoomRef, StartRaceRequest
+from racetime.models import CategoryData, RaceSummary, RoomRef, StartRaceRequest
 
 if TYPE_CHECKING:
     from racetime.client import RacetimeClient
@@ -52,9 +68,24 @@ log = logging.getLogger(__name__)
 
 OPENER = Actor.system("room opener")
 MAX_LEAD_MINUTES = 1440  # the highest lead any level accepts
-LISTING_CACHE_SECONDS = 60  # RaceTime.gg caches /o/{category}/data this long
 NO_CREDENTIALS = "RaceTime.gg credentials are not configured (set STARTLINE_RACETIME__CLIENT_ID and _CLIENT_SECRET)"
 MARKER_PREFIX = "sl:"
+_MARKER_RE = re.compile(re.escape(MARKER_PREFIX) + r"([0-9a-f]+)")
+SEED_LABEL = "Seed: "
+_SEED_RE = re.compile(re.escape(SEED_LABEL) + r"(\S+)")
+STRAY_ROOM_CANCELLED = "live_race.stray_room_cancelled"
+ROOM_NOT_CANCELLED = "The RaceTime.gg room could not be cancelled"
+# Why a room is not its race's (the audit entry's `reason`).
+WHY_CANCELLED = "the race was cancelled while its room was being opened"
+WHY_DELETED = "the race was deleted while its room was being opened"
+WHY_DUPLICATE = "a second room with the race's marker"
+WHY_SEED = "the room shows another seed than the race"
+WHY_SWEEP = "the race is cancelled"
+
+
+def room_not_cancelled(error: str) -> str:
+    """A cancelled race's `last_error` while its room may still be open on RaceTime.gg."""
+    return f"{ROOM_NOT_CANCELLED} ({error}); the bot keeps trying, or cancel it on RaceTime.gg"[:2000]
 
 
 def room_open_lead(tournament_lead: int | None, guild_lead: int | None, default: int) -> int:
@@ -81,7 +112,8 @@ def build_request(
     goal = tournament.racetime_goal or None
     custom_goal = None if goal else (tournament.custom_goal or race.title)
     starts = race.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
-    info_user = f"{tournament.name} – {pool.name} · starts {starts} · Seed: {permalink.url}"
+    # Names (100 + 100) and the URL (500) always fit in the 1000 characters, so the seed is never cut off.
+    info_user = f"{tournament.name} – {pool.name} · starts {starts} · {SEED_LABEL}{permalink.url}"
     return StartRaceRequest(
         settings=racetime_settings(room),
         goal=goal,
@@ -91,12 +123,36 @@ def build_request(
     )
 
 
-def find_marked_room(listing: CategoryData, marker: str) -> RoomRef | None:
-    tag = marker_tag(marker)
+def marked_rooms(listing: CategoryData) -> dict[str, list[RaceSummary]]:
+    """The listed rooms by the race marker in their info, oldest first (one pass, whatever the number of races)."""
+    rooms: dict[str, list[RaceSummary]] = defaultdict(list)
     for summary in listing.current_races:
-        if tag in summary.info:
-            return RoomRef(category=summary.category_slug, slug=summary.slug, url=summary.url)
-    return None
+        for marker in set(_MARKER_RE.findall(summary.info)):
+            rooms[marker].append(summary)
+    for found in rooms.values():
+        found.sort(key=lambda summary: (summary.opened_at is None, summary.opened_at, summary.slug))
+    return rooms
+
+
+def room_ref(summary: RaceSummary) -> RoomRef:
+    return RoomRef(category=summary.category_slug, slug=summary.slug, url=summary.url)
+
+
+def room_seed_url(info: str) -> str | None:
+    match = _SEED_RE.search(info)
+    return match.group(1) if match else None
+
+
+def pick_room(found: Iterable[RaceSummary], seed_url: str) -> tuple[RoomRef | None, list[RoomRef]]:
+    """The room to adopt (the earliest showing the race's seed) and the strays (every other marked room)."""
+    adopt: RoomRef | None = None
+    strays: list[RoomRef] = []
+    for summary in found:
+        if adopt is None and room_seed_url(summary.info) == seed_url:
+            adopt = room_ref(summary)
+        else:
+            strays.append(room_ref(summary))
+    return adopt, strays
 
 
 async def choose_permalink(session: AsyncSession, race: LiveRace) -> Permalink | None:
@@ -148,22 +204,30 @@ class OpenFailure(Exception):
 class ClaimRefused(Exception):
     """The race is not (or no longer) ours to open: another process holds it, or its status changed.
 
-    `status` is the race's status then (None when the race is gone).
+    `status` is the race's status then (None when the race is gone); `search_after` is set when a room from an
+    earlier attempt may exist and the listing is not sure to show it before that time.
     """
 
-    def __init__(self, status: RaceStatus | None, message: str) -> None:
+    def __init__(self, status: RaceStatus | None, message: str, *, search_after: datetime | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.search_after = search_after
 
 
 @dataclass(frozen=True)
 class OpenPlan:
     race_id: int
+    guild_id: int
     claim_id: str
     category: str
     marker: str
+    permalink_id: int
+    pool_id: int
+    seed_url: str
     request: StartRaceRequest
-    reconcile: bool
+    reconcile: bool  # a room of an earlier attempt may exist: look for it first
+    earlier_search_after: datetime | None  # room_search_after before this claim
+    search_after: datetime  # room_search_after for the room this claim may create
 
 
 @dataclass
@@ -173,6 +237,7 @@ class OpenerReport:
     adopted: int = 0
     failed: int = 0
     skipped: int = 0
+    swept: int = 0
 
 
 @dataclass(frozen=True)
@@ -180,6 +245,99 @@ class OpenOutcome:
     race_id: int
     adopted: bool
     room: RoomRef
+
+
+class StrayRooms:
+    """Cancels rooms with a race's marker that are not the race's room, and says so in the log and the audit."""
+
+    def __init__(
+        self, db: Database, settings: Settings, racetime: RacetimeClient | None, clock: Callable[[], datetime]
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.racetime = racetime
+        self.clock = clock
+
+    async def close(
+        self,
+        race_id: int,
+        guild_id: int,
+        rooms: list[RoomRef],
+        *,
+        why: str,
+        actor: Actor,
+        settles: datetime | None = None,
+    ) -> bool:
+        """Cancel `rooms` on RaceTime.gg; True when none is left open.
+
+        `settles`: every room the race's `room_search_after` stood for is among `rooms` (a complete listing read
+        at that time, or the one room a claim created), so once they are cancelled a `room_search_after` not
+        later than it is cleared. A room that could not be cancelled is tried again by the sweep.
+        """
+        done = await self._cancelled_before(race_id)  # a cached listing shows a room cancelled a moment ago
+        rooms = [room for room in rooms if room.slug not in done]
+        errors: dict[str, str] = {}
+        for room in rooms:
+            try:
+                if self.racetime is None:
+                    raise RacetimeError(NO_CREDENTIALS)
+                await self.racetime.cancel_race(room.category, room.slug)
+            except RacetimeConflict as exc:  # over there already (finished): nothing is open any more
+                log.warning("stray room %s of live race %s is already over: %s", room.name, race_id, exc)
+            except RacetimeError as exc:
+                errors[room.slug] = str(exc)
+        now = self.clock()
+        async with self.db.transaction() as session:
+            race = await lock_race(session, race_id)
+            for room in rooms:
+                error = errors.get(room.slug)
+                log.warning(
+                    "live race %s: %s room %s (%s)%s",
+                    race_id,
+                    "could not cancel" if error else "cancelled",
+                    room.name,
+                    why,
+                    f": {error}" if error else "",
+                )
+                await audit.record(
+                    session,
+                    guild_id=guild_id,
+                    actor=actor,
+                    action=STRAY_ROOM_CANCELLED,
+                    target_type="live_race",
+                    target_id=race_id,
+                    details={
+                        "racetime_category": room.category,
+                        "racetime_slug": room.slug,
+                        "reason": why,
+                        "cancelled": error is None,
+                        "error": error,
+                    },
+                )
+            if race is None:
+                return not errors
+            if errors:
+                # The sweep (cancelled races) or the next claim's reconcile (scheduled ones) tries again.
+                retry_at = now + timedelta(seconds=self.settings.racetime.listing_cache_seconds)
+                race.room_search_after = max(race.room_search_after or retry_at, retry_at)
+                if race.status is RaceStatus.CANCELLED:
+                    race.last_error = room_not_cancelled(next(iter(errors.values())))
+            elif settles is not None and race.room_search_after is not None and race.room_search_after <= settles:
+                race.room_search_after = None
+                if race.status is RaceStatus.CANCELLED and (race.last_error or "").startswith(ROOM_NOT_CANCELLED):
+                    race.last_error = None
+        return not errors
+
+    async def _cancelled_before(self, race_id: int) -> set[str]:
+        async with self.db.read() as session:
+            entries = await session.scalars(
+                select(AuditEntry.details).where(
+                    AuditEntry.target_type == "live_race",
+                    AuditEntry.target_id == race_id,
+                    AuditEntry.action == STRAY_ROOM_CANCELLED,
+                )
+            )
+            return {details["racetime_slug"] for details in entries if details.get("cancelled")}
 
 
 class RoomOpener:
@@ -196,6 +354,7 @@ class RoomOpener:
         self.settings = settings
         self.racetime = racetime
         self.clock = clock
+        self.strays = StrayRooms(db, settings, racetime, clock)
 
     def _client(self) -> RacetimeClient:
         # A claim without a client fails at once ("credentials are not configured"), so past it one exists.
@@ -206,11 +365,32 @@ class RoomOpener:
     def _lease(self) -> timedelta:
         return timedelta(seconds=self.settings.scheduler.open_claim_lease_seconds)
 
+    @property
+    def _listing_cache(self) -> timedelta:
+        return timedelta(seconds=self.settings.racetime.listing_cache_seconds)
+
+    def claim_is_live(self, race: LiveRace, now: datetime) -> bool:
+        """An opener holds the race (a claim older than the lease is a crashed one's: it may be taken over)."""
+        return (
+            race.open_claim_id is not None
+            and race.open_claimed_at is not None
+            and (race.open_claimed_at >= now - self._lease)
+        )
+
+    def too_late(self, scheduled_at: datetime, now: datetime) -> bool:
+        """Past `scheduler.max_late_open_minutes` after the start, only a moderator opens a room."""
+        return now - scheduled_at > timedelta(minutes=self.settings.scheduler.max_late_open_minutes)
+
     # ---- the job ---------------------------------------------------------------------------------------
     async def run_cycle(self) -> OpenerReport:
-        """Open every race whose open time has come. One race failing never stops the others."""
+        """Close what cancelled races left open, then open every race whose open time has come. One race
+        failing never stops the others."""
         report = OpenerReport()
-        listings: dict[str, CategoryData] = {}
+        listings: dict[str, tuple[datetime, CategoryData]] = {}
+        try:
+            report.swept = await self.sweep(listings)
+        except Exception:
+            log.exception("room opener: sweeping cancelled races failed")
         for race_id in await self.due_race_ids():
             report.due += 1
             try:
@@ -249,6 +429,7 @@ class RoomOpener:
                 LiveRace.open_attempts < scheduler.open_max_attempts,
                 or_(LiveRace.next_open_attempt_at.is_(None), LiveRace.next_open_attempt_at <= now),
                 or_(LiveRace.open_claim_id.is_(None), LiveRace.open_claimed_at < now - self._lease),
+                or_(LiveRace.room_search_after.is_(None), LiveRace.room_search_after <= now),
             )
             .order_by(LiveRace.scheduled_at, LiveRace.id)
         )
@@ -263,7 +444,12 @@ class RoomOpener:
 
     # ---- one race --------------------------------------------------------------------------------------
     async def open(
-        self, race_id: int, *, actor: Actor, manual: bool = False, listings: dict[str, CategoryData] | None = None
+        self,
+        race_id: int,
+        *,
+        actor: Actor,
+        manual: bool = False,
+        listings: dict[str, tuple[datetime, CategoryData]] | None = None,
     ) -> OpenOutcome:
         """Claim, open (or adopt) and record one race's room.
 
@@ -274,129 +460,164 @@ class RoomOpener:
         racetime = self._client()
         listings = {} if listings is None else listings
         phase = "listing"
+        searched = False
+        strays: list[RoomRef] = []
         try:
-            room = None
-            if plan.reconcile:
-                room = await self._find_room(plan.category, plan.marker, listings)
-            adopted = room is not None
-            if room is None:
-                phase = "startrace"
-                room = await racetime.start_race(plan.category, plan.request)
-        except RacetimeError as exc:
-            # A startrace that timed out or was answered oddly may still have created the room.
-            maybe_created = phase == "startrace" and isinstance(exc, (RacetimeUnavailable, RacetimeProtocolError))
-            raise await self._record_failure(plan, actor, exc, maybe_created=maybe_created) from exc
+            async with asyncio.timeout(self.settings.open_claim_budget_seconds):
+                room = None
+                if plan.reconcile:
+                    _, listing = await self._listing(plan.category, listings)
+                    room, strays = pick_room(marked_rooms(listing).get(plan.marker, ()), plan.seed_url)
+                    searched = True
+                adopted = room is not None
+                if room is None:
+                    sent_before = racetime.stats["startrace"]  # counts the POSTs that went out
+                    phase = "startrace"
+                    room = await racetime.start_race(plan.category, plan.request)
         except Exception as exc:
-            log.exception("unexpected error while opening the room of live race %s", race_id)
-            raise await self._record_failure(plan, actor, exc, maybe_created=phase == "startrace") from exc
-        await self._record_opened(plan, room, actor=actor, adopted=adopted)
+            if not isinstance(exc, (RacetimeError, TimeoutError)):
+                log.exception("unexpected error while opening the room of live race %s", race_id)
+            elif isinstance(exc, TimeoutError):
+                exc = RacetimeUnavailable(
+                    f"no answer within {self.settings.open_claim_budget_seconds:g} s (the claim's time budget)"
+                )
+            # Only a refusal, or a failure before the POST went out (the token), proves no room was made: a
+            # timeout or an odd answer to startrace may hide one.
+            refused = isinstance(exc, (RacetimeValidationError, RacetimeNotFound, RacetimeAuthError))
+            maybe_created = phase == "startrace" and not refused and racetime.stats["startrace"] != sent_before
+            failure = await self._record_failure(
+                plan, actor, exc, maybe_created=maybe_created, earlier_room_possible=plan.reconcile and not searched
+            )
+            await self._close_strays(plan, strays, actor)
+            raise failure from exc
+        refused = await self._record_opened(plan, room, actor=actor, adopted=adopted)
+        await self._close_strays(plan, strays, actor)
+        if refused is not None:
+            raise refused
         return OpenOutcome(race_id, adopted, room)
 
-    async def _find_room(self, category: str, marker: str, listings: dict[str, CategoryData]) -> RoomRef | None:
+    async def _listing(
+        self, category: str, listings: dict[str, tuple[datetime, CategoryData]]
+    ) -> tuple[datetime, CategoryData]:
+        """The category's listing and when it was asked for, once per cycle."""
         if category not in listings:
-            listings[category] = await self._client().category_data(category, include_unlisted=True)
-        return find_marked_room(listings[category], marker)
+            asked = self.clock()
+            listings[category] = (asked, await self._client().category_data(category, include_unlisted=True))
+        return listings[category]
+
+    async def _close_strays(self, plan: OpenPlan, strays: list[RoomRef], actor: Actor) -> None:
+        if strays:
+            await self.strays.close(plan.race_id, plan.guild_id, strays, why=WHY_SEED, actor=actor)
 
     async def _claim(self, race_id: int, *, actor: Actor, manual: bool) -> OpenPlan:
         now = self.clock()
         scheduler = self.settings.scheduler
+        failure: str | None = None
+        no_seed = False
         async with self.db.transaction() as session:
-            race = await session.get(LiveRace, race_id, populate_existing=True)
+            race = await lock_race(session, race_id)
             if race is None:
                 raise ClaimRefused(None, f"live race {race_id} no longer exists")
             if race.status is not RaceStatus.SCHEDULED:
                 raise ClaimRefused(
                     race.status, f"race {race.id} is {race.status.value}; only a scheduled race can be opened"
                 )
-            if not manual and (
-                race.open_attempts >= scheduler.open_max_attempts
-                or (race.next_open_attempt_at is not None and race.next_open_attempt_at > now)
-            ):
-                raise ClaimRefused(race.status, f"race {race.id} is not due for another attempt")
-            reconcile = race.open_claimed_at is not None
-            claim_id = uuid.uuid4().hex
-            values: dict = {"open_claim_id": claim_id, "open_claimed_at": now}
-            if manual:
-                values.update(open_attempts=0, next_open_attempt_at=None)
-            claimed = await session.execute(
-                update(LiveRace)
-                .where(
-                    LiveRace.id == race.id,
-                    LiveRace.status == RaceStatus.SCHEDULED,
-                    LiveRace.open_attempts == race.open_attempts,
-                    or_(LiveRace.open_claim_id.is_(None), LiveRace.open_claimed_at < now - self._lease),
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount != 1:
+            if self.claim_is_live(race, now):
                 raise ClaimRefused(race.status, f"the room of race {race.id} is being opened right now")
-            await session.refresh(race)
-            tournament = await session.get(Tournament, race.tournament_id)
-            pool = await session.get(Pool, race.pool_id)
-            assert tournament is not None and pool is not None
-            permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
-            failure: str | None = None
-            no_seed = False
-            if self.racetime is None:
-                failure = NO_CREDENTIALS
-            elif permalink is None:
-                permalink = await choose_permalink(session, race)
-                if permalink is None:
-                    no_seed = True
-                    failure = (
-                        f"pool {pool.name} has no seed left that no live race has used; "
-                        "add a seed to the pool or pick one for this race"
-                    )
-                else:
-                    # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
-                    race.permalink_id = permalink.id
-            if failure is not None:
-                await self._fail(session, race, actor, failure, retryable=False, maybe_created=False)
-            else:
-                assert permalink is not None
-                room = await resolve_for_race(session, race, tournament)
-                plan = OpenPlan(
-                    race_id=race.id,
-                    claim_id=claim_id,
-                    category=room_category(tournament, self.settings),
-                    marker=race.marker,
-                    request=build_request(race, tournament, pool, permalink, room),
-                    reconcile=reconcile,
+            if race.room_search_after is not None and race.room_search_after > now:
+                raise ClaimRefused(
+                    race.status,
+                    f"a room of race {race.id} may exist that RaceTime.gg does not list yet",
+                    search_after=race.room_search_after,
                 )
+            if not manual:
+                if race.open_attempts >= scheduler.open_max_attempts or (
+                    race.next_open_attempt_at is not None and race.next_open_attempt_at > now
+                ):
+                    raise ClaimRefused(race.status, f"race {race.id} is not due for another attempt")
+                if self.too_late(race.scheduled_at, now):
+                    failure = (
+                        f"not opened automatically: the race was to start at "
+                        f"{race.scheduled_at:%Y-%m-%d %H:%M} UTC, more than {scheduler.max_late_open_minutes} "
+                        "minutes ago (scheduler.max_late_open_minutes); open it with /liverace open if it should "
+                        "still run, or reschedule or cancel it"
+                    )
+                    search_after = race.room_search_after
+                    await self._fail(session, race, actor, failure, retryable=False, search_after=search_after)
+            if failure is None:
+                earlier = race.room_search_after
+                budget = timedelta(seconds=self.settings.open_claim_budget_seconds)
+                race.open_claim_id = uuid.uuid4().hex
+                race.open_claimed_at = now
+                race.room_search_after = now + budget + self._listing_cache
+                if manual:
+                    race.open_attempts = 0
+                    race.next_open_attempt_at = None
+                tournament = await session.get(Tournament, race.tournament_id)
+                pool = await session.get(Pool, race.pool_id)
+                assert tournament is not None and pool is not None
+                permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
+                if self.racetime is None:
+                    failure = NO_CREDENTIALS
+                elif permalink is None:
+                    permalink = await choose_permalink(session, race)
+                    if permalink is None:
+                        no_seed = True
+                        failure = (
+                            f"pool {pool.name} has no seed left that no live race has used; "
+                            "add a seed to the pool or pick one for this race"
+                        )
+                    else:
+                        # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
+                        race.permalink_id = permalink.id
+                if failure is not None:
+                    await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
+                else:
+                    assert permalink is not None
+                    room = await resolve_for_race(session, race, tournament)
+                    plan = OpenPlan(
+                        race_id=race.id,
+                        guild_id=race.guild_id,
+                        claim_id=race.open_claim_id,
+                        category=room_category(tournament, self.settings),
+                        marker=race.marker,
+                        permalink_id=permalink.id,
+                        pool_id=pool.id,
+                        seed_url=permalink.url,
+                        request=build_request(race, tournament, pool, permalink, room),
+                        reconcile=earlier is not None,
+                        earlier_search_after=earlier,
+                        search_after=race.room_search_after,
+                    )
         if failure is not None:  # raised after the commit, so the failure stays recorded
             raise OpenFailure(failure, retryable=False, conflict=no_seed)
         return plan
 
-    async def _record_opened(self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool) -> None:
+    async def _record_opened(
+        self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool
+    ) -> ClaimRefused | None:
+        """Record the room for the race; when the race is no longer as it was claimed, say why not."""
         now = self.clock()
+        why: str | None = None
         async with self.db.transaction() as session:
-            recorded = await session.execute(
-                update(LiveRace)
-                .where(
-                    LiveRace.id == plan.race_id,
-                    LiveRace.status == RaceStatus.SCHEDULED,
-                    LiveRace.open_claim_id == plan.claim_id,
-                )
-                .values(
-                    status=RaceStatus.ROOM_OPEN,
-                    racetime_category=room.category,
-                    racetime_slug=room.slug,
-                    racetime_url=room.url,
-                    racetime_status="invitational" if plan.request.settings.invitational else "open",
-                    room_opened_at=now,
-                    open_claim_id=None,
-                    next_open_attempt_at=None,
-                    last_error=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            race = await session.get(LiveRace, plan.race_id, populate_existing=True)
-            if recorded.rowcount != 1:
-                lost_to = race.status.value if race is not None else "deleted"
-                log.warning("live race %s changed (%s) while its room %s opened", plan.race_id, lost_to, room.slug)
-            else:
-                assert race is not None
+            race = await lock_race(session, plan.race_id)
+            if (
+                race is not None
+                and race.status is RaceStatus.SCHEDULED
+                and race.open_claim_id == plan.claim_id
+                and race.permalink_id == plan.permalink_id
+                and race.pool_id == plan.pool_id
+            ):
+                race.status = RaceStatus.ROOM_OPEN
+                race.racetime_category = room.category
+                race.racetime_slug = room.slug
+                race.racetime_url = room.url
+                race.racetime_status = "invitational" if plan.request.settings.invitational else "open"
+                race.room_opened_at = now
+                race.open_claim_id = None
+                race.next_open_attempt_at = None
+                race.room_search_after = None
+                race.last_error = None
                 await mark_seed_published(session, race.permalink_id)
                 await audit.record(
                     session,
@@ -421,19 +642,36 @@ class RoomOpener:
                         occurred_at=now,
                     ),
                 )
-                return
-        if race is None or race.status is RaceStatus.CANCELLED:
-            # Cancelled (or deleted) while the room was being created: do not leave an orphan room behind.
-            await self._cancel_orphan(room)
-
-    async def _cancel_orphan(self, room: RoomRef) -> None:
-        try:
-            await self._client().cancel_race(room.category, room.slug)
-        except RacetimeError as exc:
-            log.warning("could not cancel orphan room %s/%s: %s", room.category, room.slug, exc)
+                return None
+            # The race changed while its room was being created: that room is not (or not yet) the race's.
+            refused = ClaimRefused(
+                None if race is None else race.status, f"live race {plan.race_id} changed while its room was opened"
+            )
+            if race is None:
+                why = WHY_DELETED
+            elif race.racetime_slug == room.slug:
+                log.info("live race %s: room %s was adopted by another claim", plan.race_id, room.name)
+            elif race.status is RaceStatus.CANCELLED:
+                why = WHY_CANCELLED
+            elif race.status is not RaceStatus.SCHEDULED:
+                why = WHY_DUPLICATE
+            elif (race.permalink_id, race.pool_id) != (plan.permalink_id, plan.pool_id):
+                why = WHY_SEED
+                if race.open_claim_id == plan.claim_id:
+                    race.open_claim_id = None  # released: the next claim opens a room with the new seed
+            else:
+                # Another process took the claim over (ours outlived its lease): its reconcile adopts this room.
+                log.warning("live race %s: room %s opened after the claim was taken over", plan.race_id, room.name)
+                later = now + self._listing_cache
+                race.room_search_after = max(race.room_search_after or later, later)
+        if why is not None:
+            # Only this claim's room can be behind the room_search_after it set (an earlier one was searched for).
+            settles = plan.search_after if why in (WHY_CANCELLED, WHY_DELETED) else None
+            await self.strays.close(plan.race_id, plan.guild_id, [room], why=why, actor=actor, settles=settles)
+        return refused
 
     async def _record_failure(
-        self, plan: OpenPlan, actor: Actor, exc: Exception, *, maybe_created: bool
+        self, plan: OpenPlan, actor: Actor, exc: Exception, *, maybe_created: bool, earlier_room_possible: bool
     ) -> OpenFailure:
         if isinstance(exc, RacetimeValidationError):
             message, retryable = f"RaceTime.gg refused to open the room: {exc}", False
@@ -449,27 +687,41 @@ class RoomOpener:
             message, retryable = f"RaceTime.gg did not open the room: {exc}", True
         else:
             message, retryable = f"opening the room failed: {type(exc).__name__}: {exc}", True
+        now = self.clock()
+        if maybe_created:
+            # Counted from the end of this attempt: the listing shows a room made up to now once its cache expired.
+            search_after: datetime | None = now + self._listing_cache
+        else:
+            search_after = plan.earlier_search_after if earlier_room_possible else None
         async with self.db.transaction() as session:
-            race = await session.get(LiveRace, plan.race_id, populate_existing=True)
+            race = await lock_race(session, plan.race_id)
             if race is not None and race.open_claim_id == plan.claim_id:
-                await self._fail(session, race, actor, message, retryable=retryable, maybe_created=maybe_created)
+                await self._fail(session, race, actor, message, retryable=retryable, search_after=search_after)
         return OpenFailure(message, retryable=retryable, validation=isinstance(exc, RacetimeValidationError))
 
     async def _fail(
-        self, session: AsyncSession, race: LiveRace, actor: Actor, message: str, *, retryable: bool, maybe_created: bool
+        self,
+        session: AsyncSession,
+        race: LiveRace,
+        actor: Actor,
+        message: str,
+        *,
+        retryable: bool,
+        search_after: datetime | None,
     ) -> None:
         """Release the claim and schedule the next attempt, or give up and tell the moderators (once)."""
         now = self.clock()
         scheduler = self.settings.scheduler
         attempts = race.open_attempts + 1 if retryable else max(race.open_attempts + 1, scheduler.open_max_attempts)
-        delay = scheduler.open_backoff_base_seconds * 2 ** (attempts - 1)
-        if maybe_created:
-            delay = max(delay, LISTING_CACHE_SECONDS)
+        next_attempt = now + timedelta(seconds=scheduler.open_backoff_base_seconds * 2 ** (attempts - 1))
+        if search_after is not None:
+            next_attempt = max(next_attempt, search_after)
         gave_up = attempts >= scheduler.open_max_attempts
         race.open_claim_id = None
         race.open_attempts = attempts
         race.last_error = message[:2000]
-        race.next_open_attempt_at = None if gave_up else now + timedelta(seconds=delay)
+        race.next_open_attempt_at = None if gave_up else next_attempt
+        race.room_search_after = search_after
         await audit.record(
             session,
             guild_id=race.guild_id,
@@ -491,3 +743,44 @@ class RoomOpener:
                     attempts=attempts,
                 ),
             )
+
+    # ---- cancelled races -------------------------------------------------------------------------------
+    async def sweep(self, listings: dict[str, tuple[datetime, CategoryData]] | None = None) -> int:
+        """Cancel the rooms cancelled races may have left open on RaceTime.gg; returns how many races were
+        settled (nothing left to look for)."""
+        if self.racetime is None:
+            return 0
+        listings = {} if listings is None else listings
+        now = self.clock()
+        query = (
+            select(LiveRace.id, LiveRace.guild_id, LiveRace.marker, LiveRace.racetime_category, Tournament)
+            .join(Tournament, Tournament.id == LiveRace.tournament_id)
+            .where(LiveRace.status == RaceStatus.CANCELLED, LiveRace.room_search_after <= now)
+            .order_by(LiveRace.id)
+        )
+        async with self.db.read() as session:
+            rows = (await session.execute(query)).all()
+        settled = 0
+        for race_id, guild_id, marker, category, tournament in rows:
+            try:
+                settled += await self.close_rooms_of_cancelled(
+                    race_id, guild_id, marker, category or room_category(tournament, self.settings), listings
+                )
+            except RacetimeError as exc:
+                log.warning("looking for rooms of cancelled live race %s failed: %s", race_id, exc)
+        return settled
+
+    async def close_rooms_of_cancelled(
+        self,
+        race_id: int,
+        guild_id: int,
+        marker: str,
+        category: str,
+        listings: dict[str, tuple[datetime, CategoryData]] | None = None,
+        *,
+        actor: Actor = OPENER,
+    ) -> bool:
+        """Cancel every open room with the race's marker; True when nothing is left to look for."""
+        asked, listing = await self._listing(category, {} if listings is None else listings)
+        rooms = [room_ref(summary) for summary in marked_rooms(listing).get(marker, ())]
+        return await self.strays.close(race_id, guild_id, rooms, why=WHY_SWEEP, actor=actor, settles=asked)

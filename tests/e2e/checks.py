@@ -25,10 +25,11 @@ def check_races(outcome: EveningOutcome) -> None:
     plan = outcome.plan
     for race in plan.races:
         got = outcome.races[race.episode]
-        finishers = sum(1 for e in race.entrants if e.outcome == "done")
+        finishers = sum(1 for e in race.counted if e.outcome == "done")
         assert got["status"] == "finished", got
         assert got["permalink"]["url"] == seed_url(race.pool, plan.live_seed(race.pool))
-        assert (got["participant_count"], got["finisher_count"]) == (len(race.entrants), finishers)
+        counts = (got["entrant_count"], got["participant_count"], got["finisher_count"])
+        assert counts == (len(race.entrants), len(race.counted), finishers)
         assert got["racetime"]["status"] == "finished" and got["last_error"] is None
     assert outcome.snapshot["rooms"] == {race.episode: 1 for race in plan.races}, "exactly one room per race"
 

@@ -57,6 +57,7 @@ DEADLINE = 120.0  # seconds any one condition may take, restarts and outages inc
 SCHEDULE_AHEAD = timedelta(minutes=ROOM_OPEN_LEAD_MINUTES, seconds=4)  # rooms open ~4 s after scheduling
 SCHEDULE_GAP = timedelta(seconds=2)
 MESSAGE_DELAY = 0.005  # seconds the fake Discord takes per message, so a dispatch wave takes a while
+LISTING_CACHE_SECONDS = 1.0  # the fake caches its category listing like RaceTime.gg (60 s there)
 _FOOTER_RACE = re.compile(r"race #(\d+)")
 _TITLES = {f"{icon} {headline}:": event for event, (icon, headline, _colour) in STYLES.items()}
 
@@ -284,6 +285,7 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
                 race["pool"]["name"],
                 race["permalink"]["url"],
                 race["racetime"]["status"],
+                race["entrant_count"],
                 race["participant_count"],
                 race["finisher_count"],
                 race["cancel_reason"],
@@ -389,7 +391,7 @@ def _read_discord(
 async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None = None) -> EveningOutcome:
     """The whole evening on a new database in `workdir` (its process log is `workdir/process.log`)."""
     started = datetime.now(UTC)
-    async with FakeRacetime() as racetime:
+    async with FakeRacetime(cache_ttl=LISTING_CACHE_SECONDS) as racetime:
         fake_discord = None
         if discord:
             fake_discord = await FakeDiscordRest.with_gateway([GUILD], message_delay=MESSAGE_DELAY).start()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.settings import OPEN_REQUESTS_PER_CLAIM
 from tests.databases import TEST_DATABASE_URL, wipe_postgres
 from tests.fakes.discord_rest import FakeDiscordRest
 from tests.fakes.racetime_server import FakeRacetime
@@ -93,18 +94,24 @@ def process_env(database_url: str, api_port: int, **settings: str) -> dict[str, 
     return env
 
 
+REQUEST_TIMEOUT_SECONDS = 2.0
+
+
 def settings_env(racetime: FakeRacetime, discord: FakeDiscordRest | None) -> dict[str, str]:
-    """Short intervals, so an evening takes seconds; everything else is the shipped configuration."""
+    """Short intervals, so an evening takes seconds; everything else is the shipped configuration. The bot
+    waits for the fake's listing cache, and the opener's claim lease is the shortest the settings accept."""
+    lease = REQUEST_TIMEOUT_SECONDS * OPEN_REQUESTS_PER_CLAIM + racetime.cache_ttl
     env = {
         "STARTLINE_RACETIME__BASE_URL": racetime.base_url,
         "STARTLINE_RACETIME__CLIENT_ID": racetime.client_id,
         "STARTLINE_RACETIME__CLIENT_SECRET": racetime.client_secret,
         "STARTLINE_RACETIME__CATEGORY": "alttpr",
         "STARTLINE_RACETIME__POLL_INTERVAL_SECONDS": "0.5",
-        "STARTLINE_RACETIME__REQUEST_TIMEOUT_SECONDS": "3",
+        "STARTLINE_RACETIME__REQUEST_TIMEOUT_SECONDS": f"{REQUEST_TIMEOUT_SECONDS:g}",
+        "STARTLINE_RACETIME__LISTING_CACHE_SECONDS": f"{racetime.cache_ttl:g}",
         "STARTLINE_RACETIME__CONNECT_TIMEOUT_SECONDS": "2",
         "STARTLINE_SCHEDULER__OPENER_INTERVAL_SECONDS": "0.5",
-        "STARTLINE_SCHEDULER__OPEN_CLAIM_LEASE_SECONDS": "3",
+        "STARTLINE_SCHEDULER__OPEN_CLAIM_LEASE_SECONDS": f"{lease:g}",
         "STARTLINE_SCHEDULER__OPEN_BACKOFF_BASE_SECONDS": "1",
         "STARTLINE_NOTIFICATIONS__DISPATCH_INTERVAL_SECONDS": "0.5",
         "STARTLINE_NOTIFICATIONS__CLAIM_LEASE_SECONDS": "10",

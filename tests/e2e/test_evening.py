@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.checks import check_deliveries, check_evening, check_log_is_clean
 from tests.e2e.evening import run_evening
-from tests.e2e.faults import FaultPlan, fault_seed
+from tests.e2e.faults import FaultPlan, fault_seeds
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,8 @@ def test_tournament_evening_with_discord(evening_with_discord):
 OUTAGE_SECONDS = 6.0  # "a minute" in the issue; any length works, the bot catches up
 
 
-def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, evening_with_discord):
-    seed = fault_seed()
+@pytest.mark.parametrize("seed", fault_seeds())
+def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, evening_with_discord, seed):
     print(f"\nfault seed {seed} (replay with E2E_SEED={seed})")
     faults = FaultPlan(seed, outage_seconds=OUTAGE_SECONDS)
     try:

@@ -25,6 +25,10 @@ from tests.conftest import GUILD, MODERATOR
 from tests.fakes.racetime_server import FakeRacetime
 
 
+# RaceTime.gg caches its category listing for 60 s; the tests' fake for 10 s of the test clock (which they move).
+LISTING_CACHE_SECONDS = 10.0
+
+
 @dataclass
 class Clock:
     """A settable UTC clock for services that take `clock`."""
@@ -93,6 +97,7 @@ async def running_app(
 ) -> AsyncIterator[Application]:
     """An Application on the settings' database file, talking to the fake; jobs are driven by the test."""
     client = racetime_client(rt, request_timeout=request_timeout)
+    settings.racetime.listing_cache_seconds = rt.cache_ttl  # the bot waits as long as the fake caches
     app = Application(settings, start_jobs=False, racetime_client=client)
     app.services.live_races.clock = clock
     app.events.keep_history = True
@@ -113,8 +118,14 @@ async def open_rooms(app: Application, *, expect_errors: bool = False) -> Opener
     return report
 
 
-async def poll(app: Application, *, expect_errors: bool = False) -> PollReport:
-    """One poller cycle; unless told otherwise, nothing may fail."""
+async def poll(app: Application, *, expect_errors: bool = False, fresh: bool = True) -> PollReport:
+    """One poller cycle; unless told otherwise, nothing may fail.
+
+    `fresh`: first let the listing cache time pass (the clock moves on), so the cycle sees what changed on the
+    fake since the last listing; without it the poller may read a cached listing, as it often does for real.
+    """
+    if fresh:
+        app.services.live_races.clock.advance(seconds=app.settings.racetime.listing_cache_seconds)
     report = await app.services.live_races.poller.run_cycle()
     if not expect_errors:
         assert report.errors == 0, report
@@ -122,9 +133,10 @@ async def poll(app: Application, *, expect_errors: bool = False) -> PollReport:
 
 
 @pytest_asyncio.fixture
-async def rt() -> AsyncIterator[FakeRacetime]:
-    """The fake RaceTime.gg on 127.0.0.1 (its slugs and secrets from a fixed seed)."""
-    async with FakeRacetime(seed=7) as fake:
+async def rt(clock: Clock) -> AsyncIterator[FakeRacetime]:
+    """The fake RaceTime.gg on 127.0.0.1 (its slugs and secrets from a fixed seed), with the category listing
+    cached like the real site's, for LISTING_CACHE_SECONDS of the test's clock."""
+    async with FakeRacetime(seed=7, cache_ttl=LISTING_CACHE_SECONDS, cache_clock=lambda: clock.now.timestamp()) as fake:
         yield fake
 
 

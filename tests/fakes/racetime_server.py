@@ -32,7 +32,7 @@ import random
 import re
 import string
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -418,6 +418,75 @@ class FakeRoom:
         raise KeyError(user_id)
 
 
+# A hang guard for a test waiting on a held request, not a timing: held requests arrive in milliseconds.
+HOLD_GUARD_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class HeldRequest:
+    """A request a ``Hold`` stopped: the test looks at it, then lets it go on with ``release``."""
+
+    method: str
+    path: str
+    stage: str
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _handled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def is_handled(self) -> bool:
+        return self._handled.is_set()
+
+    async def handled(self) -> None:
+        """Wait until the fake has handled it (for a ``startrace``: the room exists), answered or not."""
+        async with asyncio.timeout(HOLD_GUARD_SECONDS):
+            await self._handled.wait()
+
+
+class Hold:
+    """Stops matching requests until the test releases them (``FakeRacetime.hold``).
+
+    ``stage="request"``: the request waits before the fake handles it, so nothing has happened yet; released after
+    the client gave up (timed out), it is still handled: a ``startrace`` then creates a room nobody hears of.
+    ``stage="answer"``: the fake handles it at once (the room exists, a cancel is done) and only the answer waits.
+    """
+
+    def __init__(self, method: str | None, path_contains: str | None, stage: str, count: int | None) -> None:
+        if stage not in ("request", "answer"):
+            raise FakeRacetimeError(f"unknown hold stage {stage!r}")
+        self.method, self.path_contains, self.stage, self.remaining = method, path_contains, stage, count
+        self.held: list[HeldRequest] = []
+        self._arrivals: asyncio.Queue[HeldRequest] = asyncio.Queue()
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            (self.remaining is None or self.remaining > 0)
+            and (self.method is None or self.method == method)
+            and (self.path_contains is None or self.path_contains in path)
+        )
+
+    def take(self, method: str, path: str) -> HeldRequest:
+        if self.remaining is not None:
+            self.remaining -= 1
+        held = HeldRequest(method, path, self.stage)
+        self.held.append(held)
+        self._arrivals.put_nowait(held)
+        return held
+
+    async def arrival(self) -> HeldRequest:
+        """The next request this hold stopped, once it has arrived (in the order they came)."""
+        async with asyncio.timeout(HOLD_GUARD_SECONDS):
+            return await self._arrivals.get()
+
+    def release_all(self) -> None:
+        """Let every held request go on, and hold no more."""
+        self.remaining = 0
+        for held in self.held:
+            held.release()
+
+
 @dataclass
 class _FaultRule:
     remaining: int
@@ -437,12 +506,14 @@ class FakeRacetime:
         *,
         token_expires_in: int = 36000,
         cache_ttl: float = 0.0,
+        cache_clock: Callable[[], float] = time.monotonic,
         racebot: bool = False,
         seed: int | None = None,
         bot_name: str = "TestBot",
     ) -> None:
         self.token_expires_in = token_expires_in
         self.cache_ttl = cache_ttl  # emulate the stale /o/<cat>/data cache of the real site
+        self.cache_clock = cache_clock  # seconds; tests give it their clock to age the cache without waiting
         self.racebot = racebot  # auto-begin rooms when everyone is ready, like RaceTime.gg's racebot
         self._random = random.Random(seed)
         self.base_url = ""
@@ -456,6 +527,7 @@ class FakeRacetime:
         self._category_cache: dict[str, tuple[float, bytes]] = {}
         self._fail_rules: list[_FaultRule] = []
         self._drop_rules: list[_FaultRule] = []
+        self._holds: list[Hold] = []
         self._delays: dict[str | None, float] = {}
         self._late_answers: dict[str | None, float] = {}
         self._down = False
@@ -608,6 +680,22 @@ class FakeRacetime:
         else:
             delays.pop(path_contains, None)
 
+    def hold(
+        self,
+        method: str | None = None,
+        path_contains: str | None = None,
+        *,
+        stage: str = "request",
+        count: int | None = 1,
+    ) -> Hold:
+        """Stop the next ``count`` matching requests (None: all) until the test releases them; see ``Hold``.
+
+        ``hold = rt.hold("POST", "/startrace"); held = await hold.arrival(); ...; held.release()``
+        """
+        rule = Hold(method, path_contains, stage, count)
+        self._holds.append(rule)
+        return rule
+
     def down(self) -> None:
         self._down = True
 
@@ -640,14 +728,37 @@ class FakeRacetime:
                     request.transport.close()
                 return web.Response(status=500)  # never reaches the client: the socket is closed
         await self._wait(self._delays, path)
+        held = next((h.take(request.method, path) for h in self._holds if h.matches(request.method, path)), None)
+        # Shielded: a client that gives up (or a dropped connection) must not stop what the server does.
+        return await asyncio.shield(asyncio.ensure_future(self._handle(request, handler, path, held)))
+
+    async def _handle(
+        self, request: web.Request, handler: Any, path: str, held: HeldRequest | None
+    ) -> web.StreamResponse:
+        if held is not None and held.stage == "request":
+            if request.can_read_body:
+                await request.read()  # the whole request arrived; the client may be gone when it is handled
+            await self._until_released(held)
         if path != "/" and path.endswith("/"):
-            return self._html_404()  # APPEND_SLASH = False
-        try:
-            response = await handler(request)
-        except web.HTTPNotFound:
-            return self._html_404()
+            response: web.StreamResponse = self._html_404()  # APPEND_SLASH = False
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPNotFound:
+                response = self._html_404()
+        if held is not None:
+            held._handled.set()
+            if held.stage == "answer":
+                await self._until_released(held)
         await self._wait(self._late_answers, path)
         return response
+
+    async def _until_released(self, held: HeldRequest) -> None:
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        released = asyncio.ensure_future(held._released.wait())
+        await asyncio.wait((stopping, released), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        released.cancel()
 
     async def _wait(self, delays: dict[str | None, float], path: str) -> None:
         delay = max((s for pc, s in delays.items() if pc is None or pc in path), default=0.0)
@@ -1392,7 +1503,7 @@ class FakeRacetime:
     async def _category_data_oauth(self, request: web.Request) -> web.Response:
         slug = request.match_info["cat"]
         cached = self._category_cache.get(slug)
-        if cached is not None and time.monotonic() - cached[0] < self.cache_ttl:
+        if cached is not None and self.cache_clock() - cached[0] < self.cache_ttl:
             # Like the real site: a cache hit skips even the bot check.
             return web.Response(
                 body=cached[1],
@@ -1406,7 +1517,7 @@ class FakeRacetime:
         self._tick_category(category)
         response = self._json_response(self.category_json(category, include_unlisted=True), max_age=60)
         if self.cache_ttl > 0:
-            self._category_cache[slug] = (time.monotonic(), response.body)
+            self._category_cache[slug] = (self.cache_clock(), response.body)
         return response
 
     async def _race_data(self, request: web.Request) -> web.Response:
