@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from bot.app import Application
 from bot.errors import Conflict, DomainError, InvalidTransition
-from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.events import LiveRaceCancelled, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.notifications.render import OPEN_FAILED
 from bot.services.room_opener import STRAY_ROOM_CANCELLED, RoomOpener, room_seed_url
 from bot.settings import Settings
@@ -389,6 +389,29 @@ async def test_a_cancel_that_could_not_reach_racetime_is_retried_by_the_sweep(
     final = await race.row()
     assert race.rooms()[0]["status"]["value"] == "cancelled"
     assert final.room_search_after is None and final.last_error is None
+
+
+async def test_the_poller_seeing_a_moderators_cancel_first_leaves_the_moderators_reason(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    race = await schedule(app, rt, clock)
+    await open_rooms(app)
+    slug = await race.slug()
+    read_back = rt.hold("GET", f"/{slug}/data")  # the cancel's read of the room, once it cancelled it
+    cancel = asyncio.create_task(race.live.cancel(GUILD, race.id, MODERATOR, reason="Storm"))
+    held = await read_back.arrival()
+    assert rt.room(slug)["status"]["value"] == "cancelled"
+    await poll(app)  # meanwhile the poller sees the room cancelled and cancels the race
+    assert (await race.row()).cancel_reason == "The RaceTime.gg room was cancelled"
+    held.release()
+    view = await cancel
+    assert (view.race.status, view.race.cancel_reason) == (RaceStatus.CANCELLED, "Storm")
+    cancels = [e for e in await _audit(race) if e.action == "live_race.cancel"]
+    assert [(e.actor_name, e.details.get("room_cancelled_first", False)) for e in cancels] == [
+        ("race poller", False),
+        (MODERATOR.name, True),
+    ]
+    assert len([e for e in app.events.published if isinstance(e, LiveRaceCancelled)]) == 1  # told once
 
 
 # ---- bug 2: a cancel after the room finished on RaceTime.gg -----------------------------------------------

@@ -561,7 +561,9 @@ class LiveRaceService:
         if scheduled:  # no room of it is known; one an interrupted opening left is found by its marker
             if search_after is not None and search_after <= now and self.racetime is not None:
                 try:
-                    await self.opener.close_rooms_of_cancelled(race.id, guild_id, race.marker, category, actor=actor)
+                    await self.opener.close_rooms_of_cancelled(
+                        race.id, guild_id, race.marker, category, search_after, actor=actor
+                    )
                 except RacetimeError as exc:  # the opener's sweep tries again
                     log.warning("looking for a room of cancelled live race %s failed: %s", race.id, exc)
             return await self.get(guild_id, race.id)
@@ -589,7 +591,7 @@ class LiveRaceService:
                     target_id=race.id,
                     details={"reason": reason, "why": finished, "status": race.status.value},
                 )
-            elif race.status is RaceStatus.CANCELLED:
+            elif race.status is RaceStatus.CANCELLED and cancelled:
                 # The poller saw the room this cancel cancelled before we got here: the race is as asked. Its
                 # players were told RaceTime.gg's reason already; the race keeps the moderator's.
                 race.cancel_reason = reason

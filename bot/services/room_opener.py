@@ -459,14 +459,14 @@ class RoomOpener:
         plan = await self._claim(race_id, actor=actor, manual=manual)
         racetime = self._client()
         listings = {} if listings is None else listings
-        phase = "listing"
-        searched = False
+        phase, searched, sent_before = "listing", False, 0
         strays: list[RoomRef] = []
         try:
             async with asyncio.timeout(self.settings.open_claim_budget_seconds):
                 room = None
                 if plan.reconcile:
-                    _, listing = await self._listing(plan.category, listings)
+                    assert plan.earlier_search_after is not None
+                    _, listing = await self._listing(plan.category, listings, plan.earlier_search_after)
                     room, strays = pick_room(marked_rooms(listing).get(plan.marker, ()), plan.seed_url)
                     searched = True
                 adopted = room is not None
@@ -497,10 +497,11 @@ class RoomOpener:
         return OpenOutcome(race_id, adopted, room)
 
     async def _listing(
-        self, category: str, listings: dict[str, tuple[datetime, CategoryData]]
+        self, category: str, listings: dict[str, tuple[datetime, CategoryData]], not_before: datetime
     ) -> tuple[datetime, CategoryData]:
-        """The category's listing and when it was asked for, once per cycle."""
-        if category not in listings:
+        """The category's listing and when it was asked for: once per cycle, unless the one read earlier in the
+        cycle was asked for before `not_before` (it might not show a room the caller looks for)."""
+        if category not in listings or listings[category][0] < not_before:
             asked = self.clock()
             listings[category] = (asked, await self._client().category_data(category, include_unlisted=True))
         return listings[category]
@@ -601,10 +602,11 @@ class RoomOpener:
         why: str | None = None
         async with self.db.transaction() as session:
             race = await lock_race(session, plan.race_id)
+            ours = race is not None and race.open_claim_id == plan.claim_id
             if (
                 race is not None
                 and race.status is RaceStatus.SCHEDULED
-                and race.open_claim_id == plan.claim_id
+                and ours
                 and race.permalink_id == plan.permalink_id
                 and race.pool_id == plan.pool_id
             ):
@@ -657,7 +659,7 @@ class RoomOpener:
                 why = WHY_DUPLICATE
             elif (race.permalink_id, race.pool_id) != (plan.permalink_id, plan.pool_id):
                 why = WHY_SEED
-                if race.open_claim_id == plan.claim_id:
+                if ours:
                     race.open_claim_id = None  # released: the next claim opens a room with the new seed
             else:
                 # Another process took the claim over (ours outlived its lease): its reconcile adopts this room.
@@ -665,8 +667,9 @@ class RoomOpener:
                 later = now + self._listing_cache
                 race.room_search_after = max(race.room_search_after or later, later)
         if why is not None:
-            # Only this claim's room can be behind the room_search_after it set (an earlier one was searched for).
-            settles = plan.search_after if why in (WHY_CANCELLED, WHY_DELETED) else None
+            # Only this claim's room can be behind the room_search_after it set (an earlier one was searched for),
+            # unless another claim took the race over.
+            settles = plan.search_after if why in (WHY_CANCELLED, WHY_DELETED) or (why == WHY_SEED and ours) else None
             await self.strays.close(plan.race_id, plan.guild_id, [room], why=why, actor=actor, settles=settles)
         return refused
 
@@ -753,7 +756,14 @@ class RoomOpener:
         listings = {} if listings is None else listings
         now = self.clock()
         query = (
-            select(LiveRace.id, LiveRace.guild_id, LiveRace.marker, LiveRace.racetime_category, Tournament)
+            select(
+                LiveRace.id,
+                LiveRace.guild_id,
+                LiveRace.marker,
+                LiveRace.racetime_category,
+                LiveRace.room_search_after,
+                Tournament,
+            )
             .join(Tournament, Tournament.id == LiveRace.tournament_id)
             .where(LiveRace.status == RaceStatus.CANCELLED, LiveRace.room_search_after <= now)
             .order_by(LiveRace.id)
@@ -761,10 +771,11 @@ class RoomOpener:
         async with self.db.read() as session:
             rows = (await session.execute(query)).all()
         settled = 0
-        for race_id, guild_id, marker, category, tournament in rows:
+        for race_id, guild_id, marker, category, search_after, tournament in rows:
             try:
+                category = category or room_category(tournament, self.settings)
                 settled += await self.close_rooms_of_cancelled(
-                    race_id, guild_id, marker, category or room_category(tournament, self.settings), listings
+                    race_id, guild_id, marker, category, search_after, listings
                 )
             except RacetimeError as exc:
                 log.warning("looking for rooms of cancelled live race %s failed: %s", race_id, exc)
@@ -776,11 +787,13 @@ class RoomOpener:
         guild_id: int,
         marker: str,
         category: str,
+        search_after: datetime,
         listings: dict[str, tuple[datetime, CategoryData]] | None = None,
         *,
         actor: Actor = OPENER,
     ) -> bool:
-        """Cancel every open room with the race's marker; True when nothing is left to look for."""
-        asked, listing = await self._listing(category, {} if listings is None else listings)
+        """Cancel every open room with the race's marker; True when nothing is left to look for (the listing,
+        asked for after `search_after`, showed every room the race may have)."""
+        asked, listing = await self._listing(category, {} if listings is None else listings, search_after)
         rooms = [room_ref(summary) for summary in marked_rooms(listing).get(marker, ())]
         return await self.strays.close(race_id, guild_id, rooms, why=WHY_SWEEP, actor=actor, settles=asked)
