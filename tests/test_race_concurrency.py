@@ -132,6 +132,15 @@ async def _poller_at(race: Race, room_event: str) -> tuple[asyncio.Task, HeldReq
     return job, held
 
 
+async def _opener_dies_after_startrace(race: Race) -> None:
+    """The process is killed once RaceTime.gg made the room: the room exists, nobody recorded it."""
+    job, held = await _opener_at(race, "answer")
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    held.release()
+
+
 POINTS: dict[str, Callable[[Race], Awaitable[tuple[asyncio.Task, HeldRequest]]]] = {
     "opener before startrace": lambda race: _opener_at(race, "request"),
     "opener after startrace": lambda race: _opener_at(race, "answer"),
@@ -345,14 +354,7 @@ async def test_a_room_left_by_a_crashed_opener_is_cancelled_once_the_listing_sho
     it yet. The opener's sweep finds the room by its marker once the listing can show it, and cancels it."""
     race = await schedule(app, rt, clock)
     await app.racetime.category_data("alttpr")  # cached: the room will be missing from it for a while
-    hold = rt.hold("POST", "/startrace", stage="answer")
-    opening = asyncio.create_task(open_rooms(app))
-    held = await hold.arrival()
-    await held.handled()
-    opening.cancel()  # the process is killed: the room exists, nobody recorded it
-    with pytest.raises(asyncio.CancelledError):
-        await opening
-    held.release()
+    await _opener_dies_after_startrace(race)
     await race.live.cancel(GUILD, race.id, MODERATOR, reason="Changed plans")
     [room] = race.rooms()
     assert room["status"]["value"] == "open"  # nothing can find it yet
@@ -517,14 +519,7 @@ async def test_an_earlier_room_on_an_old_seed_is_not_adopted(app: Application, r
     """A startrace whose answer was lost made a room with seed A; the moderator then picks seed B. The retry
     finds the marked room, sees it shows A, cancels it and opens one with B."""
     race = await schedule(app, rt, clock)
-    hold = rt.hold("POST", "/startrace", stage="answer")
-    opening = asyncio.create_task(open_rooms(app))
-    held = await hold.arrival()
-    await held.handled()
-    opening.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await opening
-    held.release()
+    await _opener_dies_after_startrace(race)
     clock.advance(seconds=app.settings.scheduler.open_claim_lease_seconds + 1)  # the crashed claim expired
     await race.live.edit(GUILD, race.id, MODERATOR, permalink_id=race.world.seeds[1].id)
     report = await open_rooms(app)

@@ -16,7 +16,7 @@ from bot.services.room_opener import RoomOpener
 from db.models import AuditEntry, LiveRace, Permalink, RaceStatus, Run, RunStatus
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
-from tests.fakes.racetime_server import FakeRacetime
+from tests.fakes.racetime_server import FakeRacetime, HeldRequest
 
 
 @pytest.fixture
@@ -116,16 +116,22 @@ async def test_restart_between_claim_and_record_adopts_the_room(
         assert (await open_rooms(second)).due == 0
 
 
+async def _startrace_outlives_the_client(app: Application, rt: FakeRacetime, clock: Clock) -> tuple[int, HeldRequest]:
+    """A race's first attempt: RaceTime.gg holds its startrace until our client gave up (the test releases it)."""
+    world = await make_world(app.services)
+    race_id = await _schedule(app, world, clock, 5)
+    hold = rt.hold("POST", "/startrace")
+    cycle = asyncio.create_task(open_rooms(app, expect_errors=True))
+    startrace = await hold.arrival()
+    assert (await cycle).failed == 1  # our client timed out waiting
+    return race_id, startrace
+
+
 async def test_room_created_after_the_client_gave_up_is_adopted(app_settings, rt: FakeRacetime, clock: Clock) -> None:
     app_settings.scheduler.open_backoff_base_seconds = 1  # the listing cache, not the backoff, sets the wait
     async with running_app(app_settings, rt, clock, request_timeout=0.3) as app:
         cache = app.settings.racetime.listing_cache_seconds
-        world = await make_world(app.services)
-        race_id = await _schedule(app, world, clock, 5)
-        held = rt.hold("POST", "/startrace")
-        cycle = asyncio.create_task(open_rooms(app, expect_errors=True))
-        startrace = await held.arrival()
-        assert (await cycle).failed == 1  # our client timed out waiting
+        race_id, startrace = await _startrace_outlives_the_client(app, rt, clock)
         race = await _race(app, race_id)
         assert race.status is RaceStatus.SCHEDULED and race.open_attempts == 1
         assert "RaceTime.gg did not open the room" in race.last_error and "timed out" in race.last_error
@@ -154,12 +160,7 @@ async def test_a_second_room_the_listing_did_not_show_is_cancelled(
     app_settings.scheduler.open_backoff_base_seconds = 1  # the listing cache, not the backoff, sets the wait
     async with running_app(app_settings, rt, clock, request_timeout=0.3) as app:
         cache = app.settings.racetime.listing_cache_seconds
-        world = await make_world(app.services)
-        race_id = await _schedule(app, world, clock, 5)
-        held = rt.hold("POST", "/startrace")
-        cycle = asyncio.create_task(open_rooms(app, expect_errors=True))
-        late = await held.arrival()
-        assert (await cycle).failed == 1
+        race_id, late = await _startrace_outlives_the_client(app, rt, clock)
         clock.advance(seconds=cache)
         await app.racetime.category_data("alttpr")  # the listing is cached now, without the room
         late.release()

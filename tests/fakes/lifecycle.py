@@ -24,7 +24,6 @@ from racetime.client import RacetimeClient
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.racetime_server import FakeRacetime
 
-
 # RaceTime.gg caches its category listing for 60 s; the tests' fake for 10 s of the test clock (which they move).
 LISTING_CACHE_SECONDS = 10.0
 
