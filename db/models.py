@@ -11,13 +11,14 @@ Datetimes are `UTCDateTime`: timezone-aware UTC in, timezone-aware UTC out.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     Enum,
     Float,
     ForeignKey,
@@ -100,6 +101,28 @@ EVENT_CODES: dict[EventType, int] = {
 class NotificationKind(enum.StrEnum):
     DM = "dm"
     CHANNEL = "channel"
+
+
+class SeriesStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+class OccurrenceKind(enum.StrEnum):
+    CREATED = "created"  # by the rule, at the rule's time
+    MOVED = "moved"  # created, or later moved, at another time by a moderator
+    SKIPPED = "skipped"
+
+
+class PhaseStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class SeasonRule(enum.StrEnum):
+    SUM = "sum"
+    BEST = "best"
 
 
 class TokenScope(enum.StrEnum):
@@ -294,6 +317,143 @@ class LiveRace(TimestampMixin, Base):
         Index("ix_live_races_guild_id_scheduled_at", "guild_id", "scheduled_at"),
         UniqueConstraint("guild_id", "episode_id"),
     )
+
+
+class RaceTemplate(TimestampMixin, Base):
+    """What a live race of a tournament is made from: pools (rotated by occurrence), a title pattern, the local
+    start time and its time zone, the room profile and room settings. `/liverace create template:` and series."""
+
+    __tablename__ = "race_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # Pool ids in rotation order: occurrence n races pool_ids[(n - 1) % len(pool_ids)].
+    pool_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    title_pattern: Mapped[str | None] = mapped_column(String(200))
+    start_time: Mapped[str | None] = mapped_column(String(5))  # "HH:MM", local to `timezone`
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
+    room_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (UniqueConstraint("tournament_id", "name"),)
+
+
+class RaceSeries(TimestampMixin, Base):
+    """A template plus an iCalendar RRULE in a time zone; the series job keeps the next occurrences created."""
+
+    __tablename__ = "race_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    template_id: Mapped[int] = mapped_column(ForeignKey("race_templates.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(100))
+    rrule: Mapped[str] = mapped_column(String(500))
+    timezone: Mapped[str] = mapped_column(String(64))
+    # The first occurrence's local date: the rule's DTSTART (with the template's local start time).
+    starts_on: Mapped[date] = mapped_column(Date)
+    until: Mapped[datetime | None] = mapped_column()
+    count: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[SeriesStatus] = mapped_column(_enum(SeriesStatus, "series_status"), default=SeriesStatus.ACTIVE)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(120), default="system")
+
+    __table_args__ = (
+        UniqueConstraint("tournament_id", "name"),
+        Index("ix_race_series_status", "status"),
+    )
+
+
+class SeriesOccurrence(Base):
+    """One occurrence of a series, by the local date the rule gave it: the live race made for it, or a skip.
+
+    The primary key (series, date) is what makes the series job create each occurrence exactly once, across
+    crashes and concurrent processes: the race and this row are inserted in one transaction, and a second insert
+    of the same occurrence fails on the key and rolls its race back. A skipped or moved occurrence keeps its row,
+    so the job never makes it again by the rule.
+    """
+
+    __tablename__ = "series_occurrences"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("race_series.id", ondelete="CASCADE"), primary_key=True)
+    occurrence_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1 for the rule's first occurrence
+    kind: Mapped[OccurrenceKind] = mapped_column(_enum(OccurrenceKind, "occurrence_kind"))
+    live_race_id: Mapped[int | None] = mapped_column(ForeignKey("live_races.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_series_occurrences_live_race_id", "live_race_id", unique=True),)
+
+
+class TournamentPhase(TimestampMixin, Base):
+    """An ordered stage of a tournament (Qualifier → Top 32) with its own pools and leaderboard."""
+
+    __tablename__ = "tournament_phases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[PhaseStatus] = mapped_column(_enum(PhaseStatus, "phase_status"), default=PhaseStatus.OPEN)
+    advance_count: Mapped[int | None] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        UniqueConstraint("tournament_id", "name"),
+        UniqueConstraint("tournament_id", "position"),
+    )
+
+
+class PhasePool(Base):
+    """A pool's phase: a pool belongs to at most one phase of its tournament (none: outside the phases)."""
+
+    __tablename__ = "phase_pools"
+
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True)
+    phase_id: Mapped[int] = mapped_column(ForeignKey("tournament_phases.id", ondelete="CASCADE"))
+
+    __table_args__ = (Index("ix_phase_pools_phase_id", "phase_id"),)
+
+
+class PhaseStanding(Base):
+    """A closed phase's final standing of one player: rank, score and whether they advanced to the next phase."""
+
+    __tablename__ = "phase_standings"
+
+    phase_id: Mapped[int] = mapped_column(ForeignKey("tournament_phases.id", ondelete="CASCADE"), primary_key=True)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int | None] = mapped_column(Integer)  # None: advanced by a moderator without a score
+    score: Mapped[float | None] = mapped_column(Float)
+    advanced: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_phase_standings_player_id", "player_id"),)
+
+
+class Season(TimestampMixin, Base):
+    """Tournaments of a guild whose leaderboards combine: the sum of scores, or the best N of them."""
+
+    __tablename__ = "seasons"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    rule: Mapped[SeasonRule] = mapped_column(_enum(SeasonRule, "season_rule"), default=SeasonRule.SUM)
+    best_of: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("guild_id", "name"),)
+
+
+class SeasonTournament(Base):
+    __tablename__ = "season_tournaments"
+
+    season_id: Mapped[int] = mapped_column(ForeignKey("seasons.id", ondelete="CASCADE"), primary_key=True)
+    tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_season_tournaments_tournament_id", "tournament_id"),)
 
 
 class LiveRaceEntrant(Base):
