@@ -66,6 +66,9 @@ class LiveRaceOpenFailed(LiveRaceEvent):
     type: ClassVar[EventType | None] = None  # type: ignore[assignment]
     error: str
     attempts: int
+    # Set when the alert comes before any attempt (a series paused for want of seeds): what happened and what to do.
+    summary: str | None = None
+    action: str | None = None
 
 
 Subscriber = Callable[[AsyncSession, LiveRaceEvent], Awaitable[None]]

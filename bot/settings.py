@@ -109,6 +109,15 @@ class SchedulerSettings(_Section):
     score_upkeep_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+class SeriesSettings(_Section):
+    # How far ahead the series job keeps occurrences created, and how often it runs.
+    window_days: int = Field(default=14, ge=1, le=366)
+    interval_seconds: float = Field(default=300.0, gt=0)
+    # Refuse recurrence rules whose occurrences come closer together than this.
+    min_interval_minutes: int = Field(default=60, ge=1, le=10080)
+    max_batch_lines: int = Field(default=1000, ge=1, le=10000)
+
+
 class NotificationSettings(_Section):
     dispatch_interval_seconds: float = Field(default=2.0, gt=0)
     dispatch_concurrency: int = Field(default=4, ge=1, le=50)
@@ -140,6 +149,7 @@ class Settings(BaseSettings):
     racetime: RacetimeSettings = Field(default_factory=RacetimeSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    series: SeriesSettings = Field(default_factory=SeriesSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

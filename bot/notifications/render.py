@@ -163,12 +163,15 @@ def _open_failed(payload, race, channel):
         f"{_where(race)}\nThe bot gave up opening the RaceTime.gg room after "
         f"{alert.get('attempts', '?')} attempts. The race is still scheduled."
     )
+    if alert.get("summary"):  # a warning ahead of time (a series without seeds), not a failed open
+        description = f"{_where(race)}\n{alert['summary']} The race is still scheduled."
     fields = [
         MessageField("Last error", alert.get("error") or "No error text", inline=False),
         MessageField("Scheduled start", timestamp(race.get("scheduled_at")), inline=False),
         MessageField(
             "What to do",
-            "Check RaceTime.gg and the bot's credentials, then open the room with /liverace open.",
+            alert.get("action")
+            or "Check RaceTime.gg and the bot's credentials, then open the room with /liverace open.",
             inline=False,
         ),
     ]

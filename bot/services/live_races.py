@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,9 @@ if TYPE_CHECKING:
     from racetime.client import RacetimeClient
 
 log = logging.getLogger(__name__)
+
+# Called with the new race inside its creating transaction (a series records its occurrence there).
+RaceLink = Callable[[AsyncSession, LiveRace], Awaitable[None]]
 
 EDITABLE_FIELDS = ("title", "scheduled_at", "pool_id", "permalink_id", "episode_id", "room_profile_id", "room")
 OPEN_ROOM_EDITABLE = ("title",)
@@ -321,64 +324,123 @@ class LiveRaceService:
         episode_id: str | None = None,
         room_profile_id: int | None = None,
         room: dict | None = None,
+        link: RaceLink | None = None,
     ) -> LiveRaceView:
-        scheduled_at = self._check_start(scheduled_at)
-        room_settings = validate_room_settings(room, field_prefix="room.")
-        episode_id = self._clean_episode(episode_id)
+        """Schedule a race. `link` (series occurrences) runs in the same transaction once the race has its id."""
+        fields = self.check_fields(
+            scheduled_at=scheduled_at,
+            title=title,
+            permalink_id=permalink_id,
+            episode_id=episode_id,
+            room_profile_id=room_profile_id,
+            room=room,
+        )
         async with self.db.transaction() as session:
-            tournament = await tournament_or_404(session, guild_id, tournament_id)
-            if not tournament.active:
-                raise Conflict(
-                    f"tournament {tournament.name!r} is not active; activate it before scheduling races",
-                    field="tournament_id",
-                )
+            tournament = await self.schedulable_tournament(session, guild_id, tournament_id)
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
+            race = await self.create_in(session, actor, tournament, pool, fields, link=link)
+            return await self._load_view(session, guild_id, race.id)
+
+    def check_fields(
+        self,
+        *,
+        scheduled_at: Any,
+        title: str | None = None,
+        permalink_id: int | None = None,
+        episode_id: Any = None,
+        room_profile_id: int | None = None,
+        room: dict | None = None,
+    ) -> dict[str, Any]:
+        """A new race's own fields, checked without the database (raises ValidationFailed naming the field)."""
+        return {
+            "scheduled_at": self._check_start(scheduled_at),
+            "title": title,
+            "permalink_id": permalink_id,
+            "episode_id": self._clean_episode(episode_id),
+            "room_profile_id": room_profile_id,
+            "room_settings": validate_room_settings(room, field_prefix="room."),
+        }
+
+    @staticmethod
+    async def schedulable_tournament(session: AsyncSession, guild_id: int, tournament_id: int) -> Tournament:
+        tournament = await tournament_or_404(session, guild_id, tournament_id)
+        if not tournament.active:
+            raise Conflict(
+                f"tournament {tournament.name!r} is not active; activate it before scheduling races",
+                field="tournament_id",
+            )
+        return tournament
+
+    async def create_in(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        tournament: Tournament,
+        pool: Pool,
+        fields: dict[str, Any],
+        *,
+        link: RaceLink | None = None,
+        checked: bool = False,
+    ) -> LiveRace:
+        """Insert one race (fields from `check_fields`) in the caller's transaction: audit entry and event included.
+
+        `checked`: the caller already checked the seed, the room profile and the episode id (a batch does, set-wise).
+        """
+        guild_id = tournament.guild_id
+        permalink_id, room_profile_id, episode_id = (
+            fields["permalink_id"],
+            fields["room_profile_id"],
+            fields["episode_id"],
+        )
+        if not checked:
             if permalink_id is not None:
                 await self._check_permalink(session, pool, permalink_id)
             if room_profile_id is not None:
                 await profile_or_404(session, guild_id, room_profile_id)
             await self._check_episode(session, guild_id, episode_id)
-            race = LiveRace(
-                guild_id=guild_id,
-                tournament_id=tournament.id,
-                pool_id=pool.id,
-                permalink_id=permalink_id,
-                title=self._title(title, tournament, pool),
-                episode_id=episode_id,
-                scheduled_at=scheduled_at,
-                room_profile_id=room_profile_id,
-                room_settings=room_settings,
-                status=RaceStatus.SCHEDULED,
-                marker=secrets.token_hex(8),
-                created_by=actor.label,
-            )
-            session.add(race)
-            await session.flush()
-            await audit.record(
-                session,
-                guild_id=guild_id,
-                actor=actor,
-                action="live_race.create",
-                target_type="live_race",
-                target_id=race.id,
-                details={
-                    "tournament_id": tournament.id,
-                    "pool_id": pool.id,
-                    "permalink_id": permalink_id,
-                    "title": race.title,
-                    "scheduled_at": scheduled_at,
-                    "episode_id": episode_id,
-                    "room_profile_id": room_profile_id,
-                    "room": room_settings,
-                },
-            )
-            await self.events.publish(
-                session,
-                LiveRaceScheduled(
-                    guild_id=guild_id, tournament_id=tournament.id, live_race_id=race.id, occurred_at=self._now()
-                ),
-            )
-            return await self._load_view(session, guild_id, race.id)
+        race = LiveRace(
+            guild_id=guild_id,
+            tournament_id=tournament.id,
+            pool_id=pool.id,
+            permalink_id=permalink_id,
+            title=self._title(fields["title"], tournament, pool),
+            episode_id=episode_id,
+            scheduled_at=fields["scheduled_at"],
+            room_profile_id=room_profile_id,
+            room_settings=fields["room_settings"],
+            status=RaceStatus.SCHEDULED,
+            marker=secrets.token_hex(8),
+            created_by=actor.label,
+        )
+        session.add(race)
+        await session.flush()
+        if link is not None:
+            await link(session, race)
+        await audit.record(
+            session,
+            guild_id=guild_id,
+            actor=actor,
+            action="live_race.create",
+            target_type="live_race",
+            target_id=race.id,
+            details={
+                "tournament_id": tournament.id,
+                "pool_id": pool.id,
+                "permalink_id": permalink_id,
+                "title": race.title,
+                "scheduled_at": race.scheduled_at,
+                "episode_id": episode_id,
+                "room_profile_id": room_profile_id,
+                "room": race.room_settings,
+            },
+        )
+        await self.events.publish(
+            session,
+            LiveRaceScheduled(
+                guild_id=guild_id, tournament_id=tournament.id, live_race_id=race.id, occurred_at=self._now()
+            ),
+        )
+        return race
 
     async def edit(
         self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None, **changes: Any

@@ -320,7 +320,12 @@ class OutboxWriter:
         }
         payload = {
             **self._base_payload(event, OPEN_FAILED, snapshot),
-            "alert": {"error": event.error, "attempts": event.attempts},
+            "alert": {
+                "error": event.error,
+                "attempts": event.attempts,
+                "summary": event.summary,
+                "action": event.action,
+            },
             "role_id": guild.organizer_role_id if guild else None,
         }
         # Each give-up is its own alert (a race can give up again after /liverace open); the moment of the
