@@ -117,6 +117,8 @@ class Application:
             seconds=self.settings.racetime.poll_interval_seconds,
             first_run_in=2,
         )
+        series = self.settings.series.interval_seconds
+        self.jobs.add("series", self.services.series.run_job, seconds=series, first_run_in=3)
         dispatch = self.settings.notifications.dispatch_interval_seconds
         self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
 

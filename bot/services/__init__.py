@@ -7,16 +7,21 @@ from typing import TYPE_CHECKING
 
 from bot.events import EventBus
 from bot.services.account_links import AccountLinkService
+from bot.services.batch import BatchService
 from bot.services.audit import AuditService
 from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
 from bot.services.live_races import LiveRaceService
 from bot.services.notifications import NotificationService
+from bot.services.phases import PhaseService
 from bot.services.players import PlayerService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
 from bot.services.scoring import ScoringService
+from bot.services.seasons import SeasonService
+from bot.services.series import SeriesService
+from bot.services.templates import TemplateService
 from bot.services.tokens import TokenService
 from bot.services.tournaments import TournamentService
 from bot.settings import Settings
@@ -44,6 +49,11 @@ class Services:
     account_links: AccountLinkService
     calendar: CalendarService
     notifications: NotificationService
+    templates: TemplateService
+    series: SeriesService
+    batch: BatchService
+    phases: PhaseService
+    seasons: SeasonService
 
 
 def build_services(
@@ -54,6 +64,8 @@ def build_services(
     guilds = GuildSettingsService(db)
     notifications = NotificationService(db, settings)
     notifications.attach(events)
+    live_races = LiveRaceService(db, events, settings, racetime)
+    templates = TemplateService(db, live_races)
     return Services(
         settings=settings,
         db=db,
@@ -67,7 +79,7 @@ def build_services(
         scoring=ScoringService(db),
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
-        live_races=LiveRaceService(db, events, settings, racetime),
+        live_races=live_races,
         account_links=AccountLinkService(db, settings, players),
         calendar=CalendarService(
             db,
@@ -76,4 +88,9 @@ def build_services(
             default_lead_minutes=settings.scheduler.room_open_lead_minutes,
         ),
         notifications=notifications,
+        templates=templates,
+        series=SeriesService(db, settings, live_races, templates),
+        batch=BatchService(live_races, max_lines=settings.series.max_batch_lines),
+        phases=PhaseService(db),
+        seasons=SeasonService(db),
     )

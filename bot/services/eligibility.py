@@ -5,6 +5,10 @@ statement over the runs that matter (the pool's seeds, the tournament's unfinish
 part read from a covering index. The first failing rule is the reason shown. The candidates are the guild's roster
 entries: a member who left the server is not eligible, and "linked" means a link that counts in this guild (their
 verified one, else the guild's).
+
+Tournament phases: a pool of a phase after the first is raced only by the players the previous phase advanced
+when it closed. The candidates query carries that too (the previous phase, found by scalar subqueries, and each
+player's standing in it, by an outer join), so the count of queries does not change.
 """
 
 from __future__ import annotations
@@ -13,12 +17,24 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sqlalchemy import func, literal, or_, select, union_all
+from sqlalchemy import and_, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.players import EFFECTIVE_RACETIME_ID, EFFECTIVE_RACETIME_NAME, roster_entry_of
 from bot.services.tournaments import pool_or_404, tournament_or_404
-from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
+from db.models import (
+    GuildPlayer,
+    Permalink,
+    PhasePool,
+    PhaseStanding,
+    PhaseStatus,
+    Player,
+    Pool,
+    Run,
+    RunStatus,
+    Tournament,
+    TournamentPhase,
+)
 from db.session import Database
 
 REASON_INACTIVE = "The tournament is not active"
@@ -33,6 +49,17 @@ def reason_pool_full(done: int, allowed: int, pool_name: str) -> str:
     return f"Already ran {done} of {allowed} in pool {pool_name}"
 
 
+def reason_phase(phase: str, closed: bool, rank: int | None, placed: bool) -> str:
+    """Not advanced to this pool's phase by the previous phase (`phase`), with the player's rank there."""
+    if not closed:
+        return f"{phase} is not closed yet: only the players it advances race this phase"
+    if not placed:
+        return f"Did not place in {phase}"
+    if rank is None:
+        return f"Not advanced from {phase}"
+    return f"Not advanced from {phase} (ranked {rank})"
+
+
 class Candidate(NamedTuple):
     """A player of the guild as the guild sees them: its name for them, their effective link (the verified one,
     else the guild's), whether they left (a tuple: ten thousand of them are built per evaluation)."""
@@ -43,6 +70,12 @@ class Candidate(NamedTuple):
     racetime_id: str | None
     racetime_name: str | None
     left: bool
+    # The pool's phase rule: the previous phase's name (None: no such rule), whether it is closed, and the
+    # player's standing there (None when they have no row).
+    previous_phase: str | None = None
+    previous_closed: bool = False
+    phase_rank: int | None = None
+    advanced: bool | None = None
 
 
 @dataclass
@@ -78,6 +111,7 @@ async def compute_eligibility(
     `exclude_live_race_id` leaves out the runs of that race, so re-checking a race that already gave runs
     (an idempotent re-record) judges players as they stood before it.
     """
+    previous = _previous_phase(tournament.id, pool.id)
     candidates_query = (
         select(
             Player.id,
@@ -86,8 +120,15 @@ async def compute_eligibility(
             EFFECTIVE_RACETIME_ID,
             EFFECTIVE_RACETIME_NAME,
             GuildPlayer.left_at.is_not(None),
+            select(TournamentPhase.name).where(TournamentPhase.id == previous).scalar_subquery(),
+            select(TournamentPhase.status == PhaseStatus.CLOSED)
+            .where(TournamentPhase.id == previous)
+            .scalar_subquery(),
+            PhaseStanding.rank,
+            PhaseStanding.advanced,
         )
         .join(GuildPlayer, roster_entry_of(guild_id))
+        .outerjoin(PhaseStanding, and_(PhaseStanding.player_id == Player.id, PhaseStanding.phase_id == previous))
         .order_by(GuildPlayer.display_name, Player.id)
     )
     if player_ids is not None:
@@ -110,6 +151,13 @@ async def compute_eligibility(
             reason: str | None = REASON_LEFT
         elif candidate.racetime_id is None:
             reason = REASON_NOT_LINKED
+        elif candidate.previous_phase is not None and not (candidate.previous_closed and candidate.advanced):
+            reason = reason_phase(
+                candidate.previous_phase,
+                bool(candidate.previous_closed),
+                candidate.phase_rank,
+                candidate.advanced is not None,
+            )
         elif runs is None:
             reason = None
         elif runs[0] >= allowed:
@@ -129,6 +177,23 @@ def _fill(report: EligibilityReport, verdicts: list[tuple[Candidate, str | None]
     report.eligible = [candidate for candidate, reason in verdicts if reason is None]
     report.ineligible = [(candidate, reason) for candidate, reason in verdicts if reason is not None]
     report._reasons = {candidate.player_id: reason for candidate, reason in verdicts}
+
+
+def _previous_phase(tournament_id: int, pool_id: int):
+    """The phase before the pool's phase (a scalar subquery; NULL when the pool has no phase or it is the first)."""
+    position = (
+        select(TournamentPhase.position)
+        .join(PhasePool, PhasePool.phase_id == TournamentPhase.id)
+        .where(PhasePool.pool_id == pool_id)
+        .scalar_subquery()
+    )
+    return (
+        select(TournamentPhase.id)
+        .where(TournamentPhase.tournament_id == tournament_id, TournamentPhase.position < position)
+        .order_by(TournamentPhase.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 _POOL, _UNFINISHED, _SEED = 1, 2, 3

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.tournaments import tournament_or_404
-from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
+from db.models import GuildPlayer, Permalink, PhasePool, Player, Pool, Run, RunStatus, Tournament
 from db.session import Database
 
 PAR_SAMPLE_SIZE = 5
@@ -106,61 +107,80 @@ def build_leaderboard(
         total = sum(sum(scores) for scores in best.values())
         counted = sum(len(scores) for scores in best.values())
         unranked.append((total / slots, players[player_id][1], player_id, best, counted))
-    unranked.sort(key=lambda row: (-row[0], row[1].lower(), row[2]))
-    entries: list[LeaderboardEntry] = []
+    entries = [
+        LeaderboardEntry(rank, player_id, players[player_id][0], name, score, best, counted)
+        for rank, (score, name, player_id, best, counted) in ranked(unranked)
+    ]
+    return Leaderboard(tournament_id, runs_per_pool, pools, entries)
+
+
+R = TypeVar("R", bound=tuple)
+
+
+def ranked(rows: Iterable[R]) -> list[tuple[int, R]]:
+    """Rows of (score, name, player_id, …) best first, with their rank: the tie-break of every leaderboard (the
+    tournament's, a phase's, a season's). Equal scores (to 6 decimals) share a rank (1, 2, 2, 4); among them the
+    order is by name, case-insensitively, then by player id."""
+    order = sorted(rows, key=lambda row: (-row[0], row[1].lower(), row[2]))
+    out: list[tuple[int, R]] = []
     previous: float | None = None
     rank = 0
-    for position, (score, name, player_id, best, counted) in enumerate(unranked, start=1):
-        rounded = round(score, 6)
-        if rounded != previous:  # equal scores share a rank (1, 2, 2, 4)
+    for position, row in enumerate(order, start=1):
+        rounded = round(row[0], 6)
+        if rounded != previous:
             rank = position
             previous = rounded
-        entries.append(LeaderboardEntry(rank, player_id, players[player_id][0], name, score, best, counted))
-    return Leaderboard(tournament_id, runs_per_pool, pools, entries)
+        out.append((rank, row))
+    return out
+
+
+async def leaderboard_in(
+    session: AsyncSession, guild_id: int, tournament: Tournament, *, phase_id: int | None = None
+) -> Leaderboard:
+    """A tournament's leaderboard in the caller's transaction; with `phase_id`, only that phase's pools count."""
+    pool_query = select(Pool.id, Pool.name).where(Pool.tournament_id == tournament.id).order_by(Pool.id)
+    if phase_id is not None:
+        pool_query = pool_query.join(PhasePool, PhasePool.pool_id == Pool.id).where(PhasePool.phase_id == phase_id)
+    pools = [(row.id, row.name) for row in await session.execute(pool_query)]
+    query = (
+        select(
+            Run.player_id,
+            Permalink.pool_id,
+            Run.score,
+            Player.discord_user_id,
+            roster_name().label("display_name"),
+        )
+        .join(Permalink, Permalink.id == Run.permalink_id)
+        .join(Player, Player.id == Run.player_id)
+        .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
+        .where(
+            Run.tournament_id == tournament.id,
+            Run.reattempted.is_(False),
+            Run.score.is_not(None),
+        )
+    )
+    if phase_id is not None:
+        query = query.where(Permalink.pool_id.in_([pool_id for pool_id, _ in pools]))
+    rows = (await session.execute(query)).all()
+    players = {row.player_id: (row.discord_user_id, row.display_name) for row in rows}
+    return build_leaderboard(
+        tournament.id,
+        tournament.runs_per_pool,
+        pools,
+        ((row.player_id, row.pool_id, row.score) for row in rows),
+        players,
+    )
 
 
 class ScoringService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def leaderboard(self, guild_id: int, tournament_id: int) -> Leaderboard:
+    async def leaderboard(self, guild_id: int, tournament_id: int, *, phase_id: int | None = None) -> Leaderboard:
+        """The tournament's leaderboard, or a phase's: the runs of that phase's pools only."""
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
-            pools = [
-                (row.id, row.name)
-                for row in (
-                    await session.execute(
-                        select(Pool.id, Pool.name).where(Pool.tournament_id == tournament_id).order_by(Pool.id)
-                    )
-                )
-            ]
-            rows = (
-                await session.execute(
-                    select(
-                        Run.player_id,
-                        Permalink.pool_id,
-                        Run.score,
-                        Player.discord_user_id,
-                        roster_name().label("display_name"),
-                    )
-                    .join(Permalink, Permalink.id == Run.permalink_id)
-                    .join(Player, Player.id == Run.player_id)
-                    .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
-                    .where(
-                        Run.tournament_id == tournament_id,
-                        Run.reattempted.is_(False),
-                        Run.score.is_not(None),
-                    )
-                )
-            ).all()
-        players = {row.player_id: (row.discord_user_id, row.display_name) for row in rows}
-        return build_leaderboard(
-            tournament.id,
-            tournament.runs_per_pool,
-            pools,
-            ((row.player_id, row.pool_id, row.score) for row in rows),
-            players,
-        )
+            return await leaderboard_in(session, guild_id, tournament, phase_id=phase_id)
 
     async def recompute(self, guild_id: int, tournament_id: int) -> int:
         async with self.db.transaction() as session:

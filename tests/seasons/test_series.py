@@ -1,0 +1,199 @@
+"""Series: the job keeps the window's occurrences created exactly once; skip, move, change, pause; seeds run out."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.errors import Conflict, ValidationFailed
+from bot.services import Services
+from db.models import LiveRace, Notification, RaceSeries, RaceStatus, RaceTemplate, SeriesOccurrence, SeriesStatus
+from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
+from tests.fakes.lifecycle import Clock, World, make_world
+
+# A Wednesday noon UTC, in winter (Berlin is UTC+1).
+START = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def moved_clock(services: Services) -> Clock:
+    clock = Clock(START)
+    services.live_races.clock = clock
+    return clock
+
+
+async def _world(services: Services, seeds: int = 6) -> World:
+    world = await make_world(services, seeds=seeds)
+    for index in range(seeds):
+        await services.tournaments.add_permalink(
+            GUILD, world.tournament.id, world.other_pool.id, MODERATOR, url=f"https://alttpr.com/h/b{index}"
+        )
+    return world
+
+
+async def _series(services: Services, world: World, **fields) -> int:
+    template = await services.templates.create(
+        GUILD,
+        world.tournament.id,
+        MODERATOR,
+        name="weekly",
+        pool_ids=[world.pool.id, world.other_pool.id],
+        title_pattern="Week {n} — {pool}",
+        start_time="20:00",
+        timezone="Europe/Berlin",
+    )
+    view = await services.series.create(
+        GUILD,
+        world.tournament.id,
+        MODERATOR,
+        name="Saturday night",
+        template_id=template.id,
+        rrule=fields.pop("rrule", "FREQ=WEEKLY;BYDAY=SA"),
+        **fields,
+    )
+    return view.series.id
+
+
+async def _occurrences(services: Services, series_id: int) -> list[tuple[date, str, datetime, str, str]]:
+    async with services.db.read() as session:
+        rows = (
+            await session.execute(
+                select(SeriesOccurrence, LiveRace)
+                .outerjoin(LiveRace, LiveRace.id == SeriesOccurrence.live_race_id)
+                .where(SeriesOccurrence.series_id == series_id)
+                .order_by(SeriesOccurrence.occurrence_date)
+            )
+        ).all()
+    return [
+        (
+            row.occurrence_date,
+            row.kind.value,
+            race.scheduled_at if race else None,
+            race.title if race else None,
+            race.status.value if race else None,
+        )
+        for row, race in rows
+    ]
+
+
+async def _race_count(services: Services) -> int:
+    async with services.db.read() as session:
+        return await session.scalar(select(func.count(LiveRace.id)))
+
+
+async def test_the_job_fills_the_window_once_and_rotates_pools(services: Services, moved_clock: Clock) -> None:
+    world = await _world(services)
+    series_id = await _series(services, world)  # creating runs the first cycle
+    made = await _occurrences(services, series_id)
+    assert [(d, t) for d, _, _, t, _ in made] == [
+        (date(2026, 1, 10), "Week 1 — Pool A"),
+        (date(2026, 1, 17), "Week 2 — Pool B"),
+    ]
+    assert made[0][2] == datetime(2026, 1, 10, 19, tzinfo=UTC)
+    again = await services.series.run_job()
+    assert again.created == 0 and await _race_count(services) == 2
+    moved_clock.advance(days=7)
+    report = await services.series.run_job()
+    assert report.created == 1
+    assert [t for *_, t, _ in await _occurrences(services, series_id)][-1] == "Week 3 — Pool A"
+
+
+async def test_two_job_runs_at_once_create_each_occurrence_once(services: Services, moved_clock: Clock) -> None:
+    world = await _world(services)
+    series_id = await _series(services, world, starts_on=date(2026, 1, 8))
+    async with services.db.transaction() as session:  # forget what the first cycle made
+        for race in (await session.scalars(select(LiveRace))).all():
+            await session.delete(race)
+        await session.execute(SeriesOccurrence.__table__.delete())
+    await asyncio.gather(*(services.series.keep_series(series_id) for _ in range(4)))
+    made = await _occurrences(services, series_id)
+    assert [d for d, *_ in made] == [date(2026, 1, 10), date(2026, 1, 17)]
+    assert await _race_count(services) == 2
+
+
+async def test_skip_move_and_change_all_future(services: Services, moved_clock: Clock) -> None:
+    world = await _world(services)
+    series_id = await _series(services, world)
+    tid = world.tournament.id
+    await services.series.skip(GUILD, tid, series_id, MODERATOR, day=date(2026, 1, 10))
+    with pytest.raises(Conflict):
+        await services.series.skip(GUILD, tid, series_id, MODERATOR, day=date(2026, 1, 10))
+    with pytest.raises(ValidationFailed, match="no occurrence on 2026-01-11"):
+        await services.series.skip(GUILD, tid, series_id, MODERATOR, day=date(2026, 1, 11))
+    # A date beyond the window: recorded, never made by the job.
+    await services.series.skip(GUILD, tid, series_id, MODERATOR, day=date(2026, 1, 31))
+    moved_to = datetime(2026, 1, 18, 18, tzinfo=UTC)
+    await services.series.move(GUILD, tid, series_id, MODERATOR, day=date(2026, 1, 17), to=moved_to)
+    moved_clock.advance(days=14)
+    await services.series.run_job()
+    moved_clock.advance(days=4)
+    await services.series.run_job()
+    made = {d: (kind, at, status) for d, kind, at, _, status in await _occurrences(services, series_id)}
+    assert made[date(2026, 1, 10)][0] == "skipped" and made[date(2026, 1, 10)][2] == "cancelled"
+    assert made[date(2026, 1, 17)] == ("moved", moved_to, "scheduled")
+    assert made[date(2026, 1, 31)] == ("skipped", None, None)
+    assert date(2026, 1, 24) in made and date(2026, 2, 7) in made
+    # Every future occurrence made by the rule follows a new start time; the moved one stays where it was put.
+    await services.templates.update(
+        GUILD, tid, (await services.series.get(GUILD, tid, series_id)).template.id, MODERATOR, start_time="21:00"
+    )
+    await services.series.update(GUILD, tid, series_id, MODERATOR, rrule="FREQ=WEEKLY;BYDAY=SA")
+    made = {d: (kind, at, status) for d, kind, at, _, status in await _occurrences(services, series_id)}
+    assert made[date(2026, 2, 7)][1] == datetime(2026, 2, 7, 20, tzinfo=UTC)
+    assert made[date(2026, 1, 17)][1] == moved_to
+    # A new rule cancels the occurrences it no longer has.
+    await services.series.update(GUILD, tid, series_id, MODERATOR, rrule="FREQ=WEEKLY;BYDAY=SU")
+    made = {d: (kind, at, status) for d, kind, at, _, status in await _occurrences(services, series_id)}
+    assert made[date(2026, 2, 7)][2] == "cancelled"
+    assert made[date(2026, 2, 1)][2] == "scheduled"
+
+
+async def test_pause_resume_and_bad_rules_change_nothing(services: Services, moved_clock: Clock) -> None:
+    world = await _world(services)
+    tid = world.tournament.id
+    series_id = await _series(services, world)
+    before = await _race_count(services)
+    with pytest.raises(ValidationFailed, match="at most every"):
+        await services.series.update(GUILD, tid, series_id, MODERATOR, rrule="FREQ=MINUTELY")
+    with pytest.raises(ValidationFailed, match="not an iCalendar RRULE"):
+        await services.series.create(
+            GUILD,
+            tid,
+            MODERATOR,
+            name="inline",
+            rrule="FREQ=WEEKLY;BYDAY=XX",
+            template={"pool_ids": [world.pool.id], "start_time": "20:00", "timezone": "Europe/Berlin"},
+        )
+    async with services.db.read() as session:
+        assert (await session.get(RaceSeries, series_id)).rrule == "FREQ=WEEKLY;BYDAY=SA"
+        assert await session.scalar(select(func.count(RaceSeries.id))) == 1
+        assert await session.scalar(select(func.count(RaceTemplate.id))) == 1  # the inline template rolled back
+    await services.series.update(GUILD, tid, series_id, MODERATOR, status="paused")
+    moved_clock.advance(days=7)
+    assert (await services.series.run_job()).created == 0
+    await services.series.update(GUILD, tid, series_id, MODERATOR, status="active")
+    assert await _race_count(services) == before + 1
+    # Another guild sees no such series.
+    with pytest.raises(Exception, match="not found"):
+        await services.series.get(OTHER_GUILD, tid, series_id)
+
+
+async def test_a_pool_without_seeds_pauses_the_series_with_one_alert(services: Services, moved_clock: Clock) -> None:
+    world = await make_world(services, seeds=1)  # Pool A: one seed; Pool B: none
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    series_id = await _series(services, world)
+    async with services.db.read() as session:
+        series = await session.get(RaceSeries, series_id)
+        alerts = (await session.scalars(select(Notification).where(Notification.channel_id == 555))).all()
+    assert series.status is SeriesStatus.PAUSED
+    assert "no unused seed left" in series.status_reason
+    assert len(alerts) == 1 and "Series Saturday night is paused" in alerts[0].payload["alert"]["summary"]
+    # The job in another cycle (or process) alerts no more, and makes nothing while paused.
+    await services.series.run_job()
+    async with services.db.read() as session:
+        assert await session.scalar(select(func.count(Notification.id)).where(Notification.channel_id == 555)) == 1
+    races = await _occurrences(services, series_id)
+    assert all(status == RaceStatus.SCHEDULED.value for *_, status in races)
