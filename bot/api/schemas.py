@@ -12,7 +12,7 @@ the contract cannot drift from the code. Conventions:
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
@@ -552,3 +552,225 @@ class CalendarOut(BaseModel):
 
 class CalendarQuery(InputModel):
     key: str = Field(min_length=1, max_length=100)
+
+
+# ---- race templates, series, batches ---------------------------------------------------------------------
+
+LocalTime = Annotated[str, Field(pattern=r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$", examples=["20:00"])]
+ZoneName = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
+TitlePattern = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        description="fields: {n} occurrence number, {date} local date, {pool}, {tournament}, {series}",
+        examples=["Week {n} — {pool}"],
+    ),
+]
+
+
+class TemplateFields(InputModel):
+    pool_ids: list[Id] | None = Field(default=None, min_length=1, max_length=50, description="rotated in order")
+    title_pattern: TitlePattern | None = None
+    start_time: LocalTime | None = None
+    timezone: ZoneName | None = None
+    room_profile_id: Id | None = None
+    room: RoomSettings | None = None  # type: ignore[valid-type]
+
+
+class TemplateCreate(TemplateFields):
+    name: Name
+    pool_ids: list[Id] = Field(min_length=1, max_length=50, description="rotated in order")
+
+
+class TemplateUpdate(TemplateFields):
+    name: Name | None = None
+
+
+class TemplateOut(OutputModel):
+    id: int
+    tournament_id: int
+    name: str
+    pool_ids: list[int]
+    title_pattern: str | None
+    start_time: str | None
+    timezone: str | None
+    room_profile_id: int | None
+    room: dict[str, Any]
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class TemplateRaceCreate(InputModel):
+    """`when`: a date (the template's local start time) or an instant with an offset."""
+
+    when: InstantIn | date = Field(examples=["2026-12-05", "2026-12-05T20:00:00+01:00"])
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    episode_id: str | None = Field(default=None, min_length=1, max_length=100)
+    permalink_id: Id | None = None
+
+
+class OccurrenceOut(BaseModel):
+    number: int
+    date: str
+    starts_at: UtcDateTime
+
+
+class SeriesOut(BaseModel):
+    id: int
+    tournament_id: int
+    name: str
+    template: TemplateOut
+    rrule: str
+    timezone: str
+    starts_on: str
+    until: UtcDateTime | None
+    count: int | None
+    status: Literal["active", "paused", "ended"]
+    status_reason: str | None
+    next_occurrences: list[OccurrenceOut]
+    created_by: str
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class SeriesCreate(InputModel):
+    name: Name
+    rrule: str = Field(min_length=1, max_length=500, examples=["FREQ=WEEKLY;BYDAY=SA"])
+    timezone: ZoneName | None = Field(default=None, description="default: the template's")
+    template_id: Id | None = None
+    template: TemplateFields | None = Field(default=None, description="template fields, instead of template_id")
+    starts_on: date | None = Field(default=None, description="the rule's first local date (default: today)")
+    until: InstantIn | None = None
+    count: int | None = Field(default=None, ge=1, le=1000)
+
+
+class SeriesUpdate(InputModel):
+    name: Name | None = None
+    rrule: str | None = Field(default=None, min_length=1, max_length=500)
+    timezone: ZoneName | None = None
+    template_id: Id | None = None
+    starts_on: date | None = None
+    until: InstantIn | None = None
+    count: int | None = Field(default=None, ge=1, le=1000)
+    status: Literal["active", "paused"] | None = None
+
+
+class SeriesSkip(InputModel):
+    date: date
+
+
+class SeriesMove(InputModel):
+    date: date
+    to: InstantIn
+
+
+class BatchCreate(InputModel):
+    races: list[LiveRaceCreate] = Field(min_length=1, max_length=10000)
+    dry_run: bool = False
+
+
+class BatchPlanned(BaseModel):
+    line: int
+    pool: Ref
+    scheduled_at: UtcDateTime
+    title: str
+    permalink_id: int | None
+    episode_id: str | None
+    room_profile_id: int | None
+
+
+class BatchOut(BaseModel):
+    dry_run: bool
+    planned: list[BatchPlanned]
+    created: list[LiveRaceOut]
+
+
+# ---- phases and seasons ----------------------------------------------------------------------------------
+
+
+class PhaseCreate(InputModel):
+    name: Name
+    advance_count: int | None = Field(default=None, ge=1, le=10000)
+    pool_ids: list[Id] = Field(default_factory=list, max_length=50)
+
+
+class PhaseUpdate(InputModel):
+    name: Name | None = None
+    advance_count: int | None = Field(default=None, ge=1, le=10000)
+    pool_ids: list[Id] | None = Field(default=None, max_length=50)
+
+
+class PhaseOut(BaseModel):
+    id: int
+    tournament_id: int
+    name: str
+    position: int
+    status: Literal["open", "closed"]
+    advance_count: int | None
+    pools: list[Ref]
+    closed_at: UtcDateTime | None
+
+
+class PhaseClose(InputModel):
+    top: int | None = Field(default=None, ge=1, le=10000, description="default: the phase's advance_count")
+    players: list[SnowflakeIn] | None = Field(
+        default=None, max_length=10000, description="Discord ids to advance instead of the top"
+    )
+
+
+class StandingOut(BaseModel):
+    discord_user_id: SnowflakeOut
+    display_name: str
+    rank: int | None
+    score: float | None
+    advanced: bool
+
+
+class StandingsOut(BaseModel):
+    phase_id: int
+    standings: list[StandingOut]
+
+
+class SeasonCreate(InputModel):
+    name: Name
+    description: Text = ""
+    rule: Literal["sum", "best"] = "sum"
+    best_of: int | None = Field(default=None, ge=1, le=100, description="with rule best: how many tournaments count")
+    tournament_ids: list[Id] = Field(default_factory=list, max_length=100)
+
+
+class SeasonUpdate(InputModel):
+    name: Name | None = None
+    description: Text | None = None
+    rule: Literal["sum", "best"] | None = None
+    best_of: int | None = Field(default=None, ge=1, le=100)
+    tournament_ids: list[Id] | None = Field(default=None, max_length=100)
+
+
+class SeasonOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    rule: Literal["sum", "best"]
+    best_of: int | None
+    tournaments: list[Ref]
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class SeasonEntryOut(BaseModel):
+    rank: int
+    discord_user_id: SnowflakeOut
+    display_name: str
+    score: float
+    tournament_scores: dict[str, float] = Field(description="by tournament id")
+    counted: list[int] = Field(description="the tournaments the rule kept")
+
+
+class SeasonLeaderboardOut(BaseModel):
+    season_id: int
+    rule: Literal["sum", "best"]
+    best_of: int | None
+    tournaments: list[Ref]
+    entries: list[SeasonEntryOut]

@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from bot.api import audit, calendar, health, live_races, players, room_profiles, runs, tournaments
+from bot.api import audit, calendar, health, live_races, players, room_profiles, runs, seasons, tournaments
 from bot.api.registry import APP_KEY, ApiCall, Route, RouteTable, add_routes, openapi_document
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -37,6 +37,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     runs.routes,
     audit.routes,
     calendar.routes,
+    seasons.routes,
 )
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from bot.events import EventBus
 from bot.services.account_links import AccountLinkService
-from bot.services.batch import BatchService
 from bot.services.audit import AuditService
+from bot.services.batch import BatchService
 from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService

@@ -44,6 +44,10 @@ class World:
     run_id: int
     profile_id: int
     discord_user_id: int
+    template_id: int = 0
+    series_id: int = 0
+    phase_id: int = 0
+    season_id: int = 0
 
 
 async def seed_world(
@@ -99,7 +103,33 @@ async def seed_world(
                 error="Forbidden",
             )
         )
+    # Issue 15's objects: a template, a series whose first occurrence lies beyond the job's window (so it makes no
+    # race here), a phase holding the pool, a season of the tournament.
+    template = await services.templates.create(
+        guild_id,
+        tournament.id,
+        MODERATOR,
+        name=f"template {label}",
+        pool_ids=[pool.id],
+        start_time="20:00",
+        timezone="Europe/Berlin",
+    )
+    series = await services.series.create(
+        guild_id,
+        tournament.id,
+        MODERATOR,
+        name=f"series {label}",
+        template_id=template.id,
+        rrule="FREQ=WEEKLY",
+        starts_on=(utcnow() + timedelta(days=60)).date(),
+    )
+    phase = await services.phases.create(guild_id, tournament.id, MODERATOR, name=f"phase {label}", pool_ids=[pool.id])
+    season = await services.seasons.create(guild_id, MODERATOR, name=f"season {label}", tournament_ids=[tournament.id])
     return World(
+        template_id=template.id,
+        series_id=series.series.id,
+        phase_id=phase.phase.id,
+        season_id=season.season.id,
         tid=tournament.id,
         pid=pool.id,
         plid=seed.id,

@@ -52,6 +52,23 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
             "permalink_id": world.plid,
             "status": "forfeit",
         },
+        schemas.TemplateCreate: {
+            "name": "isolation template",
+            "pool_ids": [world.pid],
+            "room_profile_id": world.profile_id,
+        },
+        schemas.TemplateUpdate: {"pool_ids": [world.pid], "room_profile_id": world.profile_id},
+        schemas.TemplateRaceCreate: {"when": later, "permalink_id": world.plid},
+        schemas.SeriesCreate: {"name": "isolation series", "rrule": "FREQ=WEEKLY", "template_id": world.template_id},
+        schemas.SeriesUpdate: {"template_id": world.template_id},
+        schemas.SeriesSkip: {"date": later[:10]},
+        schemas.SeriesMove: {"date": later[:10], "to": later},
+        schemas.BatchCreate: {"races": [{"pool_id": world.pid, "scheduled_at": later, "permalink_id": world.plid}]},
+        schemas.PhaseCreate: {"name": "isolation phase", "pool_ids": [world.pid]},
+        schemas.PhaseUpdate: {"pool_ids": [world.pid]},
+        schemas.PhaseClose: {"players": [str(world.discord_user_id)]},
+        schemas.SeasonCreate: {"name": "isolation season", "tournament_ids": [world.tid]},
+        schemas.SeasonUpdate: {"tournament_ids": [world.tid]},
     }
     assert model in examples, f"add an example body for {model.__name__} to this test"
     return examples[model]
@@ -155,7 +172,7 @@ async def test_foreign_ids_are_not_found_and_guild_b_is_untouched(api: Api, rout
     before = await foreign_footprint(api)
     body = example_body(route.body, api.foreign)
     names_foreign_ids = route.path_params or (
-        body and set(body) & {"pool_id", "permalink_id", "room_profile_id", "discord_user_id"}
+        body and set(body) & {"pool_id", "permalink_id", "room_profile_id", "discord_user_id", "tournament_ids"}
     )
     path = route.path.format(**{name: getattr(api.foreign, name) for name in route.path_params})
     status, answer, _ = await api.call(route.method, path, json=body, params=params)
