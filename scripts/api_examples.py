@@ -186,6 +186,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", runs + "/{run_id}", {"tid": mine.tid, "run_id": run["id"]}, token="read")
         await r.call("POST", runs + "/{run_id}/reattempt", {"tid": mine.tid, "run_id": run["id"]})
         await r.call("GET", t + "/{tid}/leaderboard", {"tid": mine.tid}, token="read")
+        await season_examples(r, mine, later)
         await r.call("GET", "/api/v1/audit", query="limit=2", token="read")
         feed = await r.call("GET", "/api/v1/calendar")
         await r.call("POST", "/api/v1/calendar/rotate")
@@ -201,6 +202,87 @@ async def record_examples() -> dict[tuple[str, str], str]:
     finally:
         await api.close()
     return r.sections
+
+
+async def season_examples(r: Recorder, mine: Any, later: datetime) -> None:
+    """Issue 15: templates, series, batches, phases and seasons."""
+    tid = {"tid": mine.tid}
+    t = "/api/v1/tournaments/{tid}"
+    templates = t + "/templates"
+    template = await r.call(
+        "POST",
+        templates,
+        tid,
+        body={
+            "name": "Weekly",
+            "pool_ids": [mine.pid],
+            "title_pattern": "Week {n} — {pool}",
+            "start_time": "20:00",
+            "timezone": "Europe/Berlin",
+        },
+    )
+    x2 = {**tid, "template_id": template["id"]}
+    await r.call("GET", templates, tid, token="read")
+    await r.call("GET", templates + "/{template_id}", x2, token="read")
+    await r.call("PATCH", templates + "/{template_id}", x2, body={"start_time": "20:30"})
+    await r.call(
+        "POST", templates + "/{template_id}/races", x2, body={"when": (later + timedelta(days=3)).date().isoformat()}
+    )
+    for index in range(6):  # seeds for the series' races (without them it pauses at once, as it should)
+        await r.call(
+            "POST",
+            t + "/pools/{pid}/permalinks",
+            {**tid, "pid": mine.pid},
+            body={"url": f"https://alttpr.com/h/week{index}"},
+        )
+    series = t + "/series"
+    made = await r.call(
+        "POST",
+        series,
+        tid,
+        body={"name": "Saturday night", "template_id": template["id"], "rrule": "FREQ=WEEKLY;BYDAY=SA", "count": 12},
+    )
+    y2 = {**tid, "series_id": made["id"]}
+    await r.call("GET", series, tid, token="read")
+    await r.call("GET", series + "/{series_id}", y2, token="read")
+    first, second = made["next_occurrences"][0]["date"], made["next_occurrences"][1]["date"]
+    await r.call("POST", series + "/{series_id}/skip", y2, body={"date": first})
+    await r.call("POST", series + "/{series_id}/move", y2, body={"date": second, "to": f"{second}T18:00:00Z"})
+    await r.call("PATCH", series + "/{series_id}", y2, body={"status": "paused"})
+    await r.call("DELETE", series + "/{series_id}", y2)
+    await r.call("DELETE", templates + "/{template_id}", x2)
+    stamp = later.strftime("%Y-%m-%dT%H:%M:%SZ")
+    await r.call(
+        "POST",
+        t + "/live-races/batch",
+        tid,
+        body={
+            "races": [
+                {"pool_id": mine.pid, "scheduled_at": stamp, "title": "Night 1"},
+                {"pool_id": 999, "scheduled_at": stamp},
+            ]
+        },
+    )
+    phases = t + "/phases"
+    qualifier = {**tid, "phase_id": mine.phase_id}
+    final = await r.call("POST", phases, tid, body={"name": "Top 8", "advance_count": 8})
+    await r.call("GET", phases, tid, token="read")
+    await r.call("GET", phases + "/{phase_id}", qualifier, token="read")
+    await r.call("PATCH", phases + "/{phase_id}", {**tid, "phase_id": final["id"]}, body={"advance_count": 4})
+    await r.call("GET", phases + "/{phase_id}/leaderboard", qualifier, token="read")
+    await r.call("POST", phases + "/{phase_id}/close", qualifier, body={"top": 8})
+    await r.call("GET", phases + "/{phase_id}/standings", qualifier, token="read")
+    await r.call("DELETE", phases + "/{phase_id}", {**tid, "phase_id": final["id"]})
+    seasons = "/api/v1/seasons"
+    season = await r.call(
+        "POST", seasons, body={"name": "2026", "rule": "best", "best_of": 3, "tournament_ids": [mine.tid]}
+    )
+    z2 = {"season_id": season["id"]}
+    await r.call("GET", seasons, token="read")
+    await r.call("GET", seasons + "/{season_id}", z2, token="read")
+    await r.call("PATCH", seasons + "/{season_id}", z2, body={"description": "Best three weeks count"})
+    await r.call("GET", seasons + "/{season_id}/leaderboard", z2, token="read")
+    await r.call("DELETE", seasons + "/{season_id}", z2)
 
 
 def render(sections: dict[tuple[str, str], str]) -> str:

@@ -556,6 +556,14 @@ class CalendarQuery(InputModel):
 
 # ---- race templates, series, batches ---------------------------------------------------------------------
 
+# Strict: a JSON `true` is no count or id (pydantic's lax mode would read it as 1).
+StrictId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+
+
+def _count(low: int, high: int, **extra: Any) -> Any:
+    return Field(default=None, strict=True, ge=low, le=high, **extra)
+
+
 LocalTime = Annotated[str, Field(pattern=r"^([01]?[0-9]|2[0-3]):[0-5][0-9]$", examples=["20:00"])]
 ZoneName = Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Berlin"])]
 TitlePattern = Annotated[
@@ -570,7 +578,7 @@ TitlePattern = Annotated[
 
 
 class TemplateFields(InputModel):
-    pool_ids: list[Id] | None = Field(default=None, min_length=1, max_length=50, description="rotated in order")
+    pool_ids: list[StrictId] | None = Field(default=None, min_length=1, max_length=50, description="rotated in order")
     title_pattern: TitlePattern | None = None
     start_time: LocalTime | None = None
     timezone: ZoneName | None = None
@@ -580,7 +588,7 @@ class TemplateFields(InputModel):
 
 class TemplateCreate(TemplateFields):
     name: Name
-    pool_ids: list[Id] = Field(min_length=1, max_length=50, description="rotated in order")
+    pool_ids: list[StrictId] = Field(min_length=1, max_length=50, description="rotated in order")
 
 
 class TemplateUpdate(TemplateFields):
@@ -642,7 +650,7 @@ class SeriesCreate(InputModel):
     template: TemplateFields | None = Field(default=None, description="template fields, instead of template_id")
     starts_on: date | None = Field(default=None, description="the rule's first local date (default: today)")
     until: InstantIn | None = None
-    count: int | None = Field(default=None, ge=1, le=1000)
+    count: int | None = _count(1, 1000)
 
 
 class SeriesUpdate(InputModel):
@@ -652,7 +660,7 @@ class SeriesUpdate(InputModel):
     template_id: Id | None = None
     starts_on: date | None = None
     until: InstantIn | None = None
-    count: int | None = Field(default=None, ge=1, le=1000)
+    count: int | None = _count(1, 1000)
     status: Literal["active", "paused"] | None = None
 
 
@@ -667,7 +675,7 @@ class SeriesMove(InputModel):
 
 class BatchCreate(InputModel):
     races: list[LiveRaceCreate] = Field(min_length=1, max_length=10000)
-    dry_run: bool = False
+    dry_run: bool = Field(default=False, strict=True)
 
 
 class BatchPlanned(BaseModel):
@@ -691,14 +699,14 @@ class BatchOut(BaseModel):
 
 class PhaseCreate(InputModel):
     name: Name
-    advance_count: int | None = Field(default=None, ge=1, le=10000)
-    pool_ids: list[Id] = Field(default_factory=list, max_length=50)
+    advance_count: int | None = _count(1, 10000)
+    pool_ids: list[StrictId] = Field(default_factory=list, max_length=50)
 
 
 class PhaseUpdate(InputModel):
     name: Name | None = None
-    advance_count: int | None = Field(default=None, ge=1, le=10000)
-    pool_ids: list[Id] | None = Field(default=None, max_length=50)
+    advance_count: int | None = _count(1, 10000)
+    pool_ids: list[StrictId] | None = Field(default=None, max_length=50)
 
 
 class PhaseOut(BaseModel):
@@ -713,7 +721,7 @@ class PhaseOut(BaseModel):
 
 
 class PhaseClose(InputModel):
-    top: int | None = Field(default=None, ge=1, le=10000, description="default: the phase's advance_count")
+    top: int | None = _count(1, 10000, description="default: the phase's advance_count")
     players: list[SnowflakeIn] | None = Field(
         default=None, max_length=10000, description="Discord ids to advance instead of the top"
     )
@@ -736,16 +744,16 @@ class SeasonCreate(InputModel):
     name: Name
     description: Text = ""
     rule: Literal["sum", "best"] = "sum"
-    best_of: int | None = Field(default=None, ge=1, le=100, description="with rule best: how many tournaments count")
-    tournament_ids: list[Id] = Field(default_factory=list, max_length=100)
+    best_of: int | None = _count(1, 100, description="with rule best: how many tournaments count")
+    tournament_ids: list[StrictId] = Field(default_factory=list, max_length=100)
 
 
 class SeasonUpdate(InputModel):
     name: Name | None = None
     description: Text | None = None
     rule: Literal["sum", "best"] | None = None
-    best_of: int | None = Field(default=None, ge=1, le=100)
-    tournament_ids: list[Id] | None = Field(default=None, max_length=100)
+    best_of: int | None = _count(1, 100)
+    tournament_ids: list[StrictId] | None = Field(default=None, max_length=100)
 
 
 class SeasonOut(BaseModel):

@@ -369,7 +369,7 @@ async def move_occurrence(call: ApiCall) -> SeriesOut:
     "POST",
     RACES + "/batch",
     summary="Schedule many live races at once",
-    tag="live races",
+    tag="batches",
     scope=MANAGE,
     body=BatchCreate,
     response=BatchOut,

@@ -110,7 +110,7 @@ class SeriesService:
 
     def _view(self, series: RaceSeries, template: RaceTemplate, limit: int = 5) -> SeriesView:
         view = SeriesView(series, template)
-        if series.status is SeriesStatus.ACTIVE:
+        if series.status is not SeriesStatus.ENDED:
             try:
                 upcoming = _recurrence(series, template, self.settings).occurrences(after=self.clock())
                 view.next_occurrences = [occurrence for _, occurrence in zip(range(limit), upcoming, strict=False)]
