@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import Transform
 
+from bot.errors import ValidationFailed
 from bot.services.live_race_views import LiveRaceView, seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
@@ -62,6 +63,40 @@ class LiveRaceCog(StartlineCog):
     liverace = app_commands.Group(name="liverace", description="Live races", guild_only=True)
 
     # ---- create / edit ---------------------------------------------------------------------------------------------
+    @liverace.command(name="batch", description="Schedule many live races from a CSV file, all or nothing")
+    @app_commands.describe(
+        file="CSV: a header line (pool,scheduled_at and optionally title,seed,episode_id,room_profile), a race a line",
+        dry_run="Only check the file and show what would be scheduled",
+        timezone="Timezone of times without an offset (default: the server's)",
+    )
+    @moderator_only()
+    async def batch(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        file: discord.Attachment,
+        dry_run: bool = False,
+        timezone: Transform[str, TimezoneOption] | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild_id = self.guild_id(interaction)
+        zone = timezone or (await self.services.guilds.get(guild_id)).timezone
+        text = (await file.read()).decode("utf-8", errors="replace") if file.size <= 512 * 1024 else ""
+        try:
+            result = await self.services.batch.create_from_csv(
+                guild_id, tournament.id, self.actor(interaction), text, timezone=zone, dry_run=dry_run
+            )
+        except ValidationFailed as refused:
+            errors = refused.details.get("errors", [])
+            lines = [f"line {e['line']} · {e['field']}: {e['message']}" for e in errors]
+            await respond(interaction, shorten("\n".join([refused.message, *lines]), 1900))
+            return
+        what = "Would schedule" if dry_run else "Scheduled"
+        lines = [
+            f"line {p.line}: <t:{int(p.scheduled_at.timestamp())}:f> · {safe(p.title, 60)}" for p in result.planned
+        ]
+        await respond(interaction, shorten("\n".join([f"{what} {len(result.planned)} races:", *lines]), 1900))
+
     @liverace.command(name="create", description="Schedule a live race")
     @app_commands.describe(
         tournament="The tournament",

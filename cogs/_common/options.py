@@ -292,3 +292,111 @@ class WhenOption(app_commands.Transformer):
         zone = _sibling(interaction, "timezone")
         zone = check_timezone(zone.strip()) if zone and zone.strip() else await guild_timezone(interaction)
         return parse_when(value, timezone=zone, now=utcnow())
+
+
+# ---- templates, series, phases, seasons (issue 15) -------------------------------------------------------------
+class _TournamentChild(app_commands.Transformer):
+    """Something of the tournament the command names (a template, a series, a phase), by id or by exact name."""
+
+    kind = ""
+
+    async def _items(self, interaction: discord.Interaction, tournament_id: int, search: str | None) -> list:
+        raise NotImplementedError
+
+    @staticmethod
+    def _label(item: Any) -> str:
+        return item.name
+
+    @staticmethod
+    def _id(item: Any) -> int:
+        return item.id
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Any:
+        tournament = await named_tournament(interaction)
+        key = (self.kind, tournament.id, value)
+        return await _once(interaction, key, lambda: self._find(interaction, tournament.id, value.strip()))
+
+    async def _find(self, interaction: discord.Interaction, tournament_id: int, value: str) -> Any:
+        items = await self._items(interaction, tournament_id, None)
+        wanted = _as_id(value)
+        missing = f"this tournament has no {self.kind} called {value!r}; pick one from the list"
+        return _pick(
+            items, lambda item: self._id(item) == wanted or self._label(item).lower() == value.lower(), missing
+        )
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        tournament = await _or_none(named_tournament(interaction))
+        if tournament is None:
+            return []
+        items = await self._items(interaction, tournament.id, value.strip() or None)
+        typed = value.strip().lower()
+        return [_choice(self._label(item), self._id(item)) for item in items if typed in self._label(item).lower()][
+            :MAX_CHOICES
+        ]
+
+
+class TemplateOption(_TournamentChild):
+    kind = "template"
+
+    async def _items(self, interaction: discord.Interaction, tournament_id: int, search: str | None) -> list:
+        return await services_of(interaction).templates.list(_guild(interaction), tournament_id)
+
+
+class SeriesOption(_TournamentChild):
+    kind = "series"
+
+    async def _items(self, interaction: discord.Interaction, tournament_id: int, search: str | None) -> list:
+        page = await services_of(interaction).series.list(_guild(interaction), tournament_id, limit=200)
+        return page.items
+
+    @staticmethod
+    def _label(item: Any) -> str:
+        return item.series.name
+
+    @staticmethod
+    def _id(item: Any) -> int:
+        return item.series.id
+
+
+class PhaseOption(_TournamentChild):
+    kind = "phase"
+
+    async def _items(self, interaction: discord.Interaction, tournament_id: int, search: str | None) -> list:
+        return await services_of(interaction).phases.list(_guild(interaction), tournament_id)
+
+    @staticmethod
+    def _label(item: Any) -> str:
+        return f"{item.phase.position}. {item.phase.name}"
+
+    @staticmethod
+    def _id(item: Any) -> int:
+        return item.phase.id
+
+    async def _find(self, interaction: discord.Interaction, tournament_id: int, value: str) -> Any:
+        items = await self._items(interaction, tournament_id, None)
+        wanted = _as_id(value)
+        missing = f"this tournament has no phase called {value!r}; pick one from the list"
+        return _pick(items, lambda v: v.phase.id == wanted or v.phase.name.lower() == value.lower(), missing)
+
+
+class SeasonOption(app_commands.Transformer):
+    """A season of the guild, by id or by exact name."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Any:
+        return await _once(interaction, ("season", value), lambda: self._find(interaction, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, value: str) -> Any:
+        seasons = services_of(interaction).seasons
+        season_id = _as_id(value)
+        if season_id is not None:
+            return await seasons.get(_guild(interaction), season_id)
+        page = await seasons.list(_guild(interaction), search=value, limit=200)
+        missing = f"there is no season called {value!r} in this server; pick one from the list"
+        return _pick(page.items, lambda view: view.season.name.lower() == value.lower(), missing)
+
+    async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        page = await services_of(interaction).seasons.list(
+            _guild(interaction), search=value.strip() or None, limit=MAX_CHOICES
+        )
+        return [_choice(view.season.name, view.season.id) for view in page.items]

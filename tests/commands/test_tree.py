@@ -28,6 +28,12 @@ PLAYER_COMMANDS = {
     "racetime unlink",
     "racetime status",
     "notify",
+    "template list",
+    "series list",
+    "phase list",
+    "phase leaderboard",
+    "season list",
+    "season leaderboard",
 }
 
 
@@ -48,6 +54,7 @@ def test_every_cog_module_is_an_extension_and_helpers_are_not() -> None:
         "cogs.liverace",
         "cogs.notify",
         "cogs.racetime",
+        "cogs.seasons",
         "cogs.tournament",
     ]
 
@@ -87,6 +94,10 @@ NAMED_OPTIONS = {
     "default_room_profile": options.RoomProfileOption,
     "when": options.WhenOption,
     "timezone": options.TimezoneOption,
+    "template": options.TemplateOption,
+    "series": options.SeriesOption,
+    "phase": options.PhaseOption,
+    "season": options.SeasonOption,
 }
 # The commands that take room settings: all of them, or those a single race may override.
 ROOM_SETTING_COMMANDS = {

@@ -1,0 +1,437 @@
+"""/template, /series, /phase and /season: a season's schedule (issue 15). `/liverace batch` is in liverace.py."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import discord
+from discord import app_commands
+from discord.app_commands import Transform
+
+from bot.errors import ValidationFailed
+from cogs._common.base import StartlineCog
+from cogs._common.checks import moderator_only
+from cogs._common.formatting import pages, safe, shorten
+from cogs._common.options import (
+    PhaseOption,
+    PoolOption,
+    SeasonOption,
+    SeriesOption,
+    TemplateOption,
+    TimezoneOption,
+    TournamentOption,
+    WhenOption,
+    given,
+)
+from cogs._common.respond import respond
+from cogs._common.views import Paginator
+from db.models import Pool, RaceTemplate, Tournament
+
+
+def _day(value: str, field: str = "date") -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationFailed(f"{field} must be a date like 2026-12-05", field=field) from None
+
+
+def _ts(moment: datetime) -> str:
+    return f"<t:{int(moment.timestamp())}:F>"
+
+
+def series_line(view) -> str:
+    series = view.series
+    upcoming = ", ".join(_ts(o.starts_at) for o in view.next_occurrences[:1]) or "none"
+    reason = f" — {safe(series.status_reason, 200)}" if series.status_reason else ""
+    return (
+        f"`#{series.id}` **{safe(series.name, 60)}** · `{series.rrule}` in {series.timezone} · "
+        f"{series.status.value}{reason} · next: {upcoming}"
+    )
+
+
+class SeasonCog(StartlineCog):
+    template = app_commands.Group(name="template", description="Race templates of a tournament", guild_only=True)
+    series = app_commands.Group(name="series", description="Recurring live races", guild_only=True)
+    phase = app_commands.Group(name="phase", description="Phases of a tournament", guild_only=True)
+    season = app_commands.Group(name="season", description="Seasons: tournaments ranked together", guild_only=True)
+
+    # ---- /template ----------------------------------------------------------------------------------------------
+    @template.command(name="create", description="Create a race template (pool, title pattern, local start time)")
+    @app_commands.describe(
+        name="Unique name in the tournament",
+        pool="The pool (use /template edit's pools for a rotation)",
+        title_pattern="For example: Week {n} — {pool} ({n}, {date}, {pool}, {tournament}, {series})",
+        start_time="Local start time, like 20:00",
+        timezone="The time zone of the start time (default: the server's)",
+    )
+    @moderator_only()
+    async def template_create(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        name: str,
+        pool: Transform[Pool, PoolOption],
+        title_pattern: str | None = None,
+        start_time: str | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        if start_time is not None and timezone is None:
+            timezone = (await self.services.guilds.get(guild_id)).timezone
+        template = await self.services.templates.create(
+            guild_id,
+            tournament.id,
+            self.actor(interaction),
+            **given(
+                name=name, pool_ids=[pool.id], title_pattern=title_pattern, start_time=start_time, timezone=timezone
+            ),
+        )
+        await respond(interaction, f"Created template **{safe(template.name)}** (#{template.id}).")
+
+    @template.command(name="edit", description="Change a race template (its series follow)")
+    @app_commands.describe(pools="Pool names or ids in rotation order, separated by commas")
+    @moderator_only()
+    async def template_edit(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        template: Transform[RaceTemplate, TemplateOption],
+        pools: str | None = None,
+        title_pattern: str | None = None,
+        start_time: str | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        changes = given(title_pattern=title_pattern, start_time=start_time, timezone=timezone)
+        if pools is not None:
+            known = await self.services.tournaments.list_pools(guild_id, tournament.id)
+            by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
+            wanted = [part.strip() for part in pools.split(",") if part.strip()]
+            missing = [part for part in wanted if part.lower() not in by_name]
+            if missing:
+                raise ValidationFailed(f"no pool called {missing[0]!r} in {tournament.name}", field="pools")
+            changes["pool_ids"] = [by_name[part.lower()] for part in wanted]
+        updated = await self.services.templates.update(
+            guild_id, tournament.id, template.id, self.actor(interaction), **changes
+        )
+        await respond(interaction, f"Template **{safe(updated.name)}** changed.")
+
+    @template.command(name="race", description="Schedule a live race from a template")
+    @app_commands.describe(when="Start: 2026-12-05 20:00, ISO 8601 with offset, <t:…> or in 2h30m")
+    @moderator_only()
+    async def template_race(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        template: Transform[RaceTemplate, TemplateOption],
+        when: Transform[datetime, WhenOption],
+        title: str | None = None,
+    ) -> None:
+        view = await self.services.templates.create_race(
+            self.guild_id(interaction),
+            tournament.id,
+            template.id,
+            self.actor(interaction),
+            when=when,
+            **given(title=title),
+        )
+        await respond(
+            interaction, f"Scheduled **{safe(view.race.title)}** (#{view.race.id}) for {_ts(view.race.scheduled_at)}."
+        )
+
+    @template.command(name="list", description="The race templates of a tournament")
+    async def template_list(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
+    ) -> None:
+        templates = await self.services.templates.list(self.guild_id(interaction), tournament.id)
+        lines = [
+            f"`#{t.id}` **{safe(t.name, 60)}** · {safe(t.title_pattern or 'default title', 80)} · "
+            f"{t.start_time or '—'} {t.timezone or ''} · pools {', '.join(map(str, t.pool_ids))}"
+            for t in templates
+        ]
+        embeds = pages(f"Templates — {shorten(tournament.name, 200)}", lines, empty="No templates yet.")
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
+
+    @template.command(name="delete", description="Delete a race template no series uses")
+    @moderator_only()
+    async def template_delete(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        template: Transform[RaceTemplate, TemplateOption],
+    ) -> None:
+        await self.services.templates.delete(
+            self.guild_id(interaction), tournament.id, template.id, self.actor(interaction)
+        )
+        await respond(interaction, f"Deleted template **{safe(template.name)}**.")
+
+    # ---- /series ------------------------------------------------------------------------------------------------
+    @series.command(name="create", description="Repeat a template by an iCalendar RRULE")
+    @app_commands.describe(
+        name="Unique name in the tournament",
+        rrule="For example FREQ=WEEKLY;BYDAY=SA (every Saturday)",
+        first_date="The first date the rule starts from, like 2026-12-05 (default: today)",
+        count="End after this many races",
+        timezone="Default: the template's",
+    )
+    @moderator_only()
+    async def series_create(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        template: Transform[RaceTemplate, TemplateOption],
+        name: str,
+        rrule: str,
+        first_date: str | None = None,
+        count: app_commands.Range[int, 1, 1000] | None = None,
+        timezone: Transform[str, TimezoneOption] | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        view = await self.services.series.create(
+            self.guild_id(interaction),
+            tournament.id,
+            self.actor(interaction),
+            name=name,
+            rrule=rrule,
+            template_id=template.id,
+            **given(starts_on=_day(first_date, "first_date") if first_date else None, count=count, timezone=timezone),
+        )
+        await respond(interaction, f"Created series: {series_line(view)}")
+
+    @series.command(name="list", description="The recurring series of a tournament")
+    async def series_list(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
+    ) -> None:
+        page = await self.services.series.list(self.guild_id(interaction), tournament.id, limit=200)
+        lines = [series_line(view) for view in page.items]
+        embeds = pages(f"Series — {shorten(tournament.name, 200)}", lines, empty="No series yet.")
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
+
+    @series.command(name="skip", description="Skip one occurrence (its race, if made, is cancelled)")
+    @app_commands.describe(date="The occurrence's local date, like 2026-12-05")
+    @moderator_only()
+    async def series_skip(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+        date: str,
+    ) -> None:
+        day = _day(date)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.services.series.skip(
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), day=day
+        )
+        await respond(interaction, f"Skipped the {safe(series.series.name)} race of {day}.")
+
+    @series.command(name="move", description="Move one occurrence to another time")
+    @app_commands.describe(date="The occurrence's local date, like 2026-12-05", when="The new start")
+    @moderator_only()
+    async def series_move(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+        date: str,
+        when: Transform[datetime, WhenOption],
+    ) -> None:
+        day = _day(date)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.services.series.move(
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), day=day, to=when
+        )
+        await respond(interaction, f"Moved the {safe(series.series.name)} race of {day} to {_ts(when)}.")
+
+    async def _status(self, interaction: discord.Interaction, tournament: Tournament, series, status: str) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        view = await self.services.series.update(
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), status=status
+        )
+        await respond(interaction, series_line(view))
+
+    @series.command(name="pause", description="Stop making new races of a series")
+    @moderator_only()
+    async def series_pause(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+    ) -> None:
+        await self._status(interaction, tournament, series, "paused")
+
+    @series.command(name="resume", description="Make a paused series' races again")
+    @moderator_only()
+    async def series_resume(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+    ) -> None:
+        await self._status(interaction, tournament, series, "active")
+
+    @series.command(name="delete", description="Delete a series; its future races are cancelled")
+    @moderator_only()
+    async def series_delete(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.services.series.delete(
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction)
+        )
+        await respond(interaction, f"Deleted series **{safe(series.series.name)}**; its future races are cancelled.")
+
+    # ---- /phase -------------------------------------------------------------------------------------------------
+    @phase.command(name="create", description="Add a phase after the tournament's last one")
+    @app_commands.describe(pool="A pool of this phase (more with the API)", advance="How many players advance")
+    @moderator_only()
+    async def phase_create(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        name: str,
+        pool: Transform[Pool, PoolOption] | None = None,
+        advance: app_commands.Range[int, 1, 10000] | None = None,
+    ) -> None:
+        view = await self.services.phases.create(
+            self.guild_id(interaction),
+            tournament.id,
+            self.actor(interaction),
+            name=name,
+            advance_count=advance,
+            pool_ids=[pool.id] if pool else [],
+        )
+        await respond(interaction, f"Added phase {view.phase.position}: **{safe(view.phase.name)}**.")
+
+    @phase.command(name="list", description="The phases of a tournament")
+    async def phase_list(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
+    ) -> None:
+        views = await self.services.phases.list(self.guild_id(interaction), tournament.id)
+        lines = [
+            f"**{v.phase.position}. {safe(v.phase.name, 60)}** · {v.phase.status.value} · "
+            f"pools: {', '.join(safe(p.name, 30) for p in v.pools) or 'none'}"
+            + (f" · top {v.phase.advance_count} advance" if v.phase.advance_count else "")
+            for v in views
+        ]
+        embeds = pages(f"Phases — {shorten(tournament.name, 200)}", lines, empty="No phases.")
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
+
+    @phase.command(name="close", description="Close a phase and advance its top players to the next")
+    @app_commands.describe(top="How many advance (default: the phase's setting); ties at the cut all advance")
+    @moderator_only()
+    async def phase_close(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        phase: Transform[object, PhaseOption],
+        top: app_commands.Range[int, 1, 10000] | None = None,
+    ) -> None:
+        standings = await self.services.phases.close(
+            self.guild_id(interaction), tournament.id, phase.phase.id, self.actor(interaction), top=top
+        )
+        advanced = [s for s in standings if s.advanced]
+        await respond(
+            interaction,
+            f"Closed **{safe(phase.phase.name)}**: {len(advanced)} of {len(standings)} players advance.",
+        )
+
+    @phase.command(name="leaderboard", description="The standings of one phase")
+    async def phase_leaderboard(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        phase: Transform[object, PhaseOption],
+    ) -> None:
+        board = await self.services.phases.leaderboard(self.guild_id(interaction), tournament.id, phase.phase.id)
+        lines = [f"**{e.rank}.** {safe(e.display_name, 40)} — {e.score:.2f}" for e in board.entries]
+        title = f"{shorten(tournament.name, 100)} — {shorten(phase.phase.name, 100)}"
+        embeds = pages(title, lines, empty="No scored runs in this phase yet.")
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
+
+    # ---- /season ------------------------------------------------------------------------------------------------
+    @season.command(name="create", description="Create a season (tournaments ranked together)")
+    @app_commands.describe(best_of="Count only each player's best N tournaments (default: the sum of all)")
+    @moderator_only()
+    async def season_create(
+        self, interaction: discord.Interaction, name: str, best_of: app_commands.Range[int, 1, 100] | None = None
+    ) -> None:
+        view = await self.services.seasons.create(
+            self.guild_id(interaction),
+            self.actor(interaction),
+            name=name,
+            rule="best" if best_of else "sum",
+            best_of=best_of,
+        )
+        await respond(interaction, f"Created season **{safe(view.season.name)}**. Add tournaments with `/season add`.")
+
+    @season.command(name="add", description="Add a tournament to a season")
+    @moderator_only()
+    async def season_add(
+        self,
+        interaction: discord.Interaction,
+        season: Transform[object, SeasonOption],
+        tournament: Transform[Tournament, TournamentOption],
+    ) -> None:
+        await self.services.seasons.add_tournament(
+            self.guild_id(interaction), season.season.id, tournament.id, self.actor(interaction)
+        )
+        await respond(interaction, f"Added {safe(tournament.name)} to season **{safe(season.season.name)}**.")
+
+    @season.command(name="remove", description="Take a tournament out of a season")
+    @moderator_only()
+    async def season_remove(
+        self,
+        interaction: discord.Interaction,
+        season: Transform[object, SeasonOption],
+        tournament: Transform[Tournament, TournamentOption],
+    ) -> None:
+        await self.services.seasons.remove_tournament(
+            self.guild_id(interaction), season.season.id, tournament.id, self.actor(interaction)
+        )
+        await respond(interaction, f"Removed {safe(tournament.name)} from season **{safe(season.season.name)}**.")
+
+    @season.command(name="list", description="The seasons of this server")
+    async def season_list(self, interaction: discord.Interaction) -> None:
+        page = await self.services.seasons.list(self.guild_id(interaction), limit=200)
+        lines = [
+            f"`#{v.season.id}` **{safe(v.season.name, 60)}** · "
+            + (f"best {v.season.best_of}" if v.season.best_of else "sum")
+            + f" · {', '.join(safe(t.name, 30) for t in v.tournaments) or 'no tournaments'}"
+            for v in page.items
+        ]
+        await Paginator(interaction.user.id, pages("Seasons", lines, empty="No seasons yet.")).start(
+            interaction, ephemeral=True
+        )
+
+    @season.command(name="leaderboard", description="A season's standings")
+    @app_commands.describe(public="Post it in the channel for everyone (default: only you see it)")
+    async def season_leaderboard(
+        self, interaction: discord.Interaction, season: Transform[object, SeasonOption], public: bool = False
+    ) -> None:
+        board = await self.services.seasons.leaderboard(self.guild_id(interaction), season.season.id)
+        lines = [
+            f"**{e.rank}.** {safe(e.display_name, 40)} — {e.score:.2f} ({len(e.counted)} tournament"
+            f"{'s' if len(e.counted) != 1 else ''})"
+            for e in board.entries
+        ]
+        rule = f"best {board.season.best_of} of {len(board.tournaments)}" if board.season.best_of else "sum"
+        embeds = pages(
+            f"Season — {shorten(board.season.name, 200)}",
+            lines,
+            empty="No scored runs in this season yet.",
+            footer=f"{rule} of the tournament scores",
+        )
+        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
+
+    @season.command(name="delete", description="Delete a season (its tournaments stay)")
+    @moderator_only()
+    async def season_delete(self, interaction: discord.Interaction, season: Transform[object, SeasonOption]) -> None:
+        await self.services.seasons.delete(self.guild_id(interaction), season.season.id, self.actor(interaction))
+        await respond(interaction, f"Deleted season **{safe(season.season.name)}**.")
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(SeasonCog(bot))
