@@ -229,11 +229,13 @@ class TournamentCog(StartlineCog):
             for entry in board.entries
         ]
         slots = len(board.pools) * board.runs_per_pool
+        seasons = (await self.services.seasons.names_of_tournaments(guild_id, [tournament.id])).get(tournament.id, [])
+        in_seasons = f" · season {', '.join(seasons)} (/season leaderboard)" if seasons else ""
         embeds = pages(
             f"Leaderboard — {shorten(tournament.name, 200)}",
             lines,
             empty="No scored runs yet.",
-            footer=f"average over {slots} slot{'s' if slots != 1 else ''} ({board.runs_per_pool} per pool)",
+            footer=f"average over {slots} slot{'s' if slots != 1 else ''} ({board.runs_per_pool} per pool){in_seasons}",
         )
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
 

@@ -2,6 +2,10 @@
 
 Calendar apps cannot send headers, so the feed URL carries a per-guild secret (kept in guild settings);
 rotating it cuts off every old subscription. The feed never contains a seed.
+
+A recurring series appears as its races (each event names its series, and the seasons of its tournament), not
+as one RRULE event: skipped, moved and cancelled occurrences then show right in every calendar app, and the
+races beyond the series job's window are not promised before they exist.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from bot.errors import NotFound
 from bot.services import audit
 from bot.services.guilds import GuildSettingsService, get_or_default
 from bot.services.room_opener import room_open_lead
-from db.models import LiveRace, Pool, RaceStatus, Tournament
+from db.models import LiveRace, Pool, RaceSeries, RaceStatus, Season, SeasonTournament, SeriesOccurrence, Tournament
 from db.session import Database
 
 FEED_PATH = "/api/v1/live-races.ics"
@@ -59,30 +63,48 @@ class CalendarService:
             guild = await get_or_default(session, guild_id)
             rows = (
                 await session.execute(
-                    select(LiveRace, Tournament, Pool)
+                    select(LiveRace, Tournament, Pool, RaceSeries.name)
                     .join(Tournament, Tournament.id == LiveRace.tournament_id)
                     .join(Pool, Pool.id == LiveRace.pool_id)
+                    .outerjoin(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
+                    .outerjoin(RaceSeries, RaceSeries.id == SeriesOccurrence.series_id)
                     .where(LiveRace.guild_id == guild_id, LiveRace.status.in_(FEED_STATUSES))
                     .order_by(LiveRace.scheduled_at, LiveRace.id)
                     .limit(FEED_MAX_EVENTS)
                 )
             ).all()
+            seasons: dict[int, list[str]] = {}
+            for tournament_id, name in await session.execute(
+                select(SeasonTournament.tournament_id, Season.name)
+                .join(Season, Season.id == SeasonTournament.season_id)
+                .where(Season.guild_id == guild_id)
+                .order_by(Season.id)
+            ):
+                seasons.setdefault(tournament_id, []).append(name)
         calendar = Calendar()
         calendar.add("prodid", "-//Startline//live races//EN")
         calendar.add("version", "2.0")
         calendar.add("x-wr-calname", "Live races")
         calendar.add("refresh-interval", timedelta(minutes=15), parameters={"VALUE": "DURATION"})
-        for race, tournament, pool in rows:
+        for race, tournament, pool, series in rows:
             lead = room_open_lead(
                 tournament.room_open_lead_minutes, guild.room_open_lead_minutes, self.default_lead_minutes
             )
-            calendar.add_component(self._event(race, tournament, pool, lead))
+            extra = ([f"Series: {series}"] if series else []) + [
+                f"Season: {name}" for name in seasons.get(tournament.id, [])
+            ]
+            calendar.add_component(self._event(race, tournament, pool, lead, extra))
         return calendar.to_ical()
 
     @staticmethod
-    def _event(race: LiveRace, tournament: Tournament, pool: Pool, lead: int) -> Event:
+    def _event(race: LiveRace, tournament: Tournament, pool: Pool, lead: int, extra: list[str]) -> Event:
         opens_at = race.scheduled_at - timedelta(minutes=lead)
-        lines = [f"Tournament: {tournament.name}", f"Pool: {pool.name}", f"Room opens: {opens_at:%Y-%m-%d %H:%M} UTC"]
+        lines = [
+            f"Tournament: {tournament.name}",
+            *extra,
+            f"Pool: {pool.name}",
+            f"Room opens: {opens_at:%Y-%m-%d %H:%M} UTC",
+        ]
         event = Event()
         event.add("uid", f"live-race-{race.id}@startline")
         event.add("dtstamp", race.updated_at)

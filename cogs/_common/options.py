@@ -388,12 +388,14 @@ class SeasonOption(app_commands.Transformer):
     @staticmethod
     async def _find(interaction: discord.Interaction, value: str) -> Any:
         seasons = services_of(interaction).seasons
+        page = await seasons.list(_guild(interaction), search=value, limit=200)
+        for view in page.items:  # a name first: seasons are often called by a year
+            if view.season.name.lower() == value.lower():
+                return view
         season_id = _as_id(value)
         if season_id is not None:
             return await seasons.get(_guild(interaction), season_id)
-        page = await seasons.list(_guild(interaction), search=value, limit=200)
-        missing = f"there is no season called {value!r} in this server; pick one from the list"
-        return _pick(page.items, lambda view: view.season.name.lower() == value.lower(), missing)
+        raise NotFound(f"there is no season called {value!r} in this server; pick one from the list")
 
     async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
         page = await services_of(interaction).seasons.list(
