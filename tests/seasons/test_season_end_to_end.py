@@ -19,7 +19,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 async def test_a_season_with_a_weekly_series_over_three_weeks(app: Application, rt: FakeRacetime, clock: Clock) -> None:
     services = app.services
-    weekly = await make_world(services, name="Weekly League", seeds=3)
+    weekly = await make_world(services, name="Weekly League", seeds=3, runs_per_pool=3)
     for index in range(3):
         await services.tournaments.add_permalink(
             GUILD, weekly.tournament.id, weekly.other_pool.id, MODERATOR, url=f"https://alttpr.com/h/wb{index}"
@@ -60,6 +60,12 @@ async def test_a_season_with_a_weekly_series_over_three_weeks(app: Application, 
         clock.now = race.scheduled_at + timedelta(hours=2)
         await poll(app)
         done = (await services.live_races.get(GUILD, race.id)).race
+        results = await services.live_races.results(GUILD, race.id)
+        assert [(e.racetime_name, e.counted) for e in results.entrants] == [
+            ("Alice", True),
+            ("Bob", True),
+            ("Carol", True),
+        ]
         assert done.status is RaceStatus.FINISHED and done.finisher_count == 3
         finished.append(done)
         clock.now += timedelta(days=1)

@@ -1,7 +1,7 @@
 """seasons: race templates, recurring series, tournament phases and seasons
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0002
 
 New tables only: race_templates, race_series, series_occurrences (one row per occurrence of a series: its live
 race, or a skip; the primary key (series, date) is what makes the series job create each occurrence once),
@@ -19,7 +19,7 @@ from alembic import op
 import db.types
 
 revision: str = '0006'
-down_revision: str | None = '0003'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
