@@ -6,10 +6,13 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
-from bot.errors import ValidationFailed
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.errors import Conflict, ValidationFailed
 
 T = TypeVar("T")
 
@@ -96,3 +99,14 @@ def require_aware(value: datetime, field: str) -> datetime:
             f"{field} must include a timezone offset (for example 2026-12-01T19:00:00Z)", field=field
         )
     return value.astimezone(UTC)
+
+
+async def check_unique_name(
+    session: AsyncSession, model: type, parent: Any, parent_id: int, name: str, what: str, *, own_id: int | None = None
+) -> None:
+    """Names are unique per parent, case-insensitively: Conflict unless the only holder of `name` is `own_id`."""
+    clash = await session.scalar(
+        select(model.id).where(parent == parent_id, func.lower(model.name) == name.lower())  # type: ignore[attr-defined]
+    )
+    if clash is not None and clash != own_id:
+        raise Conflict(f"a {what} called {name!r} already exists", field="name")

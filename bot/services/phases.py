@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import check_int, clean_name
+from bot.services.common import check_int, check_unique_name, clean_name
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.scoring import Leaderboard, leaderboard_in
 from bot.services.tournaments import pool_or_404, tournament_or_404
@@ -103,7 +103,9 @@ class PhaseService:
         advance_count = self._advance(advance_count)
         async with self.db.transaction() as session:
             await tournament_or_404(session, guild_id, tournament_id)
-            await self._check_unique(session, tournament_id, name)
+            await check_unique_name(
+                session, TournamentPhase, TournamentPhase.tournament_id, tournament_id, name, "phase in this tournament"
+            )
             last = await session.scalar(
                 select(func.max(TournamentPhase.position)).where(TournamentPhase.tournament_id == tournament_id)
             )
@@ -128,16 +130,6 @@ class PhaseService:
             )
             return await self._view(session, phase)
 
-    @staticmethod
-    async def _check_unique(session: AsyncSession, tournament_id: int, name: str, own_id: int | None = None) -> None:
-        clash = await session.scalar(
-            select(TournamentPhase.id).where(
-                TournamentPhase.tournament_id == tournament_id, func.lower(TournamentPhase.name) == name.lower()
-            )
-        )
-        if clash is not None and clash != own_id:
-            raise Conflict(f"a phase called {name!r} already exists in this tournament", field="name")
-
     async def update(
         self,
         guild_id: int,
@@ -156,7 +148,15 @@ class PhaseService:
             before = {"name": phase.name, "advance_count": phase.advance_count}
             if name is not None:
                 phase.name = clean_name(name, "name")
-                await self._check_unique(session, tournament_id, phase.name, phase.id)
+                await check_unique_name(
+                    session,
+                    TournamentPhase,
+                    TournamentPhase.tournament_id,
+                    tournament_id,
+                    phase.name,
+                    "phase in this tournament",
+                    own_id=phase.id,
+                )
             if advance_count is not None:
                 phase.advance_count = self._advance(advance_count)
             if pool_ids is not None:

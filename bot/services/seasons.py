@@ -10,13 +10,22 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import Page, check_int, clean_name, clean_text, decode_cursor, make_page, page_limit
+from bot.services.common import (
+    Page,
+    check_int,
+    check_unique_name,
+    clean_name,
+    clean_text,
+    decode_cursor,
+    make_page,
+    page_limit,
+)
 from bot.services.scoring import leaderboard_in, ranked
 from bot.services.tournaments import tournament_or_404
 from db.models import Season, SeasonRule, SeasonTournament, Tournament
@@ -97,14 +106,6 @@ class SeasonService:
         )
         await session.flush()
 
-    @staticmethod
-    async def _check_unique(session: AsyncSession, guild_id: int, name: str, own_id: int | None = None) -> None:
-        clash = await session.scalar(
-            select(Season.id).where(Season.guild_id == guild_id, func.lower(Season.name) == name.lower())
-        )
-        if clash is not None and clash != own_id:
-            raise Conflict(f"a season called {name!r} already exists", field="name")
-
     async def create(
         self,
         guild_id: int,
@@ -120,7 +121,7 @@ class SeasonService:
         description = clean_text(description, "description")
         chosen, best_of = _rule(rule, best_of)
         async with self.db.transaction() as session:
-            await self._check_unique(session, guild_id, name)
+            await check_unique_name(session, Season, Season.guild_id, guild_id, name, "season")
             season = Season(guild_id=guild_id, name=name, description=description, rule=chosen, best_of=best_of)
             session.add(season)
             await session.flush()
@@ -149,7 +150,9 @@ class SeasonService:
             before = {"name": season.name, "rule": season.rule.value, "best_of": season.best_of}
             if changes.get("name") is not None:
                 season.name = clean_name(changes["name"], "name")
-                await self._check_unique(session, guild_id, season.name, season.id)
+                await check_unique_name(
+                    session, Season, Season.guild_id, guild_id, season.name, "season", own_id=season.id
+                )
             if changes.get("description") is not None:
                 season.description = clean_text(changes["description"], "description")
             if "rule" in changes or "best_of" in changes:

@@ -30,7 +30,7 @@ from bot.actors import SYSTEM, Actor
 from bot.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationFailed
 from bot.events import LiveRaceOpenFailed
 from bot.services import audit
-from bot.services.common import Page, clean_name, decode_cursor, make_page, page_limit
+from bot.services.common import Page, check_unique_name, clean_name, decode_cursor, make_page, page_limit
 from bot.services.live_races import LiveRaceService
 from bot.services.recurrence import Occurrence, Recurrence, build, zone_of
 from bot.services.templates import TemplateService, local_start, plan_for, pools_of, template_or_404
@@ -145,7 +145,9 @@ class SeriesService:
             raise ValidationFailed(f"count must be from 1 to {MAX_COUNT}", field="count")
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
-            await self._check_unique(session, tournament.id, name)
+            await check_unique_name(
+                session, RaceSeries, RaceSeries.tournament_id, tournament.id, name, "series in this tournament"
+            )
             if template_id is not None:
                 chosen = await template_or_404(session, guild_id, tournament_id, template_id)
             else:
@@ -193,16 +195,6 @@ class SeriesService:
             series_id = series.id
         await self.keep_series(series_id)
         return await self.get(guild_id, tournament_id, series_id)
-
-    @staticmethod
-    async def _check_unique(session: AsyncSession, tournament_id: int, name: str, own_id: int | None = None) -> None:
-        clash = await session.scalar(
-            select(RaceSeries.id).where(
-                RaceSeries.tournament_id == tournament_id, func.lower(RaceSeries.name) == name.lower()
-            )
-        )
-        if clash is not None and clash != own_id:
-            raise Conflict(f"a series called {name!r} already exists in this tournament", field="name")
 
     async def get(self, guild_id: int, tournament_id: int, series_id: int) -> SeriesView:
         async with self.db.read() as session:
@@ -258,7 +250,15 @@ class SeriesService:
             before = {key: getattr(series, key) for key in changes}
             if changes.get("name") is not None:
                 changes["name"] = clean_name(changes["name"], "name")
-                await self._check_unique(session, tournament_id, changes["name"], series.id)
+                await check_unique_name(
+                    session,
+                    RaceSeries,
+                    RaceSeries.tournament_id,
+                    tournament_id,
+                    changes["name"],
+                    "series in this tournament",
+                    own_id=series.id,
+                )
             if changes.get("template_id") is not None:
                 await template_or_404(session, guild_id, tournament_id, changes["template_id"])
             if "count" in changes and changes["count"] is not None:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import clean_name, require_aware
+from bot.services.common import check_unique_name, clean_name, require_aware
 from bot.services.live_race_views import LiveRaceView
 from bot.services.live_races import LiveRaceService
 from bot.services.recurrence import localize, parse_local_time, zone_of
@@ -147,16 +147,6 @@ class TemplateService:
             clean["room_settings"] = validate_room_settings(values["room"], field_prefix="room.")
         return clean
 
-    @staticmethod
-    async def _check_unique(session: AsyncSession, tournament_id: int, name: str, own_id: int | None = None) -> None:
-        clash = await session.scalar(
-            select(RaceTemplate.id).where(
-                RaceTemplate.tournament_id == tournament_id, func.lower(RaceTemplate.name) == name.lower()
-            )
-        )
-        if clash is not None and clash != own_id:
-            raise Conflict(f"a template called {name!r} already exists in this tournament", field="name")
-
     async def create(self, guild_id: int, tournament_id: int, actor: Actor, **values: Any) -> RaceTemplate:
         async with self.db.transaction() as session:
             template = await self.create_in(session, guild_id, tournament_id, actor, values)
@@ -170,7 +160,14 @@ class TemplateService:
             missing = "name" if "name" not in values else "pool_ids"
             raise ValidationFailed(f"a template needs {missing}", field=missing)
         clean = await self._clean(session, guild_id, tournament_id, values)
-        await self._check_unique(session, tournament_id, clean["name"])
+        await check_unique_name(
+            session,
+            RaceTemplate,
+            RaceTemplate.tournament_id,
+            tournament_id,
+            clean["name"],
+            "template in this tournament",
+        )
         template = RaceTemplate(guild_id=guild_id, tournament_id=tournament_id, **clean)
         session.add(template)
         await session.flush()
@@ -196,7 +193,15 @@ class TemplateService:
             template = await template_or_404(session, guild_id, tournament_id, template_id)
             clean = await self._clean(session, guild_id, tournament_id, changes)
             if "name" in clean:
-                await self._check_unique(session, tournament_id, clean["name"], template.id)
+                await check_unique_name(
+                    session,
+                    RaceTemplate,
+                    RaceTemplate.tournament_id,
+                    tournament_id,
+                    clean["name"],
+                    "template in this tournament",
+                    own_id=template.id,
+                )
             before = {key: getattr(template, key) for key in clean}
             for key, value in clean.items():
                 setattr(template, key, value)
