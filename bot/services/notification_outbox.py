@@ -323,8 +323,8 @@ class OutboxWriter:
             "alert": {
                 "error": event.error,
                 "attempts": event.attempts,
-                "summary": event.summary,
-                "action": event.action,
+                # A warning ahead of time (a series without seeds) says what happened and what to do.
+                **({"summary": event.summary, "action": event.action} if event.summary else {}),
             },
             "role_id": guild.organizer_role_id if guild else None,
         }
