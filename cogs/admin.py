@@ -10,9 +10,9 @@ from discord.app_commands import Transform
 
 from bot.errors import NotFound
 from cogs._common.base import StartlineCog
-from cogs._common.checks import manage_server_only, moderator_only, owner_only
+from cogs._common.checks import manage_server_only, moderator_group, moderator_only, owner_only
 from cogs._common.formatting import EMBED_COLOUR, pages, safe, ts
-from cogs._common.options import RoomProfileOption, TimezoneOption
+from cogs._common.options import LeadMinutes, RecordNumber, RoomProfileOption, TimezoneOption
 from cogs._common.respond import respond, think
 from cogs._common.sync import sync_commands
 from cogs._common.views import ConfirmView, Paginator
@@ -35,13 +35,8 @@ def _mention(kind: str, value: int | None) -> str:
 
 
 class AdminCog(StartlineCog):
-    startline = app_commands.Group(
-        name="startline",
-        description="Server settings for Startline",
-        guild_only=True,
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
-    apitoken = app_commands.Group(name="apitoken", description="Tokens for the REST API", guild_only=True)
+    startline = moderator_group("startline", "Server settings for Startline")
+    apitoken = moderator_group("apitoken", "Tokens for the REST API (moderators)")
 
     # ---- /startline config -----------------------------------------------------------------------------------------
     @startline.command(name="config", description="Show or change this server's settings")
@@ -51,7 +46,7 @@ class AdminCog(StartlineCog):
         announcement_role="Role to ping in announcements",
         moderator_channel="Where moderators are told about problems (a room that would not open)",
         timezone="Timezone for times typed without an offset, like Europe/Berlin",
-        lead_minutes="How long before the start rooms open (0–1440)",
+        lead_minutes="How long before the start rooms open, in minutes",
         default_room_profile="Room settings for tournaments that name none",
         clear="Unset one setting",
         rotate_calendar="Issue a new calendar feed URL (the old one stops working)",
@@ -65,7 +60,7 @@ class AdminCog(StartlineCog):
         announcement_role: discord.Role | None = None,
         moderator_channel: discord.TextChannel | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,
-        lead_minutes: int | None = None,
+        lead_minutes: LeadMinutes | None = None,
         default_room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         clear: Literal[
             "organizer_role",
@@ -165,7 +160,7 @@ class AdminCog(StartlineCog):
     @apitoken.command(name="revoke", description="Revoke a REST API token")
     @app_commands.describe(token="The token's number from /apitoken list")
     @moderator_only()
-    async def apitoken_revoke(self, interaction: discord.Interaction, token: int) -> None:
+    async def apitoken_revoke(self, interaction: discord.Interaction, token: RecordNumber) -> None:
         guild_id = self.guild_id(interaction)
         actor = self.actor(interaction)
         known = {item.id: item for item in await self.services.tokens.list(guild_id, include_revoked=True)}

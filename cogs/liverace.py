@@ -13,7 +13,7 @@ from bot.errors import ValidationFailed
 from bot.services.live_race_views import LiveRaceView, seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
-from cogs._common.checks import is_moderator, moderator_only
+from cogs._common.checks import admin_group, is_moderator, moderator_only
 from cogs._common.formatting import (
     EMBED_COLOUR,
     pages,
@@ -60,10 +60,13 @@ def _audit_details(details: dict[str, Any]) -> str:
 
 
 class LiveRaceCog(StartlineCog):
-    liverace = app_commands.Group(name="liverace", description="Live races", guild_only=True)
+    liverace = app_commands.Group(
+        name="liverace", description="Live races: find them and look them up", guild_only=True
+    )
+    liverace_admin = admin_group("liverace", "Live races: schedule and run them (moderators)")
 
     # ---- create / edit ---------------------------------------------------------------------------------------------
-    @liverace.command(name="batch", description="Schedule many live races from a CSV file, all or nothing")
+    @liverace_admin.command(name="batch", description="Schedule many live races from a CSV file, all or nothing")
     @app_commands.describe(
         file="CSV: a header line (pool,scheduled_at and optionally title,seed,episode_id,room_profile), a race a line",
         dry_run="Only check the file and show what would be scheduled",
@@ -97,7 +100,7 @@ class LiveRaceCog(StartlineCog):
         ]
         await respond(interaction, shorten("\n".join([f"{what} {len(result.planned)} races:", *lines]), 1900))
 
-    @liverace.command(name="create", description="Schedule a live race")
+    @liverace_admin.command(name="create", description="Schedule a live race")
     @app_commands.describe(
         tournament="The tournament",
         pool="The pool whose seed is raced",
@@ -142,7 +145,7 @@ class LiveRaceCog(StartlineCog):
             f"starts {when_line(view.race.scheduled_at)}, the room opens {ts(view.room_opens_at, 'R')}.",
         )
 
-    @liverace.command(name="edit", description="Change a scheduled race (only the title once its room is open)")
+    @liverace_admin.command(name="edit", description="Change a scheduled race (only the title once its room is open)")
     @app_commands.describe(
         race="The race",
         title="New title",
@@ -192,7 +195,7 @@ class LiveRaceCog(StartlineCog):
         )
 
     # ---- cancel / delete ---------------------------------------------------------------------------------------------
-    @liverace.command(name="cancel", description="Cancel a race (and its RaceTime.gg room)")
+    @liverace_admin.command(name="cancel", description="Cancel a race (and its RaceTime.gg room)")
     @app_commands.describe(race="The race", reason="Told to the players")
     @moderator_only()
     async def cancel(
@@ -216,7 +219,7 @@ class LiveRaceCog(StartlineCog):
             f"{ts(view.race.scheduled_at, 'f')}){room}?\nReason: {safe(reason, 300)}",
         )
 
-    @liverace.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
+    @liverace_admin.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
     @moderator_only()
     async def delete(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         guild_id = self.guild_id(interaction)
@@ -234,7 +237,7 @@ class LiveRaceCog(StartlineCog):
         )
 
     # ---- open / record / resend ----------------------------------------------------------------------------------
-    @liverace.command(name="open", description="Open the RaceTime.gg room now")
+    @liverace_admin.command(name="open", description="Open the RaceTime.gg room now")
     @moderator_only()
     async def open(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         await think(interaction)
@@ -243,7 +246,7 @@ class LiveRaceCog(StartlineCog):
         )
         await respond(interaction, f"Opened the room of **{race_title(view.race)}**: {view.race.racetime_url}")
 
-    @liverace.command(name="record", description="Read the room and record the results now")
+    @liverace_admin.command(name="record", description="Read the room and record the results now")
     @app_commands.describe(force="Record a room that is still running (unfinished entrants forfeit)")
     @moderator_only()
     async def record(
@@ -259,7 +262,7 @@ class LiveRaceCog(StartlineCog):
             f"{view.race.participant_count} participants finished. See `/liverace info`.",
         )
 
-    @liverace.command(name="resend", description="Retry the notifications of a race that could not be delivered")
+    @liverace_admin.command(name="resend", description="Retry the notifications of a race that could not be delivered")
     @moderator_only()
     async def resend(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         count = await self.services.notifications.resend_failed(
@@ -293,7 +296,7 @@ class LiveRaceCog(StartlineCog):
         embeds = pages(
             "Live races",
             [race_line(view) for view in page.items],
-            empty="No live races match. Moderators schedule them with `/liverace create`.",
+            empty="No live races match. Moderators schedule them with `/liverace-admin create`.",
             footer=f"the newest {LIST_LIMIT}" if page.next_cursor else None,
         )
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
@@ -397,7 +400,7 @@ class LiveRaceCog(StartlineCog):
         )
         await Paginator(interaction.user.id, embeds).start(interaction)
 
-    @liverace.command(name="history", description="The audit trail of a race")
+    @liverace_admin.command(name="history", description="The audit trail of a race")
     @moderator_only()
     async def history(self, interaction: discord.Interaction, race: Transform[int, RaceNumberOption]) -> None:
         guild_id = self.guild_id(interaction)

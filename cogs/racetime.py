@@ -1,4 +1,4 @@
-"""/racetime link | unlink | status | assign: the player's RaceTime.gg account."""
+"""/racetime link | unlink | status, /racetime-admin assign: the player's RaceTime.gg account."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from discord import app_commands
 from bot.errors import PermissionDenied
 from bot.services.players import RosterEntry
 from cogs._common.base import StartlineCog
-from cogs._common.checks import is_moderator, moderator_only
+from cogs._common.checks import admin_group, is_moderator, moderator_only, player_group
 from cogs._common.formatting import safe, ts
 from cogs._common.respond import respond
 
 
 class RacetimeCog(StartlineCog):
-    racetime = app_commands.Group(name="racetime", description="Your RaceTime.gg account", guild_only=True)
+    racetime = player_group("racetime", "Your RaceTime.gg account")
+    racetime_admin = admin_group("racetime", "Players' RaceTime.gg accounts (moderators)")
 
     def profile_url(self, racetime_id: str) -> str:
         return f"{self.services.settings.racetime.base_url}/user/{racetime_id}"
@@ -76,7 +77,7 @@ class RacetimeCog(StartlineCog):
             )
         return "\n".join(lines)
 
-    @racetime.command(name="assign", description="Link a member to a RaceTime.gg account by hand (for imports)")
+    @racetime_admin.command(name="assign", description="Link a member to a RaceTime.gg account by hand (for imports)")
     @app_commands.describe(
         member="The member",
         racetime_id="The id in their RaceTime.gg profile URL (racetime.gg/user/<id>)",

@@ -11,9 +11,17 @@ from discord.app_commands import Transform
 from bot.services.room_profiles import ROOM_SETTINGS
 from cogs._common import options
 from cogs._common.base import StartlineCog
-from cogs._common.checks import moderator_only
+from cogs._common.checks import admin_group, moderator_group, moderator_only, player_group
 from cogs._common.formatting import EMBED_COLOUR, on_off, pages, safe, shorten
-from cogs._common.options import PoolOption, RoomProfileOption, SeedOption, TournamentOption
+from cogs._common.options import (
+    LeadMinutes,
+    MaxReattempts,
+    PoolOption,
+    RoomProfileOption,
+    RunsPerPool,
+    SeedOption,
+    TournamentOption,
+)
 from cogs._common.respond import respond
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.views import ConfirmView, Paginator
@@ -37,7 +45,7 @@ def tournament_embed(tournament: Tournament, pools: list, profile_name: str | No
         embed.add_field(name="Room profile", value=safe(profile_name))
     if tournament.room_open_lead_minutes is not None:
         embed.add_field(name="Room opens", value=f"{tournament.room_open_lead_minutes} min before the start")
-    pool_names = ", ".join(safe(pool.name, 40) for pool in pools) or "none yet (add one with /pool add)"
+    pool_names = ", ".join(safe(pool.name, 40) for pool in pools) or "none yet (add one with /pool-admin add)"
     embed.add_field(name=f"Pools ({len(pools)})", value=shorten(pool_names, 1024), inline=False)
     embed.set_footer(text=f"Tournament #{tournament.id}")
     return embed
@@ -77,13 +85,15 @@ def tournament_fields(
 
 
 class TournamentCog(StartlineCog):
-    tournament = app_commands.Group(name="tournament", description="Tournaments", guild_only=True)
-    pool = app_commands.Group(name="pool", description="Pools of a tournament", guild_only=True)
-    seed = app_commands.Group(name="seed", description="Seeds (permalinks) of a pool", guild_only=True)
-    roomprofile = app_commands.Group(name="roomprofile", description="Named RaceTime.gg room settings", guild_only=True)
+    tournament = player_group("tournament", "Tournaments and standings")
+    tournament_admin = admin_group("tournament", "Create and change tournaments (moderators)")
+    pool = player_group("pool", "Pools of a tournament")
+    pool_admin = admin_group("pool", "Add and remove pools (moderators)")
+    seed = moderator_group("seed", "Seeds (permalinks) of a pool (moderators)")
+    roomprofile = moderator_group("roomprofile", "Named RaceTime.gg room settings (moderators)")
 
     # ---- /tournament ---------------------------------------------------------------------------------------------
-    @tournament.command(name="create", description="Create a tournament")
+    @tournament_admin.command(name="create", description="Create a tournament")
     @app_commands.describe(
         name="Unique name in this server",
         description="What it is about",
@@ -103,13 +113,13 @@ class TournamentCog(StartlineCog):
         interaction: discord.Interaction,
         name: str,
         description: str | None = None,
-        runs_per_pool: int | None = None,
-        max_reattempts: int | None = None,
+        runs_per_pool: RunsPerPool | None = None,
+        max_reattempts: MaxReattempts | None = None,
         category: str | None = None,
         goal: str | None = None,
         custom_goal: str | None = None,
         room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
-        lead_minutes: int | None = None,
+        lead_minutes: LeadMinutes | None = None,
         announcement_channel: discord.TextChannel | None = None,
         announcement_role: discord.Role | None = None,
     ) -> None:
@@ -130,10 +140,10 @@ class TournamentCog(StartlineCog):
         )
         await respond(
             interaction,
-            f"Created tournament **{created.name}** (#{created.id}). Next: add pools with `/pool add`.",
+            f"Created tournament **{created.name}** (#{created.id}). Next: add pools with `/pool-admin add`.",
         )
 
-    @tournament.command(name="edit", description="Change a tournament")
+    @tournament_admin.command(name="edit", description="Change a tournament")
     @app_commands.describe(
         tournament="The tournament",
         name="New name",
@@ -157,13 +167,13 @@ class TournamentCog(StartlineCog):
         name: str | None = None,
         active: bool | None = None,
         description: str | None = None,
-        runs_per_pool: int | None = None,
-        max_reattempts: int | None = None,
+        runs_per_pool: RunsPerPool | None = None,
+        max_reattempts: MaxReattempts | None = None,
         category: str | None = None,
         goal: str | None = None,
         custom_goal: str | None = None,
         room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
-        lead_minutes: int | None = None,
+        lead_minutes: LeadMinutes | None = None,
         announcement_channel: discord.TextChannel | None = None,
         announcement_role: discord.Role | None = None,
     ) -> None:
@@ -197,7 +207,7 @@ class TournamentCog(StartlineCog):
         embeds = pages(
             "Tournaments",
             lines,
-            empty="No tournaments yet. A moderator can create one with `/tournament create`.",
+            empty="No tournaments yet. A moderator can create one with `/tournament-admin create`.",
             footer="only the first 200" if page.next_cursor else None,
         )
         await Paginator(interaction.user.id, embeds).start(interaction)
@@ -240,7 +250,7 @@ class TournamentCog(StartlineCog):
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
 
     # ---- /pool -------------------------------------------------------------------------------------------------------
-    @pool.command(name="add", description="Add a pool to a tournament")
+    @pool_admin.command(name="add", description="Add a pool to a tournament")
     @app_commands.describe(tournament="The tournament", name="Unique name in the tournament", description="Optional")
     @moderator_only()
     async def pool_add(
@@ -270,10 +280,10 @@ class TournamentCog(StartlineCog):
             + (f" — {safe(pool.description, 120)}" if pool.description else "")
             for pool in pools
         ]
-        embeds = pages(f"Pools — {shorten(tournament.name, 200)}", lines, empty="No pools yet (`/pool add`).")
+        embeds = pages(f"Pools — {shorten(tournament.name, 200)}", lines, empty="No pools yet (`/pool-admin add`).")
         await Paginator(interaction.user.id, embeds).start(interaction)
 
-    @pool.command(name="remove", description="Remove a pool that has no runs and no live races")
+    @pool_admin.command(name="remove", description="Remove a pool that has no runs and no live races")
     @moderator_only()
     async def pool_remove(
         self,

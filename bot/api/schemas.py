@@ -26,8 +26,9 @@ from pydantic import (
     create_model,
 )
 
-from bot.services.common import MAX_PAGE_SIZE
+from bot.services.common import MAX_PAGE_SIZE, ROOM_OPEN_LEAD_MINUTES
 from bot.services.room_profiles import ROOM_SETTINGS, RoomSetting
+from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from db.models import EventType, NotificationKind, NotificationStatus, RaceStatus, RunStatus
 
 MAX_ID = 2**63 - 1
@@ -205,15 +206,17 @@ class TournamentOut(OutputModel):
 class TournamentFields(InputModel):
     description: Text | None = None
     active: bool | None = None
-    runs_per_pool: int | None = Field(default=None, ge=1, le=20)
-    max_reattempts: int | None = Field(default=None, ge=-1, le=100)
+    runs_per_pool: int | None = Field(default=None, ge=RUNS_PER_POOL.low, le=RUNS_PER_POOL.high)
+    max_reattempts: int | None = Field(default=None, ge=MAX_REATTEMPTS.low, le=MAX_REATTEMPTS.high)
     racetime_category: str | None = Field(default=None, max_length=50)
     racetime_goal: str | None = Field(default=None, max_length=255)
     custom_goal: str | None = Field(default=None, max_length=255)
     announcement_channel_id: SnowflakeIn | None = None
     announcement_role_id: SnowflakeIn | None = None
     room_profile_id: Id | None = None
-    room_open_lead_minutes: int | None = Field(default=None, ge=0, le=1440)
+    room_open_lead_minutes: int | None = Field(
+        default=None, ge=ROOM_OPEN_LEAD_MINUTES.low, le=ROOM_OPEN_LEAD_MINUTES.high
+    )
 
 
 class TournamentCreate(TournamentFields):

@@ -171,7 +171,7 @@ def _open_failed(payload, race, channel):
         MessageField(
             "What to do",
             alert.get("action")
-            or "Check RaceTime.gg and the bot's credentials, then open the room with /liverace open.",
+            or "Check RaceTime.gg and the bot's credentials, then open the room with /liverace-admin open.",
             inline=False,
         ),
     ]

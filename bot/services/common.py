@@ -83,6 +83,27 @@ def check_int(value: int, field: str, low: int, high: int) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class IntRange:
+    """A whole number's range, declared once: the service checks it, the API model and the slash command option
+    (`app_commands.Range`, which Discord shows and enforces) are made from it."""
+
+    low: int
+    high: int
+
+    def check(self, value: int, field: str) -> int:
+        return check_int(value, field, self.low, self.high)
+
+    def __str__(self) -> str:
+        return f"{self.low}–{self.high}"
+
+
+# How long before the start a room opens (tournaments and the guild's default).
+ROOM_OPEN_LEAD_MINUTES = IntRange(0, 1440)
+# Ids typed as numbers (an API token's number): positive and within what Discord's integer options carry.
+RECORD_ID = IntRange(1, 2**53 - 1)
+
+
 def check_url(value: str | None, field: str = "url", *, max_length: int = 500) -> str:
     url = (value or "").strip()
     parsed = urlparse(url)

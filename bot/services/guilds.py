@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.errors import ValidationFailed
 from bot.services import audit
-from bot.services.common import check_int
+from bot.services.common import ROOM_OPEN_LEAD_MINUTES
 from bot.services.room_profiles import profile_or_404
 from db.models import GuildSettings
 from db.session import Database
@@ -63,7 +63,7 @@ class GuildSettingsService:
         if "timezone" in changes:
             changes["timezone"] = check_timezone(changes["timezone"] or "UTC")
         if changes.get("room_open_lead_minutes") is not None:
-            check_int(changes["room_open_lead_minutes"], "room_open_lead_minutes", 0, 1440)
+            ROOM_OPEN_LEAD_MINUTES.check(changes["room_open_lead_minutes"], "room_open_lead_minutes")
         async with self.db.transaction() as session:
             settings = await session.get(GuildSettings, guild_id)
             if settings is None:

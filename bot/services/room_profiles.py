@@ -29,7 +29,7 @@ class RoomSetting:
     `kind` is `bool`, `int` (with `low`..`high` in `unit`) or `str` (one of `choices`). `default` is the built-in
     value, used when no profile or race sets the field. `form_field` is the field of RaceTime.gg's race form the
     value is sent as (an attribute of `racetime.models.RoomSettings`); None for a setting Startline acts on itself.
-    `per_race` settings are also offered as per-race overrides by `/liverace create` and `/liverace edit`.
+    `per_race` settings are also offered as per-race overrides by `/liverace-admin create` and `edit`.
     """
 
     name: str

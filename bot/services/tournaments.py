@@ -11,8 +11,9 @@ from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import (
+    ROOM_OPEN_LEAD_MINUTES,
+    IntRange,
     Page,
-    check_int,
     check_url,
     clean_name,
     clean_text,
@@ -24,6 +25,8 @@ from bot.services.room_profiles import profile_or_404
 from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
 
+RUNS_PER_POOL = IntRange(1, 20)
+MAX_REATTEMPTS = IntRange(-1, 100)  # -1: unlimited
 TOURNAMENT_FIELDS = (
     "name",
     "description",
@@ -106,16 +109,16 @@ def _validate_tournament_fields(values: dict[str, Any]) -> dict[str, Any]:
     if "active" in cleaned and not isinstance(cleaned["active"], bool):
         raise ValidationFailed("active must be true or false", field="active")
     if "runs_per_pool" in cleaned:
-        check_int(cleaned["runs_per_pool"], "runs_per_pool", 1, 20)
+        RUNS_PER_POOL.check(cleaned["runs_per_pool"], "runs_per_pool")
     if "max_reattempts" in cleaned:
-        check_int(cleaned["max_reattempts"], "max_reattempts", -1, 100)
+        MAX_REATTEMPTS.check(cleaned["max_reattempts"], "max_reattempts")
     if "racetime_category" in cleaned:
         cleaned["racetime_category"] = _check_category(cleaned["racetime_category"])
     for field in ("racetime_goal", "custom_goal"):
         if field in cleaned:
             cleaned[field] = _optional_text(cleaned[field], field)
     if cleaned.get("room_open_lead_minutes") is not None:
-        check_int(cleaned["room_open_lead_minutes"], "room_open_lead_minutes", 0, 1440)
+        ROOM_OPEN_LEAD_MINUTES.check(cleaned["room_open_lead_minutes"], "room_open_lead_minutes")
     return cleaned
 
 

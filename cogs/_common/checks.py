@@ -15,6 +15,31 @@ if TYPE_CHECKING:
     from bot.discord_bot import StartlineBot
 
 
+# Whom Discord shows moderator commands to by default. Only a hint: server admins can change it under Server
+# Settings → Integrations, so every moderator command also carries one of the checks below.
+MODERATOR_DEFAULT = discord.Permissions(manage_guild=True)
+ADMIN_SUFFIX = "-admin"  # the moderator half of a group players also use: /liverace and /liverace-admin
+
+
+def admin_group(name: str, description: str) -> app_commands.Group:
+    """The moderator half of the group `name`: hidden from members without Manage Server by default."""
+    return app_commands.Group(
+        name=name + ADMIN_SUFFIX, description=description, guild_only=True, default_permissions=MODERATOR_DEFAULT
+    )
+
+
+def moderator_group(name: str, description: str) -> app_commands.Group:
+    """A group all of whose commands are for moderators."""
+    return app_commands.Group(
+        name=name, description=description, guild_only=True, default_permissions=MODERATOR_DEFAULT
+    )
+
+
+def player_group(name: str, description: str) -> app_commands.Group:
+    """A group all of whose commands are for everyone (moderators' commands go to `admin_group(name, …)`)."""
+    return app_commands.Group(name=name, description=description, guild_only=True)
+
+
 class MissingModeratorRights(app_commands.CheckFailure):
     """The user has neither Manage Server nor the guild's organizer role."""
 

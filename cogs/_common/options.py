@@ -27,8 +27,10 @@ import discord
 from discord import app_commands
 
 from bot.errors import DomainError, NotFound, ValidationFailed
+from bot.services.common import RECORD_ID, ROOM_OPEN_LEAD_MINUTES, IntRange
 from bot.services.guilds import check_timezone
 from bot.services.live_race_views import LiveRaceView
+from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from cogs._common.checks import is_moderator
 from cogs._common.formatting import shorten
 from cogs._common.timeparse import parse_when
@@ -42,6 +44,18 @@ MAX_CHOICES = 25
 Choices = list[app_commands.Choice[str]]
 T = TypeVar("T")
 _RESOLVED = "startline.options"  # the interaction.extras key of what this command's options resolved to
+
+
+# ---- numbers ----------------------------------------------------------------------------------------------------
+def ranged(bounds: IntRange) -> Any:
+    """A whole-number option with the range its service checks, which Discord shows and enforces."""
+    return app_commands.Range[int, bounds.low, bounds.high]
+
+
+RunsPerPool = ranged(RUNS_PER_POOL)
+MaxReattempts = ranged(MAX_REATTEMPTS)
+LeadMinutes = ranged(ROOM_OPEN_LEAD_MINUTES)
+RecordNumber = ranged(RECORD_ID)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

@@ -77,7 +77,7 @@ async def mod(d, command: str, **options):
 async def test_create_schedules_a_race(discord_, cup) -> None:
     d = discord_
     before = utcnow()
-    reply = await mod(d, "liverace create", tournament="Spring Cup", pool="Pool A", when="in 2h30m", title="Final")
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when="in 2h30m", title="Final")
     assert reply.ephemeral and "Scheduled **#1 Final** (Spring Cup / Pool A): starts <t:" in reply.text
     assert ":F> (<t:" in reply.text and "the room opens <t:" in reply.text
     view = await d.services.live_races.get(d.guild.id, 1)
@@ -91,9 +91,9 @@ async def test_create_reads_local_times_in_the_server_or_chosen_timezone(discord
     d = discord_
     await d.services.guilds.update(d.guild.id, SYSTEM, timezone="Europe/Berlin")
     year = utcnow().year + 1
-    await mod(d, "liverace create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00")
+    await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00")
     await mod(
-        d, "liverace create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00", timezone="Asia/Tokyo"
+        d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00", timezone="Asia/Tokyo"
     )
     berlin, tokyo = sorted((await d.services.live_races.list(d.guild.id)).items, key=lambda v: v.race.id)
     assert (berlin.race.scheduled_at.hour, tokyo.race.scheduled_at.hour) == (18, 11)
@@ -104,7 +104,7 @@ async def test_create_with_seed_profile_episode_and_room_override(discord_, cup)
     profile = await d.services.room_profiles.create(d.guild.id, SYSTEM, name="Fast", start_delay=10)
     reply = await mod(
         d,
-        "liverace create",
+        "liverace-admin create",
         tournament=str(cup.tournament.id),
         pool=str(cup.pool.id),
         when="in 1h",
@@ -137,14 +137,14 @@ async def test_create_refuses_bad_input_and_changes_nothing(discord_, cup, optio
     values = {"tournament": "Spring Cup", "pool": "Pool A", **options}
     if values.get("seed") == "second":
         values["seed"] = str(cup.other_seed.id)  # a seed of another pool
-    reply = await mod(d, "liverace create", **values)
+    reply = await mod(d, "liverace-admin create", **values)
     assert reply.ephemeral and message in reply.text, reply.text
     assert (await d.services.live_races.list(d.guild.id)).items == []
 
 
 async def test_create_is_for_moderators(discord_, cup) -> None:
     d = discord_
-    reply = await d.harness.run("liverace create", d.alice, tournament="Spring Cup", pool="Pool A", when="in 1h")
+    reply = await d.harness.run("liverace-admin create", d.alice, tournament="Spring Cup", pool="Pool A", when="in 1h")
     assert reply.text == "You need the Manage Server permission to do that."
     assert (await d.services.live_races.list(d.guild.id)).items == []
 
@@ -152,7 +152,7 @@ async def test_create_is_for_moderators(discord_, cup) -> None:
 async def test_autocomplete_pools_follow_the_tournament_and_races_stay_in_the_guild(discord_, cup) -> None:
     d = discord_
     pools = await d.harness.autocomplete(
-        "liverace create", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.tournament.id), pool="b"
+        "liverace-admin create", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.tournament.id), pool="b"
     )
     assert pools == [{"name": "Pool B", "value": str(cup.pool.id + 1)}]
     mine = await schedule(d, cup, title="Home race")
@@ -161,7 +161,7 @@ async def test_autocomplete_pools_follow_the_tournament_and_races_stay_in_the_gu
     assert [choice["value"] for choice in races] == [str(mine.race.id)]
     assert races[0]["name"].startswith(f"#{mine.race.id} Home race · scheduled · ")
     seeds = await d.harness.autocomplete(
-        "liverace edit", d.mod, "seed", perms=MODERATOR_PERMS, race=str(mine.race.id), seed=""
+        "liverace-admin edit", d.mod, "seed", perms=MODERATOR_PERMS, race=str(mine.race.id), seed=""
     )
     assert [choice["value"] for choice in seeds] == [str(cup.seed.id)]  # the race's pool, not Pool B
 
@@ -170,12 +170,12 @@ async def test_autocomplete_pools_follow_the_tournament_and_races_stay_in_the_gu
 async def test_edit_changes_title_time_and_merges_room_overrides(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup, room={"start_delay": 30})
-    reply = await mod(d, "liverace edit", race=f"#{view.race.id}", title="Moved", when="in 5h", auto_start=False)
+    reply = await mod(d, "liverace-admin edit", race=f"#{view.race.id}", title="Moved", when="in 5h", auto_start=False)
     assert "Updated **#1 Moved** (room, scheduled_at, title)." in reply.text
     race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
     assert race.title == "Moved" and race.room_settings == {"start_delay": 30, "auto_start": False}
     assert race.scheduled_at > utcnow() + timedelta(hours=4, minutes=59)
-    nothing = await mod(d, "liverace edit", race=str(view.race.id))
+    nothing = await mod(d, "liverace-admin edit", race=str(view.race.id))
     assert "Nothing to change" in nothing.text
 
 
@@ -183,11 +183,11 @@ async def test_another_guilds_race_is_not_found(discord_, cup) -> None:
     d = discord_
     theirs = await schedule(d, cup, guild=d.other_guild)
     for command, extra in [
-        ("liverace edit", {"title": "Mine now"}),
-        ("liverace cancel", {"reason": "x"}),
-        ("liverace delete", {}),
+        ("liverace-admin edit", {"title": "Mine now"}),
+        ("liverace-admin cancel", {"reason": "x"}),
+        ("liverace-admin delete", {}),
         ("liverace info", {}),
-        ("liverace history", {}),
+        ("liverace-admin history", {}),
     ]:
         reply = await mod(d, command, race=str(theirs.race.id), **extra)
         assert reply.text == f"Live race {theirs.race.id} not found.", command
@@ -203,7 +203,7 @@ async def test_bad_race_value_is_explained(discord_) -> None:
 async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup)
-    asked = await mod(d, "liverace cancel", race=str(view.race.id), reason="Not enough runners")
+    asked = await mod(d, "liverace-admin cancel", race=str(view.race.id), reason="Not enough runners")
     assert asked.ephemeral and "Cancel **#1" in asked.text and "Reason: Not enough runners" in asked.text
     assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.SCHEDULED
     done = await d.harness.click(asked.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
@@ -211,7 +211,7 @@ async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
     assert "Cancelled **#1" in done.last.text
     race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
     assert (race.status, race.cancel_reason) == (RaceStatus.CANCELLED, "Not enough runners")
-    again = await mod(d, "liverace cancel", race=str(view.race.id), reason="again")
+    again = await mod(d, "liverace-admin cancel", race=str(view.race.id), reason="again")
     confirm = await d.harness.click(again.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
     assert "only scheduled, open or in-progress races can be cancelled" in confirm.last.text  # replaces the question
 
@@ -219,9 +219,9 @@ async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
 async def test_a_room_that_could_not_be_cancelled_is_reported(discord_, cup, rt) -> None:
     d = discord_
     view = await schedule(d, cup)
-    await mod(d, "liverace open", race=str(view.race.id))
+    await mod(d, "liverace-admin open", race=str(view.race.id))
     rt.down()  # RaceTime.gg unreachable: the race is cancelled here, its room stays open there
-    asked = await mod(d, "liverace cancel", race=str(view.race.id), reason="Storm")
+    asked = await mod(d, "liverace-admin cancel", race=str(view.race.id), reason="Storm")
     done = await d.harness.click(asked.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
     rt.up()
     assert "Cancelled **#1" in done.last.text
@@ -235,14 +235,14 @@ async def test_a_room_that_could_not_be_cancelled_is_reported(discord_, cup, rt)
 async def test_delete_asks_then_deletes(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup)
-    asked = await mod(d, "liverace delete", race=str(view.race.id))
+    asked = await mod(d, "liverace-admin delete", race=str(view.race.id))
     kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
     assert kept.text == "Nothing changed."
-    asked = await mod(d, "liverace delete", race=str(view.race.id))
+    asked = await mod(d, "liverace-admin delete", race=str(view.race.id))
     done = await d.harness.click(asked.with_buttons(), "Delete the race", d.mod, perms=MODERATOR_PERMS)
     assert "Deleted **#1" in done.last.text
     assert (await d.services.live_races.list(d.guild.id)).items == []
-    history = await mod(d, "liverace history", race=str(view.race.id))  # the trail outlives the race
+    history = await mod(d, "liverace-admin history", race=str(view.race.id))  # the trail outlives the race
     assert "live_race.delete" in history.text and "live_race.create" in history.text
 
 
@@ -254,14 +254,14 @@ async def test_open_defers_then_links_the_room_and_info_shows_the_seed_to_player
     assert "alttpr.com/h/secret1" not in before.text and "Seed" not in before.text
     for_mod = await mod(d, "liverace info", race=str(view.race.id))
     assert "chosen when the room opens" in for_mod.text
-    opened = await mod(d, "liverace open", race=str(view.race.id))
+    opened = await mod(d, "liverace-admin open", race=str(view.race.id))
     assert opened.first.type == 5 and opened.first.ephemeral  # "thinking" before RaceTime.gg is called
     race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
     assert race.status is RaceStatus.ROOM_OPEN and "Opened the room of **#1" in opened.last.text
     assert race.racetime_url in opened.last.text and race.racetime_url.startswith(rt.base_url)
     after = await d.harness.run("liverace info", d.alice, race=str(view.race.id), public=True)
     assert not after.ephemeral and "alttpr.com/h/secret1" in after.text and race.racetime_url in after.text
-    again = await mod(d, "liverace open", race=str(view.race.id))
+    again = await mod(d, "liverace-admin open", race=str(view.race.id))
     assert again.last.text == "Race 1 is open (its room is open); only scheduled races can be opened."
 
 
@@ -292,15 +292,15 @@ async def test_record_a_finished_room_shows_results(discord_, cup, rt) -> None:
         d.guild.id, d.alice.id, ALICE_RT["id"], ALICE_RT["name"], SYSTEM, verified=True, display_name="alice"
     )
     view = await schedule(d, cup)
-    await mod(d, "liverace open", race=str(view.race.id))
+    await mod(d, "liverace-admin open", race=str(view.race.id))
     slug = (await d.services.live_races.get(d.guild.id, view.race.id)).race.racetime_slug
-    early = await mod(d, "liverace record", race=str(view.race.id))
+    early = await mod(d, "liverace-admin record", race=str(view.race.id))
     assert early.first.type == 5 and "Working" not in early.text
     assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.ROOM_OPEN
     rt.add_entrant(slug, ALICE_RT)
     rt.start(slug)
     rt.finish_entrant(slug, ALICE_RT["id"], timedelta(hours=1, minutes=2, seconds=3, microseconds=456))
-    recorded = await mod(d, "liverace record", race=str(view.race.id))
+    recorded = await mod(d, "liverace-admin record", race=str(view.race.id))
     assert "is ✅ finished: 1 of 1 participants finished" in recorded.last.text
     info = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
     assert "Participants (1, 1 finished)" in info.text
@@ -331,7 +331,7 @@ async def test_resend_requeues_the_failed_notifications_of_the_race(discord_, cu
                     error="Forbidden" if status is NotificationStatus.FAILED else None,
                 )
             )
-    reply = await mod(d, "liverace resend", race=str(race.id))
+    reply = await mod(d, "liverace-admin resend", race=str(race.id))
     assert reply.ephemeral and reply.text == "Queued 2 failed notifications again."
     async with d.services.db.read() as session:
         after = {n.dedupe_key: n for n in await session.scalars(select(Notification))}
@@ -341,7 +341,7 @@ async def test_resend_requeues_the_failed_notifications_of_the_race(discord_, cu
     assert after["other race failed"].status is NotificationStatus.FAILED
     history = (await d.services.audit.list(d.guild.id, action="notification.resend_failed")).items
     assert [(entry.target_id, entry.details) for entry in history] == [(race.id, {"requeued": 2})]
-    again = await mod(d, "liverace resend", race=str(race.id))
+    again = await mod(d, "liverace-admin resend", race=str(race.id))
     assert again.text == "No failed notifications for this race: nothing to resend."
 
 
@@ -398,7 +398,7 @@ async def test_eligible_lists_players_and_reasons(discord_, cup) -> None:
 async def test_history_is_for_moderators(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup)
-    refused = await d.harness.run("liverace history", d.alice, race=str(view.race.id))
+    refused = await d.harness.run("liverace-admin history", d.alice, race=str(view.race.id))
     assert "Manage Server" in refused.text
-    history = await mod(d, "liverace history", race=str(view.race.id))
+    history = await mod(d, "liverace-admin history", race=str(view.race.id))
     assert "**live_race.create** by system" in history.text

@@ -82,7 +82,7 @@ async def test_only_the_owner_can_press_the_panel(discord_) -> None:
 
 async def test_resend_is_for_moderators_and_reports_the_count(discord_) -> None:
     d = discord_
-    refused = await d.harness.run("liverace resend", d.alice, race="1")
+    refused = await d.harness.run("liverace-admin resend", d.alice, race="1")
     assert "Manage Server" in refused.text
-    missing = await d.harness.run("liverace resend", d.mod, perms=MODERATOR_PERMS, race="1")
+    missing = await d.harness.run("liverace-admin resend", d.mod, perms=MODERATOR_PERMS, race="1")
     assert missing.text == "Live race 1 not found."

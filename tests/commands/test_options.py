@@ -30,7 +30,7 @@ async def test_ids_of_another_guild_are_not_found_and_nothing_is_made(discord_, 
     mine = await setup_guild(d.services, d.guild.id, "Cup")
     theirs = await setup_guild(d.services, d.other_guild.id, "Theirs")
     values = {name: str(thing.id) for name, thing in mine.items()} | {option: str(theirs[option].id)}
-    reply = await d.harness.run("liverace create", d.mod, perms=MODERATOR_PERMS, when="in 1h", **values)
+    reply = await d.harness.run("liverace-admin create", d.mod, perms=MODERATOR_PERMS, when="in 1h", **values)
     assert reply.ephemeral and "not found" in reply.text.lower(), reply.text
     assert "Theirs" not in reply.text and "alttpr.com" not in reply.text
     assert (await d.services.live_races.list(d.guild.id)).items == []
@@ -68,8 +68,8 @@ async def test_a_pool_is_read_within_the_races_tournament(discord_) -> None:
         d.guild.id, tournament.id, SYSTEM, pool_id=pool.id, scheduled_at=utcnow() + timedelta(hours=1)
     )
     refused = await d.harness.run(
-        "liverace edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool=str(other_pool.id)
+        "liverace-admin edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool=str(other_pool.id)
     )
     assert refused.text == f"Pool {other_pool.id} not found in this tournament.", refused.text
-    by_name = await d.harness.run("liverace edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool="pool a")
+    by_name = await d.harness.run("liverace-admin edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool="pool a")
     assert "Updated" in by_name.text and (await d.services.live_races.get(d.guild.id, view.race.id)).pool.id == pool.id

@@ -80,7 +80,7 @@ async def test_moderators_see_that_a_members_dms_are_paused(discord_) -> None:
 async def test_moderator_assigns_an_unverified_link(discord_) -> None:
     d = discord_
     reply = await d.harness.run(
-        "racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=RACETIME_ID, racetime_name="bob"
+        "racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=RACETIME_ID, racetime_name="bob"
     )
     assert "unverified" in reply.text and f"<@{d.bob.id}>" in reply.text
     player = await d.services.players.get(d.guild.id, d.bob.id)
@@ -91,13 +91,13 @@ async def test_moderator_assigns_an_unverified_link(discord_) -> None:
 
 async def test_assign_refuses_players_bad_ids_and_verified_links(discord_) -> None:
     d = discord_
-    refused = await d.harness.run("racetime assign", d.alice, member=d.bob, racetime_id=RACETIME_ID)
+    refused = await d.harness.run("racetime-admin assign", d.alice, member=d.bob, racetime_id=RACETIME_ID)
     assert "Manage Server" in refused.text
-    bad = await d.harness.run("racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id="no!")
+    bad = await d.harness.run("racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id="no!")
     assert "Racetime_id must be a RaceTime.gg user id" in bad.text
     await d.services.players.link_racetime(d.guild.id, d.bob.id, RACETIME_ID, "bob", Actor.system(), verified=True)
     verified = await d.harness.run(
-        "racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id="AAAAbbbbCCCCdddd"
+        "racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id="AAAAbbbbCCCCdddd"
     )
     assert "linked their own RaceTime.gg account" in verified.text
     assert (await d.services.players.find(d.bob.id)).racetime_id == RACETIME_ID

@@ -17,7 +17,7 @@ async def make_tournament(d, name: str = "Spring Cup", guild=None, **fields):
 async def test_create_tournament_as_moderator(discord_) -> None:
     d = discord_
     reply = await d.harness.run(
-        "tournament create", d.mod, perms=MODERATOR_PERMS, name="Spring Cup", runs_per_pool=2, goal="Beat the game"
+        "tournament-admin create", d.mod, perms=MODERATOR_PERMS, name="Spring Cup", runs_per_pool=2, goal="Beat the game"
     )
     assert reply.ephemeral and "Created tournament **Spring Cup**" in reply.text
     (created,) = (await d.services.tournaments.list_tournaments(d.guild.id)).items
@@ -29,7 +29,7 @@ async def test_create_tournament_with_channel_role_and_profile(discord_) -> None
     profile = await d.services.room_profiles.create(d.guild.id, SYSTEM, name="Fast", start_delay=10)
     role = d.guild.roles[0]
     reply = await d.harness.run(
-        "tournament create",
+        "tournament-admin create",
         d.mod,
         perms=MODERATOR_PERMS,
         name="Cup",
@@ -47,7 +47,7 @@ async def test_create_tournament_with_channel_role_and_profile(discord_) -> None
 
 async def test_player_cannot_create_and_nothing_changes(discord_) -> None:
     d = discord_
-    reply = await d.harness.run("tournament create", d.alice, name="Sneaky")
+    reply = await d.harness.run("tournament-admin create", d.alice, name="Sneaky")
     assert reply.ephemeral
     assert reply.text == "You need the Manage Server permission to do that."
     assert (await d.services.tournaments.list_tournaments(d.guild.id)).items == []
@@ -60,10 +60,10 @@ async def test_organizer_role_grants_moderator_commands_and_is_named_in_refusals
     d = discord_
     role = back.make_role("Organizers", d.guild)
     await d.services.guilds.update(d.guild.id, SYSTEM, organizer_role_id=role.id)
-    refused = await d.harness.run("tournament create", d.alice, name="Cup")
+    refused = await d.harness.run("tournament-admin create", d.alice, name="Cup")
     assert refused.text == f"You need the Manage Server permission or the <@&{role.id}> role to do that."
     await dpytest.add_role(d.alice, role)
-    allowed = await d.harness.run("tournament create", d.alice, name="Cup")
+    allowed = await d.harness.run("tournament-admin create", d.alice, name="Cup")
     assert "Created tournament" in allowed.text
 
 
@@ -79,7 +79,7 @@ async def test_organizer_role_grants_moderator_commands_and_is_named_in_refusals
 )
 async def test_bad_tournament_input_is_explained(discord_, options, message) -> None:
     d = discord_
-    reply = await d.harness.run("tournament create", d.mod, perms=MODERATOR_PERMS, **options)
+    reply = await d.harness.run("tournament-admin create", d.mod, perms=MODERATOR_PERMS, **options)
     assert reply.ephemeral and message in reply.text
     assert (await d.services.tournaments.list_tournaments(d.guild.id)).items == []
 
@@ -87,22 +87,22 @@ async def test_bad_tournament_input_is_explained(discord_, options, message) -> 
 async def test_duplicate_tournament_name_is_a_conflict(discord_) -> None:
     d = discord_
     await make_tournament(d)
-    reply = await d.harness.run("tournament create", d.mod, perms=MODERATOR_PERMS, name="spring cup")
+    reply = await d.harness.run("tournament-admin create", d.mod, perms=MODERATOR_PERMS, name="spring cup")
     assert reply.text == "A tournament named 'spring cup' already exists."
 
 
 async def test_edit_tournament_by_name_or_id(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
-    by_id = await d.harness.run("tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), active=False)
+    by_id = await d.harness.run("tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), active=False)
     assert "Updated **Spring Cup**: active." in by_id.text
     by_name = await d.harness.run(
-        "tournament edit", d.mod, perms=MODERATOR_PERMS, tournament="spring cup", description="Qualifier"
+        "tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament="spring cup", description="Qualifier"
     )
     assert "description" in by_name.text
     updated = await d.services.tournaments.get_tournament(d.guild.id, cup.id)
     assert (updated.active, updated.description) == (False, "Qualifier")
-    nothing = await d.harness.run("tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id))
+    nothing = await d.harness.run("tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id))
     assert "Nothing to change" in nothing.text
 
 
@@ -110,7 +110,7 @@ async def test_another_guilds_tournament_is_not_found(discord_) -> None:
     d = discord_
     theirs = await make_tournament(d, "Their Cup", guild=d.other_guild)
     reply = await d.harness.run(
-        "tournament edit", d.mod, perms=MODERATOR_PERMS, tournament=str(theirs.id), active=False
+        "tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament=str(theirs.id), active=False
     )
     assert reply.text == f"Tournament {theirs.id} not found."
     info = await d.harness.run("tournament info", d.alice, tournament="Their Cup")
@@ -155,15 +155,15 @@ async def test_leaderboard_is_private_unless_public(discord_) -> None:
 async def test_pool_add_list_remove_with_confirmation(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
-    added = await d.harness.run("pool add", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", name="Pool A")
+    added = await d.harness.run("pool-admin add", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", name="Pool A")
     assert "Added pool **Pool A**" in added.text
     listed = await d.harness.run("pool list", d.bob, tournament="Spring Cup")
     assert "Pool A" in listed.text
     choices = await d.harness.autocomplete(
-        "pool remove", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.id), pool="a"
+        "pool-admin remove", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.id), pool="a"
     )
     assert [c["name"] for c in choices] == ["Pool A"]
-    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
     assert "Remove pool **Pool A**" in asked.text
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1  # not before confirming
     done = await d.harness.click(asked.with_buttons(), "Remove pool", d.mod, perms=MODERATOR_PERMS)
@@ -175,7 +175,7 @@ async def test_keep_it_leaves_the_pool(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
     await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
-    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
     kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
     assert kept.text == "Nothing changed."
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1
@@ -185,7 +185,7 @@ async def test_someone_else_cannot_press_the_confirmation(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
     await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
-    asked = await d.harness.run("pool remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
     other = await d.harness.click(asked.with_buttons(), "Remove pool", d.bob, perms=MODERATOR_PERMS)
     assert other.ephemeral and "belong to the person who ran the command" in other.text
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1

@@ -8,8 +8,11 @@ import discord
 from discord import app_commands
 
 from bot.discord_bot import cog_extensions
+from bot.services.common import RECORD_ID, ROOM_OPEN_LEAD_MINUTES
+from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from bot.services.room_profiles import ROOM_SETTINGS
 from cogs._common import options
+from cogs._common.checks import ADMIN_SUFFIX, MODERATOR_DEFAULT
 from cogs._common.respond import GENERIC_FAILURE
 from cogs._common.room_options import option_description
 from db.models import GuildPlayer
@@ -62,12 +65,14 @@ def test_every_cog_module_is_an_extension_and_helpers_are_not() -> None:
 def test_the_commands_of_the_spec_exist(bot) -> None:
     names = set(all_commands(bot))
     expected = {
-        *(f"liverace {sub}" for sub in ["create", "edit", "cancel", "delete", "open", "record", "resend"]),
-        *(f"liverace {sub}" for sub in ["list", "info", "eligible", "upcoming", "history"]),
-        *(f"tournament {sub}" for sub in ["create", "edit", "list", "info", "leaderboard"]),
-        "pool add", "pool list", "pool remove", "seed add", "seed list", "seed remove",
+        *(f"liverace-admin {sub}" for sub in ["create", "edit", "cancel", "delete", "open", "record", "resend"]),
+        "liverace-admin history",
+        *(f"liverace {sub}" for sub in ["list", "info", "eligible", "upcoming"]),
+        *(f"tournament-admin {sub}" for sub in ["create", "edit"]),
+        *(f"tournament {sub}" for sub in ["list", "info", "leaderboard"]),
+        "pool-admin add", "pool list", "pool-admin remove", "seed add", "seed list", "seed remove",
         *(f"roomprofile {sub}" for sub in ["create", "edit", "list", "delete"]),
-        "notify", "racetime link", "racetime unlink", "racetime status", "racetime assign",
+        "notify", "racetime link", "racetime unlink", "racetime status", "racetime-admin assign",
         "startline config", "startline sync", "apitoken create", "apitoken list", "apitoken revoke",
     }  # fmt: skip
     assert expected <= names
@@ -75,12 +80,48 @@ def test_the_commands_of_the_spec_exist(bot) -> None:
 
 def test_moderator_commands_carry_a_real_check_and_all_are_guild_only(bot) -> None:
     commands = all_commands(bot)
+    assert PLAYER_COMMANDS <= set(commands)
     for name, command in commands.items():
         assert command.guild_only or (command.parent and command.parent.guild_only), name
         if name in PLAYER_COMMANDS:
             assert command.checks == [], name
         else:
             assert len(command.checks) == 1, name  # moderator, Manage Server or owner
+
+
+def test_moderator_commands_are_hidden_from_players_by_default(bot) -> None:
+    """Discord applies default permissions per top-level command, so each top-level command is wholly for players
+    (none) or wholly for moderators (Manage Server), as published; a mixed group `x` is split into `x` and
+    `x-admin`."""
+    commands = all_commands(bot)
+    published = {payload["name"]: payload for payload in (c.to_dict(bot.tree) for c in bot.tree.get_commands())}
+    for top, payload in published.items():
+        subcommands = {name for name in commands if name == top or name.startswith(top + " ")}
+        players = subcommands & PLAYER_COMMANDS
+        if players:
+            assert players == subcommands, f"/{top} mixes player and moderator commands: split it"
+            assert payload["default_member_permissions"] is None, top
+            assert not top.endswith(ADMIN_SUFFIX), top
+        else:
+            assert int(payload["default_member_permissions"]) == MODERATOR_DEFAULT.value, top
+        assert payload["dm_permission"] is False, top  # guild only
+    for base in {top.removesuffix(ADMIN_SUFFIX) for top in published if top.endswith(ADMIN_SUFFIX)}:
+        assert base in published, f"/{base}{ADMIN_SUFFIX} is the moderator half of a group /{base} that is missing"
+
+
+def test_every_number_option_shows_its_range(bot) -> None:
+    """Discord shows and enforces min_value/max_value; the service checks the same declaration."""
+    seen = {}
+    for name, command in all_commands(bot).items():
+        for option, payload in options_of(bot, command).items():
+            if payload["type"] in (OPTION_TYPES[int], discord.AppCommandOptionType.number.value):
+                assert "min_value" in payload and "max_value" in payload, (name, option)
+                seen[(name, option)] = (payload["min_value"], payload["max_value"])
+    assert seen[("tournament-admin create", "runs_per_pool")] == (RUNS_PER_POOL.low, RUNS_PER_POOL.high)
+    assert seen[("tournament-admin edit", "max_reattempts")] == (MAX_REATTEMPTS.low, MAX_REATTEMPTS.high)
+    lead = (ROOM_OPEN_LEAD_MINUTES.low, ROOM_OPEN_LEAD_MINUTES.high)
+    assert seen[("tournament-admin edit", "lead_minutes")] == seen[("startline config", "lead_minutes")] == lead
+    assert seen[("apitoken revoke", "token")] == (RECORD_ID.low, RECORD_ID.high)
 
 
 # Every option of these names, in any command, is resolved by its transformer (the callback gets the object).
@@ -103,8 +144,8 @@ NAMED_OPTIONS = {
 ROOM_SETTING_COMMANDS = {
     "roomprofile create": False,
     "roomprofile edit": False,
-    "liverace create": True,
-    "liverace edit": True,
+    "liverace-admin create": True,
+    "liverace-admin edit": True,
 }
 OPTION_TYPES = {
     int: discord.AppCommandOptionType.integer.value,
@@ -197,7 +238,7 @@ async def test_unexpected_errors_get_a_short_private_message_and_a_log_entry(dis
 async def test_administrator_counts_as_manage_server(discord_) -> None:
     d = discord_
     reply = await d.harness.run(
-        "tournament create", d.alice, perms=discord.Permissions(administrator=True), name="Admin Cup"
+        "tournament-admin create", d.alice, perms=discord.Permissions(administrator=True), name="Admin Cup"
     )
     assert "Created tournament" in reply.text
 

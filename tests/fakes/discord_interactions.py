@@ -243,7 +243,7 @@ class DiscordHarness:
     async def run(
         self, command: str, member: discord.Member, /, *, perms: discord.Permissions | None = None, **values: Any
     ) -> Reply:
-        """Run `/command` (e.g. "tournament create") with the given option values."""
+        """Run `/command` (e.g. "tournament-admin create") with the given option values."""
         start = len(self.adapter.sent)
         payload = self.command_payload(command, member, perms=perms, **values)
         await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
