@@ -77,7 +77,9 @@ async def mod(d, command: str, **options):
 async def test_create_schedules_a_race(discord_, cup) -> None:
     d = discord_
     before = utcnow()
-    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when="in 2h30m", title="Final")
+    reply = await mod(
+        d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when="in 2h30m", title="Final"
+    )
     assert reply.ephemeral and "Scheduled **#1 Final** (Spring Cup / Pool A): starts <t:" in reply.text
     assert ":F> (<t:" in reply.text and "the room opens <t:" in reply.text
     view = await d.services.live_races.get(d.guild.id, 1)
@@ -93,7 +95,12 @@ async def test_create_reads_local_times_in_the_server_or_chosen_timezone(discord
     year = utcnow().year + 1
     await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00")
     await mod(
-        d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when=f"{year}-07-01 20:00", timezone="Asia/Tokyo"
+        d,
+        "liverace-admin create",
+        tournament="Spring Cup",
+        pool="Pool A",
+        when=f"{year}-07-01 20:00",
+        timezone="Asia/Tokyo",
     )
     berlin, tokyo = sorted((await d.services.live_races.list(d.guild.id)).items, key=lambda v: v.race.id)
     assert (berlin.race.scheduled_at.hour, tokyo.race.scheduled_at.hour) == (18, 11)

@@ -71,5 +71,7 @@ async def test_a_pool_is_read_within_the_races_tournament(discord_) -> None:
         "liverace-admin edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool=str(other_pool.id)
     )
     assert refused.text == f"Pool {other_pool.id} not found in this tournament.", refused.text
-    by_name = await d.harness.run("liverace-admin edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool="pool a")
+    by_name = await d.harness.run(
+        "liverace-admin edit", d.mod, perms=MODERATOR_PERMS, race=str(view.race.id), pool="pool a"
+    )
     assert "Updated" in by_name.text and (await d.services.live_races.get(d.guild.id, view.race.id)).pool.id == pool.id

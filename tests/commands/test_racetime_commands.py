@@ -80,7 +80,12 @@ async def test_moderators_see_that_a_members_dms_are_paused(discord_) -> None:
 async def test_moderator_assigns_an_unverified_link(discord_) -> None:
     d = discord_
     reply = await d.harness.run(
-        "racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=RACETIME_ID, racetime_name="bob"
+        "racetime-admin assign",
+        d.mod,
+        perms=MODERATOR_PERMS,
+        member=d.bob,
+        racetime_id=RACETIME_ID,
+        racetime_name="bob",
     )
     assert "unverified" in reply.text and f"<@{d.bob.id}>" in reply.text
     player = await d.services.players.get(d.guild.id, d.bob.id)

@@ -17,7 +17,12 @@ async def make_tournament(d, name: str = "Spring Cup", guild=None, **fields):
 async def test_create_tournament_as_moderator(discord_) -> None:
     d = discord_
     reply = await d.harness.run(
-        "tournament-admin create", d.mod, perms=MODERATOR_PERMS, name="Spring Cup", runs_per_pool=2, goal="Beat the game"
+        "tournament-admin create",
+        d.mod,
+        perms=MODERATOR_PERMS,
+        name="Spring Cup",
+        runs_per_pool=2,
+        goal="Beat the game",
     )
     assert reply.ephemeral and "Created tournament **Spring Cup**" in reply.text
     (created,) = (await d.services.tournaments.list_tournaments(d.guild.id)).items
@@ -94,7 +99,9 @@ async def test_duplicate_tournament_name_is_a_conflict(discord_) -> None:
 async def test_edit_tournament_by_name_or_id(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
-    by_id = await d.harness.run("tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), active=False)
+    by_id = await d.harness.run(
+        "tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), active=False
+    )
     assert "Updated **Spring Cup**: active." in by_id.text
     by_name = await d.harness.run(
         "tournament-admin edit", d.mod, perms=MODERATOR_PERMS, tournament="spring cup", description="Qualifier"
@@ -163,7 +170,9 @@ async def test_pool_add_list_remove_with_confirmation(discord_) -> None:
         "pool-admin remove", d.mod, "pool", perms=MODERATOR_PERMS, tournament=str(cup.id), pool="a"
     )
     assert [c["name"] for c in choices] == ["Pool A"]
-    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run(
+        "pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A"
+    )
     assert "Remove pool **Pool A**" in asked.text
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1  # not before confirming
     done = await d.harness.click(asked.with_buttons(), "Remove pool", d.mod, perms=MODERATOR_PERMS)
@@ -175,7 +184,9 @@ async def test_keep_it_leaves_the_pool(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
     await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
-    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run(
+        "pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A"
+    )
     kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
     assert kept.text == "Nothing changed."
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1
@@ -185,7 +196,9 @@ async def test_someone_else_cannot_press_the_confirmation(discord_) -> None:
     d = discord_
     cup = await make_tournament(d)
     await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
-    asked = await d.harness.run("pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A")
+    asked = await d.harness.run(
+        "pool-admin remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool="Pool A"
+    )
     other = await d.harness.click(asked.with_buttons(), "Remove pool", d.bob, perms=MODERATOR_PERMS)
     assert other.ephemeral and "belong to the person who ran the command" in other.text
     assert len(await d.services.tournaments.list_pools(d.guild.id, cup.id)) == 1
