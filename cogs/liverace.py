@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import discord
@@ -27,17 +26,23 @@ from cogs._common.formatting import (
     when_line,
 )
 from cogs._common.options import (
+    DeletableRaceOption,
+    EditableRaceOption,
     PoolOption,
     RaceNumberOption,
     RaceOption,
+    RecordableRaceOption,
     RoomProfileOption,
+    ScheduledRaceOption,
     SeedOption,
     TimezoneOption,
     TournamentOption,
+    UnfinishedRaceOption,
     WhenOption,
 )
 from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
+from cogs._common.timeparse import ReadTime
 from cogs._common.views import ConfirmView, Paginator
 from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
 
@@ -104,12 +109,12 @@ class LiveRaceCog(StartlineCog):
     @app_commands.describe(
         tournament="The tournament",
         pool="The pool whose seed is raced",
-        when="Start: 2026-12-01 19:00 (server timezone), ISO 8601 with offset, <t:…> or in 2h30m",
+        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-01 19:00, <t:…> (your or the server's zone)",
         title="Title (default: tournament and pool)",
         seed="A specific seed of the pool (default: one nobody raced, chosen when the room opens)",
         episode="An external id (e.g. a restream episode); unique",
         room_profile="Room settings for this race",
-        timezone="Timezone for `when` if it has no offset (default: the server's)",
+        timezone="Time zone for `when` (default: yours from /timezone set, else the server's)",
     )
     @moderator_only()
     @room_setting_options(per_race=True)
@@ -118,7 +123,7 @@ class LiveRaceCog(StartlineCog):
         interaction: discord.Interaction,
         tournament: Transform[Tournament, TournamentOption],
         pool: Transform[Pool, PoolOption],
-        when: Transform[datetime, WhenOption],
+        when: Transform[ReadTime, WhenOption],
         title: str | None = None,
         seed: Transform[Permalink, SeedOption] | None = None,
         episode: str | None = None,
@@ -132,7 +137,7 @@ class LiveRaceCog(StartlineCog):
             tournament.id,
             self.actor(interaction),
             pool_id=pool.id,
-            scheduled_at=when,
+            scheduled_at=when.at,
             title=title,
             permalink_id=seed.id if seed else None,
             episode_id=episode,
@@ -142,7 +147,8 @@ class LiveRaceCog(StartlineCog):
         await respond(
             interaction,
             f"Scheduled **{race_title(view.race)}** ({safe(view.tournament.name)} / {safe(view.pool.name)}): "
-            f"starts {when_line(view.race.scheduled_at)}, the room opens {ts(view.room_opens_at, 'R')}.",
+            f"starts {when_line(view.race.scheduled_at)}, the room opens {ts(view.room_opens_at, 'R')}.\n"
+            f"Read `when` as {when.echo}.",
         )
 
     @liverace_admin.command(name="edit", description="Change a scheduled race (only the title once its room is open)")
@@ -150,7 +156,7 @@ class LiveRaceCog(StartlineCog):
         race="The race",
         title="New title",
         when="New start (same formats as create)",
-        timezone="Timezone for `when` if it has no offset",
+        timezone="Time zone for `when` (default: yours, else the server's)",
         pool="Another pool of the tournament",
         seed="A specific seed of the pool",
         episode="An external id; unique",
@@ -161,9 +167,9 @@ class LiveRaceCog(StartlineCog):
     async def edit(
         self,
         interaction: discord.Interaction,
-        race: Transform[LiveRaceView, RaceOption],
+        race: Transform[LiveRaceView, EditableRaceOption],
         title: str | None = None,
-        when: Transform[datetime, WhenOption] | None = None,
+        when: Transform[ReadTime, WhenOption] | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,  # read by `when`
         pool: Transform[Pool, PoolOption] | None = None,
         seed: Transform[Permalink, SeedOption] | None = None,
@@ -174,7 +180,7 @@ class LiveRaceCog(StartlineCog):
     ) -> None:
         changes: dict[str, Any] = options.given(
             title=title,
-            scheduled_at=when,
+            scheduled_at=when.at if when else None,
             pool_id=pool.id if pool else None,
             permalink_id=seed.id if seed else None,
             episode_id=episode,
@@ -191,7 +197,7 @@ class LiveRaceCog(StartlineCog):
         await respond(
             interaction,
             f"Updated **{race_title(view.race)}** ({', '.join(sorted(changes))}). "
-            f"Starts {when_line(view.race.scheduled_at)}.",
+            f"Starts {when_line(view.race.scheduled_at)}." + (f"\nRead `when` as {when.echo}." if when else ""),
         )
 
     # ---- cancel / delete ---------------------------------------------------------------------------------------------
@@ -199,7 +205,7 @@ class LiveRaceCog(StartlineCog):
     @app_commands.describe(race="The race", reason="Told to the players")
     @moderator_only()
     async def cancel(
-        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], reason: str
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, UnfinishedRaceOption], reason: str
     ) -> None:
         guild_id = self.guild_id(interaction)
         view = race
@@ -221,7 +227,9 @@ class LiveRaceCog(StartlineCog):
 
     @liverace_admin.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
     @moderator_only()
-    async def delete(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
+    async def delete(
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, DeletableRaceOption]
+    ) -> None:
         guild_id = self.guild_id(interaction)
         view = race
         actor = self.actor(interaction)
@@ -239,28 +247,55 @@ class LiveRaceCog(StartlineCog):
     # ---- open / record / resend ----------------------------------------------------------------------------------
     @liverace_admin.command(name="open", description="Open the RaceTime.gg room now")
     @moderator_only()
-    async def open(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
+    async def open(self, interaction: discord.Interaction, race: Transform[LiveRaceView, ScheduledRaceOption]) -> None:
+        guild_id = self.guild_id(interaction)
+        actor = self.actor(interaction)
+
+        async def do_open(_click: discord.Interaction | None = None) -> str:
+            view = await self.services.live_races.open_now(guild_id, race.race.id, actor)
+            return f"Opened the room of **{race_title(view.race)}**: {view.race.racetime_url}"
+
+        opens_at = race.room_opens_at
+        if race.race.status is RaceStatus.SCHEDULED and self.services.live_races.clock() < opens_at:
+            # Opening early publishes the seed early: ask first.
+            await ConfirmView(interaction.user.id, do_open, confirm_label="Open it now").ask(
+                interaction,
+                f"The room of **{race_title(race.race)}** normally opens {ts(opens_at, 'R')} ({ts(opens_at, 'f')}). "
+                "Opening it now shows its seed to everyone in the room that much earlier. Open it now?",
+            )
+            return
         await think(interaction)
-        view = await self.services.live_races.open_now(
-            self.guild_id(interaction), race.race.id, self.actor(interaction)
-        )
-        await respond(interaction, f"Opened the room of **{race_title(view.race)}**: {view.race.racetime_url}")
+        await respond(interaction, await do_open())
 
     @liverace_admin.command(name="record", description="Read the room and record the results now")
     @app_commands.describe(force="Record a room that is still running (unfinished entrants forfeit)")
     @moderator_only()
     async def record(
-        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], force: bool = False
+        self,
+        interaction: discord.Interaction,
+        race: Transform[LiveRaceView, RecordableRaceOption],
+        force: bool = False,
     ) -> None:
+        guild_id = self.guild_id(interaction)
+        actor = self.actor(interaction)
+
+        async def do_record(_click: discord.Interaction | None = None) -> str:
+            view = await self.services.live_races.record(guild_id, race.race.id, actor, force=force)
+            return (
+                f"**{race_title(view.race)}** is {status_label(view.race.status)}: {view.race.finisher_count} of "
+                f"{view.race.participant_count} participants finished. See `/liverace info`."
+            )
+
+        if force:
+            await ConfirmView(interaction.user.id, do_record, confirm_label="Record with force").ask(
+                interaction,
+                f"Record **{race_title(race.race)}** with force? Results are taken from the room as it stands: "
+                "entrants still running **forfeit** (score 0), and a race already recorded is reconciled with its "
+                "room.",
+            )
+            return
         await think(interaction)
-        view = await self.services.live_races.record(
-            self.guild_id(interaction), race.race.id, self.actor(interaction), force=force
-        )
-        await respond(
-            interaction,
-            f"**{race_title(view.race)}** is {status_label(view.race.status)}: {view.race.finisher_count} of "
-            f"{view.race.participant_count} participants finished. See `/liverace info`.",
-        )
+        await respond(interaction, await do_record())
 
     @liverace_admin.command(name="resend", description="Retry the notifications of a race that could not be delivered")
     @moderator_only()
@@ -384,17 +419,27 @@ class LiveRaceCog(StartlineCog):
                 lines.append(f"· {who} — {entrant.status}")
         return shorten("\n".join(lines), 1024) or "nobody yet"
 
-    @liverace.command(name="eligible", description="Who may race it, and why the others may not")
+    @liverace.command(name="eligible", description="Whether you may race it (moderators: everyone, with reasons)")
     async def eligible(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
         guild_id = self.guild_id(interaction)
         view = race
         report = await self.services.live_races.eligibility(guild_id, view.race.id)
+        title = f"Eligibility — {race_title(view.race)}"
+        counts = f"{len(report.eligible)} may race, {len(report.ineligible)} may not."
+        if not await is_moderator(interaction):
+            # Reasons are personal (an unfinished run, a seed already played): players see only their own.
+            player = await self.services.players.get(guild_id, interaction.user.id)
+            reason = report.reason_for(player.id)
+            verdict = "✅ You may race it." if reason is None else f"❌ You may not race it: {safe(reason, 200)}."
+            embed = discord.Embed(title=title, description=f"{verdict}\n\n{counts}", colour=EMBED_COLOUR)
+            await respond(interaction, embed=embed)
+            return
         lines = [f"✅ {safe(candidate.display_name, 60)}" for candidate in report.eligible]
         lines += [f"❌ {safe(candidate.display_name, 60)} — {safe(reason)}" for candidate, reason in report.ineligible]
         embeds = pages(
-            f"Eligibility — {race_title(view.race)}",
+            title,
             lines,
-            description=f"{len(report.eligible)} may race, {len(report.ineligible)} may not.",
+            description=counts,
             empty="No players in this server yet: players appear once they use a Startline command.",
             per_page=15,
         )

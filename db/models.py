@@ -167,6 +167,9 @@ class Player(TimestampMixin, Base):
     dm_blocked_at: Mapped[datetime | None] = mapped_column()
     # The bot's DM channel with this user, kept so a restart sends without opening the channel again.
     dm_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The user's own time zone (`/timezone set`) for the times they type and the labels they read; a person's zone
+    # is the same in every server, so it is global. NULL: the server's zone.
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class GuildPlayer(Base):
@@ -193,6 +196,17 @@ class GuildPlayer(Base):
         Index("ix_guild_players_player_id", "player_id"),
         UniqueConstraint("guild_id", "racetime_id"),
     )
+
+
+class CalendarKey(Base):
+    """A member's personal calendar feed (only the races they may race): the key is the secret in its URL."""
+
+    __tablename__ = "calendar_keys"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RoomProfile(TimestampMixin, Base):

@@ -22,6 +22,7 @@ from bot.services.scoring import ScoringService
 from bot.services.seasons import SeasonService
 from bot.services.series import SeriesService
 from bot.services.templates import TemplateService
+from bot.services.timezones import TimezoneService
 from bot.services.tokens import TokenService
 from bot.services.tournaments import TournamentService
 from bot.settings import Settings
@@ -54,6 +55,7 @@ class Services:
     batch: BatchService
     phases: PhaseService
     seasons: SeasonService
+    timezones: TimezoneService
 
 
 def build_services(
@@ -93,4 +95,5 @@ def build_services(
         batch=BatchService(live_races, max_lines=settings.series.max_batch_lines),
         phases=PhaseService(db),
         seasons=SeasonService(db),
+        timezones=TimezoneService(db),
     )

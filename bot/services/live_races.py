@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -241,18 +241,26 @@ class LiveRaceService:
             return Page(views, encode_race_cursor(last.scheduled_at, last.id))
         return Page(views, None)
 
-    async def search(self, guild_id: int, text: str, *, limit: int = 25) -> list[LiveRaceListing]:
-        """Autocomplete: a race id, or a piece of the title; active races first, then the newest."""
+    async def search(
+        self, guild_id: int, text: str, *, limit: int = 25, statuses: Collection[RaceStatus] | None = None
+    ) -> list[LiveRaceListing]:
+        """Autocomplete: a race id, or a piece of the title, among `statuses` (all by default); unfinished races
+        first, soonest first, then the others, newest first."""
         text = (text or "").strip()[:100]
         limit = max(1, min(limit, 100))
         race = live_races_table.c
         query = LISTING.where(race.guild_id == guild_id)
+        if statuses is not None:
+            query = query.where(race.status.in_(_statuses(statuses) or []))
         if text:
             matches = race.title.ilike(f"%{text}%")
             if text.isdigit():
                 matches = or_(matches, race.id == int(text))
             query = query.where(matches)
-        query = query.order_by(race.status.in_(ACTIVE_STATUSES).desc(), race.scheduled_at.desc(), race.id.desc())
+        unfinished = race.status.in_(ACTIVE_STATUSES)
+        query = query.order_by(
+            unfinished.desc(), case((unfinished, race.scheduled_at)).asc(), race.scheduled_at.desc(), race.id.desc()
+        )
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit))).all()
         return [self._listing(row) for row in rows]

@@ -19,6 +19,14 @@ STATUS_LABELS = {
     RaceStatus.FINISHED: "✅ finished",
     RaceStatus.CANCELLED: "❌ cancelled",
 }
+# The states in plain words, where an emoji or a Discord timestamp cannot show (autocomplete choices).
+STATE_WORDS = {
+    RaceStatus.SCHEDULED: "scheduled",
+    RaceStatus.ROOM_OPEN: "room open",
+    RaceStatus.IN_PROGRESS: "racing",
+    RaceStatus.FINISHED: "finished",
+    RaceStatus.CANCELLED: "cancelled",
+}
 
 
 def ts(when: datetime, style: str = "f") -> str:

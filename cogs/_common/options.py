@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import discord
 from discord import app_commands
@@ -30,11 +31,12 @@ from bot.errors import DomainError, NotFound, ValidationFailed
 from bot.services.common import RECORD_ID, ROOM_OPEN_LEAD_MINUTES, IntRange
 from bot.services.guilds import check_timezone
 from bot.services.live_race_views import LiveRaceView
+from bot.services.live_races import ACTIVE_STATUSES, UPCOMING_STATUSES
 from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from cogs._common.checks import is_moderator
-from cogs._common.formatting import shorten
-from cogs._common.timeparse import parse_when
-from db.models import Permalink, Pool, RoomProfile, Tournament
+from cogs._common.formatting import STATE_WORDS, shorten
+from cogs._common.timeparse import ReadTime, parse_when
+from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
 from db.types import utcnow
 
 if TYPE_CHECKING:
@@ -249,8 +251,22 @@ def race_number(value: str) -> int:
     return race_id
 
 
+def race_label(race: Any, zone: ZoneInfo) -> str:
+    """An autocomplete line: number, title, state in plain words, start in the reader's zone (`Sat 28 Mar 20:00
+    CET`); a choice is plain text, so no Discord timestamp can show it in the reader's own zone."""
+    local = race.scheduled_at.astimezone(zone)
+    start = f"{local:%a} {local.day} {local:%b %H:%M %Z}"
+    return f"#{race.id} {shorten(race.title, 50)} · {STATE_WORDS[RaceStatus(race.status)]} · {start}"
+
+
 class RaceOption(app_commands.Transformer):
-    """A live race of the guild, by number, as the service's `LiveRaceView` (race, tournament, pool, seed)."""
+    """A live race of the guild, by number, as the service's `LiveRaceView` (race, tournament, pool, seed).
+
+    `statuses` are the races autocomplete offers (unfinished ones first, soonest first); a command that acts on
+    races in some states only offers those. Any race can still be typed: the service judges it.
+    """
+
+    statuses: tuple[RaceStatus, ...] | None = None  # None: every race
 
     async def transform(self, interaction: discord.Interaction, value: str, /) -> LiveRaceView:
         race_id = race_number(value)
@@ -258,15 +274,43 @@ class RaceOption(app_commands.Transformer):
         return await _once(interaction, ("race", race_id), lambda: live_races.get(_guild(interaction), race_id))
 
     async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
-        listings = await services_of(interaction).live_races.search(
-            _guild(interaction), value.strip(), limit=MAX_CHOICES
+        services = services_of(interaction)
+        zones = await services.timezones.zones(_guild(interaction), interaction.user.id)
+        listings = await services.live_races.search(
+            _guild(interaction), value.strip(), limit=MAX_CHOICES, statuses=self.statuses
         )
-        choices = []
-        for listing in listings[:MAX_CHOICES]:
-            race = listing.race
-            start = race.scheduled_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            choices.append(_choice(f"#{race.id} {race.title} · {race.status.value} · {start}", race.id))
-        return choices
+        zone = ZoneInfo(zones.effective)
+        return [_choice(race_label(listing.race, zone), listing.race.id) for listing in listings[:MAX_CHOICES]]
+
+
+class UnfinishedRaceOption(RaceOption):
+    """Races that can still be cancelled."""
+
+    statuses = ACTIVE_STATUSES
+
+
+class EditableRaceOption(RaceOption):
+    """Races that can be edited (everything while scheduled, the title while the room is open)."""
+
+    statuses = UPCOMING_STATUSES
+
+
+class ScheduledRaceOption(RaceOption):
+    """Races whose room can be opened."""
+
+    statuses = (RaceStatus.SCHEDULED,)
+
+
+class RecordableRaceOption(RaceOption):
+    """Races whose room is open or running (a finished one can still be typed, to re-record it with force)."""
+
+    statuses = (RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
+
+
+class DeletableRaceOption(RaceOption):
+    """Races that can be deleted."""
+
+    statuses = (RaceStatus.SCHEDULED, RaceStatus.CANCELLED)
 
 
 class RaceNumberOption(RaceOption):
@@ -277,35 +321,77 @@ class RaceNumberOption(RaceOption):
 
 
 # ---- times -------------------------------------------------------------------------------------------------------
+# Offered first (after the server's zone and the user's own) when the user has typed nothing or little.
+COMMON_TIMEZONES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Helsinki",
+    "Europe/Moscow",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Asia/Seoul",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+)
+
+
 @lru_cache(maxsize=1)
 def _timezones() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
 
 
+def _offset(zone: str, now: datetime) -> str:
+    offset = now.astimezone(ZoneInfo(zone)).strftime("%z")
+    return f"UTC{offset[:3]}:{offset[3:]}"
+
+
 class TimezoneOption(app_commands.Transformer):
-    """An IANA timezone name, like Europe/Berlin."""
+    """An IANA timezone name, like Europe/Berlin. Suggests the server's zone, the user's own and common ones first."""
 
     async def transform(self, interaction: discord.Interaction, value: str, /) -> str:
         return check_timezone(value.strip())
 
     async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
+        zones = await services_of(interaction).timezones.zones(_guild(interaction), interaction.user.id)
+        notes = {zones.server: "this server's zone"}
+        if zones.own:
+            notes[zones.own] = "your zone" if zones.own != zones.server else "your zone and this server's"
+        first = list(dict.fromkeys([zones.server, *([zones.own] if zones.own else []), *COMMON_TIMEZONES]))
         needle = value.strip().lower().replace(" ", "_")
-        matches = [zone for zone in _timezones() if needle in zone.lower()]
-        return [_choice(zone, zone) for zone in matches[:MAX_CHOICES]]
+        matches = [zone for zone in first if needle in zone.lower()]
+        matches += [zone for zone in _timezones() if needle in zone.lower() and zone not in notes and zone not in first]
+        now = utcnow()
+        choices = []
+        for zone in matches[:MAX_CHOICES]:
+            note = f" · {notes[zone]}" if zone in notes else ""
+            choices.append(_choice(f"{zone} ({_offset(zone, now)}){note}", zone))
+        return choices
 
 
-async def guild_timezone(interaction: discord.Interaction) -> str:
-    settings = await services_of(interaction).guilds.get(_guild(interaction))
-    return settings.timezone or "UTC"
+async def input_timezone(interaction: discord.Interaction) -> str:
+    """The zone a typed time is read in: the command's `timezone` option, the user's own, else the server's."""
+    zone = _sibling(interaction, "timezone")
+    if zone and zone.strip():
+        return check_timezone(zone.strip())
+    zones = await services_of(interaction).timezones.zones(_guild(interaction), interaction.user.id)
+    return zones.effective
 
 
 class WhenOption(app_commands.Transformer):
-    """A start time as `timeparse.parse_when` reads it, in the command's `timezone` option, else the server's."""
+    """A start time as `timeparse.parse_when` reads it (`ReadTime`: the instant and how it was read), in the
+    command's `timezone` option, else the user's own zone, else the server's."""
 
-    async def transform(self, interaction: discord.Interaction, value: str, /) -> datetime:
-        zone = _sibling(interaction, "timezone")
-        zone = check_timezone(zone.strip()) if zone and zone.strip() else await guild_timezone(interaction)
-        return parse_when(value, timezone=zone, now=utcnow())
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> ReadTime:
+        return parse_when(value, timezone=await input_timezone(interaction), now=utcnow())
 
 
 # ---- templates, series, phases, seasons (issue 15) -------------------------------------------------------------

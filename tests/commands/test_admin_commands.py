@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.actors import Actor
+from cogs._common.options import COMMON_TIMEZONES
 from tests.commands.conftest import MODERATOR_PERMS
 
 SYSTEM = Actor.system()
@@ -76,8 +77,24 @@ async def test_timezone_autocomplete(discord_) -> None:
     choices = await d.harness.autocomplete(
         "startline config", d.mod, "timezone", perms=MODERATOR_PERMS, timezone="berl"
     )
-    assert choices == [{"name": "Europe/Berlin", "value": "Europe/Berlin"}]
+    assert [choice["value"] for choice in choices] == ["Europe/Berlin"]
+    assert choices[0]["name"] in ("Europe/Berlin (UTC+01:00)", "Europe/Berlin (UTC+02:00)")  # winter or summer
     assert len(await d.harness.autocomplete("startline config", d.mod, "timezone", timezone="")) == 25
+
+
+async def test_timezone_autocomplete_offers_the_servers_zone_the_users_and_common_ones_first(discord_) -> None:
+    d = discord_
+    await d.services.guilds.update(d.guild.id, SYSTEM, timezone="Asia/Singapore")
+    await d.services.timezones.set_own(d.guild.id, d.alice.id, "America/Phoenix", SYSTEM)
+    values = [c["value"] for c in await d.harness.autocomplete("timezone set", d.alice, "zone", zone="")]
+    assert values[:4] == ["Asia/Singapore", "America/Phoenix", "UTC", "Europe/London"]
+    assert values[2:20] == list(COMMON_TIMEZONES) and len(values) == 25  # then the others, alphabetically
+    names = [c["name"] for c in await d.harness.autocomplete("timezone set", d.alice, "zone", zone="")]
+    assert names[0].endswith("· this server's zone") and names[1].endswith("· your zone")
+    # typing narrows the list; the preferred zones still come first
+    values = [c["value"] for c in await d.harness.autocomplete("timezone set", d.alice, "zone", zone="america/")]
+    assert values[:3] == ["America/Phoenix", "America/New_York", "America/Chicago"]
+    assert set(values[3:]) and all(value.startswith("America/") for value in values)
 
 
 async def test_apitoken_create_list_revoke(discord_) -> None:

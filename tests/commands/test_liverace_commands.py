@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 from discord.utils import escape_markdown
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.actors import Actor
 from bot.app import Application
 from bot.settings import Settings
-from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus, RaceStatus
+from db.models import (
+    Base,
+    EventType,
+    LiveRace,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    RaceStatus,
+)
 from db.types import utcnow
 from tests.commands.conftest import MODERATOR_PERMS
 from tests.fakes.lifecycle import racetime_client
@@ -73,6 +82,12 @@ async def mod(d, command: str, **options):
     return await d.harness.run(command, d.mod, perms=MODERATOR_PERMS, **options)
 
 
+async def open_room(d, race_id: int):
+    """/liverace-admin open before the normal open time: it asks first (the seed would show early)."""
+    asked = await mod(d, "liverace-admin open", race=str(race_id))
+    return await d.harness.click(asked.with_buttons(), "Open it now", d.mod, perms=MODERATOR_PERMS)
+
+
 # ---- create -----------------------------------------------------------------------------------------------------
 async def test_create_schedules_a_race(discord_, cup) -> None:
     d = discord_
@@ -127,10 +142,66 @@ async def test_create_with_seed_profile_episode_and_room_override(discord_, cup)
     assert race.room_settings == {"time_limit": 4, "unlisted": True}
 
 
+async def test_create_reads_natural_times_in_the_users_own_zone_and_echoes_the_reading(discord_, cup) -> None:
+    d = discord_
+    await d.services.guilds.update(d.guild.id, SYSTEM, timezone="Europe/Berlin")
+    await d.harness.run("timezone set", d.mod, zone="America/New_York")
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when="tomorrow 8pm")
+    race = (await d.services.live_races.get(d.guild.id, 1)).race
+    local = race.scheduled_at.astimezone(ZoneInfo("America/New_York"))
+    assert (local.hour, local.minute) == (20, 0)
+    assert local.date() == (utcnow().astimezone(ZoneInfo("America/New_York")) + timedelta(days=1)).date()
+    stamp = int(race.scheduled_at.timestamp())
+    assert f"Read `when` as {local:%a} {local.day} {local:%b %Y} 20:00 America/New_York → <t:{stamp}:F>." in reply.text
+    # the command's own timezone option beats the user's zone
+    await mod(d, "liverace-admin edit", race="1", when="tomorrow 8pm", timezone="UTC")
+    race = (await d.services.live_races.get(d.guild.id, 1)).race
+    assert race.scheduled_at.hour == 20
+
+
+async def test_a_two_way_date_is_refused_with_both_readings_and_nothing_is_made(discord_, cup) -> None:
+    d = discord_
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", pool="Pool A", when="5/6 19:00")
+    assert reply.ephemeral and "`5/6` could mean " in reply.text and " June " in reply.text and " May " in reply.text
+    assert (await d.services.live_races.list(d.guild.id)).items == []
+
+
+async def test_race_autocomplete_offers_what_the_command_can_act_on_soonest_first(discord_, cup) -> None:
+    d = discord_
+    await schedule(d, cup, hours=5, title="Later")
+    await schedule(d, cup, hours=1, title="Sooner")
+    opened = await schedule(d, cup, hours=3, title="Opened")
+    running = await schedule(d, cup, hours=4, title="Running")
+    done = await schedule(d, cup, hours=6, title="Done")
+    gone = await schedule(d, cup, hours=7, title="Gone")
+    async with d.services.db.transaction() as session:  # only the listing is read here: set the states directly
+        for view, status in ((opened, "room_open"), (running, "in_progress"), (done, "finished")):
+            await session.execute(update(LiveRace).where(LiveRace.id == view.race.id).values(status=status))
+    await d.services.live_races.cancel(d.guild.id, gone.race.id, SYSTEM, reason="rain")
+
+    async def offered(command: str) -> list[str]:
+        choices = await d.harness.autocomplete(command, d.mod, "race", perms=MODERATOR_PERMS, race="")
+        return [choice["name"].split(" · ")[0].split(" ", 1)[1] for choice in choices]
+
+    assert await offered("liverace-admin cancel") == ["Sooner", "Opened", "Running", "Later"]
+    assert await offered("liverace-admin open") == ["Sooner", "Later"]
+    assert await offered("liverace-admin record") == ["Opened", "Running"]
+    assert await offered("liverace-admin edit") == ["Sooner", "Opened", "Later"]
+    assert await offered("liverace-admin delete") == ["Sooner", "Later", "Gone"]
+    # everything else: unfinished races soonest first, then the rest newest first
+    assert await offered("liverace info") == ["Sooner", "Opened", "Running", "Later", "Gone", "Done"]
+    # labels: plain-language states, the start in the reader's zone
+    await d.services.timezones.set_own(d.guild.id, d.mod.id, "Asia/Tokyo", SYSTEM)
+    choices = await d.harness.autocomplete("liverace-admin record", d.mod, "race", perms=MODERATOR_PERMS, race="")
+    local = opened.race.scheduled_at.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert choices[0]["name"] == f"#{opened.race.id} Opened · room open · {local:%a} {local.day} {local:%b %H:%M} JST"
+    assert choices[1]["name"].startswith(f"#{running.race.id} Running · racing · ")
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"when": "tomorrow evening"}, "I could not read `tomorrow evening` as a time. Use for example `"),
+        ({"when": "tomorrow evening"}, "I could not read `tomorrow evening` as a time. Add a time of day. Use for"),
         ({"when": "2001-01-01 10:00"}, "is in the past; pick a time ahead, for example"),
         ({"when": "in 1h", "timezone": "Mars/Base"}, "Unknown timezone 'Mars/Base'"),
         ({"when": "in 1h", "pool": "Pool Z"}, "This tournament has no pool called 'Pool Z'"),
@@ -226,7 +297,7 @@ async def test_cancel_asks_then_cancels_with_the_reason(discord_, cup) -> None:
 async def test_a_room_that_could_not_be_cancelled_is_reported(discord_, cup, rt) -> None:
     d = discord_
     view = await schedule(d, cup)
-    await mod(d, "liverace-admin open", race=str(view.race.id))
+    await open_room(d, view.race.id)
     rt.down()  # RaceTime.gg unreachable: the race is cancelled here, its room stays open there
     asked = await mod(d, "liverace-admin cancel", race=str(view.race.id), reason="Storm")
     done = await d.harness.click(asked.with_buttons(), "Cancel the race", d.mod, perms=MODERATOR_PERMS)
@@ -256,7 +327,7 @@ async def test_delete_asks_then_deletes(discord_, cup) -> None:
 # ---- open / record / info ------------------------------------------------------------------------------------------
 async def test_open_defers_then_links_the_room_and_info_shows_the_seed_to_players(discord_, cup, rt) -> None:
     d = discord_
-    view = await schedule(d, cup)
+    view = await schedule(d, cup, hours=0.1)  # within the 15 minutes before the start: the normal open time
     before = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
     assert "alttpr.com/h/secret1" not in before.text and "Seed" not in before.text
     for_mod = await mod(d, "liverace info", race=str(view.race.id))
@@ -270,6 +341,38 @@ async def test_open_defers_then_links_the_room_and_info_shows_the_seed_to_player
     assert not after.ephemeral and "alttpr.com/h/secret1" in after.text and race.racetime_url in after.text
     again = await mod(d, "liverace-admin open", race=str(view.race.id))
     assert again.last.text == "Race 1 is open (its room is open); only scheduled races can be opened."
+
+
+async def test_an_early_open_asks_first_because_it_shows_the_seed_early(discord_, cup, rt) -> None:
+    d = discord_
+    view = await schedule(d, cup, hours=2)
+    asked = await mod(d, "liverace-admin open", race=str(view.race.id))
+    assert asked.ephemeral and "normally opens <t:" in asked.text and "shows its seed" in asked.text
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.SCHEDULED
+    assert not any("startrace" in path for _, path in rt.requests)
+    kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
+    assert kept.text == "Nothing changed."
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.SCHEDULED
+    opened = await open_room(d, view.race.id)
+    assert "Opened the room of **#1" in opened.last.text
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.ROOM_OPEN
+
+
+async def test_record_with_force_asks_first(discord_, cup, rt) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    await open_room(d, view.race.id)
+    slug = (await d.services.live_races.get(d.guild.id, view.race.id)).race.racetime_slug
+    rt.add_entrant(slug, ALICE_RT)
+    rt.start(slug)
+    asked = await mod(d, "liverace-admin record", race=str(view.race.id), force=True)
+    assert asked.ephemeral and "still running **forfeit**" in asked.text
+    kept = await d.harness.click(asked.with_buttons(), "Keep it", d.mod, perms=MODERATOR_PERMS)
+    assert kept.text == "Nothing changed."
+    assert (await d.services.live_races.get(d.guild.id, view.race.id)).race.status is RaceStatus.ROOM_OPEN
+    asked = await mod(d, "liverace-admin record", race=str(view.race.id), force=True)
+    done = await d.harness.click(asked.with_buttons(), "Record with force", d.mod, perms=MODERATOR_PERMS)
+    assert "is ✅ finished: 0 of 1 participants finished" in done.last.text
 
 
 async def test_moderator_sees_a_chosen_seed_privately_but_not_in_public(discord_, cup) -> None:
@@ -299,7 +402,7 @@ async def test_record_a_finished_room_shows_results(discord_, cup, rt) -> None:
         d.guild.id, d.alice.id, ALICE_RT["id"], ALICE_RT["name"], SYSTEM, verified=True, display_name="alice"
     )
     view = await schedule(d, cup)
-    await mod(d, "liverace-admin open", race=str(view.race.id))
+    await open_room(d, view.race.id)
     slug = (await d.services.live_races.get(d.guild.id, view.race.id)).race.racetime_slug
     early = await mod(d, "liverace-admin record", race=str(view.race.id))
     assert early.first.type == 5 and "Working" not in early.text
@@ -389,16 +492,23 @@ async def test_upcoming_pages_with_buttons(discord_, cup) -> None:
     assert "Race 6" in second.text and "Race 7" in second.text
 
 
-async def test_eligible_lists_players_and_reasons(discord_, cup) -> None:
+async def test_eligible_shows_a_player_only_their_own_reason_and_moderators_everyones(discord_, cup) -> None:
     d = discord_
     view = await schedule(d, cup)
     await d.harness.run("racetime status", d.bob)  # any command makes bob a player of the server
     await d.services.players.link_racetime(d.guild.id, d.bob.id, ALICE_RT["id"], "bob", SYSTEM, verified=True)
-    reply = await d.harness.run("liverace eligible", d.alice, race=str(view.race.id))
-    assert reply.ephemeral and "1 may race, 1 may not." in reply.text
-    assert f"✅ {escape_markdown(d.bob.display_name)}" in reply.text
+    alice = await d.harness.run("liverace eligible", d.alice, race=str(view.race.id))
+    assert alice.ephemeral and "1 may race, 1 may not." in alice.text
+    assert "❌ You may not race it: Link your RaceTime.gg account with /racetime link." in alice.text
+    assert escape_markdown(d.bob.display_name) not in alice.text and d.mod.display_name not in alice.text
+    bob = await d.harness.run("liverace eligible", d.bob, race=str(view.race.id))
+    assert "✅ You may race it." in bob.text and escape_markdown(d.alice.display_name) not in bob.text
+    everyone = await mod(d, "liverace eligible", race=str(view.race.id))
+    assert everyone.ephemeral and "1 may race, 2 may not." in everyone.text  # the moderator is a player now
+    assert f"✅ {escape_markdown(d.bob.display_name)}" in everyone.text
     assert (
-        f"❌ {escape_markdown(d.alice.display_name)} — Link your RaceTime.gg account with /racetime link" in reply.text
+        f"❌ {escape_markdown(d.alice.display_name)} — Link your RaceTime.gg account with /racetime link"
+        in everyone.text
     )
 
 

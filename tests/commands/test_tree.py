@@ -37,6 +37,9 @@ PLAYER_COMMANDS = {
     "phase leaderboard",
     "season list",
     "season leaderboard",
+    "timezone set",
+    "timezone show",
+    "timezone clear",
 }
 
 
@@ -56,6 +59,7 @@ def test_every_cog_module_is_an_extension_and_helpers_are_not() -> None:
         "cogs.admin",
         "cogs.liverace",
         "cogs.notify",
+        "cogs.personal",
         "cogs.racetime",
         "cogs.seasons",
         "cogs.tournament",
@@ -139,6 +143,7 @@ NAMED_OPTIONS = {
     "series": options.SeriesOption,
     "phase": options.PhaseOption,
     "season": options.SeasonOption,
+    "zone": options.TimezoneOption,
 }
 # The commands that take room settings: all of them, or those a single race may override.
 ROOM_SETTING_COMMANDS = {

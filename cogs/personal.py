@@ -1,0 +1,55 @@
+"""/timezone and /calendar: what a member sets up for themselves."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import discord
+from discord.app_commands import Transform
+
+from bot.services.timezones import Zones
+from cogs._common.base import StartlineCog
+from cogs._common.checks import player_group
+from cogs._common.options import TimezoneOption
+from cogs._common.respond import respond
+from cogs._common.timeparse import wall
+from db.types import utcnow
+
+
+def describe_zones(zones: Zones) -> str:
+    local = utcnow().astimezone(ZoneInfo(zones.effective))
+    now = f"it is {wall(local)} there now"
+    if zones.own is None:
+        return (
+            f"You have no time zone of your own, so the times you type are read in this server's, "
+            f"**{zones.server}** ({now}). Set yours with `/timezone set`."
+        )
+    server = "" if zones.own == zones.server else f" This server's zone is {zones.server}."
+    return f"Your time zone is **{zones.own}** ({now}): the times you type are read in it.{server}"
+
+
+class PersonalCog(StartlineCog):
+    timezone = player_group("timezone", "Your time zone, for the times you type and the lists you read")
+
+    @timezone.command(name="set", description="Save your time zone (for every server that shares the bot with you)")
+    async def timezone_set(self, interaction: discord.Interaction, zone: Transform[str, TimezoneOption]) -> None:
+        zones = await self.services.timezones.set_own(
+            self.guild_id(interaction), interaction.user.id, zone, self.actor(interaction)
+        )
+        await respond(interaction, "Saved. " + describe_zones(zones))
+
+    @timezone.command(name="show", description="Which time zone your typed times are read in")
+    async def timezone_show(self, interaction: discord.Interaction) -> None:
+        zones = await self.services.timezones.zones(self.guild_id(interaction), interaction.user.id)
+        await respond(interaction, describe_zones(zones))
+
+    @timezone.command(name="clear", description="Forget your time zone and use the server's")
+    async def timezone_clear(self, interaction: discord.Interaction) -> None:
+        zones = await self.services.timezones.set_own(
+            self.guild_id(interaction), interaction.user.id, None, self.actor(interaction)
+        )
+        await respond(interaction, "Forgot your time zone. " + describe_zones(zones))
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(PersonalCog(bot))
