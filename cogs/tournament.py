@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.app_commands import Transform
 
+from bot.errors import ValidationFailed
 from bot.services.room_profiles import ROOM_SETTINGS
+from bot.services.seed_import import MAX_IMPORT_BYTES, SeedBatch, decode, parse_csv, parse_lines
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import admin_group, moderator_group, moderator_only, player_group
@@ -22,10 +26,32 @@ from cogs._common.options import (
     SeedOption,
     TournamentOption,
 )
-from cogs._common.respond import respond
+from cogs._common.respond import report_error, respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.views import ConfirmView, Paginator
 from db.models import Permalink, Pool, RoomProfile, Tournament
+
+
+class SeedListModal(discord.ui.Modal):
+    """One URL a line (notes after a space), for /seed import without a file."""
+
+    urls: discord.ui.TextInput = discord.ui.TextInput(
+        label="Seeds: one URL a line, notes after a space",
+        custom_id="urls",
+        style=discord.TextStyle.paragraph,
+        placeholder="https://alttpr.com/h/abc123 easy one\nhttps://alttpr.com/h/def456",
+        max_length=4000,
+    )
+
+    def __init__(self, pool_name: str, action: Callable[[discord.Interaction, SeedBatch], Awaitable[None]]) -> None:
+        super().__init__(title=shorten(f"Seeds for {pool_name}", 45), timeout=900)
+        self.action = action
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.action(interaction, parse_lines(self.urls.value))
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await report_error(interaction, error)
 
 
 def tournament_embed(tournament: Tournament, pools: list, profile_name: str | None) -> discord.Embed:
@@ -321,6 +347,43 @@ class TournamentCog(StartlineCog):
             guild_id, tournament.id, pool.id, self.actor(interaction), url=url, notes=notes or ""
         )
         await respond(interaction, f"Added seed #{created.id} to pool **{safe(pool.name)}**: <{created.url}>")
+
+    @seed.command(name="import", description="Add many seeds at once: a CSV file, or a list of URLs to paste")
+    @app_commands.describe(
+        tournament="The tournament",
+        pool="The pool of lines that name none; without a file, the pool to paste URLs into",
+        file="A CSV file: pool, url, notes (a first row naming the columns is optional)",
+    )
+    @moderator_only()
+    async def seed_import(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        pool: Transform[Pool, PoolOption] | None = None,
+        file: discord.Attachment | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        actor = self.actor(interaction)
+
+        async def import_batch(reply_to: discord.Interaction, batch: SeedBatch) -> None:
+            created = await self.services.tournaments.import_permalinks(
+                guild_id, tournament.id, actor, batch, default_pool_id=pool.id if pool else None
+            )
+            names = {p.id: p.name for p in await self.services.tournaments.list_pools(guild_id, tournament.id)}
+            per_pool = Counter(names[seed.pool_id] for seed in created)
+            spread = ", ".join(f"{safe(name, 40)}: {count}" for name, count in per_pool.items())
+            await respond(reply_to, f"Imported {len(created)} seed{'s' if len(created) != 1 else ''} ({spread}).")
+
+        if file is None:
+            if pool is None:
+                raise ValidationFailed("attach a CSV file, or pick the pool to paste URLs into", field="file")
+            await interaction.response.send_modal(SeedListModal(pool.name, import_batch))
+            return
+        if file.size > MAX_IMPORT_BYTES:
+            raise ValidationFailed(f"the file is larger than {MAX_IMPORT_BYTES // 1024} KiB; split it", field="file")
+        await think(interaction)
+        text, problem = decode(await file.read())
+        await import_batch(interaction, parse_csv(text) if text is not None else SeedBatch(errors=[problem]))
 
     @seed.command(name="list", description="The seeds of a pool (moderators only: seeds are secret until raced)")
     @moderator_only()

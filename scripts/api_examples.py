@@ -113,6 +113,13 @@ async def record_examples() -> dict[tuple[str, str], str]:
         seeds = pools + "/{pid}/permalinks"
         seed = await r.call("POST", seeds, p2, body={"url": "https://alttpr.com/h/Xy12Ab", "notes": "fast"})
         s2 = {**p2, "plid": seed["id"]}
+        batch = {
+            "permalinks": [
+                {"url": "https://alttpr.com/h/Qw34Er", "notes": "slow"},
+                {"url": "https://alttpr.com/h/Ty56Ui"},
+            ]
+        }
+        await r.call("POST", seeds + "/batch", p2, body=batch)
         await r.call("GET", seeds, p2, token="read")
         await r.call("GET", seeds + "/{plid}", s2)
         await r.call("PATCH", seeds + "/{plid}", s2, body={"notes": "fast, no glitches"})

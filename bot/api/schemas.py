@@ -28,6 +28,7 @@ from pydantic import (
 
 from bot.services.common import MAX_PAGE_SIZE, ROOM_OPEN_LEAD_MINUTES
 from bot.services.room_profiles import ROOM_SETTINGS, RoomSetting
+from bot.services.seed_import import MAX_IMPORT_LINES
 from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from db.models import EventType, NotificationKind, NotificationStatus, RaceStatus, RunStatus
 
@@ -263,6 +264,18 @@ class PermalinkOut(OutputModel):
 class PermalinkCreate(InputModel):
     url: str = Field(min_length=1, max_length=500, examples=["https://alttpr.com/h/abc123"])
     notes: str = Field(default="", max_length=1000)
+
+
+class PermalinkBatch(InputModel):
+    permalinks: list[PermalinkCreate] = Field(
+        min_length=1,
+        max_length=MAX_IMPORT_LINES,
+        description="every seed is added, or none: a refusal lists each bad one by its position (`line`, from 1)",
+    )
+
+
+class PermalinkList(BaseModel):
+    items: list[PermalinkOut]
 
 
 class PermalinkUpdate(InputModel):

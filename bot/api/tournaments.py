@@ -7,7 +7,9 @@ from bot.api.registry import ApiCall, Reply, RouteTable
 from bot.api.schemas import (
     ItemsPage,
     PageQuery,
+    PermalinkBatch,
     PermalinkCreate,
+    PermalinkList,
     PermalinkOut,
     PermalinkUpdate,
     PoolCreate,
@@ -18,6 +20,7 @@ from bot.api.schemas import (
     TournamentQuery,
     TournamentUpdate,
 )
+from bot.services.seed_import import SeedBatch, SeedLine
 from db.models import Permalink, TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
@@ -231,6 +234,30 @@ async def create_permalink(call: ApiCall) -> Reply:
     seed = await call.services.tournaments.add_permalink(call.guild_id, tid, pid, call.actor, **call.body.model_dump())
     location = f"{TOURNAMENTS}/{tid}/pools/{pid}/permalinks/{seed.id}"
     return Reply(permalink_out(seed, can_manage=True), 201, location)
+
+
+@tournament_route(
+    "POST",
+    PERMALINKS + "/batch",
+    summary="Add many seeds to a pool, all or none",
+    tag="permalinks",
+    scope=MANAGE,
+    body=PermalinkBatch,
+    response=PermalinkList,
+    status=201,
+    description=(
+        "Every seed is checked first (URL, notes, already in the pool, twice in the list); one problem refuses the "
+        "whole list with 422, and `details.errors` names each bad seed by its position in the list (`line`, from "
+        "1), its `field` and a `message`."
+    ),
+)
+async def create_permalinks(call: ApiCall) -> Reply:
+    tid, pid = call.path["tid"], call.path["pid"]
+    batch = SeedBatch([SeedLine(n, item.url, item.notes) for n, item in enumerate(call.body.permalinks, start=1)])
+    seeds = await call.services.tournaments.import_permalinks(
+        call.guild_id, tid, call.actor, batch, default_pool_id=pid
+    )
+    return Reply(PermalinkList(items=[permalink_out(seed, can_manage=True) for seed in seeds]), 201)
 
 
 @tournament_route(

@@ -22,6 +22,7 @@ from bot.services.common import (
     page_limit,
 )
 from bot.services.room_profiles import profile_or_404
+from bot.services.seed_import import LineError, SeedBatch, summary
 from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
 
@@ -373,6 +374,81 @@ class TournamentService:
                 details={"pool_id": pool_id, "url": url},
             )
             return permalink
+
+    async def import_permalinks(
+        self,
+        guild_id: int,
+        tournament_id: int,
+        actor: Actor,
+        batch: SeedBatch,
+        *,
+        default_pool_id: int | None = None,
+    ) -> list[Permalink]:
+        """Add every seed of `batch` to its pool, or none: all lines are checked first (pool, URL, notes, already in
+        the pool, twice in the batch), and any problem, with the lines that could not be read, refuses the whole
+        batch with each bad line named (`details["errors"]`). One transaction, one audit entry."""
+        errors = list(batch.errors)
+        async with self.db.transaction() as session:
+            await tournament_or_404(session, guild_id, tournament_id)
+            default = None
+            if default_pool_id is not None:
+                default = await pool_or_404(session, guild_id, tournament_id, default_pool_id)
+            pools = list(await session.scalars(select(Pool).where(Pool.tournament_id == tournament_id)))
+            by_name = {pool.name.lower(): pool for pool in pools} | {str(pool.id): pool for pool in pools}
+            taken = set(
+                (
+                    await session.execute(
+                        select(Permalink.pool_id, Permalink.url).where(Permalink.pool_id.in_([p.id for p in pools]))
+                    )
+                ).all()
+            )
+            first_seen: dict[tuple[int, str], int] = {}
+            accepted: list[tuple[Pool, str, str]] = []
+            for line in batch.lines:
+                pool = default if line.pool is None else by_name.get(line.pool.strip().lstrip("#").lower())
+                if pool is None:
+                    problem = (
+                        "empty; name the pool" if line.pool is None else f"this tournament has no pool {line.pool!r}"
+                    )
+                    errors.append(LineError(line.line, "pool", problem))
+                try:
+                    url = check_url(line.url)
+                    notes = clean_text(line.notes, "notes", max_length=1000)
+                except ValidationFailed as bad:
+                    errors.append(LineError(line.line, bad.field or "url", bad.message))
+                    continue
+                if pool is None:
+                    continue
+                if (pool.id, url) in taken:
+                    errors.append(LineError(line.line, "url", f"this seed is already in pool {pool.name}"))
+                elif (pool.id, url) in first_seen:
+                    errors.append(LineError(line.line, "url", f"the same seed as line {first_seen[(pool.id, url)]}"))
+                else:
+                    first_seen[(pool.id, url)] = line.line
+                    accepted.append((pool, url, notes))
+            if errors:
+                errors.sort(key=lambda error: error.line)
+                raise ValidationFailed(
+                    summary(errors),
+                    field="seeds",
+                    details={"errors": [{"line": e.line, "field": e.field, "message": e.message} for e in errors]},
+                )
+            created = [Permalink(pool_id=pool.id, url=url, notes=notes) for pool, url, notes in accepted]
+            session.add_all(created)
+            await session.flush()
+            counts: dict[str, int] = {}
+            for pool, _, _ in accepted:
+                counts[str(pool.id)] = counts.get(str(pool.id), 0) + 1
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=actor,
+                action="permalink.import",
+                target_type="tournament",
+                target_id=tournament_id,
+                details={"count": len(created), "per_pool": counts, "ids": [p.id for p in created]},
+            )
+            return created
 
     async def update_permalink(
         self,

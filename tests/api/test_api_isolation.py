@@ -36,6 +36,7 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
         schemas.PoolUpdate: {"description": "changed"},
         schemas.PermalinkCreate: {"url": "https://seeds.example/isolation"},
         schemas.PermalinkUpdate: {"notes": "changed"},
+        schemas.PermalinkBatch: {"permalinks": [{"url": "https://seeds.example/isolation-batch"}]},
         schemas.RoomProfileCreate: {"name": "isolation profile", "start_delay": 30},
         schemas.RoomProfileUpdate: {"start_delay": 25},
         schemas.LiveRaceCreate: {"pool_id": world.pid, "scheduled_at": later, "permalink_id": world.plid},

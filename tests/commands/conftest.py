@@ -53,14 +53,14 @@ async def bot(app: Application) -> AsyncIterator[StartlineBot]:
 
 
 @pytest_asyncio.fixture
-async def discord_(bot: StartlineBot) -> SimpleNamespace:
+async def discord_(bot: StartlineBot, tmp_path) -> SimpleNamespace:
     """The harness plus the cast: a guild, another guild, a moderator and two players."""
     home, elsewhere = bot.guilds
     cast = dpytest.get_config().members
     members = {member.name: member for member in cast if member.guild == home}
     return SimpleNamespace(
         bot=bot,
-        harness=DiscordHarness(bot),
+        harness=DiscordHarness(bot, uploads=tmp_path),
         services=bot.app.services,
         guild=home,
         other_guild=elsewhere,

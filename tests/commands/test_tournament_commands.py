@@ -6,6 +6,7 @@ import pytest
 
 from bot.actors import Actor
 from tests.commands.conftest import MODERATOR_PERMS
+from tests.fakes.discord_interactions import Upload
 
 SYSTEM = Actor.system()
 
@@ -286,3 +287,98 @@ async def test_paginated_list_pages_with_buttons(discord_) -> None:
     assert "Page 3 of 3" in third.text and third.last.buttons[2]["disabled"] is True
     stranger = await d.harness.click(third.last, "◀", d.bob)
     assert "belong to the person who ran the command" in stranger.text
+
+
+# ---- /seed import ------------------------------------------------------------------------------------------------
+async def seeds_of(d, tournament) -> list[tuple[str, str, str]]:
+    found = []
+    for pool in await d.services.tournaments.list_pools(d.guild.id, tournament.id):
+        seeds = await d.services.tournaments.list_permalinks(d.guild.id, tournament.id, pool.id)
+        found += [(pool.name, seed.url, seed.notes) for seed in seeds]
+    return found
+
+
+async def test_seed_import_from_a_csv_file(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    for name in ("Pool A", "Pool B"):
+        await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name=name)
+    csv = b"pool,url,notes\nPool A,https://s.example/1,easy\nPool B,https://s.example/2,\n,https://s.example/3,\n"
+    reply = await d.harness.run(
+        "seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool B", file=Upload("s.csv", csv)
+    )
+    assert reply.first.type == 5 and reply.ephemeral  # thinking while the file is read
+    assert reply.last.text == "Imported 3 seeds (Pool A: 1, Pool B: 2)."
+    assert await seeds_of(d, cup) == [
+        ("Pool A", "https://s.example/1", "easy"),
+        ("Pool B", "https://s.example/2", ""),
+        ("Pool B", "https://s.example/3", ""),
+    ]
+
+
+async def test_seed_import_refuses_a_file_with_bad_lines_whole_and_names_them(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    pool = await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    await d.services.tournaments.add_permalink(d.guild.id, cup.id, pool.id, SYSTEM, url="https://s.example/old")
+    csv = b"Pool A,https://s.example/1\nPool A,not a url\nPool Q,https://s.example/2\nPool A,https://s.example/old\n"
+    reply = await d.harness.run(
+        "seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", file=Upload("s.csv", csv)
+    )
+    assert reply.ephemeral and reply.last.text.startswith("3 lines are wrong, so no seed was imported:")
+    assert "- line 2, url: url must be an http(s) URL" in reply.last.text
+    assert "- line 3, pool: this tournament has no pool 'Pool Q'" in reply.last.text
+    assert "- line 4, url: this seed is already in pool Pool A" in reply.last.text
+    assert await seeds_of(d, cup) == [("Pool A", "https://s.example/old", "")]
+
+
+@pytest.mark.parametrize(
+    ("upload", "message"),
+    [
+        (
+            Upload("s.csv", b"url\n\xff\xfe"),
+            "1 line is wrong, so no seed was imported:\n- line 2, file: the file is not UTF-8",
+        ),
+        (Upload("s.csv", b"\n\n"), "- line 1, file: no seeds in it"),
+        (Upload("s.csv", b"x", size=10**6), "The file is larger than 256 KiB; split it."),
+    ],
+)
+async def test_seed_import_refuses_files_it_cannot_read(discord_, upload, message) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    reply = await d.harness.run(
+        "seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool A", file=upload
+    )
+    assert reply.ephemeral and message in reply.last.text, reply.last.text
+    assert await seeds_of(d, cup) == []
+
+
+async def test_seed_import_without_a_file_opens_a_form_for_a_list_of_urls(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    no_pool = await d.harness.run("seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup")
+    assert no_pool.ephemeral and no_pool.text == "Attach a CSV file, or pick the pool to paste URLs into."
+    asked = await d.harness.run("seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", pool="Pool A")
+    assert asked.first.modal["title"] == "Seeds for Pool A"
+    refused = await d.harness.submit(asked.first, d.mod, urls="https://s.example/1\nnope\n")
+    assert refused.ephemeral and refused.text.startswith("1 line is wrong, so no seed was imported:\n- line 2, url:")
+    assert await seeds_of(d, cup) == []
+    done = await d.harness.submit(asked.first, d.mod, urls="https://s.example/1 the easy one\n\nhttps://s.example/2\n")
+    assert done.ephemeral and done.text == "Imported 2 seeds (Pool A: 2)."
+    assert await seeds_of(d, cup) == [
+        ("Pool A", "https://s.example/1", "the easy one"),
+        ("Pool A", "https://s.example/2", ""),
+    ]
+
+
+async def test_seed_import_is_for_moderators(discord_) -> None:
+    d = discord_
+    cup = await make_tournament(d)
+    await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
+    reply = await d.harness.run(
+        "seed import", d.alice, tournament="Spring Cup", file=Upload("s.csv", b"Pool A,https://s.example/1")
+    )
+    assert reply.ephemeral and reply.text == "You need the Manage Server permission to do that."
+    assert await seeds_of(d, cup) == []

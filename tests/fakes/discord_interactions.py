@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -25,6 +28,18 @@ RESPONSE_DEFERRED = 5
 RESPONSE_DEFERRED_UPDATE = 6
 RESPONSE_UPDATE = 7
 RESPONSE_AUTOCOMPLETE = 8
+RESPONSE_MODAL = 9
+
+
+@dataclass
+class Upload:
+    """A file given to an attachment option. The harness writes it to `directory`, and dpytest's HTTP stand-in
+    serves `Attachment.read()` from there (its `get_from_cdn` reads the URL's path)."""
+
+    filename: str
+    data: bytes
+    content_type: str = "text/csv"
+    size: int | None = None  # what Discord says the size is (default: the data's)
 
 
 @dataclass
@@ -58,6 +73,17 @@ class Sent:
     @property
     def components(self) -> list[dict[str, Any]]:
         return self.data.get("components") or []
+
+    @property
+    def modal(self) -> dict[str, Any]:
+        """The modal this response opened (custom_id, title, components)."""
+        assert self.type == RESPONSE_MODAL, self
+        return self.data
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """The files sent with it: filename and bytes."""
+        return self.payload.get("_files") or []
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -130,7 +156,7 @@ class RecordingAdapter:
         return data
 
     async def create_interaction_response(self, interaction_id, token, *, session, params, **_):
-        payload = params.payload or {}
+        payload = _payload(params)
         if payload.get("type") in (RESPONSE_MESSAGE, RESPONSE_DEFERRED):
             message_id = next(_ids)
         else:  # an update of the clicked message keeps its id
@@ -141,14 +167,20 @@ class RecordingAdapter:
             answer["response_message_id"] = str(message_id)
         return {"interaction": answer}
 
-    async def execute_webhook(self, webhook_id, token, *, session, payload=None, wait=False, **_):
+    async def execute_webhook(
+        self, webhook_id, token, *, session, payload=None, multipart=None, files=None, wait=False, **_
+    ):
         message_id = next(_ids)
-        self.sent.append(Sent("followup", payload or {}, message_id))
+        payload = _payload_of(payload, multipart, files)
+        self.sent.append(Sent("followup", payload, message_id))
         return self._message(message_id, payload or {}) if wait else None
 
-    async def edit_original_interaction_response(self, application_id, token, *, session, payload=None, **_):
+    async def edit_original_interaction_response(
+        self, application_id, token, *, session, payload=None, multipart=None, files=None, **_
+    ):
         message_id = next(_ids)
-        self.sent.append(Sent("edit_original", payload or {}, message_id))
+        payload = _payload_of(payload, multipart, files)
+        self.sent.append(Sent("edit_original", payload, message_id))
         return self._message(message_id, payload or {})
 
     async def edit_webhook_message(self, webhook_id, token, message_id, *, session, payload=None, **_):
@@ -159,7 +191,26 @@ class RecordingAdapter:
         self.sent.append(Sent("delete_original", {}))
 
 
-def _option(name: str, value: Any, resolved: dict[str, dict]) -> dict[str, Any]:
+def _payload_of(payload: dict | None, multipart: list[dict] | None, files: list | None) -> dict[str, Any]:
+    """The JSON part of a request; a request with files sends it as the multipart field `payload_json`."""
+    if multipart:
+        payload = json.loads(next(part["value"] for part in multipart if part["name"] == "payload_json"))
+    payload = dict(payload or {})
+    if files:
+        payload["_files"] = [{"filename": f.filename, "data": _file_bytes(f)} for f in files]
+    return payload
+
+
+def _payload(params: Any) -> dict[str, Any]:
+    return _payload_of(params.payload, params.multipart, params.files)
+
+
+def _file_bytes(file: discord.File) -> bytes:
+    file.reset()
+    return file.fp.read()
+
+
+def _option(name: str, value: Any, resolved: dict[str, dict], directory: Path | None = None) -> dict[str, Any]:
     if isinstance(value, bool):
         return {"type": 5, "name": name, "value": value}
     if isinstance(value, int):
@@ -184,14 +235,29 @@ def _option(name: str, value: Any, resolved: dict[str, dict]) -> dict[str, Any]:
             "permissions": str(discord.Permissions.all().value),
         }
         return {"type": 7, "name": name, "value": str(value.id)}
+    if isinstance(value, Upload):
+        assert directory is not None
+        attachment_id = str(next(_ids))
+        path = directory / f"{attachment_id}-{value.filename}"
+        path.write_bytes(value.data)
+        resolved.setdefault("attachments", {})[attachment_id] = {
+            "id": attachment_id,
+            "filename": value.filename,
+            "size": len(value.data) if value.size is None else value.size,
+            "url": path.as_uri(),
+            "proxy_url": path.as_uri(),
+            "content_type": value.content_type,
+        }
+        return {"type": 11, "name": name, "value": attachment_id}
     return {"type": 3, "name": name, "value": str(value)}
 
 
 class DiscordHarness:
     """Drives commands, autocomplete and buttons of `bot` as `member` would, recording the answers."""
 
-    def __init__(self, bot: discord.Client) -> None:
+    def __init__(self, bot: discord.Client, uploads: Path | None = None) -> None:
         self.bot = bot
+        self.uploads = uploads or Path(tempfile.mkdtemp(prefix="startline-uploads-"))
         self.adapter = RecordingAdapter(self)
         self.channel: discord.abc.GuildChannel = bot.guilds[0].text_channels[0]
         self.clicked_message_id: int | None = None
@@ -229,7 +295,7 @@ class DiscordHarness:
         resolved: dict[str, dict] = {}
         opts = []
         for key, value in values.items():
-            option = _option(key, value, resolved)
+            option = _option(key, value, resolved, self.uploads)
             if key == focused:
                 option.update(focused=True, type=3, value=str(value))
             opts.append(option)
@@ -283,6 +349,26 @@ class DiscordHarness:
         payload["message"] = RecordingAdapter._message(self.adapter, message.message_id, message.data)
         payload["data"] = {"custom_id": button["custom_id"], "component_type": 2}
         self.clicked_message_id = message.message_id
+        self.bot._connection.parse_interaction_create(payload)
+        await self.settle()
+        return Reply(self.adapter.sent[start:])
+
+    async def submit(self, modal: Sent, member: discord.Member, /, **values: str) -> Reply:
+        """Fill in the text inputs of the modal a response opened (by custom_id or label) and submit it."""
+        start = len(self.adapter.sent)
+        rows = []
+        filled = set()
+        for row in modal.modal["components"]:
+            inputs = []
+            for field_ in row.get("components", [row.get("component")]):
+                key = next((k for k in (field_.get("custom_id"), field_.get("label")) if k in values), None)
+                if key is not None:
+                    filled.add(key)
+                inputs.append({"type": 4, "custom_id": field_["custom_id"], "value": values.get(key, "")})
+            rows.append({"type": 1, "components": inputs})
+        assert filled == set(values), f"no text input {set(values) - filled} in the modal"
+        payload = self._base(member, None, 5)
+        payload["data"] = {"custom_id": modal.modal["custom_id"], "components": rows}
         self.bot._connection.parse_interaction_create(payload)
         await self.settle()
         return Reply(self.adapter.sent[start:])
