@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,10 +15,12 @@ from discord.app_commands import Transform
 from bot.errors import ValidationFailed
 from bot.services.room_profiles import ROOM_SETTINGS
 from bot.services.seed_import import MAX_IMPORT_BYTES, SeedBatch, decode, parse_csv, parse_lines
+from bot.services.standings import RunLine, Standing
 from cogs._common import options
 from cogs._common.base import StartlineCog
+from cogs._common.charts import score_chart
 from cogs._common.checks import admin_group, moderator_group, moderator_only, player_group
-from cogs._common.formatting import EMBED_COLOUR, on_off, pages, safe, shorten
+from cogs._common.formatting import EMBED_COLOUR, LINES_PER_PAGE, on_off, pages, run_time, safe, shorten
 from cogs._common.options import (
     LeadMinutes,
     MaxReattempts,
@@ -28,8 +32,10 @@ from cogs._common.options import (
 )
 from cogs._common.respond import report_error, respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
-from cogs._common.views import ConfirmView, Paginator
-from db.models import Permalink, Pool, RoomProfile, Tournament
+from cogs._common.views import ConfirmView, OwnedView, Paginator
+from db.models import Permalink, Pool, RoomProfile, RunStatus, Tournament
+
+CHART_FILE = "scores.png"
 
 
 class SeedListModal(discord.ui.Modal):
@@ -52,6 +58,115 @@ class SeedListModal(discord.ui.Modal):
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await report_error(interaction, error)
+
+
+async def only_active_tournament(services, guild_id: int) -> Tournament:
+    page = await services.tournaments.list_tournaments(guild_id, active=True, limit=2)
+    if len(page.items) == 1:
+        return page.items[0]
+    if not page.items:
+        raise ValidationFailed("there is no active tournament in this server", field="tournament")
+    raise ValidationFailed(
+        "this server has several active tournaments; pick one with the `tournament` option", field="tournament"
+    )
+
+
+def run_text(run: RunLine) -> str:
+    text = run_time(run.elapsed_us) if run.status is RunStatus.FINISHED else run.status.value.replace("_", " ")
+    if run.score is not None:
+        text += f" · {run.score:.1f}"
+    return f"~~{text}~~ (reattempted)" if run.reattempted else text
+
+
+def standing_embed(standing: Standing) -> discord.Embed:
+    """Rank, unfinished runs, then a line per pool: its score, the runs, and whether they may play it now."""
+    head = (
+        f"Rank **{standing.rank}** of {standing.ranked} · score **{standing.score:.2f}**"
+        if standing.rank is not None
+        else "No scored run yet."
+    )
+    names = {pool.pool_id: pool.name for pool in standing.pools}
+    lines = [head]
+    lines += [
+        f"⏳ Unfinished run in {safe(names[run.pool_id], 40)} ({run.status.value.replace('_', ' ')}): it must end "
+        "before another race counts for you."
+        for run in standing.unfinished
+    ]
+    lines.append("")
+    per_pool = standing.runs_per_pool
+    for pool in standing.pools:
+        score = f"{pool.score:.1f}" if pool.score is not None else "no run yet"
+        runs = ", ".join(run_text(run) for run in pool.runs)
+        verdict = "✅ may play" if pool.reason is None else f"❌ {safe(pool.reason, 80)}"
+        lines.append(f"**{safe(pool.name, 40)}** — {score}" + (f" ({runs})" if runs else "") + f" · {verdict}")
+    if not standing.pools:
+        lines.append("This tournament has no pools yet.")
+    description = "\n".join(lines)
+    if len(description) > 4000:
+        description = description[:3990].rsplit("\n", 1)[0] + "\n…"
+    embed = discord.Embed(
+        title=f"{shorten(standing.tournament.name, 100)} — {shorten(standing.display_name, 60)}",
+        description=description,
+        colour=EMBED_COLOUR,
+    )
+    embed.set_footer(
+        text=f"{per_pool} run{'s' if per_pool != 1 else ''} per pool count; the chart shows each pool's score"
+    )
+    return embed
+
+
+async def standing_reply(
+    services, guild_id: int, tournament_id: int, discord_user_id: int
+) -> tuple[discord.Embed, discord.File]:
+    """The embed and its chart (a PNG, drawn in a thread) of one player's standing."""
+    standing = await services.standings.of_player(guild_id, tournament_id, discord_user_id)
+    bars = [(pool.name, pool.score) for pool in standing.pools]
+    title = f"{standing.tournament.name} - {standing.display_name}"
+    png = await asyncio.to_thread(score_chart, bars, title=title)
+    embed = standing_embed(standing)
+    embed.set_image(url=f"attachment://{CHART_FILE}")
+    return embed, discord.File(io.BytesIO(png), filename=CHART_FILE)
+
+
+class TournamentPicker(OwnedView):
+    """For the profile menu when several tournaments are active: pick one, see the member's standing in it."""
+
+    def __init__(self, owner_id: int, services, guild_id: int, member_id: int, tournaments: list[Tournament]) -> None:
+        super().__init__(owner_id, timeout=180)
+        self.services, self.guild_id, self.member_id = services, guild_id, member_id
+        select = discord.ui.Select(
+            placeholder="Which tournament?",
+            options=[discord.SelectOption(label=shorten(t.name, 100), value=str(t.id)) for t in tournaments[:25]],
+        )
+        select.callback = self.picked
+        self.add_item(select)
+        self.select = select
+
+    async def picked(self, interaction: discord.Interaction) -> None:
+        self.stop()
+        embed, chart = await standing_reply(self.services, self.guild_id, int(self.select.values[0]), self.member_id)
+        await interaction.response.edit_message(embed=embed, attachments=[chart], view=None)
+
+
+@app_commands.context_menu(name="Startline profile")
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+@moderator_only()
+async def startline_profile(interaction: discord.Interaction, member: discord.Member) -> None:
+    """A member's standing in the server's active tournament (a menu to pick one when there are several)."""
+    services = options.services_of(interaction)
+    guild_id = interaction.guild_id
+    assert guild_id is not None
+    page = await services.tournaments.list_tournaments(guild_id, active=True, limit=25)
+    if len(page.items) > 1:
+        picker = TournamentPicker(interaction.user.id, services, guild_id, member.id, page.items)
+        picker.origin = interaction
+        await respond(interaction, f"Startline profile of {member.mention}: pick a tournament.", view=picker)
+        return
+    tournament = await only_active_tournament(services, guild_id)
+    await think(interaction)
+    embed, chart = await standing_reply(services, guild_id, tournament.id, member.id)
+    await respond(interaction, embed=embed, file=chart)
 
 
 def tournament_embed(tournament: Tournament, pools: list, profile_name: str | None) -> discord.Embed:
@@ -259,11 +374,15 @@ class TournamentCog(StartlineCog):
     ) -> None:
         guild_id = self.guild_id(interaction)
         board = await self.services.scoring.leaderboard(guild_id, tournament.id)
-        lines = [
-            f"**{entry.rank}.** {safe(entry.display_name, 40)} — {entry.score:.2f}"
-            f" ({entry.runs_counted} run{'s' if entry.runs_counted != 1 else ''})"
-            for entry in board.entries
-        ]
+        lines = []
+        mine = None
+        for index, entry in enumerate(board.entries):
+            you = entry.discord_user_id == interaction.user.id
+            mine = index if you else mine
+            lines.append(
+                f"**{entry.rank}.** {safe(entry.display_name, 40)} — {entry.score:.2f}"
+                f" ({entry.runs_counted} run{'s' if entry.runs_counted != 1 else ''})" + (" ◀ you" if you else "")
+            )
         slots = len(board.pools) * board.runs_per_pool
         seasons = (await self.services.seasons.names_of_tournaments(guild_id, [tournament.id])).get(tournament.id, [])
         in_seasons = f" · season {', '.join(seasons)} (/season leaderboard)" if seasons else ""
@@ -273,7 +392,20 @@ class TournamentCog(StartlineCog):
             empty="No scored runs yet.",
             footer=f"average over {slots} slot{'s' if slots != 1 else ''} ({board.runs_per_pool} per pool){in_seasons}",
         )
-        await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
+        my_page = None if mine is None else mine // LINES_PER_PAGE
+        await Paginator(interaction.user.id, embeds, my_page=my_page).start(interaction, ephemeral=not public)
+
+    @tournament.command(name="me", description="Your runs, scores and rank, and what you may still play")
+    @app_commands.describe(tournament="The tournament (default: the server's only active one)")
+    async def tournament_me(
+        self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption] | None = None
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        if tournament is None:
+            tournament = await only_active_tournament(self.services, guild_id)
+        await think(interaction)
+        embed, chart = await standing_reply(self.services, guild_id, tournament.id, interaction.user.id)
+        await respond(interaction, embed=embed, file=chart)
 
     # ---- /pool -------------------------------------------------------------------------------------------------------
     @pool_admin.command(name="add", description="Add a pool to a tournament")
@@ -489,3 +621,8 @@ class TournamentCog(StartlineCog):
 
 async def setup(bot) -> None:
     await bot.add_cog(TournamentCog(bot))
+    bot.tree.add_command(startline_profile)
+
+
+async def teardown(bot) -> None:
+    bot.tree.remove_command(startline_profile.name, type=startline_profile.type)

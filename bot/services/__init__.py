@@ -21,6 +21,7 @@ from bot.services.runs import RunService
 from bot.services.scoring import ScoringService
 from bot.services.seasons import SeasonService
 from bot.services.series import SeriesService
+from bot.services.standings import StandingService
 from bot.services.templates import TemplateService
 from bot.services.timezones import TimezoneService
 from bot.services.tokens import TokenService
@@ -56,6 +57,7 @@ class Services:
     phases: PhaseService
     seasons: SeasonService
     timezones: TimezoneService
+    standings: StandingService
 
 
 def build_services(
@@ -64,6 +66,7 @@ def build_services(
     events = events or EventBus()
     players = PlayerService(db)
     guilds = GuildSettingsService(db)
+    scoring = ScoringService(db)
     notifications = NotificationService(db, settings)
     notifications.attach(events)
     live_races = LiveRaceService(db, events, settings, racetime)
@@ -78,7 +81,7 @@ def build_services(
         tournaments=TournamentService(db),
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
-        scoring=ScoringService(db),
+        scoring=scoring,
         tokens=TokenService(db),
         eligibility=EligibilityService(db),
         live_races=live_races,
@@ -96,4 +99,5 @@ def build_services(
         phases=PhaseService(db),
         seasons=SeasonService(db),
         timezones=TimezoneService(db),
+        standings=StandingService(db, scoring),
     )

@@ -26,6 +26,7 @@ async def respond(
     ephemeral: bool = True,
     embed: discord.Embed | None = None,
     view: discord.ui.View | None = None,
+    file: discord.File | None = None,
 ) -> None:
     """Send the answer: the first response, or a followup once the interaction was answered or deferred."""
     kwargs: dict = {"ephemeral": ephemeral}
@@ -33,6 +34,8 @@ async def respond(
         kwargs["embed"] = embed
     if view is not None:
         kwargs["view"] = view
+    if file is not None:
+        kwargs["file"] = file
     if interaction.response.is_done():
         await interaction.followup.send(content, **kwargs)
     else:

@@ -42,14 +42,20 @@ class OwnedView(discord.ui.View):
 
 
 class Paginator(OwnedView):
-    """Embeds shown one at a time with Previous / Next buttons."""
+    """Embeds shown one at a time: first, previous, the page number (press it to go to a page), next, last, and
+    "My page" when the caller's own line is on one of the pages (`my_page`, counted from 0)."""
 
-    def __init__(self, owner_id: int, pages: Sequence[discord.Embed], *, timeout: float = 180.0) -> None:
+    def __init__(
+        self, owner_id: int, pages: Sequence[discord.Embed], *, timeout: float = 180.0, my_page: int | None = None
+    ) -> None:
         super().__init__(owner_id, timeout=timeout)
         if not pages:
             raise ValueError("a paginator needs at least one page")
         self.pages = list(pages)
         self.index = 0
+        self.my_page = my_page
+        if my_page is None:
+            self.remove_item(self.mine)
         self._sync_buttons()
 
     async def start(self, interaction: discord.Interaction, *, ephemeral: bool = True) -> None:
@@ -61,26 +67,62 @@ class Paginator(OwnedView):
         await respond(interaction, embed=self.pages[0], view=self, ephemeral=ephemeral)
 
     def _sync_buttons(self) -> None:
-        self.previous_page.disabled = self.index == 0
-        self.next_page.disabled = self.index >= len(self.pages) - 1
+        last = len(self.pages) - 1
+        self.first_page.disabled = self.previous_page.disabled = self.index == 0
+        self.next_page.disabled = self.last_page.disabled = self.index >= last
         self.position.label = f"{self.index + 1}/{len(self.pages)}"
+        self.mine.disabled = self.index == self.my_page
 
-    async def _show(self, interaction: discord.Interaction, index: int) -> None:
+    async def show(self, interaction: discord.Interaction, index: int) -> None:
         self.index = max(0, min(index, len(self.pages) - 1))
         self._sync_buttons()
         await interaction.response.edit_message(embed=self.pages[self.index], view=self)
 
+    @discord.ui.button(label="⏮", style=discord.ButtonStyle.secondary)
+    async def first_page(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        await self.show(interaction, 0)
+
     @discord.ui.button(label="◀ Previous", style=discord.ButtonStyle.secondary)
     async def previous_page(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
-        await self._show(interaction, self.index - 1)
+        await self.show(interaction, self.index - 1)
 
-    @discord.ui.button(label="1/1", style=discord.ButtonStyle.secondary, disabled=True)
+    @discord.ui.button(label="1/1", style=discord.ButtonStyle.primary)
     async def position(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
-        await interaction.response.defer()
+        await interaction.response.send_modal(GoToPage(self))
 
     @discord.ui.button(label="Next ▶", style=discord.ButtonStyle.secondary)
     async def next_page(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
-        await self._show(interaction, self.index + 1)
+        await self.show(interaction, self.index + 1)
+
+    @discord.ui.button(label="⏭", style=discord.ButtonStyle.secondary)
+    async def last_page(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        await self.show(interaction, len(self.pages) - 1)
+
+    @discord.ui.button(label="My page", style=discord.ButtonStyle.success, row=1)
+    async def mine(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        await self.show(interaction, self.my_page or 0)
+
+
+class GoToPage(discord.ui.Modal):
+    """Asks for a page number; anything else gets a private message and the page stays."""
+
+    page: discord.ui.TextInput = discord.ui.TextInput(label="Page", custom_id="page", max_length=6)
+
+    def __init__(self, paginator: Paginator) -> None:
+        super().__init__(title="Go to page", timeout=120)
+        self.paginator = paginator
+        self.page.placeholder = f"1 to {len(paginator.pages)}"
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        text = self.page.value.strip()
+        total = len(self.paginator.pages)
+        if not text.isdigit() or not 1 <= int(text) <= total:
+            await respond(interaction, f"Give a page number from 1 to {total}.", ephemeral=True)
+            return
+        await self.paginator.show(interaction, int(text) - 1)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        await report_error(interaction, error)
 
 
 Action = Callable[[discord.Interaction], Awaitable[str]]

@@ -279,14 +279,34 @@ async def test_paginated_list_pages_with_buttons(discord_) -> None:
     page = first.with_buttons()
     assert "Page 1 of 3" in page.text and "Cup 00" in page.text and "Cup 10" not in page.text
     labels = [button["label"] for button in page.buttons]
-    assert labels == ["◀ Previous", "1/3", "Next ▶"]
-    assert page.buttons[0]["disabled"] is True
+    assert labels == ["⏮", "◀ Previous", "1/3", "Next ▶", "⏭"]  # no "My page": nobody's line is in this list
+    assert [button.get("disabled", False) for button in page.buttons] == [True, True, False, False, False]
     second = await d.harness.click(page, "Next", d.alice)
     assert "Page 2 of 3" in second.text and "Cup 10" in second.text
     third = await d.harness.click(second.last, "Next", d.alice)
-    assert "Page 3 of 3" in third.text and third.last.buttons[2]["disabled"] is True
+    assert "Page 3 of 3" in third.text and third.last.buttons[3]["disabled"] is True
     stranger = await d.harness.click(third.last, "◀", d.bob)
     assert "belong to the person who ran the command" in stranger.text
+    first_again = await d.harness.click(third.last, "⏮", d.alice)
+    assert "Page 1 of 3" in first_again.text
+    last = await d.harness.click(first_again.last, "⏭", d.alice)
+    assert "Page 3 of 3" in last.text and last.last.buttons[4]["disabled"] is True
+
+
+async def test_go_to_page_asks_for_a_number_and_refuses_others_privately(discord_) -> None:
+    d = discord_
+    for number in range(23):
+        await make_tournament(d, f"Cup {number:02d}")
+    page = (await d.harness.run("tournament list", d.alice)).with_buttons()
+    for bad in ("9", "0", "two", ""):
+        asked = await d.harness.click(page, "1/3", d.alice)  # a form is gone once submitted: press again
+        assert asked.first.modal["title"] == "Go to page"
+        refused = await d.harness.submit(asked.first, d.alice, on=page, page=bad)
+        assert refused.ephemeral and refused.text == "Give a page number from 1 to 3.", bad
+        assert refused.first.type == 4  # a new private message: the list itself did not move
+    asked = await d.harness.click(page, "1/3", d.alice)
+    moved = await d.harness.submit(asked.first, d.alice, on=page, page="2")
+    assert moved.first.type == 7 and "Page 2 of 3" in moved.text and "Cup 10" in moved.text
 
 
 # ---- /seed import ------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ PLAYER_COMMANDS = {
     "tournament list",
     "tournament info",
     "tournament leaderboard",
+    "tournament me",
     "pool list",
     "liverace list",
     "liverace upcoming",
@@ -160,7 +161,7 @@ OPTION_TYPES = {
 
 
 def options_of(bot, command: app_commands.Command) -> dict[str, dict]:
-    return {option["name"]: option for option in command.to_dict(bot.tree)["options"]}
+    return {option["name"]: option for option in command.to_dict(bot.tree).get("options", [])}
 
 
 def test_options_that_name_things_use_their_transformer(bot) -> None:
@@ -254,8 +255,10 @@ async def test_sync_is_for_owners_only(discord_, monkeypatch) -> None:
 
     async def bulk_upsert_guild_commands(application_id, guild_id, payload):
         calls.append((guild_id, [command["name"] for command in payload]))
-        return [{**command, "id": str(index + 1), "application_id": str(application_id), "version": "1"}
-                for index, command in enumerate(payload)]  # fmt: skip
+        return [
+            {"description": "", **command, "id": str(index + 1), "application_id": str(application_id), "version": "1"}
+            for index, command in enumerate(payload)
+        ]  # fmt: skip (Discord answers "" for menus)
 
     # The tree keeps the HTTP client it was built with (dpytest swaps only the bot's): answer in its place.
     monkeypatch.setattr(d.bot.tree._http, "bulk_upsert_guild_commands", bulk_upsert_guild_commands)
@@ -265,5 +268,13 @@ async def test_sync_is_for_owners_only(discord_, monkeypatch) -> None:
     synced = await d.harness.run("startline sync", d.mod, perms=MODERATOR_PERMS)
     assert synced.first.type == 5  # deferred before talking to Discord
     ((guild_id, names),) = calls
-    assert guild_id == d.guild.id and {"liverace", "tournament", "notify"} <= set(names)
+    assert guild_id == d.guild.id and {"liverace", "tournament", "notify", "Startline profile"} <= set(names)
     assert f"guild {d.guild.id}: {len(names)} commands, available now" in synced.text
+
+
+def test_the_profile_menu_is_for_moderators(bot) -> None:
+    (menu,) = bot.tree.get_commands(type=discord.AppCommandType.user)
+    payload = menu.to_dict(bot.tree)
+    assert menu.name == "Startline profile" and payload["type"] == discord.AppCommandType.user.value
+    assert int(payload["default_member_permissions"]) == MODERATOR_DEFAULT.value and payload["dm_permission"] is False
+    assert len(menu.checks) == 1  # the real guard

@@ -315,6 +315,39 @@ class DiscordHarness:
         await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
         return Reply(self.adapter.sent[start:])
 
+    async def run_user_menu(
+        self, name: str, member: discord.Member, target: discord.Member, /, *, perms: discord.Permissions | None = None
+    ) -> Reply:
+        """Use the user context menu `name` on `target`, as `member`."""
+        start = len(self.adapter.sent)
+        resolved: dict[str, dict] = {}
+        _option("target", target, resolved)
+        payload = self._base(member, perms, 2)
+        payload["data"] = {
+            "id": str(next(_ids)),
+            "name": name,
+            "type": 2,
+            "target_id": str(target.id),
+            "resolved": resolved,
+        }
+        await self.bot.tree._call(discord.Interaction(data=payload, state=self.bot._connection))
+        return Reply(self.adapter.sent[start:])
+
+    async def select(
+        self, message: Sent, value: str, member: discord.Member, *, perms: discord.Permissions | None = None
+    ) -> Reply:
+        """Pick `value` in the (first) select menu of a message the bot sent."""
+        menu = next(c for row in message.components for c in row.get("components", []) if c.get("type") == 3)
+        assert value in [option["value"] for option in menu["options"]], menu["options"]
+        start = len(self.adapter.sent)
+        payload = self._base(member, perms, 3)
+        payload["message"] = RecordingAdapter._message(self.adapter, message.message_id, message.data)
+        payload["data"] = {"custom_id": menu["custom_id"], "component_type": 3, "values": [value]}
+        self.clicked_message_id = message.message_id
+        self.bot._connection.parse_interaction_create(payload)
+        await self.settle()
+        return Reply(self.adapter.sent[start:])
+
     async def autocomplete(
         self,
         command: str,
@@ -353,8 +386,9 @@ class DiscordHarness:
         await self.settle()
         return Reply(self.adapter.sent[start:])
 
-    async def submit(self, modal: Sent, member: discord.Member, /, **values: str) -> Reply:
-        """Fill in the text inputs of the modal a response opened (by custom_id or label) and submit it."""
+    async def submit(self, modal: Sent, member: discord.Member, /, *, on: Sent | None = None, **values: str) -> Reply:
+        """Fill in the text inputs of the modal a response opened (by custom_id or label) and submit it; `on` is the
+        message whose button opened it (a submit then updates that message)."""
         start = len(self.adapter.sent)
         rows = []
         filled = set()
@@ -369,6 +403,10 @@ class DiscordHarness:
         assert filled == set(values), f"no text input {set(values) - filled} in the modal"
         payload = self._base(member, None, 5)
         payload["data"] = {"custom_id": modal.modal["custom_id"], "components": rows}
+        if on is not None:
+            assert on.message_id is not None
+            payload["message"] = RecordingAdapter._message(self.adapter, on.message_id, on.data)
+            self.clicked_message_id = on.message_id
         self.bot._connection.parse_interaction_create(payload)
         await self.settle()
         return Reply(self.adapter.sent[start:])
