@@ -1,7 +1,10 @@
-"""The iCal feed of a guild's upcoming live races, so players can subscribe in their calendar app.
+"""The iCal feeds of a guild's upcoming live races, so players can subscribe in their calendar app.
 
-Calendar apps cannot send headers, so the feed URL carries a per-guild secret (kept in guild settings);
-rotating it cuts off every old subscription. The feed never contains a seed.
+Calendar apps cannot send headers, so a feed URL carries a secret. The guild's feed (every upcoming race) has a
+per-guild secret kept in guild settings; a member's personal feed (only the races they may race now) has a
+per-member secret (`calendar_keys`), made when they first ask for it and replaced by `/calendar reset`. Rotating a
+secret cuts off every old subscription; a personal feed also stops when its owner is no longer a member. Neither
+feed ever contains a seed. (RSVPs, once they exist, add the races a member said they join to their feed.)
 
 A recurring series appears as its races (each event names its series, and the seasons of its tournament), not
 as one RRULE event: skipped, moved and cancelled occurrences then show right in every calendar app, and the
@@ -10,17 +13,32 @@ races beyond the series job's window are not promised before they exist.
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from icalendar import Calendar, Event
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
 from bot.errors import NotFound
 from bot.services import audit
+from bot.services.eligibility import compute_eligibility
 from bot.services.guilds import GuildSettingsService, get_or_default
+from bot.services.players import ensure_member
 from bot.services.room_opener import room_open_lead
-from db.models import LiveRace, Pool, RaceSeries, RaceStatus, Season, SeasonTournament, SeriesOccurrence, Tournament
+from db.models import (
+    CalendarKey,
+    GuildPlayer,
+    LiveRace,
+    Pool,
+    RaceSeries,
+    RaceStatus,
+    Season,
+    SeasonTournament,
+    SeriesOccurrence,
+    Tournament,
+)
 from db.session import Database
 
 FEED_PATH = "/api/v1/live-races.ics"
@@ -55,10 +73,33 @@ class CalendarService:
                 )
         return self.url_for(secret)
 
+    async def personal_url(self, guild_id: int, discord_user_id: int, actor: Actor, *, rotate: bool = False) -> str:
+        """The member's own feed URL (only the races they may race); `rotate` replaces its secret, so the old URL
+        stops working. The secret is made on first use."""
+        async with self.db.transaction() as session:
+            player = await ensure_member(session, guild_id, discord_user_id)
+            key = await session.get(CalendarKey, (guild_id, player.id))
+            if key is None:
+                key = CalendarKey(guild_id=guild_id, player_id=player.id, secret=secrets.token_urlsafe(24))
+                session.add(key)
+            elif rotate:
+                key.secret = secrets.token_urlsafe(24)
+                await audit.record(
+                    session,
+                    guild_id=guild_id,
+                    actor=actor,
+                    action="calendar.personal_rotate",
+                    target_type="player",
+                    target_id=player.id,
+                )
+            return self.url_for(key.secret)
+
     async def render_feed(self, secret: str) -> bytes:
+        """The feed a key opens: the guild's (every upcoming race) or a member's (the races they may race)."""
         guild_id = await self.guilds.guild_for_calendar_secret(secret)
+        player_id = None
         if guild_id is None:
-            raise NotFound("no calendar has this key; ask a moderator for the current feed URL", field="key")
+            guild_id, player_id = await self._personal_key(secret)
         async with self.db.read() as session:
             guild = await get_or_default(session, guild_id)
             rows = (
@@ -73,6 +114,8 @@ class CalendarService:
                     .limit(FEED_MAX_EVENTS)
                 )
             ).all()
+            if player_id is not None:
+                rows = await self._races_for(session, guild_id, player_id, rows)
             seasons: dict[int, list[str]] = {}
             for tournament_id, name in await session.execute(
                 select(SeasonTournament.tournament_id, Season.name)
@@ -84,7 +127,7 @@ class CalendarService:
         calendar = Calendar()
         calendar.add("prodid", "-//Startline//live races//EN")
         calendar.add("version", "2.0")
-        calendar.add("x-wr-calname", "Live races")
+        calendar.add("x-wr-calname", "Live races" if player_id is None else "Live races you may race")
         calendar.add("refresh-interval", timedelta(minutes=15), parameters={"VALUE": "DURATION"})
         for race, tournament, pool, series in rows:
             lead = room_open_lead(
@@ -95,6 +138,48 @@ class CalendarService:
             ]
             calendar.add_component(self._event(race, tournament, pool, lead, extra))
         return calendar.to_ical()
+
+    async def _personal_key(self, secret: str) -> tuple[int, int]:
+        missing = NotFound(
+            "no calendar has this key; ask a moderator or use /calendar for the current URL", field="key"
+        )
+        if not secret:
+            raise missing
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(CalendarKey.guild_id, CalendarKey.player_id, CalendarKey.secret)
+                    .join(
+                        GuildPlayer,
+                        (GuildPlayer.guild_id == CalendarKey.guild_id)
+                        & (GuildPlayer.player_id == CalendarKey.player_id),
+                    )
+                    .where(CalendarKey.secret == secret)
+                )
+            ).first()
+        if row is None or not secrets.compare_digest(row.secret, secret):
+            raise missing  # unknown, rotated, or its owner is no longer a member of the guild
+        return row.guild_id, row.player_id
+
+    @staticmethod
+    async def _races_for(session: AsyncSession, guild_id: int, player_id: int, rows: list) -> list:
+        """The races the member may race now: the rules of eligibility, once per pool and seed (and per running
+        race, whose own run must not count against it)."""
+        verdicts: dict[tuple, bool] = {}
+        kept = []
+        for row in rows:
+            race, tournament, pool = row[0], row[1], row[2]
+            running = race.id if race.status is RaceStatus.IN_PROGRESS else None
+            key = (tournament.id, pool.id, race.permalink_id, running)
+            if key not in verdicts:
+                report = await compute_eligibility(
+                    session, guild_id=guild_id, tournament=tournament, pool=pool, permalink_id=race.permalink_id,
+                    exclude_live_race_id=running, player_ids=[player_id],
+                )  # fmt: skip
+                verdicts[key] = report.reason_for(player_id) is None
+            if verdicts[key]:
+                kept.append(row)
+        return kept
 
     @staticmethod
     def _event(race: LiveRace, tournament: Tournament, pool: Pool, lead: int, extra: list[str]) -> Event:

@@ -15,13 +15,14 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import Table, select
 
+from bot.actors import Actor
 from bot.api import schemas
 from bot.api.registry import Route
 from bot.api.v1 import all_routes
 from db.models import Base
 from db.session import Database
 from tests.api.conftest import FOREIGN_MARK, NEWCOMER_RACETIME, OTHER_PLAYER_RACETIME, Api, World
-from tests.conftest import OTHER_GUILD
+from tests.conftest import GUILD, OTHER_GUILD
 
 
 def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] | None:
@@ -206,6 +207,26 @@ async def test_rotating_my_calendar_leaves_the_other_guild_feed_alone(api: Api) 
     await api.call("POST", "/api/v1/calendar/rotate")
     _, still, _ = await api.call("GET", "/api/v1/calendar", token="other")
     assert still == theirs
+
+
+async def test_a_personal_calendar_feed_shows_only_its_guilds_races(api: Api) -> None:
+    """The feed route serves members' personal feeds too: a member of both guilds has one per guild, and each
+    shows only that guild's races."""
+    calendar = api.app.services.calendar
+    user = 555_000_000_000_000_001  # a linked newcomer, in both guilds, who may race either guild's race
+    await api.app.services.players.upsert(
+        GUILD, user, Actor.system(), display_name="both", racetime_id=NEWCOMER_RACETIME["id"], racetime_name="n"
+    )
+    await api.app.services.players.touch(OTHER_GUILD, user)
+    feeds = {}
+    for guild_id in (GUILD, OTHER_GUILD):
+        url = await calendar.personal_url(guild_id, user, Actor.system())
+        response = await api.client.get(url.removeprefix(calendar.public_url))
+        assert response.status == 200
+        feeds[guild_id] = await response.text()
+    assert "race mine" in feeds[GUILD] and FOREIGN_MARK not in feeds[GUILD]
+    assert FOREIGN_MARK in feeds[OTHER_GUILD] and "race mine" not in feeds[OTHER_GUILD]
+    assert "seeds.example" not in feeds[GUILD] + feeds[OTHER_GUILD]
 
 
 async def test_a_foreign_only_player_is_not_found(api: Api) -> None:

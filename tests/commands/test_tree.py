@@ -41,6 +41,8 @@ PLAYER_COMMANDS = {
     "timezone set",
     "timezone show",
     "timezone clear",
+    "calendar show",
+    "calendar reset",
 }
 
 
