@@ -154,7 +154,7 @@ class CalendarService:
                         (GuildPlayer.guild_id == CalendarKey.guild_id)
                         & (GuildPlayer.player_id == CalendarKey.player_id),
                     )
-                    .where(CalendarKey.secret == secret)
+                    .where(CalendarKey.secret == secret, GuildPlayer.left_at.is_(None))
                 )
             ).first()
         if row is None or not secrets.compare_digest(row.secret, secret):

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from bot.services.eligibility import compute_eligibility
-from bot.services.players import member_or_404
+from bot.services.players import roster_entry_or_404
 from bot.services.scoring import ScoringService
 from bot.services.tournaments import tournament_or_404
 from db.models import Permalink, Pool, Run, RunStatus, Tournament
@@ -66,7 +66,7 @@ class StandingService:
         board = await self.scoring.leaderboard(guild_id, tournament_id)
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
-            player = await member_or_404(session, guild_id, discord_user_id)
+            player, entry_of_roster = await roster_entry_or_404(session, guild_id, discord_user_id)
             pools = list(
                 await session.scalars(select(Pool).where(Pool.tournament_id == tournament.id).order_by(Pool.id))
             )
@@ -102,7 +102,7 @@ class StandingService:
         return Standing(
             tournament=tournament,
             player_id=player.id,
-            display_name=player.display_name,
+            display_name=entry_of_roster.display_name,
             rank=entry.rank if entry else None,
             ranked=len(board.entries),
             score=entry.score if entry else None,

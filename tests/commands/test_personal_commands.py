@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import delete
+from sqlalchemy import update
 
 from bot.actors import Actor
 from bot.errors import NotFound
@@ -103,8 +103,13 @@ async def test_a_personal_feed_shows_only_its_own_guild_and_stops_when_its_owner
     await d.services.players.link_racetime(d.guild.id, d.alice.id, "AliceRacetime1", "alice", SYSTEM, verified=True)
     await d.services.players.touch(d.other_guild.id, d.alice.id)  # alice is in both servers
     home = key_of((await d.harness.run("calendar show", d.alice)).text, "Only the races")
+    player_id = (await d.services.players.find(d.alice.id)).id
     assert await feed_titles(d, home) == ["Cup Home: Cup Home – Pool"]
-    async with d.services.db.transaction() as session:  # alice leaves the server
-        await session.execute(delete(GuildPlayer).where(GuildPlayer.guild_id == d.guild.id))
+    async with d.services.db.transaction() as session:  # alice leaves the server (her roster entry is marked left)
+        await session.execute(
+            update(GuildPlayer)
+            .where(GuildPlayer.guild_id == d.guild.id, GuildPlayer.player_id == player_id)
+            .values(left_at=utcnow())
+        )
     with pytest.raises(NotFound):
         await d.services.calendar.render_feed(home)

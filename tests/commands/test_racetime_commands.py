@@ -109,7 +109,7 @@ async def test_assign_refuses_players_bad_ids_and_verified_links(discord_) -> No
 
 
 async def test_assign_changes_only_this_servers_link_and_name(discord_) -> None:
-    """Regression (issue 11, item 8): `/racetime assign` in one server re-pointed the member's link, and renamed
+    """Regression (issue 11, item 8): `/racetime-admin assign` in one server re-pointed the member's link, and renamed
     them, in every server. Now it sets this server's link only: the other server keeps its name and link for
     them, and the same account may be someone else's link over there."""
     d = discord_
@@ -118,7 +118,12 @@ async def test_assign_changes_only_this_servers_link_and_name(discord_) -> None:
         d.other_guild.id, d.bob.id, Actor.system(), display_name="Bob over there", racetime_id=theirs
     )
     reply = await d.harness.run(
-        "racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=RACETIME_ID, racetime_name="bob"
+        "racetime-admin assign",
+        d.mod,
+        perms=MODERATOR_PERMS,
+        member=d.bob,
+        racetime_id=RACETIME_ID,
+        racetime_name="bob",
     )
     assert "in this server, unverified" in reply.text
     here = await d.services.players.get(d.guild.id, d.bob.id)
@@ -126,8 +131,8 @@ async def test_assign_changes_only_this_servers_link_and_name(discord_) -> None:
     there = await d.services.players.get(d.other_guild.id, d.bob.id)
     assert (there.display_name, there.racetime_id, there.racetime_name) == ("Bob over there", theirs, theirs)
     # the other server's account is free here: one account is at most one player per server
-    await d.harness.run("racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.alice, racetime_id=theirs)
+    await d.harness.run("racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.alice, racetime_id=theirs)
     assert (await d.services.players.get(d.guild.id, d.alice.id)).racetime_id == theirs
     assert (await d.services.players.get(d.other_guild.id, d.bob.id)).racetime_id == theirs
-    taken = await d.harness.run("racetime assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=theirs)
+    taken = await d.harness.run("racetime-admin assign", d.mod, perms=MODERATOR_PERMS, member=d.bob, racetime_id=theirs)
     assert "linked to another player" in taken.text
