@@ -12,7 +12,7 @@ from bot.errors import ValidationFailed
 from bot.services.live_race_views import LiveRaceView, seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
-from cogs._common.checks import admin_group, is_moderator, moderator_only
+from cogs._common.checks import admin_group, is_moderator, moderator_only, player_group
 from cogs._common.formatting import (
     EMBED_COLOUR,
     pages,
@@ -65,9 +65,7 @@ def _audit_details(details: dict[str, Any]) -> str:
 
 
 class LiveRaceCog(StartlineCog):
-    liverace = app_commands.Group(
-        name="liverace", description="Live races: find them and look them up", guild_only=True
-    )
+    liverace = player_group("liverace", "Live races: find them and look them up")
     liverace_admin = admin_group("liverace", "Live races: schedule and run them (moderators)")
 
     # ---- create / edit ---------------------------------------------------------------------------------------------
@@ -109,7 +107,7 @@ class LiveRaceCog(StartlineCog):
     @app_commands.describe(
         tournament="The tournament",
         pool="The pool whose seed is raced",
-        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-01 19:00, <t:…> (your or the server's zone)",
+        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-01 19:00 (your zone, else the server's)",
         title="Title (default: tournament and pool)",
         seed="A specific seed of the pool (default: one nobody raced, chosen when the room opens)",
         episode="An external id (e.g. a restream episode); unique",

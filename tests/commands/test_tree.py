@@ -116,6 +116,20 @@ def test_moderator_commands_are_hidden_from_players_by_default(bot) -> None:
         assert base in published, f"/{base}{ADMIN_SUFFIX} is the moderator half of a group /{base} that is missing"
 
 
+def test_names_and_descriptions_fit_discords_limits(bot) -> None:
+    """Discord refuses the whole sync for one description over 100 characters; nothing checks it before."""
+    for name, command in all_commands(bot).items():
+        if isinstance(command, app_commands.ContextMenu):  # a menu has a name (up to 32) and no description
+            assert len(name) <= 32, name
+            continue
+        payload = command.to_dict(bot.tree)
+        assert 1 <= len(command.description) <= 100, name
+        for option in payload.get("options", []):
+            assert len(option["name"]) <= 32 and 1 <= len(option["description"]) <= 100, (name, option["name"])
+    for top in bot.tree.get_commands():
+        assert len(top.name) <= 32 and len(getattr(top, "description", "")) <= 100, top.name
+
+
 def test_every_number_option_shows_its_range(bot) -> None:
     """Discord shows and enforces min_value/max_value; the service checks the same declaration."""
     seen = {}
