@@ -540,7 +540,7 @@ class RoomOpener:
                     failure = (
                         f"not opened automatically: the race was to start at "
                         f"{race.scheduled_at:%Y-%m-%d %H:%M} UTC, more than {scheduler.max_late_open_minutes} "
-                        "minutes ago (scheduler.max_late_open_minutes); open it with /liverace open if it should "
+                        "minutes ago (scheduler.max_late_open_minutes); open it with /liverace-admin open if it should "
                         "still run, or reschedule or cancel it"
                     )
                     search_after = race.room_search_after
