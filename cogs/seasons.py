@@ -1,4 +1,4 @@
-"""/template, /series, /phase and /season: a season's schedule (issue 15). `/liverace batch` is in liverace.py."""
+"""/template, /series, /phase and /season: a season's schedule (issue 15). `/liverace-admin batch` is in liverace.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from discord.app_commands import Transform
 
 from bot.errors import ValidationFailed
 from cogs._common.base import StartlineCog
-from cogs._common.checks import moderator_only
+from cogs._common.checks import admin_group, moderator_only, player_group
 from cogs._common.formatting import pages, safe, shorten
 from cogs._common.options import (
     PhaseOption,
@@ -24,6 +24,7 @@ from cogs._common.options import (
     given,
 )
 from cogs._common.respond import respond
+from cogs._common.timeparse import ReadTime
 from cogs._common.views import Paginator
 from db.models import Pool, RaceTemplate, Tournament
 
@@ -50,16 +51,20 @@ def series_line(view) -> str:
 
 
 class SeasonCog(StartlineCog):
-    template = app_commands.Group(name="template", description="Race templates of a tournament", guild_only=True)
-    series = app_commands.Group(name="series", description="Recurring live races", guild_only=True)
-    phase = app_commands.Group(name="phase", description="Phases of a tournament", guild_only=True)
-    season = app_commands.Group(name="season", description="Seasons: tournaments ranked together", guild_only=True)
+    template = player_group("template", "Race templates of a tournament")
+    template_admin = admin_group("template", "Create, change and use race templates (moderators)")
+    series = player_group("series", "Recurring live races")
+    series_admin = admin_group("series", "Create and steer recurring live races (moderators)")
+    phase = player_group("phase", "Phases of a tournament")
+    phase_admin = admin_group("phase", "Add and close phases (moderators)")
+    season = player_group("season", "Seasons: tournaments ranked together")
+    season_admin = admin_group("season", "Create seasons and choose their tournaments (moderators)")
 
     # ---- /template ----------------------------------------------------------------------------------------------
-    @template.command(name="create", description="Create a race template (pool, title pattern, local start time)")
+    @template_admin.command(name="create", description="Create a race template (pool, title pattern, local start time)")
     @app_commands.describe(
         name="Unique name in the tournament",
-        pool="The pool (use /template edit's pools for a rotation)",
+        pool="The pool (use /template-admin edit's pools for a rotation)",
         title_pattern="For example: Week {n} — {pool} ({n}, {date}, {pool}, {tournament}, {series})",
         start_time="Local start time, like 20:00",
         timezone="The time zone of the start time (default: the server's)",
@@ -88,7 +93,7 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, f"Created template **{safe(template.name)}** (#{template.id}).")
 
-    @template.command(name="edit", description="Change a race template (its series follow)")
+    @template_admin.command(name="edit", description="Change a race template (its series follow)")
     @app_commands.describe(pools="Pool names or ids in rotation order, separated by commas")
     @moderator_only()
     async def template_edit(
@@ -116,15 +121,17 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, f"Template **{safe(updated.name)}** changed.")
 
-    @template.command(name="race", description="Schedule a live race from a template")
-    @app_commands.describe(when="Start: 2026-12-05 20:00, ISO 8601 with offset, <t:…> or in 2h30m")
+    @template_admin.command(name="race", description="Schedule a live race from a template")
+    @app_commands.describe(
+        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-05 20:00 (your zone, else the server's)"
+    )
     @moderator_only()
     async def template_race(
         self,
         interaction: discord.Interaction,
         tournament: Transform[Tournament, TournamentOption],
         template: Transform[RaceTemplate, TemplateOption],
-        when: Transform[datetime, WhenOption],
+        when: Transform[ReadTime, WhenOption],
         title: str | None = None,
     ) -> None:
         view = await self.services.templates.create_race(
@@ -132,11 +139,13 @@ class SeasonCog(StartlineCog):
             tournament.id,
             template.id,
             self.actor(interaction),
-            when=when,
+            when=when.at,
             **given(title=title),
         )
         await respond(
-            interaction, f"Scheduled **{safe(view.race.title)}** (#{view.race.id}) for {_ts(view.race.scheduled_at)}."
+            interaction,
+            f"Scheduled **{safe(view.race.title)}** (#{view.race.id}) for {_ts(view.race.scheduled_at)}.\n"
+            f"Read `when` as {when.echo}.",
         )
 
     @template.command(name="list", description="The race templates of a tournament")
@@ -152,7 +161,7 @@ class SeasonCog(StartlineCog):
         embeds = pages(f"Templates — {shorten(tournament.name, 200)}", lines, empty="No templates yet.")
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
 
-    @template.command(name="delete", description="Delete a race template no series uses")
+    @template_admin.command(name="delete", description="Delete a race template no series uses")
     @moderator_only()
     async def template_delete(
         self,
@@ -166,7 +175,7 @@ class SeasonCog(StartlineCog):
         await respond(interaction, f"Deleted template **{safe(template.name)}**.")
 
     # ---- /series ------------------------------------------------------------------------------------------------
-    @series.command(name="create", description="Repeat a template by an iCalendar RRULE")
+    @series_admin.command(name="create", description="Repeat a template by an iCalendar RRULE")
     @app_commands.describe(
         name="Unique name in the tournament",
         rrule="For example FREQ=WEEKLY;BYDAY=SA (every Saturday)",
@@ -207,7 +216,7 @@ class SeasonCog(StartlineCog):
         embeds = pages(f"Series — {shorten(tournament.name, 200)}", lines, empty="No series yet.")
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
 
-    @series.command(name="skip", description="Skip one occurrence (its race, if made, is cancelled)")
+    @series_admin.command(name="skip", description="Skip one occurrence (its race, if made, is cancelled)")
     @app_commands.describe(date="The occurrence's local date, like 2026-12-05")
     @moderator_only()
     async def series_skip(
@@ -224,7 +233,7 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, f"Skipped the {safe(series.series.name)} race of {day}.")
 
-    @series.command(name="move", description="Move one occurrence to another time")
+    @series_admin.command(name="move", description="Move one occurrence to another time")
     @app_commands.describe(date="The occurrence's local date, like 2026-12-05", when="The new start")
     @moderator_only()
     async def series_move(
@@ -233,14 +242,17 @@ class SeasonCog(StartlineCog):
         tournament: Transform[Tournament, TournamentOption],
         series: Transform[object, SeriesOption],
         date: str,
-        when: Transform[datetime, WhenOption],
+        when: Transform[ReadTime, WhenOption],
     ) -> None:
         day = _day(date)
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.services.series.move(
-            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), day=day, to=when
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), day=day, to=when.at
         )
-        await respond(interaction, f"Moved the {safe(series.series.name)} race of {day} to {_ts(when)}.")
+        await respond(
+            interaction,
+            f"Moved the {safe(series.series.name)} race of {day} to {_ts(when.at)}.\nRead `when` as {when.echo}.",
+        )
 
     async def _status(self, interaction: discord.Interaction, tournament: Tournament, series, status: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -249,7 +261,7 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, series_line(view))
 
-    @series.command(name="pause", description="Stop making new races of a series")
+    @series_admin.command(name="pause", description="Stop making new races of a series")
     @moderator_only()
     async def series_pause(
         self,
@@ -259,7 +271,7 @@ class SeasonCog(StartlineCog):
     ) -> None:
         await self._status(interaction, tournament, series, "paused")
 
-    @series.command(name="resume", description="Make a paused series' races again")
+    @series_admin.command(name="resume", description="Make a paused series' races again")
     @moderator_only()
     async def series_resume(
         self,
@@ -269,7 +281,7 @@ class SeasonCog(StartlineCog):
     ) -> None:
         await self._status(interaction, tournament, series, "active")
 
-    @series.command(name="delete", description="Delete a series; its future races are cancelled")
+    @series_admin.command(name="delete", description="Delete a series; its future races are cancelled")
     @moderator_only()
     async def series_delete(
         self,
@@ -284,7 +296,7 @@ class SeasonCog(StartlineCog):
         await respond(interaction, f"Deleted series **{safe(series.series.name)}**; its future races are cancelled.")
 
     # ---- /phase -------------------------------------------------------------------------------------------------
-    @phase.command(name="create", description="Add a phase after the tournament's last one")
+    @phase_admin.command(name="create", description="Add a phase after the tournament's last one")
     @app_commands.describe(pool="A pool of this phase (more with the API)", advance="How many players advance")
     @moderator_only()
     async def phase_create(
@@ -319,7 +331,7 @@ class SeasonCog(StartlineCog):
         embeds = pages(f"Phases — {shorten(tournament.name, 200)}", lines, empty="No phases.")
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
 
-    @phase.command(name="close", description="Close a phase and advance its top players to the next")
+    @phase_admin.command(name="close", description="Close a phase and advance its top players to the next")
     @app_commands.describe(top="How many advance (default: the phase's setting); ties at the cut all advance")
     @moderator_only()
     async def phase_close(
@@ -352,7 +364,7 @@ class SeasonCog(StartlineCog):
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
 
     # ---- /season ------------------------------------------------------------------------------------------------
-    @season.command(name="create", description="Create a season (tournaments ranked together)")
+    @season_admin.command(name="create", description="Create a season (tournaments ranked together)")
     @app_commands.describe(best_of="Count only each player's best N tournaments (default: the sum of all)")
     @moderator_only()
     async def season_create(
@@ -365,9 +377,11 @@ class SeasonCog(StartlineCog):
             rule="best" if best_of else "sum",
             best_of=best_of,
         )
-        await respond(interaction, f"Created season **{safe(view.season.name)}**. Add tournaments with `/season add`.")
+        await respond(
+            interaction, f"Created season **{safe(view.season.name)}**. Add tournaments with `/season-admin add`."
+        )
 
-    @season.command(name="add", description="Add a tournament to a season")
+    @season_admin.command(name="add", description="Add a tournament to a season")
     @moderator_only()
     async def season_add(
         self,
@@ -380,7 +394,7 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, f"Added {safe(tournament.name)} to season **{safe(season.season.name)}**.")
 
-    @season.command(name="remove", description="Take a tournament out of a season")
+    @season_admin.command(name="remove", description="Take a tournament out of a season")
     @moderator_only()
     async def season_remove(
         self,
@@ -426,7 +440,7 @@ class SeasonCog(StartlineCog):
         )
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=not public)
 
-    @season.command(name="delete", description="Delete a season (its tournaments stay)")
+    @season_admin.command(name="delete", description="Delete a season (its tournaments stay)")
     @moderator_only()
     async def season_delete(self, interaction: discord.Interaction, season: Transform[object, SeasonOption]) -> None:
         await self.services.seasons.delete(self.guild_id(interaction), season.season.id, self.actor(interaction))

@@ -678,7 +678,7 @@ class SeriesService:
                     error=reason,
                     attempts=0,
                     summary=f"Series {series.name} is paused: this race will find no unused seed in its pool.",
-                    action="Add seeds to the pool, then resume the series with /series resume.",
+                    action="Add seeds to the pool, then resume the series with /series-admin resume.",
                 ),
             )
         log.warning("series %s paused: %s", series_id, reason)

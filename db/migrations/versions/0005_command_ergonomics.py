@@ -1,7 +1,7 @@
 """command ergonomics: a player's own time zone, personal calendar feed keys
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-08 10:00:00
 
 `players.timezone` is NULL for everyone at first (the server's zone applies), so no data migration is needed;
@@ -16,7 +16,7 @@ from alembic import op
 import db.types
 
 revision: str = '0005'
-down_revision: str | None = '0002'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
