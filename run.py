@@ -25,14 +25,9 @@ log = logging.getLogger("startline")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.logging.level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Request lines of the HTTP libraries would add noise, never needed secrets; keep them quiet.
-    for noisy in ("httpx", "httpcore", "alembic", "apscheduler", "discord.http"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from bot.logs import configure_logging
+
+    configure_logging(settings.logging)
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -96,6 +91,13 @@ async def _serve_with_discord(settings: Settings) -> int:
 
 
 def serve(settings: Settings, *, no_discord: bool) -> int:
+    from db.session import DatabaseInUse, hold_sqlite_for_this_process
+
+    try:
+        lock = hold_sqlite_for_this_process(settings.database.url)  # noqa: F841 - held while the process runs
+    except DatabaseInUse as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     if not no_discord and not settings.has_discord_token:
         print(
             "No Discord token is configured (set STARTLINE_DISCORD__TOKEN): running with --no-discord, "

@@ -19,6 +19,14 @@ from bot.jobs import JobRunner
 from bot.notifications.delivery import Delivery
 from bot.notifications.dispatcher import NotificationDispatcher
 from bot.services import Services, build_services
+from bot.services.processes import (
+    Heartbeats,
+    Leases,
+    ProcessIdentity,
+    RacetimeHealth,
+    RacetimeObserver,
+)
+from bot.services.status import PermissionProbe, StatusService
 from bot.settings import Settings
 from db import migrate
 from db.session import Database
@@ -82,6 +90,33 @@ class Application:
         self.services: Services = build_services(settings, self.db, self.events, racetime=self.racetime)
         self.jobs = JobRunner()
         self.api = ApiServer(self)
+        # Several processes on one database (docs/architecture.md, "Jobs"): who this process is, its heartbeat,
+        # the leases of work one process at a time does, and how RaceTime.gg answers it.
+        self.identity = ProcessIdentity.new()
+        self.started_at = self.identity.started_at
+        self.leases = Leases(self.db, self.identity.id)
+        self.racetime_health = RacetimeHealth()
+        if self.racetime is not None:
+            self.racetime.observer = RacetimeObserver(self.racetime_health)
+        self.heartbeats = Heartbeats(
+            self.db,
+            self.identity,
+            interval_seconds=settings.scheduler.heartbeat_interval_seconds,
+            version=self.version,
+            jobs=lambda: {name: status.snapshot() for name, status in self.jobs.status.items()},
+            racetime=self.racetime_health.snapshot,
+            discord=lambda: self.discord_state,
+        )
+        self.status = StatusService(self.db, settings, self.heartbeats, racetime_configured=self.racetime is not None)
+        # The gateway's view of a guild's channel permissions; set by the Discord adapter (cogs/admin.py).
+        self.permission_probe: PermissionProbe | None = None
+        poller = self.services.live_races.poller
+        poller.leases, poller.lease_seconds = self.leases, 2 * settings.racetime.poll_interval_seconds
+        self.metrics = None
+        if settings.metrics.enabled:
+            from bot.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self)
         self.run_migrations = run_migrations
         self.start_jobs = start_jobs
         self.discord_state = "disabled"
@@ -96,6 +131,8 @@ class Application:
             await migrate.upgrade(self.db)
         if self.settings.api.enabled:
             await self.api.start()
+        if self.metrics is not None:
+            await self.metrics.start()
         self._register_jobs()
         if self.start_jobs:
             self.jobs.start()
@@ -104,8 +141,14 @@ class Application:
 
     def _register_jobs(self) -> None:
         scheduler = self.settings.scheduler
+        beat = scheduler.heartbeat_interval_seconds
+        self.jobs.add("heartbeat", self.heartbeats.beat, seconds=beat)
         upkeep = scheduler.score_upkeep_interval_seconds
-        self.jobs.add("score_upkeep", self.services.scoring.upkeep, seconds=upkeep, first_run_in=upkeep)
+
+        async def score_upkeep() -> None:  # once per interval across processes (a lease)
+            await self.services.scoring.upkeep(self.leases, every_seconds=upkeep)
+
+        self.jobs.add("score_upkeep", score_upkeep, seconds=upkeep, first_run_in=upkeep)
         live_races = self.services.live_races
         # Both start soon after start-up, so rooms and results missed while the process was down catch up.
         self.jobs.add(
@@ -126,7 +169,14 @@ class Application:
         # No new runs; the runs in progress end (the dispatcher's once the messages being sent are recorded)
         # before anything they use is closed.
         await asyncio.gather(self.jobs.shutdown(), self.dispatcher.close())
+        if self.start_jobs and self.started:
+            try:
+                await self.heartbeats.forget()  # no longer counted among the processes
+            except Exception:
+                log.warning("could not remove this process's heartbeat row", exc_info=True)
         await self.api.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.racetime is not None and self._owns_racetime:
             await self.racetime.aclose()
         await self.db.dispose()

@@ -18,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import metrics
+from bot.logs import log_context
+
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 15.0  # a run still going after this at shutdown is cancelled
@@ -25,12 +28,25 @@ SHUTDOWN_GRACE_SECONDS = 15.0  # a run still going after this at shutdown is can
 
 @dataclass
 class JobStatus:
+    interval_seconds: float = 0.0
     runs: int = 0
     failures: int = 0
     skipped_ticks: int = 0  # ticks that came while the previous run was still going
     last_started_at: datetime | None = None
+    last_success_at: datetime | None = None  # when the last run that raised nothing ended
     last_duration_ms: float | None = None
     last_error: str | None = None
+
+    def snapshot(self) -> dict[str, object]:
+        """JSON-ready, for the heartbeat row (`bot/services/processes.py`)."""
+        return {
+            "interval_seconds": self.interval_seconds,
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_run_at": self.last_started_at.isoformat() if self.last_started_at else None,
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "last_error": self.last_error,
+        }
 
 
 @dataclass
@@ -44,7 +60,7 @@ class JobRunner:
         self, name: str, body: Callable[[], Awaitable[object]], *, seconds: float, first_run_in: float = 0.0
     ) -> None:
         self._jobs[name] = body
-        self.status[name] = JobStatus()
+        self.status[name] = JobStatus(interval_seconds=seconds)
         self.scheduler.add_job(
             self._tick,
             "interval",
@@ -75,17 +91,22 @@ class JobRunner:
         status = self.status[name]
         status.last_started_at = datetime.now(UTC)
         started = time.perf_counter()
-        try:
-            await self._jobs[name]()
-        except Exception as exc:  # a job must survive anything its body does
-            status.failures += 1
-            status.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            log.exception("job %s failed", name)
-        else:
-            status.last_error = None
-        finally:
-            status.runs += 1
-            status.last_duration_ms = (time.perf_counter() - started) * 1000
+        ok = False
+        with log_context(job=name):  # every line the body logs names the job (docs/architecture.md, "Logs")
+            try:
+                await self._jobs[name]()
+            except Exception as exc:  # a job must survive anything its body does
+                status.failures += 1
+                status.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception("job %s failed", name)
+            else:
+                ok = True
+                status.last_error = None
+                status.last_success_at = datetime.now(UTC)
+            finally:
+                status.runs += 1
+                status.last_duration_ms = (time.perf_counter() - started) * 1000
+                metrics.observe_job_run(name, ok, status.last_duration_ms / 1000)
 
     def start(self) -> None:
         # AsyncIOScheduler binds to the running loop, so this must be called from inside it.

@@ -107,6 +107,9 @@ class SchedulerSettings(_Section):
     # A race whose start passed longer ago than this is not opened automatically (only by a moderator).
     max_late_open_minutes: int = Field(default=30, ge=0, le=10080)
     score_upkeep_interval_seconds: float = Field(default=3600.0, gt=0)
+    # How often each process writes its heartbeat row (the process count of /startline status counts the rows
+    # seen within two intervals).
+    heartbeat_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
 
 
 class SeriesSettings(_Section):
@@ -133,6 +136,17 @@ class NotificationSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one readable line per record; json: one JSON object per line, for a log collector.
+    format: Literal["text", "json"] = "text"
+
+
+class MetricsSettings(_Section):
+    # GET /metrics (Prometheus) on its own address and port, off by default.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+    # When set, a scrape must send `Authorization: Bearer <token>` (compared in constant time).
+    token: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -151,6 +165,7 @@ class Settings(BaseSettings):
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     series: SeriesSettings = Field(default_factory=SeriesSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,4 @@
-"""/startline config and sync, /apitoken create | list | revoke."""
+"""/startline config, status and sync, /apitoken create | list | revoke."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ from discord import app_commands
 from discord.app_commands import Transform
 
 from bot.errors import NotFound
+from bot.services.status import (
+    CHANNEL_PERMISSIONS,
+    PERMISSION_LABELS,
+    ROLE_PING_PERMISSION,
+    ChannelCheck,
+    ChannelNeed,
+    StatusReport,
+)
 from cogs._common.base import StartlineCog
 from cogs._common.checks import manage_server_only, moderator_group, moderator_only, owner_only
 from cogs._common.formatting import EMBED_COLOUR, pages, safe, ts
@@ -32,6 +40,85 @@ def _mention(kind: str, value: int | None) -> str:
     if value is None:
         return "not set"
     return f"<@&{value}>" if kind == "role" else f"<#{value}>"
+
+
+FIELD_LIMIT = 1024  # characters of an embed field's value
+
+
+def _field(lines: list[str], empty: str) -> str:
+    text = "\n".join(lines) or empty
+    return text if len(text) <= FIELD_LIMIT else text[: FIELD_LIMIT - 1] + "…"
+
+
+def _ago(when) -> str:
+    return ts(when, "R") if when is not None else "never"
+
+
+def channel_permissions(bot: discord.Client, guild_id: int, needs: list[ChannelNeed]) -> list[ChannelCheck] | None:
+    """What the bot lacks in each channel, from the gateway's cache (None when the gateway does not know the guild)."""
+    guild = bot.get_guild(guild_id)
+    if guild is None or guild.me is None:
+        return None
+    checks = []
+    for need in needs:
+        channel = guild.get_channel(need.channel_id)
+        if channel is None:
+            checks.append(ChannelCheck(need.channel_id, need.purpose, ("channel_missing",)))
+            continue
+        permissions = channel.permissions_for(guild.me)
+        missing = [name for name in CHANNEL_PERMISSIONS if not getattr(permissions, name)]
+        role = guild.get_role(need.role_id) if need.role_id else None
+        if role is not None and not role.mentionable and not permissions.mention_everyone:
+            missing.append(ROLE_PING_PERMISSION)
+        checks.append(ChannelCheck(need.channel_id, need.purpose, tuple(missing)))
+    return checks
+
+
+def status_embed(report: StatusReport) -> discord.Embed:
+    """One embed an organizer can read before an event: problems first, then each part."""
+    problems = report.problems
+    embed = discord.Embed(
+        title="Startline status",
+        colour=discord.Colour.red() if problems else discord.Colour.green(),
+        description=_field([f"⚠️ {problem}" for problem in problems], "✅ Nothing needs attention."),
+    )
+    processes = [
+        f"`{p.hostname}` pid {p.pid} · {safe(p.version, 40)} · Discord {p.discord}"
+        + (" · this one" if p.this_process else "")
+        for p in report.processes
+    ]
+    embed.add_field(name=f"Processes ({report.process_count})", value=_field(processes, "none"), inline=False)
+    jobs = [
+        f"{'⚠️' if job.behind else '✅'} `{job.name}` every {job.interval_seconds:g} s · last success "
+        f"{_ago(job.last_success_at)}" + (f" · {int(job.lag_seconds)} s behind" if job.lag_seconds >= 1 else "")
+        for job in report.jobs
+    ]
+    embed.add_field(name="Jobs", value=_field(jobs, "no job has run yet"), inline=False)
+    outbox = f"{report.outbox_depth} waiting" + (
+        f", the oldest since {ts(report.outbox_oldest_at, 'R')}" if report.outbox_oldest_at else ""
+    )
+    embed.add_field(
+        name="Notifications", value=f"{outbox}\n{report.failed_dms_last_day} DMs failed in the last day", inline=False
+    )
+    racetime = [
+        f"{'✅' if health.healthy else '⚠️'} `{safe(health.category, 50)}` · token {_ago(health.last_token_at)}"
+        + (f" · last error {_ago(health.last_error_at)}: {safe(health.last_error, 200)}" if health.last_error else "")
+        for health in report.racetime
+    ]
+    embed.add_field(name="RaceTime.gg", value=_field(racetime, "no category in use"), inline=False)
+    permissions = report.permissions
+    channels = [
+        f"{'⚠️' if check.missing else '✅'} <#{check.channel_id}> ({safe(check.purpose, 100)})"
+        + (": lacks " + ", ".join(PERMISSION_LABELS.get(m, m) for m in check.missing) if check.missing else "")
+        for check in permissions.channels
+    ]
+    if permissions.source == "needs gateway":
+        channels_text = "not checked yet: needs the bot connected to Discord"
+    else:
+        channels_text = _field(channels, "no announcement or moderator channel is configured (/startline config)")
+    embed.add_field(name="Channel permissions", value=channels_text, inline=False)
+    embed.set_footer(text=f"Checked {report.generated_at:%Y-%m-%d %H:%M:%S} UTC")
+    return embed
 
 
 class AdminCog(StartlineCog):
@@ -113,6 +200,22 @@ class AdminCog(StartlineCog):
         )
         done = f"Updated {len(changes)} setting{'s' if len(changes) != 1 else ''}." if changes else None
         await respond(interaction, done, embed=embed)
+
+    # ---- /startline status ----------------------------------------------------------------------------------------
+    async def cog_load(self) -> None:
+        # The API's /status asks the gateway through this, when this process has one.
+        self.bot.app.permission_probe = lambda guild_id, needs: channel_permissions(self.bot, guild_id, needs)
+
+    async def cog_unload(self) -> None:
+        self.bot.app.permission_probe = None
+
+    @startline.command(
+        name="status", description="Jobs, notifications, RaceTime.gg and channel permissions at a glance"
+    )
+    @moderator_only()
+    async def status(self, interaction: discord.Interaction) -> None:
+        report = await self.bot.app.status.status(self.guild_id(interaction), probe=self.bot.app.permission_probe)
+        await respond(interaction, embed=status_embed(report))
 
     # ---- /startline sync -------------------------------------------------------------------------------------------
     @startline.command(name="sync", description="Publish the slash commands to Discord (bot owners only)")

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from db.session import Database
@@ -35,8 +36,15 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+# Two processes starting at once on PostgreSQL would both migrate; this lock makes the second wait for the first and
+# then find nothing to do. (SQLite: the write lock of the first statement does the same.)
+MIGRATION_LOCK_ID = 0x5354_4C4E  # "STLN"
+
+
 async def upgrade(database: Database) -> None:
     async with database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         await connection.run_sync(_upgrade)
 
 

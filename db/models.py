@@ -634,3 +634,49 @@ class AppSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessHeartbeat(Base):
+    """One row per running Startline process, upserted every `scheduler.heartbeat_interval_seconds`: how many
+    processes share the database (rows seen within two intervals), and each one's jobs and RaceTime.gg health for
+    `/startline status`. Rows of processes gone for a day are removed by the heartbeat itself."""
+
+    __tablename__ = "process_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(40))
+    discord: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column()
+    seen_at: Mapped[datetime] = mapped_column()
+    # {job: {interval_seconds, last_run_at, last_success_at, last_error, runs, failures}} as JSON-ready values
+    jobs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {credentials: {last_token_at, last_success_at, last_error, last_error_at}}
+    racetime: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_process_heartbeats_seen_at", "seen_at"),)
+
+
+class JobLease(Base):
+    """A lease on a piece of periodic work that one process at a time should do (polling a category, the score
+    upkeep): taken by a compare-and-set on `held_until`, so a crashed holder's lease simply runs out. `done_at`
+    is when the work was last completed, for work that is due once per interval across all processes."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(40))
+    held_until: Mapped[datetime | None] = mapped_column()
+    done_at: Mapped[datetime | None] = mapped_column()
+
+
+class PermissionCheck(Base):
+    """What the last look at a guild's channels through the gateway found missing (`/startline status`), for the
+    API, which has no gateway of its own: {"channels": [{channel_id, purpose, missing: [permission names]}]}."""
+
+    __tablename__ = "permission_checks"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    checked_at: Mapped[datetime] = mapped_column()
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -120,3 +120,34 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class DatabaseInUse(Exception):
+    """Another process serves this SQLite database already."""
+
+
+def hold_sqlite_for_this_process(url: str) -> object | None:
+    """SQLite is for one process: take an exclusive lock on `<database>.lock` for as long as this process lives (the
+    kernel lets it go when the process ends, a SIGKILL included). Raises DatabaseInUse when another process holds it.
+    Returns the open lock file to keep (None for PostgreSQL, an in-memory database, or a system without flock)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: not detected, as documented
+        return None
+    _prepare_sqlite_path(url)
+    path = Path(database).expanduser()
+    handle = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held until the process ends
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DatabaseInUse(
+            f"error: another Startline process is already running on {path} (SQLite is for one process; "
+            "run several on PostgreSQL, see docs/admin-guide.md)"
+        ) from None
+    return handle

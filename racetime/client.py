@@ -18,7 +18,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
@@ -90,6 +90,15 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+class RacetimeObserver(Protocol):
+    """Told about each request (``kind`` as in ``stats``, ``status``: the HTTP status, or ``timeout``/``error``)
+    and each bot token fetch."""
+
+    def request(self, kind: str, status: str) -> None: ...
+
+    def token(self, ok: bool, error: str | None = None) -> None: ...
+
+
 class RacetimeClient:
     """One bot (client id and secret) of one RaceTime.gg site.
 
@@ -136,6 +145,8 @@ class RacetimeClient:
         self._token_renew_at = 0.0
         self._token_lock = asyncio.Lock()
         self.stats: dict[str, int] = dict.fromkeys(_STAT_KINDS, 0)
+        # Told about every request (its kind and status) and token fetch: metrics and health, set by the bot.
+        self.observer: RacetimeObserver | None = None
 
     def __repr__(self) -> str:  # never show the secret or the token
         return f"RacetimeClient({self.base_url!r}, client_id={self._client_id!r})"
@@ -362,6 +373,17 @@ class RacetimeClient:
             return await self._fetch_token()
 
     async def _fetch_token(self) -> str:
+        try:
+            token = await self._fetch_token_once()
+        except RacetimeError as exc:
+            if self.observer is not None:
+                self.observer.token(False, str(exc))
+            raise
+        if self.observer is not None:
+            self.observer.token(True)
+        return token
+
+    async def _fetch_token_once(self) -> str:
         form = {
             "client_id": self._client_id,
             "client_secret": self._client_secret,
@@ -480,15 +502,23 @@ class RacetimeClient:
                 method, self.base_url + path, headers=headers, data=data, params=params, timeout=timeout
             )
         except httpx.TimeoutException as exc:
+            self._observe(kind, "timeout")
             raise RacetimeUnavailable(f"{method} {path}: timed out") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            self._observe(kind, "error")
             raise RacetimeUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
+            self._observe(kind, "error")
             raise RacetimeError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        self._observe(kind, str(resp.status_code))
         log.debug("%s %s -> %d", method, path, resp.status_code)
         if resp.status_code >= 500 or resp.status_code == 429:
             raise RacetimeUnavailable(f"{method} {path}: HTTP {resp.status_code}", status=resp.status_code)
         return resp
+
+    def _observe(self, kind: str, status: str) -> None:
+        if self.observer is not None:
+            self.observer.request(kind, status)
 
     def _json(self, resp: httpx.Response, what: str) -> Any:
         if resp.status_code != 200:

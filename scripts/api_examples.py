@@ -195,6 +195,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", t + "/{tid}/leaderboard", {"tid": mine.tid}, token="read")
         await season_examples(r, mine, later)
         await r.call("GET", "/api/v1/audit", query="limit=2", token="read")
+        await r.call("GET", "/api/v1/status")
         feed = await r.call("GET", "/api/v1/calendar")
         await r.call("POST", "/api/v1/calendar/rotate")
         feed = await r.call("GET", "/api/v1/calendar")

@@ -141,6 +141,67 @@ class Health(BaseModel):
     jobs: dict[str, JobHealth]
 
 
+# ---- status (GET /api/v1/status) ----------------------------------------------------------------------------
+class ProcessOut(BaseModel):
+    id: str
+    hostname: str
+    pid: int
+    version: str
+    discord: str
+    started_at: UtcDateTime
+    seen_at: UtcDateTime
+    this_process: bool
+
+
+class JobStateOut(BaseModel):
+    name: str
+    interval_seconds: float
+    last_run_at: UtcDateTime | None
+    last_success_at: UtcDateTime | None
+    lag_seconds: float
+    last_error: str | None
+    behind: bool
+
+
+class OutboxOut(BaseModel):
+    depth: int
+    oldest_created_at: UtcDateTime | None
+    failed_dms_last_day: int
+
+
+class CategoryHealthOut(BaseModel):
+    category: str
+    credentials: str
+    healthy: bool
+    last_token_at: UtcDateTime | None
+    last_success_at: UtcDateTime | None
+    last_error: str | None
+    last_error_at: UtcDateTime | None
+
+
+class ChannelCheckOut(BaseModel):
+    channel_id: SnowflakeOut
+    purpose: str
+    missing: list[str]
+
+
+class PermissionsOut(BaseModel):
+    source: Literal["gateway", "last check", "needs gateway"]
+    checked_at: UtcDateTime | None
+    channels: list[ChannelCheckOut]
+
+
+class StatusOut(BaseModel):
+    generated_at: UtcDateTime
+    process_count: int
+    processes: list[ProcessOut]
+    jobs: list[JobStateOut]
+    outbox: OutboxOut
+    racetime: list[CategoryHealthOut]
+    permissions: PermissionsOut
+    problems: list[str]
+
+
 # ---- room settings and profiles ---------------------------------------------------------------------------
 
 

@@ -7,11 +7,13 @@ more routes (the RaceTime.gg OAuth callback, for one) adds its `setup(web_app)` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot import metrics
 from bot.api import oauth, v1
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.ratelimit import RateLimiter
@@ -28,9 +30,30 @@ SETUP_FUNCTIONS: list[SetupFunction] = [v1.setup, oauth.setup]
 __all__ = ["APP_KEY", "SETUP_FUNCTIONS", "ApiServer", "create_api_app"]
 
 
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Counts every request by its route's template (never the raw path) and status, with its latency."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else metrics.UNMATCHED_ROUTE
+        metrics.observe_api_request(route, request.method, status, time.perf_counter() - started)
+
+
 def create_api_app(app: Application, *, extra_setup: tuple[SetupFunction, ...] = ()) -> web.Application:
     settings = app.settings.api
-    web_app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    middlewares = [metrics_middleware, error_middleware]  # the metrics see the answer the error envelope made
+    web_app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     web_app[APP_KEY] = app
     web_app[MAX_BODY_KEY] = settings.max_body_bytes
     # One limiter for the whole process: every request of a token counts against the same window.

@@ -6,7 +6,18 @@ import json
 
 from aiohttp import web
 
-from bot.api import audit, calendar, health, live_races, players, room_profiles, runs, seasons, tournaments
+from bot.api import (
+    audit,
+    calendar,
+    health,
+    live_races,
+    players,
+    room_profiles,
+    runs,
+    seasons,
+    status,
+    tournaments,
+)
 from bot.api.registry import APP_KEY, ApiCall, Route, RouteTable, add_routes, openapi_document
 
 OPENAPI_PATH = "/api/v1/openapi.json"
@@ -29,6 +40,7 @@ async def openapi_json(call: ApiCall) -> web.Response:
 
 ROUTE_TABLES: tuple[RouteTable, ...] = (
     health.routes,
+    status.routes,
     document_routes,
     tournaments.routes,
     room_profiles.routes,

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
 
+from bot import metrics
 from bot.notifications.delivery import (
     Delivery,
     DeliveryError,
@@ -325,6 +326,7 @@ class NotificationDispatcher:
             batch.lease_deadline = time.monotonic() + lease * (1 - LEASE_SAFETY)
         for outcome in outcomes:
             report.count(outcome)
+            metrics.observe_notification(outcome.row.kind.value, outcome.status.value)
 
     async def _write(
         self, batch: _Batch, outcomes: list[Outcome], now: datetime, report: DispatchReport, *, final: bool

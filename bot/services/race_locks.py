@@ -7,6 +7,8 @@ waits for the first to commit and then reads its result. On SQLite `db.transacti
 `BEGIN IMMEDIATE`, which excludes every other writer of the database until the commit, so the same holds. HTTP
 calls to RaceTime.gg are made outside these transactions: a step decides under the lock, calls RaceTime.gg, then
 locks again and re-checks before it records what happened.
+
+Lock order, so no two writers wait on each other: the race, then its seed (`lock_permalink`), then the seed's runs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LiveRace
+from bot.logs import bind_log_context
+from db.models import LiveRace, Permalink
 
 
 async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None = None) -> LiveRace | None:
@@ -22,4 +25,21 @@ async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None
     query = select(LiveRace).where(LiveRace.id == race_id)
     if guild_id is not None:
         query = query.where(LiveRace.guild_id == guild_id)
-    return await session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    race = await session.scalar(query.with_for_update().execution_options(populate_existing=True))
+    # The rest of this job run or request logs with the race's ids (docs/architecture.md, "Logs").
+    bind_log_context(race_id=race_id, guild_id=race.guild_id if race is not None else guild_id)
+    return race
+
+
+async def lock_permalink(session: AsyncSession, permalink_id: int) -> None:
+    """Lock a seed's row before its runs are written or rescored (PostgreSQL: `FOR NO KEY UPDATE`, which still lets
+    new runs reference it). Every writer of a seed's runs takes it first, after the race lock if it holds one, so
+    two writers of one seed's runs (a result being recorded and the score upkeep, two processes' upkeep) queue
+    instead of deadlocking."""
+    await session.execute(select(Permalink.id).where(Permalink.id == permalink_id).with_for_update(key_share=True))
+
+
+async def lock_seed_of(session: AsyncSession, race: LiveRace) -> None:
+    """After `lock_race`, before a race's runs are written: its seed's row (`lock_permalink`)."""
+    if race.permalink_id is not None:
+        await lock_permalink(session, race.permalink_id)

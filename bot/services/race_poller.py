@@ -8,6 +8,10 @@ Each room is applied under the race's lock (`race_locks.lock_race`), so a modera
 same moment either comes first (and the poller sees their change) or after. The listing also shows rooms that
 carry a tracked race's marker but are not its room (a `startrace` RaceTime.gg completed after the opener gave up
 on it): those are cancelled on RaceTime.gg, logged and audited; the race keeps the room its players were sent.
+
+Several processes: applying a room is idempotent under the race's lock, so two pollers never record anything twice;
+to spare RaceTime.gg the second process's requests, each category is polled under a lease (`leases`, renewed by its
+holder every cycle, let go when a poll fails, taken over by another process once it runs out).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from db.types import utcnow
 from racetime.models import Race
 
 if TYPE_CHECKING:
+    from bot.services.processes import Leases
     from racetime.client import RacetimeClient
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,9 @@ class RacePoller:
         self.racetime = racetime
         self.clock = clock
         self.strays = strays
+        # Set by the application: one process polls a category at a time (None: always poll, as in tests).
+        self.leases: Leases | None = None
+        self.lease_seconds = 60.0
 
     async def run_cycle(self) -> PollReport:
         report = PollReport()
@@ -100,12 +108,17 @@ class RacePoller:
             by_category[race.category].append(race)
         report.categories = len(by_category)
         for category, races in by_category.items():
+            lease = f"race_poller:{category}"
+            if self.leases is not None and not await self.leases.take(lease, seconds=self.lease_seconds):
+                continue  # another process polls this category now
             report.tracked += len(races)
             try:
                 await self._poll_category(category, races, report)
             except Exception:
                 report.errors += 1
                 log.exception("polling RaceTime.gg category %s failed", category)
+                if self.leases is not None:
+                    await self.leases.release(lease)  # another process may get through where this one did not
         return report
 
     async def _tracked(self) -> list[TrackedRace]:

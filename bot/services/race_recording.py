@@ -20,6 +20,7 @@ from bot.events import EventBus, LiveRaceCancelled, LiveRaceFinished, LiveRaceSt
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
+from bot.services.race_locks import lock_seed_of
 from bot.services.room_opener import mark_seed_published
 from bot.services.scoring import recompute_permalink
 from db.models import (
@@ -111,6 +112,7 @@ class RoomApplier:
         """
         if race.status is RaceStatus.CANCELLED or (race.status is RaceStatus.FINISHED and not force):
             return False
+        await lock_seed_of(self.session, race)
         changed = False
         over = room.status in DONE_STATUSES
         if race.status is RaceStatus.ROOM_OPEN and race_has_started(room):
@@ -316,6 +318,7 @@ class RoomApplier:
         Runs of a started race stay (as forfeit or disqualified) only when the room says the entrant forfeited
         or was disqualified; every other run is removed, since a cancelled race is no result.
         """
+        await lock_seed_of(self.session, race)
         previous = race.status
         results = {result.racetime_id: result for result in entrant_results(room)} if room is not None else {}
         counted = await self._counted_player_ids(race)

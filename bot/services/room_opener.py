@@ -289,8 +289,12 @@ class StrayRooms:
         now = self.clock()
         async with self.db.transaction() as session:
             race = await lock_race(session, race_id)
+            # Another process may have cancelled the same room meanwhile (two pollers, two sweeps): audit it once.
+            recorded = await _cancelled_slugs(session, race_id)
             for room in rooms:
                 error = errors.get(room.slug)
+                if error is None and room.slug in recorded:
+                    continue
                 log.warning(
                     "live race %s: %s room %s (%s)%s",
                     race_id,
@@ -330,14 +334,19 @@ class StrayRooms:
 
     async def _cancelled_before(self, race_id: int) -> set[str]:
         async with self.db.read() as session:
-            entries = await session.scalars(
-                select(AuditEntry.details).where(
-                    AuditEntry.target_type == "live_race",
-                    AuditEntry.target_id == race_id,
-                    AuditEntry.action == STRAY_ROOM_CANCELLED,
-                )
-            )
-            return {details["racetime_slug"] for details in entries if details.get("cancelled")}
+            return await _cancelled_slugs(session, race_id)
+
+
+async def _cancelled_slugs(session: AsyncSession, race_id: int) -> set[str]:
+    """The rooms of a race the bot has cancelled on RaceTime.gg (their audit entries say so)."""
+    entries = await session.scalars(
+        select(AuditEntry.details).where(
+            AuditEntry.target_type == "live_race",
+            AuditEntry.target_id == race_id,
+            AuditEntry.action == STRAY_ROOM_CANCELLED,
+        )
+    )
+    return {details["racetime_slug"] for details in entries if details.get("cancelled")}
 
 
 class RoomOpener:

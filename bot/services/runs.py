@@ -14,6 +14,7 @@ from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import Page, decode_cursor, make_page, page_limit, require_aware
 from bot.services.players import member_or_404, roster_entry_of, roster_name
+from bot.services.race_locks import lock_permalink
 from bot.services.scoring import recompute_permalink
 from bot.services.tournaments import permalink_in_tournament, tournament_or_404
 from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus
@@ -189,6 +190,7 @@ class RunService:
             if run.status in (RunStatus.PENDING, RunStatus.IN_PROGRESS):
                 raise Conflict("an unfinished run cannot be reattempted; finish or forfeit it first")
             await self._check_reattempt_budget(session, tournament.id, tournament.max_reattempts, run.player_id)
+            await lock_permalink(session, run.permalink_id)  # before the run: the order of every writer of runs
             run.reattempted = True
             await recompute_permalink(session, run.permalink_id)
             await audit.record(

@@ -11,17 +11,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.players import roster_entry_of, roster_name
+from bot.services.race_locks import lock_permalink
 from bot.services.tournaments import tournament_or_404
 from db.models import GuildPlayer, Permalink, PhasePool, Player, Pool, Run, RunStatus, Tournament
 from db.session import Database
 
+if TYPE_CHECKING:
+    from bot.services.processes import Leases
+
 PAR_SAMPLE_SIZE = 5
+UPKEEP_LEASE = "score_upkeep"
+# A process holds the upkeep this long at most: a crashed one's upkeep is taken over after it.
+UPKEEP_LEASE_SECONDS = 600.0
 MAX_SCORE = 105.0
 
 
@@ -45,7 +52,9 @@ def counts_for_par(run: Run) -> bool:
 
 
 async def recompute_permalink(session: AsyncSession, permalink_id: int) -> float | None:
-    """Refresh a seed's par and the score of each of its runs, in the caller's transaction."""
+    """Refresh a seed's par and the score of each of its runs, in the caller's transaction (the seed's row locked
+    first, unless the caller locked it before writing its runs)."""
+    await lock_permalink(session, permalink_id)
     permalink = await session.get(Permalink, permalink_id)
     if permalink is None:
         return None
@@ -62,7 +71,10 @@ async def recompute_permalink(session: AsyncSession, permalink_id: int) -> float
 async def recompute_tournament(session: AsyncSession, tournament_id: int) -> int:
     ids = (
         await session.scalars(
-            select(Permalink.id).join(Pool, Pool.id == Permalink.pool_id).where(Pool.tournament_id == tournament_id)
+            select(Permalink.id)
+            .join(Pool, Pool.id == Permalink.pool_id)
+            .where(Pool.tournament_id == tournament_id)
+            .order_by(Permalink.id)  # one order for every writer that locks several seeds
         )
     ).all()
     for permalink_id in ids:
@@ -187,12 +199,31 @@ class ScoringService:
             await tournament_or_404(session, guild_id, tournament_id)
             return await recompute_tournament(session, tournament_id)
 
-    async def upkeep(self) -> int:
-        """Score upkeep job: recompute every active tournament (repairs anything an import got wrong)."""
+    async def upkeep(self, leases: Leases | None = None, *, every_seconds: float = 0.0) -> int:
+        """Score upkeep job: recompute every seed of the active tournaments (repairs anything an import got wrong);
+        returns how many seeds.
+
+        One seed per transaction, its row locked first like every writer of its runs, so the upkeep never holds
+        many locks and never deadlocks with a result being recorded. With `leases`, it happens once per
+        `every_seconds` across all processes: whoever takes the lease first does it, and a crashed holder's lease
+        runs out (`UPKEEP_LEASE_SECONDS`)."""
+        if leases is not None and not await leases.take(
+            UPKEEP_LEASE, seconds=UPKEEP_LEASE_SECONDS, due_every=every_seconds * 0.9
+        ):
+            return 0
         async with self.db.read() as session:
-            ids = (await session.scalars(select(Tournament.id).where(Tournament.active.is_(True)))).all()
-        total = 0
-        for tournament_id in ids:
+            ids = (
+                await session.scalars(
+                    select(Permalink.id)
+                    .join(Pool, Pool.id == Permalink.pool_id)
+                    .join(Tournament, Tournament.id == Pool.tournament_id)
+                    .where(Tournament.active.is_(True))
+                    .order_by(Permalink.id)
+                )
+            ).all()
+        for permalink_id in ids:
             async with self.db.transaction() as session:
-                total += await recompute_tournament(session, tournament_id)
-        return total
+                await recompute_permalink(session, permalink_id)
+        if leases is not None:
+            await leases.done(UPKEEP_LEASE)
+        return len(ids)
