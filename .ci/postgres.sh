@@ -29,5 +29,6 @@ as_postgres psql -p "$port" -q -c "CREATE DATABASE startline_ci OWNER startline_
 echo "running the suite against PostgreSQL $version on 127.0.0.1:$port" >&2
 export STARTLINE_TEST_DATABASE_URL="postgresql+asyncpg://startline_ci:startline_ci@127.0.0.1:$port/startline_ci"
 .venv/bin/python -m pytest -q -m "not slow" tests
-# The whole tournament evenings (with and without faults) through the real process on PostgreSQL.
+# The whole tournament evenings (with and without faults) through the real process on PostgreSQL, and the evening
+# with two processes on one database, the second SIGKILLed twice (about 90 s more).
 .venv/bin/python -m pytest -q tests/e2e/test_evening.py

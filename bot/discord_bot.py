@@ -66,7 +66,12 @@ class StartlineBot(commands.Bot):
         notifications wait in the outbox. Only a refused token ends the process.
         """
         await self.start_application()
-        await self._log_in(token)
+        try:
+            await self._log_in(token)
+        except LOGIN_RETRYABLE:
+            if self.is_closed():  # stopped (SIGTERM) while Discord could not be reached: nothing left to do
+                return
+            raise
         await self.connect(reconnect=reconnect)
 
     async def start_application(self) -> None:
@@ -86,6 +91,8 @@ class StartlineBot(commands.Bot):
             retry=retry_if_exception_type(LOGIN_RETRYABLE),
             wait=wait_random_exponential(multiplier=2.0, max=LOGIN_RETRY_MAX_SECONDS),
             before_sleep=self._before_login_retry,
+            stop=lambda _state: self.is_closed(),  # the process is stopping: no more attempts
+            reraise=True,
         )
         async for attempt in retrying:
             with attempt:

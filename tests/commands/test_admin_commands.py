@@ -121,3 +121,27 @@ async def test_apitoken_refuses_players_and_other_guilds_tokens(discord_) -> Non
     reply = await admin(d, "apitoken revoke", token=theirs.token.id)
     assert reply.text == f"There is no API token #{theirs.token.id} in this server; see /apitoken list."
     assert await d.services.tokens.authenticate(theirs.secret) is not None
+
+
+async def test_status_shows_jobs_notifications_racetime_and_channel_permissions(discord_) -> None:
+    d = discord_
+    channel = d.guild.text_channels[0]
+    await d.services.guilds.update(d.guild.id, SYSTEM, announcement_channel_id=channel.id, moderator_channel_id=42)
+    reply = await admin(d, "startline status")
+    assert reply.ephemeral and "Startline status" in reply.text
+    assert "Processes (1)" in reply.text and "this one" in reply.text
+    assert "0 waiting" in reply.text and "0 DMs failed in the last day" in reply.text
+    assert "RaceTime.gg credentials are not configured" in reply.text, "the test bot has no RaceTime.gg credentials"
+    # A channel that does not exist (or that the bot cannot see) is named, from the gateway's cache.
+    assert "Channel 42 (moderator alerts) lacks: the channel does not exist or the bot cannot see it." in reply.text
+    assert f"<#{channel.id}> (announcements)" in reply.text
+    # The API of a process without the gateway reports what this check saw.
+    stored = await d.bot.app.status.status(d.guild.id)
+    assert stored.permissions.source == "last check"
+    assert [c.channel_id for c in stored.permissions.channels] == [channel.id, 42]
+
+
+async def test_status_is_for_moderators(discord_) -> None:
+    d = discord_
+    refused = await d.harness.run("startline status", d.alice)
+    assert "Manage Server" in refused.text and "Startline status" not in refused.text

@@ -388,8 +388,13 @@ def _read_discord(
 
 
 # ---- the evening ------------------------------------------------------------------------------------
-async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None = None) -> EveningOutcome:
-    """The whole evening on a new database in `workdir` (its process log is `workdir/process.log`)."""
+async def run_evening(
+    workdir: Path, *, discord: bool, faults: FaultPlan | None = None, processes: int = 1
+) -> EveningOutcome:
+    """The whole evening on a new database in `workdir` (its process log is `workdir/process.log`).
+
+    `processes` > 1 starts that many processes on the one database (PostgreSQL), each with its own API port and log
+    (`process-2.log`, …); the organizers' script talks to the first, the fault plan may kill the others."""
     started = datetime.now(UTC)
     async with FakeRacetime(cache_ttl=LISTING_CACHE_SECONDS) as racetime:
         fake_discord = None
@@ -400,26 +405,37 @@ async def run_evening(workdir: Path, *, discord: bool, faults: FaultPlan | None 
         env = process_env(database_url, port, **settings_env(racetime, fake_discord))
         maker = StartlineProcess.with_fake_discord if discord else StartlineProcess.no_discord
         process = maker(env, workdir / "process.log", port)
+        others = []
+        for number in range(2, processes + 1):
+            other_port = free_port()
+            other_env = process_env(database_url, other_port, **settings_env(racetime, fake_discord))
+            others.append(maker(other_env, workdir / f"process-{number}.log", other_port))
+        everyone = [process, *others]
         try:
             token = create_token(env)
-            process.start()
-            await process.wait_healthy()
+            for each in everyone:
+                each.start()
+            for each in everyone:
+                await each.wait_healthy()
             if faults is not None:
                 assert fake_discord is not None
-                faults.attach(process, racetime, fake_discord)
+                faults.attach(process, racetime, fake_discord, others)
             api = Api(process.base_url, token, process)
             evening = Evening(TournamentPlan.build(), api, racetime, database_url, faults)
             outcome = await _drive(evening, process, fake_discord)
+            exit_codes = [each.stop() for each in reversed(everyone)]
             outcome.facts.update(
                 seconds=(datetime.now(UTC) - started).total_seconds(),
-                starts=process.starts,
-                kills=process.kills,
-                exit_code=process.stop(),
-                log=process.log_text(),
+                starts=sum(each.starts for each in everyone),
+                kills=sum(each.kills for each in everyone),
+                exit_code=next((code for code in exit_codes if code != 0), 0),
+                log="\n".join(each.log_text() for each in everyone),
+                rooms_opened_by=[each.log_text().count("opened RaceTime.gg room") for each in everyone],
             )
         finally:
-            if process.popen is not None and process.popen.poll() is None:
-                process.kill()
+            for each in everyone:
+                if each.popen is not None and each.popen.poll() is None:
+                    each.kill()
             if fake_discord is not None:
                 await fake_discord.stop()
     return outcome

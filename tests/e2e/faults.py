@@ -20,7 +20,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tests.e2e.harness import StartlineProcess, wait_until
@@ -70,7 +70,13 @@ class FaultPlan:
         self._kills: list[asyncio.Task] = []
         self._outages: list[asyncio.Task] = []
 
-    def attach(self, process: StartlineProcess, racetime: FakeRacetime, discord: FakeDiscordRest) -> None:
+    def attach(
+        self,
+        process: StartlineProcess,
+        racetime: FakeRacetime,
+        discord: FakeDiscordRest,
+        others: Sequence[StartlineProcess] = (),
+    ) -> None:
         self.process, self.racetime, self.discord = process, racetime, discord
         racetime.set_delay(STARTRACE_ANSWER_DELAY, "startrace", after=True)
 
@@ -161,3 +167,44 @@ class FaultPlan:
             self.note(f"{what} back")
 
         self._outages.append(asyncio.create_task(outage()))
+
+
+# The two-process evening's kills (tests/e2e/test_evening.py): a seed like FAULT_SEEDS, replayed with E2E_SEED.
+TWO_PROCESS_SEEDS = (1_408_273_915,)
+
+
+def two_process_seeds() -> tuple[int, ...]:
+    return (int(os.environ["E2E_SEED"]),) if os.environ.get("E2E_SEED") else TWO_PROCESS_SEEDS
+
+
+@dataclass
+class SecondProcessKills(FaultPlan):
+    """Two processes on one PostgreSQL database, both running every job: the second one is SIGKILLed (and restarted
+    at once) twice, while one of the rooms is being created (by either process: RaceTime.gg made it, the answer is
+    still on its way) and early in the results of race 2 (recording, scores and the finished DMs in flight). No
+    outage: what is tested is the sharing of the work, not the catching up."""
+
+    outage_seconds: float = 0.0
+
+    def attach(
+        self,
+        process: StartlineProcess,
+        racetime: FakeRacetime,
+        discord: FakeDiscordRest,
+        others: Sequence[StartlineProcess] = (),
+    ) -> None:
+        assert others, "a second process to kill"
+        super().attach(others[0], racetime, discord)  # the kills hit the second process; the API is the first's
+
+    async def enter(self, phase: str, *, requests: int = 0) -> None:
+        assert phase in self.PHASES, phase
+        await asyncio.gather(*self._kills)
+        self._kills.clear()
+        self._phase = phase
+        if phase == "rooms":
+            self._kill_while_a_room_opens(self.rng.randint(1, 3), self.rng.uniform(0.0, STARTRACE_ANSWER_DELAY))
+        elif phase == "e2e-2 results":
+            self._kill_after(self.rng.uniform(0.0, 1.5))
+
+    async def on_request(self, number: int) -> None:
+        return None

@@ -8,9 +8,10 @@ import asyncio
 
 import pytest
 
+from tests.databases import TEST_DATABASE_URL
 from tests.e2e.checks import check_deliveries, check_evening, check_log_is_clean
 from tests.e2e.evening import run_evening
-from tests.e2e.faults import FaultPlan, fault_seeds
+from tests.e2e.faults import FaultPlan, SecondProcessKills, fault_seeds, two_process_seeds
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,29 @@ def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, e
     check_evening(outcome)
     check_deliveries(outcome)
     assert outcome.facts["kills"] == len(FaultPlan.PHASES), f"seed {seed}"
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL,
+    reason="several processes share PostgreSQL only (SQLite refuses a second process: tests/test_operations.py)",
+)
+@pytest.mark.parametrize("seed", two_process_seeds())
+def test_two_processes_with_one_killed_twice_end_like_one(tmp_path, evening_with_discord, seed):
+    """Two processes on one PostgreSQL database through the evening, every job running in both; the second is
+    SIGKILLed and restarted twice. No duplicate room, DM, run, announcement or audit entry; nothing lost."""
+    print(f"\ntwo processes, seed {seed} (replay with E2E_SEED={seed})")
+    faults = SecondProcessKills(seed)
+    try:
+        outcome = asyncio.run(run_evening(tmp_path, discord=True, faults=faults, processes=2))
+    finally:
+        print("\n".join(faults.events), f"\nprocess logs: {tmp_path}/process*.log")
+    facts = {key: value for key, value in outcome.facts.items() if key != "log"}
+    print(f"two processes: {facts}")
+    differences = snapshot_differences(outcome.snapshot, evening_with_discord.snapshot)
+    assert not differences, f"the final state differs from the one-process evening: {differences}"
+    check_evening(outcome)
+    check_deliveries(outcome)
+    assert outcome.facts["kills"] == 2 and outcome.facts["starts"] == 4
 
 
 def snapshot_differences(got: dict, expected: dict) -> list[str]:
