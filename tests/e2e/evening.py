@@ -423,6 +423,8 @@ async def run_evening(
             api = Api(process.base_url, token, process)
             evening = Evening(TournamentPlan.build(), api, racetime, database_url, faults)
             outcome = await _drive(evening, process, fake_discord)
+            for other in others:  # a process restarted by the last kill is up before it is stopped
+                await other.wait_healthy()
             exit_codes = [each.stop() for each in reversed(everyone)]
             outcome.facts.update(
                 seconds=(datetime.now(UTC) - started).total_seconds(),
