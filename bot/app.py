@@ -144,11 +144,7 @@ class Application:
         beat = scheduler.heartbeat_interval_seconds
         self.jobs.add("heartbeat", self.heartbeats.beat, seconds=beat)
         upkeep = scheduler.score_upkeep_interval_seconds
-
-        async def score_upkeep() -> None:  # once per interval across processes (a lease)
-            await self.services.scoring.upkeep(self.leases, every_seconds=upkeep)
-
-        self.jobs.add("score_upkeep", score_upkeep, seconds=upkeep, first_run_in=upkeep)
+        self.jobs.add("score_upkeep", self._upkeep, seconds=upkeep, first_run_in=upkeep)
         live_races = self.services.live_races
         # Both start soon after start-up, so rooms and results missed while the process was down catch up.
         self.jobs.add(
@@ -164,6 +160,13 @@ class Application:
         self.jobs.add("series", self.services.series.run_job, seconds=series, first_run_in=3)
         dispatch = self.settings.notifications.dispatch_interval_seconds
         self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
+
+    async def _upkeep(self) -> None:
+        """The hourly upkeep: scores of active tournaments (once per interval across processes, a lease), and
+        idempotency keys past their 24 hours."""
+        every = self.settings.scheduler.score_upkeep_interval_seconds
+        await self.services.scoring.upkeep(self.leases, every_seconds=every)
+        await self.services.idempotency.purge_expired()
 
     async def stop(self) -> None:
         # No new runs; the runs in progress end (the dispatcher's once the messages being sent are recorded)

@@ -52,24 +52,30 @@ def map_error(exc: Exception) -> DeliveryError:
     """A discord.py or network exception as the outbox outcome it calls for."""
     if isinstance(exc, discord.RateLimited):
         return TransientDeliveryError(
-            f"Rate limited by Discord for {exc.retry_after:.0f} s", retry_after=exc.retry_after
+            f"Rate limited by Discord for {exc.retry_after:.0f} s", retry_after=exc.retry_after, maybe_delivered=False
         )
     if isinstance(exc, discord.Forbidden):
         if exc.code == CANNOT_DM:
             return RecipientUnreachable("Discord: this user does not accept DMs from the bot (403, code 50007)")
         if exc.code == OPENING_DMS_TOO_FAST:
-            return TransientDeliveryError("Discord: opening DMs too fast (403, code 40003)")
+            return TransientDeliveryError("Discord: opening DMs too fast (403, code 40003)", maybe_delivered=False)
         return PermanentDeliveryError(f"Discord refused: {_describe(exc)}")
     if isinstance(exc, discord.HTTPException):
         if exc.status == 429:
-            return TransientDeliveryError(f"Rate limited by Discord: {_describe(exc)}", retry_after=_retry_after(exc))
-        if exc.status >= 500:
-            return TransientDeliveryError(f"Discord server error: {_describe(exc)}")
+            return TransientDeliveryError(
+                f"Rate limited by Discord: {_describe(exc)}", retry_after=_retry_after(exc), maybe_delivered=False
+            )
+        if exc.status >= 500:  # 503: not processed at all; other server errors may have made the message
+            return TransientDeliveryError(f"Discord server error: {_describe(exc)}", maybe_delivered=exc.status != 503)
         if exc.status == 400:
             return PermanentDeliveryError(f"Discord rejected the message as malformed: {_describe(exc)}")
         return PermanentDeliveryError(f"Discord refused: {_describe(exc)}")
     if isinstance(exc, (OSError, aiohttp.ClientError, asyncio.TimeoutError)):
-        return TransientDeliveryError(f"Network error reaching Discord: {type(exc).__name__}: {exc}")
+        # Only a connection never made certainly sent nothing; a timeout or a dropped connection may have.
+        return TransientDeliveryError(
+            f"Network error reaching Discord: {type(exc).__name__}: {exc}",
+            maybe_delivered=not isinstance(exc, aiohttp.ClientConnectorError),
+        )
     raise exc
 
 

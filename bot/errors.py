@@ -40,10 +40,22 @@ class ValidationFailed(DomainError):
     code = "validation_error"
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    """An `Idempotency-Key` already used within its window for a different request."""
+
+    code = "idempotency_key_reused"
+
+
 class Conflict(DomainError):
     """The request clashes with existing data (a duplicate name, a seed still in use, ...)."""
 
     code = "conflict"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    """Another request with the same `Idempotency-Key` is being processed (or its answer was lost)."""
+
+    code = "idempotency_key_in_progress"
 
 
 class InvalidTransition(Conflict):

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import EventType
+from db.models import OPEN_FAILED_ALERT, EventSpec, EventType
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,11 @@ class LiveRaceEvent:
     tournament_id: int
     live_race_id: int
     occurred_at: datetime
+
+    @property
+    def spec(self) -> EventSpec:
+        """The notification type this event queues: its audiences, look and staleness (`db.models.EventType`)."""
+        return self.type.spec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +74,10 @@ class LiveRaceOpenFailed(LiveRaceEvent):
     # Set when the alert comes before any attempt (a series paused for want of seeds): what happened and what to do.
     summary: str | None = None
     action: str | None = None
+
+    @property
+    def spec(self) -> EventSpec:
+        return OPEN_FAILED_ALERT
 
 
 Subscriber = Callable[[AsyncSession, LiveRaceEvent], Awaitable[None]]

@@ -44,7 +44,7 @@ from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.timeparse import ReadTime
 from cogs._common.views import ConfirmView, Paginator
-from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
+from db.models import SPECS_BY_NAME, Permalink, Pool, RaceStatus, RoomProfile, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
 LIST_LIMIT = 200
@@ -62,6 +62,35 @@ def _seed_visible(view, *, moderator: bool, public: bool) -> bool:
 def _audit_details(details: dict[str, Any]) -> str:
     text = ", ".join(f"{key}={value}" for key, value in details.items() if key not in ("before",))
     return shorten(text, 150)
+
+
+def _expired_details(details: dict[str, Any]) -> str:
+    """`notification.expire`: what was not sent, and the race's state that made it stale."""
+    kinds = ", ".join(
+        f"{spec.label if (spec := SPECS_BY_NAME.get(name)) else name} ×{count}"
+        for name, count in details.get("types", {}).items()
+    )
+    status = details.get("race_status")
+    state = status_label(status) if status in {s.value for s in RaceStatus} else status  # or "deleted"
+    return shorten(f"⌛ {details.get('expired', 0)} not sent, gone stale (race {state}): {kinds}", 150)
+
+
+def _history_line(entry: Any) -> str:
+    line = f"{ts(entry.created_at, 'f')} · **{entry.action}** by {safe(entry.actor_name, 40)}"
+    if not entry.details:
+        return line
+    details = _expired_details if entry.action == "notification.expire" else _audit_details
+    return f"{line}\n└ {safe(details(entry.details))}"
+
+
+def resend_text(requeued: int, expired: int) -> str:
+    """The answer to /liverace-admin resend."""
+    if requeued == 0 and expired == 0:
+        return "No failed notifications for this race: nothing to resend."
+    parts = [f"Queued {requeued} failed notification{'s' if requeued != 1 else ''} again"] if requeued else []
+    if expired:
+        parts.append(f"{expired} had gone stale (the race moved on) and expired instead of being resent")
+    return "; ".join(parts) + "."
 
 
 class LiveRaceCog(StartlineCog):
@@ -298,13 +327,10 @@ class LiveRaceCog(StartlineCog):
     @liverace_admin.command(name="resend", description="Retry the notifications of a race that could not be delivered")
     @moderator_only()
     async def resend(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:
-        count = await self.services.notifications.resend_failed(
+        report = await self.services.notifications.resend_failed(
             self.guild_id(interaction), race.race.id, self.actor(interaction)
         )
-        if count == 0:
-            await respond(interaction, "No failed notifications for this race: nothing to resend.")
-        else:
-            await respond(interaction, f"Queued {count} failed notification{'s' if count != 1 else ''} again.")
+        await respond(interaction, resend_text(report.requeued, report.expired))
 
     # ---- reading -----------------------------------------------------------------------------------------------------
     @liverace.command(name="list", description="Races of this server, newest first")
@@ -451,11 +477,7 @@ class LiveRaceCog(StartlineCog):
         page = await self.services.audit.list(guild_id, target_type="live_race", target_id=race_id, limit=200)
         if not page.items:  # a deleted race keeps its history; an unknown one has none
             await self.services.live_races.get(guild_id, race_id)
-        lines = [
-            f"{ts(entry.created_at, 'f')} · **{entry.action}** by {safe(entry.actor_name, 40)}"
-            + (f"\n└ {safe(_audit_details(entry.details))}" if entry.details else "")
-            for entry in page.items
-        ]
+        lines = [_history_line(entry) for entry in page.items]
         embeds = pages(f"History — race #{race_id}", lines, empty="No changes recorded.", per_page=8)
         await Paginator(interaction.user.id, embeds).start(interaction)
 

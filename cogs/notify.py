@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bot.services.notifications import PreferenceView
 
 PANEL_TIMEOUT = 600.0
-SHORT_LABELS = {415: "Scheduled", 416: "Room open", 417: "Started", 418: "Finished", 419: "Cancelled"}
+BUTTONS_PER_ROW = 5  # Discord's limit for one row of buttons
 
 
 class NotifyPanel(OwnedView):
@@ -61,14 +61,18 @@ class NotifyPanel(OwnedView):
 
     def render(self) -> None:
         self.clear_items()
-        for pref in self.prefs:
-            self.add_item(ToggleButton(pref, on=self.shown(pref)))
+        for index, pref in enumerate(self.prefs):  # one toggle per notification type, five to a row
+            self.add_item(ToggleButton(pref, on=self.shown(pref), row=index // BUTTONS_PER_ROW))
+        controls = -(-len(self.prefs) // BUTTONS_PER_ROW)  # the row after the toggles
         label = "Scope: all servers" if self.all_servers else "Scope: this server"
-        self.add_item(PanelButton(label, "scope", discord.ButtonStyle.primary))
-        self.add_item(PanelButton("All on", "all_on", discord.ButtonStyle.success))
-        self.add_item(PanelButton("All off", "all_off", discord.ButtonStyle.danger))
+        self.add_item(PanelButton(label, "scope", discord.ButtonStyle.primary, row=controls))
+        self.add_item(PanelButton("All on", "all_on", discord.ButtonStyle.success, row=controls))
+        self.add_item(PanelButton("All off", "all_off", discord.ButtonStyle.danger, row=controls))
         if not self.all_servers and any(pref.guild_setting is not None for pref in self.prefs):
-            self.add_item(PanelButton("Use my all-servers settings here", "reset", discord.ButtonStyle.secondary))
+            reset = PanelButton(
+                "Use my all-servers settings here", "reset", discord.ButtonStyle.secondary, row=controls
+            )
+            self.add_item(reset)
 
     async def refresh(self, interaction: discord.Interaction, prefs: list[PreferenceView] | None = None) -> None:
         if prefs is not None:
@@ -110,10 +114,10 @@ class NotifyPanel(OwnedView):
 
 
 class ToggleButton(discord.ui.Button["NotifyPanel"]):
-    def __init__(self, pref: PreferenceView, *, on: bool) -> None:
-        label = f"{SHORT_LABELS.get(pref.code, pref.label)}: {'on' if on else 'off'}"
+    def __init__(self, pref: PreferenceView, *, on: bool, row: int) -> None:
+        label = f"{pref.event_type.spec.short_label}: {'on' if on else 'off'}"
         style = discord.ButtonStyle.success if on else discord.ButtonStyle.secondary
-        super().__init__(label=label, style=style, row=0)
+        super().__init__(label=label, style=style, row=row)
         self.pref = pref
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -122,8 +126,8 @@ class ToggleButton(discord.ui.Button["NotifyPanel"]):
 
 
 class PanelButton(discord.ui.Button["NotifyPanel"]):
-    def __init__(self, label: str, action: str, style: discord.ButtonStyle) -> None:
-        super().__init__(label=label, style=style, row=1)
+    def __init__(self, label: str, action: str, style: discord.ButtonStyle, *, row: int) -> None:
+        super().__init__(label=label, style=style, row=row)
         self.action = action
 
     async def callback(self, interaction: discord.Interaction) -> None:

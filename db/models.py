@@ -11,6 +11,7 @@ Datetimes are `UTCDateTime`: timezone-aware UTC in, timezone-aware UTC out.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -75,27 +77,202 @@ class NotificationStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # Not sent because it had gone stale before it could go out (its type's `EventSpec` rule): `error` says why.
+    EXPIRED = "expired"
+
+
+# ---- notification types ----------------------------------------------------------------------------------
+# Every fact about a notification type is in its `EventSpec`, declared once below and read by every layer: the
+# outbox (audiences), the renderer (style), /notify and the preferences (labels, default), the dispatcher and
+# resending (staleness), the API schema and the docs (a test compares docs/user-guide.md and docs/admin-guide.md
+# with these records). docs/architecture.md, "Where to add a notification type", says what a new type needs.
+
+
+class Audience(enum.Flag):
+    """Who a notification type reaches."""
+
+    ELIGIBLE = enum.auto()  # DMs: subscribed players who may race the race (decided when queued)
+    PARTICIPANTS = enum.auto()  # DMs: subscribed players who got a run in it
+    ANNOUNCEMENT = enum.auto()  # a post in the tournament's (else the server's) announcement channel
+    MODERATORS = enum.auto()  # a post in the moderator channel (else the announcement channel), organizers pinged
+
+
+DM_AUDIENCES = Audience.ELIGIBLE | Audience.PARTICIPANTS
+_AUDIENCE_DOCS = {Audience.ELIGIBLE: "players who may race it", Audience.PARTICIPANTS: "players who got a run in it"}
+# How the expiry rules read: "once its room opened, it started, …".
+_STALE_WHEN = {
+    RaceStatus.ROOM_OPEN: "its room opened",
+    RaceStatus.IN_PROGRESS: "it started",
+    RaceStatus.FINISHED: "it finished",
+    RaceStatus.CANCELLED: "it was cancelled",
+}
+_STATUS_NOW = {
+    RaceStatus.ROOM_OPEN: "open on RaceTime.gg",
+    RaceStatus.IN_PROGRESS: "under way",
+    RaceStatus.FINISHED: "finished",
+    RaceStatus.CANCELLED: "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One notification type: what it is called, who gets it, how it looks, and when it is stale."""
+
+    name: str  # stored in outbox payloads, subscriptions and dedupe keys: never renamed
+    code: int | None  # its public number (/notify, the API's event_code); None: nobody subscribes to it
+    label: str  # in /notify's list and the preferences: "Race scheduled"
+    short_label: str  # on /notify's buttons: "Scheduled"
+    headline: str  # the message's title: "📅 Live race scheduled: <race>"
+    emoji: str
+    colour: int  # the embed's colour
+    audience: Audience
+    default_on: bool  # the preference of a player who chose nothing (False: opt-in)
+    docs: str  # what the message says, for the user guide's table
+    # Staleness: the message is not sent (it ends `expired`) once the race reached one of these statuses, or
+    # was deleted (`stale_if_deleted`). Checked when the dispatcher claims the row and when it is resent.
+    stale_once: frozenset[RaceStatus] = frozenset()
+    stale_if_deleted: bool = False
+
+    @property
+    def dm_audience_docs(self) -> str:
+        """Who gets it by DM, as the user guide says it."""
+        return ", and ".join(text for flag, text in _AUDIENCE_DOCS.items() if flag in self.audience)
+
+    @property
+    def expiry_rule(self) -> str:
+        """When it expires unsent, as the admin guide and the delivery log say it."""
+        events = [_STALE_WHEN[status] for status in RaceStatus if status in self.stale_once]
+        if self.stale_if_deleted:
+            events.append("it was deleted")
+        if not events:
+            return "never: what it says stays true"
+        return "once " + (", ".join(events[:-1]) + " or " + events[-1] if len(events) > 1 else events[0])
+
+    def stale_reason(self, status: RaceStatus | None) -> str | None:
+        """Why a message of this type must not go out now that the race is in `status` (None: the race was
+        deleted), or None while it is still current."""
+        if status is None:
+            now = "was deleted" if self.stale_if_deleted else None
+        else:
+            now = f"was already {_STATUS_NOW[status]}" if status in self.stale_once else None
+        if now is None:
+            return None
+        return f'Expired unsent: the race {now} (a "{self.headline}" message expires {self.expiry_rule})'
+
+
+_BEFORE_START = frozenset({RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS, RaceStatus.FINISHED, RaceStatus.CANCELLED})
 
 
 class EventType(enum.StrEnum):
-    LIVE_RACE_SCHEDULED = "live_race_scheduled"
-    LIVE_RACE_ROOM_OPENED = "live_race_room_opened"
-    LIVE_RACE_STARTED = "live_race_started"
-    LIVE_RACE_FINISHED = "live_race_finished"
-    LIVE_RACE_CANCELLED = "live_race_cancelled"
+    """The notification types players subscribe to; each member carries its `EventSpec` (`.spec`)."""
+
+    spec: EventSpec
+
+    def __new__(cls, spec: EventSpec) -> EventType:
+        member = str.__new__(cls, spec.name)
+        member._value_ = spec.name
+        member.spec = spec
+        return member
+
+    LIVE_RACE_SCHEDULED = EventSpec(
+        name="live_race_scheduled",
+        code=415,
+        label="Race scheduled",
+        short_label="Scheduled",
+        headline="Live race scheduled",
+        emoji="📅",
+        colour=0x3498DB,
+        audience=Audience.ELIGIBLE | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="tournament, pool, title, the start and when the room opens",
+        stale_once=_BEFORE_START,
+        stale_if_deleted=True,
+    )
+    LIVE_RACE_ROOM_OPENED = EventSpec(
+        name="live_race_room_opened",
+        code=416,
+        label="Room opened",
+        short_label="Room open",
+        headline="Race room open",
+        emoji="🔓",
+        colour=0x2ECC71,
+        audience=Audience.ELIGIBLE | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="the room link, the start, the start delay, whether the race starts by itself, the time limit, and "
+        "where the seed is (the room's info, plus the seed's notes if it has any)",
+        stale_once=frozenset({RaceStatus.IN_PROGRESS, RaceStatus.FINISHED, RaceStatus.CANCELLED}),
+        stale_if_deleted=True,
+    )
+    LIVE_RACE_STARTED = EventSpec(
+        name="live_race_started",
+        code=417,
+        label="Race started",
+        short_label="Started",
+        headline="Race started",
+        emoji="🚦",
+        colour=0xE67E22,
+        audience=Audience.PARTICIPANTS | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="how many are racing, the room link",
+        stale_once=frozenset({RaceStatus.FINISHED, RaceStatus.CANCELLED}),
+        stale_if_deleted=True,
+    )
+    LIVE_RACE_FINISHED = EventSpec(
+        name="live_race_finished",
+        code=418,
+        label="Race finished",
+        short_label="Finished",
+        headline="Race finished",
+        emoji="🏁",
+        colour=0xF1C40F,
+        audience=Audience.PARTICIPANTS | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="*your* place, time and score (or forfeit / disqualified, score 0), how many finished, the room link",
+    )
+    LIVE_RACE_CANCELLED = EventSpec(
+        name="live_race_cancelled",
+        code=419,
+        label="Race cancelled",
+        short_label="Cancelled",
+        headline="Race cancelled",
+        emoji="❌",
+        colour=0xE74C3C,
+        audience=Audience.ELIGIBLE | Audience.PARTICIPANTS | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="the reason",
+    )
 
     @property
     def code(self) -> int:
-        return EVENT_CODES[self]
+        return self.spec.code  # type: ignore[return-value]  # every subscribable type has one
 
 
-EVENT_CODES: dict[EventType, int] = {
-    EventType.LIVE_RACE_SCHEDULED: 415,
-    EventType.LIVE_RACE_ROOM_OPENED: 416,
-    EventType.LIVE_RACE_STARTED: 417,
-    EventType.LIVE_RACE_FINISHED: 418,
-    EventType.LIVE_RACE_CANCELLED: 419,
-}
+# The moderator alert: a notification type nobody subscribes to (its outbox rows have no event_type).
+OPEN_FAILED_ALERT = EventSpec(
+    name="live_race_open_failed",
+    code=None,
+    label="Room could not be opened",
+    short_label="Open failed",
+    headline="Race room could not be opened",
+    emoji="⚠️",
+    colour=0x992D22,
+    audience=Audience.MODERATORS,
+    default_on=False,
+    docs="the last error, the number of attempts and what to do",
+    stale_once=_BEFORE_START,  # a moderator (or a retry) opened the room, or the race is over: nothing to do
+    stale_if_deleted=True,
+)
+
+EVENT_SPECS: tuple[EventSpec, ...] = (*(event_type.spec for event_type in EventType), OPEN_FAILED_ALERT)
+SPECS_BY_NAME: dict[str, EventSpec] = {spec.name: spec for spec in EVENT_SPECS}
+EVENT_CODES: dict[EventType, int] = {event_type: event_type.code for event_type in EventType}
+
+
+def spec_of(event_type: EventType | None, payload: dict[str, Any] | None = None) -> EventSpec | None:
+    """The spec of an outbox row: its event type, else the event its payload names (the moderator alert)."""
+    if event_type is not None:
+        return event_type.spec
+    return SPECS_BY_NAME.get((payload or {}).get("event", ""))
 
 
 class NotificationKind(enum.StrEnum):
@@ -580,6 +757,9 @@ class Notification(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column()
+    # An earlier attempt may have reached Discord (its claim lapsed mid-send, or its answer was lost): never
+    # `expired` then, but sent again with its nonce, which Discord answers with the message it may have made.
+    maybe_delivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_notifications_status_next_attempt_at", "status", "next_attempt_at"),
@@ -680,3 +860,37 @@ class PermissionCheck(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     checked_at: Mapped[datetime] = mapped_column()
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class IdempotencyState(enum.StrEnum):
+    IN_PROGRESS = "in_progress"  # reserved by a request that has not committed anything yet
+    CREATED = "created"  # the request's change committed (in the same transaction); its answer not stored yet
+    DONE = "done"  # the answer is stored and is replayed
+
+
+class IdempotencyKey(Base):
+    """An `Idempotency-Key` of a guild's API request that creates something, and the answer it got (24 h)."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(255))
+    # sha256 of the method, the path and the request body (canonical JSON): the same key must mean the same request.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    request: Mapped[str] = mapped_column(String(300))  # "POST /api/v1/tournaments/1/live-races", for people
+    state: Mapped[IdempotencyState] = mapped_column(
+        _enum(IdempotencyState, "idempotency_state"), default=IdempotencyState.IN_PROGRESS
+    )
+    # Which request holds the key (compare-and-set), and since when: an abandoned reservation can be taken over.
+    claim_id: Mapped[str] = mapped_column(String(40))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_location: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("guild_id", "key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )

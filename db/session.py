@@ -4,12 +4,17 @@ Two kinds of session, so concurrent writers (two processes, or the jobs and the 
 SQLite's lock upgrade: `transaction()` starts a write transaction up front (`BEGIN IMMEDIATE` on SQLite, which
 waits on the busy timeout instead of failing mid-way), `read()` a plain one. On PostgreSQL both are ordinary
 READ COMMITTED transactions; compare-and-set updates make the claims safe there.
+
+`joining_writes(hook)` lets an adapter add a statement to the write transactions a service opens for it, without
+the service knowing: the API's `Idempotency-Key` is marked used in the very transaction that creates the object.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +28,23 @@ if TYPE_CHECKING:
 _BEGIN_OPTION = "startline_sqlite_begin"
 DEFAULT_POOL_SIZE = 20
 DEFAULT_MAX_OVERFLOW = 10
+
+WriteHook = Callable[[AsyncSession], Awaitable[None]]
+# (the task that joined, its hook): tasks started meanwhile inherit the variable but are not that task.
+_write_hooks: ContextVar[tuple[tuple[asyncio.Task | None, WriteHook], ...]] = ContextVar(
+    "startline_write_hooks", default=()
+)
+
+
+@contextmanager
+def joining_writes(hook: WriteHook) -> Iterator[None]:
+    """Run `hook(session)` first in every write transaction this task opens inside the block: its statements
+    commit or roll back with the transaction's own work. An exception from the hook rolls the transaction back."""
+    token = _write_hooks.set((*_write_hooks.get(), (asyncio.current_task(), hook)))
+    try:
+        yield
+    finally:
+        _write_hooks.reset(token)
 
 
 def _prepare_sqlite_path(url: str) -> None:
@@ -110,6 +132,12 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back on an exception."""
         async with self._write_sessions() as session, session.begin():
+            hooks = _write_hooks.get()
+            if hooks:
+                task = asyncio.current_task()
+                for owner, hook in hooks:
+                    if owner is task:
+                        await hook(session)
             yield session
 
     @asynccontextmanager

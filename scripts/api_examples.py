@@ -53,18 +53,20 @@ class Recorder:
         body: Any = None,
         query: str = "",
         token: str | None = "manage",
+        headers: dict[str, str] | None = None,
     ) -> Any:
         path = template.format(**(values or {})) + (f"?{query}" if query else "")
-        headers = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
-        response = await self.client.request(method, path, json=body, headers=headers)
+        sent = {"Authorization": f"Bearer {self.tokens[token]}"} if token else {}
+        response = await self.client.request(method, path, json=body, headers=sent | (headers or {}))
         raw = (await response.read()).replace(self.racetime_url.encode(), b"https://racetime.gg")
         request_lines = [f"{method} {path}"]
         if token:
             request_lines.append(f"Authorization: Bearer slt_… ({token} token)")
+        request_lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         if body is not None:
             request_lines += ["Content-Type: application/json", "", json.dumps(body, indent=2)]
         answer_lines = [f"HTTP/1.1 {response.status} {response.reason}"]
-        for header in ("Location", "Retry-After", "WWW-Authenticate"):
+        for header in ("Location", "Idempotent-Replayed", "Retry-After", "WWW-Authenticate"):
             if header in response.headers:
                 answer_lines.append(f"{header}: {response.headers[header]}")
         parsed: Any = None
@@ -144,6 +146,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
                 "room_profile_id": profile["id"],
                 "room": {"start_delay": 20},
             },
+            headers={"Idempotency-Key": "5f0c2a8e-week-3"},
         )
         l2 = {"tid": mine.tid, "rid": new_race["id"]}
         l1 = {"tid": mine.tid, "rid": mine.rid}

@@ -139,6 +139,7 @@ async def get_live_race(call: ApiCall) -> LiveRaceOut:
     body=LiveRaceCreate,
     response=LiveRaceOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="`scheduled_at` must be in the future and carry an offset; the seed, if given, must be in the pool.",
 )
@@ -321,11 +322,13 @@ async def live_race_notifications(call: ApiCall) -> ItemsPage[NotificationOut]:
     tag="live races",
     scope=MANAGE,
     response=ResentOut,
+    description="Queues the race's `failed` notifications again; those gone stale meanwhile (a room-open DM "
+    "for a race that started, …) become `expired` instead.",
 )
 async def resend_live_race_notifications(call: ApiCall) -> ResentOut:
     await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
-    count = await call.services.notifications.resend_failed(call.guild_id, call.path["rid"], call.actor)
-    return ResentOut(requeued=count)
+    report = await call.services.notifications.resend_failed(call.guild_id, call.path["rid"], call.actor)
+    return ResentOut(requeued=report.requeued, expired=report.expired)
 
 
 def _notification_out(notification: Any) -> NotificationOut:

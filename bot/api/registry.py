@@ -5,10 +5,15 @@ registry wraps the handler so that, before the handler runs, the token is authen
 scope-checked, the path ids are integers in range, and the query and body are validated into their models;
 after it, the result is serialised through the response model. `openapi_document` reads the same
 declarations, so the document cannot describe a route the server does not have, or miss one it has.
+
+A route declared `idempotent` (every POST that creates something) honours an `Idempotency-Key` header: the same
+key with the same request within 24 h answers the first answer again, with `Idempotent-Replayed: true`, and
+changes nothing (`bot/services/idempotency.py` keeps the keys).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,6 +30,7 @@ from bot.api.errors import ApiError
 from bot.api.ratelimit import RateLimiter
 from bot.api.schemas import MAX_ID, ErrorResponse
 from bot.errors import NotFound
+from bot.services.idempotency import KEY_FIELD, MAX_KEY_LENGTH, WINDOW, KeyClaim, StoredAnswer, request_fingerprint
 from bot.services.tokens import AuthenticatedToken
 from db.models import TokenScope
 
@@ -37,6 +43,8 @@ LIMITER_KEY = web.AppKey("startline_rate_limiter", RateLimiter)
 
 _PATH_PARAM = re.compile(r"{([a-z_]+)}")
 JSON = "application/json"
+IDEMPOTENCY_KEY = KEY_FIELD  # the request header
+REPLAYED = "Idempotent-Replayed"  # the answer header of a replay
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,8 @@ class Route:
     errors: tuple[int, ...] = ()  # error statuses beyond the ones every route of its kind has
     media_type: str = JSON
     description: str = ""
+    # Honours `Idempotency-Key`: every POST that creates something must (a test walks the routes).
+    idempotent: bool = False
 
     @property
     def path_params(self) -> list[str]:
@@ -120,6 +130,8 @@ class Route:
             statuses.add(422)
         if self.body is not None:
             statuses |= {400, 413, 422}
+        if self.idempotent:
+            statuses |= {409, 422}
         return sorted(statuses)
 
 
@@ -239,6 +251,7 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
             token = await authenticate(request, app.services.tokens)
             request.app[LIMITER_KEY].check(f"token:{token.id}")
             require_scope(token, route.scope)
+        key = request.headers.get(IDEMPOTENCY_KEY) if route.idempotent else None
         call = ApiCall(
             request=request,
             app=app,
@@ -247,10 +260,37 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
             query=parse_query(route.query, request.query, list_fields) if route.query is not None else None,
             body=await parse_body(route.body, request) if route.body is not None else None,
         )
+        if key is not None:
+            return await _once(route, call, key)
         return render(route, await route.handler(call))
 
     handle.__name__ = route.handler.__name__
     return handle
+
+
+async def _once(route: Route, call: ApiCall, key: str) -> web.StreamResponse:
+    """Run an idempotent route under its key: replay the stored answer, or run it and store its answer."""
+    keys = call.services.idempotency
+    body = call.body.model_dump(mode="json", exclude_unset=True) if call.body is not None else None
+    path = call.request.path
+    outcome = await keys.begin(
+        call.guild_id, key, request_fingerprint(route.method, path, body), f"{route.method} {path}"
+    )
+    if isinstance(outcome, StoredAnswer):
+        headers = {REPLAYED: "true"} | ({"Location": outcome.location} if outcome.location else {})
+        return web.Response(status=outcome.status, body=outcome.body.encode(), content_type=JSON, headers=headers)
+    claim: KeyClaim = outcome
+    try:
+        with keys.committing_with(claim):
+            response = render(route, await route.handler(call))
+    except BaseException:
+        await asyncio.shield(keys.abandon(claim))  # nothing was created: a corrected retry may use the key
+        raise
+    if 200 <= response.status < 300 and isinstance(response, web.Response) and response.body is not None:
+        await keys.finish(claim, response.status, bytes(response.body).decode(), response.headers.get("Location"))
+    else:
+        await keys.abandon(claim)
+    return response
 
 
 def add_routes(web_app: web.Application, routes: Iterable[Route]) -> None:
@@ -297,6 +337,18 @@ def _path_parameter(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": f"Any string of your own (a UUID, say) naming this request. Sent again with the same request "
+    f"within {WINDOW.total_seconds() / 3600:g} h, it gets the first answer back with `{REPLAYED}: true` and creates "
+    "nothing; with a different request, 422 `idempotency_key_reused`; while the first is still being processed, "
+    "409 `idempotency_key_in_progress`. Keys are per guild.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": "^[ -~]+$"},
+}
+
+
 def _query_parameters(schema: dict[str, Any], list_fields: frozenset[str]) -> list[dict[str, Any]]:
     required = set(schema.get("required", []))
     parameters = []
@@ -326,6 +378,12 @@ def _responses(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         if status == 201:
             response["headers"] = {
                 "Location": {"description": "URL of the created resource", "schema": {"type": "string"}}
+            }
+        if route.idempotent and 200 <= status < 300:
+            response.setdefault("headers", {})[REPLAYED] = {
+                "description": f"`true` when this is the stored answer to an earlier request with the same "
+                f"`{IDEMPOTENCY_KEY}`: nothing was created this time",
+                "schema": {"type": "string", "enum": ["true"]},
             }
         responses[str(status)] = response
     error_ref = refs[(ErrorResponse, "serialization")]
@@ -371,6 +429,8 @@ def openapi_document(routes: Iterable[Route], *, version: str, server_url: str |
         if description:
             operation["description"] = description
         parameters = [_path_parameter(name) for name in route.path_params]
+        if route.idempotent:
+            parameters.append(IDEMPOTENCY_PARAMETER)
         if route.query is not None:
             query_schema = schemas[refs[(route.query, "validation")]["$ref"].rsplit("/", 1)[1]]
             parameters += _query_parameters(query_schema, _list_fields(route.query))

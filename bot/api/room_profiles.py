@@ -37,6 +37,7 @@ async def list_room_profiles(call: ApiCall) -> ItemsPage[RoomProfileOut]:
     body=RoomProfileCreate,
     response=RoomProfileOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_room_profile(call: ApiCall) -> Reply:

@@ -93,6 +93,7 @@ async def get_run(call: ApiCall) -> RunOut:
     body=RunImport,
     response=RunOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="A finished run needs `elapsed_seconds`; the player must be in the roster (PUT /players first). "
     "The seed's par time and scores are recomputed.",

@@ -466,15 +466,22 @@ class ResultsOut(BaseModel):
     entrants: list[EntrantOut]
 
 
+def _event_types_described() -> str:
+    types = "; ".join(f"`{e.code}` `{e.value}` ({e.spec.label})" for e in sorted(EventType, key=lambda e: e.code))
+    return f"The notification type: {types}. Null for a moderator alert (a room that would not open)."
+
+
 class NotificationOut(OutputModel):
     id: int
     kind: NotificationKind
     # Both null for a moderator alert (a room that would not open), which is no subscribable event.
-    event_type: EventType | None
-    event_code: int | None
+    event_type: EventType | None = Field(description=_event_types_described())
+    event_code: int | None = Field(description="The number of `event_type`, as `/notify` shows it.")
     player_id: int | None
     channel_id: SnowflakeOut | None
-    status: NotificationStatus
+    status: NotificationStatus = Field(
+        description="`expired`: not sent because it had gone stale (the race moved on); `error` says why."
+    )
     attempts: int
     next_attempt_at: UtcDateTime
     error: str | None
@@ -487,7 +494,8 @@ class NotificationQuery(PageQuery):
 
 
 class ResentOut(BaseModel):
-    requeued: int
+    requeued: int = Field(description="failed notifications queued again")
+    expired: int = Field(description="failed notifications that had gone stale meanwhile: now `expired`, not resent")
 
 
 # ---- players and runs -----------------------------------------------------------------------------------

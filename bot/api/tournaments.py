@@ -69,6 +69,7 @@ async def list_tournaments(call: ApiCall) -> ItemsPage[TournamentOut]:
     body=TournamentCreate,
     response=TournamentOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_tournament(call: ApiCall) -> Reply:
@@ -150,6 +151,7 @@ async def list_pools(call: ApiCall) -> ItemsPage[PoolOut]:
     body=PoolCreate,
     response=PoolOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_pool(call: ApiCall) -> Reply:
@@ -227,6 +229,7 @@ async def list_permalinks(call: ApiCall) -> ItemsPage[PermalinkOut]:
     body=PermalinkCreate,
     response=PermalinkOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_permalink(call: ApiCall) -> Reply:

@@ -29,11 +29,17 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """Rate limited, a Discord server error or a network problem: try again later."""
+    """Rate limited, a Discord server error or a network problem: try again later.
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    `maybe_delivered`: Discord may have made the message anyway (the answer was lost: a timeout, a dropped
+    connection, a server error), so the row must never be reported `expired`: it is sent again with its nonce.
+    False only when Discord's answer says it made nothing (a rate limit, 503 Service Unavailable).
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, maybe_delivered: bool = True) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)

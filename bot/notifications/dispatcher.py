@@ -9,6 +9,12 @@ A message that reached Discord but whose outcome was never written (the process 
 once its lease runs out, with the same nonce (`message_nonce`): Discord creates one message per nonce within a
 few minutes, so the player still gets it once.
 
+A row that went stale while it waited (its type's rule, `EventSpec.stale_reason`: a room-open DM once the race
+started, …) is not sent: when its batch is claimed, the races of the batch are read in one query, and a stale row
+ends `expired` with the reason in `error` and one audit entry per race (`notification.expire`). Except a row an
+earlier attempt may have delivered (`maybe_delivered`: its claim lapsed mid-send, or Discord's answer was lost): it
+is sent again with its nonce, so the log never says `expired` for a message the player got.
+
 Outcomes: success → `sent`; DMs closed → `failed` and the player is marked dm_blocked (their later DMs are
 `skipped` until they use the bot again); rate limits, Discord server errors and network errors → `retrying`
 with exponential backoff and jitter, then `failed` after `max_retries`; anything else Discord refuses →
@@ -24,6 +30,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +39,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 
 from bot import metrics
+from bot.actors import Actor
 from bot.notifications.delivery import (
     Delivery,
     DeliveryError,
@@ -40,8 +48,19 @@ from bot.notifications.delivery import (
     TransientDeliveryError,
 )
 from bot.notifications.render import render
+from bot.services import audit
 from bot.settings import Settings
-from db.models import GuildPlayer, Notification, NotificationKind, NotificationStatus, Player
+from db.models import (
+    EventType,
+    GuildPlayer,
+    LiveRace,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    Player,
+    RaceStatus,
+    spec_of,
+)
 from db.session import Database
 from db.types import utcnow
 
@@ -53,6 +72,7 @@ FLUSH_INTERVAL_SECONDS = 0.5
 LEASE_SAFETY = 0.2
 BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
 LEFT_REASON = "Skipped: the player left this server (or was banned) after this message was queued"
+DISPATCHER = Actor.system("notification dispatcher")
 
 _notifications = Notification.__table__
 _players = Player.__table__
@@ -75,6 +95,18 @@ class ClaimedRow:
     dm_channel_id: int | None
     dm_blocked: bool
     left_guild: bool = False  # the player left the row's guild (or was banned) since it was queued
+    guild_id: int = 0
+    event_type: EventType | None = None
+    live_race_id: int | None = None
+    race_status: RaceStatus | None = None  # when claimed; None: the race was deleted
+    maybe_delivered: bool = False  # an earlier attempt may have reached Discord
+    # Why it must not be sent (its type's staleness rule against `race_status`), or None.
+    stale_reason: str | None = None
+
+    @property
+    def race_id(self) -> int | None:
+        """Its race, also once the race was deleted (the outbox row then lost the link; the payload keeps it)."""
+        return self.live_race_id if self.live_race_id is not None else self.payload.get("race", {}).get("id")
 
 
 @dataclass(slots=True)
@@ -87,6 +119,7 @@ class Outcome:
     sent_at: datetime | None = None
     new_dm_channel_id: int | None = None
     block_player: bool = False
+    maybe_delivered: bool = False  # this attempt may have reached Discord although it failed
 
 
 @dataclass
@@ -95,6 +128,7 @@ class DispatchReport:
     failed: int = 0
     retrying: int = 0
     skipped: int = 0
+    expired: int = 0
     released: int = 0
 
     def count(self, outcome: Outcome) -> None:
@@ -103,7 +137,7 @@ class DispatchReport:
 
     @property
     def handled(self) -> int:
-        return self.sent + self.failed + self.retrying + self.skipped
+        return self.sent + self.failed + self.retrying + self.skipped + self.expired
 
 
 @dataclass
@@ -192,7 +226,12 @@ class NotificationDispatcher:
             await session.execute(
                 update(Notification)
                 .where(Notification.id.in_(ids), *claimable)
-                .values(claim_id=claim_id, claimed_until=now + timedelta(seconds=lease))
+                .values(
+                    claim_id=claim_id,
+                    claimed_until=now + timedelta(seconds=lease),
+                    # A lapsed claim (its process died mid-batch) may have sent the row: it must not expire.
+                    maybe_delivered=or_(Notification.maybe_delivered, Notification.claimed_until.is_not(None)),
+                )
                 .execution_options(synchronize_session=False)
             )
             result = await session.execute(
@@ -207,6 +246,10 @@ class NotificationDispatcher:
                     Player.dm_channel_id,
                     Player.dm_blocked,
                     GuildPlayer.left_at,
+                    Notification.guild_id,
+                    Notification.event_type,
+                    Notification.live_race_id,
+                    Notification.maybe_delivered,
                 )
                 .outerjoin(Player, Player.id == Notification.player_id)
                 .outerjoin(
@@ -218,16 +261,46 @@ class NotificationDispatcher:
                 .where(Notification.claim_id == claim_id)
                 .order_by(Notification.next_attempt_at, Notification.id)
             )
+            claimed = result.all()
+            statuses = await self._race_statuses(session, {row.live_race_id for row in claimed})
             rows = [
-                ClaimedRow(*row[:8], dm_blocked=bool(row[8]), left_guild=row[9] is not None) for row in result.all()
+                ClaimedRow(
+                    *row[:8],
+                    dm_blocked=bool(row[8]),
+                    left_guild=row[9] is not None,
+                    guild_id=row[10],
+                    event_type=row[11],
+                    live_race_id=row[12],
+                    race_status=statuses.get(row[12]),
+                    maybe_delivered=bool(row[13]),
+                    # Possibly delivered already: sent again with its nonce rather than reported expired.
+                    stale_reason=None if row[13] else self._stale_reason(row[11], row[2], statuses.get(row[12])),
+                )
+                for row in claimed
             ]
         return _Batch(claim_id, rows, time.monotonic() + lease * (1 - LEASE_SAFETY))
+
+    @staticmethod
+    async def _race_statuses(session, race_ids: set[int | None]) -> dict[int, RaceStatus]:
+        """The current status of the races of a batch, in one query (a deleted race is missing)."""
+        ids = [race_id for race_id in race_ids if race_id is not None]
+        if not ids:
+            return {}
+        return dict((await session.execute(select(LiveRace.id, LiveRace.status).where(LiveRace.id.in_(ids)))).all())
+
+    @staticmethod
+    def _stale_reason(event_type: EventType | None, payload: dict[str, Any], status: RaceStatus | None) -> str | None:
+        spec = spec_of(event_type, payload)
+        return spec.stale_reason(status) if spec is not None else None
 
     # ---- sending ---------------------------------------------------------------------------------------
     async def _deliver(self, delivery: Delivery, batch: _Batch, report: DispatchReport) -> None:
         queue: asyncio.Queue[ClaimedRow] = asyncio.Queue()
         for row in batch.rows:
-            queue.put_nowait(row)
+            if row.stale_reason is not None:
+                batch.outcomes.append(Outcome(row, NotificationStatus.EXPIRED, row.attempts, error=row.stale_reason))
+            else:
+                queue.put_nowait(row)
 
         async def worker() -> None:
             while not queue.empty():
@@ -285,12 +358,19 @@ class NotificationDispatcher:
     def _retry_or_fail(self, row: ClaimedRow, attempts: int, exc: TransientDeliveryError) -> Outcome:
         if attempts > self.settings.max_retries:
             reason = f"Gave up after {attempts} attempts: {exc.reason}"
-            return Outcome(row, NotificationStatus.FAILED, attempts, error=reason)
+            return Outcome(row, NotificationStatus.FAILED, attempts, error=reason, maybe_delivered=exc.maybe_delivered)
         delay = self.backoff_seconds(attempts)
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
         next_at = self._clock() + timedelta(seconds=delay)
-        return Outcome(row, NotificationStatus.RETRYING, attempts, error=exc.reason, next_attempt_at=next_at)
+        return Outcome(
+            row,
+            NotificationStatus.RETRYING,
+            attempts,
+            error=exc.reason,
+            next_attempt_at=next_at,
+            maybe_delivered=exc.maybe_delivered,
+        )
 
     def backoff_seconds(self, attempts: int) -> float:
         """Exponential in the number of attempts made, capped, with jitter in its upper half."""
@@ -343,12 +423,14 @@ class NotificationDispatcher:
                         error=bindparam("new_error"),
                         next_attempt_at=bindparam("new_next_attempt_at"),
                         sent_at=bindparam("new_sent_at"),
+                        maybe_delivered=bindparam("new_maybe_delivered"),
                         claim_id=None,
                         claimed_until=None,
                     ),
                     [self._outcome_params(outcome, now) for outcome in outcomes],
                 )
                 await self._update_players(session, outcomes, now)
+                await self._audit_expired(session, outcomes)
             remaining = (
                 update(Notification)
                 .where(Notification.claim_id == batch.claim_id, Notification.status.in_(DUE_STATUSES))
@@ -369,7 +451,29 @@ class NotificationDispatcher:
             "new_error": outcome.error[:2000] if outcome.error else None,
             "new_next_attempt_at": outcome.next_attempt_at or now,
             "new_sent_at": outcome.sent_at,
+            "new_maybe_delivered": outcome.row.maybe_delivered or outcome.maybe_delivered,
         }
+
+    @staticmethod
+    async def _audit_expired(session, outcomes: list[Outcome]) -> None:
+        """One audit entry per race for the messages that expired: how many, of which types, and why."""
+        by_race: dict[tuple[int, int | None], tuple[str, Counter[str]]] = {}
+        for outcome in outcomes:
+            row = outcome.row
+            spec = spec_of(row.event_type, row.payload)
+            if outcome.status is NotificationStatus.EXPIRED and spec is not None:
+                status = row.race_status.value if row.race_status is not None else "deleted"
+                by_race.setdefault((row.guild_id, row.race_id), (status, Counter()))[1][spec.name] += 1
+        for (guild_id, race_id), (status, types) in by_race.items():
+            await audit.record(
+                session,
+                guild_id=guild_id,
+                actor=DISPATCHER,
+                action="notification.expire",
+                target_type="live_race",
+                target_id=race_id,
+                details={"expired": types.total(), "race_status": status, "types": dict(types)},
+            )
 
     @staticmethod
     async def _update_players(session, outcomes: list[Outcome], now: datetime) -> None:

@@ -2,29 +2,21 @@
 
 Pure functions of the payload stored in the outbox row, so a message renders the same after a restart and a
 later edit of the race cannot change a message already queued. Every time is a Discord timestamp, shown in
-each reader's own timezone and locale.
+each reader's own timezone and locale. The title's emoji and headline and the colour come from the type's
+`EventSpec` (`db.models`); the body is the type's renderer here, registered with `@renders`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.notifications.message import MessageField, NotificationMessage
+from db.models import OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
 
 PAYLOAD_VERSION = 1
-OPEN_FAILED = "live_race_open_failed"
-
-# event -> (icon, headline, colour)
-STYLES: dict[str, tuple[str, str, int]] = {
-    "live_race_scheduled": ("📅", "Live race scheduled", 0x3498DB),
-    "live_race_room_opened": ("🔓", "Race room open", 0x2ECC71),
-    "live_race_started": ("🚦", "Race started", 0xE67E22),
-    "live_race_finished": ("🏁", "Race finished", 0xF1C40F),
-    "live_race_cancelled": ("❌", "Race cancelled", 0xE74C3C),
-    OPEN_FAILED: ("⚠️", "Race room could not be opened", 0x992D22),
-}
 FOOTER = "Startline · race #{id}"
 DM_FOOTER = FOOTER + " · change these messages with /notify"
 
@@ -58,19 +50,42 @@ def link(label: str, url: str | None) -> str:
     return f"[{label}]({url})" if url else "Not available yet"
 
 
+@dataclass(frozen=True)
+class Body:
+    """What a type's renderer makes; the title, colour and footer are the same for every type."""
+
+    description: str
+    fields: list[MessageField]
+    links_room: bool = True  # the title links to the race room (a scheduled race has none yet)
+
+
+Renderer = Callable[[Mapping[str, Any], Mapping[str, Any], bool], Body]
+RENDERERS: dict[str, Renderer] = {}
+
+
+def renders(event: EventType | EventSpec) -> Callable[[Renderer], Renderer]:
+    """Register the body of one notification type: `(payload, race snapshot, channel) -> Body`."""
+    name = event.spec.name if isinstance(event, EventType) else event.name
+
+    def register(renderer: Renderer) -> Renderer:
+        RENDERERS[name] = renderer
+        return renderer
+
+    return register
+
+
 def render(payload: Mapping[str, Any], *, channel: bool = False) -> NotificationMessage:
     """The message for one outbox row; `channel` selects the announcement form (no personal result)."""
-    event = payload["event"]
+    spec = SPECS_BY_NAME[payload["event"]]
     race = payload.get("race", {})
-    icon, headline, colour = STYLES[event]
-    body = _BODIES[event](payload, race, channel)
+    body = RENDERERS[spec.name](payload, race, channel)
     occurred = payload.get("occurred_at")
     return NotificationMessage(
-        title=f"{icon} {headline}: {race.get('title') or 'live race'}",
-        description=body[0],
-        colour=colour,
-        url=race.get("room_url") if event != "live_race_scheduled" else None,
-        fields=tuple(body[1]),
+        title=f"{spec.emoji} {spec.headline}: {race.get('title') or 'live race'}",
+        description=body.description,
+        colour=spec.colour,
+        url=race.get("room_url") if body.links_room else None,
+        fields=tuple(body.fields),
         footer=(FOOTER if channel else DM_FOOTER).format(id=race.get("id", "?")),
         timestamp=datetime.fromtimestamp(occurred, UTC) if occurred is not None else None,
         content=f"<@&{payload['role_id']}>" if channel and payload.get("role_id") else None,
@@ -82,7 +97,8 @@ def _where(race: Mapping[str, Any]) -> str:
     return f"**{race.get('tournament') or 'Tournament'}** · pool **{race.get('pool') or '?'}**"
 
 
-def _scheduled(payload, race, channel):
+@renders(EventType.LIVE_RACE_SCHEDULED)
+def _scheduled(payload, race, channel) -> Body:
     description = f"{_where(race)}\nThe room opens on RaceTime.gg shortly before the start."
     fields = [
         MessageField("Starts", timestamp(race.get("scheduled_at")), inline=False),
@@ -90,10 +106,11 @@ def _scheduled(payload, race, channel):
     ]
     if not channel:
         fields.append(MessageField("Why you get this", "You may race it: you are eligible.", inline=False))
-    return description, fields
+    return Body(description, fields, links_room=False)
 
 
-def _room_opened(payload, race, channel):
+@renders(EventType.LIVE_RACE_ROOM_OPENED)
+def _room_opened(payload, race, channel) -> Body:
     description = f"{_where(race)}\nThe room is open: {link('join the race room', race.get('room_url'))}."
     fields = [
         MessageField("Starts", timestamp(race.get("scheduled_at")), inline=False),
@@ -103,20 +120,22 @@ def _room_opened(payload, race, channel):
         MessageField("Time limit", f"{race.get('time_limit', '?')} h"),
         MessageField("Seed", race.get("seed_hint") or "In the race room's info", inline=False),
     ]
-    return description, fields
+    return Body(description, fields)
 
 
-def _started(payload, race, channel):
+@renders(EventType.LIVE_RACE_STARTED)
+def _started(payload, race, channel) -> Body:
     description = f"{_where(race)}\nThe race is under way. Good luck!"
     fields = [
         MessageField("Started", timestamp(race.get("started_at")), inline=False),
         MessageField("Participants", str(race.get("participant_count", 0))),
         MessageField("Room", link("RaceTime.gg", race.get("room_url"))),
     ]
-    return description, fields
+    return Body(description, fields)
 
 
-def _finished(payload, race, channel):
+@renders(EventType.LIVE_RACE_FINISHED)
+def _finished(payload, race, channel) -> Body:
     description = f"{_where(race)}\nThe results are recorded."
     fields: list[MessageField] = []
     result = payload.get("result")
@@ -131,7 +150,7 @@ def _finished(payload, race, channel):
         MessageField("Ended", timestamp(race.get("ended_at")), inline=False),
         MessageField("Results", link("Race room on RaceTime.gg", race.get("room_url"))),
     ]
-    return description, fields
+    return Body(description, fields)
 
 
 def _result_fields(result: Mapping[str, Any], finishers: int) -> list[MessageField]:
@@ -148,16 +167,18 @@ def _result_fields(result: Mapping[str, Any], finishers: int) -> list[MessageFie
     ]
 
 
-def _cancelled(payload, race, channel):
+@renders(EventType.LIVE_RACE_CANCELLED)
+def _cancelled(payload, race, channel) -> Body:
     description = f"{_where(race)}\nThis live race will not take place."
     fields = [
         MessageField("Reason", race.get("cancel_reason") or "No reason given", inline=False),
         MessageField("Was scheduled for", timestamp(race.get("scheduled_at")), inline=False),
     ]
-    return description, fields
+    return Body(description, fields)
 
 
-def _open_failed(payload, race, channel):
+@renders(OPEN_FAILED_ALERT)
+def _open_failed(payload, race, channel) -> Body:
     alert = payload.get("alert", {})
     description = (
         f"{_where(race)}\nThe bot gave up opening the RaceTime.gg room after "
@@ -175,14 +196,4 @@ def _open_failed(payload, race, channel):
             inline=False,
         ),
     ]
-    return description, fields
-
-
-_BODIES = {
-    "live_race_scheduled": _scheduled,
-    "live_race_room_opened": _room_opened,
-    "live_race_started": _started,
-    "live_race_finished": _finished,
-    "live_race_cancelled": _cancelled,
-    OPEN_FAILED: _open_failed,
-}
+    return Body(description, fields)

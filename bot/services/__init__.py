@@ -12,6 +12,7 @@ from bot.services.batch import BatchService
 from bot.services.calendar import CalendarService
 from bot.services.eligibility import EligibilityService
 from bot.services.guilds import GuildSettingsService
+from bot.services.idempotency import IdempotencyService
 from bot.services.live_races import LiveRaceService
 from bot.services.notifications import NotificationService
 from bot.services.phases import PhaseService
@@ -58,6 +59,7 @@ class Services:
     seasons: SeasonService
     timezones: TimezoneService
     standings: StandingService
+    idempotency: IdempotencyService
 
 
 def build_services(
@@ -100,4 +102,5 @@ def build_services(
         seasons=SeasonService(db),
         timezones=TimezoneService(db),
         standings=StandingService(db, scoring),
+        idempotency=IdempotencyService(db),
     )

@@ -1,4 +1,4 @@
-"""Small helpers shared by the services: input checks and keyset pagination."""
+"""Small helpers shared by the services: input checks, keyset pagination, and an insert that ignores conflicts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.errors import Conflict, ValidationFailed
@@ -131,3 +132,13 @@ async def check_unique_name(
     )
     if clash is not None and clash != own_id:
         raise Conflict(f"a {what} called {name!r} already exists", field="name")
+
+
+def conflict_ignoring_insert(session: AsyncSession, table: Table | type) -> postgresql.Insert | sqlite.Insert:
+    """`INSERT` that can take `.on_conflict_do_nothing(...)`, in the dialect of the session (SQLite or PostgreSQL)."""
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"no conflict-ignoring insert for {dialect}")  # pragma: no cover - settings allow two

@@ -1,7 +1,7 @@
 """The outbox writer: turns a domain event into outbox rows inside the transaction that caused it.
 
-Recipients (PRODUCT.md §5): eligible subscribers for scheduled, room opened and cancelled; subscribed
-participants for started and finished, and for a cancelled race too. Everything is set-wise: a fixed number
+Recipients are the audiences of the event's type (`EventSpec.audience` in `db.models`): eligible subscribers,
+subscribed participants, the announcement channel, the moderator channel. Everything is set-wise: a fixed number
 of queries per event whatever the number of players, and one bulk insert whose dedupe key makes queuing the
 same event twice add nothing.
 """
@@ -14,17 +14,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceOpenFailed, LiveRaceRoomOpened
-from bot.notifications.render import OPEN_FAILED, PAYLOAD_VERSION
+from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceFinished, LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.notifications.render import PAYLOAD_VERSION
+from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import compute_eligibility
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.room_opener import room_open_lead
 from bot.services.room_profiles import resolve_for_race
 from bot.settings import Settings
 from db.models import (
+    DM_AUDIENCES,
+    Audience,
     EventType,
     GuildPlayer,
     GuildSettings,
@@ -44,8 +46,6 @@ from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
-ELIGIBLE_AUDIENCE = {EventType.LIVE_RACE_SCHEDULED, EventType.LIVE_RACE_ROOM_OPENED, EventType.LIVE_RACE_CANCELLED}
-PARTICIPANT_AUDIENCE = {EventType.LIVE_RACE_STARTED, EventType.LIVE_RACE_FINISHED, EventType.LIVE_RACE_CANCELLED}
 PODIUM_SIZE = 3
 # Player ids per INSERT … SELECT: far below SQLite's and asyncpg's 32,766 bound parameters.
 IN_LIST_CHUNK = 5000
@@ -69,7 +69,12 @@ async def subscribed_player_ids(
     session: AsyncSession, guild_id: int, event_type: EventType, player_ids: Collection[int] | None = None
 ) -> set[int]:
     """Players of the guild's roster who did not leave it and whose effective preference for this guild is on: a
-    guild row beats the all-guilds row, and no row at all means off (opt-in)."""
+    guild row beats the all-guilds row, and no row at all means the type's default (`EventSpec.default_on`; off,
+    opt-in, for every type so far). A type that is on by default needs the candidates (`player_ids`): the players
+    with no row are not in the table (the dispatcher still skips a DM to a member who left)."""
+    default = event_type.spec.default_on
+    if default and player_ids is None:
+        raise ValueError(f"{event_type.value} is on by default: name the candidate players")
     query = (
         select(NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active)
         # Only players still on the guild's roster: no DMs from a guild the member left.
@@ -88,7 +93,8 @@ async def subscribed_player_ids(
     global_rows: dict[int, bool] = {}
     for player_id, row_guild, active in (await session.execute(query)).all():
         (guild_rows if row_guild is not None else global_rows)[player_id] = active
-    return {pid for pid in guild_rows.keys() | global_rows.keys() if guild_rows.get(pid, global_rows.get(pid))}
+    candidates = guild_rows.keys() | global_rows.keys() if player_ids is None else player_ids
+    return {pid for pid in candidates if guild_rows.get(pid, global_rows.get(pid, default))}
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -111,15 +117,18 @@ class OutboxWriter:
             log.warning("event %s for unknown race %s: nothing queued", type(event).__name__, event.live_race_id)
             return 0
         race, tournament, pool, guild = context
-        if isinstance(event, LiveRaceOpenFailed):
+        audience = event.spec.audience
+        dms = 0
+        if isinstance(event, LiveRaceOpenFailed):  # its audience is the moderators
             rows = self._alert_rows(event, race, tournament, pool, guild)
         else:
             snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
-            results = await self._results(session, race, snapshot) if event.type is EventType.LIVE_RACE_FINISHED else {}
-            dms = await self._queue_dms(session, event, race, tournament, pool, snapshot, results)
+            results = await self._results(session, race, snapshot) if isinstance(event, LiveRaceFinished) else {}
+            if audience & DM_AUDIENCES:
+                dms = await self._queue_dms(session, event, race, tournament, pool, snapshot, results)
             rows = self._announcement_rows(event, race, tournament, guild, snapshot)
         await insert_ignoring_duplicates(session, rows)
-        count = len(rows) + (0 if isinstance(event, LiveRaceOpenFailed) else dms)
+        count = len(rows) + dms
         log.info("queued %d notification(s) for %s of race %s", count, type(event).__name__, race.id)
         return count
 
@@ -194,9 +203,13 @@ class OutboxWriter:
         self, session: AsyncSession, event: LiveRaceEvent, race: LiveRace, tournament: Tournament, pool: Pool
     ) -> set[int]:
         recipients: set[int] = set()
-        if event.type in ELIGIBLE_AUDIENCE:
-            subscribers = await subscribed_player_ids(session, event.guild_id, event.type)
-            if subscribers:
+        audience = event.spec.audience
+        if Audience.ELIGIBLE in audience:
+            # Opt-in: eligibility is worked out only when somebody subscribed.
+            subscribers = (
+                None if event.spec.default_on else await subscribed_player_ids(session, event.guild_id, event.type)
+            )
+            if subscribers is None or subscribers:
                 report = await compute_eligibility(
                     session,
                     guild_id=event.guild_id,
@@ -205,9 +218,11 @@ class OutboxWriter:
                     permalink_id=race.permalink_id,
                     exclude_live_race_id=race.id,
                 )
+                if subscribers is None:
+                    subscribers = await subscribed_player_ids(session, event.guild_id, event.type, report.eligible_ids)
                 recipients |= report.eligible_ids & subscribers
         participants = set(getattr(event, "participant_player_ids", ()))
-        if event.type in PARTICIPANT_AUDIENCE and participants:
+        if Audience.PARTICIPANTS in audience and participants:
             recipients |= await subscribed_player_ids(session, event.guild_id, event.type, participants)
         return recipients
 
@@ -224,7 +239,7 @@ class OutboxWriter:
         recipients = sorted(await self._recipients(session, event, race, tournament, pool))
         if not recipients:
             return 0
-        payload = self._base_payload(event, event.type.value, snapshot)
+        payload = self._base_payload(event, event.spec.name, snapshot)
         now = utcnow()
         if results:  # each participant's own result: one payload per row
             rows = [
@@ -289,11 +304,11 @@ class OutboxWriter:
         snapshot: dict[str, Any],
     ) -> list[dict[str, Any]]:
         channel_id = tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
-        if channel_id is None:
+        if channel_id is None or Audience.ANNOUNCEMENT not in event.spec.audience:
             return []
         role_id = tournament.announcement_role_id or (guild.announcement_role_id if guild else None)
-        payload = {**self._base_payload(event, event.type.value, snapshot), "role_id": role_id}
-        key = channel_dedupe_key(event.type.value, race.id, channel_id)
+        payload = {**self._base_payload(event, event.spec.name, snapshot), "role_id": role_id}
+        key = channel_dedupe_key(event.spec.name, race.id, channel_id)
         return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
 
     def _alert_rows(
@@ -319,7 +334,7 @@ class OutboxWriter:
             "scheduled_at": _ts(race.scheduled_at),
         }
         payload = {
-            **self._base_payload(event, OPEN_FAILED, snapshot),
+            **self._base_payload(event, event.spec.name, snapshot),
             "alert": {
                 "error": event.error,
                 "attempts": event.attempts,
@@ -331,7 +346,7 @@ class OutboxWriter:
         # Each give-up is its own alert (a race can give up again after /liverace open); the moment of the
         # give-up identifies it, and a give-up is published once, in the transaction that records it.
         occurrence = int(event.occurred_at.timestamp() * 1_000_000)
-        key = channel_dedupe_key(OPEN_FAILED, race.id, channel_id, occurrence=occurrence)
+        key = channel_dedupe_key(event.spec.name, race.id, channel_id, occurrence=occurrence)
         return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
 
     @staticmethod
@@ -360,21 +375,13 @@ class OutboxWriter:
         }
 
 
-def _conflict_ignoring_insert(session: AsyncSession):
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(_notifications)
-    if dialect == "sqlite":
-        return sqlite.insert(_notifications)
-    raise RuntimeError(f"no conflict-ignoring insert for {dialect}")  # pragma: no cover - settings allow two
-
-
 async def insert_ignoring_duplicates(session: AsyncSession, rows: Iterable[dict[str, Any]]) -> None:
     """One multi-row INSERT … ON CONFLICT (dedupe_key) DO NOTHING, on SQLite and PostgreSQL alike."""
     rows = list(rows)
     if rows:
         await session.execute(
-            _conflict_ignoring_insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows
+            conflict_ignoring_insert(session, _notifications).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+            rows,
         )
 
 
@@ -391,5 +398,7 @@ async def insert_for_players(
             Player.id.label("player_id"),
             (literal(dedupe_key_prefix, String()) + cast(Player.id, String())).label("dedupe_key"),
         ).where(Player.id.in_(chunk))
-        statement = _conflict_ignoring_insert(session).from_select([*shared, "player_id", "dedupe_key"], rows)
+        statement = conflict_ignoring_insert(session, _notifications).from_select(
+            [*shared, "player_id", "dedupe_key"], rows
+        )
         await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))

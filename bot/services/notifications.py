@@ -1,7 +1,8 @@
 """Notifications: players' opt-in preferences, the outbox writer, the delivery log and resending.
 
-Preferences are per player, per event type (415–419) and per guild, or for every guild (guild NULL); a guild
-row overrides the all-guilds row, and with no row at all a player gets nothing (opt-in). The outbox writer
+Preferences are per player, per event type (`EventType`, by name or code) and per guild, or for every guild
+(guild NULL); a guild row overrides the all-guilds row, and with no row at all the type's default applies
+(`EventSpec.default_on`: off, opt-in, for every type so far). The outbox writer
 (`bot/services/notification_outbox.py`) is subscribed to the EventBus by `attach`, so notifications commit together
 with the change that caused them; the dispatcher (`bot/notifications/dispatcher.py`) delivers them.
 """
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -30,19 +32,19 @@ from db.models import (
     NotificationStatus,
     NotificationSubscription,
     Player,
+    spec_of,
 )
 from db.session import Database
 from db.types import utcnow
 
-EVENT_LABELS: dict[EventType, str] = {
-    EventType.LIVE_RACE_SCHEDULED: "Race scheduled",
-    EventType.LIVE_RACE_ROOM_OPENED: "Room opened",
-    EventType.LIVE_RACE_STARTED: "Race started",
-    EventType.LIVE_RACE_FINISHED: "Race finished",
-    EventType.LIVE_RACE_CANCELLED: "Race cancelled",
-}
 EVENT_TYPES_IN_CODE_ORDER: tuple[EventType, ...] = tuple(sorted(EventType, key=lambda e: e.code))
 _CODES_TO_TYPES = {code: event_type for event_type, code in EVENT_CODES.items()}
+
+
+@dataclass(frozen=True)
+class ResendReport:
+    requeued: int  # failed notifications queued again
+    expired: int  # failed notifications that had gone stale: `expired`, not resent
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,12 @@ def build_views(rows: Iterable[tuple[EventType, int | None, bool]], guild_id: in
     for event_type in EVENT_TYPES_IN_CODE_ORDER:
         guild_setting = guild_settings.get(event_type)
         global_setting = global_settings.get(event_type)
-        effective = guild_setting if guild_setting is not None else bool(global_setting)
+        if guild_setting is not None:
+            effective = guild_setting
+        else:
+            effective = global_setting if global_setting is not None else event_type.spec.default_on
         views.append(
-            PreferenceView(
-                event_type, event_type.code, EVENT_LABELS[event_type], guild_setting, global_setting, effective
-            )
+            PreferenceView(event_type, event_type.code, event_type.spec.label, guild_setting, global_setting, effective)
         )
     return views
 
@@ -130,7 +133,7 @@ class NotificationService:
 
     # ---- preferences ---------------------------------------------------------------------------------
     async def preferences(self, discord_user_id: int, guild_id: int) -> list[PreferenceView]:
-        """The five preferences in code order, as they apply in `guild_id`."""
+        """Every type's preference in code order, as it applies in `guild_id`."""
         check_discord_id(discord_user_id)
         async with self.db.read() as session:
             rows = await self._subscription_rows(session, discord_user_id, guild_id)
@@ -317,17 +320,41 @@ class NotificationService:
             )
         return {status.value: counts.get(status, 0) for status in NotificationStatus}
 
-    async def resend_failed(self, guild_id: int, race_id: int, actor: Actor) -> int:
-        """Queue a race's failed notifications again, as new (attempts reset). Returns how many."""
+    async def resend_failed(self, guild_id: int, race_id: int, actor: Actor) -> ResendReport:
+        """Queue a race's failed notifications again, as new (attempts reset); those gone stale meanwhile (their
+        type's rule, `EventSpec.stale_reason`, against the race as it is now) end `expired` with the reason."""
         async with self.db.transaction() as session:
-            await race_in_guild_or_404(session, guild_id, race_id)
-            result = await session.execute(
-                update(Notification)
-                .where(
-                    Notification.live_race_id == race_id,
-                    Notification.guild_id == guild_id,
-                    Notification.status == NotificationStatus.FAILED,
+            race = await race_in_guild_or_404(session, guild_id, race_id)
+            failed = (
+                Notification.live_race_id == race_id,
+                Notification.guild_id == guild_id,
+                Notification.status == NotificationStatus.FAILED,
+            )
+            # A row an earlier attempt may have delivered is resent (with its nonce), never reported expired.
+            certainly_unsent = Notification.maybe_delivered.is_(False)
+            stale: dict[str, list[Any]] = {}  # reason -> the conditions of its rows
+            for event_type in (await session.scalars(select(Notification.event_type).where(*failed).distinct())).all():
+                if event_type is not None and (reason := event_type.spec.stale_reason(race.status)):
+                    stale.setdefault(reason, []).append(Notification.event_type == event_type)
+            untyped = await session.execute(
+                select(Notification.id, Notification.payload).where(*failed, Notification.event_type.is_(None))
+            )
+            for row_id, payload in untyped.all():  # the moderator alerts: their type is in the payload
+                spec = spec_of(None, payload)
+                if spec is not None and (reason := spec.stale_reason(race.status)):
+                    stale.setdefault(reason, []).append(Notification.id == row_id)
+            expired = 0
+            for reason, conditions in stale.items():
+                expired += await self._update_count(
+                    session,
+                    update(Notification)
+                    .where(*failed, certainly_unsent, or_(*conditions))
+                    .values(status=NotificationStatus.EXPIRED, error=reason[:2000], claim_id=None, claimed_until=None),
                 )
+            requeued = await self._update_count(
+                session,
+                update(Notification)
+                .where(*failed)
                 .values(
                     status=NotificationStatus.PENDING,
                     attempts=0,
@@ -335,10 +362,8 @@ class NotificationService:
                     error=None,
                     claim_id=None,
                     claimed_until=None,
-                )
-                .execution_options(synchronize_session=False)
+                ),
             )
-            count = result.rowcount or 0
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -346,6 +371,11 @@ class NotificationService:
                 action="notification.resend_failed",
                 target_type="live_race",
                 target_id=race_id,
-                details={"requeued": count},
+                details={"requeued": requeued, "expired": expired},
             )
-        return count
+        return ResendReport(requeued, expired)
+
+    @staticmethod
+    async def _update_count(session: AsyncSession, statement: Any) -> int:
+        result = await session.execute(statement.execution_options(synchronize_session=False))
+        return result.rowcount or 0

@@ -318,7 +318,7 @@ async def test_notification_log_and_resend(api: Api) -> None:
     assert (await api.call("GET", race + "/notifications?status=sent"))[1]["items"] == []
     assert (await api.call("GET", race + "/notifications", token="read"))[0] == 403
     status, resent, _ = await api.call("POST", race + "/notifications/resend")
-    assert status == 200 and resent == {"requeued": 1}
+    assert status == 200 and resent == {"requeued": 1, "expired": 0}
     async with api.app.db.read() as session:
         statuses = (await session.scalars(select(Notification.status).where(Notification.guild_id == GUILD))).all()
     assert statuses == [NotificationStatus.PENDING]

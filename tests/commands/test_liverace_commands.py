@@ -26,6 +26,7 @@ from db.models import (
 from db.types import utcnow
 from tests.commands.conftest import MODERATOR_PERMS
 from tests.fakes.lifecycle import racetime_client
+from tests.fakes.notifications import RecordingDelivery
 from tests.fakes.racetime_data import captured_user
 from tests.fakes.racetime_server import FakeRacetime
 
@@ -451,7 +452,7 @@ async def test_resend_requeues_the_failed_notifications_of_the_race(discord_, cu
     assert after["dm sent"].status is NotificationStatus.SENT
     assert after["other race failed"].status is NotificationStatus.FAILED
     history = (await d.services.audit.list(d.guild.id, action="notification.resend_failed")).items
-    assert [(entry.target_id, entry.details) for entry in history] == [(race.id, {"requeued": 2})]
+    assert [(entry.target_id, entry.details) for entry in history] == [(race.id, {"requeued": 2, "expired": 0})]
     again = await mod(d, "liverace-admin resend", race=str(race.id))
     assert again.text == "No failed notifications for this race: nothing to resend."
 
@@ -511,6 +512,48 @@ async def test_eligible_shows_a_player_only_their_own_reason_and_moderators_ever
         f"❌ {escape_markdown(d.alice.display_name)} — Link your RaceTime.gg account with /racetime link"
         in everyone.text
     )
+
+
+async def test_resend_expires_what_went_stale_and_history_shows_expired_messages(discord_, cup) -> None:
+    d = discord_
+    race = (await schedule(d, cup)).race
+    async with d.services.db.transaction() as session:
+        for key, event_type, status in [
+            ("scheduled failed", EventType.LIVE_RACE_SCHEDULED, NotificationStatus.FAILED),
+            ("cancelled failed", EventType.LIVE_RACE_CANCELLED, NotificationStatus.FAILED),
+            ("room open pending", EventType.LIVE_RACE_ROOM_OPENED, NotificationStatus.PENDING),
+        ]:
+            session.add(
+                Notification(
+                    kind=NotificationKind.DM,
+                    event_type=event_type,
+                    guild_id=d.guild.id,
+                    live_race_id=race.id,
+                    payload={"event": event_type.value, "race": {"id": race.id}},
+                    dedupe_key=key,
+                    status=status,
+                    attempts=5 if status is NotificationStatus.FAILED else 0,
+                    error="Discord server error" if status is NotificationStatus.FAILED else None,
+                )
+            )
+    await d.services.live_races.cancel(d.guild.id, race.id, SYSTEM, reason="Host ill")
+    reply = await mod(d, "liverace-admin resend", race=str(race.id))
+    assert reply.text == (
+        "Queued 1 failed notification again; 1 had gone stale (the race moved on) and expired instead of being resent."
+    )
+    async with d.services.db.read() as session:
+        after = {n.dedupe_key: n for n in await session.scalars(select(Notification))}
+    assert after["cancelled failed"].status is NotificationStatus.PENDING  # a cancellation stays true
+    assert after["scheduled failed"].status is NotificationStatus.EXPIRED
+    assert after["scheduled failed"].error.startswith("Expired unsent: the race was already cancelled")
+
+    d.bot.app.delivery = RecordingDelivery()  # the gateway is back: the dispatcher runs
+    await d.bot.app.dispatcher.run_once()
+    assert [user for user, _, _ in d.bot.app.delivery.dms] == []  # the DM rows name no player: nothing to send
+    history = await mod(d, "liverace-admin history", race=str(race.id))
+    assert "**notification.expire** by notification dispatcher" in history.text
+    assert "⌛ 1 not sent, gone stale (race ❌ cancelled): Room opened ×1" in history.text
+    assert "requeued=1, expired=1" in history.text
 
 
 async def test_history_is_for_moderators(discord_, cup) -> None:

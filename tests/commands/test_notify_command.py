@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from cogs.notify import NotifyPanel
 from db.models import EventType
 from tests.commands.conftest import MODERATOR_PERMS
 
@@ -86,3 +89,18 @@ async def test_resend_is_for_moderators_and_reports_the_count(discord_) -> None:
     assert "Manage Server" in refused.text
     missing = await d.harness.run("liverace-admin resend", d.mod, perms=MODERATOR_PERMS, race="1")
     assert missing.text == "Live race 1 not found."
+
+
+async def test_the_panel_has_a_toggle_per_type_five_to_a_row(discord_) -> None:
+    """Every notification type gets its toggle, with its short label; a sixth type starts a second row (Discord
+    allows five buttons a row), and the scope and shortcut buttons go below the toggles."""
+    d = discord_
+    panel = (await d.harness.run("notify", d.alice)).with_buttons()
+    assert labels(panel)[: len(EventType)] == [f"{event_type.spec.short_label}: off" for event_type in EventType]
+
+    prefs = await d.services.notifications.preferences(d.alice.id, d.guild.id)
+    interaction = SimpleNamespace(user=d.alice, guild_id=d.guild.id, guild=d.guild)
+    seven = NotifyPanel(d.bot.get_cog("NotifyCog"), interaction, [prefs[i % len(prefs)] for i in range(7)])
+    rows = [(item.label, item.row) for item in seven.children]
+    assert [row for _, row in rows[:7]] == [0, 0, 0, 0, 0, 1, 1]
+    assert {row for label, row in rows[7:]} == {2}

@@ -6,19 +6,35 @@ from collections import Counter
 
 import pytest
 
-from tests.e2e.evening import EveningOutcome
+from db.models import EventType, RaceStatus
+from tests.e2e.evening import SETTLED, EveningOutcome
 from tests.e2e.tournament import ANNOUNCEMENT_CHANNEL, EVENT_CODES, EVENTS, NO_SHOW, POOLS, seed_url
 
 REL = 1e-9
 
 
+def dm_key(event: str, episode: str, uid: int) -> str:
+    return f"dm:{EVENT_CODES[event]}:race:{episode}:player:{uid}"
+
+
+def post_key(event: str, episode: str) -> str:
+    return f"channel:{event}:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}"
+
+
 def expected_outbox(outcome: EveningOutcome, status: str) -> dict[str, str]:
     plan = outcome.plan
-    keys = [f"dm:{EVENT_CODES[event]}:race:{episode}:player:{uid}" for event, episode, uid in plan.expected_dms()]
-    keys += [
-        f"channel:{event}:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}" for event, episode in plan.expected_posts()
-    ]
+    keys = [dm_key(*dm) for dm in plan.expected_dms()] + [post_key(*post) for post in plan.expected_posts()]
     return dict.fromkeys(keys, status)
+
+
+def may_expire(event: str) -> bool:
+    """Every race ends finished: a message of this type may have gone stale before its turn (its type's rule)."""
+    return EventType(event).spec.stale_reason(RaceStatus.FINISHED) is not None
+
+
+def event_of_key(key: str) -> str:
+    kind, event = key.split(":")[:2]
+    return next(e.value for e in EventType if e.code == int(event)) if kind == "dm" else event
 
 
 def check_races(outcome: EveningOutcome) -> None:
@@ -112,16 +128,24 @@ def check_leaderboard(outcome: EveningOutcome) -> None:
 
 
 def check_notifications(outcome: EveningOutcome) -> None:
-    """The outbox holds exactly the notifications §5 calls for, once each; with Discord all are sent."""
-    status = "sent" if outcome.discord else "pending"
+    """The outbox holds exactly the notifications §5 calls for, once each; with Discord all are sent, except those
+    that went stale before their turn and expired (only of the types whose rule allows it)."""
+    status = SETTLED if outcome.discord else "pending"
     assert outcome.snapshot["outbox"] == expected_outbox(outcome, status)
+    expired = {key for key, status in outcome.outbox.items() if status == "expired"}
+    assert not [key for key in expired if not may_expire(event_of_key(key))], "only stale messages expire"
     plan = outcome.plan
     for race in plan.races:
-        log = Counter((row["event_type"], row["kind"], row["status"]) for row in outcome.delivery_log[race.episode])
+        log = Counter(
+            (row["event_type"], row["kind"], SETTLED if row["status"] in ("sent", "expired") else row["status"])
+            for row in outcome.delivery_log[race.episode]
+        )
         dms = Counter(event for event, episode, _ in plan.expected_dms() if episode == race.episode)
         expected = Counter({(event, "dm", status): count for event, count in dms.items()})
         expected.update({(event, "channel", status): 1 for event in EVENTS})
         assert log == expected, race.episode
+        for row in outcome.delivery_log[race.episode]:
+            assert (row["status"] == "expired") == (row["error"] or "").startswith("Expired unsent: "), row
     player, episode = plan.by_name[NO_SHOW[0]], NO_SHOW[1]
     assert player.discord_user_id in outcome.eligible_first_race, "the no-show was eligible"
     keys = {
@@ -161,12 +185,16 @@ _LIFECYCLE = (
 
 
 def check_deliveries(outcome: EveningOutcome) -> None:
-    """At the fake Discord: every DM exactly once per (event, race, player), every announcement once."""
+    """At the fake Discord: every DM exactly once per (event, race, player), every announcement once; none of
+    those that expired."""
     plan = outcome.plan
     duplicated = {key: count for key, count in outcome.dms.items() if count > 1}
     assert not duplicated, f"DMs delivered more than once: {duplicated}"
-    assert set(outcome.dms) == set(plan.expected_dms()), _difference(outcome.dms, plan.expected_dms())
-    assert outcome.posts == plan.expected_posts()
+    sent_dms = Counter({dm: 1 for dm in plan.expected_dms() if outcome.outbox[dm_key(*dm)] == "sent"})
+    assert set(outcome.dms) == set(sent_dms), _difference(outcome.dms, sent_dms)
+    assert outcome.posts == Counter(
+        {post: 1 for post in plan.expected_posts() if outcome.outbox[post_key(*post)] == "sent"}
+    )
     for race in plan.races:
         seed = plan.live_seed(race.pool)
         for entrant in race.counted:

@@ -138,6 +138,7 @@ async def test_repeated_429s_end_in_a_retry(services, world, fake_discord, dispa
     await dispatcher.run_once()
     row = await row_of(services, ALICE)
     assert row.status is NotificationStatus.RETRYING and "429" in row.error
+    assert not row.maybe_delivered  # a 429 made nothing: the row may expire if it goes stale
 
 
 async def test_a_passing_server_error_is_retried_by_discord_py_itself(services, world, fake_discord, dispatcher):
@@ -157,6 +158,16 @@ async def test_server_errors_are_retried_with_backoff(services, world, fake_disc
     assert (row.status, row.attempts) == (NotificationStatus.RETRYING, 1)
     assert "server error" in row.error and "503" in row.error
     assert round((row.next_attempt_at - row.created_at).total_seconds()) >= 5
+    assert not row.maybe_delivered  # 503: not processed
+
+
+async def test_a_server_error_other_than_503_may_have_made_the_message(services, world, fake_discord, dispatcher):
+    fake_discord.fail_dm(ALICE, *[Failure.server_error(500)] * 5)  # past discord.py's own retries
+    await publish(services, world.event(LiveRaceScheduled))
+    await dispatcher.run_once()
+    row = await row_of(services, ALICE)
+    assert row.status is NotificationStatus.RETRYING and "500" in row.error
+    assert row.maybe_delivered  # never reported expired: sent again with its nonce
 
 
 async def test_a_malformed_message_fails_with_discords_reason(services, world, fake_discord, dispatcher):
@@ -193,6 +204,7 @@ async def test_network_errors_are_retried(services, world, fake_discord, dispatc
     row = await row_of(services, ALICE)
     assert (row.status, row.attempts) == (NotificationStatus.RETRYING, 1)
     assert row.error.startswith("Network error reaching Discord")
+    assert not row.maybe_delivered  # no connection was made: nothing can have reached Discord
 
 
 async def test_per_route_buckets_are_respected_without_429s(services, world, fake_discord, dispatcher):

@@ -13,7 +13,8 @@ from bot.errors import NotFound, ValidationFailed
 from bot.events import LiveRaceCancelled, LiveRaceRoomOpened, LiveRaceScheduled, LiveRaceStarted
 from bot.notifications.delivery import PermanentDeliveryError, RecipientUnreachable, TransientDeliveryError
 from bot.notifications.dispatcher import BLOCKED_REASON, NotificationDispatcher
-from db.models import Notification, NotificationKind, NotificationStatus, Player
+from bot.services.notifications import ResendReport
+from db.models import LiveRace, Notification, NotificationKind, NotificationStatus, Player, RaceStatus
 from db.session import Database
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD, make_settings
@@ -294,7 +295,7 @@ async def test_delivery_log_lists_a_races_notifications_with_filters_and_pages(s
     failed = await log.delivery_log(GUILD, world.race.id, status="failed")
     assert [n.error for n in failed.items] == ["closed"]
     summary = await log.delivery_summary(GUILD, world.race.id)
-    assert summary == {"pending": 0, "retrying": 0, "sent": 2, "failed": 1, "skipped": 0}
+    assert summary == {"pending": 0, "retrying": 0, "sent": 2, "failed": 1, "skipped": 0, "expired": 0}
 
 
 async def test_delivery_log_refuses_bad_input_and_other_guilds(services, world):
@@ -313,13 +314,13 @@ async def test_resend_failed_requeues_them_as_new(services, world, delivery, dis
     delivery.fail(ALICE, TransientDeliveryError("down"))
     await publish(services, world.event(LiveRaceScheduled))
     await dispatcher.run_once()  # channel failed, alice retrying, bob sent
-    assert await services.notifications.resend_failed(GUILD, world.race.id, MODERATOR) == 1
+    assert await services.notifications.resend_failed(GUILD, world.race.id, MODERATOR) == ResendReport(1, 0)
     [requeued] = await rows(services, kind=NotificationKind.CHANNEL)
     assert (requeued.status, requeued.attempts, requeued.error) == (NotificationStatus.PENDING, 0, None)
     await dispatcher.run_once()
     assert len(delivery.posts) == 1
     history = await services.audit.list(GUILD, action="notification.resend_failed")
-    assert history.items[0].details == {"requeued": 1}
+    assert history.items[0].details == {"requeued": 1, "expired": 0}
 
 
 async def test_resend_failed_of_another_guilds_race_is_not_found(services, world, delivery, dispatcher):
@@ -329,3 +330,66 @@ async def test_resend_failed_of_another_guilds_race_is_not_found(services, world
     with pytest.raises(NotFound):
         await services.notifications.resend_failed(OTHER_GUILD, world.race.id, MODERATOR)
     assert len(await rows(services, status=NotificationStatus.FAILED)) == 1
+
+
+# ---- staleness ----------------------------------------------------------------------------------------------------
+
+
+async def set_race_status(services, world, status: RaceStatus) -> None:
+    async with services.db.transaction() as session:
+        await session.execute(update(LiveRace).where(LiveRace.id == world.race.id).values(status=status))
+
+
+async def test_a_stale_row_expires_unless_an_earlier_attempt_may_have_delivered_it(
+    services, world, delivery, dispatcher, clock
+):
+    """Bob's room-open DM timed out (Discord may have made it); Alice's was refused with a 503 (it did not); the
+    channel's process died holding its claim (it may have posted). Then the race starts: only Alice's expires,
+    the others are sent again with their nonces, which Discord answers with the message it may already have."""
+    delivery.fail(ALICE, TransientDeliveryError("Discord server error: 503", maybe_delivered=False))
+    delivery.fail(BOB, TransientDeliveryError("Network error reaching Discord: TimeoutError"))
+    await publish(services, world.event(LiveRaceRoomOpened))
+    async with services.db.transaction() as session:  # the channel post: claimed by a process that then died
+        await session.execute(
+            update(Notification)
+            .where(Notification.kind == NotificationKind.CHANNEL)
+            .values(claim_id="dead", claimed_until=clock.now + timedelta(seconds=1))
+        )
+    await dispatcher.run_once()
+    assert {r.status for r in await rows(services, kind=NotificationKind.DM)} == {NotificationStatus.RETRYING}
+    await set_race_status(services, world, RaceStatus.IN_PROGRESS)
+    clock.advance(3600)
+
+    report = await dispatcher.run_once()
+    assert (report.expired, report.sent) == (1, 2)
+    after = {(r.kind, r.player_id): r for r in await rows(services)}
+    alice, bob = (await player(services, ALICE)).id, (await player(services, BOB)).id
+    assert after[(NotificationKind.DM, alice)].status is NotificationStatus.EXPIRED
+    assert after[(NotificationKind.DM, bob)].status is NotificationStatus.SENT
+    assert after[(NotificationKind.DM, bob)].maybe_delivered
+    assert after[(NotificationKind.CHANNEL, None)].status is NotificationStatus.SENT
+    assert after[(NotificationKind.CHANNEL, None)].maybe_delivered
+    assert delivery.dm_recipients() == [BOB] and len(delivery.posts) == 1
+
+
+async def test_resend_expires_only_what_certainly_was_not_delivered(services, world, delivery, dispatcher):
+    delivery.fail(ALICE, PermanentDeliveryError("Missing Access"))
+    await publish(services, world.event(LiveRaceScheduled))
+    await dispatcher.run_once()
+    async with services.db.transaction() as session:
+        await session.execute(
+            update(Notification)
+            .where(Notification.kind == NotificationKind.DM)
+            .values(
+                status=NotificationStatus.FAILED,
+                maybe_delivered=Notification.player_id != (await player(services, ALICE)).id,
+            )
+        )
+    await set_race_status(services, world, RaceStatus.CANCELLED)
+    report = await services.notifications.resend_failed(GUILD, world.race.id, MODERATOR)
+    assert report == ResendReport(requeued=1, expired=1)  # Bob's may have reached him: it goes again
+    statuses = {r.player_id: r.status for r in await rows(services, kind=NotificationKind.DM)}
+    assert statuses == {
+        (await player(services, ALICE)).id: NotificationStatus.EXPIRED,
+        (await player(services, BOB)).id: NotificationStatus.PENDING,
+    }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bot.notifications.message import EMBED_TOTAL_LIMIT, MessageField, NotificationMessage, fit
-from bot.notifications.render import OPEN_FAILED, STYLES, duration, ordinal, render, timestamp
+from bot.notifications.render import duration, ordinal, render, timestamp
+from db.models import EVENT_SPECS, OPEN_FAILED_ALERT
 
-EVENTS = list(STYLES)
+EVENTS = [spec.name for spec in EVENT_SPECS]
 
 
 def assert_acceptable(message: NotificationMessage) -> None:
@@ -53,7 +54,8 @@ def test_an_unknown_event_cannot_render():
 
 
 def test_alert_is_its_own_style():
-    assert STYLES[OPEN_FAILED][2] == 0x992D22
+    message = render({"event": OPEN_FAILED_ALERT.name, "race": {"title": "Week 3"}}, channel=True)
+    assert (message.title, message.colour) == ("⚠️ Race room could not be opened: Week 3", 0x992D22)
 
 
 @pytest.mark.parametrize(
