@@ -22,10 +22,10 @@ from sqlalchemy import select, update
 from bot.app import Application
 from bot.errors import Conflict, DomainError, InvalidTransition
 from bot.events import LiveRaceCancelled, LiveRaceOpenFailed, LiveRaceRoomOpened
-from bot.notifications.render import OPEN_FAILED
 from bot.services.room_opener import STRAY_ROOM_CANCELLED, RoomOpener, room_seed_url
 from bot.settings import Settings
 from db.models import (
+    OPEN_FAILED_ALERT,
     AuditEntry,
     EventType,
     GuildSettings,
@@ -588,7 +588,7 @@ async def test_a_race_long_past_its_start_is_not_opened_by_itself(
     async with app.db.read() as session:
         posts = list(await session.scalars(select(Notification).where(Notification.kind == NotificationKind.CHANNEL)))
     assert [(p.channel_id, p.payload["event"], p.payload["alert"]["error"]) for p in posts] == (
-        [(channel, OPEN_FAILED, final.last_error)] if channel else []
+        [(channel, OPEN_FAILED_ALERT.name, final.last_error)] if channel else []
     )
     [entry] = [e for e in await _audit(race) if e.action == "live_race.open_failed"]
     assert entry.details["error"] == final.last_error  # where no channel is set, the audit log carries it
