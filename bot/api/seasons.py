@@ -175,6 +175,7 @@ async def list_templates(call: ApiCall) -> ItemsPage[TemplateOut]:
     body=TemplateCreate,
     response=TemplateOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_template(call: ApiCall) -> Reply:
@@ -231,6 +232,7 @@ async def delete_template(call: ApiCall) -> None:
     body=TemplateRaceCreate,
     response=LiveRaceOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="`when` is a date (the race starts at the template's local time in its time zone) or an instant.",
 )
@@ -271,6 +273,7 @@ async def list_series(call: ApiCall) -> ItemsPage[SeriesOut]:
     body=SeriesCreate,
     response=SeriesOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="A template (`template_id`, or `template` fields) plus an iCalendar RRULE in a time zone. Refused "
     "(422) when the rule does not parse, never occurs, repeats more often than `series.min_interval_minutes`, or "
@@ -374,6 +377,7 @@ async def move_occurrence(call: ApiCall) -> SeriesOut:
     body=BatchCreate,
     response=BatchOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="All or nothing: every race is checked first; any error answers 422 with `details.errors` "
     "(`line` from 1, `field`, `message`) for every line, and nothing is created. `dry_run` answers 200 with the "
@@ -431,6 +435,7 @@ async def list_phases(call: ApiCall) -> ItemsPage[PhaseOut]:
     body=PhaseCreate,
     response=PhaseOut,
     status=201,
+    idempotent=True,
     errors=(409,),
     description="`pool_ids` become this phase's pools (a pool belongs to one phase).",
 )
@@ -550,6 +555,7 @@ async def list_seasons(call: ApiCall) -> ItemsPage[SeasonOut]:
     body=SeasonCreate,
     response=SeasonOut,
     status=201,
+    idempotent=True,
     errors=(409,),
 )
 async def create_season(call: ApiCall) -> Reply:
