@@ -248,6 +248,7 @@ async def create_permalink(call: ApiCall) -> Reply:
     body=PermalinkBatch,
     response=PermalinkList,
     status=201,
+    idempotent=True,
     description=(
         "Every seed is checked first (URL, notes, already in the pool, twice in the list); one problem refuses the "
         "whole list with 422, and `details.errors` names each bad seed by its position in the list (`line`, from "
