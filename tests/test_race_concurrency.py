@@ -585,6 +585,8 @@ async def test_a_race_long_past_its_start_is_not_opened_by_itself(
     assert (await open_rooms(app)).due == 0  # told once
     [alert] = [e for e in app.events.published if isinstance(e, LiveRaceOpenFailed)]
     assert alert.error == final.last_error
+    # No attempt was made, so the alert tells what happened rather than "gave up after N attempts".
+    assert alert.summary == f"The bot did not open the RaceTime.gg room: {final.last_error}."
     async with app.db.read() as session:
         posts = list(await session.scalars(select(Notification).where(Notification.kind == NotificationKind.CHANNEL)))
     assert [(p.channel_id, p.payload["event"], p.payload["alert"]["error"]) for p in posts] == (

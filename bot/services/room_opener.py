@@ -744,6 +744,8 @@ class RoomOpener:
             details={"attempts": attempts, "error": message, "next_attempt_at": race.next_open_attempt_at},
         )
         if gave_up:
+            # A failure that no retry can fix (too late, no seed, no credentials) is not "gave up after N attempts":
+            # the alert says what happened instead of counting attempts that were never made.
             await self.events.publish(
                 session,
                 LiveRaceOpenFailed(
@@ -753,6 +755,8 @@ class RoomOpener:
                     occurred_at=now,
                     error=message,
                     attempts=attempts,
+                    summary=None if retryable else f"The bot did not open the RaceTime.gg room: {message}.",
+                    action=None,
                 ),
             )
 
