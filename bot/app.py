@@ -120,7 +120,6 @@ class Application:
         self.run_migrations = run_migrations
         self.start_jobs = start_jobs
         self.discord_state = "disabled"
-        self.discord_bot = None  # set by StartlineBot in Discord mode
         # How notifications reach Discord; None without a gateway (rows wait in the outbox).
         self.delivery: Delivery | None = None
         self.dispatcher = NotificationDispatcher(self.db, settings, lambda: self.delivery)

@@ -56,7 +56,6 @@ class StartlineBot(commands.Bot):
         self.app = app
         self.load_cogs = load_cogs
         self.start_app = start_app
-        app.discord_bot = self
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         """Run the application at once, then log in and connect.

@@ -28,7 +28,6 @@ from bot.notifications.message import NotificationMessage
 CANNOT_DM = 50007  # "Cannot send messages to this user": DMs closed, bot blocked or no shared server
 OPENING_DMS_TOO_FAST = 40003
 MISSING_ACCESS = 50001
-UNKNOWN_CHANNEL = 10003
 # Bursts are kept to a tenth of a second's worth, so pacing stays even under Discord's per-second limit.
 BURST_SECONDS = 0.1
 

@@ -114,10 +114,6 @@ class PageQuery(InputModel):
     cursor: str | None = Field(default=None, max_length=200, description="`next_cursor` of the previous page")
 
 
-class NoQuery(InputModel):
-    pass
-
-
 class Ref(OutputModel):
     id: int
     name: str

@@ -510,17 +510,6 @@ class TournamentService:
                 await session.scalars(select(Permalink).where(Permalink.pool_id == pool_id).order_by(Permalink.id))
             )
 
-    async def list_tournament_permalinks(self, guild_id: int, tournament_id: int) -> list[tuple[Permalink, Pool]]:
-        async with self.db.read() as session:
-            await tournament_or_404(session, guild_id, tournament_id)
-            rows = await session.execute(
-                select(Permalink, Pool)
-                .join(Pool, Pool.id == Permalink.pool_id)
-                .where(Pool.tournament_id == tournament_id)
-                .order_by(Pool.id, Permalink.id)
-            )
-            return [(row[0], row[1]) for row in rows]
-
     async def get_permalink(self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int) -> Permalink:
         async with self.db.read() as session:
             return await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
