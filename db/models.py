@@ -1,4 +1,4 @@
-"""SQLAlchemy models for every entity of the product (PRODUCT.md §3).
+"""SQLAlchemy models for every entity Startline stores.
 
 Rules kept here rather than in services, so no code path can bypass them:
 - names are unique per parent (tournament per guild, pool per tournament, room profile per guild);

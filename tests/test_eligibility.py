@@ -1,4 +1,4 @@
-"""Eligibility (§3.2): each rule's reason, the first failing rule wins, and a fixed number of queries."""
+"""Eligibility: each rule's reason, the first failing rule wins, and a fixed number of queries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LiveRaceService without RaceTime.gg: scheduling, editing, guards of §3.1, listing, search."""
+"""LiveRaceService without RaceTime.gg: scheduling, editing, guards of the state machine, listing, search."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Par times, scores and the leaderboard (PRODUCT.md §3.3), through the services and as pure functions."""
+"""Par times, scores and the leaderboard, through the services and as pure functions."""
 
 from __future__ import annotations
 

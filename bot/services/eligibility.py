@@ -1,4 +1,4 @@
-"""Who may race a live race (PRODUCT.md §3.2), computed set-wise.
+"""Who may race a live race, computed set-wise (the rules, in order: docs/user-guide.md, "Who may race a live race").
 
 Two queries answer for every player of the guild at once, whatever their number: the candidates, and one
 statement over the runs that matter (the pool's seeds, the tournament's unfinished runs, the race's seed), each
@@ -145,7 +145,7 @@ async def compute_eligibility(
     allowed = tournament.runs_per_pool
     verdicts: list[tuple[Candidate, str | None]] = []
     for candidate in candidates:
-        # The first failing rule of §3.2 (rule 1, the tournament being active, was checked above).
+        # The first failing eligibility rule (rule 1, the tournament being active, was checked above).
         runs = facts.get(candidate.player_id)
         if candidate.left:
             reason: str | None = REASON_LEFT

@@ -1,4 +1,4 @@
-"""Live races: scheduling and the state machine of PRODUCT.md §3.1 (what adapters render: live_race_views.py).
+"""Live races: scheduling and their state machine (what adapters render: live_race_views.py).
 
 `scheduled` → `room_open` → `in_progress` → `finished`, and `cancelled` from any state before `finished`.
 Nothing goes backwards. Each public mutating method is one transaction that writes an audit entry and publishes

@@ -1,4 +1,4 @@
-"""Following open rooms on RaceTime.gg (PRODUCT.md §3.1, §4).
+"""Following open rooms on RaceTime.gg until their races finish or are cancelled.
 
 Per cycle: one `/o/{category}/data` request per category that has tracked races (`room_open`, `in_progress`),
 and a race detail request only for a race whose status moved to another phase (not started → running → over)

@@ -1,4 +1,4 @@
-"""Applying what a RaceTime.gg room shows to its live race: start, finish, cancel (PRODUCT.md §3.1).
+"""Applying what a RaceTime.gg room shows to its live race: start, finish, cancel.
 
 Every function runs in the caller's transaction and is idempotent: the live race's status says what has been
 applied already, entrants are keyed by RaceTime.gg user id and runs by (live race, player), so applying the same

@@ -1,4 +1,4 @@
-"""Opening RaceTime.gg rooms for live races: exactly one room per race (PRODUCT.md §3.1, §4).
+"""Opening RaceTime.gg rooms for live races: exactly one room per race.
 
 Every step locks the race (`race_locks.lock_race`) for its database work and makes no RaceTime.gg call while it
 holds the lock:
@@ -108,7 +108,7 @@ def room_category(tournament: Tournament, settings: Settings) -> str:
 def build_request(
     race: LiveRace, tournament: Tournament, pool: Pool, permalink: Permalink, room: dict
 ) -> StartRaceRequest:
-    """The room as §4 describes it: goal, info naming tournament, pool, UTC start and seed, and the marker."""
+    """The room a live race gets: goal, info naming tournament, pool, UTC start and seed, and the marker."""
     goal = tournament.racetime_goal or None
     custom_goal = None if goal else (tournament.custom_goal or race.title)
     starts = race.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")

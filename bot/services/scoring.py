@@ -1,4 +1,4 @@
-"""Par times, scores and the leaderboard (PRODUCT.md §3.3).
+"""Par times, scores and the leaderboard.
 
 - Par of a seed: the mean of its 5 fastest finished, non-reattempted runs (all of them when fewer).
 - Score of a run: clamp((2 − elapsed/par) × 100, 0, 105); forfeit and disqualified score 0.

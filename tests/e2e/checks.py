@@ -128,7 +128,7 @@ def check_leaderboard(outcome: EveningOutcome) -> None:
 
 
 def check_notifications(outcome: EveningOutcome) -> None:
-    """The outbox holds exactly the notifications §5 calls for, once each; with Discord all are sent, except those
+    """The outbox holds exactly the notifications due, once each; with Discord all are sent, except those
     that went stale before their turn and expired (only of the types whose rule allows it)."""
     status = SETTLED if outcome.discord else "pending"
     assert outcome.snapshot["outbox"] == expected_outbox(outcome, status)

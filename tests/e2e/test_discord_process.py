@@ -2,8 +2,8 @@
 
 Regressions: a process started (or restarted) while Discord was down exited at once, since the login failed before
 the API and the jobs were started; now they run at once, rooms open, and the bot logs in and delivers the waiting
-notifications when Discord is back (PRODUCT.md §1). A token Discord refuses ended in a traceback; now it is one
-line naming the setting (§2)."""
+notifications when Discord is back. A token Discord refuses ended in a traceback; now it is one
+line naming the setting."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@
   has an entrant no player of the guild is linked to, and entrants who already ran the pool are ineligible.
 - A real user who may race the first race, and opted in, never joins it: the no-show.
 
-Scores are recomputed from the real finish times by PRODUCT.md §3.3: par of a seed = mean of its 5 fastest
+Scores are recomputed from the real finish times by the scoring rules: par of a seed = mean of its 5 fastest
 finished runs; score = clamp((2 − t/par) × 100, 0, 105); forfeits and disqualifications score 0; the
 leaderboard averages each player's best run per pool over every pool (runs_per_pool = 1).
 """
@@ -267,7 +267,7 @@ class TournamentPlan:
     def all_runs(self) -> list[PlannedRun]:
         return self.earlier_runs + self.live_runs
 
-    # ---- scoring (§3.3) ----------------------------------------------------------------------------
+    # ---- scoring ----------------------------------------------------------------------------------
     @cached_property
     def par_times(self) -> dict[tuple[str, int], float | None]:
         times: dict[tuple[str, int], list[int]] = defaultdict(list)
@@ -308,7 +308,7 @@ class TournamentPlan:
             board.append((rank, player.discord_user_id, score, counted))
         return board
 
-    # ---- notifications (§5) ------------------------------------------------------------------------
+    # ---- notifications ----------------------------------------------------------------------------
     def eligible(self, pool: str) -> set[int]:
         """Who may race in `pool` before any live race started: every (linked) player who has not run it."""
         return {p.discord_user_id for p in self.players} - self.ran_pool(pool)

@@ -1,6 +1,6 @@
 """Real `discord.Interaction`s on a dpytest-configured bot, answered into a recording webhook adapter.
 
-dpytest 0.7.0 knows nothing of interactions (see shared/reference/discord-bots.md §1.2), so commands go through
+dpytest 0.7.0 knows nothing of interactions (it predates them), so commands go through
 the real command tree (`bot.tree._call`: checks, option parsing, autocomplete, error handler, ephemeral flags)
 and button clicks through the real gateway path (`ConnectionState.parse_interaction_create` → view store), while
 every HTTP call an interaction makes lands in `RecordingAdapter` instead of Discord. `tree._call` and the view
