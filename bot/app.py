@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from bot.api import ApiServer
+from bot.clock import Clock
 from bot.events import EventBus
 from bot.jobs import JobRunner
 from bot.notifications.delivery import Delivery
@@ -84,20 +85,24 @@ class Application:
         self.version = _version()
         self.db = Database.from_settings(settings.database)
         self.events = EventBus()
+        # The one clock of the process: every service, job and the dispatcher read it (bot/clock.py).
+        self.clock = Clock()
         # An injected client (tests) belongs to the caller; one made from the settings is closed by stop().
         self._owns_racetime = racetime_client is None
         self.racetime = racetime_client if racetime_client is not None else racetime_client_from(settings)
-        self.services: Services = build_services(settings, self.db, self.events, racetime=self.racetime)
-        self.jobs = JobRunner()
+        self.services: Services = build_services(
+            settings, self.db, self.events, racetime=self.racetime, clock=self.clock
+        )
+        self.jobs = JobRunner(clock=self.clock)
         self.api = ApiServer(self)
         # Several processes on one database (docs/architecture.md, "Jobs"): who this process is, its heartbeat,
         # the leases of work one process at a time does, and how RaceTime.gg answers it.
-        self.identity = ProcessIdentity.new()
+        self.identity = ProcessIdentity.new(self.clock())
         self.started_at = self.identity.started_at
-        self.leases = Leases(self.db, self.identity.id)
+        self.leases = Leases(self.db, self.identity.id, self.clock)
         self.racetime_health = RacetimeHealth()
         if self.racetime is not None:
-            self.racetime.observer = RacetimeObserver(self.racetime_health)
+            self.racetime.observer = RacetimeObserver(self.racetime_health, clock=self.clock)
         self.heartbeats = Heartbeats(
             self.db,
             self.identity,
@@ -106,8 +111,11 @@ class Application:
             jobs=lambda: {name: status.snapshot() for name, status in self.jobs.status.items()},
             racetime=self.racetime_health.snapshot,
             discord=lambda: self.discord_state,
+            clock=self.clock,
         )
-        self.status = StatusService(self.db, settings, self.heartbeats, racetime_configured=self.racetime is not None)
+        self.status = StatusService(
+            self.db, settings, self.heartbeats, racetime_configured=self.racetime is not None, clock=self.clock
+        )
         # The gateway's view of a guild's channel permissions; set by the Discord adapter (cogs/admin.py).
         self.permission_probe: PermissionProbe | None = None
         poller = self.services.live_races.poller
@@ -122,7 +130,7 @@ class Application:
         self.discord_state = "disabled"
         # How notifications reach Discord; None without a gateway (rows wait in the outbox).
         self.delivery: Delivery | None = None
-        self.dispatcher = NotificationDispatcher(self.db, settings, lambda: self.delivery)
+        self.dispatcher = NotificationDispatcher(self.db, settings, lambda: self.delivery, clock=self.clock)
         self.started = False
 
     async def start(self) -> None:

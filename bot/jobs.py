@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import metrics
+from bot.clock import SYSTEM_CLOCK, system_now
 from bot.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class JobRunner:
     status: dict[str, JobStatus] = field(default_factory=dict)
     _jobs: dict[str, Callable[[], Awaitable[object]]] = field(default_factory=dict)
     _running: dict[str, asyncio.Task | None] = field(default_factory=dict)
+    # The application's clock, for the run times a status view compares with its own "now".
+    clock: Callable[[], datetime] = SYSTEM_CLOCK
 
     def add(
         self, name: str, body: Callable[[], Awaitable[object]], *, seconds: float, first_run_in: float = 0.0
@@ -71,7 +74,8 @@ class JobRunner:
             max_instances=2,  # the second instance only sees the first still running and returns
             coalesce=True,
             misfire_grace_time=None,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=first_run_in),
+            # APScheduler fires on the wall clock, whatever clock the application runs on.
+            next_run_time=system_now() + timedelta(seconds=first_run_in),
         )
 
     async def _tick(self, name: str) -> None:
@@ -89,7 +93,7 @@ class JobRunner:
     async def run_once(self, name: str) -> None:
         """Run one job body now, recording the outcome. Also used by tests to drive a cycle."""
         status = self.status[name]
-        status.last_started_at = datetime.now(UTC)
+        status.last_started_at = self.clock()
         started = time.perf_counter()
         ok = False
         with log_context(job=name):  # every line the body logs names the job (docs/architecture.md, "Logs")
@@ -102,7 +106,7 @@ class JobRunner:
             else:
                 ok = True
                 status.last_error = None
-                status.last_success_at = datetime.now(UTC)
+                status.last_success_at = self.clock()
             finally:
                 status.runs += 1
                 status.last_duration_ms = (time.perf_counter() - started) * 1000

@@ -22,7 +22,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -181,7 +181,7 @@ class ScrapeCollector(Collector):
     def __init__(self, app: Application) -> None:
         self.app = app
         self.snapshot = DatabaseSnapshot()
-        self.now = datetime.now(UTC)
+        self.now = app.clock()
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -267,7 +267,7 @@ class MetricsServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def render(self) -> bytes:
-        now = datetime.now(UTC)
+        now = self.app.clock()
         try:
             self.collector.snapshot = await read_database_snapshot(self.app, now)
         except Exception:  # a scrape still shows the process's own metrics when the database does not answer

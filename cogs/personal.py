@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import discord
@@ -14,11 +15,10 @@ from cogs._common.formatting import EMBED_COLOUR
 from cogs._common.options import TimezoneOption
 from cogs._common.respond import respond
 from cogs._common.timeparse import wall
-from db.types import utcnow
 
 
-def describe_zones(zones: Zones) -> str:
-    local = utcnow().astimezone(ZoneInfo(zones.effective))
+def describe_zones(zones: Zones, now: datetime) -> str:
+    local = now.astimezone(ZoneInfo(zones.effective))
     now = f"it is {wall(local)} there now"
     if zones.own is None:
         return (
@@ -37,19 +37,19 @@ class PersonalCog(StartlineCog):
         zones = await self.services.timezones.set_own(
             self.guild_id(interaction), interaction.user.id, zone, self.actor(interaction)
         )
-        await respond(interaction, "Saved. " + describe_zones(zones))
+        await respond(interaction, "Saved. " + describe_zones(zones, self.services.clock()))
 
     @timezone.command(name="show", description="Which time zone your typed times are read in")
     async def timezone_show(self, interaction: discord.Interaction) -> None:
         zones = await self.services.timezones.zones(self.guild_id(interaction), interaction.user.id)
-        await respond(interaction, describe_zones(zones))
+        await respond(interaction, describe_zones(zones, self.services.clock()))
 
     @timezone.command(name="clear", description="Forget your time zone and use the server's")
     async def timezone_clear(self, interaction: discord.Interaction) -> None:
         zones = await self.services.timezones.set_own(
             self.guild_id(interaction), interaction.user.id, None, self.actor(interaction)
         )
-        await respond(interaction, "Forgot your time zone. " + describe_zones(zones))
+        await respond(interaction, "Forgot your time zone. " + describe_zones(zones, self.services.clock()))
 
     calendar = player_group("calendar", "Live races in your calendar app")
 

@@ -40,6 +40,7 @@ from sqlalchemy import and_, bindparam, or_, select, update
 
 from bot import metrics
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.notifications.delivery import (
     Delivery,
     DeliveryError,
@@ -62,7 +63,6 @@ from db.models import (
     spec_of,
 )
 from db.session import Database
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class NotificationDispatcher:
         settings: Settings,
         delivery: Callable[[], Delivery | None],
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.db = db
@@ -338,11 +338,13 @@ class NotificationDispatcher:
                     row.discord_user_id, message, dm_channel_id=row.dm_channel_id, nonce=message_nonce(row.id)
                 )
                 new_channel = receipt.channel_id if receipt.channel_id != row.dm_channel_id else None
-                return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow(), new_dm_channel_id=new_channel)
+                return Outcome(
+                    row, NotificationStatus.SENT, attempts, sent_at=self._clock(), new_dm_channel_id=new_channel
+                )
             if row.channel_id is None:
                 raise PermanentDeliveryError("No channel to post in")
             await delivery.send_channel(row.channel_id, message, nonce=message_nonce(row.id))
-            return Outcome(row, NotificationStatus.SENT, attempts, sent_at=utcnow())
+            return Outcome(row, NotificationStatus.SENT, attempts, sent_at=self._clock())
         except RecipientUnreachable as exc:
             if row.player_id is not None:
                 self._blocked_players.add(row.player_id)

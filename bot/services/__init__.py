@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.clock import SYSTEM_CLOCK, Clock
 from bot.events import EventBus
 from bot.services.account_links import AccountLinkService
 from bot.services.audit import AuditService
@@ -60,18 +61,26 @@ class Services:
     timezones: TimezoneService
     standings: StandingService
     idempotency: IdempotencyService
+    clock: Clock = SYSTEM_CLOCK
 
 
 def build_services(
-    settings: Settings, db: Database, events: EventBus | None = None, *, racetime: RacetimeClient | None = None
+    settings: Settings,
+    db: Database,
+    events: EventBus | None = None,
+    *,
+    racetime: RacetimeClient | None = None,
+    clock: Clock | None = None,
 ) -> Services:
+    """Every service, sharing one database, event bus and clock (`bot/clock.py`)."""
     events = events or EventBus()
-    players = PlayerService(db)
+    clock = clock or Clock()
+    players = PlayerService(db, clock=clock)
     guilds = GuildSettingsService(db)
     scoring = ScoringService(db)
-    notifications = NotificationService(db, settings)
+    notifications = NotificationService(db, settings, clock=clock)
     notifications.attach(events)
-    live_races = LiveRaceService(db, events, settings, racetime)
+    live_races = LiveRaceService(db, events, settings, racetime, clock=clock)
     templates = TemplateService(db, live_races)
     return Services(
         settings=settings,
@@ -84,10 +93,10 @@ def build_services(
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
         scoring=scoring,
-        tokens=TokenService(db),
+        tokens=TokenService(db, clock=clock),
         eligibility=EligibilityService(db),
         live_races=live_races,
-        account_links=AccountLinkService(db, settings, players),
+        account_links=AccountLinkService(db, settings, players, clock=lambda: clock().timestamp()),
         calendar=CalendarService(
             db,
             guilds,
@@ -98,9 +107,10 @@ def build_services(
         templates=templates,
         series=SeriesService(db, settings, live_races, templates),
         batch=BatchService(live_races, max_lines=settings.series.max_batch_lines),
-        phases=PhaseService(db),
+        phases=PhaseService(db, clock=clock),
         seasons=SeasonService(db),
         timezones=TimezoneService(db),
         standings=StandingService(db, scoring),
-        idempotency=IdempotencyService(db),
+        idempotency=IdempotencyService(db, clock=clock),
+        clock=clock,
     )

@@ -34,11 +34,11 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, ValidationFailed
 from bot.services.common import conflict_ignoring_insert
 from db.models import IdempotencyKey, IdempotencyState
 from db.session import Database, joining_writes
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
 
 
 class IdempotencyService:
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
         self.clock = clock
 

@@ -19,6 +19,7 @@ from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailable, ValidationFailed
 from bot.events import EventBus, LiveRaceScheduled
 from bot.services import audit
@@ -66,7 +67,6 @@ from db.models import (
     Tournament,
 )
 from db.session import Database
-from db.types import utcnow
 from racetime.errors import RacetimeConflict, RacetimeError
 from racetime.models import Race
 from racetime.results import entrant_results
@@ -111,14 +111,22 @@ def _statuses(values: Collection[RaceStatus | str] | None) -> list[RaceStatus] |
 
 
 class LiveRaceService:
-    def __init__(self, db: Database, events: EventBus, settings: Settings, racetime: RacetimeClient | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        events: EventBus,
+        settings: Settings,
+        racetime: RacetimeClient | None,
+        *,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
+    ) -> None:
         self.db = db
         self.events = events
         self.settings = settings
         self.racetime = racetime
         self.opener = RoomOpener(db, events, settings, racetime, clock=self._now)
         self.poller = RacePoller(db, events, racetime, clock=self._now, strays=self.opener.strays)
-        self.clock: Callable[[], datetime] = utcnow  # tests move time by replacing this
+        self.clock: Callable[[], datetime] = clock  # the application's; a test may replace it for races alone
 
     def _now(self) -> datetime:
         return self.clock()

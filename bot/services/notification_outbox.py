@@ -9,13 +9,14 @@ same event twice add nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.clock import SYSTEM_CLOCK
 from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceFinished, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.notifications.render import PAYLOAD_VERSION
 from bot.services.common import conflict_ignoring_insert
@@ -42,7 +43,6 @@ from db.models import (
     RunStatus,
     Tournament,
 )
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def _ts(value: datetime | None) -> int | None:
 class OutboxWriter:
     """Subscribed to the EventBus; runs inside the publishing service's transaction."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
 
     async def __call__(self, session: AsyncSession, event: LiveRaceEvent) -> None:
         await self.write(session, event)
@@ -240,7 +241,7 @@ class OutboxWriter:
         if not recipients:
             return 0
         payload = self._base_payload(event, event.spec.name, snapshot)
-        now = utcnow()
+        now = self.clock()
         if results:  # each participant's own result: one payload per row
             rows = [
                 self._row(
@@ -309,7 +310,7 @@ class OutboxWriter:
         role_id = tournament.announcement_role_id or (guild.announcement_role_id if guild else None)
         payload = {**self._base_payload(event, event.spec.name, snapshot), "role_id": role_id}
         key = channel_dedupe_key(event.spec.name, race.id, channel_id)
-        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
+        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, self.clock())]
 
     def _alert_rows(
         self,
@@ -347,7 +348,7 @@ class OutboxWriter:
         # give-up identifies it, and a give-up is published once, in the transaction that records it.
         occurrence = int(event.occurred_at.timestamp() * 1_000_000)
         key = channel_dedupe_key(event.spec.name, race.id, channel_id, occurrence=occurrence)
-        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, utcnow())]
+        return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, self.clock())]
 
     @staticmethod
     def _row(

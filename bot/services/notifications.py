@@ -9,14 +9,16 @@ with the change that caused them; the dispatcher (`bot/notifications/dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
 from bot.events import EventBus
 from bot.services import audit
@@ -35,7 +37,6 @@ from db.models import (
     spec_of,
 )
 from db.session import Database
-from db.types import utcnow
 
 EVENT_TYPES_IN_CODE_ORDER: tuple[EventType, ...] = tuple(sorted(EventType, key=lambda e: e.code))
 _CODES_TO_TYPES = {code: event_type for event_type, code in EVENT_CODES.items()}
@@ -122,10 +123,11 @@ async def race_in_guild_or_404(session: AsyncSession, guild_id: int, race_id: in
 
 
 class NotificationService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
         self.settings = settings
-        self.outbox = OutboxWriter(settings)
+        self.clock = clock
+        self.outbox = OutboxWriter(settings, clock=clock)
 
     def attach(self, events: EventBus) -> None:
         """Write outbox rows for every live race event, inside the publisher's transaction."""
@@ -358,7 +360,7 @@ class NotificationService:
                 .values(
                     status=NotificationStatus.PENDING,
                     attempts=0,
-                    next_attempt_at=utcnow(),
+                    next_attempt_at=self.clock(),
                     error=None,
                     claim_id=None,
                     claimed_until=None,

@@ -9,13 +9,15 @@ the live races of the next phase's pools (`eligibility.py`, with the rank in the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import check_int, check_unique_name, clean_name
@@ -32,7 +34,6 @@ from db.models import (
     TournamentPhase,
 )
 from db.session import Database
-from db.types import utcnow
 
 MAX_ADVANCE = 10_000
 
@@ -62,8 +63,9 @@ async def phase_or_404(session: AsyncSession, guild_id: int, tournament_id: int,
 
 
 class PhaseService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
+        self.clock = clock
 
     async def _view(self, session: AsyncSession, phase: TournamentPhase) -> PhaseView:
         pools = (
@@ -237,7 +239,7 @@ class PhaseService:
             closed = await session.execute(
                 update(TournamentPhase)
                 .where(TournamentPhase.id == phase.id, TournamentPhase.status == PhaseStatus.OPEN)
-                .values(status=PhaseStatus.CLOSED, closed_at=utcnow(), updated_at=utcnow())
+                .values(status=PhaseStatus.CLOSED, closed_at=(now := self.clock()), updated_at=now)
                 .execution_options(synchronize_session=False)
             )
             if closed.rowcount != 1:

@@ -12,6 +12,7 @@ it, and a moderator cannot give it to anyone else).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,12 +20,12 @@ from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, selec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import SYSTEM, Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import Page, clean_name, decode_cursor, make_page, page_limit
 from db.models import GuildPlayer, Player
 from db.session import Database
-from db.types import utcnow
 
 MAX_DISCORD_ID = 2**63 - 1
 VERIFIED_ELSEWHERE = "this player linked their own RaceTime.gg account; only they can change it (/racetime link)"
@@ -149,8 +150,9 @@ async def member_or_404(session: AsyncSession, guild_id: int, discord_user_id: i
 
 
 class PlayerService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
+        self.clock = clock
 
     async def touch(self, guild_id: int, discord_user_id: int, display_name: str | None = None) -> RosterEntry:
         """A user used the bot in a guild: register them there (or bring them back if they had left), and lift a
@@ -326,7 +328,7 @@ class PlayerService:
                 return False
             first = entry.left_at is None
             if first:
-                entry.left_at = utcnow()
+                entry.left_at = self.clock()
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -374,9 +376,8 @@ class PlayerService:
             details={"left_at": left_at},
         )
 
-    @staticmethod
     async def _set_guild_link(
-        session: AsyncSession, player: Player, entry: GuildPlayer, racetime_id: str, racetime_name: str | None
+        self, session: AsyncSession, player: Player, entry: GuildPlayer, racetime_id: str, racetime_name: str | None
     ) -> None:
         """A moderator's link for this guild: refused when another player verified the account, or has it in
         this guild (the unique constraint backs the check against a concurrent claim)."""
@@ -392,10 +393,11 @@ class PlayerService:
             raise Conflict(TAKEN, field="racetime_id")
         entry.racetime_id = racetime_id
         entry.racetime_name = racetime_name
-        entry.racetime_linked_at = utcnow()
+        entry.racetime_linked_at = self.clock()
 
-    @staticmethod
-    async def _set_verified_link(session: AsyncSession, player: Player, racetime_id: str, racetime_name: str) -> None:
+    async def _set_verified_link(
+        self, session: AsyncSession, player: Player, racetime_id: str, racetime_name: str
+    ) -> None:
         """The player proved the account: it is theirs everywhere. Unverified links to it (another player's, in any
         guild) give way, and so do the player's own guild links, which their verified link replaces."""
         owner = await session.scalar(select(Player.id).where(Player.racetime_id == racetime_id, Player.id != player.id))
@@ -412,4 +414,4 @@ class PlayerService:
         )
         player.racetime_id = racetime_id
         player.racetime_name = racetime_name
-        player.racetime_linked_at = utcnow()
+        player.racetime_linked_at = self.clock()

@@ -31,9 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import metrics
+from bot.clock import SYSTEM_CLOCK
 from db.models import JobLease, ProcessHeartbeat
 from db.session import Database
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ProcessIdentity:
 
     @classmethod
     def new(cls, now: datetime | None = None) -> ProcessIdentity:
-        return cls(uuid.uuid4().hex, socket.gethostname()[:255], os.getpid(), now or utcnow())
+        return cls(uuid.uuid4().hex, socket.gethostname()[:255], os.getpid(), now or SYSTEM_CLOCK())
 
 
 # ---- RaceTime.gg health ------------------------------------------------------------------------------------
@@ -95,7 +95,12 @@ def _is_error(status: str) -> bool:
 class RacetimeObserver:
     """What a `RacetimeClient` tells about its requests (`observer=`): metrics and health for its credentials."""
 
-    def __init__(self, health: RacetimeHealth, credentials: str = DEFAULT_CREDENTIALS, clock=utcnow) -> None:
+    def __init__(
+        self,
+        health: RacetimeHealth,
+        credentials: str = DEFAULT_CREDENTIALS,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
+    ) -> None:
         self.health = health
         self.credentials = credentials
         self.clock = clock
@@ -135,7 +140,7 @@ class Heartbeats:
         jobs: Callable[[], dict[str, Any]],
         racetime: Callable[[], dict[str, Any]],
         discord: Callable[[], str],
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.identity = identity
@@ -188,7 +193,7 @@ def _insert_ignoring(session: AsyncSession, values: dict[str, Any]):
 
 
 class Leases:
-    def __init__(self, db: Database, holder: str, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Database, holder: str, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
         self.holder = holder
         self.clock = clock

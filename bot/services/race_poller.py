@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.events import EventBus
 from bot.services.race_locks import lock_race
 from bot.services.race_recording import RoomApplier, room_phase
 from bot.services.room_opener import WHY_DUPLICATE, StrayRooms, marked_rooms, room_ref
 from db.models import LiveRace, Pool, RaceStatus, Tournament
 from db.session import Database
-from db.types import utcnow
 from racetime.models import Race
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class RacePoller:
         db: Database,
         events: EventBus,
         racetime: RacetimeClient | None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
         strays: StrayRooms | None = None,
     ) -> None:
         self.db = db

@@ -43,6 +43,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.events import EventBus, LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services import audit
 from bot.services.race_locks import lock_race
@@ -50,7 +51,6 @@ from bot.services.room_profiles import racetime_settings, resolve_for_race
 from bot.settings import Settings
 from db.models import AuditEntry, GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
-from db.types import utcnow
 from racetime.errors import (
     RacetimeAuthError,
     RacetimeConflict,
@@ -356,7 +356,7 @@ class RoomOpener:
         events: EventBus,
         settings: Settings,
         racetime: RacetimeClient | None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.events = events

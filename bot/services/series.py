@@ -48,7 +48,6 @@ from db.models import (
     Tournament,
 )
 from db.session import Database
-from db.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -569,7 +568,7 @@ class SeriesService:
             changed = await session.execute(
                 update(RaceSeries)
                 .where(RaceSeries.id == series_id, RaceSeries.status == SeriesStatus.ACTIVE)
-                .values(status=status, status_reason=reason, updated_at=utcnow())
+                .values(status=status, status_reason=reason, updated_at=self.clock())
             )
             if changed.rowcount != 1:
                 return False
@@ -655,7 +654,7 @@ class SeriesService:
             changed = await session.execute(
                 update(RaceSeries)
                 .where(RaceSeries.id == series_id, RaceSeries.status == SeriesStatus.ACTIVE)
-                .values(status=SeriesStatus.PAUSED, status_reason=reason, updated_at=utcnow())
+                .values(status=SeriesStatus.PAUSED, status_reason=reason, updated_at=self.clock())
             )
             if changed.rowcount != 1:
                 return False

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from bot.clock import SYSTEM_CLOCK
 from bot.services.processes import DEFAULT_CREDENTIALS, Heartbeats
 from bot.settings import Settings
 from db.models import (
@@ -31,7 +32,6 @@ from db.models import (
     Tournament,
 )
 from db.session import Database
-from db.types import utcnow
 
 DUE_STATUSES = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
 FAILED_WINDOW = timedelta(days=1)
@@ -152,7 +152,7 @@ class StatusService:
         heartbeats: Heartbeats,
         *,
         racetime_configured: bool,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.settings = settings

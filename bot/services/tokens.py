@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
 from bot.actors import Actor
+from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import clean_name
 from db.models import ApiToken, TokenScope
 from db.session import Database
-from db.types import utcnow
 
 TOKEN_PREFIX = "slt_"
 # `last_used_at` is informative; writing it on every request would turn each read into a write.
@@ -57,8 +58,9 @@ _AUTHENTICATE = select(
 
 
 class TokenService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
+        self.clock = clock
 
     async def create(
         self, guild_id: int, actor: Actor, *, name: str, scope: str | TokenScope, owner_player_id: int | None = None
@@ -108,7 +110,7 @@ class TokenService:
             row = (await session.execute(_AUTHENTICATE.where(_tokens.c.token_hash == digest))).first()
         if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
             return None
-        last_used_at, now = row.last_used_at, utcnow()
+        last_used_at, now = row.last_used_at, self.clock()
         if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
             async with self.db.transaction() as session:
                 await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
@@ -129,7 +131,7 @@ class TokenService:
                 raise NotFound(f"API token {token_id} not found", field="token_id")
             if token.revoked_at is not None:
                 raise Conflict("this token is already revoked")
-            token.revoked_at = utcnow()
+            token.revoked_at = self.clock()
             await audit.record(
                 session,
                 guild_id=guild_id,

@@ -37,7 +37,6 @@ from cogs._common.checks import is_moderator
 from cogs._common.formatting import STATE_WORDS, shorten
 from cogs._common.timeparse import ReadTime, parse_when
 from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
-from db.types import utcnow
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -369,7 +368,7 @@ class TimezoneOption(app_commands.Transformer):
         needle = value.strip().lower().replace(" ", "_")
         matches = [zone for zone in first if needle in zone.lower()]
         matches += [zone for zone in _timezones() if needle in zone.lower() and zone not in notes and zone not in first]
-        now = utcnow()
+        now = services_of(interaction).clock()
         choices = []
         for zone in matches[:MAX_CHOICES]:
             note = f" · {notes[zone]}" if zone in notes else ""
@@ -391,7 +390,7 @@ class WhenOption(app_commands.Transformer):
     command's `timezone` option, else the user's own zone, else the server's."""
 
     async def transform(self, interaction: discord.Interaction, value: str, /) -> ReadTime:
-        return parse_when(value, timezone=await input_timezone(interaction), now=utcnow())
+        return parse_when(value, timezone=await input_timezone(interaction), now=services_of(interaction).clock())
 
 
 # ---- templates, series, phases, seasons (issue 15) -------------------------------------------------------------
