@@ -64,6 +64,9 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str = "http://127.0.0.1:8080"
     rate_limit_per_minute: int = Field(default=60, ge=1)
+    # How long a process may answer from its cache of token lookups: a revoke made through another process is
+    # seen here within this time (through this process: at once). 0 turns the cache off.
+    token_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     max_body_bytes: int = Field(default=65536, ge=1024)
     secret_key: SecretStr | None = None
 

@@ -11,11 +11,14 @@ import pytest
 import pytest_asyncio
 
 from bot.actors import Actor
+from bot.api import registry
 from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from db.models import Base
 from db.session import Database
 from tests.databases import TEST_DATABASE_URL, wipe_postgres
+
+registry.CHECK_DATA_ANSWERS = True  # every plain-data API answer is checked against its route's model
 
 # Run the suite against PostgreSQL by pointing this at an empty database you own (every test wipes it):
 #   STARTLINE_TEST_DATABASE_URL=postgresql+asyncpg://startline:startline@127.0.0.1/startline_test ./test.sh

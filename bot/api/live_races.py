@@ -19,14 +19,12 @@ from bot.api.schemas import (
     LiveRaceUpdate,
     NotificationOut,
     NotificationQuery,
-    PermalinkRef,
-    RacetimeRoom,
     RecordBody,
-    Ref,
     ResentOut,
     ResultsOut,
     ScheduledQuery,
 )
+from bot.services.common import Page
 from bot.services.live_race_views import LiveRaceListing, LiveRaceView, seed_is_public
 from db.models import TokenScope
 
@@ -37,42 +35,54 @@ RACE = RACES + "/{rid}"
 routes = RouteTable()
 
 
-def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:
-    """The seed stays hidden from read tokens until the room has opened."""
+def live_race_data(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> dict[str, Any]:
+    """A race as plain data shaped like LiveRaceOut (lists encode it directly, see registry.encode_data).
+    The seed stays hidden from read tokens until the room has opened."""
     race = view.race
-    show_seed = view.permalink is not None and (can_manage or seed_is_public(race))
-    racetime = None
-    if race.racetime_slug:
-        racetime = RacetimeRoom(
-            slug=race.racetime_slug,
-            url=race.racetime_url,  # stored absolute: the RaceTime.gg client resolves the room's path
-            status=race.racetime_status,
-        )
-    return LiveRaceOut(
-        id=race.id,
-        tournament_id=race.tournament_id,
-        pool=Ref(id=view.pool.id, name=view.pool.name),
-        permalink=PermalinkRef(id=view.permalink.id, url=view.permalink.url) if show_seed else None,
-        title=race.title,
-        episode_id=race.episode_id,
-        status=race.status,
-        scheduled_at=race.scheduled_at,
-        room_opens_at=view.room_opens_at,
-        racetime=racetime,
-        room_profile_id=race.room_profile_id,
-        room=dict(race.room_settings or {}),
-        room_opened_at=race.room_opened_at,
-        started_at=race.started_at,
-        ended_at=race.ended_at,
-        entrant_count=race.entrant_count,
-        participant_count=race.participant_count,
-        finisher_count=race.finisher_count,
-        cancel_reason=race.cancel_reason,
-        last_error=race.last_error,
-        created_by=race.created_by,
-        created_at=race.created_at,
-        updated_at=race.updated_at,
-    )
+    permalink = view.permalink
+    show_seed = permalink is not None and (can_manage or seed_is_public(race))
+    pool = view.pool
+    return {
+        "id": race.id,
+        "tournament_id": race.tournament_id,
+        "pool": {"id": pool.id, "name": pool.name},
+        "permalink": {"id": permalink.id, "url": permalink.url} if show_seed else None,  # type: ignore[union-attr]
+        "title": race.title,
+        "episode_id": race.episode_id,
+        "status": race.status,
+        "scheduled_at": race.scheduled_at,
+        "room_opens_at": view.room_opens_at,
+        # the room's URL is stored absolute: the RaceTime.gg client resolves the room's path
+        "racetime": {"slug": race.racetime_slug, "url": race.racetime_url, "status": race.racetime_status}
+        if race.racetime_slug
+        else None,
+        "room_profile_id": race.room_profile_id,
+        "room": dict(race.room_settings or {}),
+        "room_opened_at": race.room_opened_at,
+        "started_at": race.started_at,
+        "ended_at": race.ended_at,
+        "entrant_count": race.entrant_count,
+        "participant_count": race.participant_count,
+        "finisher_count": race.finisher_count,
+        "cancel_reason": race.cancel_reason,
+        "last_error": race.last_error,
+        "created_by": race.created_by,
+        "created_at": race.created_at,
+        "updated_at": race.updated_at,
+    }
+
+
+def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:
+    return LiveRaceOut.model_validate(live_race_data(view, can_manage=can_manage))
+
+
+def _races_page(call: ApiCall, page: Page[LiveRaceListing]) -> dict[str, Any]:
+    """An ItemsPage[LiveRaceOut] as plain data: lists are the API's hot path."""
+    can_manage = call.can_manage
+    return {
+        "items": [live_race_data(view, can_manage=can_manage) for view in page.items],
+        "next_cursor": page.next_cursor,
+    }
 
 
 def _race(call: ApiCall, view: Any) -> LiveRaceOut:
@@ -116,12 +126,12 @@ def _room(body: LiveRaceCreate | LiveRaceUpdate) -> dict[str, Any] | None:
     query=LiveRaceQuery,
     response=ItemsPage[LiveRaceOut],
 )
-async def list_live_races(call: ApiCall) -> ItemsPage[LiveRaceOut]:
+async def list_live_races(call: ApiCall) -> dict[str, Any]:
     q: LiveRaceQuery = call.query
     page = await call.services.live_races.list(
         call.guild_id, tournament_id=call.path["tid"], statuses=q.status, limit=q.limit, cursor=q.cursor
     )
-    return items_page(ItemsPage[LiveRaceOut], page, lambda view: _race(call, view))
+    return _races_page(call, page)
 
 
 @routes.route("GET", RACE, summary="Get a live race", tag="live races", scope=READ, response=LiveRaceOut)
@@ -252,12 +262,12 @@ async def delete_live_race(call: ApiCall) -> None:
     query=ScheduledQuery,
     response=ItemsPage[LiveRaceOut],
 )
-async def list_scheduled_live_races(call: ApiCall) -> ItemsPage[LiveRaceOut]:
+async def list_scheduled_live_races(call: ApiCall) -> dict[str, Any]:
     q: ScheduledQuery = call.query
     page = await call.services.live_races.upcoming(
         call.guild_id, tournament_id=q.tournament_id, limit=q.limit, cursor=q.cursor
     )
-    return items_page(ItemsPage[LiveRaceOut], page, lambda view: _race(call, view))
+    return _races_page(call, page)
 
 
 # ---- results and notifications --------------------------------------------------------------------------

@@ -14,12 +14,14 @@ changes nothing (`bot/services/idempotency.py` keeps the keys).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
@@ -47,11 +49,15 @@ IDEMPOTENCY_KEY = KEY_FIELD  # the request header
 REPLAYED = "Idempotent-Replayed"  # the answer header of a replay
 
 
+# Set by the test suite: every plain-data answer is checked against its route's response model (below).
+CHECK_DATA_ANSWERS = False
+
+
 @dataclass(frozen=True)
 class Reply:
     """A handler's answer when the route's default status is not enough (201 with Location, 200 vs 201)."""
 
-    body: BaseModel | None
+    body: BaseModel | dict[str, Any] | None  # a dict: plain data shaped like the response model (encode_data)
     status: int
     location: str | None = None
 
@@ -229,6 +235,18 @@ def parse_path(route: Route, match_info: Mapping[str, str]) -> dict[str, int]:
     return path
 
 
+def encode_data(route: Route, data: dict[str, Any]) -> bytes:
+    """A hot route's answer given as plain data shaped like its response model (times as aware UTC datetimes),
+    encoded by orjson: building and serialising pydantic models was most of a list page's cost. Under the test
+    suite (`CHECK_DATA_ANSWERS`) the data is validated by the route's model and must encode to the same JSON."""
+    body = orjson.dumps(data, option=orjson.OPT_UTC_Z)
+    if CHECK_DATA_ANSWERS:
+        assert route.response is not None, f"{route.path} declares no response model"
+        expected = route.response.model_validate(data).model_dump_json()
+        assert json.loads(body) == json.loads(expected), f"{route.method} {route.path}: data answer differs"
+    return body
+
+
 def render(route: Route, result: Any) -> web.StreamResponse:
     if isinstance(result, web.StreamResponse):
         return result
@@ -236,9 +254,8 @@ def render(route: Route, result: Any) -> web.StreamResponse:
     if reply.body is None:
         return web.Response(status=204)
     headers = {"Location": reply.location} if reply.location else None
-    return web.Response(
-        status=reply.status, body=reply.body.model_dump_json().encode(), content_type=JSON, headers=headers
-    )
+    body = encode_data(route, reply.body) if isinstance(reply.body, dict) else reply.body.model_dump_json().encode()
+    return web.Response(status=reply.status, body=body, content_type=JSON, headers=headers)
 
 
 def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -93,7 +93,7 @@ def build_services(
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
         scoring=scoring,
-        tokens=TokenService(db, clock=clock),
+        tokens=TokenService(db, clock=clock, cache_seconds=settings.api.token_cache_seconds),
         eligibility=EligibilityService(db),
         live_races=live_races,
         account_links=AccountLinkService(db, settings, players, clock=lambda: clock().timestamp()),

@@ -1,12 +1,20 @@
-"""API tokens: shown once, stored as a sha256 hash, compared in constant time."""
+"""API tokens: shown once, stored as a sha256 hash, compared in constant time.
+
+Every API request authenticates its token, so a short-lived in-process cache of token lookups
+(`api.token_cache_seconds`) spares the database read. A revoke through this process drops the token from the cache
+at once; another process's cache may still accept it for at most `api.token_cache_seconds` (documented in
+docs/configuration.md). Unknown secrets are never cached.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -22,6 +30,7 @@ from db.session import Database
 TOKEN_PREFIX = "slt_"
 # `last_used_at` is informative; writing it on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+TOKEN_CACHE_SIZE = 1024  # active tokens kept at once; the least recently used goes first
 
 
 def hash_secret(secret: str) -> str:
@@ -58,9 +67,47 @@ _AUTHENTICATE = select(
 
 
 class TokenService:
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
+        cache_seconds: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        # digest -> (token, monotonic time it was read from the database)
+        self._cache: OrderedDict[str, tuple[AuthenticatedToken, float]] = OrderedDict()
+        # Bumped by every forget: a lookup that read the database before a revoke committed must not cache it.
+        self._generation = 0
+
+    def forget(self, token_id: int) -> None:
+        """Drop a token from this process's lookup cache (a revoke calls it when it commits)."""
+        self._generation += 1
+        for digest in [digest for digest, (token, _) in self._cache.items() if token.id == token_id]:
+            del self._cache[digest]
+
+    def _cached(self, digest: str) -> AuthenticatedToken | None:
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        token, read_at = entry
+        if self._monotonic() - read_at >= self.cache_seconds:
+            del self._cache[digest]
+            return None
+        self._cache.move_to_end(digest)
+        return token
+
+    def _remember(self, digest: str, token: AuthenticatedToken, generation: int, read_at: float) -> None:
+        if self.cache_seconds <= 0 or generation != self._generation:
+            return
+        self._cache[digest] = (token, read_at)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > TOKEN_CACHE_SIZE:
+            self._cache.popitem(last=False)
 
     async def create(
         self, guild_id: int, actor: Actor, *, name: str, scope: str | TokenScope, owner_player_id: int | None = None
@@ -106,16 +153,34 @@ class TokenService:
         if not secret or not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
             return None
         digest = hash_secret(secret)
-        async with self.db.read() as session:
-            row = (await session.execute(_AUTHENTICATE.where(_tokens.c.token_hash == digest))).first()
-        if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
-            return None
-        last_used_at, now = row.last_used_at, self.clock()
-        if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        generation = self._generation
+        token = self._cached(digest)
+        read_at = None
+        if token is None:
+            read_at = self._monotonic()
+            async with self.db.read() as session:
+                row = (await session.execute(_AUTHENTICATE.where(_tokens.c.token_hash == digest))).first()
+            if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
+                return None
+            token = AuthenticatedToken(row.id, row.guild_id, row.name, row.scope, row.last_used_at)
+        now = self.clock()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
             async with self.db.transaction() as session:
-                await session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-            last_used_at = now
-        return AuthenticatedToken(row.id, row.guild_id, row.name, row.scope, last_used_at)
+                # Not on a revoked token: a revoke from another process may have come after the cached read.
+                done = await session.execute(
+                    update(ApiToken)
+                    .where(ApiToken.id == token.id, ApiToken.revoked_at.is_(None))
+                    .values(last_used_at=now)
+                )
+            if done.rowcount == 0:
+                self.forget(token.id)
+                return None
+            token = replace(token, last_used_at=now)
+            if read_at is None:  # a cached entry keeps the time it was read: the cache time is never extended
+                read_at = self._cache[digest][1] if digest in self._cache else None
+        if read_at is not None:
+            self._remember(digest, token, generation, read_at)
+        return token
 
     async def list(self, guild_id: int, *, include_revoked: bool = False) -> list[ApiToken]:
         query = select(ApiToken).where(ApiToken.guild_id == guild_id).order_by(ApiToken.id)
@@ -132,6 +197,7 @@ class TokenService:
             if token.revoked_at is not None:
                 raise Conflict("this token is already revoked")
             token.revoked_at = self.clock()
+            self.forget(token.id)  # and again once committed: a lookup may have read it meanwhile
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -141,4 +207,5 @@ class TokenService:
                 target_id=token.id,
                 details={"name": token.name},
             )
-            return token
+        self.forget(token.id)
+        return token
