@@ -29,6 +29,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=None)
         return value
 
+    def result_processor(self, dialect, coltype):
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        # SQLite hands back the stored text: one C-level parse instead of SQLAlchemy's regular expression and
+        # then the re-tagging below (list reads parse thousands of these; about a third of a page's read time).
+        def process(value):
+            if value is None:
+                return None
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 
 from bot.errors import ValidationFailed
 from db.models import GuildSettings, LiveRace, Permalink, Pool, Tournament
@@ -42,30 +43,28 @@ class LiveRaceView:
         return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
 
 
-@dataclass(frozen=True, slots=True)
-class NameRef:
+class NameRef(NamedTuple):
     """A tournament or pool as a list names it."""
 
     id: int
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class SeedRef:
+class SeedRef(NamedTuple):
     id: int
     url: str
 
 
-@dataclass(frozen=True)
-class LiveRaceListing:
+class LiveRaceListing(NamedTuple):
     """One race of a list (list, upcoming, search): the race and the names around it.
 
-    `race` is the live_races row itself (a read-only row with the same attributes as LiveRace's columns), not an
-    ORM object: lists are read often and long, and plain rows of just the columns they show cost a fraction of
-    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView.
+    `race` is the live_races row itself (a read-only named tuple with the same attributes as LiveRace's columns,
+    from `Database.rows`), not an ORM object: lists are read often and long, and plain rows cost a fraction of
+    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView. Named tuples throughout,
+    since a page builds 50 of them (a frozen dataclass's `__init__` costs several times more).
     """
 
-    race: Row[Any]
+    race: Any
     tournament: NameRef
     pool: NameRef
     permalink: SeedRef | None
@@ -134,6 +133,32 @@ LISTING = (
     .outerjoin(_seeds, _seeds.c.id == live_races_table.c.permalink_id)
     .outerjoin(GuildSettings.__table__, GuildSettings.__table__.c.guild_id == live_races_table.c.guild_id)
 )
+
+
+@functools.cache
+def listing_query(*, newest_first: bool, tournament: bool, statuses: bool, after: bool) -> Select:
+    """The list select for one combination of filters, built once with bound parameters (`guild_id`, `limit`, and
+    as used `tournament_id`, `statuses`, `after_at`, `after_id`): building a select and its cache key cost more
+    than a page's rows (measured: 0.2 ms to build, 0.7 ms for SQLAlchemy's cache key; a built statement's key is
+    kept on it)."""
+    race = live_races_table.c
+    query = LISTING.where(race.guild_id == bindparam("guild_id", type_=race.guild_id.type))
+    if tournament:
+        query = query.where(race.tournament_id == bindparam("tournament_id", type_=race.tournament_id.type))
+    if statuses:
+        query = query.where(race.status.in_(bindparam("statuses", expanding=True)))
+    if after:
+        at = bindparam("after_at", type_=race.scheduled_at.type)
+        race_id = bindparam("after_id", type_=race.id.type)
+        if newest_first:
+            query = query.where(or_(race.scheduled_at < at, and_(race.scheduled_at == at, race.id < race_id)))
+        else:
+            query = query.where(or_(race.scheduled_at > at, and_(race.scheduled_at == at, race.id > race_id)))
+    if newest_first:
+        query = query.order_by(race.scheduled_at.desc(), race.id.desc())
+    else:
+        query = query.order_by(race.scheduled_at, race.id)
+    return query.limit(bindparam("limit", type_=race.id.type))
 
 
 def view_query() -> Select:

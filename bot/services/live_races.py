@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, and_, case, or_, select, update
+from sqlalchemy import Row, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -36,6 +36,7 @@ from bot.services.live_race_views import (
     SeedRef,
     decode_race_cursor,
     encode_race_cursor,
+    listing_query,
     live_races_table,
     view_query,
 )
@@ -219,28 +220,23 @@ class LiveRaceService:
     ) -> Page[LiveRaceListing]:
         limit = page_limit(limit)
         after = decode_race_cursor(cursor)
-        race = live_races_table.c
-        query = LISTING.where(race.guild_id == guild_id)
+        query = listing_query(
+            newest_first=newest_first,
+            tournament=tournament_id is not None,
+            statuses=statuses is not None,
+            after=after is not None,
+        )
+        params: dict[str, Any] = {"guild_id": guild_id, "limit": limit + 1}
         if tournament_id is not None:
-            query = query.where(race.tournament_id == tournament_id)
+            params["tournament_id"] = tournament_id
         if statuses is not None:
-            query = query.where(race.status.in_(statuses))
-        if newest_first:
-            query = query.order_by(race.scheduled_at.desc(), race.id.desc())
-            if after is not None:
-                query = query.where(
-                    or_(race.scheduled_at < after[0], and_(race.scheduled_at == after[0], race.id < after[1]))
-                )
-        else:
-            query = query.order_by(race.scheduled_at, race.id)
-            if after is not None:
-                query = query.where(
-                    or_(race.scheduled_at > after[0], and_(race.scheduled_at == after[0], race.id > after[1]))
-                )
-        async with self.db.read() as session:
-            rows = (await session.execute(query.limit(limit + 1))).all()
-            if not rows and tournament_id is not None:
-                # Only an empty page needs the check: a race of this guild's tournament proves the tournament.
+            params["statuses"] = list(statuses)
+        if after is not None:
+            params["after_at"], params["after_id"] = after
+        rows = await self.db.rows(query, params)
+        if not rows and tournament_id is not None:
+            # Only an empty page needs the check: a race of this guild's tournament proves the tournament.
+            async with self.db.read() as session:
                 await tournament_or_404(session, guild_id, tournament_id)
         views = [self._listing(row) for row in rows]
         if len(views) > limit:
