@@ -107,6 +107,8 @@ class SchedulerSettings(_Section):
     open_max_attempts: int = Field(default=6, ge=1)
     open_backoff_base_seconds: float = Field(default=15.0, gt=0)
     open_claim_lease_seconds: float = Field(default=90.0, gt=0)
+    # Rooms the opener opens at once (each waits on RaceTime.gg for most of its time).
+    open_concurrency: int = Field(default=8, ge=1, le=64)
     # A race whose start passed longer ago than this is not opened automatically (only by a moderator).
     max_late_open_minutes: int = Field(default=30, ge=0, le=10080)
     score_upkeep_interval_seconds: float = Field(default=3600.0, gt=0)

@@ -400,3 +400,41 @@ async def test_a_category_the_bot_does_not_belong_to_is_explained(
     # wrong credentials for the category do not heal by waiting: the opener gives up at once
     assert race.status is RaceStatus.SCHEDULED and race.open_attempts == app.settings.scheduler.open_max_attempts
     assert race.next_open_attempt_at is None
+
+
+# ---- many rooms due at once -----------------------------------------------------------------------------
+async def test_rooms_due_together_open_with_bounded_concurrency(app_settings, rt: FakeRacetime, clock: Clock) -> None:
+    """Seven rooms due at once with `open_concurrency` 3: RaceTime.gg never has more than three startraces of ours
+    in flight (counted at the fake when each arrives), every room opens once, soonest first."""
+    limit, due = 3, 7
+    app_settings.scheduler.open_concurrency = limit
+    async with running_app(app_settings, rt, clock) as app:
+        world = await make_world(app.services, seeds=due)
+        race_ids = [await _schedule(app, world, clock, 5 + index) for index in range(due)]
+        hold = rt.hold("POST", "/startrace", count=None)
+        in_flight_at_arrival: list[int] = []
+        take = hold.take
+
+        def counting_take(method: str, path: str) -> HeldRequest:
+            in_flight_at_arrival.append(sum(1 for held in hold.held if not held._released.is_set()) + 1)
+            return take(method, path)
+
+        hold.take = counting_take  # type: ignore[method-assign]
+        cycle = asyncio.create_task(open_rooms(app))
+        claimed_at_full: list[int] = []
+        for _ in range(due):
+            await hold.arrival()
+            outstanding = [held for held in hold.held if not held._released.is_set()]
+            if len(outstanding) >= limit or len(hold.held) == due:
+                async with app.db.read() as session:  # races claimed while `limit` startraces are held
+                    claimed = select(LiveRace.id).where(LiveRace.open_claim_id.is_not(None))
+                    claimed_at_full.append(len((await session.execute(claimed)).all()))
+                for held in outstanding[: len(outstanding) - limit + 1] if len(hold.held) < due else outstanding:
+                    held.release()
+        report = await cycle
+        assert (report.due, report.opened) == (due, due)
+        assert max(in_flight_at_arrival) == limit and len(in_flight_at_arrival) == due
+        assert max(claimed_at_full) <= limit
+        opened = [await _race(app, race_id) for race_id in race_ids]
+        assert all(race.status is RaceStatus.ROOM_OPEN and len(_rooms_of(rt, race)) == 1 for race in opened)
+        assert rt.count("POST", "/startrace") == due
