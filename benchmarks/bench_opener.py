@@ -1,0 +1,108 @@
+"""Rooms due at once: the room opener against the fake RaceTime.gg answering each `startrace` late (issue 17).
+
+    python benchmarks/bench_opener.py [--rooms 500] [--latency 0.3] [--concurrency 8]
+
+Makes `--rooms` live races whose rooms are all due now (scheduled one lead time ahead, seeds chosen when the rooms
+open), makes the fake answer every `startrace` `--latency` seconds late (RaceTime.gg's own latency is of that
+order), runs one opener cycle and prints how long it took and each room's lateness (when its room was recorded
+minus when it was due): the slowest, the median and the 99th percentile. The target: 500 rooms at 300 ms within
+30 s. `--concurrency` sets `scheduler.open_concurrency`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.actors import Actor
+from bot.app import Application
+from bot.settings import load_settings
+from db.models import LiveRace, Permalink, RaceStatus
+from db.types import utcnow
+from racetime.client import RacetimeClient
+from tests.fakes.racetime_server import FakeRacetime
+
+GUILD = 1
+MODERATOR = Actor.player(2, "bench")
+LEAD_MINUTES = 15
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            database={"url": f"sqlite+aiosqlite:///{tmp}/bench.db"},
+            api={"enabled": False},
+            logging={"level": "WARNING"},
+            scheduler={"open_concurrency": args.concurrency, "room_open_lead_minutes": LEAD_MINUTES},
+        )
+        async with FakeRacetime(seed=1) as rt:
+            client = RacetimeClient(rt.base_url, rt.client_id, rt.client_secret, timeout=30.0)
+            app = Application(settings, start_jobs=False, racetime_client=client)
+            await app.start()
+            services = app.services
+            tournament = await services.tournaments.create_tournament(
+                GUILD, MODERATOR, name="Bench", racetime_goal="Beat the game"
+            )
+            pool = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="Pool")
+            due_at = utcnow()
+            async with app.db.transaction() as session:  # bulk: the benchmark measures the opener, not creation
+                session.add_all(
+                    Permalink(pool_id=pool.id, url=f"https://example.com/seed/{index}") for index in range(args.rooms)
+                )
+                session.add_all(
+                    LiveRace(
+                        guild_id=GUILD,
+                        tournament_id=tournament.id,
+                        pool_id=pool.id,
+                        title=f"Race {index}",
+                        scheduled_at=due_at + timedelta(minutes=LEAD_MINUTES),
+                        marker=f"bench{index:05d}",
+                        created_by=MODERATOR.label,
+                    )
+                    for index in range(args.rooms)
+                )
+            rt.set_delay(args.latency, "/startrace")
+
+            started, cpu_started = time.perf_counter(), time.process_time()
+            report = await services.live_races.opener.run_cycle()
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            async with app.db.read() as session:
+                rows = (await session.execute(LiveRace.__table__.select())).all()
+            late = sorted(
+                (row.room_opened_at - due_at).total_seconds() for row in rows if row.status == RaceStatus.ROOM_OPEN
+            )
+            print(
+                f"{args.rooms} rooms due at once, startrace answered {args.latency * 1000:.0f} ms late, "
+                f"open_concurrency {args.concurrency}"
+            )
+            print(
+                f"opened {report.opened}, failed {report.failed} in {elapsed:.1f} s "
+                f"({rt.count('POST', '/startrace')} startrace requests); CPU of this process (bot and fake) "
+                f"{cpu:.1f} s, {cpu * 1000 / max(1, args.rooms):.0f} ms a room"
+            )
+            if late:
+                p99 = statistics.quantiles(late, n=100)[98] if len(late) > 1 else late[0]
+                print(
+                    f"lateness: slowest room {late[-1]:.1f} s, median {statistics.median(late):.1f} s, p99 {p99:.1f} s"
+                )
+            print(f"machine load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+            await app.stop()
+            await client.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
