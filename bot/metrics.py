@@ -119,8 +119,9 @@ def observe_api_request(route: str, method: str, status: int, seconds: float) ->
     API_LATENCY.labels(route, method).observe(seconds)
 
 
-def observe_notification(kind: str, outcome: str) -> None:
-    NOTIFICATIONS.labels(kind, outcome).inc()
+def observe_notification(kind: str, outcome: str, count: int = 1) -> None:
+    if count:
+        NOTIFICATIONS.labels(kind, outcome).inc(count)
 
 
 def set_websocket_connections(category: str, connections: int) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import metrics
 from bot.actors import Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
@@ -31,6 +32,7 @@ from db.models import (
     EventType,
     LiveRace,
     Notification,
+    NotificationKind,
     NotificationStatus,
     NotificationSubscription,
     Player,
@@ -347,12 +349,17 @@ class NotificationService:
                     stale.setdefault(reason, []).append(Notification.id == row_id)
             expired = 0
             for reason, conditions in stale.items():
-                expired += await self._update_count(
-                    session,
-                    update(Notification)
-                    .where(*failed, certainly_unsent, or_(*conditions))
-                    .values(status=NotificationStatus.EXPIRED, error=reason[:2000], claim_id=None, claimed_until=None),
-                )
+                for kind in NotificationKind:  # per kind, for the metric (startline_notifications{outcome=expired})
+                    count = await self._update_count(
+                        session,
+                        update(Notification)
+                        .where(*failed, certainly_unsent, or_(*conditions), Notification.kind == kind)
+                        .values(
+                            status=NotificationStatus.EXPIRED, error=reason[:2000], claim_id=None, claimed_until=None
+                        ),
+                    )
+                    expired += count
+                    metrics.observe_notification(kind.value, NotificationStatus.EXPIRED.value, count)
             requeued = await self._update_count(
                 session,
                 update(Notification)

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from bot import metrics
 from bot.errors import NotFound, ValidationFailed
 from bot.events import LiveRaceCancelled, LiveRaceRoomOpened, LiveRaceScheduled, LiveRaceStarted
 from bot.notifications.delivery import PermanentDeliveryError, RecipientUnreachable, TransientDeliveryError
@@ -360,8 +361,10 @@ async def test_a_stale_row_expires_unless_an_earlier_attempt_may_have_delivered_
     await set_race_status(services, world, RaceStatus.IN_PROGRESS)
     clock.advance(3600)
 
+    expired_before = metrics.NOTIFICATIONS.labels("dm", "expired")._value.get()
     report = await dispatcher.run_once()
     assert (report.expired, report.sent) == (1, 2)
+    assert metrics.NOTIFICATIONS.labels("dm", "expired")._value.get() == expired_before + 1  # the metric counts it
     after = {(r.kind, r.player_id): r for r in await rows(services)}
     alice, bob = (await player(services, ALICE)).id, (await player(services, BOB)).id
     assert after[(NotificationKind.DM, alice)].status is NotificationStatus.EXPIRED
@@ -386,8 +389,10 @@ async def test_resend_expires_only_what_certainly_was_not_delivered(services, wo
             )
         )
     await set_race_status(services, world, RaceStatus.CANCELLED)
+    expired_before = metrics.NOTIFICATIONS.labels("dm", "expired")._value.get()
     report = await services.notifications.resend_failed(GUILD, world.race.id, MODERATOR)
     assert report == ResendReport(requeued=1, expired=1)  # Bob's may have reached him: it goes again
+    assert metrics.NOTIFICATIONS.labels("dm", "expired")._value.get() == expired_before + 1
     statuses = {r.player_id: r.status for r in await rows(services, kind=NotificationKind.DM)}
     assert statuses == {
         (await player(services, ALICE)).id: NotificationStatus.EXPIRED,
