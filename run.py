@@ -57,10 +57,10 @@ async def _serve_with_discord(settings: Settings) -> int:
     import discord
 
     from bot.app import Application, freeze_startup_objects
-    from bot.discord_bot import StartlineBot
+    from bot.discord_bot import create_bot
 
     app = Application(settings)
-    bot = StartlineBot(app)
+    bot = create_bot(app)
     freeze_startup_objects()
     stop = asyncio.Event()
     _install_stop_signals(stop)

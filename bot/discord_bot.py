@@ -36,11 +36,23 @@ def intents() -> discord.Intents:
     return chosen
 
 
+def create_bot(app: Application, *, load_cogs: bool = True, start_app: bool = True) -> StartlineBot:
+    """The bot for the settings: `discord.shards` unset is one gateway connection; "auto" or a count runs an
+    AutoShardedBot (one process, several shards: "auto" asks Discord how many)."""
+    shards = app.settings.discord.shards
+    if shards is None:
+        return StartlineBot(app, load_cogs=load_cogs, start_app=start_app)
+    return ShardedStartlineBot(
+        app, load_cogs=load_cogs, start_app=start_app, shard_count=None if shards == "auto" else shards
+    )
+
+
 class StartlineBot(commands.Bot):
-    def __init__(self, app: Application, *, load_cogs: bool = True, start_app: bool = True) -> None:
+    def __init__(self, app: Application, *, load_cogs: bool = True, start_app: bool = True, **client_options) -> None:
         """`start_app=False` leaves the application (API server, jobs) alone: for command tests and `run.py sync`."""
         owner_ids = set(app.settings.discord.owner_ids) or None
         super().__init__(
+            **client_options,
             command_prefix=commands.when_mentioned,
             intents=intents(),
             owner_ids=owner_ids,
@@ -142,6 +154,12 @@ class StartlineBot(commands.Bot):
                 await self.app.stop()
         finally:
             await super().close()
+
+
+class ShardedStartlineBot(StartlineBot, commands.AutoShardedBot):
+    """The same bot over several shards (`discord.shards`): discord.py's AutoShardedBot runs them in this process.
+    `on_ready` comes once every shard is ready; a shard's disconnect and resume also dispatch `on_disconnect` and
+    `on_resumed`, so the gateway state is the last thing any shard did."""
 
 
 def _describe(exc: BaseException | None) -> str:

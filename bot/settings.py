@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -41,6 +41,15 @@ class DiscordSettings(_Section):
     token: SecretStr | None = None
     dev_guild_ids: list[int] = Field(default_factory=list)
     owner_ids: list[int] = Field(default_factory=list)
+    # Unset: one gateway connection. "auto" (as many shards as Discord recommends) or a count: an AutoShardedBot.
+    shards: Literal["auto"] | Annotated[int, Field(ge=1, le=4096)] | None = None
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _shards(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():  # from the environment: "4"
+            return int(value)
+        return value
 
 
 class DatabaseSettings(_Section):

@@ -13,7 +13,7 @@ import pytest_asyncio
 import yarl
 
 from bot.app import Application
-from bot.discord_bot import StartlineBot
+from bot.discord_bot import StartlineBot, create_bot
 from bot.services.eligibility import REASON_LEFT
 from db.models import Base
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
@@ -93,3 +93,52 @@ async def test_the_server_members_intent_refused_by_discord_is_said(app, fake) -
     async with bot:
         with pytest.raises(discord.PrivilegedIntentsRequired):
             await asyncio.wait_for(bot.start("fake-token"), SAFETY_NET_SECONDS)
+
+
+@pytest.mark.parametrize(("shards", "expected"), [("auto", 3), (2, 2)])
+async def test_discord_shards_run_an_auto_sharded_bot(app, fake, shards, expected) -> None:
+    """`discord.shards`: "auto" takes Discord's recommendation, a count is used as given; each shard identifies
+    with its id and gets its own guilds (with GUILD_CREATE), and a member event still reaches the roster."""
+    guilds = [GUILD, OTHER_GUILD, *(GUILD + (n << 22) for n in range(1, 5))]
+    fake.gateway.guild_ids = guilds
+    fake.gateway.recommended_shards = 3
+    fake.gateway.guild_create = True
+    app.settings.discord.shards = shards
+    bot = create_bot(app, load_cogs=False, start_app=False)
+    assert isinstance(bot, discord.AutoShardedClient)
+    await app.services.players.upsert(GUILD, ALICE, MODERATOR, display_name="alice")
+    async with bot:
+        runner = asyncio.create_task(bot.start("fake-token"))
+        await asyncio.wait_for(bot.wait_until_ready(), SAFETY_NET_SECONDS)
+        assert bot.shard_count == expected
+        assert sorted(fake.gateway.identified_shards) == [(n, expected) for n in range(expected)]
+        assert sorted(guild.id for guild in bot.guilds) == sorted(guilds)
+        assert all(guild.shard_id == (guild.id >> 22) % expected for guild in bot.guilds)
+        assert len(bot.get_guild(GUILD).text_channels) == fake.gateway.guild_channels
+        await handled(bot, "raw_member_remove", fake.gateway.member_remove(GUILD, _user(ALICE, "alice")))
+        assert (await app.services.players.get(GUILD, ALICE)).left_at is not None
+        await bot.close()
+        await runner
+
+
+def test_discord_shards_unset_is_one_connection(app) -> None:
+    assert app.settings.discord.shards is None
+    bot = create_bot(app, load_cogs=False, start_app=False)
+    assert type(bot) is StartlineBot and not isinstance(bot, discord.AutoShardedClient)
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2", "4097"])
+def test_discord_shards_refuses_a_bad_value(value) -> None:
+    from bot.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="shards"):
+        load_settings(discord={"shards": value})
+
+
+def test_discord_shards_reads_a_count_from_the_environment(monkeypatch) -> None:
+    from bot.settings import load_settings
+
+    monkeypatch.setenv("STARTLINE_DISCORD__SHARDS", "4")
+    assert load_settings().discord.shards == 4
+    monkeypatch.setenv("STARTLINE_DISCORD__SHARDS", "auto")
+    assert load_settings().discord.shards == "auto"

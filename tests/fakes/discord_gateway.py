@@ -17,6 +17,11 @@ Guild events are dispatched to every connected session whose IDENTIFY asked for 
 `privileged_intents=False` (the switches off in the developer portal) an IDENTIFY asking for a privileged intent is
 closed with 4014 ("disallowed intents"). `identified_intents` is what the last IDENTIFY asked for.
 
+Shards: an IDENTIFY with `shard: [id, count]` gets only the guilds of that shard (`(guild_id >> 22) % count == id`,
+Discord's rule), and `GET /gateway/bot` recommends `recommended_shards`. With `guild_create` each guild of the
+session then arrives as a GUILD_CREATE with `guild_channels` text channels and `guild_roles` roles, as Discord sends
+them after READY (off by default: the other tests need no guild cache, and guilds stay "unavailable").
+
 `down()` is an outage: every socket is closed with 4000 (which discord.py answers by resuming) and new
 connections are refused with 503 until `up()`. The fake is served by `FakeDiscordRest` (`gateway=`), on the
 same port as the REST API, which also answers `GET /gateway/bot` with this gateway's URL.
@@ -46,6 +51,10 @@ class _Session:
     id: str
     sequence: int = 0
     intents: int = 0
+    shard: tuple[int, int] = (0, 1)
+
+    def has_guild(self, guild_id: int) -> bool:
+        return (guild_id >> 22) % self.shard[1] == self.shard[0]
 
 
 @dataclass
@@ -60,6 +69,11 @@ class FakeGateway:
     refused: int = 0  # connections turned away during an outage
     privileged_intents: bool = True  # the developer portal's switches: off refuses a privileged IDENTIFY (4014)
     identified_intents: int | None = None
+    recommended_shards: int = 1  # what GET /gateway/bot answers
+    guild_create: bool = False  # send each guild as a GUILD_CREATE after READY
+    guild_channels: int = 10
+    guild_roles: int = 10
+    identified_shards: list[tuple[int, int]] = field(default_factory=list)  # (id, count) of each IDENTIFY
 
     def __post_init__(self) -> None:
         self._sessions: dict[str, _Session] = {}
@@ -85,7 +99,8 @@ class FakeGateway:
 
     async def member_remove(self, guild_id: int, user: dict[str, Any]) -> int:
         """A member left or was kicked (GUILD_MEMBER_REMOVE); returns how many sessions it was sent to."""
-        return await self._guild_event("GUILD_MEMBER_REMOVE", GUILD_MEMBERS, {"guild_id": str(guild_id), "user": user})
+        data = {"guild_id": str(guild_id), "user": user}
+        return await self._guild_event("GUILD_MEMBER_REMOVE", GUILD_MEMBERS, data)
 
     async def member_ban(self, guild_id: int, user: dict[str, Any]) -> int:
         """A member was banned (GUILD_BAN_ADD; Discord also sends GUILD_MEMBER_REMOVE for a member)."""
@@ -108,7 +123,7 @@ class FakeGateway:
     async def _guild_event(self, event: str, intent: int, data: dict[str, Any]) -> int:
         sent = 0
         for ws, session in list(self._ready.items()):
-            if session.intents & intent:
+            if session.intents & intent and session.has_guild(int(data["guild_id"])):  # only the guild's shard
                 await self._dispatch(ws, session, event, data)
                 sent += 1
         return sent
@@ -121,10 +136,11 @@ class FakeGateway:
     async def _gateway_bot(self, request: web.Request) -> web.Response:
         body = {
             "url": self.url,
-            "shards": 1,
+            "shards": self.recommended_shards,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
         }
-        return web.json_response(body)
+        # Exactly `application/json`, no charset: discord.py parses JSON only for that content type.
+        return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         if not self._available:
@@ -149,7 +165,8 @@ class FakeGateway:
                     if intents & PRIVILEGED_INTENTS and not self.privileged_intents:
                         await ws.close(code=DISALLOWED_INTENTS_CLOSE_CODE, message=b"Disallowed intent(s).")
                         break
-                    session = await self._identify(ws, intents)
+                    shard = (data or {}).get("shard") or [0, 1]
+                    session = await self._identify(ws, intents, (int(shard[0]), int(shard[1])))
                     self._ready[ws] = session
                 elif op == RESUME and session is None:
                     session = await self._resume(ws, data or {})
@@ -163,15 +180,19 @@ class FakeGateway:
                 self._ready_connections -= 1
         return ws
 
-    async def _identify(self, ws: web.WebSocketResponse, intents: int) -> _Session:
+    async def _identify(self, ws: web.WebSocketResponse, intents: int, shard: tuple[int, int]) -> _Session:
         self.identifies += 1
-        session = _Session(next(self._session_ids), intents=intents)
+        self.identified_shards.append(shard)
+        session = _Session(next(self._session_ids), intents=intents, shard=shard)
         self._sessions[session.id] = session
         self._ready_connections += 1
+        shard_id, shard_count = shard
+        guild_ids = [guild_id for guild_id in self.guild_ids if session.has_guild(guild_id)]
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guild_ids],
+            "shard": [shard_id, shard_count],
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in guild_ids],
             "session_id": session.id,
             "resume_gateway_url": self.url,
             "application": {"id": str(self.application_id), "flags": 0},
@@ -179,7 +200,75 @@ class FakeGateway:
             "relationships": [],
         }
         await self._dispatch(ws, session, "READY", ready)
+        if self.guild_create:
+            for guild_id in guild_ids:
+                await self._dispatch(ws, session, "GUILD_CREATE", self._guild(guild_id))
         return session
+
+    def _guild(self, guild_id: int) -> dict[str, Any]:
+        """A guild object as GUILD_CREATE carries it (Discord's Guild resource plus the gateway's extra fields)."""
+        role = {"permissions": "0", "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+        roles = [{**role, "id": str(guild_id), "name": "@everyone", "position": 0}]
+        roles += [
+            {**role, "id": str(guild_id + n), "name": f"role {n}", "position": n} for n in range(1, self.guild_roles)
+        ]
+        channels = [
+            {
+                "id": str(guild_id + 1000 + n),
+                "type": 0,
+                "guild_id": str(guild_id),
+                "name": f"channel-{n}",
+                "position": n,
+                "permission_overwrites": [],
+                "parent_id": None,
+                "nsfw": False,
+                "topic": None,
+                "rate_limit_per_user": 0,
+                "last_message_id": None,
+            }
+            for n in range(self.guild_channels)
+        ]
+        return {
+            "id": str(guild_id),
+            "name": f"Guild {guild_id}",
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(guild_id + 7),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": roles,
+            "emojis": [],
+            "features": [],
+            "mfa_level": 0,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "stickers": [],
+            "joined_at": "2026-01-01T00:00:00.000000+00:00",
+            "large": False,
+            "unavailable": False,
+            "member_count": 200,
+            "voice_states": [],
+            "members": [],
+            "channels": channels,
+            "threads": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+        }
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> _Session | None:
         session = self._sessions.get(str(data.get("session_id")))
