@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from sqlalchemy import Engine, Select, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
@@ -202,7 +203,9 @@ def _plain(result: Any) -> list[tuple[Any, ...]]:
 def _sqlite_reader(database: str, busy_timeout_ms: int) -> Engine:
     """A read-only pysqlite engine beside the async one, for `Database.rows` (its statements run in autocommit:
     pysqlite begins transactions only before writes, and `query_only` refuses those)."""
-    engine = create_sync_engine(f"sqlite:///{database}", pool_size=READ_THREADS, max_overflow=0)
+    engine = create_sync_engine(
+        f"sqlite:///{database}", pool_size=READ_THREADS, max_overflow=0, json_deserializer=orjson.loads
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
