@@ -65,6 +65,14 @@ class LiveRaceCancelled(LiveRaceEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LiveRaceRescheduled(LiveRaceEvent):
+    """The start moved (an edit of a scheduled race); the race row already holds the new start."""
+
+    type: ClassVar[EventType] = EventType.LIVE_RACE_RESCHEDULED
+    previous_scheduled_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
 class LiveRaceOpenFailed(LiveRaceEvent):
     """The opener gave up after repeated failures; moderators must act."""
 

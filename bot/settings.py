@@ -146,6 +146,9 @@ class NotificationSettings(_Section):
     rate_limit_per_second: float = Field(default=40.0, gt=0, le=1000)
     # How long a dispatcher owns the rows it claimed before another process may take them over.
     claim_lease_seconds: float = Field(default=120.0, ge=10)
+    # A start moved again within this time updates the rescheduled notice not yet sent instead of adding one
+    # (each notice waits this long before it goes out); 0 sends each move at once.
+    reschedule_collapse_seconds: float = Field(default=120.0, ge=0, le=3600)
 
 
 class LoggingSettings(_Section):

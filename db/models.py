@@ -241,6 +241,20 @@ class EventType(enum.StrEnum):
         default_on=False,
         docs="the reason",
     )
+    LIVE_RACE_RESCHEDULED = EventSpec(
+        name="live_race_rescheduled",
+        code=420,
+        label="Race rescheduled",
+        short_label="Rescheduled",
+        headline="Live race rescheduled",
+        emoji="🕒",
+        colour=0x9B59B6,
+        audience=Audience.ELIGIBLE | Audience.ANNOUNCEMENT,
+        default_on=False,
+        docs="the old and the new start and when the room now opens (moves within a few minutes make one message)",
+        stale_once=_BEFORE_START,
+        stale_if_deleted=True,
+    )
 
     @property
     def code(self) -> int:

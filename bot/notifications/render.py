@@ -197,3 +197,20 @@ def _open_failed(payload, race, channel) -> Body:
         ),
     ]
     return Body(description, fields)
+
+
+@renders(EventType.LIVE_RACE_RESCHEDULED)
+def _rescheduled(payload, race, channel) -> Body:
+    description = f"{_where(race)}\nThe moderators moved the start of this race."
+    fields = [
+        MessageField("New start", timestamp(race.get("scheduled_at")), inline=False),
+        MessageField(
+            "Was",
+            f"~~<t:{int(race['previous_scheduled_at'])}:F>~~" if race.get("previous_scheduled_at") else "Not known",
+            inline=False,
+        ),
+        MessageField("Room opens", timestamp(race.get("room_opens_at")), inline=False),
+    ]
+    if not channel:
+        fields.append(MessageField("Why you get this", "You may race it: you are eligible.", inline=False))
+    return Body(description, fields, links_room=False)

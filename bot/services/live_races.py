@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailable, ValidationFailed
-from bot.events import EventBus, LiveRaceScheduled
+from bot.events import EventBus, LiveRaceCancelled, LiveRaceRescheduled, LiveRaceScheduled
 from bot.services import audit
 from bot.services.common import Page, clean_name, clean_text, page_limit, require_aware
 from bot.services.eligibility import EligibilityReport, compute_eligibility
@@ -60,6 +60,8 @@ from db.models import (
     GuildPlayer,
     LiveRace,
     LiveRaceEntrant,
+    Notification,
+    NotificationStatus,
     Permalink,
     Player,
     Pool,
@@ -80,6 +82,8 @@ log = logging.getLogger(__name__)
 # Called with the new race inside its creating transaction (a series records its occurrence there).
 RaceLink = Callable[[AsyncSession, LiveRace], Awaitable[None]]
 
+# The cancelled notice's reason when a moderator deletes a race players were told about.
+REMOVED_REASON = "Removed by the moderators"
 EDITABLE_FIELDS = ("title", "scheduled_at", "pool_id", "permalink_id", "episode_id", "room_profile_id", "room")
 OPEN_ROOM_EDITABLE = ("title",)
 MAX_TITLE = 200
@@ -506,7 +510,9 @@ class LiveRaceService:
                 race.permalink_id = changes["permalink_id"]
             if "title" in changes:
                 race.title = self._title(changes["title"], tournament, pool)
-            if "scheduled_at" in changes:
+            moved_from = None
+            if "scheduled_at" in changes and changes["scheduled_at"] != race.scheduled_at:
+                moved_from = race.scheduled_at
                 race.scheduled_at = changes["scheduled_at"]
             if "episode_id" in changes and changes["episode_id"] != race.episode_id:
                 await self._check_episode(session, guild_id, changes["episode_id"])
@@ -539,6 +545,18 @@ class LiveRaceService:
                     "after": {k: getattr(race, "room_settings" if k == "room" else k) for k in changes},
                 },
             )
+            if moved_from is not None:  # the outbox decides whether players can see it and collapses moves
+                await session.flush()
+                await self.events.publish(
+                    session,
+                    LiveRaceRescheduled(
+                        guild_id=guild_id,
+                        tournament_id=tournament.id,
+                        live_race_id=race.id,
+                        occurred_at=self._now(),
+                        previous_scheduled_at=moved_from,
+                    ),
+                )
             await session.flush()
             return await self._load_view(session, guild_id, race.id)
 
@@ -561,6 +579,19 @@ class LiveRaceService:
                     f"the bot is still making sure no RaceTime.gg room of race {race.id} stays open; "
                     "try again in a few minutes"
                 )
+            told = race.status is RaceStatus.SCHEDULED and await self._players_were_told(session, race.id)
+            if told:  # they were told it takes place: the cancelled notice, before the race is gone
+                await self.events.publish(
+                    session,
+                    LiveRaceCancelled(
+                        guild_id=guild_id,
+                        tournament_id=race.tournament_id,
+                        live_race_id=race.id,
+                        occurred_at=self._now(),
+                        reason=REMOVED_REASON,
+                        previous_status=race.status.value,
+                    ),
+                )
             # Explicit, so SQLite without foreign key enforcement behaves like the ON DELETE SET NULL.
             await session.execute(update(Run).where(Run.live_race_id == race.id).values(live_race_id=None))
             await audit.record(
@@ -570,9 +601,34 @@ class LiveRaceService:
                 action="live_race.delete",
                 target_type="live_race",
                 target_id=race.id,
-                details={"title": race.title, "status": race.status.value, "scheduled_at": race.scheduled_at},
+                details={
+                    "title": race.title,
+                    "status": race.status.value,
+                    "scheduled_at": race.scheduled_at,
+                    "players_told": told,
+                },
             )
             await session.delete(race)
+
+    @staticmethod
+    async def _players_were_told(session: AsyncSession, race_id: int) -> bool:
+        """Whether a notice of the race to players (a DM or the announcement) went out, or may have: sent, being
+        sent, or tried before. One still waiting expires with the race and needs no cancel."""
+        told = (
+            select(Notification.id)
+            .where(
+                Notification.live_race_id == race_id,
+                Notification.event_type.is_not(None),
+                or_(
+                    Notification.status == NotificationStatus.SENT,
+                    Notification.claimed_until.is_not(None),
+                    Notification.maybe_delivered,
+                    Notification.attempts > 0,
+                ),
+            )
+            .limit(1)
+        )
+        return (await session.scalar(told)) is not None
 
     # ---- transitions -----------------------------------------------------------------------------------
     async def open_now(

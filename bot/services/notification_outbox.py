@@ -13,11 +13,18 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, or_, select
+from sqlalchemy import String, cast, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
-from bot.events import LiveRaceCancelled, LiveRaceEvent, LiveRaceFinished, LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.events import (
+    LiveRaceCancelled,
+    LiveRaceEvent,
+    LiveRaceFinished,
+    LiveRaceOpenFailed,
+    LiveRaceRescheduled,
+    LiveRaceRoomOpened,
+)
 from bot.notifications.render import PAYLOAD_VERSION
 from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import compute_eligibility
@@ -58,6 +65,11 @@ def dm_dedupe_key_prefix(event_type: EventType, race_id: int) -> str:
 
 def dm_dedupe_key(event_type: EventType, race_id: int, player_id: int) -> str:
     return f"{dm_dedupe_key_prefix(event_type, race_id)}{player_id}"
+
+
+def rescheduled_dm_key_prefix(race_id: int, group: int) -> str:
+    """A rescheduled notice's DM key: one per race, group of moves and player (a race may move more than once)."""
+    return f"dm:{EventType.LIVE_RACE_RESCHEDULED.code}:race:{race_id}:at:{group}:player:"
 
 
 def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence: int | None = None) -> str:
@@ -120,6 +132,8 @@ class OutboxWriter:
         race, tournament, pool, guild = context
         audience = event.spec.audience
         dms = 0
+        if isinstance(event, LiveRaceRescheduled):  # a race can move more than once: moves collapse
+            return await self._write_rescheduled(session, event, race, tournament, pool, guild)
         if isinstance(event, LiveRaceOpenFailed):  # its audience is the moderators
             rows = self._alert_rows(event, race, tournament, pool, guild)
         else:
@@ -189,6 +203,125 @@ class OutboxWriter:
             snapshot["cancel_reason"] = event.reason or race.cancel_reason
             snapshot["previous_status"] = event.previous_status
         return snapshot
+
+    # ---- rescheduled --------------------------------------------------------------------------------------
+    async def _write_rescheduled(
+        self,
+        session: AsyncSession,
+        event: LiveRaceRescheduled,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        guild: GuildSettings | None,
+    ) -> int:
+        """Queue (or rewrite) the rescheduled notice.
+
+        Moves within `notifications.reschedule_collapse_seconds` make one notice: its rows wait that long, and a
+        later move rewrites the rows of that group in place (same dedupe keys, so each player gets one message,
+        with the start they were told and the latest one) as long as no dispatcher has touched any of them; a
+        group one row of which is out (or going out) is left alone and the move starts a new group. A move back to
+        the start players were told turns the waiting group `skipped`; a move nobody can see (the same minute,
+        which is all a Discord timestamp shows) queues nothing. The caller holds the race's lock (`lock_race`),
+        so moves of one race never interleave; the group's rows are locked (`FOR UPDATE`) before they are checked,
+        so a dispatcher claims them either before (and the group is left alone) or after (and sends the rewrite).
+        """
+        window = self.settings.notifications.reschedule_collapse_seconds
+        now = event.occurred_at  # the service's clock, which the dispatcher's follows
+        new = _ts(race.scheduled_at)
+        latest, group = await self._waiting_group(session, race.id, collapse=window > 0)
+        if group is not None:
+            occurrence, told, send_at, row_ids = group
+        else:  # a new group, named by the moment of its first move (after any earlier group of the race)
+            occurrence = max(int(now.timestamp() * 1_000_000), latest + 1)
+            send_at, row_ids = now + timedelta(seconds=window), []
+            told = _ts(event.previous_scheduled_at)
+        if told is None or new is None or told // 60 == new // 60:
+            if row_ids:  # back where players were told: the waiting notice says nothing true any more
+                await session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_(row_ids))
+                    .values(
+                        status=NotificationStatus.SKIPPED,
+                        error="Not sent: the race moved back to the start players were told before it went out",
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                log.info(
+                    "race %s moved back to its announced start: the waiting rescheduled notice is dropped", race.id
+                )
+            return 0
+        snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
+        snapshot["previous_scheduled_at"] = told
+        payload = {**self._base_payload(event, event.spec.name, snapshot), "group": occurrence}
+        channel_rows = self._announcement_rows(event, race, tournament, guild, snapshot, occurrence=occurrence)
+        for row in channel_rows:
+            row["payload"]["group"] = occurrence
+            row["next_attempt_at"] = send_at
+        if row_ids:  # the same rows, the latest start: one message for every move of the group
+            rewrites = [(NotificationKind.DM, payload)]
+            rewrites += [(NotificationKind.CHANNEL, row["payload"]) for row in channel_rows]
+            for kind, rewritten in rewrites:
+                await session.execute(
+                    update(Notification)
+                    .where(Notification.id.in_(row_ids), Notification.kind == kind)
+                    .values(payload=rewritten)
+                    .execution_options(synchronize_session=False)
+                )
+        recipients = sorted(await self._recipients(session, event, race, tournament, pool))
+        await insert_ignoring_duplicates(session, channel_rows)
+        if recipients:
+            template = self._row(NotificationKind.DM, event, None, None, payload, "", self.clock())
+            template["next_attempt_at"] = send_at
+            await insert_for_players(session, recipients, template, rescheduled_dm_key_prefix(race.id, occurrence))
+        count = len(channel_rows) + len(recipients)
+        log.info("queued %d rescheduled notice(s) of race %s (group %s)", count, race.id, occurrence)
+        return count
+
+    @staticmethod
+    async def _waiting_group(
+        session: AsyncSession, race_id: int, *, collapse: bool
+    ) -> tuple[int, tuple[int, int, datetime, list[int]] | None]:
+        """The occurrence of the race's latest group of rescheduled rows (0: none), and that group if it may still
+        be rewritten (`collapse`, and no dispatcher touched any of its rows yet): its occurrence, the start players
+        were told before it, when it goes out, and its row ids (locked until the commit)."""
+        latest = (
+            await session.execute(
+                select(Notification.payload, Notification.next_attempt_at)
+                .where(
+                    Notification.live_race_id == race_id,
+                    Notification.event_type == EventType.LIVE_RACE_RESCHEDULED,
+                )
+                .order_by(Notification.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if latest is None or "group" not in latest.payload:
+            return 0, None
+        occurrence = int(latest.payload["group"])
+        if not collapse:
+            return occurrence, None
+        told = latest.payload.get("race", {}).get("previous_scheduled_at")
+        channel_keys = f"channel:{EventType.LIVE_RACE_RESCHEDULED.value}:race:{race_id}:channel:%:{occurrence}"
+        rows = (
+            await session.execute(
+                select(Notification.id, Notification.status, Notification.claimed_until, Notification.attempts)
+                .where(
+                    Notification.live_race_id == race_id,
+                    Notification.event_type == EventType.LIVE_RACE_RESCHEDULED,
+                    or_(
+                        Notification.dedupe_key.like(rescheduled_dm_key_prefix(race_id, occurrence) + "%"),
+                        Notification.dedupe_key.like(channel_keys),
+                    ),
+                )
+                .with_for_update()
+            )
+        ).all()
+        untouched = all(
+            row.status is NotificationStatus.PENDING and row.claimed_until is None and row.attempts == 0 for row in rows
+        )
+        if not rows or not untouched or told is None:
+            return occurrence, None
+        return occurrence, (occurrence, int(told), latest.next_attempt_at, [row.id for row in rows])
 
     @staticmethod
     async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:
@@ -303,13 +436,15 @@ class OutboxWriter:
         tournament: Tournament,
         guild: GuildSettings | None,
         snapshot: dict[str, Any],
+        *,
+        occurrence: int | None = None,
     ) -> list[dict[str, Any]]:
         channel_id = tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
         if channel_id is None or Audience.ANNOUNCEMENT not in event.spec.audience:
             return []
         role_id = tournament.announcement_role_id or (guild.announcement_role_id if guild else None)
         payload = {**self._base_payload(event, event.spec.name, snapshot), "role_id": role_id}
-        key = channel_dedupe_key(event.spec.name, race.id, channel_id)
+        key = channel_dedupe_key(event.spec.name, race.id, channel_id, occurrence=occurrence)
         return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, self.clock())]
 
     def _alert_rows(

@@ -13,7 +13,7 @@ def labels(sent) -> list[str]:
     return [button["label"] for button in sent.buttons]
 
 
-async def test_panel_shows_five_toggles_scope_and_shortcuts(discord_) -> None:
+async def test_panel_shows_six_toggles_scope_and_shortcuts(discord_) -> None:
     d = discord_
     reply = await d.harness.run("notify", d.alice)
     panel = reply.with_buttons()
@@ -24,11 +24,12 @@ async def test_panel_shows_five_toggles_scope_and_shortcuts(discord_) -> None:
         "Started: off",
         "Finished: off",
         "Cancelled: off",
+        "Rescheduled: off",
         "Scope: this server",
         "All on",
         "All off",
     ]
-    assert "`415`" in panel.text and "`419`" in panel.text
+    assert "`415`" in panel.text and "`420` Race rescheduled" in panel.text
 
 
 async def test_toggle_persists_for_this_server(discord_) -> None:

@@ -10,7 +10,7 @@ from db.models import AuditEntry, EventType, Player
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 
 USER = 500_000_000_000_000_001
-CODES = [415, 416, 417, 418, 419]
+CODES = [415, 416, 417, 418, 419, 420]
 
 
 async def test_nobody_is_subscribed_until_they_opt_in(services):
@@ -22,6 +22,7 @@ async def test_nobody_is_subscribed_until_they_opt_in(services):
         "Race started",
         "Race finished",
         "Race cancelled",
+        "Race rescheduled",
     ]
     assert all(v.effective is False and v.guild_setting is None and v.global_setting is None for v in views)
     assert await services.players.find(USER) is None  # reading creates nothing
