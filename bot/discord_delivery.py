@@ -19,6 +19,7 @@ from aiolimiter import AsyncLimiter
 from bot.notifications.delivery import (
     DeliveryError,
     DmReceipt,
+    MessageGone,
     PermanentDeliveryError,
     RecipientUnreachable,
     TransientDeliveryError,
@@ -28,6 +29,9 @@ from bot.notifications.message import NotificationMessage
 CANNOT_DM = 50007  # "Cannot send messages to this user": DMs closed, bot blocked or no shared server
 OPENING_DMS_TOO_FAST = 40003
 MISSING_ACCESS = 50001
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
+MISSING_PERMISSIONS = 50013
 # Bursts are kept to a tenth of a second's worth, so pacing stays even under Discord's per-second limit.
 BURST_SECONDS = 0.1
 
@@ -53,7 +57,16 @@ def map_error(exc: Exception) -> DeliveryError:
         return TransientDeliveryError(
             f"Rate limited by Discord for {exc.retry_after:.0f} s", retry_after=exc.retry_after, maybe_delivered=False
         )
+    if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_MESSAGE:
+        return MessageGone("Discord: the message was deleted (404, code 10008)")
+    if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_CHANNEL:
+        return PermanentDeliveryError("Discord: the channel no longer exists (404, code 10003); set another one")
     if isinstance(exc, discord.Forbidden):
+        if exc.code == MISSING_PERMISSIONS:
+            return PermanentDeliveryError(
+                "Discord: the bot lacks a permission in that channel (403, code 50013): give it View Channel, "
+                "Send Messages, Embed Links and Read Message History there"
+            )
         if exc.code == CANNOT_DM:
             return RecipientUnreachable("Discord: this user does not accept DMs from the bot (403, code 50007)")
         if exc.code == OPENING_DMS_TOO_FAST:
@@ -134,15 +147,45 @@ class DiscordDelivery:
         except Exception as exc:
             raise map_error(exc) from exc
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
+    async def send_channel(
+        self,
+        channel_id: int,
+        message: NotificationMessage,
+        *,
+        nonce: str | None = None,
+        reply_to: int | None = None,
+    ) -> int | None:
         channel = self.client.get_channel(channel_id) or self.client.get_partial_messageable(channel_id)
         mentions = discord.AllowedMentions(
-            everyone=False, users=False, roles=[discord.Object(role_id) for role_id in message.mention_role_ids]
+            everyone=False,
+            users=False,
+            roles=[discord.Object(role_id) for role_id in message.mention_role_ids],
+            replied_user=False,
+        )
+        reference = (
+            discord.MessageReference(message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False)
+            if reply_to is not None
+            else None
         )
         try:
             async with self._limiter:
-                await channel.send(
-                    content=message.content, embed=to_embed(message), allowed_mentions=mentions, nonce=nonce
+                sent = await channel.send(  # type: ignore[union-attr]
+                    content=message.content,
+                    embed=to_embed(message),
+                    allowed_mentions=mentions,
+                    nonce=nonce,
+                    **({"reference": reference} if reference is not None else {}),
+                )
+        except Exception as exc:
+            raise map_error(exc) from exc
+        return sent.id if sent is not None else None
+
+    async def edit_channel_message(self, channel_id: int, message_id: int, message: NotificationMessage) -> None:
+        channel = self.client.get_partial_messageable(channel_id)
+        try:
+            async with self._limiter:
+                await channel.get_partial_message(message_id).edit(
+                    content=message.content, embed=to_embed(message), allowed_mentions=discord.AllowedMentions.none()
                 )
         except Exception as exc:
             raise map_error(exc) from exc

@@ -292,6 +292,8 @@ def spec_of(event_type: EventType | None, payload: dict[str, Any] | None = None)
 class NotificationKind(enum.StrEnum):
     DM = "dm"
     CHANNEL = "channel"
+    # An edit of a race's living announcement (`AnnouncementPost`) to show the race as it is now.
+    EDIT = "channel_edit"
 
 
 class SeriesStatus(enum.StrEnum):
@@ -908,3 +910,24 @@ class IdempotencyKey(Base):
         UniqueConstraint("guild_id", "key"),
         Index("ix_idempotency_keys_created_at", "created_at"),
     )
+
+
+class AnnouncementPost(Base):
+    """A race's living announcement: the channel message made when it was scheduled, edited in place on every change.
+
+    Written by the dispatcher in the transaction that records the post (or its re-creation) as sent. `live_race_id`
+    is no foreign key on purpose: a deleted race's post is still edited to say it was removed.
+    """
+
+    __tablename__ = "announcement_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    live_race_id: Mapped[int] = mapped_column(Integer)
+    channel_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    recreated: Mapped[int] = mapped_column(Integer, default=0)  # times it was posted again (deleted by someone)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("live_race_id", "channel_id"),)

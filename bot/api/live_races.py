@@ -312,6 +312,9 @@ async def live_race_results(call: ApiCall) -> ResultsOut:
     summary="Notification delivery log",
     tag="live races",
     scope=MANAGE,
+    description="`kind` is `dm`, `channel` (a post: the race's announcement, a room-open reply to it, a moderator "
+    "alert) or `channel_edit` (an edit of the race's living announcement); `event_code` 420 is the rescheduled "
+    "notice.",
     query=NotificationQuery,
     response=ItemsPage[NotificationOut],
 )

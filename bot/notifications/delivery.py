@@ -28,6 +28,10 @@ class PermanentDeliveryError(DeliveryError):
     """Trying again cannot help: a malformed message (400), a channel the bot cannot see or post in."""
 
 
+class MessageGone(PermanentDeliveryError):
+    """The message to edit no longer exists (Discord 404, code 10008: someone deleted it)."""
+
+
 class TransientDeliveryError(DeliveryError):
     """Rate limited, a Discord server error or a network problem: try again later.
 
@@ -64,6 +68,19 @@ class Delivery(Protocol):
         """
         ...
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
-        """Post in a guild channel (with `message.content` above the embed). Raises a `DeliveryError`."""
+    async def send_channel(
+        self,
+        channel_id: int,
+        message: NotificationMessage,
+        *,
+        nonce: str | None = None,
+        reply_to: int | None = None,
+    ) -> int | None:
+        """Post in a guild channel (with `message.content` above the embed), as a reply to the message `reply_to`
+        when given; returns the new message's id. Raises a `DeliveryError`."""
+        ...
+
+    async def edit_channel_message(self, channel_id: int, message_id: int, message: NotificationMessage) -> None:
+        """Replace a message the bot posted (an edit pings nobody). Raises `MessageGone` when it was deleted,
+        another `DeliveryError` otherwise."""
         ...

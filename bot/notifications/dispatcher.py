@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from bot import metrics
 from bot.actors import Actor
@@ -44,14 +45,19 @@ from bot.clock import SYSTEM_CLOCK
 from bot.notifications.delivery import (
     Delivery,
     DeliveryError,
+    MessageGone,
     PermanentDeliveryError,
     RecipientUnreachable,
     TransientDeliveryError,
 )
+from bot.notifications.message import NotificationMessage
 from bot.notifications.render import render
 from bot.services import audit
+from bot.services.common import conflict_ignoring_insert
+from bot.services.notification_outbox import channel_dedupe_key, edit_dedupe_key_prefix
 from bot.settings import Settings
 from db.models import (
+    AnnouncementPost,
     EventType,
     GuildPlayer,
     LiveRace,
@@ -70,6 +76,10 @@ DUE_STATUSES = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
 FLUSH_INTERVAL_SECONDS = 0.5
 # A row is not sent when less than this share of its lease is left (clock skew between processes).
 LEASE_SAFETY = 0.2
+# How long an edit of (or a reply to) a living announcement waits for the announcement itself to be posted.
+POST_WAIT_SECONDS = 5.0
+SUPERSEDED_REASON = "Skipped: a later edit of the announcement shows the race as it is now"
+WAITING_REASON = "Waiting for the race's announcement to be posted first"
 BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
 LEFT_REASON = "Skipped: the player left this server (or was banned) after this message was queued"
 DISPATCHER = Actor.system("notification dispatcher")
@@ -102,6 +112,16 @@ class ClaimedRow:
     maybe_delivered: bool = False  # an earlier attempt may have reached Discord
     # Why it must not be sent (its type's staleness rule against `race_status`), or None.
     stale_reason: str | None = None
+    # An edit of (or a reply to) the race's living announcement: its message id, or whether its post is still on
+    # its way (the row then waits for it); an edit that a later edit of the same post replaces is not sent.
+    post_message_id: int | None = None
+    post_waiting: bool = False
+    superseded: bool = False
+
+    @property
+    def living(self) -> bool:
+        """An edit of the living announcement, or a reply to it."""
+        return self.kind is NotificationKind.EDIT or bool(self.payload.get("reply"))
 
     @property
     def race_id(self) -> int | None:
@@ -120,6 +140,9 @@ class Outcome:
     new_dm_channel_id: int | None = None
     block_player: bool = False
     maybe_delivered: bool = False  # this attempt may have reached Discord although it failed
+    # The living announcement this row posted (or posted again): its message id, and whether it is a re-creation.
+    post_message_id: int | None = None
+    post_recreated: bool = False
 
 
 @dataclass
@@ -278,7 +301,62 @@ class NotificationDispatcher:
                 )
                 for row in claimed
             ]
+            rows = await self._living_posts(session, rows, statuses)
         return _Batch(claim_id, rows, time.monotonic() + lease * (1 - LEASE_SAFETY))
+
+    @staticmethod
+    async def _living_posts(session, rows: list[ClaimedRow], statuses: dict[int, RaceStatus]) -> list[ClaimedRow]:
+        """Fill in, for each edit of (and reply to) a living announcement, the announcement's message id, whether
+        its post is still on its way, and whether a later edit of it exists (a few queries per race of the batch,
+        and only for such rows)."""
+        living = {(row.race_id, row.channel_id) for row in rows if row.living and row.race_id and row.channel_id}
+        if not living:
+            return rows
+        found: dict[tuple[int, int], tuple[int | None, set[str], int]] = {}
+        posts = (EventType.LIVE_RACE_SCHEDULED.value, EventType.LIVE_RACE_ROOM_OPENED.value)
+        for race_id, channel_id in living:
+            message_id = await session.scalar(
+                select(AnnouncementPost.message_id).where(
+                    AnnouncementPost.live_race_id == race_id, AnnouncementPost.channel_id == channel_id
+                )
+            )
+            # The posts still on their way: the announcement itself, and the room-open reply, which becomes the
+            # announcement when the first one never went out (it expired or failed).
+            waiting: set[str] = set()
+            if message_id is None:
+                keys = {channel_dedupe_key(event, race_id, channel_id): event for event in posts}
+                due = await session.execute(
+                    select(Notification.dedupe_key, Notification.maybe_delivered).where(
+                        Notification.dedupe_key.in_(list(keys)), Notification.status.in_(DUE_STATUSES)
+                    )
+                )
+                # A post that will expire unsent (its rule, the race as it is now) is not worth waiting for.
+                status = statuses.get(race_id)
+                waiting = {
+                    keys[key]
+                    for key, maybe_delivered in due
+                    if maybe_delivered or EventType(keys[key]).spec.stale_reason(status) is None
+                }
+            latest_edit = await session.scalar(
+                select(func.max(Notification.id)).where(
+                    Notification.kind == NotificationKind.EDIT,
+                    Notification.channel_id == channel_id,
+                    Notification.dedupe_key.like(edit_dedupe_key_prefix(race_id, channel_id) + "%"),
+                )
+            )
+            found[(race_id, channel_id)] = (message_id, waiting, latest_edit or 0)
+        result = []
+        for row in rows:
+            post = found.get((row.race_id, row.channel_id)) if row.living else None  # type: ignore[arg-type]
+            if post is not None:
+                message_id, waiting, latest_edit = post
+                edit = row.kind is NotificationKind.EDIT
+                superseded = edit and row.id < latest_edit
+                # An edit waits for either post; the reply only for the announcement it answers.
+                waits = bool(waiting) if edit else EventType.LIVE_RACE_SCHEDULED.value in waiting
+                row = dataclasses.replace(row, post_message_id=message_id, post_waiting=waits, superseded=superseded)
+            result.append(row)
+        return result
 
     @staticmethod
     async def _race_statuses(session, race_ids: set[int | None]) -> dict[int, RaceStatus]:
@@ -297,7 +375,9 @@ class NotificationDispatcher:
     async def _deliver(self, delivery: Delivery, batch: _Batch, report: DispatchReport) -> None:
         queue: asyncio.Queue[ClaimedRow] = asyncio.Queue()
         for row in batch.rows:
-            if row.stale_reason is not None:
+            if row.superseded:
+                batch.outcomes.append(Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=SUPERSEDED_REASON))
+            elif row.stale_reason is not None:
                 batch.outcomes.append(Outcome(row, NotificationStatus.EXPIRED, row.attempts, error=row.stale_reason))
             else:
                 queue.put_nowait(row)
@@ -326,8 +406,14 @@ class NotificationDispatcher:
             return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=BLOCKED_REASON)
         if row.kind is NotificationKind.DM and row.left_guild:
             return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=LEFT_REASON)
+        if row.living and row.post_message_id is None and row.post_waiting:
+            # Not an attempt: the announcement it edits or answers is not posted yet.
+            next_at = self._clock() + timedelta(seconds=POST_WAIT_SECONDS)
+            return Outcome(
+                row, NotificationStatus.RETRYING, row.attempts, error=WAITING_REASON, next_attempt_at=next_at
+            )
         try:
-            message = render(row.payload, channel=row.kind is NotificationKind.CHANNEL)
+            message = render(row.payload, channel=row.kind is not NotificationKind.DM)
         except (KeyError, TypeError, ValueError) as exc:
             return Outcome(row, NotificationStatus.FAILED, attempts, error=f"Could not render the message: {exc!r}")
         try:
@@ -343,8 +429,24 @@ class NotificationDispatcher:
                 )
             if row.channel_id is None:
                 raise PermanentDeliveryError("No channel to post in")
-            await delivery.send_channel(row.channel_id, message, nonce=message_nonce(row.id))
-            return Outcome(row, NotificationStatus.SENT, attempts, sent_at=self._clock())
+            if row.kind is NotificationKind.EDIT:
+                return await self._edit_post(delivery, row, message, attempts)
+            reply_to = row.post_message_id if row.payload.get("reply") else None
+            message_id = await delivery.send_channel(
+                row.channel_id, message, nonce=message_nonce(row.id), reply_to=reply_to
+            )
+            # The announcement; or a room-open reply with nothing to answer (the announcement never went out),
+            # which becomes the announcement later steps edit.
+            living = message_id is not None and (
+                bool(row.payload.get("living")) or (bool(row.payload.get("reply")) and reply_to is None)
+            )
+            return Outcome(
+                row,
+                NotificationStatus.SENT,
+                attempts,
+                sent_at=self._clock(),
+                post_message_id=message_id if living else None,
+            )
         except RecipientUnreachable as exc:
             if row.player_id is not None:
                 self._blocked_players.add(row.player_id)
@@ -356,6 +458,35 @@ class NotificationDispatcher:
         except Exception as exc:  # a bug in an adapter must not lose the row: keep it for a later try
             log.exception("unexpected error delivering notification %s", row.id)
             return self._retry_or_fail(row, attempts, TransientDeliveryError(f"Unexpected error: {exc!r}"))
+
+    async def _edit_post(
+        self, delivery: Delivery, row: ClaimedRow, message: NotificationMessage, attempts: int
+    ) -> Outcome:
+        """Edit the living announcement to show the race as it is now. One that is gone (deleted by someone, or
+        never posted because its post failed or expired) is posted again, once per edit, and logged; the nonce
+        keeps a retry of that edit from posting it twice."""
+        assert row.channel_id is not None
+        if row.post_message_id is not None:
+            try:
+                await delivery.edit_channel_message(row.channel_id, row.post_message_id, message)
+                return Outcome(row, NotificationStatus.SENT, attempts, sent_at=self._clock())
+            except MessageGone:
+                log.warning(
+                    "the announcement of race %s (message %s in channel %s) was deleted; posting it again",
+                    row.race_id,
+                    row.post_message_id,
+                    row.channel_id,
+                )
+        message_id = await delivery.send_channel(row.channel_id, message, nonce=message_nonce(row.id))
+        return Outcome(
+            row,
+            NotificationStatus.SENT,
+            attempts,
+            sent_at=self._clock(),
+            error="Posted the announcement anew: it had been deleted, or had never gone out",
+            post_message_id=message_id,
+            post_recreated=True,
+        )
 
     def _retry_or_fail(self, row: ClaimedRow, attempts: int, exc: TransientDeliveryError) -> Outcome:
         if attempts > self.settings.max_retries:
@@ -432,6 +563,7 @@ class NotificationDispatcher:
                     [self._outcome_params(outcome, now) for outcome in outcomes],
                 )
                 await self._update_players(session, outcomes, now)
+                await self._record_posts(session, outcomes, now)
                 await self._audit_expired(session, outcomes)
             remaining = (
                 update(Notification)
@@ -475,6 +607,39 @@ class NotificationDispatcher:
                 target_type="live_race",
                 target_id=race_id,
                 details={"expired": types.total(), "race_status": status, "types": dict(types)},
+            )
+
+    @staticmethod
+    async def _record_posts(session, outcomes: list[Outcome], now: datetime) -> None:
+        """Keep each living announcement's message id, in the transaction that records its post as sent."""
+        for outcome in outcomes:
+            row = outcome.row
+            if outcome.post_message_id is None or row.race_id is None or row.channel_id is None:
+                continue
+            await session.execute(
+                conflict_ignoring_insert(session, AnnouncementPost.__table__).on_conflict_do_nothing(
+                    index_elements=["live_race_id", "channel_id"]
+                ),
+                [
+                    {
+                        "guild_id": row.guild_id,
+                        "live_race_id": row.race_id,
+                        "channel_id": row.channel_id,
+                        "message_id": outcome.post_message_id,
+                        "recreated": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            values: dict[str, Any] = {"message_id": outcome.post_message_id, "updated_at": now}
+            if outcome.post_recreated:
+                values["recreated"] = AnnouncementPost.recreated + 1
+            await session.execute(
+                update(AnnouncementPost)
+                .where(AnnouncementPost.live_race_id == row.race_id, AnnouncementPost.channel_id == row.channel_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
             )
 
     @staticmethod

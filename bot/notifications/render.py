@@ -18,6 +18,7 @@ from db.models import OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
 
 PAYLOAD_VERSION = 1
 FOOTER = "Startline · race #{id}"
+# /notify works in the DM itself (it asks which server when the member has several) and in the server.
 DM_FOOTER = FOOTER + " · change these messages with /notify"
 
 
@@ -80,8 +81,11 @@ def render(payload: Mapping[str, Any], *, channel: bool = False) -> Notification
     race = payload.get("race", {})
     body = RENDERERS[spec.name](payload, race, channel)
     occurred = payload.get("occurred_at")
+    name = race.get("title") or "live race"
+    if payload.get("living") and spec.name == EventType.LIVE_RACE_CANCELLED.value:
+        name = f"~~{name}~~"  # the living announcement of a cancelled race: struck through, kept for the record
     return NotificationMessage(
-        title=f"{spec.emoji} {spec.headline}: {race.get('title') or 'live race'}",
+        title=f"{spec.emoji} {spec.headline}: {name}",
         description=body.description,
         colour=spec.colour,
         url=race.get("room_url") if body.links_room else None,

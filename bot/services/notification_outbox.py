@@ -24,6 +24,7 @@ from bot.events import (
     LiveRaceOpenFailed,
     LiveRaceRescheduled,
     LiveRaceRoomOpened,
+    LiveRaceScheduled,
 )
 from bot.notifications.render import PAYLOAD_VERSION
 from bot.services.common import conflict_ignoring_insert
@@ -34,6 +35,7 @@ from bot.services.room_profiles import resolve_for_race
 from bot.settings import Settings
 from db.models import (
     DM_AUDIENCES,
+    AnnouncementPost,
     Audience,
     EventType,
     GuildPlayer,
@@ -70,6 +72,30 @@ def dm_dedupe_key(event_type: EventType, race_id: int, player_id: int) -> str:
 def rescheduled_dm_key_prefix(race_id: int, group: int) -> str:
     """A rescheduled notice's DM key: one per race, group of moves and player (a race may move more than once)."""
     return f"dm:{EventType.LIVE_RACE_RESCHEDULED.code}:race:{race_id}:at:{group}:player:"
+
+
+def edit_dedupe_key_prefix(race_id: int, channel_id: int) -> str:
+    """An edit of a race's living announcement: `<prefix><event name>` (`:<occurrence>` for a reschedule)."""
+    return f"edit:race:{race_id}:channel:{channel_id}:"
+
+
+async def living_post_exists(session: AsyncSession, race_id: int, channel_id: int) -> bool:
+    """Whether the race has a living announcement in the channel: posted (its message id is known), or its post
+    is still on its way."""
+    posted = await session.scalar(
+        select(AnnouncementPost.id).where(
+            AnnouncementPost.live_race_id == race_id, AnnouncementPost.channel_id == channel_id
+        )
+    )
+    if posted is not None:
+        return True
+    waiting = await session.scalar(
+        select(Notification.id).where(
+            Notification.dedupe_key == channel_dedupe_key(EventType.LIVE_RACE_SCHEDULED.value, race_id, channel_id),
+            Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.RETRYING)),
+        )
+    )
+    return waiting is not None
 
 
 def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence: int | None = None) -> str:
@@ -141,7 +167,7 @@ class OutboxWriter:
             results = await self._results(session, race, snapshot) if isinstance(event, LiveRaceFinished) else {}
             if audience & DM_AUDIENCES:
                 dms = await self._queue_dms(session, event, race, tournament, pool, snapshot, results)
-            rows = self._announcement_rows(event, race, tournament, guild, snapshot)
+            rows = await self._channel_rows(session, event, race, tournament, guild, snapshot)
         await insert_ignoring_duplicates(session, rows)
         count = len(rows) + dms
         log.info("queued %d notification(s) for %s of race %s", count, type(event).__name__, race.id)
@@ -249,17 +275,27 @@ class OutboxWriter:
                 log.info(
                     "race %s moved back to its announced start: the waiting rescheduled notice is dropped", race.id
                 )
-            return 0
+            # No notice, but a living announcement shows the start as it is now (an edit pings nobody).
+            snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
+            edits = await self._channel_rows(session, event, race, tournament, guild, snapshot)
+            edits = [row for row in edits if row["kind"] is NotificationKind.EDIT]
+            await insert_ignoring_duplicates(session, edits)
+            return len(edits)
         snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
         snapshot["previous_scheduled_at"] = told
         payload = {**self._base_payload(event, event.spec.name, snapshot), "group": occurrence}
-        channel_rows = self._announcement_rows(event, race, tournament, guild, snapshot, occurrence=occurrence)
-        for row in channel_rows:
-            row["payload"]["group"] = occurrence
-            row["next_attempt_at"] = send_at
+        # A living announcement is edited at once (an edit pings nobody); else a post, grouped like the DMs.
+        channel_rows = await self._channel_rows(session, event, race, tournament, guild, snapshot)
+        if not any(row["kind"] is NotificationKind.EDIT for row in channel_rows):
+            channel_rows = self._announcement_rows(event, race, tournament, guild, snapshot, occurrence=occurrence)
+            for row in channel_rows:
+                row["payload"]["group"] = occurrence
+                row["next_attempt_at"] = send_at
         if row_ids:  # the same rows, the latest start: one message for every move of the group
             rewrites = [(NotificationKind.DM, payload)]
-            rewrites += [(NotificationKind.CHANNEL, row["payload"]) for row in channel_rows]
+            rewrites += [
+                (row["kind"], row["payload"]) for row in channel_rows if row["kind"] is NotificationKind.CHANNEL
+            ]
             for kind, rewritten in rewrites:
                 await session.execute(
                     update(Notification)
@@ -429,6 +465,38 @@ class OutboxWriter:
         }
 
     # ---- channels ------------------------------------------------------------------------------------
+    async def _channel_rows(
+        self,
+        session: AsyncSession,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        guild: GuildSettings | None,
+        snapshot: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The announcement channel's rows: the scheduled post is the race's living announcement; every later
+        step edits it in place (an `EDIT` row showing the race as it is now, which pings nobody), and the room
+        opening also posts a reply to it, the one ping that matters. A race without a living post (announced
+        before this existed, or whose post never went out) gets a post per step as before."""
+        rows = self._announcement_rows(event, race, tournament, guild, snapshot)
+        if not rows:
+            return rows
+        channel_id = rows[0]["channel_id"]
+        if isinstance(event, LiveRaceScheduled):
+            rows[0]["payload"]["living"] = True
+            return rows
+        if not await living_post_exists(session, race.id, channel_id):
+            return rows
+        edit_payload = {**self._base_payload(event, event.spec.name, snapshot), "living": True, "role_id": None}
+        key = f"{edit_dedupe_key_prefix(race.id, channel_id)}{event.spec.name}"
+        if isinstance(event, LiveRaceRescheduled):  # the one step a race can take more than once
+            key += f":{int(event.occurred_at.timestamp() * 1_000_000)}"
+        edit = self._row(NotificationKind.EDIT, event, None, channel_id, edit_payload, key, self.clock())
+        if isinstance(event, LiveRaceRoomOpened):  # the ping: a reply to the living post
+            rows[0]["payload"]["reply"] = True
+            return [edit, *rows]
+        return [edit]
+
     def _announcement_rows(
         self,
         event: LiveRaceEvent,

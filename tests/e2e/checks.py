@@ -8,7 +8,15 @@ import pytest
 
 from db.models import EventType, RaceStatus
 from tests.e2e.evening import SETTLED, EveningOutcome
-from tests.e2e.tournament import ANNOUNCEMENT_CHANNEL, EVENT_CODES, EVENTS, NO_SHOW, POOLS, seed_url
+from tests.e2e.tournament import (
+    ANNOUNCEMENT_CHANNEL,
+    EDITED_EVENTS,
+    EVENT_CODES,
+    NO_SHOW,
+    POOLS,
+    POSTED_EVENTS,
+    seed_url,
+)
 
 REL = 1e-9
 
@@ -21,9 +29,14 @@ def post_key(event: str, episode: str) -> str:
     return f"channel:{event}:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}"
 
 
+def edit_key(event: str, episode: str) -> str:
+    return f"edit:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}:{event}"
+
+
 def expected_outbox(outcome: EveningOutcome, status: str) -> dict[str, str]:
     plan = outcome.plan
     keys = [dm_key(*dm) for dm in plan.expected_dms()] + [post_key(*post) for post in plan.expected_posts()]
+    keys += [edit_key(*edit) for edit in plan.expected_edits()]
     return dict.fromkeys(keys, status)
 
 
@@ -34,6 +47,8 @@ def may_expire(event: str) -> bool:
 
 def event_of_key(key: str) -> str:
     kind, event = key.split(":")[:2]
+    if kind == "edit":
+        return key.split(":")[-1]
     return next(e.value for e in EventType if e.code == int(event)) if kind == "dm" else event
 
 
@@ -137,15 +152,18 @@ def check_notifications(outcome: EveningOutcome) -> None:
     plan = outcome.plan
     for race in plan.races:
         log = Counter(
-            (row["event_type"], row["kind"], SETTLED if row["status"] in ("sent", "expired") else row["status"])
+            (row["event_type"], row["kind"], SETTLED if _settled(row["kind"], row["status"]) else row["status"])
             for row in outcome.delivery_log[race.episode]
         )
         dms = Counter(event for event, episode, _ in plan.expected_dms() if episode == race.episode)
         expected = Counter({(event, "dm", status): count for event, count in dms.items()})
-        expected.update({(event, "channel", status): 1 for event in EVENTS})
+        expected.update({(event, "channel", status): 1 for event in POSTED_EVENTS})
+        expected.update({(event, "channel_edit", status): 1 for event in EDITED_EVENTS})
         assert log == expected, race.episode
         for row in outcome.delivery_log[race.episode]:
             assert (row["status"] == "expired") == (row["error"] or "").startswith("Expired unsent: "), row
+    if outcome.discord:  # every race's living announcement ends showing its results
+        assert outcome.facts["announced_finished"] == {race.episode for race in plan.races}
     player, episode = plan.by_name[NO_SHOW[0]], NO_SHOW[1]
     assert player.discord_user_id in outcome.eligible_first_race, "the no-show was eligible"
     keys = {
@@ -192,9 +210,12 @@ def check_deliveries(outcome: EveningOutcome) -> None:
     assert not duplicated, f"DMs delivered more than once: {duplicated}"
     sent_dms = Counter({dm: 1 for dm in plan.expected_dms() if outcome.outbox[dm_key(*dm)] == "sent"})
     assert set(outcome.dms) == set(sent_dms), _difference(outcome.dms, sent_dms)
-    assert outcome.posts == Counter(
-        {post: 1 for post in plan.expected_posts() if outcome.outbox[post_key(*post)] == "sent"}
-    )
+    posts = Counter({post: 1 for post in plan.expected_posts() if outcome.outbox[post_key(*post)] == "sent"})
+    # An edit posts the announcement anew only when neither post of its race went out (both expired).
+    for event, episode in list(outcome.posts):
+        if event in EDITED_EVENTS[1:] and not any(posts[(e, episode)] for e in POSTED_EVENTS):
+            posts[(event, episode)] = 1
+    assert outcome.posts == posts
     for race in plan.races:
         seed = plan.live_seed(race.pool)
         for entrant in race.counted:
@@ -208,6 +229,11 @@ def check_deliveries(outcome: EveningOutcome) -> None:
             else:
                 label = {"dnf": "Forfeit", "dq": "Disqualified"}[entrant.outcome]
                 assert fields["Your result"] == f"{label} (score 0)", (race.episode, entrant.name)
+
+
+def _settled(kind: str, status: str) -> bool:
+    """Done with: sent or expired; for an edit also skipped (a later edit of the announcement replaced it)."""
+    return status in ("sent", "expired") or (kind == "channel_edit" and status == "skipped")
 
 
 def _difference(got: Counter, expected: Counter) -> str:

@@ -235,15 +235,18 @@ class Evening:
     async def wait_for_outbox(self, *, delivered: bool) -> None:
         """Every notification of the evening is queued (and, with Discord, sent)."""
         expected = sum(self.plan.expected_dms().values()) + sum(self.plan.expected_posts().values())
+        expected += sum(self.plan.expected_edits().values())
         counts: Counter = Counter()
 
         async def settled() -> bool:
             counts.clear()
             for race_id in self.race_ids.values():
                 for row in await self.delivery_log(race_id):
-                    counts[row["status"]] += 1
-            # With Discord a message is sent, or expired when it went stale before its turn (the rule of its type).
-            done = counts["sent"] + counts["expired"] if delivered else counts["pending"]
+                    replaced = row["kind"] == "channel_edit" and row["status"] == "skipped"
+                    counts["replaced edit" if replaced else row["status"]] += 1
+            # With Discord a message is sent, or expired when it went stale before its turn (the rule of its type);
+            # an edit of the announcement may be replaced by a later one.
+            done = counts["sent"] + counts["expired"] + counts["replaced edit"] if delivered else counts["pending"]
             return done == expected and sum(counts.values()) == expected
 
         state = "sent or expired" if delivered else "queued"
@@ -328,7 +331,13 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
             (e["rank"], int(e["discord_user_id"]), e["score"], e["runs_counted"]) for e in leaderboard["entries"]
         ],
         # Sent and expired are both done: which stale message expired and which went out first depends on timing.
-        "outbox": {key: SETTLED if status in ("sent", "expired") else status for key, status in outbox.items()},
+        # An edit replaced by a later one (skipped) is done with too.
+        "outbox": {
+            key: SETTLED
+            if status in ("sent", "expired") or (key.startswith("edit:") and status == "skipped")
+            else status
+            for key, status in outbox.items()
+        },
         "rooms": dict(rooms),
     }
     outcome = EveningOutcome(
@@ -380,6 +389,12 @@ def _read_discord(
         if event == "live_race_finished":
             fields = {f["name"]: f["value"] for f in embed.get("fields", [])}
             outcome.dm_results[(episode, delivered.recipient_id)] = fields
+    # The announcements as they read now (edits applied): the races whose living post shows the results.
+    outcome.facts["announced_finished"] = {
+        episode_of[int(_FOOTER_RACE.search(message["embeds"][0]["footer"]["text"]).group(1))]
+        for message in discord.messages.values()
+        if int(message["channel_id"]) == ANNOUNCEMENT_CHANNEL and message["embeds"][0]["title"].startswith("🏁")
+    }
     gateway = discord.gateway
     outcome.facts.update(
         nonce_replays=discord.nonce_replays,

@@ -71,9 +71,10 @@ async def scenario(workdir) -> None:
 
                 async def announced() -> bool:
                     log = await api.all_items(f"{base}/live-races/{race['id']}/notifications")
-                    return sorted((row["event_type"], row["status"]) for row in log) == [
-                        ("live_race_room_opened", "sent"),
-                        ("live_race_scheduled", "expired"),  # stale: the room had opened meanwhile
+                    return sorted((row["event_type"], row["kind"], row["status"]) for row in log) == [
+                        ("live_race_room_opened", "channel", "sent"),  # posted: it is the announcement now
+                        ("live_race_room_opened", "channel_edit", "sent"),  # its edit, once it was posted
+                        ("live_race_scheduled", "channel", "expired"),  # stale: the room had opened meanwhile
                     ]
 
                 await wait_until(announced, "the announcements once Discord is back", deadline=90)

@@ -49,6 +49,10 @@ UNLINKED_FINISH_US = 5_700_123_456
 NO_SHOW = ("coin_chaser", "e2e-1")
 
 EVENTS = ("live_race_scheduled", "live_race_room_opened", "live_race_started", "live_race_finished")
+# The channel's messages: the living announcement and the room-open reply to it are posts; every later step (the
+# room opening too) edits the announcement.
+POSTED_EVENTS = EVENTS[:2]
+EDITED_EVENTS = EVENTS[1:]
 EVENT_CODES = {"live_race_scheduled": 415, "live_race_room_opened": 416, "live_race_started": 417}
 EVENT_CODES["live_race_finished"] = 418
 GUILD_ALL, GLOBAL_ALL, GLOBAL_BUT_SCHEDULED_HERE, NOTHING = "guild", "global", "global-but-415-here", "none"
@@ -331,4 +335,7 @@ class TournamentPlan:
         return dms
 
     def expected_posts(self) -> Counter:
-        return Counter((event, race.episode) for race in self.races for event in EVENTS)
+        return Counter((event, race.episode) for race in self.races for event in POSTED_EVENTS)
+
+    def expected_edits(self) -> Counter:
+        return Counter((event, race.episode) for race in self.races for event in EDITED_EVENTS)

@@ -1,8 +1,10 @@
 """A fake Discord REST API on 127.0.0.1, so the REAL discord.py HTTP client and rate-limit code run in tests.
 
 It speaks enough of API v10 for notifications: `GET /users/@me` and `GET /oauth2/applications/@me` (what
-discord.py's login asks), `POST /users/@me/channels` (open a DM) and `POST /channels/{id}/messages`, with
-Discord's rate-limit behaviour:
+discord.py's login asks), `POST /users/@me/channels` (open a DM), `POST /channels/{id}/messages` (a
+`message_reference` makes a reply) and `PATCH /channels/{id}/messages/{id}` (edit: 10008 Unknown Message once the
+test deleted it with `delete_message`, 10003 Unknown Channel once it removed the channel), with Discord's
+rate-limit behaviour:
 
 - per-route buckets: fixed windows per (route, major parameter), announced with `X-RateLimit-Limit`,
   `-Remaining`, `-Reset`, `-Reset-After` and `-Bucket`; an exhausted bucket answers 429 with `retry_after`;
@@ -41,6 +43,7 @@ from tests.fakes.discord_gateway import GATEWAY_PATH, FakeGateway
 BOT_USER_ID = 900_000_000_000_000_999
 API_PREFIX = "/api/v10"
 MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
+EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
 OPEN_DM_ROUTE = "POST /users/@me/channels"
 
 
@@ -74,6 +77,10 @@ class Failure:
     def missing_access(cls) -> Failure:
         return cls(403, 50001, "Missing Access")
 
+    @classmethod
+    def missing_permissions(cls) -> Failure:
+        return cls(403, 50013, "Missing Permissions")
+
 
 @dataclass(frozen=True)
 class RouteLimit:
@@ -92,6 +99,7 @@ class Delivered:
     channel_id: int
     recipient_id: int | None  # the user, for a DM
     payload: dict[str, Any]
+    message_id: int | None = None
 
 
 @dataclass
@@ -100,6 +108,7 @@ class FakeDiscordRest:
     route_limits: dict[str, RouteLimit] = field(
         default_factory=lambda: {
             MESSAGES_ROUTE: RouteLimit(5, 5.0),  # Discord's own: 5 messages per 5 s per channel
+            EDIT_ROUTE: RouteLimit(5, 5.0),  # edits share the channel's pace
             OPEN_DM_ROUTE: RouteLimit(1000, 1.0),
         }
     )
@@ -113,8 +122,10 @@ class FakeDiscordRest:
     nonce_replays: int = 0  # messages not created again because their nonce was known
     unavailable_answers: int = 0  # 503s sent during outages
     gateway: FakeGateway | None = None
+    edits: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # (channel, message, payload)
 
     def __post_init__(self) -> None:
+        self.messages: dict[int, dict[str, Any]] = {}  # message id -> the message as it is now
         self._ids = itertools.count(1_000_000_000_000_000_000)
         self._dm_by_user: dict[int, int] = {}
         self._user_by_dm: dict[int, int] = {}
@@ -137,6 +148,17 @@ class FakeDiscordRest:
         return cls(gateway=gateway, **kwargs)
 
     # ---- scripting -----------------------------------------------------------------------------------
+    def delete_message(self, message_id: int) -> None:
+        """Someone deleted the message: editing it answers 404, code 10008."""
+        self.messages.pop(message_id, None)
+
+    def remove_text_channel(self, channel_id: int) -> None:
+        """Someone deleted the channel: posting or editing there answers 404, code 10003."""
+        self._text_channels.discard(channel_id)
+
+    def message(self, message_id: int) -> dict[str, Any] | None:
+        return self.messages.get(message_id)
+
     def add_text_channel(self, channel_id: int) -> None:
         self._text_channels.add(channel_id)
 
@@ -183,6 +205,10 @@ class FakeDiscordRest:
     def posts_in(self, channel_id: int) -> list[dict[str, Any]]:
         return [d.payload for d in self.delivered if d.channel_id == channel_id and d.recipient_id is None]
 
+    def post_ids(self, channel_id: int) -> list[int]:
+        """The ids of the messages posted in a channel, in order."""
+        return [d.message_id for d in self.delivered if d.channel_id == channel_id and d.recipient_id is None]
+
     def dm_counts(self) -> Counter:
         return Counter(d.recipient_id for d in self.delivered if d.recipient_id is not None)
 
@@ -211,6 +237,7 @@ class FakeDiscordRest:
         app.router.add_get(f"{API_PREFIX}/oauth2/applications/@me", self._application)
         app.router.add_post(f"{API_PREFIX}/users/@me/channels", self._open_dm)
         app.router.add_post(f"{API_PREFIX}/channels/{{channel_id}}/messages", self._message)
+        app.router.add_patch(f"{API_PREFIX}/channels/{{channel_id}}/messages/{{message_id}}", self._edit)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
@@ -300,12 +327,35 @@ class FakeDiscordRest:
         if self.message_delay:
             await asyncio.sleep(self.message_delay)
         message = _message(next(self._ids), channel_id, payload)
+        self.messages[int(message["id"])] = message
         if nonce is not None:
             self._nonces[nonce] = (time.monotonic(), message)
-        self.delivered.append(Delivered(channel_id, recipient, payload))
+        self.delivered.append(Delivered(channel_id, recipient, payload, int(message["id"])))
         async with self._arrivals:
             self._arrivals.notify_all()
         return self._ok(message, MESSAGES_ROUTE, str(channel_id))
+
+    async def _edit(self, request: web.Request) -> web.Response:
+        channel_id = int(request.match_info["channel_id"])
+        message_id = int(request.match_info["message_id"])
+        payload = await _json_payload(request)
+        limited = self._limit(EDIT_ROUTE, str(channel_id))
+        if limited is not None:
+            return limited
+        if channel_id not in self._text_channels and channel_id not in self._user_by_dm:
+            return self._error(Failure(404, 10003, "Unknown Channel"), EDIT_ROUTE, str(channel_id))
+        failure = _next(self._channel_failures.get(channel_id))
+        if failure is not None:
+            return self._error(failure, EDIT_ROUTE, str(channel_id))
+        message = self.messages.get(message_id)
+        if message is None or int(message["channel_id"]) != channel_id:
+            return self._error(Failure(404, 10008, "Unknown Message"), EDIT_ROUTE, str(channel_id))
+        for key in ("content", "embeds", "components"):
+            if key in payload:
+                message[key] = payload[key] if payload[key] is not None else ([] if key != "content" else "")
+        message["edited_timestamp"] = datetime.now(UTC).isoformat()
+        self.edits.append((channel_id, message_id, payload))
+        return self._ok(message, EDIT_ROUTE, str(channel_id))
 
     def _known_nonce(self, nonce: str | None) -> dict[str, Any] | None:
         if nonce is None or nonce not in self._nonces:
@@ -437,4 +487,5 @@ def _message(message_id: int, channel_id: int, payload: dict[str, Any]) -> dict[
         "flags": 0,
         "components": [],
         "nonce": payload.get("nonce"),
+        **({"message_reference": payload["message_reference"]} if payload.get("message_reference") else {}),
     }

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.events import LiveRaceEvent
-from bot.notifications.delivery import DeliveryError, DmReceipt
+from bot.notifications.delivery import DeliveryError, DmReceipt, MessageGone
 from bot.notifications.message import NotificationMessage
 from bot.services import Services
 from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, RunStatus, Tournament
@@ -134,6 +134,10 @@ class RecordingDelivery:
 
     def __post_init__(self) -> None:
         self._channels = itertools.count(7_000_000)
+        self._messages = itertools.count(9_000_000)
+        self.edits: list[tuple[int, int, NotificationMessage]] = []
+        self.current: dict[int, NotificationMessage] = {}  # message id -> as it reads now (del: someone deleted it)
+        self.replies: dict[int, int | None] = {}  # message id -> the message it replies to
 
     def fail(self, target_id: int, *errors: DeliveryError) -> None:
         self.errors[target_id].extend(errors)
@@ -146,10 +150,24 @@ class RecordingDelivery:
         self.dms.append((user_id, message, dm_channel_id))
         return DmReceipt(dm_channel_id or next(self._channels))
 
-    async def send_channel(self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None) -> None:
+    async def send_channel(
+        self, channel_id: int, message: NotificationMessage, *, nonce: str | None = None, reply_to: int | None = None
+    ) -> int:
         if self.errors[channel_id]:
             raise self.errors[channel_id].popleft()
         self.posts.append((channel_id, message))
+        message_id = next(self._messages)
+        self.replies[message_id] = reply_to
+        self.current[message_id] = message
+        return message_id
+
+    async def edit_channel_message(self, channel_id: int, message_id: int, message: NotificationMessage) -> None:
+        if self.errors[channel_id]:
+            raise self.errors[channel_id].popleft()
+        if message_id not in self.current:
+            raise MessageGone("Discord: the message was deleted (404, code 10008)")
+        self.edits.append((channel_id, message_id, message))
+        self.current[message_id] = message
 
     def dm_recipients(self) -> list[int]:
         return [user_id for user_id, _, _ in self.dms]

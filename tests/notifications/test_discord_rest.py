@@ -208,11 +208,11 @@ async def test_network_errors_are_retried(services, world, fake_discord, dispatc
 
 
 async def test_per_route_buckets_are_respected_without_429s(services, world, fake_discord, dispatcher):
+    """Six announcements in one channel (edits have their own bucket: test_living_announcement.py)."""
     fake_discord.route_limits[MESSAGES_ROUTE] = RouteLimit(2, 0.2)
-    for _ in range(3):
-        world = await make_world(services, name=f"T{_}", announcement_channel_id=CHANNEL)
-        await publish(services, world.event(LiveRaceScheduled))
-        await publish(services, world.event(LiveRaceRoomOpened))
+    for n in range(6):
+        each = await make_world(services, name=f"T{n}", announcement_channel_id=CHANNEL)
+        await publish(services, each.event(LiveRaceScheduled))
     async with services.db.transaction() as session:  # only the six posts in one channel
         await session.execute(
             update(Notification).where(Notification.kind == NotificationKind.DM).values(status="sent")

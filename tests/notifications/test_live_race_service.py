@@ -92,13 +92,18 @@ async def test_a_live_race_from_schedule_to_results(app: Application, rt: FakeRa
     assert titles(fake_discord, ALICE_ID) == expected
     assert titles(fake_discord, BOB_ID) == expected
     assert fake_discord.dms_to(CAROL_ID) == []
-    assert len(fake_discord.posts_in(CHANNEL)) == 4
+    # One living announcement, edited at each step, and the room-open ping as a reply to it.
+    _, reply = fake_discord.posts_in(CHANNEL)
+    announcement_id = fake_discord.post_ids(CHANNEL)[0]
+    assert int(reply["message_reference"]["message_id"]) == announcement_id
+    assert len(fake_discord.edits) == 3 and {message for _, message, _ in fake_discord.edits} == {announcement_id}
+    assert fake_discord.message(announcement_id)["embeds"][0]["title"].startswith("🏁 Race finished")
     alice_result = {f["name"]: f["value"] for f in fake_discord.dms_to(ALICE_ID)[-1]["embeds"][0]["fields"]}
     assert (alice_result["Your place"], alice_result["Your time"]) == ("1st of 2", "1:02:03.0")
     bob_result = {f["name"]: f["value"] for f in fake_discord.dms_to(BOB_ID)[-1]["embeds"][0]["fields"]}
     assert bob_result["Your result"] == "Forfeit (score 0)"
     summary = await services.notifications.delivery_summary(GUILD, view.race.id)
-    assert summary == {"pending": 0, "retrying": 0, "sent": 12, "failed": 0, "skipped": 0, "expired": 0}
+    assert summary == {"pending": 0, "retrying": 0, "sent": 13, "failed": 0, "skipped": 0, "expired": 0}
 
 
 async def test_a_moderator_cancel_tells_eligible_subscribers_once(app: Application, clock, fake_discord) -> None:
@@ -156,15 +161,17 @@ async def test_after_a_long_discord_outage_only_what_is_still_true_goes_out(
     assert titles(fake_discord, BOB_ID) == ["🏁 Race finished"]
     assert [post["embeds"][0]["title"].split(":")[0] for post in fake_discord.posts_in(CHANNEL)] == ["🏁 Race finished"]
     summary = await services.notifications.delivery_summary(GUILD, view.race.id)
-    assert (summary["sent"], summary["expired"], summary["pending"]) == (3, 9, 0)
+    # Sent: the two finished DMs and the living announcement (posted once, showing the result); the earlier edits
+    # of it were replaced by the last one (skipped).
+    assert (summary["sent"], summary["expired"], summary["skipped"], summary["pending"]) == (3, 8, 2, 0)
     expired = (await services.notifications.delivery_log(GUILD, view.race.id, status="expired")).items
     room_open = [n for n in expired if n.event_type is EventType.LIVE_RACE_ROOM_OPENED]
-    assert len(room_open) == 3  # two DMs and the announcement
+    assert len(room_open) == 3  # two DMs and the ping
     assert all(n.error.startswith("Expired unsent: the race was already finished") for n in expired)
     [entry] = (await services.audit.list(GUILD, action="notification.expire")).items
     assert (entry.target_id, entry.actor_name) == (view.race.id, "notification dispatcher")
     assert entry.details == {
-        "expired": 9,
+        "expired": 8,
         "race_status": "finished",
-        "types": {"live_race_scheduled": 3, "live_race_room_opened": 3, "live_race_started": 3},
+        "types": {"live_race_scheduled": 3, "live_race_room_opened": 3, "live_race_started": 2},
     }

@@ -262,10 +262,16 @@ async def test_each_event_is_announced_once_in_the_tournament_channel_with_its_r
     rows = await channel_rows(services)
     assert [(r.event_type, r.channel_id, r.payload["role_id"]) for r in rows] == [
         (EventType.LIVE_RACE_SCHEDULED, 42, 43),
-        (EventType.LIVE_RACE_ROOM_OPENED, 42, 43),
-        (EventType.LIVE_RACE_STARTED, 42, 43),
+        (EventType.LIVE_RACE_ROOM_OPENED, 42, 43),  # the ping: a reply to the living announcement
     ]
+    assert rows[0].payload["living"] is True and rows[1].payload["reply"] is True
     assert all(r.player_id is None and r.status is NotificationStatus.PENDING for r in rows)
+    async with services.db.read() as session:  # the later steps edit the announcement, once each, pinging nobody
+        edits = (await session.scalars(select(Notification).where(Notification.kind == NotificationKind.EDIT))).all()
+    assert [(r.event_type, r.channel_id, r.payload["role_id"]) for r in edits] == [
+        (EventType.LIVE_RACE_ROOM_OPENED, 42, None),
+        (EventType.LIVE_RACE_STARTED, 42, None),
+    ]
 
 
 async def test_the_guild_default_channel_and_role_apply_when_the_tournament_names_none(services, world, players):

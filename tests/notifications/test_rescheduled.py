@@ -193,7 +193,7 @@ async def test_deleting_a_race_players_were_told_about_sends_the_cancelled_notic
     await services.live_races.delete(GUILD, world.race.id, MODERATOR)
     await dispatcher.run_once()
     cancelled = [message for _, message, _ in delivery.dms[2:]]
-    assert len(cancelled) == 2 and len(delivery.posts) == 2
+    assert len(cancelled) == 2 and len(delivery.posts) == 1 and len(delivery.edits) == 1  # the living post
     assert all(m.title.startswith("❌ Race cancelled") for m in cancelled)
     assert {f.value for m in cancelled for f in m.fields if f.name == "Reason"} == {REMOVED_REASON}
     history = await services.audit.list(GUILD, target_type="live_race", target_id=world.race.id)
