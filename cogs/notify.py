@@ -22,11 +22,19 @@ BUTTONS_PER_ROW = 5  # Discord's limit for one row of buttons
 class NotifyPanel(OwnedView):
     """One toggle per event type, a scope switch, and all on / all off; every press saves at once."""
 
-    def __init__(self, cog: NotifyCog, interaction: discord.Interaction, prefs: list[PreferenceView]) -> None:
+    def __init__(
+        self,
+        cog: NotifyCog,
+        interaction: discord.Interaction,
+        prefs: list[PreferenceView],
+        *,
+        guild_id: int | None = None,
+        guild_name: str | None = None,
+    ) -> None:
         super().__init__(interaction.user.id, timeout=PANEL_TIMEOUT)
         self.cog = cog
-        self.guild_id: int = interaction.guild_id  # type: ignore[assignment]
-        self.guild_name = interaction.guild.name if interaction.guild else "this server"
+        self.guild_id: int = guild_id or interaction.guild_id  # type: ignore[assignment]
+        self.guild_name = guild_name or (interaction.guild.name if interaction.guild else "this server")
         self.prefs = prefs
         self.all_servers = False
         self.render()
@@ -137,12 +145,57 @@ class PanelButton(discord.ui.Button["NotifyPanel"]):
 
 class NotifyCog(StartlineCog):
     @app_commands.command(name="notify", description="Choose which race DMs you get")
-    @app_commands.guild_only()
-    async def notify(self, interaction: discord.Interaction) -> None:
-        prefs = await self.services.notifications.preferences(interaction.user.id, self.guild_id(interaction))
-        panel = NotifyPanel(self, interaction, prefs)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
+    @app_commands.describe(server="In direct messages: the server whose DMs to set (in a server: that server)")
+    async def notify(self, interaction: discord.Interaction, server: str | None = None) -> None:
+        guild_id = interaction.guild_id
+        if guild_id is None:  # in DMs: which server?
+            guild_id = await self._server_in_dm(interaction, server)
+            if guild_id is None:
+                return
+        prefs = await self.services.notifications.preferences(interaction.user.id, guild_id)
+        panel = NotifyPanel(self, interaction, prefs, guild_id=guild_id, guild_name=self._guild_name(guild_id))
         panel.origin = interaction
         await respond(interaction, embed=panel.embed(), view=panel)
+
+    async def _server_in_dm(self, interaction: discord.Interaction, server: str | None) -> int | None:
+        """The server /notify sets when used in DMs: the one named, else the only one; otherwise it asks."""
+        guilds = await self.services.players.guilds_of(interaction.user.id)
+        if server is not None:
+            chosen = int(server) if server.strip().isdigit() else None
+            if chosen not in guilds:
+                names = ", ".join(f"**{self._guild_name(g)}**" for g in guilds) or "none yet"
+                await respond(
+                    interaction,
+                    f"You get no race DMs from that server. Your servers with Startline: {names}. "
+                    "Pick one from the `server` option's list.",
+                )
+                return None
+            return chosen
+        if len(guilds) == 1:
+            return guilds[0]
+        if not guilds:
+            await respond(
+                interaction,
+                "No server sends you race DMs yet: use any Startline command in a server first, then /notify here "
+                "or there.",
+            )
+            return None
+        names = "\n".join(f"- **{self._guild_name(g)}**" for g in guilds)
+        await respond(interaction, f"Which server? Run `/notify` again and pick it in the `server` option:\n{names}")
+        return None
+
+    def _guild_name(self, guild_id: int) -> str:
+        guild = self.bot.get_guild(guild_id)
+        return guild.name if guild is not None else f"server {guild_id}"
+
+    @notify.autocomplete("server")
+    async def _server_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        guilds = await self.services.players.guilds_of(interaction.user.id)
+        named = [(self._guild_name(g), g) for g in guilds]
+        return [
+            app_commands.Choice(name=name[:100], value=str(g)) for name, g in named if current.lower() in name.lower()
+        ][:25]
 
 
 async def setup(bot) -> None:

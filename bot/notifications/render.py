@@ -19,7 +19,7 @@ from db.models import OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
 PAYLOAD_VERSION = 1
 FOOTER = "Startline · race #{id}"
 # /notify works in the DM itself (it asks which server when the member has several) and in the server.
-DM_FOOTER = FOOTER + " · change these messages with /notify"
+DM_FOOTER = FOOTER + " · change these messages with /notify, here or in the server"
 
 
 def timestamp(ts: int | None) -> str:

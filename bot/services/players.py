@@ -167,6 +167,17 @@ class PlayerService:
             await session.flush()
             return RosterEntry.of(player, entry)
 
+    async def guilds_of(self, discord_user_id: int) -> list[int]:
+        """The guilds whose roster has this user (and who did not leave them), for commands used in DMs."""
+        async with self.db.read() as session:
+            query = (
+                select(GuildPlayer.guild_id)
+                .join(Player, Player.id == GuildPlayer.player_id)
+                .where(Player.discord_user_id == discord_user_id, GuildPlayer.left_at.is_(None))
+                .order_by(GuildPlayer.guild_id)
+            )
+            return list((await session.scalars(query)).all())
+
     async def get(self, guild_id: int, discord_user_id: int) -> RosterEntry:
         async with self.db.read() as session:
             return RosterEntry.of(*await roster_entry_or_404(session, guild_id, discord_user_id))

@@ -15,13 +15,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DM_REFUSAL = "Startline's commands work in a server, not in direct messages."
+DM_REFUSAL = "Startline's commands work in a server, not in direct messages (except /notify)."
+# Commands that also work in direct messages (they ask which server when it matters).
+DM_COMMANDS = frozenset({"notify"})
 
 
 class StartlineTree(app_commands.CommandTree):
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         # `guild_only` on the groups is a hint to Discord clients; this is the enforcement.
         if interaction.guild_id is None:
+            if (interaction.data or {}).get("name") in DM_COMMANDS:  # a command or its autocomplete
+                return True
             if interaction.type is discord.InteractionType.application_command:
                 await interaction.response.send_message(DM_REFUSAL, ephemeral=True)
             return False

@@ -105,3 +105,38 @@ async def test_the_panel_has_a_toggle_per_type_five_to_a_row(discord_) -> None:
     rows = [(item.label, item.row) for item in seven.children]
     assert [row for _, row in rows[:7]] == [0, 0, 0, 0, 0, 1, 1]
     assert {row for label, row in rows[7:]} == {2}
+
+
+# ---- in direct messages ------------------------------------------------------------------------------------------
+
+
+async def test_notify_in_dms_uses_the_only_server_and_saves_for_it(discord_) -> None:
+    d = discord_
+    await d.harness.run("notify", d.alice)  # alice is a player of Home only
+    reply = await d.harness.run_in_dm("notify", d.alice)
+    panel = reply.with_buttons()
+    assert reply.ephemeral and f"Showing: **{d.guild.name}**" in panel.text
+    await d.harness.click(panel, "Rescheduled", d.alice)
+    prefs = {p.event_type: p for p in await d.services.notifications.preferences(d.alice.id, d.guild.id)}
+    assert prefs[EventType.LIVE_RACE_RESCHEDULED].guild_setting is True
+
+
+async def test_notify_in_dms_asks_which_server_and_refuses_one_it_does_not_know(discord_) -> None:
+    d = discord_
+    await d.harness.run("notify", d.alice)
+    await d.services.players.touch(d.other_guild.id, d.alice.id, "alice")  # now on two rosters
+    asked = await d.harness.run_in_dm("notify", d.alice)
+    assert asked.text.startswith("Which server?") and d.guild.name in asked.text and d.other_guild.name in asked.text
+    choices = await d.harness.run_in_dm("notify", d.alice, focused="server", server="")
+    assert {c["value"] for c in choices.choices} == {str(d.guild.id), str(d.other_guild.id)}
+    chosen = await d.harness.run_in_dm("notify", d.alice, server=str(d.other_guild.id))
+    assert f"Showing: **{d.other_guild.name}**" in chosen.with_buttons().text
+    for bad in ("123", "not a server"):
+        refused = await d.harness.run_in_dm("notify", d.alice, server=bad)
+        assert refused.ephemeral and refused.text.startswith("You get no race DMs from that server.")
+
+
+async def test_notify_in_dms_before_any_server_says_what_to_do(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run_in_dm("notify", d.bob)
+    assert reply.text.startswith("No server sends you race DMs yet")

@@ -15,6 +15,7 @@ from cogs._common import options
 from cogs._common.checks import ADMIN_SUFFIX, MODERATOR_DEFAULT
 from cogs._common.respond import GENERIC_FAILURE
 from cogs._common.room_options import option_description
+from cogs._common.tree import DM_COMMANDS
 from db.models import GuildPlayer
 from tests.commands.conftest import MODERATOR_PERMS
 
@@ -89,7 +90,10 @@ def test_moderator_commands_carry_a_real_check_and_all_are_guild_only(bot) -> No
     commands = all_commands(bot)
     assert set(commands) >= PLAYER_COMMANDS
     for name, command in commands.items():
-        assert command.guild_only or (command.parent and command.parent.guild_only), name
+        if name in DM_COMMANDS:  # works in DMs too, where it asks which server
+            assert not command.guild_only and command.allowed_contexts.dm_channel, name
+        else:
+            assert command.guild_only or (command.parent and command.parent.guild_only), name
         if name in PLAYER_COMMANDS:
             assert command.checks == [], name
         else:
@@ -111,7 +115,7 @@ def test_moderator_commands_are_hidden_from_players_by_default(bot) -> None:
             assert not top.endswith(ADMIN_SUFFIX), top
         else:
             assert int(payload["default_member_permissions"]) == MODERATOR_DEFAULT.value, top
-        assert payload["dm_permission"] is False, top  # guild only
+        assert payload["dm_permission"] is (top in DM_COMMANDS), top  # guild only, but for /notify
     for base in {top.removesuffix(ADMIN_SUFFIX) for top in published if top.endswith(ADMIN_SUFFIX)}:
         assert base in published, f"/{base}{ADMIN_SUFFIX} is the moderator half of a group /{base} that is missing"
 
@@ -220,7 +224,9 @@ def test_room_setting_options_carry_the_records_type_range_and_description(bot) 
 async def test_commands_are_refused_in_direct_messages(discord_) -> None:
     d = discord_
     reply = await d.harness.run_in_dm("tournament list", d.alice)
-    assert reply.ephemeral and reply.text == "Startline's commands work in a server, not in direct messages."
+    assert reply.ephemeral and reply.text == (
+        "Startline's commands work in a server, not in direct messages (except /notify)."
+    )
 
 
 async def test_any_command_registers_the_user_as_a_player_of_the_guild(discord_) -> None:

@@ -411,10 +411,13 @@ class DiscordHarness:
         await self.settle()
         return Reply(self.adapter.sent[start:])
 
-    async def run_in_dm(self, command: str, member: discord.Member) -> Reply:
-        """The same command sent from a direct message: no guild, a `user` instead of a `member`."""
+    async def run_in_dm(
+        self, command: str, member: discord.Member, /, *, focused: str | None = None, **values: Any
+    ) -> Reply:
+        """The same command sent from a direct message: no guild, a `user` instead of a `member` (with `focused`:
+        its autocomplete for that option)."""
         start = len(self.adapter.sent)
-        payload = self.command_payload(command, member)
+        payload = self.command_payload(command, member, focused=focused, **values)
         user = payload.pop("member")["user"]
         del payload["guild_id"]
         payload.update(user=user, channel={"id": str(next(_ids)), "type": 1})
