@@ -5,6 +5,7 @@ left alone."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -203,3 +204,43 @@ async def test_deleting_a_race_players_were_told_about_sends_the_cancelled_notic
 def test_the_rescheduled_message_renders_without_a_previous_start() -> None:
     message = render({"v": 1, "event": RESCHEDULED.value, "race": {"id": 3, "title": "W", "scheduled_at": 1}})
     assert {f.name: f.value for f in message.fields}["Was"] == "Not known"
+
+
+class HeldDelivery(RecordingDelivery):
+    """Holds every DM until released, telling the test when the first one arrived (a held request, not a sleep)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send_dm(self, user_id, message, *, dm_channel_id=None, nonce=None):
+        self.arrived.set()
+        await self.release.wait()
+        return await super().send_dm(user_id, message, dm_channel_id=dm_channel_id, nonce=nonce)
+
+
+async def test_a_move_while_its_notice_is_being_sent_becomes_a_second_notice(services, world, clock) -> None:
+    """The dispatcher is sending the group (held mid-request) when the race moves again: the group is not
+    rewritten under it, the move starts a new group from the start the first notice announced, and every player
+    gets both, in order."""
+    delivery = HeldDelivery()
+    dispatcher = NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
+    told = world.race.scheduled_at
+    await move(services, world, clock, hours=1)
+    clock.advance(minutes=5)
+    sending = asyncio.create_task(dispatcher.run_once())
+    await delivery.arrived.wait()
+    await move(services, world, clock, minutes=30)
+    delivery.release.set()
+    await sending
+    clock.advance(minutes=5)
+    await dispatcher.run_once()
+
+    by_player: dict[int, list[tuple[str, str]]] = {}
+    for user, message, _ in delivery.dms:
+        fields = {f.name: f.value for f in message.fields}
+        by_player.setdefault(user, []).append((fields["Was"], fields["New start"].split(" ")[0]))
+    ts = [int((told + timedelta(minutes=m)).timestamp()) for m in (0, 60, 90)]
+    expected = [(f"~~<t:{ts[0]}:F>~~", f"<t:{ts[1]}:F>"), (f"~~<t:{ts[1]}:F>~~", f"<t:{ts[2]}:F>")]
+    assert by_player == {ALICE: expected, BOB: expected}
