@@ -154,6 +154,7 @@ ACTIONS: dict[str, Callable[[Race], Awaitable[object]]] = {
     "cancel": lambda race: race.live.cancel(GUILD, race.id, MODERATOR, reason="Storm"),
     "edit title": lambda race: race.live.edit(GUILD, race.id, MODERATOR, title="Renamed"),
     "edit seed": lambda race: race.live.edit(GUILD, race.id, MODERATOR, permalink_id=race.world.seeds[1].id),
+    "edit time": lambda race: _move(race),
     "delete": lambda race: race.live.delete(GUILD, race.id, MODERATOR),
     "open now": lambda race: race.live.open_now(GUILD, race.id, MODERATOR),
     "record with force": lambda race: race.live.record(GUILD, race.id, MODERATOR, force=True),
@@ -163,6 +164,7 @@ AUDITED = {
     "cancel": "live_race.cancel",
     "edit title": "live_race.edit",
     "edit seed": "live_race.edit",
+    "edit time": "live_race.edit",
     "delete": "live_race.delete",
     "open now": "live_race.open",
     "record with force": "live_race.record",
@@ -173,6 +175,7 @@ _OPENING = {
     "cancel": (None, CANCELLED),
     "edit title": (None, OPEN),
     "edit seed": (Conflict, OPEN),  # the room is being made with the seed as claimed
+    "edit time": (Conflict, OPEN),  # likewise: and nobody is told of a move that did not happen
     "delete": (Conflict, OPEN),
     "open now": (Conflict, OPEN),
     "record with force": (InvalidTransition, OPEN),
@@ -184,16 +187,20 @@ EXPECTED: dict[tuple[str, str], tuple[type[DomainError] | None, RaceStatus]] = {
     ("cancel", "poller on start"): (None, CANCELLED),
     ("edit title", "poller on start"): (None, RUNNING),
     ("edit seed", "poller on start"): (InvalidTransition, RUNNING),
+    ("edit time", "poller on start"): (InvalidTransition, RUNNING),
     ("delete", "poller on start"): (InvalidTransition, RUNNING),
     ("open now", "poller on start"): (InvalidTransition, RUNNING),
     ("record with force", "poller on start"): (None, DONE),
     ("cancel", "poller on finish"): (Conflict, DONE),  # too late: the results are recorded instead
-    **{(a, "poller on finish"): (InvalidTransition, DONE) for a in ("edit title", "edit seed", "delete", "open now")},
+    **{
+        (a, "poller on finish"): (InvalidTransition, DONE)
+        for a in ("edit title", "edit seed", "edit time", "delete", "open now")
+    },
     ("record with force", "poller on finish"): (None, DONE),
     ("cancel", "poller on a RaceTime.gg cancel"): (None, CANCELLED),
     **{
         (a, "poller on a RaceTime.gg cancel"): (InvalidTransition, CANCELLED)
-        for a in ("edit title", "edit seed", "delete", "open now")
+        for a in ("edit title", "edit seed", "edit time", "delete", "open now")
     },
     ("record with force", "poller on a RaceTime.gg cancel"): (None, CANCELLED),
 }
@@ -235,9 +242,20 @@ async def test_a_moderator_action_at_each_point_of_a_job(
     assert bool(moderator) == (error is None), [e.action for e in moderator]
     if action == "edit title" and error is None:
         assert final.title == "Renamed"
+    if action == "edit time":  # a refused move tells nobody anything
+        async with race.app.db.read() as session:
+            moved = await session.scalar(
+                select(Notification.id).where(Notification.event_type == EventType.LIVE_RACE_RESCHEDULED)
+            )
+        assert (moved is not None) == (error is None)
     if action == "cancel" and expected_error is Conflict:
         [refused] = [e for e in await _audit(race) if e.action == "live_race.cancel_refused"]
         assert "were recorded instead of cancelling" in refused.details["why"]
+
+
+async def _move(race: Race) -> object:
+    start = (await race.row()).scheduled_at
+    return await race.live.edit(GUILD, race.id, MODERATOR, scheduled_at=start + timedelta(hours=1))
 
 
 # ---- the invariants -------------------------------------------------------------------------------------
