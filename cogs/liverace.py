@@ -221,10 +221,13 @@ class LiveRaceCog(StartlineCog):
         view = await self.services.live_races.edit(
             self.guild_id(interaction), race.race.id, self.actor(interaction), **changes
         )
+        moved = int(view.race.scheduled_at.timestamp()) // 60 != int(race.race.scheduled_at.timestamp()) // 60
         await respond(
             interaction,
             f"Updated **{race_title(view.race)}** ({', '.join(sorted(changes))}). "
-            f"Starts {when_line(view.race.scheduled_at)}." + (f"\nRead `when` as {when.echo}." if when else ""),
+            f"Starts {when_line(view.race.scheduled_at)}."
+            + (" Players who follow it are told of the new start." if moved else "")
+            + (f"\nRead `when` as {when.echo}." if when else ""),
         )
 
     # ---- cancel / delete ---------------------------------------------------------------------------------------------
@@ -262,8 +265,9 @@ class LiveRaceCog(StartlineCog):
         actor = self.actor(interaction)
 
         async def do_delete(_click: discord.Interaction) -> str:
-            await self.services.live_races.delete(guild_id, view.race.id, actor)
-            return f"Deleted **{race_title(view.race)}**."
+            told = await self.services.live_races.delete(guild_id, view.race.id, actor)
+            notice = " Players who were told about it get the cancelled notice." if told else ""
+            return f"Deleted **{race_title(view.race)}**.{notice}"
 
         await ConfirmView(interaction.user.id, do_delete, confirm_label="Delete the race").ask(
             interaction,

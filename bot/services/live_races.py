@@ -560,8 +560,9 @@ class LiveRaceService:
             await session.flush()
             return await self._load_view(session, guild_id, race.id)
 
-    async def delete(self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None) -> None:
-        """Delete a scheduled or cancelled race. Runs it recorded stay (they only lose the link to the race)."""
+    async def delete(self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None) -> bool:
+        """Delete a scheduled or cancelled race. Runs it recorded stay (they only lose the link to the race).
+        Returns whether players who were told about it get the cancelled notice."""
         async with self.db.transaction() as session:
             race = (await self._locked_view(session, guild_id, race_id, tournament_id)).race
             if race.status not in (RaceStatus.SCHEDULED, RaceStatus.CANCELLED):
@@ -609,6 +610,7 @@ class LiveRaceService:
                 },
             )
             await session.delete(race)
+            return told
 
     @staticmethod
     async def _players_were_told(session: AsyncSession, race_id: int) -> bool:

@@ -251,6 +251,9 @@ async def test_edit_changes_title_time_and_merges_room_overrides(discord_, cup) 
     view = await schedule(d, cup, room={"start_delay": 30})
     reply = await mod(d, "liverace-admin edit", race=f"#{view.race.id}", title="Moved", when="in 5h", auto_start=False)
     assert "Updated **#1 Moved** (room, scheduled_at, title)." in reply.text
+    assert "Players who follow it are told of the new start." in reply.text
+    same_time = await mod(d, "liverace-admin edit", race=f"#{view.race.id}", title="Moved")
+    assert "told of the new start" not in same_time.text  # nobody is told of a change they cannot see
     race = (await d.services.live_races.get(d.guild.id, view.race.id)).race
     assert race.title == "Moved" and race.room_settings == {"start_delay": 30, "auto_start": False}
     assert race.scheduled_at > utcnow() + timedelta(hours=4, minutes=59)
@@ -319,7 +322,7 @@ async def test_delete_asks_then_deletes(discord_, cup) -> None:
     assert kept.text == "Nothing changed."
     asked = await mod(d, "liverace-admin delete", race=str(view.race.id))
     done = await d.harness.click(asked.with_buttons(), "Delete the race", d.mod, perms=MODERATOR_PERMS)
-    assert "Deleted **#1" in done.last.text
+    assert "Deleted **#1" in done.last.text and "cancelled notice" not in done.last.text  # nobody was told yet
     assert (await d.services.live_races.list(d.guild.id)).items == []
     history = await mod(d, "liverace-admin history", race=str(view.race.id))  # the trail outlives the race
     assert "live_race.delete" in history.text and "live_race.create" in history.text
