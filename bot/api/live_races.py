@@ -207,7 +207,9 @@ async def open_live_race(call: ApiCall) -> LiveRaceOut:
     body=LiveRaceUpdate,
     response=LiveRaceOut,
     errors=(409,),
-    description="Every field while `scheduled`, only `title` while `room_open`, nothing afterwards (409).",
+    description="Every field while `scheduled`, only `title` while `room_open`, nothing afterwards (409). A new "
+    "`scheduled_at` sends the rescheduled notice (420), collapsed with other moves within "
+    "`notifications.reschedule_collapse_seconds`.",
 )
 async def update_live_race(call: ApiCall) -> LiveRaceOut:
     body: LiveRaceUpdate = call.body
@@ -247,7 +249,8 @@ async def cancel_live_race(call: ApiCall) -> LiveRaceOut:
     response=None,
     status=204,
     errors=(409,),
-    description="Only `scheduled` or `cancelled` races; recorded runs are never deleted.",
+    description="Only `scheduled` or `cancelled` races; recorded runs are never deleted. Deleting a scheduled race "
+    "players were told about sends them (and the announcement) the cancelled notice, *Removed by the moderators*.",
 )
 async def delete_live_race(call: ApiCall) -> None:
     await call.services.live_races.delete(call.guild_id, call.path["rid"], call.actor, tournament_id=call.path["tid"])
