@@ -80,8 +80,10 @@ def edit_dedupe_key_prefix(race_id: int, channel_id: int) -> str:
 
 
 async def living_post_exists(session: AsyncSession, race_id: int, channel_id: int) -> bool:
-    """Whether the race has a living announcement in the channel: posted (its message id is known), or its post
-    is still on its way."""
+    """Whether the race has a living announcement in the channel: posted (its message id is known), or queued as
+    one and not sent yet, including one that expired or failed unsent (the next edit then posts it anew, or the
+    room-open post becomes it). A post sent with no message id kept was made before living announcements existed:
+    that race keeps one post per step."""
     posted = await session.scalar(
         select(AnnouncementPost.id).where(
             AnnouncementPost.live_race_id == race_id, AnnouncementPost.channel_id == channel_id
@@ -89,13 +91,12 @@ async def living_post_exists(session: AsyncSession, race_id: int, channel_id: in
     )
     if posted is not None:
         return True
-    waiting = await session.scalar(
-        select(Notification.id).where(
-            Notification.dedupe_key == channel_dedupe_key(EventType.LIVE_RACE_SCHEDULED.value, race_id, channel_id),
-            Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.RETRYING)),
+    status = await session.scalar(
+        select(Notification.status).where(
+            Notification.dedupe_key == channel_dedupe_key(EventType.LIVE_RACE_SCHEDULED.value, race_id, channel_id)
         )
     )
-    return waiting is not None
+    return status is not None and status is not NotificationStatus.SENT
 
 
 def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence: int | None = None) -> str:

@@ -258,3 +258,28 @@ async def test_when_the_announcement_never_went_out_the_room_open_post_becomes_i
     await publish(services, world.event(LiveRaceStarted))
     await dispatcher.run_once()
     assert len(delivery.posts) == 1 and delivery.current[post.message_id].title.startswith("🚦")
+
+
+async def test_an_announcement_that_expired_unsent_is_still_the_one_later_steps_edit(services, world) -> None:
+    """Discord was down past the room opening: the announcement and the ping expired unsent. The next step does
+    not fall back to a post per step: its edit posts the announcement anew, once, and the step after edits it."""
+    await publish(services, world.event(LiveRaceScheduled))
+    await publish(services, world.event(LiveRaceRoomOpened))
+    async with services.db.transaction() as session:
+        await session.execute(
+            Notification.__table__.update()
+            .where(Notification.kind == NotificationKind.CHANNEL)
+            .values(status=NotificationStatus.EXPIRED)
+        )
+    await publish(services, world.event(LiveRaceStarted))
+    kinds = [row.kind for row in await channel_rows(services)]
+    assert kinds.count(NotificationKind.CHANNEL) == 2  # no started post: an edit
+    delivery = RecordingDelivery()
+    dispatcher = dispatcher_for(services, delivery)
+    while (await dispatcher.run_once()).handled:
+        pass
+    assert len(delivery.posts) == 1 and delivery.posts[0][1].title.startswith("🚦")
+    await publish(services, world.event(LiveRaceFinished))
+    await dispatcher.run_once()
+    post = await post_of(services, world.race.id)
+    assert len(delivery.posts) == 1 and delivery.current[post.message_id].title.startswith("🏁")
