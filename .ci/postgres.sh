@@ -21,14 +21,19 @@ pg_ctlcluster "$version" "$cluster" start 2>/dev/null || true  # already running
 port=$(pg_lsclusters -h | awk 'NR==1 {print $3}')
 
 as_postgres() { runuser -u postgres -- "$@"; }
-as_postgres psql -p "$port" -q -c "DROP DATABASE IF EXISTS startline_ci" >/dev/null
 as_postgres psql -p "$port" -q -c "DO \$\$ BEGIN CREATE ROLE startline_ci LOGIN PASSWORD 'startline_ci';
   EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
-as_postgres psql -p "$port" -q -c "CREATE DATABASE startline_ci OWNER startline_ci" >/dev/null
+# One database per pytest-xdist worker (startline_ci_gw0, …; tests/databases.py names them), and startline_ci,
+# which names them and is where they are created from.
+workers=${STARTLINE_TEST_WORKERS:-auto}
+[ "$workers" = auto ] && workers=$(nproc)
+for database in startline_ci $(for ((n = 0; n < workers; n++)); do echo "startline_ci_gw$n"; done); do
+  as_postgres psql -p "$port" -q -c "DROP DATABASE IF EXISTS $database" >/dev/null
+  as_postgres psql -p "$port" -q -c "CREATE DATABASE $database OWNER startline_ci" >/dev/null
+done
 
-echo "running the suite against PostgreSQL $version on 127.0.0.1:$port" >&2
+echo "running the suite against PostgreSQL $version on 127.0.0.1:$port with $workers workers" >&2
 export STARTLINE_TEST_DATABASE_URL="postgresql+asyncpg://startline_ci:startline_ci@127.0.0.1:$port/startline_ci"
-.venv/bin/python -m pytest -q -m "not slow" tests
-# The whole tournament evenings (with and without faults) through the real process on PostgreSQL, and the evening
-# with two processes on one database, the second SIGKILLed twice (about 90 s more).
-.venv/bin/python -m pytest -q tests/e2e/test_evening.py
+# The fast suite and, in the same run, the whole tournament evenings (with and without faults) through the real
+# process on PostgreSQL, and the evening with two processes on one database, the second SIGKILLed twice.
+.venv/bin/python -m pytest -q -n "$workers" --dist loadgroup --durations=15 -m "not slow or evening" tests

@@ -16,7 +16,7 @@ from bot.services import Services, build_services
 from bot.settings import Settings, load_settings
 from db.models import Base
 from db.session import Database
-from tests.databases import TEST_DATABASE_URL, wipe_postgres
+from tests.databases import BASE_TEST_DATABASE_URL, TEST_DATABASE_URL, ensure_database, wipe_postgres
 
 registry.CHECK_DATA_ANSWERS = True  # every plain-data API answer is checked against its route's model
 
@@ -29,6 +29,18 @@ pytest_plugins = ["tests.fakes.lifecycle"]
 GUILD = 111_111_111_111_111_111
 OTHER_GUILD = 222_222_222_222_222_222
 MODERATOR = Actor.player(900_000_000_000_000_001, "moderator")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist each worker runs on a PostgreSQL database of its own (tests/databases.py)."""
+    if TEST_DATABASE_URL and BASE_TEST_DATABASE_URL and TEST_DATABASE_URL != BASE_TEST_DATABASE_URL:
+        asyncio.run(ensure_database(TEST_DATABASE_URL, BASE_TEST_DATABASE_URL))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that start real processes (`slow`) first, in their order: under pytest-xdist the long ones start
+    while the short ones fill the other worker, instead of one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:

@@ -13,7 +13,10 @@ from tests.e2e.checks import check_deliveries, check_evening, check_log_is_clean
 from tests.e2e.evening import run_evening
 from tests.e2e.faults import FaultPlan, SecondProcessKills, fault_seeds, two_process_seeds
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.evening]
+
+# The tests that compare with the fault-free evening run on one pytest-xdist worker, which runs that evening once.
+WITH_THE_REFERENCE = pytest.mark.xdist_group("evening_with_discord")
 
 
 def test_tournament_evening_without_discord(tmp_path):
@@ -29,6 +32,7 @@ def evening_with_discord(tmp_path_factory):
     return asyncio.run(run_evening(tmp_path_factory.mktemp("evening"), discord=True))
 
 
+@WITH_THE_REFERENCE
 def test_tournament_evening_with_discord(evening_with_discord):
     outcome = evening_with_discord
     print(f"evening with Discord: {outcome.facts['seconds']:.1f} s, {sum(outcome.dms.values())} DMs delivered")
@@ -40,6 +44,7 @@ def test_tournament_evening_with_discord(evening_with_discord):
 OUTAGE_SECONDS = 6.0  # "a minute" in the issue; any length works, the bot catches up
 
 
+@WITH_THE_REFERENCE
 @pytest.mark.parametrize("seed", fault_seeds())
 def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, evening_with_discord, seed):
     print(f"\nfault seed {seed} (replay with E2E_SEED={seed})")
@@ -57,6 +62,7 @@ def test_tournament_evening_with_faults_ends_like_the_fault_free_one(tmp_path, e
     assert outcome.facts["kills"] == len(FaultPlan.PHASES), f"seed {seed}"
 
 
+@WITH_THE_REFERENCE
 @pytest.mark.skipif(
     not TEST_DATABASE_URL,
     reason="several processes share PostgreSQL only (SQLite refuses a second process: tests/test_operations.py)",
