@@ -122,9 +122,9 @@ class Application:
         poller.leases, poller.lease_seconds = self.leases, 2 * settings.racetime.poll_interval_seconds
         self.metrics = None
         if settings.metrics.enabled:
-            from bot.metrics import MetricsServer
+            from bot.api.metrics_server import MetricsServer
 
-            self.metrics = MetricsServer(self)
+            self.metrics = MetricsServer(self, settings.metrics)
         self.run_migrations = run_migrations
         self.start_jobs = start_jobs
         self.discord_state = "disabled"

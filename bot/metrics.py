@@ -12,39 +12,62 @@ The database's share (races by status, outbox depth and the age of its oldest du
 `DatabaseCollector` with ONE query per scrape, never per request. Job lag is computed at scrape from this process's
 `JobRunner`.
 
-`MetricsServer` serves `GET /metrics` on its own address and port (`[metrics]`), off unless `metrics.enabled`,
-and asks for `Authorization: Bearer <metrics.token>` when a token is set.
+`MetricsServer` (bot/api/metrics_server.py, the HTTP side) serves `GET /metrics` on its own address and port
+(`[metrics]`), off unless `metrics.enabled`, and asks for `Authorization: Bearer <metrics.token>` when a token is set.
+This module imports no HTTP server: the services and the dispatcher feed it.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Protocol
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import String, func, literal, select, type_coerce, union_all
 
 from db.models import LiveRace, Notification, NotificationStatus, ProcessHeartbeat
+from db.session import Database
 from db.types import UTCDateTime
 
-if TYPE_CHECKING:
-    from bot.app import Application
+
+class _JobState(Protocol):
+    interval_seconds: float
+    last_success_at: datetime | None
+
+
+class _Jobs(Protocol):
+    @property
+    def status(self) -> Mapping[str, _JobState]: ...
+
+
+class _Heartbeats(Protocol):
+    @property
+    def liveness_window(self) -> timedelta: ...
+
+
+class MetricsSource(Protocol):
+    """What a scrape reads of the process. `bot.app.Application` is the one; a protocol, so that this module (which
+    the jobs, the services and the dispatcher import) never imports bot/app."""
+
+    version: str
+    db: Database
+    clock: Callable[[], datetime]
+    started_at: datetime | None
+    jobs: _Jobs
+    heartbeats: _Heartbeats
+
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +164,7 @@ class DatabaseSnapshot:
     processes: int = 0
 
 
-async def read_database_snapshot(app: Application, now: datetime) -> DatabaseSnapshot:
+async def read_database_snapshot(app: MetricsSource, now: datetime) -> DatabaseSnapshot:
     """Everything the metrics need from the database, in one statement."""
     seen_since = now - app.heartbeats.liveness_window
     null_time = literal(None, UTCDateTime())
@@ -179,7 +202,7 @@ class ScrapeCollector(Collector):
     """The gauges computed at scrape time: from the database snapshot the handler read just before, and the lag of
     this process's jobs."""
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: MetricsSource) -> None:
         self.app = app
         self.snapshot = DatabaseSnapshot()
         self.now = app.clock()
@@ -231,65 +254,3 @@ class ScrapeCollector(Collector):
         info = GaugeMetricFamily("startline_build_info", "The running version", labels=["version"])
         info.add_metric([self.app.version], 1)
         yield info
-
-
-class MetricsServer:
-    """`GET /metrics` on `metrics.host`:`metrics.port`, in the process's event loop."""
-
-    def __init__(self, app: Application) -> None:
-        self.app = app
-        self.collector = ScrapeCollector(app)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.collector)
-        self.runner: web.AppRunner | None = None
-        self.port: int | None = None
-
-    def web_app(self) -> web.Application:
-        web_app = web.Application()
-        web_app.router.add_get("/metrics", self.handle)
-        return web_app
-
-    def authorized(self, request: web.Request) -> bool:
-        token = self.app.settings.metrics.token
-        if token is None:
-            return True
-        sent = request.headers.get("Authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        return hmac.compare_digest(sent.encode(), expected.encode())
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return web.json_response(
-                {"error": {"code": "unauthorized", "message": "a valid metrics token is required", "details": {}}},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
-        body = await self.render()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def render(self) -> bytes:
-        now = self.app.clock()
-        try:
-            self.collector.snapshot = await read_database_snapshot(self.app, now)
-        except Exception:  # a scrape still shows the process's own metrics when the database does not answer
-            log.exception("metrics: reading the database failed")
-            self.collector.snapshot = DatabaseSnapshot()
-        self.collector.now = now
-        return generate_latest(REGISTRY) + generate_latest(self.registry)
-
-    async def start(self) -> None:
-        settings = self.app.settings.metrics
-        self.runner = web.AppRunner(self.web_app(), shutdown_timeout=2.0, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, settings.host, settings.port)
-        await site.start()
-        sockets: list[Any] = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else settings.port
-        if settings.token is None and settings.host not in ("127.0.0.1", "::1", "localhost"):
-            log.warning("metrics are served on %s without a token (set metrics.token)", settings.host)
-        log.info("metrics on http://%s:%s/metrics", settings.host, self.port)
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None

@@ -204,17 +204,17 @@ class AdminCog(StartlineCog):
     # ---- /startline status ----------------------------------------------------------------------------------------
     async def cog_load(self) -> None:
         # The API's /status asks the gateway through this, when this process has one.
-        self.bot.app.permission_probe = lambda guild_id, needs: channel_permissions(self.bot, guild_id, needs)
+        self.app.permission_probe = lambda guild_id, needs: channel_permissions(self.bot, guild_id, needs)
 
     async def cog_unload(self) -> None:
-        self.bot.app.permission_probe = None
+        self.app.permission_probe = None
 
     @startline.command(
         name="status", description="Jobs, notifications, RaceTime.gg and channel permissions at a glance"
     )
     @moderator_only()
     async def status(self, interaction: discord.Interaction) -> None:
-        report = await self.bot.app.status.status(self.guild_id(interaction), probe=self.bot.app.permission_probe)
+        report = await self.app.status.status(self.guild_id(interaction), probe=self.app.permission_probe)
         await respond(interaction, embed=status_embed(report))
 
     # ---- /startline sync -------------------------------------------------------------------------------------------

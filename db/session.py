@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Engine, Select, event
@@ -31,8 +31,16 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-if TYPE_CHECKING:
-    from bot.settings import DatabaseSettings
+
+class DatabaseConfig(Protocol):
+    """What `Database.from_settings` reads: `bot.settings.DatabaseSettings` (db/ never imports bot/)."""
+
+    url: str
+    echo: bool
+    busy_timeout_ms: int
+    pool_size: int
+    max_overflow: int
+
 
 _BEGIN_OPTION = "startline_sqlite_begin"
 DEFAULT_POOL_SIZE = 20
@@ -131,7 +139,7 @@ class Database:
         self._sqlite_file = None if in_memory else database
 
     @classmethod
-    def from_settings(cls, settings: DatabaseSettings) -> Database:
+    def from_settings(cls, settings: DatabaseConfig) -> Database:
         return cls(
             settings.url,
             echo=settings.echo,

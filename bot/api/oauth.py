@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.api.registry import services_of
 from bot.errors import DomainError, UpstreamUnavailable
 from bot.services.account_links import CALLBACK_PATH
-
-if TYPE_CHECKING:
-    from bot.app import Application
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +36,6 @@ def _sentence(text: str) -> str:
 
 
 async def racetime_callback(request: web.Request) -> web.Response:
-    from bot.api.server import APP_KEY
-
-    app: Application = request.app[APP_KEY]  # type: ignore[assignment]
     query = request.query
     if query.get("error"):  # the user pressed "deny", or RaceTime.gg refused the request
         return page(
@@ -50,7 +44,7 @@ async def racetime_callback(request: web.Request) -> web.Response:
             status=400,
         )
     try:
-        player = await app.services.account_links.complete(query.get("code"), query.get("state"))
+        player = await services_of(request).account_links.complete(query.get("code"), query.get("state"))
     except UpstreamUnavailable as exc:
         log.warning("RaceTime.gg link could not be finished: %s", exc.message)
         return page("Not linked yet", _sentence(exc.message), status=502)

@@ -19,7 +19,7 @@ import re
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import Any, Protocol, Union, get_args, get_origin
 
 import orjson
 from aiohttp import web
@@ -32,15 +32,38 @@ from bot.api.errors import ApiError
 from bot.api.ratelimit import RateLimiter
 from bot.api.schemas import MAX_ID, ErrorResponse
 from bot.errors import NotFound
+from bot.jobs import JobRunner
+from bot.services import Services
 from bot.services.idempotency import KEY_FIELD, MAX_KEY_LENGTH, WINDOW, KeyClaim, StoredAnswer, request_fingerprint
+from bot.services.status import PermissionProbe, StatusService
 from bot.services.tokens import AuthenticatedToken
+from bot.settings import Settings
 from db.models import TokenScope
+from db.session import Database
 
-if TYPE_CHECKING:
-    from bot.app import Application
-    from bot.services import Services
 
-APP_KEY = web.AppKey("startline_app", object)
+class ApiHost(Protocol):
+    """What the API reads of the process that serves it. `bot.app.Application` is the one; a protocol, so that
+    bot/api never imports bot/app (which imports bot/api to start the server)."""
+
+    settings: Settings
+    version: str
+    db: Database
+    services: Services
+    jobs: JobRunner
+    status: StatusService
+    permission_probe: PermissionProbe | None
+    discord_state: str
+
+
+APP_KEY = web.AppKey("startline_app", ApiHost)
+
+
+def services_of(request: web.Request) -> Services:
+    """The services, for a handler of the web application `create_api_app` made (the one accessor)."""
+    return request.app[APP_KEY].services
+
+
 LIMITER_KEY = web.AppKey("startline_rate_limiter", RateLimiter)
 
 _PATH_PARAM = re.compile(r"{([a-z_]+)}")
@@ -67,7 +90,7 @@ class ApiCall:
     """Everything a handler needs, already checked: the token, the path ids, the query and the body."""
 
     request: web.Request
-    app: Application
+    app: ApiHost
     token: AuthenticatedToken | None
     path: dict[str, int]
     query: Any
@@ -262,10 +285,10 @@ def aiohttp_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
     list_fields = _list_fields(route.query) if route.query is not None else frozenset()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        app: Application = request.app[APP_KEY]  # type: ignore[assignment]
+        app = request.app[APP_KEY]
         token = None
         if route.scope is not None:
-            token = await authenticate(request, app.services.tokens)
+            token = await authenticate(request, services_of(request).tokens)
             request.app[LIMITER_KEY].check(f"token:{token.id}")
             require_scope(token, route.scope)
         key = request.headers.get(IDEMPOTENCY_KEY) if route.idempotent else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -17,10 +16,7 @@ from bot import metrics
 from bot.api import oauth, v1
 from bot.api.errors import MAX_BODY_KEY, error_middleware
 from bot.api.ratelimit import RateLimiter
-from bot.api.registry import APP_KEY, LIMITER_KEY
-
-if TYPE_CHECKING:
-    from bot.app import Application
+from bot.api.registry import APP_KEY, LIMITER_KEY, ApiHost
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +46,7 @@ async def metrics_middleware(
         metrics.observe_api_request(route, request.method, status, time.perf_counter() - started)
 
 
-def create_api_app(app: Application, *, extra_setup: tuple[SetupFunction, ...] = ()) -> web.Application:
+def create_api_app(app: ApiHost, *, extra_setup: tuple[SetupFunction, ...] = ()) -> web.Application:
     settings = app.settings.api
     middlewares = [metrics_middleware, error_middleware]  # the metrics see the answer the error envelope made
     web_app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
@@ -66,7 +62,7 @@ def create_api_app(app: Application, *, extra_setup: tuple[SetupFunction, ...] =
 class ApiServer:
     """Runs the side server inside the bot's event loop (never `web.run_app`, which owns the loop)."""
 
-    def __init__(self, app: Application) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app = app
         self.runner: web.AppRunner | None = None
         self.port: int | None = None

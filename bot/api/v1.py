@@ -61,5 +61,5 @@ def setup(web_app: web.Application) -> None:
     routes = all_routes()
     add_routes(web_app, routes)
     app = web_app[APP_KEY]
-    document = openapi_document(routes, version=app.version, server_url=app.settings.api.public_url)  # type: ignore[attr-defined]
+    document = openapi_document(routes, version=app.version, server_url=app.settings.api.public_url)
     web_app[OPENAPI_KEY] = json.dumps(document).encode()

@@ -16,7 +16,6 @@ from typing import Any
 from bot.notifications.message import MessageField, NotificationMessage
 from db.models import OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
 
-PAYLOAD_VERSION = 1
 FOOTER = "Startline · race #{id}"
 # /notify works in the DM itself (it asks which server when the member has several) and in the server.
 DM_FOOTER = FOOTER + " · change these messages with /notify, here or in the server"

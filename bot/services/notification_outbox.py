@@ -26,7 +26,6 @@ from bot.events import (
     LiveRaceRoomOpened,
     LiveRaceScheduled,
 )
-from bot.notifications.render import PAYLOAD_VERSION
 from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import compute_eligibility
 from bot.services.players import roster_entry_of, roster_name
@@ -59,6 +58,8 @@ PODIUM_SIZE = 3
 # Player ids per INSERT … SELECT: far below SQLite's and asyncpg's 32,766 bound parameters.
 IN_LIST_CHUNK = 5000
 _notifications = Notification.__table__
+
+PAYLOAD_VERSION = 1  # the version of the payload written here, which bot/notifications/render.py reads
 
 
 def dm_dedupe_key_prefix(event_type: EventType, race_id: int) -> str:

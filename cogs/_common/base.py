@@ -10,17 +10,32 @@ from discord.ext import commands
 from bot.actors import Actor
 
 if TYPE_CHECKING:
-    from bot.discord_bot import StartlineBot
+    from bot.app import Application
     from bot.services import Services
 
 
+def app_of(client: discord.Client) -> Application:
+    """The application behind the bot (`StartlineBot.app`), typed here so that nothing in cogs/ imports
+    bot/discord_bot, which loads cogs/."""
+    return client.app  # type: ignore[attr-defined]
+
+
+def services_of(interaction: discord.Interaction) -> Services:
+    """The services, for a command, a check, the tree or an autocomplete: the one accessor."""
+    return app_of(interaction.client).services
+
+
 class StartlineCog(commands.Cog):
-    def __init__(self, bot: StartlineBot) -> None:
+    def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
     @property
+    def app(self) -> Application:
+        return app_of(self.bot)
+
+    @property
     def services(self) -> Services:
-        return self.bot.app.services
+        return self.app.services
 
     @staticmethod
     def actor(interaction: discord.Interaction) -> Actor:

@@ -6,14 +6,13 @@ moderator command carries one of these real checks. A refusal says what is missi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import cast
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
-if TYPE_CHECKING:
-    from bot.discord_bot import StartlineBot
-
+from cogs._common.base import services_of
 
 # Whom Discord shows moderator commands to by default. Only a hint: server admins can change it under Server
 # Settings → Integrations, so every moderator command also carries one of the checks below.
@@ -64,8 +63,7 @@ async def is_moderator(interaction: discord.Interaction) -> bool:
 
 
 async def _organizer_role_id(interaction: discord.Interaction) -> int | None:
-    bot: StartlineBot = interaction.client  # type: ignore[assignment]
-    settings = await bot.app.services.guilds.get(interaction.guild_id)  # type: ignore[arg-type]
+    settings = await services_of(interaction).guilds.get(interaction.guild_id)  # type: ignore[arg-type]
     return settings.organizer_role_id
 
 
@@ -102,7 +100,7 @@ def owner_only():
     """Bot owners (`discord.owner_ids`, else the application's owner)."""
 
     async def predicate(interaction: discord.Interaction) -> bool:
-        bot: StartlineBot = interaction.client  # type: ignore[assignment]
+        bot = cast(commands.Bot, interaction.client)
         if await bot.is_owner(interaction.user):
             return True
         raise NotOwner("Only the bot's owners can do that.")

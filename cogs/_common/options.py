@@ -33,13 +33,14 @@ from bot.services.guilds import check_timezone
 from bot.services.live_race_views import LiveRaceView
 from bot.services.live_races import ACTIVE_STATUSES, UPCOMING_STATUSES
 from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
+from cogs._common.base import services_of
 from cogs._common.checks import is_moderator
 from cogs._common.formatting import STATE_WORDS, shorten
 from cogs._common.timeparse import ReadTime, parse_when
 from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    pass
 
 MAX_CHOICES = 25
 Choices = list[app_commands.Choice[str]]
@@ -57,10 +58,6 @@ RunsPerPool = ranged(RUNS_PER_POOL)
 MaxReattempts = ranged(MAX_REATTEMPTS)
 LeadMinutes = ranged(ROOM_OPEN_LEAD_MINUTES)
 RecordNumber = ranged(RECORD_ID)
-
-
-def services_of(interaction: discord.Interaction) -> Services:
-    return interaction.client.app.services  # type: ignore[attr-defined]
 
 
 def given(**values: Any) -> dict[str, Any]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
+from cogs._common.base import services_of
 from cogs._common.respond import report_error
-
-if TYPE_CHECKING:
-    from bot.discord_bot import StartlineBot
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +32,9 @@ class StartlineTree(app_commands.CommandTree):
 
     async def _register_player(self, interaction: discord.Interaction) -> None:
         """Every command makes its user a player of the guild (an eligibility candidate)."""
-        bot: StartlineBot = self.client  # type: ignore[assignment]
         user = interaction.user
         try:
-            await bot.app.services.players.touch(interaction.guild_id, user.id, user.display_name)  # type: ignore[arg-type]
+            await services_of(interaction).players.touch(interaction.guild_id, user.id, user.display_name)  # type: ignore[arg-type]
         except Exception:  # the command itself still runs and reports its own failure
             log.exception("could not register player %s in guild %s", user.id, interaction.guild_id)
 

@@ -11,8 +11,8 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 
+from bot.api.metrics_server import MetricsServer
 from bot.app import Application
-from bot.metrics import MetricsServer
 from bot.settings import load_settings
 from tests.api.conftest import Api, start_api
 from tests.conftest import make_settings
