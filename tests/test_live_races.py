@@ -103,7 +103,7 @@ async def test_room_open_lead_tournament_then_guild_then_config(services: Servic
 @pytest.mark.parametrize(
     ("changes", "error", "field"),
     [
-        ({"scheduled_at": datetime(2030, 1, 1, 12, 0)}, ValidationFailed, "scheduled_at"),  # naive
+        ({"scheduled_at": datetime(2030, 1, 1, 12, 0)}, ValidationFailed, "scheduled_at"),  # naive  # noqa: DTZ001 (naive on purpose: it must be refused)
         ({"scheduled_at": "2030-01-01T12:00:00Z"}, ValidationFailed, "scheduled_at"),  # not a datetime
         ({"scheduled_at": "past"}, ValidationFailed, "scheduled_at"),
         ({"room": {"start_delay": 5}}, ValidationFailed, "room.start_delay"),

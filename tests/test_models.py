@@ -68,7 +68,7 @@ async def test_naive_datetimes_are_refused(db) -> None:
     with pytest.raises(StatementError, match="naive datetime"):
         async with db.transaction() as session:
             race = await session.get(LiveRace, race_id)
-            race.scheduled_at = datetime(2026, 6, 1, 20, 30)
+            race.scheduled_at = datetime(2026, 6, 1, 20, 30)  # noqa: DTZ001 (naive on purpose: it must be refused)
 
 
 async def test_recorded_runs_survive_deletes(db) -> None:

@@ -92,7 +92,7 @@ def test_format_datetime_truncates_to_milliseconds():
     assert format_datetime(datetime(2025, 6, 14, 18, 0, 27, tzinfo=UTC)) == "2025-06-14T18:00:27Z"
     assert format_datetime(datetime(2025, 6, 14, 18, 0, 27, 999, tzinfo=UTC)) == "2025-06-14T18:00:27.000Z"
     with pytest.raises(ValueError):
-        format_datetime(datetime(2025, 6, 14))
+        format_datetime(datetime(2025, 6, 14))  # noqa: DTZ001 (naive on purpose: it must be refused)
 
 
 def test_every_captured_datetime_round_trips():

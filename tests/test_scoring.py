@@ -147,7 +147,7 @@ async def test_import_validation(services, tournament) -> None:
             await imported(services, t, 1, seeds[0], **kwargs)
         assert info.value.field == field
     with pytest.raises(ValidationFailed) as info:
-        await imported(services, t, 1, seeds[0], elapsed=100, finished_at=datetime(2026, 1, 1, 12, 0))
+        await imported(services, t, 1, seeds[0], elapsed=100, finished_at=datetime(2026, 1, 1, 12, 0))  # noqa: DTZ001 (naive on purpose: it must be refused)
     assert info.value.field == "finished_at"
     with pytest.raises(NotFound):
         await imported(services, t, 999, seeds[0], elapsed=100)  # not a player of the guild
