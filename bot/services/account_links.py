@@ -61,10 +61,12 @@ class AccountLinkService:
 
     @property
     def configured(self) -> bool:
+        """Whether RaceTime.gg account linking can run (OAuth credentials, or an injected client in tests)."""
         return self._client_factory is not None or self.settings.has_racetime_oauth
 
     @property
     def redirect_uri(self) -> str:
+        """The OAuth callback URL RaceTime.gg sends the user back to (`api.public_url` + the callback path)."""
         return self.settings.api.public_url + CALLBACK_PATH
 
     async def authorize_url(self, guild_id: int, discord_user_id: int) -> str:
@@ -75,6 +77,7 @@ class AccountLinkService:
             return client.authorize_url(self.redirect_uri, state, scope="read")
 
     async def verify_state(self, state: str) -> LinkRequest:
+        """The guild and user a signed `state` was issued for; ValidationFailed when it is forged or expired."""
         serializer = await self._serializer()
         try:
             guild_id, discord_user_id, _nonce = serializer.loads(state or "", max_age=STATE_MAX_AGE_SECONDS)

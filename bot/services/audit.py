@@ -65,6 +65,7 @@ class AuditService:
         cursor: str | None = None,
         newest_first: bool = True,
     ) -> Page[AuditEntry]:
+        """One page of the guild's audit trail, filtered by target and action, newest first unless told."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         query = select(AuditEntry).where(AuditEntry.guild_id == guild_id)

@@ -44,6 +44,7 @@ class LineError:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for the API's and the command's error list."""
         return {"line": self.line, "field": self.field, "message": self.message}
 
 
@@ -110,6 +111,8 @@ class BatchService:
     async def create_from_csv(
         self, guild_id: int, tournament_id: int, actor: Actor, text: str, *, timezone: str, dry_run: bool = False
     ) -> BatchResult:
+        """Schedule the live races of a CSV text (times read in `timezone`); `dry_run` checks every line, writes
+        nothing."""
         return await self._create(guild_id, tournament_id, actor, rows_from_csv(text, timezone=timezone), dry_run)
 
     async def create(

@@ -56,6 +56,7 @@ class CalendarService:
         self.default_lead_minutes = default_lead_minutes
 
     def url_for(self, secret: str) -> str:
+        """The feed URL for a calendar secret."""
         return f"{self.public_url}{FEED_PATH}?key={secret}"
 
     async def feed_url(self, guild_id: int, actor: Actor, *, rotate: bool = False) -> str:

@@ -93,6 +93,7 @@ class IntRange:
     high: int
 
     def check(self, value: int, field: str) -> int:
+        """`value` when it lies in the range, else ValidationFailed naming `field`."""
         return check_int(value, field, self.low, self.high)
 
     def __str__(self) -> str:

@@ -93,6 +93,7 @@ class EligibilityReport:
 
     @property
     def eligible_ids(self) -> set[int]:
+        """The player ids of the eligible candidates."""
         return {candidate.player_id for candidate in self.eligible}
 
 
@@ -256,6 +257,7 @@ class EligibilityService:
     async def for_pool(
         self, guild_id: int, tournament_id: int, pool_id: int, *, permalink_id: int | None = None
     ) -> EligibilityReport:
+        """Who may race a pool of the guild's tournament (with `permalink_id`: that seed), and why others may not."""
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)

@@ -53,10 +53,12 @@ class GuildSettingsService:
         self.db = db
 
     async def get(self, guild_id: int) -> GuildSettings:
+        """The guild's settings, the defaults when it has none stored."""
         async with self.db.read() as session:
             return await get_or_default(session, guild_id)
 
     async def update(self, guild_id: int, actor: Actor, **changes: Any) -> GuildSettings:
+        """Change the guild's editable settings (validated, audited); ValidationFailed for an unknown one."""
         unknown = set(changes) - set(EDITABLE_FIELDS)
         if unknown:
             raise ValidationFailed(f"unknown setting {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
@@ -98,6 +100,7 @@ class GuildSettingsService:
             return settings.calendar_secret
 
     async def guild_for_calendar_secret(self, secret: str) -> int | None:
+        """The guild whose calendar feed `secret` opens, or None."""
         if not secret:
             return None
         async with self.db.read() as session:

@@ -40,6 +40,7 @@ class LiveRaceView:
 
     @property
     def lead_minutes(self) -> int:
+        """Minutes between the room opening and the race's start."""
         return int((self.race.scheduled_at - self.room_opens_at).total_seconds() // 60)
 
 

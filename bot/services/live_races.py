@@ -138,11 +138,13 @@ class LiveRaceService:
 
     # ---- jobs ------------------------------------------------------------------------------------------
     async def run_room_opener(self) -> None:
+        """One run of the room opener job (opens the rooms that are due)."""
         report = await self.opener.run_cycle()
         if report.due:
             log.info("room opener: %s", report)
 
     async def run_race_poller(self) -> None:
+        """One run of the RaceTime.gg poller job (follows the rooms that are open)."""
         report = await self.poller.run_cycle()
         if report.errors:
             log.warning("race poller: %s", report)
@@ -191,6 +193,7 @@ class LiveRaceService:
         return await self._load_view(session, guild_id, race_id, tournament_id)
 
     async def get(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> LiveRaceView:
+        """The guild's live race (in `tournament_id` when given); NotFound otherwise."""
         async with self.db.read() as session:
             return await self._load_view(session, guild_id, race_id, tournament_id)
 
@@ -274,6 +277,7 @@ class LiveRaceService:
         return [self._listing(row) for row in rows]
 
     async def eligibility(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> EligibilityReport:
+        """Who may enter the guild's live race, and why the others may not."""
         async with self.db.read() as session:
             view = await self._load_view(session, guild_id, race_id, tournament_id)
             return await compute_eligibility(
@@ -286,6 +290,7 @@ class LiveRaceService:
             )
 
     async def results(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> RaceResults:
+        """The recorded results of the guild's live race, entrant by entrant."""
         async with self.db.read() as session:
             view = await self._load_view(session, guild_id, race_id, tournament_id)
             rows = (
@@ -379,6 +384,7 @@ class LiveRaceService:
 
     @staticmethod
     async def schedulable_tournament(session: AsyncSession, guild_id: int, tournament_id: int) -> Tournament:
+        """The guild's tournament, when races may be scheduled in it (active); NotFound or Conflict otherwise."""
         tournament = await tournament_or_404(session, guild_id, tournament_id)
         if not tournament.active:
             raise Conflict(

@@ -149,6 +149,7 @@ class OutboxWriter:
         self.clock = clock
 
     async def __call__(self, session: AsyncSession, event: LiveRaceEvent) -> None:
+        """The event bus handler: `write` the rows of `event` in the event's transaction."""
         await self.write(session, event)
 
     async def write(self, session: AsyncSession, event: LiveRaceEvent) -> int:

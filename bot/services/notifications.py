@@ -165,6 +165,7 @@ class NotificationService:
         actor: Actor,
         display_name: str | None = None,
     ) -> list[PreferenceView]:
+        """Turn every notification type on or off for a player (in `guild_id`, or everywhere with None)."""
         return await self._set(discord_user_id, list(EVENT_TYPES_IN_CODE_ORDER), enabled, guild_id, actor, display_name)
 
     async def clear_guild_preferences(

@@ -143,6 +143,7 @@ class PhaseService:
         advance_count: int | None = None,
         pool_ids: Collection[int] | None = None,
     ) -> PhaseView:
+        """Change a phase's name, advance count or pools (audited); ValidationFailed when nothing is given."""
         if name is None and advance_count is None and pool_ids is None:
             raise ValidationFailed("nothing to change", field="changes")
         async with self.db.transaction() as session:
@@ -198,10 +199,12 @@ class PhaseService:
             await session.delete(phase)
 
     async def get(self, guild_id: int, tournament_id: int, phase_id: int) -> PhaseView:
+        """One phase of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             return await self._view(session, await phase_or_404(session, guild_id, tournament_id, phase_id))
 
     async def list(self, guild_id: int, tournament_id: int) -> list[PhaseView]:
+        """The phases of the guild's tournament, in order."""
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             phases = (
@@ -214,6 +217,7 @@ class PhaseService:
             return [await self._view(session, phase) for phase in phases]
 
     async def leaderboard(self, guild_id: int, tournament_id: int, phase_id: int) -> Leaderboard:
+        """The leaderboard of a phase: the tournament's scores over the phase's pools."""
         async with self.db.read() as session:
             await phase_or_404(session, guild_id, tournament_id, phase_id)
             tournament = await tournament_or_404(session, guild_id, tournament_id)
@@ -302,6 +306,7 @@ class PhaseService:
             return standings
 
     async def standings(self, guild_id: int, tournament_id: int, phase_id: int) -> list[StandingView]:
+        """The final standings of a closed phase (who advances); Conflict while it is open."""
         async with self.db.read() as session:
             phase = await phase_or_404(session, guild_id, tournament_id, phase_id)
             if phase.status is not PhaseStatus.CLOSED:

@@ -66,6 +66,7 @@ class RosterEntry:
 
     @classmethod
     def of(cls, player: Player, entry: GuildPlayer) -> RosterEntry:
+        """The roster entry of a player in one guild."""
         verified = player.racetime_id is not None
         return cls(
             id=player.id,
@@ -179,6 +180,7 @@ class PlayerService:
             return list((await session.scalars(query)).all())
 
     async def get(self, guild_id: int, discord_user_id: int) -> RosterEntry:
+        """The guild's roster entry for a Discord user; NotFound when they are not on it."""
         async with self.db.read() as session:
             return RosterEntry.of(*await roster_entry_or_404(session, guild_id, discord_user_id))
 
@@ -204,6 +206,7 @@ class PlayerService:
         left: bool | None = None,
         search: str | None = None,
     ) -> Page[RosterEntry]:
+        """One page of the guild's roster, filtered by linked, left and a name search."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         query = (

@@ -51,6 +51,7 @@ class ProcessIdentity:
 
     @classmethod
     def new(cls, now: datetime | None = None) -> ProcessIdentity:
+        """This process: a new id, the host name and pid, started `now` (the system clock's when not given)."""
         return cls(uuid.uuid4().hex, socket.gethostname()[:255], os.getpid(), now or SYSTEM_CLOCK())
 
 
@@ -63,6 +64,7 @@ class CredentialHealth:
     last_error_at: datetime | None = None
 
     def snapshot(self) -> dict[str, Any]:
+        """JSON-ready, for the heartbeat row."""
         return {
             "last_token_at": _iso(self.last_token_at),
             "last_success_at": _iso(self.last_success_at),
@@ -78,9 +80,11 @@ class RacetimeHealth:
     by_credentials: dict[str, CredentialHealth] = field(default_factory=dict)
 
     def of(self, credentials: str) -> CredentialHealth:
+        """The health record of one set of credentials (made on first use)."""
         return self.by_credentials.setdefault(credentials, CredentialHealth())
 
     def snapshot(self) -> dict[str, Any]:
+        """JSON-ready, by credentials, for the heartbeat row."""
         return {name: health.snapshot() for name, health in self.by_credentials.items()}
 
 
@@ -106,6 +110,7 @@ class RacetimeObserver:
         self.clock = clock
 
     def request(self, endpoint: str, status: str) -> None:
+        """Count one RaceTime.gg request and note an error status in the credentials' health."""
         metrics.observe_racetime_request(endpoint, status)
         health = self.health.of(self.credentials)
         if _is_error(status):
@@ -115,6 +120,7 @@ class RacetimeObserver:
             health.last_success_at = self.clock()
 
     def token(self, ok: bool, error: str | None = None) -> None:
+        """Count one token fetch and note its outcome in the credentials' health."""
         metrics.observe_racetime_token(self.credentials, ok)
         health = self.health.of(self.credentials)
         if ok:
@@ -153,9 +159,11 @@ class Heartbeats:
 
     @property
     def liveness_window(self) -> timedelta:
+        """How long a heartbeat counts a process as alive."""
         return self.interval * LIVENESS_INTERVALS
 
     def values(self, now: datetime) -> dict[str, Any]:
+        """The columns of this process's heartbeat row at `now`."""
         return {
             "hostname": self.identity.hostname,
             "pid": self.identity.pid,
@@ -227,6 +235,7 @@ class Leases:
             )
 
     async def release(self, name: str) -> None:
+        """Give a lease up early, if this process still holds it."""
         async with self.db.transaction() as session:
             await session.execute(
                 update(JobLease).where(JobLease.name == name, JobLease.holder == self.holder).values(held_until=None)

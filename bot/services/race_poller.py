@@ -100,6 +100,7 @@ class RacePoller:
         self.lease_seconds = 60.0
 
     async def run_cycle(self) -> PollReport:
+        """Poll every tracked race once (one listing per category) and apply what changed."""
         report = PollReport()
         if self.racetime is None:
             return report

@@ -87,6 +87,7 @@ class Recurrence:
             yield Occurrence(number, local.date(), instant)
 
     def occurrence_on(self, local_date: date) -> Occurrence | None:
+        """The occurrence on a local date, or None."""
         for occurrence in self.occurrences():
             if occurrence.local_date == local_date:
                 return occurrence

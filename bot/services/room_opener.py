@@ -444,6 +444,7 @@ class RoomOpener:
                 report.opened += 1
 
     async def due_race_ids(self) -> list[int]:
+        """The ids of the scheduled races whose room is due to open now, soonest first."""
         now = self.clock()
         scheduler = self.settings.scheduler
         horizon = now + timedelta(minutes=max(MAX_LEAD_MINUTES, scheduler.room_open_lead_minutes))

@@ -197,6 +197,7 @@ class RoomProfileService:
         self.db = db
 
     async def create(self, guild_id: int, actor: Actor, *, name: str, **settings: Any) -> RoomProfile:
+        """Create a room profile of the guild (name and settings validated, audited)."""
         name = clean_name(name, "name")
         values = validate_room_settings(settings)
         async with self.db.transaction() as session:
@@ -247,6 +248,7 @@ class RoomProfileService:
             return profile
 
     async def delete(self, guild_id: int, profile_id: int, actor: Actor) -> None:
+        """Delete a room profile (audited); Conflict while a scheduled live race uses it."""
         async with self.db.transaction() as session:
             profile = await profile_or_404(session, guild_id, profile_id)
             in_use = await session.scalar(
@@ -278,10 +280,12 @@ class RoomProfileService:
             await session.delete(profile)
 
     async def get(self, guild_id: int, profile_id: int) -> RoomProfile:
+        """The guild's room profile; NotFound otherwise."""
         async with self.db.read() as session:
             return await profile_or_404(session, guild_id, profile_id)
 
     async def list(self, guild_id: int, *, search: str | None = None) -> list[RoomProfile]:
+        """The guild's room profiles by name, optionally matching a search."""
         query = select(RoomProfile).where(RoomProfile.guild_id == guild_id).order_by(RoomProfile.name)
         if search:
             query = query.where(RoomProfile.name.ilike(f"%{search}%"))

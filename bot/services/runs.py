@@ -80,6 +80,7 @@ class RunService:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[RunView]:
+        """One page of the runs of the guild's tournament, filtered as given."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         query = _run_views(guild_id).where(Run.tournament_id == tournament_id).order_by(Run.id).limit(limit + 1)
@@ -101,6 +102,7 @@ class RunService:
         return make_page(rows, limit, lambda view: view.run.id)
 
     async def get_run(self, guild_id: int, tournament_id: int, run_id: int) -> RunView:
+        """One run of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             row = (

@@ -195,6 +195,7 @@ class ScoringService:
             return await leaderboard_in(session, guild_id, tournament, phase_id=phase_id)
 
     async def recompute(self, guild_id: int, tournament_id: int) -> int:
+        """Recompute every par time and score of the guild's tournament; returns the number of runs scored."""
         async with self.db.transaction() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             return await recompute_tournament(session, tournament_id)

@@ -117,6 +117,7 @@ class SeasonService:
         best_of: int | None = None,
         tournament_ids: list[int] | None = None,
     ) -> SeasonView:
+        """Create a season of the guild over its tournaments (validated, audited)."""
         name = clean_name(name, "name")
         description = clean_text(description, "description")
         chosen, best_of = _rule(rule, best_of)
@@ -138,6 +139,7 @@ class SeasonService:
             return await self._view(session, season)
 
     async def update(self, guild_id: int, season_id: int, actor: Actor, **changes) -> SeasonView:
+        """Change a season's name, description, rule, best-of or tournaments (audited)."""
         allowed = {"name", "description", "rule", "best_of", "tournament_ids"}
         unknown = set(changes) - allowed
         if unknown:
@@ -173,6 +175,7 @@ class SeasonService:
             return await self._view(session, season)
 
     async def add_tournament(self, guild_id: int, season_id: int, tournament_id: int, actor: Actor) -> SeasonView:
+        """Add one of the guild's tournaments to a season."""
         async with self.db.read() as session:
             current = [
                 t.id for t in (await self._view(session, await season_or_404(session, guild_id, season_id))).tournaments
@@ -182,6 +185,7 @@ class SeasonService:
         return await self.update(guild_id, season_id, actor, tournament_ids=[*current, tournament_id])
 
     async def remove_tournament(self, guild_id: int, season_id: int, tournament_id: int, actor: Actor) -> SeasonView:
+        """Remove a tournament from a season."""
         async with self.db.read() as session:
             current = [
                 t.id for t in (await self._view(session, await season_or_404(session, guild_id, season_id))).tournaments
@@ -209,12 +213,14 @@ class SeasonService:
             await session.delete(season)
 
     async def get(self, guild_id: int, season_id: int) -> SeasonView:
+        """The guild's season; NotFound otherwise."""
         async with self.db.read() as session:
             return await self._view(session, await season_or_404(session, guild_id, season_id))
 
     async def list(
         self, guild_id: int, *, limit: int | None = None, cursor: str | None = None, search: str | None = None
     ) -> Page[SeasonView]:
+        """One page of the guild's seasons, optionally matching a search."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         async with self.db.read() as session:
@@ -244,6 +250,7 @@ class SeasonService:
         return dict(names)
 
     async def leaderboard(self, guild_id: int, season_id: int) -> SeasonLeaderboard:
+        """The season's leaderboard over its tournaments, by its rule."""
         async with self.db.read() as session:
             view = await self._view(session, await season_or_404(session, guild_id, season_id))
             boards = [await leaderboard_in(session, guild_id, tournament) for tournament in view.tournaments]

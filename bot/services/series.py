@@ -102,6 +102,7 @@ class SeriesService:
 
     @property
     def clock(self) -> Callable[[], datetime]:
+        """The clock the series share with the live races."""
         return self.live_races.clock  # one movable clock for races and series
 
     def _window_end(self, now: datetime) -> datetime:
@@ -196,6 +197,7 @@ class SeriesService:
         return await self.get(guild_id, tournament_id, series_id)
 
     async def get(self, guild_id: int, tournament_id: int, series_id: int) -> SeriesView:
+        """One series of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             series = await series_or_404(session, guild_id, tournament_id, series_id)
             template = await session.get(RaceTemplate, series.template_id)
@@ -211,6 +213,7 @@ class SeriesService:
         cursor: str | None = None,
         search: str | None = None,
     ) -> Page[SeriesView]:
+        """The series of the guild's tournament, filtered as given."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         async with self.db.read() as session:
@@ -468,6 +471,7 @@ class SeriesService:
         return report
 
     async def keep_series(self, series_id: int, report: SeriesJobReport | None = None) -> SeriesJobReport:
+        """One pass of the series job over one active series: schedule its occurrences due within the window."""
         report = report or SeriesJobReport()
         now = self.clock()
         async with self.db.read() as session:

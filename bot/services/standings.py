@@ -54,6 +54,7 @@ class Standing:
 
     @property
     def unfinished(self) -> list[RunLine]:
+        """The player's runs not finished yet."""
         return [run for pool in self.pools for run in pool.runs if run.status in UNFINISHED]
 
 
@@ -63,6 +64,7 @@ class StandingService:
         self.scoring = scoring
 
     async def of_player(self, guild_id: int, tournament_id: int, discord_user_id: int) -> Standing:
+        """A player's standing in the guild's tournament: rank, score and runs by pool."""
         board = await self.scoring.leaderboard(guild_id, tournament_id)
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)

@@ -127,6 +127,7 @@ class StatusReport:
 
     @property
     def process_count(self) -> int:
+        """How many processes the database saw lately."""
         return len(self.processes)
 
 
@@ -161,6 +162,7 @@ class StatusService:
         self.clock = clock
 
     async def status(self, guild_id: int, *, probe: PermissionProbe | None = None) -> StatusReport:
+        """The guild's status: processes, jobs, RaceTime.gg, the outbox and, with `probe`, channel permissions."""
         now = self.clock()
         async with self.db.read() as session:
             rows = (

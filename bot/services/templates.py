@@ -148,6 +148,7 @@ class TemplateService:
         return clean
 
     async def create(self, guild_id: int, tournament_id: int, actor: Actor, **values: Any) -> RaceTemplate:
+        """Create a race template of the guild's tournament (validated, audited)."""
         async with self.db.transaction() as session:
             template = await self.create_in(session, guild_id, tournament_id, actor, values)
         return template
@@ -155,6 +156,7 @@ class TemplateService:
     async def create_in(
         self, session: AsyncSession, guild_id: int, tournament_id: int, actor: Actor, values: dict[str, Any]
     ) -> RaceTemplate:
+        """Create a race template in the caller's transaction."""
         await tournament_or_404(session, guild_id, tournament_id)
         if "name" not in values or "pool_ids" not in values:
             missing = "name" if "name" not in values else "pool_ids"
@@ -185,6 +187,7 @@ class TemplateService:
     async def update(
         self, guild_id: int, tournament_id: int, template_id: int, actor: Actor, **changes: Any
     ) -> RaceTemplate:
+        """Change a race template (validated, audited); ValidationFailed when nothing is given."""
         if not changes:
             raise ValidationFailed("nothing to change", field="changes")
         if ("name" in changes and changes["name"] is None) or ("pool_ids" in changes and changes["pool_ids"] is None):
@@ -218,6 +221,7 @@ class TemplateService:
         return template
 
     async def delete(self, guild_id: int, tournament_id: int, template_id: int, actor: Actor) -> None:
+        """Delete a race template (audited)."""
         async with self.db.transaction() as session:
             template = await template_or_404(session, guild_id, tournament_id, template_id)
             used = await session.scalar(select(RaceSeries.name).where(RaceSeries.template_id == template.id).limit(1))
@@ -235,10 +239,12 @@ class TemplateService:
             await session.delete(template)
 
     async def get(self, guild_id: int, tournament_id: int, template_id: int) -> RaceTemplate:
+        """One race template of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             return await template_or_404(session, guild_id, tournament_id, template_id)
 
     async def list(self, guild_id: int, tournament_id: int, *, search: str | None = None) -> list[RaceTemplate]:
+        """The race templates of the guild's tournament, optionally matching a search."""
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             query = select(RaceTemplate).where(RaceTemplate.tournament_id == tournament_id)

@@ -25,6 +25,7 @@ class Zones:
 
     @property
     def effective(self) -> str:
+        """The member's own time zone, else the server's."""
         return self.own or self.server
 
 

@@ -112,6 +112,7 @@ class TokenService:
     async def create(
         self, guild_id: int, actor: Actor, *, name: str, scope: str | TokenScope, owner_player_id: int | None = None
     ) -> IssuedToken:
+        """Issue an API token of the guild (audited); the secret is in the answer only."""
         name = clean_name(name, "name")
         try:
             token_scope = TokenScope(scope)
@@ -183,6 +184,7 @@ class TokenService:
         return token
 
     async def list(self, guild_id: int, *, include_revoked: bool = False) -> list[ApiToken]:
+        """The guild's API tokens, the revoked ones when asked."""
         query = select(ApiToken).where(ApiToken.guild_id == guild_id).order_by(ApiToken.id)
         if not include_revoked:
             query = query.where(ApiToken.revoked_at.is_(None))
@@ -190,6 +192,7 @@ class TokenService:
             return list((await session.scalars(query)).all())
 
     async def revoke(self, guild_id: int, token_id: int, actor: Actor) -> ApiToken:
+        """Revoke one of the guild's API tokens (audited); NotFound for a token it does not have, Conflict twice."""
         async with self.db.transaction() as session:
             token = await session.get(ApiToken, token_id)
             if token is None or token.guild_id != guild_id:

@@ -129,6 +129,7 @@ class TournamentService:
 
     # ---- tournaments -------------------------------------------------------------------------------
     async def create_tournament(self, guild_id: int, actor: Actor, *, name: str, **fields: Any) -> Tournament:
+        """Create a tournament of the guild (fields validated, audited)."""
         values = _validate_tournament_fields({"name": name, **fields})
         async with self.db.transaction() as session:
             await self._check_goal_choice(values)
@@ -149,6 +150,7 @@ class TournamentService:
             return tournament
 
     async def update_tournament(self, guild_id: int, tournament_id: int, actor: Actor, **changes: Any) -> Tournament:
+        """Change a tournament's fields (validated, audited)."""
         values = _validate_tournament_fields(changes)
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
@@ -183,6 +185,7 @@ class TournamentService:
             return tournament
 
     async def delete_tournament(self, guild_id: int, tournament_id: int, actor: Actor) -> None:
+        """Delete a tournament (audited); Conflict once it has runs or live races that opened."""
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
             if await session.scalar(select(exists().where(Run.tournament_id == tournament_id))):
@@ -208,6 +211,7 @@ class TournamentService:
             await session.delete(tournament)
 
     async def get_tournament(self, guild_id: int, tournament_id: int) -> Tournament:
+        """The guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             return await tournament_or_404(session, guild_id, tournament_id)
 
@@ -220,6 +224,7 @@ class TournamentService:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Tournament]:
+        """One page of the guild's tournaments, filtered as given."""
         limit = page_limit(limit)
         after = decode_cursor(cursor)
         query = select(Tournament).where(Tournament.guild_id == guild_id).order_by(Tournament.id).limit(limit + 1)
@@ -258,6 +263,7 @@ class TournamentService:
     async def add_pool(
         self, guild_id: int, tournament_id: int, actor: Actor, *, name: str, description: str = ""
     ) -> Pool:
+        """Add a pool to the guild's tournament (audited)."""
         name = clean_name(name, "name")
         description = clean_text(description, "description")
         async with self.db.transaction() as session:
@@ -287,6 +293,7 @@ class TournamentService:
         name: str | None = None,
         description: str | None = None,
     ) -> Pool:
+        """Change a pool's name or description (audited)."""
         async with self.db.transaction() as session:
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
             changes: dict[str, Any] = {}
@@ -311,6 +318,7 @@ class TournamentService:
             return pool
 
     async def remove_pool(self, guild_id: int, tournament_id: int, pool_id: int, actor: Actor) -> None:
+        """Remove a pool (audited); Conflict once it has runs or live races."""
         async with self.db.transaction() as session:
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
             has_runs = await session.scalar(
@@ -332,6 +340,7 @@ class TournamentService:
             await session.delete(pool)
 
     async def list_pools(self, guild_id: int, tournament_id: int, *, search: str | None = None) -> list[Pool]:
+        """The pools of the guild's tournament, optionally matching a search."""
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             query = select(Pool).where(Pool.tournament_id == tournament_id).order_by(Pool.id)
@@ -340,6 +349,7 @@ class TournamentService:
             return list((await session.scalars(query)).all())
 
     async def get_pool(self, guild_id: int, tournament_id: int, pool_id: int) -> Pool:
+        """One pool of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             return await pool_or_404(session, guild_id, tournament_id, pool_id)
 
@@ -354,6 +364,7 @@ class TournamentService:
     async def add_permalink(
         self, guild_id: int, tournament_id: int, pool_id: int, actor: Actor, *, url: str, notes: str = ""
     ) -> Permalink:
+        """Add a seed to a pool (URL checked, audited); Conflict when the pool has it already."""
         url = check_url(url)
         notes = clean_text(notes, "notes", max_length=1000)
         async with self.db.transaction() as session:
@@ -461,6 +472,7 @@ class TournamentService:
         url: str | None = None,
         notes: str | None = None,
     ) -> Permalink:
+        """Change a seed's URL or notes (audited)."""
         async with self.db.transaction() as session:
             permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
             changes: dict[str, Any] = {}
@@ -488,6 +500,7 @@ class TournamentService:
     async def remove_permalink(
         self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int, actor: Actor
     ) -> None:
+        """Remove a seed (audited); Conflict once it has runs or live races."""
         async with self.db.transaction() as session:
             permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
             if await self._permalink_in_use(session, permalink_id):
@@ -504,6 +517,7 @@ class TournamentService:
             await session.delete(permalink)
 
     async def list_permalinks(self, guild_id: int, tournament_id: int, pool_id: int) -> list[Permalink]:
+        """The seeds of a pool of the guild's tournament."""
         async with self.db.read() as session:
             await pool_or_404(session, guild_id, tournament_id, pool_id)
             return list(
@@ -511,6 +525,7 @@ class TournamentService:
             )
 
     async def get_permalink(self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int) -> Permalink:
+        """One seed of a pool of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
             return await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
 
