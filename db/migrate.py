@@ -42,10 +42,31 @@ MIGRATION_LOCK_ID = 0x5354_4C4E  # "STLN"
 
 
 async def upgrade(database: Database) -> None:
-    async with database.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        await connection.run_sync(_upgrade)
+    async with database.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # A migration that rebuilds a table (SQLite cannot alter a primary key) drops the old one: with foreign
+            # keys enforced, that drop would first run every ON DELETE action of the rows that refer to it. The
+            # pragma only takes effect outside a transaction, so it is set on the driver's connection before the
+            # migration's transaction begins, and the references are checked before it commits.
+            await _sqlite_foreign_keys(connection, on=False)
+        try:
+            async with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+                await connection.run_sync(_upgrade)
+                if sqlite:
+                    broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                    if broken:
+                        raise RuntimeError(f"a migration left rows whose references do not resolve: {broken[:5]}")
+        finally:
+            if sqlite:
+                await _sqlite_foreign_keys(connection, on=True)
+
+
+async def _sqlite_foreign_keys(connection, *, on: bool) -> None:
+    raw = await connection.get_raw_connection()
+    await raw.driver_connection.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
 
 
 async def current_revision(database: Database) -> str | None:

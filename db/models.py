@@ -523,6 +523,9 @@ class LiveRace(TimestampMixin, Base):
         Index("ix_live_races_tournament_id_scheduled_at", "tournament_id", "scheduled_at"),
         Index("ix_live_races_guild_id_scheduled_at", "guild_id", "scheduled_at"),
         UniqueConstraint("guild_id", "episode_id"),
+        # SQLite would give a new race the id of the newest one just deleted; the outbox's dedupe keys and the
+        # living announcement name races by id, so an id is never used twice (PostgreSQL's sequence never does).
+        {"sqlite_autoincrement": True},
     )
 
 
