@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.app_commands import Transform
 
 from bot.errors import ValidationFailed
+from bot.services.batch import MAX_CSV_BYTES
 from bot.services.live_race_views import LiveRaceView, seed_is_public
 from cogs._common import options
 from cogs._common.base import StartlineCog
@@ -113,10 +114,15 @@ class LiveRaceCog(StartlineCog):
         dry_run: bool = False,
         timezone: Transform[str, TimezoneOption] | None = None,
     ) -> None:
+        if file.size > MAX_CSV_BYTES:
+            raise ValidationFailed(f"the file is larger than {MAX_CSV_BYTES // 1024} KiB; split it", field="file")
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild_id = self.guild_id(interaction)
         zone = timezone or (await self.services.guilds.get(guild_id)).timezone
-        text = (await file.read()).decode("utf-8", errors="replace") if file.size <= 512 * 1024 else ""
+        try:
+            text = (await file.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationFailed("the file is not UTF-8 text; save the CSV as UTF-8", field="file") from None
         try:
             result = await self.services.batch.create_from_csv(
                 guild_id, tournament.id, self.actor(interaction), text, timezone=zone, dry_run=dry_run
