@@ -107,3 +107,15 @@ class EventBus:
             self.published.append(event)
         for subscriber in self.subscribers:
             await subscriber(session, event)
+
+    async def publish_many(self, session: AsyncSession, events: list[LiveRaceEvent]) -> None:
+        """`publish` for many events of one change (a batch): a subscriber with a `write_many` gets them at once."""
+        if self.keep_history:
+            self.published.extend(events)
+        for subscriber in self.subscribers:
+            write_many = getattr(subscriber, "write_many", None)
+            if write_many is not None:
+                await write_many(session, events)
+                continue
+            for event in events:
+                await subscriber(session, event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -35,6 +35,36 @@ async def record(
     )
     session.add(entry)
     return entry
+
+
+async def record_many(
+    session: AsyncSession,
+    *,
+    guild_id: int,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    entries: list[tuple[int | None, dict[str, Any]]],
+) -> None:
+    """Many entries of one action at once (target id and details each), in one INSERT: a batch's audit trail."""
+    if not entries:
+        return
+    await session.execute(
+        insert(AuditEntry.__table__),
+        [
+            {
+                "guild_id": guild_id,
+                "actor_type": actor.type,
+                "actor_id": actor.id,
+                "actor_name": actor.name[:120],
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "details": _jsonable(details),
+            }
+            for target_id, details in entries
+        ],
+    )
 
 
 def _jsonable(value: Any) -> Any:

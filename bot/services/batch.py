@@ -207,10 +207,9 @@ class BatchService:
                 )
             if dry_run:
                 return result
-            ids = [
-                (await self.live_races.create_in(session, actor, tournament, pool, fields, checked=True)).id
-                for _, pool, fields in checked
-            ]
+            ids = await self.live_races.create_many_in(
+                session, actor, tournament, [(pool, fields) for _, pool, fields in checked]
+            )
             rows_out = (
                 await session.execute(
                     LISTING.where(live_races_table.c.id.in_(ids)).order_by(

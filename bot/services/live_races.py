@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, case, or_, select, update
+from sqlalchemy import Row, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -463,6 +463,78 @@ class LiveRaceService:
             ),
         )
         return race
+
+    async def create_many_in(
+        self, session: AsyncSession, actor: Actor, tournament: Tournament, items: list[tuple[Pool, dict[str, Any]]]
+    ) -> list[int]:
+        """Insert many races (fields from `check_fields`, already checked set-wise by the caller) in the caller's
+        transaction, set-wise: one INSERT of the races, one of their audit entries, and their `LiveRaceScheduled`
+        events published together (the outbox queues them in a fixed number of queries per pool). The same rows,
+        audit entries and events as `create_in` once per race; returns the ids in the order given."""
+        if not items:
+            return []
+        guild_id = tournament.guild_id
+        rows = [
+            {
+                "guild_id": guild_id,
+                "tournament_id": tournament.id,
+                "pool_id": pool.id,
+                "permalink_id": fields["permalink_id"],
+                "title": self._title(fields["title"], tournament, pool),
+                "episode_id": fields["episode_id"],
+                "scheduled_at": fields["scheduled_at"],
+                "room_profile_id": fields["room_profile_id"],
+                "room_settings": fields["room_settings"],
+                "status": RaceStatus.SCHEDULED,
+                "marker": secrets.token_hex(8),
+                "created_by": actor.label,
+            }
+            for pool, fields in items
+        ]
+        made = (
+            await session.execute(
+                insert(live_races_table).returning(
+                    live_races_table.c.id, live_races_table.c.marker, sort_by_parameter_order=True
+                ),
+                rows,
+            )
+        ).all()
+        ids_by_marker = {marker: race_id for race_id, marker in made}
+        ids = [ids_by_marker[row["marker"]] for row in rows]
+        await audit.record_many(
+            session,
+            guild_id=guild_id,
+            actor=actor,
+            action="live_race.create",
+            target_type="live_race",
+            entries=[
+                (
+                    race_id,
+                    {
+                        "tournament_id": tournament.id,
+                        "pool_id": row["pool_id"],
+                        "permalink_id": row["permalink_id"],
+                        "title": row["title"],
+                        "scheduled_at": row["scheduled_at"],
+                        "episode_id": row["episode_id"],
+                        "room_profile_id": row["room_profile_id"],
+                        "room": row["room_settings"],
+                    },
+                )
+                for race_id, row in zip(ids, rows, strict=True)
+            ],
+        )
+        occurred = self._now()
+        await self.events.publish_many(
+            session,
+            [
+                LiveRaceScheduled(
+                    guild_id=guild_id, tournament_id=tournament.id, live_race_id=race_id, occurred_at=occurred
+                )
+                for race_id in ids
+            ],
+        )
+        return ids
 
     async def edit(
         self, guild_id: int, race_id: int, actor: Actor, *, tournament_id: int | None = None, **changes: Any

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, or_, select, update
+from sqlalchemy import String, cast, literal, or_, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
@@ -174,6 +174,69 @@ class OutboxWriter:
         await insert_ignoring_duplicates(session, rows)
         count = len(rows) + dms
         log.info("queued %d notification(s) for %s of race %s", count, type(event).__name__, race.id)
+        return count
+
+    async def write_many(self, session: AsyncSession, events: Sequence[LiveRaceEvent]) -> int:
+        """Queue many events of one change (a batch of new races) in a fixed number of queries per pool and seed,
+        instead of `write`'s queries per event: one INSERT … SELECT per 100 races with the same recipients. The rows
+        are exactly `write`'s.
+
+        Only `LiveRaceScheduled` of new races is handled set-wise (a new race has no runs yet, so every race of one
+        pool and seed has the same eligible players, worked out once); other events go through `write`."""
+        count = 0
+        scheduled = [event for event in events if isinstance(event, LiveRaceScheduled)]
+        for event in events:
+            if not isinstance(event, LiveRaceScheduled):
+                count += await self.write(session, event)
+        guild_ids = sorted({event.guild_id for event in scheduled})
+        for guild_id in guild_ids:
+            group = [event for event in scheduled if event.guild_id == guild_id]
+            found = {
+                race.id: (race, tournament, pool)
+                for race, tournament, pool in (
+                    await session.execute(
+                        select(LiveRace, Tournament, Pool)
+                        .join(Tournament, Tournament.id == LiveRace.tournament_id)
+                        .join(Pool, Pool.id == LiveRace.pool_id)
+                        .where(LiveRace.id.in_([event.live_race_id for event in group]), LiveRace.guild_id == guild_id)
+                    )
+                ).all()
+            }
+            guild = await session.get(GuildSettings, guild_id)
+            shared: dict[Any, Any] = {}
+            channel_rows: list[dict[str, Any]] = []
+            # Races with the same recipients (one pool and seed) are queued by one INSERT … SELECT.
+            dms: dict[tuple[int, ...], list[tuple[LiveRaceEvent, dict[str, Any]]]] = {}
+            for event in group:
+                if event.live_race_id not in found:
+                    log.warning("event for unknown race %s: nothing queued", event.live_race_id)
+                    continue
+                race, tournament, pool = found[event.live_race_id]
+                snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
+                if event.spec.audience & DM_AUDIENCES:
+                    recipients = tuple(sorted(await self._recipients(session, event, race, tournament, pool, shared)))
+                    if recipients:
+                        payload = self._base_payload(event, event.spec.name, snapshot)
+                        dms.setdefault(recipients, []).append((event, payload))
+                        count += len(recipients)
+                rows = self._announcement_rows(event, race, tournament, guild, snapshot)
+                channel_rows += rows
+                count += len(rows)
+            now = self.clock()
+            for recipients, races in dms.items():
+                await insert_for_players_of_races(
+                    session,
+                    recipients,
+                    [
+                        (
+                            self._row(NotificationKind.DM, event, None, None, payload, "", now),
+                            dm_dedupe_key_prefix(event.type, event.live_race_id),
+                        )
+                        for event, payload in races
+                    ],
+                )
+            await insert_ignoring_duplicates(session, channel_rows)
+            log.info("queued %d notification(s) for %d new races", count, len(group))
         return count
 
     async def _load(
@@ -373,24 +436,40 @@ class OutboxWriter:
 
     # ---- DMs -----------------------------------------------------------------------------------------
     async def _recipients(
-        self, session: AsyncSession, event: LiveRaceEvent, race: LiveRace, tournament: Tournament, pool: Pool
+        self,
+        session: AsyncSession,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        shared: dict[Any, Any] | None = None,
     ) -> set[int]:
+        """`shared` (write_many): the subscribers and each pool and seed's eligibility, kept for the next race."""
         recipients: set[int] = set()
         audience = event.spec.audience
+        shared = {} if shared is None else shared
         if Audience.ELIGIBLE in audience:
             # Opt-in: eligibility is worked out only when somebody subscribed.
-            subscribers = (
-                None if event.spec.default_on else await subscribed_player_ids(session, event.guild_id, event.type)
-            )
-            if subscribers is None or subscribers:
-                report = await compute_eligibility(
-                    session,
-                    guild_id=event.guild_id,
-                    tournament=tournament,
-                    pool=pool,
-                    permalink_id=race.permalink_id,
-                    exclude_live_race_id=race.id,
+            key = ("subscribers", event.guild_id, event.type)
+            if key not in shared:
+                shared[key] = (
+                    None if event.spec.default_on else await subscribed_player_ids(session, event.guild_id, event.type)
                 )
+            subscribers = shared[key]
+            if subscribers is None or subscribers:
+                key = ("eligible", event.guild_id, pool.id, race.permalink_id)
+                report = shared.get(key)
+                if report is None:
+                    report = await compute_eligibility(
+                        session,
+                        guild_id=event.guild_id,
+                        tournament=tournament,
+                        pool=pool,
+                        permalink_id=race.permalink_id,
+                        exclude_live_race_id=race.id,
+                    )
+                if isinstance(event, LiveRaceScheduled):  # a new race: no runs to leave out, the same for its pool
+                    shared[key] = report
                 if subscribers is None:
                     subscribers = await subscribed_player_ids(session, event.guild_id, event.type, report.eligible_ids)
                 recipients |= report.eligible_ids & subscribers
@@ -408,8 +487,10 @@ class OutboxWriter:
         pool: Pool,
         snapshot: dict[str, Any],
         results: dict[int, dict[str, Any]],
+        *,
+        shared: dict[Any, Any] | None = None,
     ) -> int:
-        recipients = sorted(await self._recipients(session, event, race, tournament, pool))
+        recipients = sorted(await self._recipients(session, event, race, tournament, pool, shared))
         if not recipients:
             return 0
         payload = self._base_payload(event, event.spec.name, snapshot)
@@ -609,3 +690,48 @@ async def insert_for_players(
             [*shared, "player_id", "dedupe_key"], rows
         )
         await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
+RACES_PER_INSERT = 100  # SQLite allows 500 terms in a compound SELECT; each race is one
+
+
+async def insert_for_players_of_races(
+    session: AsyncSession, player_ids: Sequence[int], races: Sequence[tuple[dict[str, Any], str]]
+) -> None:
+    """`insert_for_players` for many races with the same recipients at once: (row template, dedupe key prefix) per
+    race; the templates differ only in the race and the payload. The races are a UNION ALL of one row each, crossed
+    with the players, so each payload is serialised once and each statement queues up to `RACES_PER_INSERT` races."""
+    if not races or not player_ids:
+        return
+    first = races[0][0]
+    varying = ("live_race_id", "payload")
+    shared = [name for name in first if name not in ("player_id", "dedupe_key", *varying)]
+    for start in range(0, len(races), RACES_PER_INSERT):
+        chunk_races = races[start : start + RACES_PER_INSERT]
+        terms = [
+            select(
+                literal(template["live_race_id"], _notifications.c.live_race_id.type).label("live_race_id"),
+                literal(template["payload"], _notifications.c.payload.type).label("payload"),
+                literal(prefix, String()).label("prefix"),
+            )
+            for template, prefix in chunk_races
+        ]
+        race_rows = (terms[0] if len(terms) == 1 else union_all(*terms)).subquery("race_rows")
+        for begin in range(0, len(player_ids), IN_LIST_CHUNK):
+            chunk = player_ids[begin : begin + IN_LIST_CHUNK]
+            rows = (
+                select(
+                    *(literal(first[name], _notifications.c[name].type).label(name) for name in shared),
+                    race_rows.c.live_race_id,
+                    race_rows.c.payload,
+                    Player.id.label("player_id"),
+                    (race_rows.c.prefix + cast(Player.id, String())).label("dedupe_key"),
+                )
+                .select_from(Player)
+                .join(race_rows, true())
+                .where(Player.id.in_(chunk))
+            )
+            statement = conflict_ignoring_insert(session, _notifications).from_select(
+                [*shared, *varying, "player_id", "dedupe_key"], rows
+            )
+            await session.execute(statement.on_conflict_do_nothing(index_elements=["dedupe_key"]))

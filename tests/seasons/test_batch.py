@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bot.errors import ValidationFailed
+from bot.events import LiveRaceScheduled
 from bot.services import Services
-from db.models import AuditEntry, LiveRace
+from db.models import AuditEntry, EventType, LiveRace, Notification, NotificationKind
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
-from tests.fakes.lifecycle import make_world
+from tests.fakes.lifecycle import add_player, make_world
 
 
 def _at(hours: int) -> str:
@@ -113,3 +114,66 @@ async def test_another_guilds_tournament_and_pool_names_are_not_found(services: 
             GUILD, world.tournament.id, MODERATOR, [{"pool_id": foreign.pool.id, "scheduled_at": _at(3)}]
         )
     assert refused.value.details["errors"][0]["field"] == "pool"
+
+
+async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services: Services) -> None:
+    """The batch's set-wise outbox (`OutboxWriter.write_many`) against `write` per race: the same DMs (eligible
+    subscribers only, per pool and seed), payloads, dedupe keys and announcements."""
+    world = await make_world(services)
+    await services.guilds.update(GUILD, MODERATOR, announcement_channel_id=555)
+    linked = [await add_player(services, 700 + i, f"P{i}", f"rtbatch{i:04d}") for i in range(3)]
+    await add_player(services, 799, "Unlinked")  # subscribed but not eligible: no racetime account
+    for discord_id in [700, 701, 702, 799]:
+        await services.notifications.set_preference(
+            discord_id, EventType.LIVE_RACE_SCHEDULED, True, guild_id=None, actor=MODERATOR
+        )
+    # P0 already raced a seed of Pool A (one run per pool): eligible for the Pool B race only.
+    await services.runs.import_run(
+        GUILD,
+        world.tournament.id,
+        MODERATOR,
+        discord_user_id=700,
+        permalink_id=world.seeds[0].id,
+        status="finished",
+        elapsed_seconds=3600,
+    )
+    items = [
+        {"pool_id": world.pool.id, "scheduled_at": _at(5), "permalink_id": world.seeds[0].id},
+        {"pool_id": world.pool.id, "scheduled_at": _at(6)},
+        {"pool_id": world.other_pool.id, "scheduled_at": _at(7)},
+        {"pool_id": world.pool.id, "scheduled_at": _at(8)},
+    ]
+    result = await services.batch.create(GUILD, world.tournament.id, MODERATOR, items)
+    ids = [view.race.id for view in result.created]
+
+    def shape(rows):
+        return sorted(
+            (
+                row.kind,
+                row.player_id,
+                row.channel_id,
+                row.live_race_id,
+                row.dedupe_key,
+                row.payload["race"]["id"],
+                {k: v for k, v in row.payload.items() if k != "occurred_at"}.__repr__(),
+            )
+            for row in rows
+        )
+
+    async with services.db.read() as session:
+        batched = shape((await session.scalars(select(Notification))).all())
+    async with services.db.transaction() as session:
+        await session.execute(delete(Notification))
+        for race_id in ids:
+            event = LiveRaceScheduled(
+                guild_id=GUILD, tournament_id=world.tournament.id, live_race_id=race_id, occurred_at=utcnow()
+            )
+            await services.notifications.outbox.write(session, event)
+    async with services.db.read() as session:
+        one_by_one = shape((await session.scalars(select(Notification))).all())
+    assert batched == one_by_one
+    dms = [row for row in batched if row[0] == NotificationKind.DM]
+    # The linked subscribers of each race (P0 only for Pool B's), never the unlinked one.
+    assert len(dms) == 3 * len(ids) - 3
+    assert {row[1] for row in dms} == {player.id for player in linked}
+    assert len([row for row in batched if row[0] == NotificationKind.CHANNEL]) == len(ids)
