@@ -36,6 +36,8 @@ from cogs._common.options import (
     RoomProfileOption,
     ScheduledRaceOption,
     SeedOption,
+    StartOption,
+    TemplateOption,
     TimezoneOption,
     TournamentOption,
     UnfinishedRaceOption,
@@ -43,9 +45,9 @@ from cogs._common.options import (
 )
 from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
-from cogs._common.timeparse import ReadTime
+from cogs._common.timeparse import ReadDay, ReadTime
 from cogs._common.views import ConfirmView, Paginator
-from db.models import SPECS_BY_NAME, Permalink, Pool, RaceStatus, RoomProfile, Tournament
+from db.models import SPECS_BY_NAME, Permalink, Pool, RaceStatus, RaceTemplate, RoomProfile, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
 LIST_LIMIT = 200
@@ -138,11 +140,12 @@ class LiveRaceCog(StartlineCog):
         ]
         await respond(interaction, shorten("\n".join([f"{what} {len(result.planned)} races:", *lines]), 1900))
 
-    @liverace_admin.command(name="create", description="Schedule a live race")
+    @liverace_admin.command(name="create", description="Schedule a live race (from a pool, or from a template)")
     @app_commands.describe(
         tournament="The tournament",
-        pool="The pool whose seed is raced",
-        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-01 19:00 (your zone, else the server's)",
+        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-01 19:00; with a template a date alone",
+        pool="The pool whose seed is raced (with a template: instead of the template's)",
+        template="A race template of the tournament: it fills pool, title, room and start time (when: a date)",
         title="Title (default: tournament and pool)",
         seed="A specific seed of the pool (default: one nobody raced, chosen when the room opens)",
         episode="An external id (e.g. a restream episode); unique",
@@ -155,8 +158,9 @@ class LiveRaceCog(StartlineCog):
         self,
         interaction: discord.Interaction,
         tournament: Transform[Tournament, TournamentOption],
-        pool: Transform[Pool, PoolOption],
-        when: Transform[ReadTime, WhenOption],
+        when: Transform[ReadTime | ReadDay, StartOption],
+        pool: Transform[Pool, PoolOption] | None = None,
+        template: Transform[RaceTemplate, TemplateOption] | None = None,
         title: str | None = None,
         seed: Transform[Permalink, SeedOption] | None = None,
         episode: str | None = None,
@@ -165,18 +169,26 @@ class LiveRaceCog(StartlineCog):
         *,
         room: RoomValues,
     ) -> None:
-        view = await self.services.live_races.create(
-            self.guild_id(interaction),
-            tournament.id,
-            self.actor(interaction),
-            pool_id=pool.id,
-            scheduled_at=when.at,
-            title=title,
-            permalink_id=seed.id if seed else None,
-            episode_id=episode,
-            room_profile_id=room_profile.id if room_profile else None,
-            room=room or None,
-        )
+        fields = {
+            "title": title,
+            "permalink_id": seed.id if seed else None,
+            "episode_id": episode,
+            "room_profile_id": room_profile.id if room_profile else None,
+            "room": room or None,
+        }
+        guild_id, actor = self.guild_id(interaction), self.actor(interaction)
+        if template is not None:
+            at = when.day if isinstance(when, ReadDay) else when.at
+            view = await self.services.templates.create_race(
+                guild_id, tournament.id, template.id, actor, when=at, pool_id=pool.id if pool else None, **fields
+            )
+        elif pool is None:
+            raise ValidationFailed("pick the pool to race, or a template", field="pool")
+        else:
+            assert isinstance(when, ReadTime)  # a date alone is only read with a template
+            view = await self.services.live_races.create(
+                guild_id, tournament.id, actor, pool_id=pool.id, scheduled_at=when.at, **fields
+            )
         await respond(
             interaction,
             f"Scheduled **{race_title(view.race)}** ({safe(view.tournament.name)} / {safe(view.pool.name)}): "

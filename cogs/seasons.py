@@ -17,6 +17,7 @@ from cogs._common.options import (
     PoolOption,
     SeasonOption,
     SeriesOption,
+    StartOption,
     TemplateOption,
     TimezoneOption,
     TournamentOption,
@@ -24,7 +25,7 @@ from cogs._common.options import (
     given,
 )
 from cogs._common.respond import respond
-from cogs._common.timeparse import ReadTime
+from cogs._common.timeparse import ReadDay, ReadTime
 from cogs._common.views import Paginator
 from db.models import Pool, RaceTemplate, Tournament
 
@@ -121,9 +122,9 @@ class SeasonCog(StartlineCog):
         )
         await respond(interaction, f"Template **{safe(updated.name)}** changed.")
 
-    @template_admin.command(name="race", description="Schedule a live race from a template")
+    @template_admin.command(name="race", description="Schedule a live race from a template (= /liverace-admin create)")
     @app_commands.describe(
-        when="Start: Friday 19:00, tomorrow 8pm, in 90 minutes, 2026-12-05 20:00 (your zone, else the server's)"
+        when="A date (at the template's start time), or a start: Friday 19:00, 2026-12-05 20:00, in 90 minutes"
     )
     @moderator_only()
     async def template_race(
@@ -131,7 +132,7 @@ class SeasonCog(StartlineCog):
         interaction: discord.Interaction,
         tournament: Transform[Tournament, TournamentOption],
         template: Transform[RaceTemplate, TemplateOption],
-        when: Transform[ReadTime, WhenOption],
+        when: Transform[ReadTime | ReadDay, StartOption],
         title: str | None = None,
     ) -> None:
         view = await self.services.templates.create_race(
@@ -139,7 +140,7 @@ class SeasonCog(StartlineCog):
             tournament.id,
             template.id,
             self.actor(interaction),
-            when=when.at,
+            when=when.day if isinstance(when, ReadDay) else when.at,
             **given(title=title),
         )
         await respond(

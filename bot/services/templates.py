@@ -267,7 +267,9 @@ class TemplateService:
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
             template = await template_or_404(session, guild_id, tournament_id, template_id)
-            plan = plan_for(template, await pools_of(session, template), tournament, n=1, day=_local_day(when))
+            plan = plan_for(
+                template, await pools_of(session, template), tournament, n=1, day=_local_day(when, template.timezone)
+            )
         scheduled_at = starts_at(template, when)
         fields = {
             "pool_id": plan.pool.id,
@@ -276,12 +278,16 @@ class TemplateService:
             "room_profile_id": plan.room_profile_id,
             "room": plan.room or None,
         }
+        room = {**(plan.room or {}), **(overrides.pop("room", None) or {})}
         fields.update({key: value for key, value in overrides.items() if value is not None})
+        fields["room"] = room or None
         return await self.live_races.create(guild_id, tournament_id, actor, **fields)
 
 
-def _local_day(when: datetime | date) -> date:
-    return when.date() if isinstance(when, datetime) else when
+def _local_day(when: datetime | date, timezone: str | None) -> date:
+    if not isinstance(when, datetime):
+        return when
+    return when.astimezone(zone_of(timezone)).date() if timezone and when.tzinfo else when.date()
 
 
 def starts_at(template: RaceTemplate, when: datetime | date) -> datetime:

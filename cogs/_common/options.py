@@ -36,7 +36,7 @@ from bot.services.tournaments import MAX_REATTEMPTS, RUNS_PER_POOL
 from cogs._common.base import services_of
 from cogs._common.checks import is_moderator
 from cogs._common.formatting import STATE_WORDS, shorten
-from cogs._common.timeparse import ReadTime, parse_when
+from cogs._common.timeparse import ReadDay, ReadTime, parse_day, parse_when
 from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
 
 if TYPE_CHECKING:
@@ -388,6 +388,23 @@ class WhenOption(app_commands.Transformer):
 
     async def transform(self, interaction: discord.Interaction, value: str, /) -> ReadTime:
         return parse_when(value, timezone=await input_timezone(interaction), now=services_of(interaction).clock())
+
+
+class StartOption(WhenOption):
+    """`when` of `/liverace-admin create`: a time as `WhenOption` reads it or, when the command names a `template`,
+    also a date alone (`ReadDay`), at which the template's local start time applies."""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> ReadTime | ReadDay:  # type: ignore[override]
+        timezone = await input_timezone(interaction)
+        now = services_of(interaction).clock()
+        try:
+            return parse_when(value, timezone=timezone, now=now)
+        except ValidationFailed:
+            template = _sibling(interaction, "template")
+            day = parse_day(value, timezone=timezone, now=now) if template else None
+            if day is None:
+                raise
+            return day
 
 
 # ---- templates, series, phases, seasons (issue 15) -------------------------------------------------------------

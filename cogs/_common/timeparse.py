@@ -109,6 +109,52 @@ def parse_when(text: str, *, timezone: str, now: datetime) -> ReadTime:
     return read
 
 
+@dataclass(frozen=True)
+class ReadDay:
+    """A date without a time of day (a template's race starts at the template's local time that day)."""
+
+    day: date
+    timezone: str
+
+    @property
+    def echo(self) -> str:
+        return f"{self.day:%a} {self.day.day} {self.day:%b %Y} (at the template's start time)"
+
+
+def parse_day(text: str, *, timezone: str, now: datetime) -> ReadDay | None:
+    """`text` as a date alone (`2026-12-05`, `Saturday`, `5 Dec`, `tomorrow`), read in `timezone` relative to
+    `now`; None when it names a time of day or is no date. A two-way numeric date is refused as `parse_when` does;
+    a date before today is refused."""
+    timezone = check_timezone(timezone)
+    value = " ".join((text or "").split())
+    if not value or _CLOCK.search(value) or _DISCORD_TIMESTAMP.fullmatch(value) or _RELATIVE.fullmatch(value):
+        return None
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    try:
+        day: date | None = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is None:
+        _refuse_two_way_dates(value, timezone, now)
+        base = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0, microsecond=0)
+        settings = {**_PARSER_SETTINGS, "RELATIVE_BASE": base}
+        try:
+            parsed = _dateparser().parse(value, languages=["en"], settings=settings)
+        except (ValueError, OverflowError):
+            return None
+        if parsed is None:
+            return None
+        day = parsed.date()
+        named = _WEEKDAY.search(value)
+        if named is not None and "next" not in value.lower() and day == today + timedelta(days=7):
+            day = today  # `Saturday` typed on a Saturday is today (its start time may still be ahead)
+    if day < today:
+        raise ValidationFailed(f"{day:%a} {day.day} {day:%b %Y} is in the past; pick a date ahead.", field="when")
+    if day - today > MAX_AHEAD:
+        raise ValidationFailed("that date is more than five years ahead; pick a nearer one.", field="when")
+    return ReadDay(day, timezone)
+
+
 def _read(value: str, timezone: str, now: datetime) -> datetime | None:
     if match := _DISCORD_TIMESTAMP.fullmatch(value):
         try:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
 from sqlalchemy import func, select
 
 from bot.actors import Actor
 from db.models import RaceSeries
+from db.types import utcnow
 from tests.commands.conftest import MODERATOR_PERMS
 
 SYSTEM = Actor.system()
@@ -85,3 +90,98 @@ async def test_phases_and_a_season_leaderboard(discord_) -> None:
     assert "Added Spring Cup to season **2026**" in reply.text
     reply = await d.harness.run("season leaderboard", d.alice, season="2026")
     assert "No scored runs in this season yet." in str(reply.first.embeds) or "No scored runs" in reply.text
+
+
+async def test_liverace_create_from_a_template_on_a_date(discord_) -> None:
+    d = discord_
+    cup = await _cup(d)
+    pool = (await d.services.tournaments.list_pools(d.guild.id, cup.id))[0]
+    other = await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool B")
+    await d.services.templates.create(
+        d.guild.id,
+        cup.id,
+        SYSTEM,
+        name="Weekly",
+        pool_ids=[pool.id],
+        title_pattern="{tournament} on {date}",
+        start_time="20:00",
+        timezone="Europe/Berlin",
+        room={"start_delay": 30},
+    )
+    await d.services.templates.create(d.guild.id, cup.id, SYSTEM, name="Loose", pool_ids=[pool.id])
+    day = (utcnow() + timedelta(days=10)).date()
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", template="Weekly", when=day.isoformat())
+    assert reply.ephemeral and f"Spring Cup on {day.isoformat()}** (Spring Cup / Pool A)" in reply.text, reply.text
+    assert "at the template's start time" in reply.text
+    (view,) = (await d.services.live_races.upcoming(d.guild.id)).items
+    local = view.race.scheduled_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert (local.date(), local.hour, local.minute) == (day, 20, 0)
+    assert view.race.room_settings == {"start_delay": 30}
+    # A time overrides the template's start; pool, title and room settings given override it too.
+    reply = await mod(
+        d,
+        "liverace-admin create",
+        tournament="Spring Cup",
+        template="Weekly",
+        when=f"{day.isoformat()} 18:30",
+        timezone="UTC",
+        pool="Pool B",
+        title="Special",
+        auto_start=False,
+    )
+    assert "Special** (Spring Cup / Pool B)" in reply.text, reply.text
+    special = next(v for v in (await d.services.live_races.upcoming(d.guild.id)).items if v.race.title == "Special")
+    assert special.race.pool_id == other.id and special.race.scheduled_at.hour == 18
+    assert special.race.room_settings == {"start_delay": 30, "auto_start": False}
+    # The /template-admin race alias does the same.
+    reply = await mod(
+        d, "template-admin race", tournament="Spring Cup", template="Weekly", when=(day + timedelta(days=1)).isoformat()
+    )
+    assert "Scheduled" in reply.text and "Spring Cup on" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"template": "Loose", "when": "2030-01-05"}, "Template 'Loose' has no start time and time zone"),
+        ({"template": "Weekly", "when": "2020-01-05"}, "is in the past; pick a date ahead"),
+        ({"template": "Weekly", "when": "5/6"}, "could mean"),
+        ({"template": "Nope", "when": "2030-01-05"}, "This tournament has no template called 'Nope'"),
+        ({"pool": "Pool A", "when": "2030-01-05"}, "I could not read `2030-01-05` as a time. Add a time of day."),
+        ({"when": "2030-01-05 20:00"}, "Pick the pool to race, or a template"),
+    ],
+)
+async def test_liverace_create_from_a_template_refuses_bad_input(discord_, options, message) -> None:
+    d = discord_
+    cup = await _cup(d)
+    pool = (await d.services.tournaments.list_pools(d.guild.id, cup.id))[0]
+    await d.services.templates.create(
+        d.guild.id, cup.id, SYSTEM, name="Weekly", pool_ids=[pool.id], start_time="20:00", timezone="Europe/Berlin"
+    )
+    await d.services.templates.create(d.guild.id, cup.id, SYSTEM, name="Loose", pool_ids=[pool.id])
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", **options)
+    assert reply.ephemeral and message in reply.text, reply.text
+    assert (await d.services.live_races.upcoming(d.guild.id)).items == []
+
+
+async def test_liverace_create_from_a_template_is_for_moderators_of_its_server(discord_) -> None:
+    d = discord_
+    cup = await _cup(d)
+    pool = (await d.services.tournaments.list_pools(d.guild.id, cup.id))[0]
+    await d.services.templates.create(
+        d.guild.id, cup.id, SYSTEM, name="Weekly", pool_ids=[pool.id], start_time="20:00", timezone="UTC"
+    )
+    elsewhere = await d.services.tournaments.create_tournament(d.other_guild.id, SYSTEM, name="Away Cup")
+    away_pool = await d.services.tournaments.add_pool(d.other_guild.id, elsewhere.id, SYSTEM, name="Pool A")
+    await d.services.templates.create(
+        d.other_guild.id, elsewhere.id, SYSTEM, name="Away", pool_ids=[away_pool.id], start_time="20:00", timezone="UTC"
+    )
+    reply = await d.harness.run(
+        "liverace-admin create", d.alice, tournament="Spring Cup", template="Weekly", when="2030-01-05"
+    )
+    assert reply.text == "You need the Manage Server permission to do that."
+    reply = await mod(d, "liverace-admin create", tournament="Away Cup", template="Away", when="2030-01-05")
+    assert reply.ephemeral and "Scheduled" not in reply.text
+    reply = await mod(d, "liverace-admin create", tournament="Spring Cup", template="Away", when="2030-01-05")
+    assert "This tournament has no template called 'Away'" in reply.text
+    assert (await d.services.live_races.upcoming(d.guild.id)).items == []
