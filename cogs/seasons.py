@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import discord
@@ -49,6 +50,27 @@ def series_line(view) -> str:
         f"`#{series.id}` **{safe(series.name, 60)}** · `{series.rrule}` in {series.timezone} · "
         f"{series.status.value}{reason} · next: {upcoming}"
     )
+
+
+_MENTION = re.compile(r"<@!?(\d{15,20})>|(?<![\d<@!])(\d{15,20})(?!\d)")
+
+
+def _user_ids(text: str) -> list[int]:
+    """Discord user ids from mentions (`<@123…>`) or bare ids, in order, each once; anything else is refused."""
+    found = [int(a or b) for a, b in _MENTION.findall(text)]
+    rest = _MENTION.sub("", text).replace(",", " ").strip()
+    if rest or not found:
+        shown = f" (not {rest[:40]!r})" if rest else ""
+        raise ValidationFailed(
+            f"players must be mentions or Discord ids separated by spaces or commas{shown}", field="players"
+        )
+    return list(dict.fromkeys(found))
+
+
+def phase_line(view) -> str:
+    pools = ", ".join(safe(p.name, 30) for p in view.pools) or "no pools"
+    advance = f" · top {view.phase.advance_count} advance" if view.phase.advance_count else ""
+    return f"**{safe(view.phase.name, 60)}** · {view.phase.status.value} · pools: {pools}{advance}"
 
 
 class SeasonCog(StartlineCog):
@@ -298,7 +320,11 @@ class SeasonCog(StartlineCog):
 
     # ---- /phase -------------------------------------------------------------------------------------------------
     @phase_admin.command(name="create", description="Add a phase after the tournament's last one")
-    @app_commands.describe(pool="A pool of this phase (more with the API)", advance="How many players advance")
+    @app_commands.describe(
+        pool="A pool of this phase",
+        pools="Several pools: names or ids separated by commas (with or instead of pool)",
+        advance="How many players advance when it closes",
+    )
     @moderator_only()
     async def phase_create(
         self,
@@ -306,34 +332,87 @@ class SeasonCog(StartlineCog):
         tournament: Transform[Tournament, TournamentOption],
         name: str,
         pool: Transform[Pool, PoolOption] | None = None,
+        pools: str | None = None,
         advance: app_commands.Range[int, 1, 10000] | None = None,
     ) -> None:
+        guild_id = self.guild_id(interaction)
+        pool_ids = [pool.id] if pool else []
+        if pools is not None:
+            pool_ids += [
+                pool_id for pool_id in await self._pool_ids(guild_id, tournament, pools) if pool_id not in pool_ids
+            ]
         view = await self.services.phases.create(
-            self.guild_id(interaction),
+            guild_id, tournament.id, self.actor(interaction), name=name, advance_count=advance, pool_ids=pool_ids
+        )
+        await respond(interaction, f"Added phase {view.phase.position}: {phase_line(view)}.")
+
+    @phase_admin.command(name="edit", description="Rename a phase, change how many advance, or replace its pools")
+    @app_commands.describe(
+        pools="Its pools: names or ids separated by commas (replaces the list)",
+        advance="How many players advance when it closes",
+    )
+    @moderator_only()
+    async def phase_edit(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        phase: Transform[object, PhaseOption],
+        name: str | None = None,
+        advance: app_commands.Range[int, 1, 10000] | None = None,
+        pools: str | None = None,
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        pool_ids = None if pools is None else await self._pool_ids(guild_id, tournament, pools)
+        view = await self.services.phases.update(
+            guild_id,
             tournament.id,
+            phase.phase.id,
             self.actor(interaction),
             name=name,
             advance_count=advance,
-            pool_ids=[pool.id] if pool else [],
+            pool_ids=pool_ids,
         )
-        await respond(interaction, f"Added phase {view.phase.position}: **{safe(view.phase.name)}**.")
+        await respond(interaction, f"Phase {view.phase.position} changed: {phase_line(view)}.")
+
+    @phase_admin.command(name="delete", description="Delete an open phase (its pools stay, outside any phase)")
+    @moderator_only()
+    async def phase_delete(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        phase: Transform[object, PhaseOption],
+    ) -> None:
+        await self.services.phases.delete(
+            self.guild_id(interaction), tournament.id, phase.phase.id, self.actor(interaction)
+        )
+        await respond(interaction, f"Deleted phase **{safe(phase.phase.name)}**; its pools stay in the tournament.")
+
+    async def _pool_ids(self, guild_id: int, tournament: Tournament, text: str) -> list[int]:
+        """Pool names or ids separated by commas, in that order; an unknown one is refused by name."""
+        known = await self.services.tournaments.list_pools(guild_id, tournament.id)
+        by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
+        wanted = [part.strip().lstrip("#") for part in text.split(",") if part.strip()]
+        if not wanted:
+            raise ValidationFailed("name at least one pool, separated by commas", field="pools")
+        missing = [part for part in wanted if part.lower() not in by_name]
+        if missing:
+            raise ValidationFailed(f"no pool called {missing[0]!r} in {tournament.name}", field="pools")
+        return list(dict.fromkeys(by_name[part.lower()] for part in wanted))
 
     @phase.command(name="list", description="The phases of a tournament")
     async def phase_list(
         self, interaction: discord.Interaction, tournament: Transform[Tournament, TournamentOption]
     ) -> None:
         views = await self.services.phases.list(self.guild_id(interaction), tournament.id)
-        lines = [
-            f"**{v.phase.position}. {safe(v.phase.name, 60)}** · {v.phase.status.value} · "
-            f"pools: {', '.join(safe(p.name, 30) for p in v.pools) or 'none'}"
-            + (f" · top {v.phase.advance_count} advance" if v.phase.advance_count else "")
-            for v in views
-        ]
+        lines = [f"**{v.phase.position}.** {phase_line(v)}" for v in views]
         embeds = pages(f"Phases — {shorten(tournament.name, 200)}", lines, empty="No phases.")
         await Paginator(interaction.user.id, embeds).start(interaction, ephemeral=True)
 
-    @phase_admin.command(name="close", description="Close a phase and advance its top players to the next")
-    @app_commands.describe(top="How many advance (default: the phase's setting); ties at the cut all advance")
+    @phase_admin.command(name="close", description="Close a phase and advance its top players (or those you list)")
+    @app_commands.describe(
+        top="How many advance (default: the phase's setting); ties at the cut all advance",
+        players="Exactly these players advance instead: mentions or Discord ids, separated by spaces or commas",
+    )
     @moderator_only()
     async def phase_close(
         self,
@@ -341,14 +420,25 @@ class SeasonCog(StartlineCog):
         tournament: Transform[Tournament, TournamentOption],
         phase: Transform[object, PhaseOption],
         top: app_commands.Range[int, 1, 10000] | None = None,
+        players: str | None = None,
     ) -> None:
+        chosen = None if players is None else _user_ids(players)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         standings = await self.services.phases.close(
-            self.guild_id(interaction), tournament.id, phase.phase.id, self.actor(interaction), top=top
+            self.guild_id(interaction),
+            tournament.id,
+            phase.phase.id,
+            self.actor(interaction),
+            top=top,
+            advance_discord_user_ids=chosen,
         )
         advanced = [s for s in standings if s.advanced]
+        names = ", ".join(safe(s.display_name, 40) for s in advanced[:30])
+        more = f" and {len(advanced) - 30} more" if len(advanced) > 30 else ""
         await respond(
             interaction,
-            f"Closed **{safe(phase.phase.name)}**: {len(advanced)} of {len(standings)} players advance.",
+            f"Closed **{safe(phase.phase.name)}**: {len(advanced)} of {len(standings)} players advance"
+            + (f": {names}{more}." if advanced else "."),
         )
 
     @phase.command(name="leaderboard", description="The standings of one phase")

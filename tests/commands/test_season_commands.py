@@ -185,3 +185,68 @@ async def test_liverace_create_from_a_template_is_for_moderators_of_its_server(d
     reply = await mod(d, "liverace-admin create", tournament="Spring Cup", template="Away", when="2030-01-05")
     assert "This tournament has no template called 'Away'" in reply.text
     assert (await d.services.live_races.upcoming(d.guild.id)).items == []
+
+
+async def test_phase_commands_match_the_api(discord_) -> None:
+    """Several pools, edit, delete, and closing with a moderator's list of players, as the API does."""
+    d = discord_
+    cup = await _cup(d)
+    for name in ("Pool B", "Final"):
+        await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name=name)
+    for member in (d.alice, d.bob):
+        await d.services.players.upsert(d.guild.id, member.id, SYSTEM, display_name=member.name)
+    reply = await mod(
+        d, "phase-admin create", tournament="Spring Cup", name="Qualifier", pool="Pool A", pools="pool b, Pool A"
+    )
+    assert "Added phase 1: **Qualifier** · open · pools: Pool A, Pool B" in reply.text, reply.text
+    reply = await mod(d, "phase-admin create", tournament="Spring Cup", name="Top", pools="Final", advance=8)
+    assert "pools: Final · top 8 advance" in reply.text
+    reply = await mod(d, "phase-admin edit", tournament="Spring Cup", phase="Top", name="Top 2", advance=2)
+    assert "Phase 2 changed: **Top 2** · open · pools: Final · top 2 advance" in reply.text
+    reply = await mod(d, "phase-admin edit", tournament="Spring Cup", phase="Qualifier", pools="Pool B")
+    assert "pools: Pool B" in reply.text and "Pool A" not in reply.text
+    reply = await mod(
+        d, "phase-admin close", tournament="Spring Cup", phase="Qualifier", players=f"<@{d.alice.id}>, {d.bob.id}"
+    )
+    assert "Closed **Qualifier**: 2 of 2 players advance: alice, bob." in reply.last.text, reply.last.text
+    reply = await mod(d, "phase-admin delete", tournament="Spring Cup", phase="Qualifier")
+    assert "is closed; its standings decide the next phase" in reply.text
+    reply = await mod(d, "phase-admin delete", tournament="Spring Cup", phase="Top 2")
+    assert "Deleted phase **Top 2**" in reply.text
+    assert [v.phase.name for v in await d.services.phases.list(d.guild.id, cup.id)] == ["Qualifier"]
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "message"),
+    [
+        ("phase-admin create", {"name": "Q", "pools": "Pool A, Nope"}, "No pool called 'Nope' in Spring Cup"),
+        ("phase-admin create", {"name": "Q", "pools": " , "}, "Name at least one pool"),
+        ("phase-admin edit", {"phase": "Qualifier"}, "Nothing to change"),
+        ("phase-admin edit", {"phase": "Nope", "name": "X"}, "This tournament has no phase called 'Nope'"),
+        ("phase-admin close", {"phase": "Qualifier", "players": "alice"}, "Players must be mentions or Discord ids"),
+        ("phase-admin close", {"phase": "Qualifier", "players": "123456789012345678"}, "Not players of this server"),
+        ("phase-admin close", {"phase": "Qualifier", "players": "<@123456789012345678>", "top": 2}, "not both"),
+        ("phase-admin close", {"phase": "Qualifier"}, "has no advance_count; give top or a list of players"),
+    ],
+)
+async def test_phase_commands_refuse_bad_input(discord_, command, options, message) -> None:
+    d = discord_
+    cup = await _cup(d)
+    await mod(d, "phase-admin create", tournament="Spring Cup", name="Qualifier", pool="Pool A")
+    reply = await mod(d, command, tournament="Spring Cup", **options)
+    assert message in reply.last.text, reply.last.text
+    (view,) = await d.services.phases.list(d.guild.id, cup.id)
+    assert (view.phase.name, view.phase.status.value, [p.name for p in view.pools]) == ("Qualifier", "open", ["Pool A"])
+
+
+async def test_phase_commands_are_for_moderators(discord_) -> None:
+    d = discord_
+    await _cup(d)
+    await mod(d, "phase-admin create", tournament="Spring Cup", name="Qualifier", pool="Pool A")
+    for command, options in (
+        ("phase-admin edit", {"phase": "Qualifier", "name": "X"}),
+        ("phase-admin delete", {"phase": "Qualifier"}),
+        ("phase-admin close", {"phase": "Qualifier", "top": 1}),
+    ):
+        reply = await d.harness.run(command, d.alice, tournament="Spring Cup", **options)
+        assert reply.text == "You need the Manage Server permission to do that.", command
