@@ -306,6 +306,7 @@ class OccurrenceKind(enum.StrEnum):
     CREATED = "created"  # by the rule, at the rule's time
     MOVED = "moved"  # created, or later moved, at another time by a moderator
     SKIPPED = "skipped"
+    MISSED = "missed"  # its start passed while no process ran the series job: not made, moderators told once
 
 
 class PhaseStatus(enum.StrEnum):
@@ -517,6 +518,10 @@ class LiveRace(TimestampMixin, Base):
     participant_count: Mapped[int] = mapped_column(Integer, default=0)  # players who got a run
     finisher_count: Mapped[int] = mapped_column(Integer, default=0)  # participants who finished
     created_by: Mapped[str] = mapped_column(String(120), default="system")
+    # Copied from the race's template when it has one; NULL inherits the tournament's, then the server's.
+    room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
+    announcement_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    announcement_role_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_live_races_status_scheduled_at", "status", "scheduled_at"),
@@ -546,6 +551,10 @@ class RaceTemplate(TimestampMixin, Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
     room_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Given to each race made from the template; NULL: the tournament's (then the server's).
+    room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
+    announcement_channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    announcement_role_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (UniqueConstraint("tournament_id", "name"),)
 
@@ -569,6 +578,9 @@ class RaceSeries(TimestampMixin, Base):
     status: Mapped[SeriesStatus] = mapped_column(_enum(SeriesStatus, "series_status"), default=SeriesStatus.ACTIVE)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(120), default="system")
+    # Every occurrence up to this instant is accounted for: made, skipped, moved, or reported missed. Set when the
+    # series is made, changed or resumed, so dates before that are never reported as missed.
+    checked_through: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
         UniqueConstraint("tournament_id", "name"),

@@ -69,6 +69,7 @@ class SeriesJobReport:
     already_there: int = 0
     paused: int = 0
     ended: int = 0
+    missed: int = 0
     errors: int = 0
 
 
@@ -168,6 +169,7 @@ class SeriesService:
                 count=count,
                 status=SeriesStatus.ACTIVE,
                 created_by=actor.label,
+                checked_through=self.clock(),  # dates before now were never due: none is reported missed
             )
             recurrence = _recurrence(series, chosen, self.settings)
             series.rrule, series.timezone = recurrence.text, recurrence.zone.key
@@ -283,6 +285,8 @@ class SeriesService:
             series.rrule, series.timezone = recurrence.text, recurrence.zone.key
             if series.status is SeriesStatus.ENDED:
                 series.status = SeriesStatus.ACTIVE  # a new end (until, count) may leave occurrences to make
+            # A new rule, start or a resume: dates already past under it were never due, none is reported missed.
+            series.checked_through = self.clock()
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -493,9 +497,9 @@ class SeriesService:
             await self._pause(series.id, f"the series' rule cannot be used: {exc.message}")
             report.paused += 1
             return report
-        # A race must start after its room's lead, so the job never makes one whose room should be open already.
-        lead = timedelta(minutes=self.settings.scheduler.room_open_lead_minutes)
-        due = list(recurrence.occurrences(after=now + lead, until=self._window_end(now)))
+        # Every occurrence still ahead is made, even one inside its room's lead (after a downtime): its room opens
+        # at once. One whose start passed while no process ran the job is reported to moderators, never made.
+        due = list(recurrence.occurrences(after=now, until=self._window_end(now)))
         for occurrence in due:
             if occurrence.local_date in known:
                 continue
@@ -504,6 +508,17 @@ class SeriesService:
                 report.created += 1
             else:
                 report.already_there += 1
+        missed = [
+            occurrence
+            for occurrence in recurrence.occurrences(after=series.checked_through or now, until=now)
+            if occurrence.local_date not in known
+        ]
+        if series.checked_through is None or missed:
+            try:
+                if await self._report_missed(series_id, series.checked_through, missed, now):
+                    report.missed += len(missed)
+            except _AlreadyReported:
+                pass  # another process recorded them (and told moderators) first
         if next(recurrence.occurrences(after=now), None) is None:
             if await self._set_status(series_id, SeriesStatus.ENDED, "its last occurrence has passed"):
                 report.ended += 1
@@ -532,15 +547,28 @@ class SeriesService:
             status = await session.scalar(select(RaceSeries.status).where(RaceSeries.id == series_id))
             if status is not SeriesStatus.ACTIVE and at is None:
                 raise _SeriesStopped()
-            session.add(
-                SeriesOccurrence(
-                    series_id=series_id,
-                    occurrence_date=occurrence.local_date,
-                    number=occurrence.number,
-                    kind=kind,
-                    live_race_id=race.id,
+            moved = None
+            if at is not None:  # a missed occurrence a moderator moves: its row gets the race
+                moved = await session.execute(
+                    update(SeriesOccurrence)
+                    .where(
+                        SeriesOccurrence.series_id == series_id,
+                        SeriesOccurrence.occurrence_date == occurrence.local_date,
+                        SeriesOccurrence.kind == OccurrenceKind.MISSED,
+                    )
+                    .values(kind=kind, live_race_id=race.id)
+                    .execution_options(synchronize_session=False)
                 )
-            )
+            if moved is None or moved.rowcount != 1:
+                session.add(
+                    SeriesOccurrence(
+                        series_id=series_id,
+                        occurrence_date=occurrence.local_date,
+                        number=occurrence.number,
+                        kind=kind,
+                        live_race_id=race.id,
+                    )
+                )
             await session.flush()  # the primary key decides: a second creator fails here, and its race rolls back
 
         try:
@@ -564,6 +592,88 @@ class SeriesService:
                 raise
             await self._pause(series_id, f"the occurrence of {occurrence.local_date} could not be made: {exc.message}")
             return False
+        return True
+
+    async def _report_missed(
+        self, series_id: int, checked: datetime | None, missed: list[Occurrence], now: datetime
+    ) -> bool:
+        """Record the occurrences whose start passed unmade (kind `missed`) and tell moderators once, in one
+        transaction with a compare-and-set of `checked_through` from the value this cycle read: of two processes
+        (or a run repeated after a crash) exactly one commits; the other changes nothing. The alert rides on the
+        series' next scheduled race (the moderator alert, as for a series out of seeds); without one, the audit
+        entry `series.missed` is the record. A first run over a series made before this existed only sets
+        `checked_through`."""
+        async with self.db.transaction() as session:
+            changed = await session.execute(
+                update(RaceSeries)
+                .where(
+                    RaceSeries.id == series_id,
+                    RaceSeries.status == SeriesStatus.ACTIVE,
+                    RaceSeries.checked_through.is_(None) if checked is None else RaceSeries.checked_through == checked,
+                )
+                .values(checked_through=now)
+                .execution_options(synchronize_session=False)
+            )
+            if changed.rowcount != 1 or not missed:
+                return False
+            series = await session.get(RaceSeries, series_id)
+            assert series is not None
+            for occurrence in missed:
+                session.add(
+                    SeriesOccurrence(
+                        series_id=series_id,
+                        occurrence_date=occurrence.local_date,
+                        number=occurrence.number,
+                        kind=OccurrenceKind.MISSED,
+                    )
+                )
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise _AlreadyReported() from None
+            zone = zone_of(series.timezone)
+            when = ", ".join(f"{o.starts_at.astimezone(zone):%a %d %b %H:%M}" for o in missed[:10])
+            more = f" and {len(missed) - 10} more" if len(missed) > 10 else ""
+            summary = (
+                f"Series {series.name} missed {len(missed)} race{'s' if len(missed) != 1 else ''} while the bot was "
+                f"not running ({when}{more} {series.timezone}); they were not made. This is its next race."
+            )
+            await audit.record(
+                session,
+                guild_id=series.guild_id,
+                actor=SYSTEM,
+                action="series.missed",
+                target_type="race_series",
+                target_id=series_id,
+                details={"dates": [o.local_date.isoformat() for o in missed], "summary": summary},
+            )
+            upcoming = await session.scalar(
+                select(LiveRace.id)
+                .join(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
+                .where(
+                    SeriesOccurrence.series_id == series_id,
+                    LiveRace.status == RaceStatus.SCHEDULED,
+                    LiveRace.scheduled_at > now,
+                )
+                .order_by(LiveRace.scheduled_at)
+                .limit(1)
+            )
+            if upcoming is not None:
+                await self.live_races.events.publish(
+                    session,
+                    LiveRaceOpenFailed(
+                        guild_id=series.guild_id,
+                        tournament_id=series.tournament_id,
+                        live_race_id=upcoming,
+                        occurred_at=now,
+                        error=f"missed: {', '.join(o.local_date.isoformat() for o in missed)}",
+                        attempts=0,
+                        summary=summary,
+                        action="Nothing to do if that is fine; to hold a missed race later, "
+                        "/series-admin move it to a new time.",
+                    ),
+                )
+        log.warning("series %s missed %d occurrence(s): %s", series_id, len(missed), [o.local_date for o in missed])
         return True
 
     async def _set_status(self, series_id: int, status: SeriesStatus, reason: str) -> bool:
@@ -686,6 +796,10 @@ class SeriesService:
             )
         log.warning("series %s paused: %s", series_id, reason)
         return True
+
+
+class _AlreadyReported(Exception):
+    """Another process recorded these missed occurrences first: this transaction rolls back."""
 
 
 class _SeriesStopped(Exception):

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from bot.errors import Conflict, ValidationFailed
 from bot.services import Services
-from db.models import LiveRace, Notification, RaceSeries, RaceStatus, RaceTemplate, SeriesOccurrence, SeriesStatus
+from bot.services.recurrence import build
+from bot.services.templates import local_start
+from db.models import (
+    AuditEntry,
+    LiveRace,
+    Notification,
+    RaceSeries,
+    RaceStatus,
+    RaceTemplate,
+    SeriesOccurrence,
+    SeriesStatus,
+)
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 from tests.fakes.lifecycle import Clock, World, make_world
 
@@ -197,3 +208,119 @@ async def test_a_pool_without_seeds_pauses_the_series_with_one_alert(services: S
         assert await session.scalar(select(func.count(Notification.id)).where(Notification.channel_id == 555)) == 1
     races = await _occurrences(services, series_id)
     assert all(status == RaceStatus.SCHEDULED.value for *_, status in races)
+
+
+# ---- occurrences missed while no process ran the job ---------------------------------------------------------------
+
+
+async def _alerts(services: Services) -> list[dict]:
+    async with services.db.read() as session:
+        rows = (await session.scalars(select(Notification).where(Notification.channel_id == 555))).all()
+    return [row.payload for row in rows]
+
+
+async def test_after_a_downtime_races_still_ahead_are_made_and_past_ones_reported_once(
+    services: Services, moved_clock: Clock
+) -> None:
+    world = await _world(services)
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    series_id = await _series(services, world)  # made Wed 7 Jan: Sat 10 and 17 are in the window
+    # Nothing runs until Sat 31 Jan, 19:55 Berlin: the 24th passed unmade; the 31st starts in 5 minutes.
+    moved_clock.now = datetime(2026, 1, 31, 18, 55, tzinfo=UTC)
+    report = await services.series.run_job()
+    assert (report.created, report.missed) == (2, 1)  # the 31st (its room opens at once) and 7 Feb
+    made = await _occurrences(services, series_id)
+    assert [(d, kind) for d, kind, *_ in made] == [
+        (date(2026, 1, 10), "created"),
+        (date(2026, 1, 17), "created"),
+        (date(2026, 1, 24), "missed"),
+        (date(2026, 1, 31), "created"),
+        (date(2026, 2, 7), "created"),
+    ]
+    assert made[3][2] == datetime(2026, 1, 31, 19, tzinfo=UTC)
+    (alert,) = await _alerts(services)
+    assert (
+        "Series Saturday night missed 1 race while the bot was not running (Sat 24 Jan 20:00"
+        in (alert["alert"]["summary"])
+    )
+    assert alert["race"]["scheduled_at"] == int(datetime(2026, 1, 31, 19, tzinfo=UTC).timestamp())
+    # Another cycle, or two processes at once, report nothing more.
+    moved_clock.advance(minutes=1)
+    await asyncio.gather(*(services.series.run_job() for _ in range(3)))
+    assert len(await _alerts(services)) == 1
+    assert [d for d, kind, *_ in await _occurrences(services, series_id) if kind == "missed"] == [date(2026, 1, 24)]
+    # A moderator may still hold the missed race later.
+    await services.series.move(
+        GUILD, world.tournament.id, series_id, MODERATOR, day=date(2026, 1, 24), to=datetime(2026, 2, 1, 18, tzinfo=UTC)
+    )
+    moved = {d: (kind, at) for d, kind, at, *_ in await _occurrences(services, series_id)}
+    assert moved[date(2026, 1, 24)] == ("moved", datetime(2026, 2, 1, 18, tzinfo=UTC))
+
+
+async def test_two_processes_reporting_the_same_missed_dates_commit_once(
+    services: Services, moved_clock: Clock
+) -> None:
+    """Both read the series before either reports: the compare-and-set of checked_through lets one commit."""
+    world = await _world(services)
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    series_id = await _series(services, world)
+    moved_clock.now = datetime(2026, 2, 4, 12, tzinfo=UTC)  # the 24th and 31st passed unmade
+    async with services.db.read() as session:
+        checked = (await session.get(RaceSeries, series_id)).checked_through
+    template = await services.templates.get(GUILD, world.tournament.id, (await _template_id(services, series_id)))
+    view = await services.series.get(GUILD, world.tournament.id, series_id)
+    recurrence = build(
+        view.series.rrule,
+        view.series.timezone,
+        view.series.starts_on,
+        local_start(template),
+        min_interval=timedelta(hours=1),
+    )
+    missed = [o for o in recurrence.occurrences(after=checked, until=moved_clock.now) if o.local_date.day in (24, 31)]
+    results = await asyncio.gather(
+        *(services.series._report_missed(series_id, checked, missed, moved_clock.now) for _ in range(2)),
+        return_exceptions=True,
+    )
+    assert sorted(r is True for r in results) == [False, True]
+    assert [d for d, kind, *_ in await _occurrences(services, series_id) if kind == "missed"] == [
+        date(2026, 1, 24),
+        date(2026, 1, 31),
+    ]
+    async with services.db.read() as session:
+        entries = await session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "series.missed"))
+    assert entries == 1
+
+
+async def test_dates_before_a_series_was_made_or_resumed_are_never_missed(
+    services: Services, moved_clock: Clock
+) -> None:
+    world = await _world(services)
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    # Starting from a date weeks ago: those dates were never due.
+    series_id = await _series(services, world, starts_on=date(2025, 12, 1))
+    tid = world.tournament.id
+    await services.series.update(GUILD, tid, series_id, MODERATOR, status="paused")
+    moved_clock.now = datetime(2026, 2, 4, 12, tzinfo=UTC)
+    await services.series.update(GUILD, tid, series_id, MODERATOR, status="active")  # paused on purpose meanwhile
+    report = await services.series.run_job()
+    assert report.missed == 0 and await _alerts(services) == []
+    assert "missed" not in {kind for _, kind, *_ in await _occurrences(services, series_id)}
+
+
+async def test_a_series_from_before_the_upgrade_starts_counting_at_its_first_run(
+    services: Services, moved_clock: Clock
+) -> None:
+    world = await _world(services)
+    series_id = await _series(services, world)
+    async with services.db.transaction() as session:
+        (await session.get(RaceSeries, series_id)).checked_through = None  # as migrated
+    moved_clock.now = datetime(2026, 2, 4, 12, tzinfo=UTC)
+    report = await services.series.run_job()
+    assert report.missed == 0
+    async with services.db.read() as session:
+        assert (await session.get(RaceSeries, series_id)).checked_through == moved_clock.now
+
+
+async def _template_id(services: Services, series_id: int) -> int:
+    async with services.db.read() as session:
+        return (await session.get(RaceSeries, series_id)).template_id
