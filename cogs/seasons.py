@@ -14,6 +14,7 @@ from cogs._common.base import StartlineCog
 from cogs._common.checks import admin_group, moderator_only, player_group
 from cogs._common.formatting import pages, safe, shorten
 from cogs._common.options import (
+    LeadMinutes,
     PhaseOption,
     PoolOption,
     SeasonOption,
@@ -91,6 +92,9 @@ class SeasonCog(StartlineCog):
         title_pattern="For example: Week {n} — {pool} ({n}, {date}, {pool}, {tournament}, {series})",
         start_time="Local start time, like 20:00",
         timezone="The time zone of the start time (default: the server's)",
+        lead_minutes="How long before the start its races' rooms open (default: the tournament's)",
+        announcement_channel="Where its races are announced (default: the tournament's channel)",
+        announcement_role="Role to ping in its races' announcements (default: the tournament's)",
     )
     @moderator_only()
     async def template_create(
@@ -102,6 +106,9 @@ class SeasonCog(StartlineCog):
         title_pattern: str | None = None,
         start_time: str | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,
+        lead_minutes: LeadMinutes | None = None,
+        announcement_channel: discord.TextChannel | None = None,
+        announcement_role: discord.Role | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
         if start_time is not None and timezone is None:
@@ -111,13 +118,26 @@ class SeasonCog(StartlineCog):
             tournament.id,
             self.actor(interaction),
             **given(
-                name=name, pool_ids=[pool.id], title_pattern=title_pattern, start_time=start_time, timezone=timezone
+                name=name,
+                pool_ids=[pool.id],
+                title_pattern=title_pattern,
+                start_time=start_time,
+                timezone=timezone,
+                room_open_lead_minutes=lead_minutes,
+                announcement_channel_id=announcement_channel.id if announcement_channel else None,
+                announcement_role_id=announcement_role.id if announcement_role else None,
             ),
         )
         await respond(interaction, f"Created template **{safe(template.name)}** (#{template.id}).")
 
     @template_admin.command(name="edit", description="Change a race template (its series follow)")
-    @app_commands.describe(pools="Pool names or ids in rotation order, separated by commas")
+    @app_commands.describe(
+        pools="Pool names or ids in rotation order, separated by commas",
+        lead_minutes="How long before the start its races' rooms open",
+        announcement_channel="Where its races are announced",
+        announcement_role="Role to ping in its races' announcements",
+        clear="Go back to the tournament's lead time, channel and role",
+    )
     @moderator_only()
     async def template_edit(
         self,
@@ -128,9 +148,23 @@ class SeasonCog(StartlineCog):
         title_pattern: str | None = None,
         start_time: str | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,
+        lead_minutes: LeadMinutes | None = None,
+        announcement_channel: discord.TextChannel | None = None,
+        announcement_role: discord.Role | None = None,
+        clear: bool = False,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        changes = given(title_pattern=title_pattern, start_time=start_time, timezone=timezone)
+        changes = given(
+            title_pattern=title_pattern,
+            start_time=start_time,
+            timezone=timezone,
+            room_open_lead_minutes=lead_minutes,
+            announcement_channel_id=announcement_channel.id if announcement_channel else None,
+            announcement_role_id=announcement_role.id if announcement_role else None,
+        )
+        if clear:
+            for key in ("room_open_lead_minutes", "announcement_channel_id", "announcement_role_id"):
+                changes.setdefault(key, None)
         if pools is not None:
             known = await self.services.tournaments.list_pools(guild_id, tournament.id)
             by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
@@ -179,6 +213,9 @@ class SeasonCog(StartlineCog):
         lines = [
             f"`#{t.id}` **{safe(t.name, 60)}** · {safe(t.title_pattern or 'default title', 80)} · "
             f"{t.start_time or '—'} {t.timezone or ''} · pools {', '.join(map(str, t.pool_ids))}"
+            + (f" · room opens {t.room_open_lead_minutes} min before" if t.room_open_lead_minutes is not None else "")
+            + (f" · announced in <#{t.announcement_channel_id}>" if t.announcement_channel_id else "")
+            + (f" · pings <@&{t.announcement_role_id}>" if t.announcement_role_id else "")
             for t in templates
         ]
         embeds = pages(f"Templates — {shorten(tournament.name, 200)}", lines, empty="No templates yet.")

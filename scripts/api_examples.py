@@ -230,6 +230,9 @@ async def season_examples(r: Recorder, mine: Any, later: datetime) -> None:
             "title_pattern": "Week {n} — {pool}",
             "start_time": "20:00",
             "timezone": "Europe/Berlin",
+            "room_open_lead_minutes": 30,
+            "announcement_channel_id": "223344556677889900",
+            "announcement_role_id": "334455667788990011",
         },
     )
     x2 = {**tid, "template_id": template["id"]}

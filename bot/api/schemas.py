@@ -665,6 +665,18 @@ class TemplateFields(InputModel):
     timezone: ZoneName | None = None
     room_profile_id: Id | None = None
     room: RoomSettings | None = None  # type: ignore[valid-type]
+    room_open_lead_minutes: int | None = Field(
+        default=None,
+        ge=ROOM_OPEN_LEAD_MINUTES.low,
+        le=ROOM_OPEN_LEAD_MINUTES.high,
+        description="its races' room opens this long before the start (null: the tournament's)",
+    )
+    announcement_channel_id: SnowflakeIn | None = Field(
+        default=None, description="its races are announced here (null: the tournament's channel)"
+    )
+    announcement_role_id: SnowflakeIn | None = Field(
+        default=None, description="the role pinged in its races' announcements (null: the tournament's)"
+    )
 
 
 class TemplateCreate(TemplateFields):
@@ -686,6 +698,9 @@ class TemplateOut(OutputModel):
     timezone: str | None
     room_profile_id: int | None
     room: dict[str, Any]
+    room_open_lead_minutes: int | None
+    announcement_channel_id: SnowflakeOut | None
+    announcement_role_id: SnowflakeOut | None
     created_at: UtcDateTime
     updated_at: UtcDateTime
 

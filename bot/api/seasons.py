@@ -69,6 +69,9 @@ def template_out(template: RaceTemplate) -> TemplateOut:
         timezone=template.timezone,
         room_profile_id=template.room_profile_id,
         room=dict(template.room_settings or {}),
+        room_open_lead_minutes=template.room_open_lead_minutes,
+        announcement_channel_id=template.announcement_channel_id,
+        announcement_role_id=template.announcement_role_id,
         created_at=template.created_at,
         updated_at=template.updated_at,
     )

@@ -25,6 +25,7 @@ from bot.errors import NotFound
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
 from bot.services.guilds import GuildSettingsService, get_or_default
+from bot.services.live_races import race_lead
 from bot.services.players import ensure_member
 from bot.services.room_opener import room_open_lead
 from db.models import (
@@ -132,7 +133,9 @@ class CalendarService:
         calendar.add("refresh-interval", timedelta(minutes=15), parameters={"VALUE": "DURATION"})
         for race, tournament, pool, series in rows:
             lead = room_open_lead(
-                tournament.room_open_lead_minutes, guild.room_open_lead_minutes, self.default_lead_minutes
+                race_lead(race.room_open_lead_minutes, tournament.room_open_lead_minutes),
+                guild.room_open_lead_minutes,
+                self.default_lead_minutes,
             )
             extra = ([f"Series: {series}"] if series else []) + [
                 f"Season: {name}" for name in seasons.get(tournament.id, [])

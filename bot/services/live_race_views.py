@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 
 from bot.errors import ValidationFailed
 from db.models import GuildSettings, LiveRace, Permalink, Pool, Tournament
@@ -126,7 +126,10 @@ LISTING = (
         _tournaments.c.name.label("tournament_name"),
         _pools.c.name.label("pool_name"),
         _seeds.c.url.label("seed_url"),
-        _tournaments.c.room_open_lead_minutes.label("tournament_lead"),
+        # The race's own lead (from its template), else the tournament's: what `room_open_lead` takes first.
+        func.coalesce(live_races_table.c.room_open_lead_minutes, _tournaments.c.room_open_lead_minutes).label(
+            "tournament_lead"
+        ),
         GuildSettings.__table__.c.room_open_lead_minutes.label("guild_lead"),
     )
     .join(_tournaments, _tournaments.c.id == live_races_table.c.tournament_id)

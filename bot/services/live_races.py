@@ -23,7 +23,7 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailable, ValidationFailed
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceRescheduled, LiveRaceScheduled
 from bot.services import audit
-from bot.services.common import Page, clean_name, clean_text, page_limit, require_aware
+from bot.services.common import ROOM_OPEN_LEAD_MINUTES, Page, clean_name, clean_text, page_limit, require_aware
 from bot.services.eligibility import EligibilityReport, compute_eligibility
 from bot.services.live_race_views import (
     ENTRANT_ORDER,
@@ -40,7 +40,7 @@ from bot.services.live_race_views import (
     live_races_table,
     view_query,
 )
-from bot.services.players import roster_entry_of, roster_name
+from bot.services.players import check_discord_id, roster_entry_of, roster_name
 from bot.services.race_locks import lock_race
 from bot.services.race_poller import RacePoller
 from bot.services.race_recording import DONE_STATUSES, RoomApplier
@@ -84,7 +84,18 @@ RaceLink = Callable[[AsyncSession, LiveRace], Awaitable[None]]
 
 # The cancelled notice's reason when a moderator deletes a race players were told about.
 REMOVED_REASON = "Removed by the moderators"
-EDITABLE_FIELDS = ("title", "scheduled_at", "pool_id", "permalink_id", "episode_id", "room_profile_id", "room")
+# A race's own lead time, announcement channel and ping role (a template gives them); None inherits the tournament's.
+RACE_DEFAULTS = ("room_open_lead_minutes", "announcement_channel_id", "announcement_role_id")
+EDITABLE_FIELDS = (
+    "title",
+    "scheduled_at",
+    "pool_id",
+    "permalink_id",
+    "episode_id",
+    "room_profile_id",
+    "room",
+    *RACE_DEFAULTS,
+)
 OPEN_ROOM_EDITABLE = ("title",)
 MAX_TITLE = 200
 MAX_REASON = 500
@@ -99,6 +110,27 @@ _STATUS_WORDS = {
     RaceStatus.FINISHED: "finished",
     RaceStatus.CANCELLED: "cancelled",
 }
+
+
+def check_race_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """A race's (or template's) lead time in minutes, announcement channel and ping role: each a value or None."""
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in RACE_DEFAULTS:
+            raise ValidationFailed(f"{key} is not a field", field=key)
+        if value is None:
+            clean[key] = None
+        elif key == "room_open_lead_minutes":
+            ROOM_OPEN_LEAD_MINUTES.check(value, key)
+            clean[key] = value
+        else:
+            clean[key] = check_discord_id(value, key)
+    return clean
+
+
+def race_lead(race_lead_minutes: int | None, tournament_lead: int | None) -> int | None:
+    """The lead that stands in for the tournament's in `room_open_lead`: the race's own, else the tournament's."""
+    return race_lead_minutes if race_lead_minutes is not None else tournament_lead
 
 
 def _refuse(race: LiveRace, allowed: str, action: str) -> InvalidTransition:
@@ -156,7 +188,8 @@ class LiveRaceService:
 
     def _view(self, row: Any) -> LiveRaceView:
         race, tournament, pool, permalink, guild_lead = row
-        opens_at = self._opens_at(race.scheduled_at, tournament.room_open_lead_minutes, guild_lead)
+        lead = race_lead(race.room_open_lead_minutes, tournament.room_open_lead_minutes)
+        opens_at = self._opens_at(race.scheduled_at, lead, guild_lead)
         return LiveRaceView(race, tournament, pool, permalink, opens_at)
 
     def _listing(self, row: Row[Any]) -> LiveRaceListing:
@@ -346,8 +379,10 @@ class LiveRaceService:
         room_profile_id: int | None = None,
         room: dict | None = None,
         link: RaceLink | None = None,
+        **race_defaults: int | None,
     ) -> LiveRaceView:
-        """Schedule a race. `link` (series occurrences) runs in the same transaction once the race has its id."""
+        """Schedule a race. `link` (series occurrences) runs in the same transaction once the race has its id.
+        `race_defaults`: its own lead time, announcement channel and ping role (`RACE_DEFAULTS`; a template's)."""
         fields = self.check_fields(
             scheduled_at=scheduled_at,
             title=title,
@@ -356,6 +391,7 @@ class LiveRaceService:
             room_profile_id=room_profile_id,
             room=room,
         )
+        fields.update(check_race_defaults(race_defaults))
         async with self.db.transaction() as session:
             tournament = await self.schedulable_tournament(session, guild_id, tournament_id)
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
@@ -433,6 +469,7 @@ class LiveRaceService:
             status=RaceStatus.SCHEDULED,
             marker=secrets.token_hex(8),
             created_by=actor.label,
+            **{key: fields.get(key) for key in RACE_DEFAULTS},
         )
         session.add(race)
         await session.flush()
@@ -454,6 +491,7 @@ class LiveRaceService:
                 "episode_id": episode_id,
                 "room_profile_id": room_profile_id,
                 "room": race.room_settings,
+                **{key: fields[key] for key in RACE_DEFAULTS if fields.get(key) is not None},
             },
         )
         await self.events.publish(
@@ -488,6 +526,7 @@ class LiveRaceService:
                 "status": RaceStatus.SCHEDULED,
                 "marker": secrets.token_hex(8),
                 "created_by": actor.label,
+                **{key: fields.get(key) for key in RACE_DEFAULTS},
             }
             for pool, fields in items
         ]
@@ -556,6 +595,7 @@ class LiveRaceService:
             changes["room"] = validate_room_settings(changes["room"], field_prefix="room.")
         if "episode_id" in changes:
             changes["episode_id"] = self._clean_episode(changes["episode_id"])
+        changes.update(check_race_defaults({key: changes[key] for key in RACE_DEFAULTS if key in changes}))
         async with self.db.transaction() as session:
             view = await self._locked_view(session, guild_id, race_id, tournament_id)
             race, tournament = view.race, view.tournament
@@ -601,6 +641,9 @@ class LiveRaceService:
                 race.room_profile_id = changes["room_profile_id"]
             if "room" in changes:
                 race.room_settings = changes["room"]
+            for key in RACE_DEFAULTS:
+                if key in changes:
+                    setattr(race, key, changes[key])
             if (
                 race.status is RaceStatus.SCHEDULED
                 and not self.opener.claim_is_live(race, self._now())

@@ -267,7 +267,9 @@ class OutboxWriter:
     ) -> dict[str, Any]:
         """Everything a message about this event shows, frozen at queue time."""
         lead = room_open_lead(
-            tournament.room_open_lead_minutes,
+            race.room_open_lead_minutes
+            if race.room_open_lead_minutes is not None
+            else tournament.room_open_lead_minutes,
             guild.room_open_lead_minutes if guild else None,
             self.settings.scheduler.room_open_lead_minutes,
         )
@@ -591,10 +593,19 @@ class OutboxWriter:
         *,
         occurrence: int | None = None,
     ) -> list[dict[str, Any]]:
-        channel_id = tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
+        # The race's own channel and role (from its template) first, then the tournament's, then the server's.
+        channel_id = (
+            race.announcement_channel_id
+            or tournament.announcement_channel_id
+            or (guild.announcement_channel_id if guild else None)
+        )
         if channel_id is None or Audience.ANNOUNCEMENT not in event.spec.audience:
             return []
-        role_id = tournament.announcement_role_id or (guild.announcement_role_id if guild else None)
+        role_id = (
+            race.announcement_role_id
+            or tournament.announcement_role_id
+            or (guild.announcement_role_id if guild else None)
+        )
         payload = {**self._base_payload(event, event.spec.name, snapshot), "role_id": role_id}
         key = channel_dedupe_key(event.spec.name, race.id, channel_id, occurrence=occurrence)
         return [self._row(NotificationKind.CHANNEL, event, None, channel_id, payload, key, self.clock())]
@@ -609,7 +620,9 @@ class OutboxWriter:
     ) -> list[dict[str, Any]]:
         """A moderator alert: the moderator channel, else the announcement channel, pinging organizers."""
         channel_id = (guild.moderator_channel_id if guild else None) or (
-            tournament.announcement_channel_id or (guild.announcement_channel_id if guild else None)
+            race.announcement_channel_id
+            or tournament.announcement_channel_id
+            or (guild.announcement_channel_id if guild else None)
         )
         if channel_id is None:
             log.warning("race %s could not open and no moderator or announcement channel is set", race.id)

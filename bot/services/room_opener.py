@@ -452,7 +452,8 @@ class RoomOpener:
             select(
                 LiveRace.id,
                 LiveRace.scheduled_at,
-                Tournament.room_open_lead_minutes,
+                # The race's own lead (from its template), else the tournament's.
+                func.coalesce(LiveRace.room_open_lead_minutes, Tournament.room_open_lead_minutes),
                 GuildSettings.room_open_lead_minutes,
             )
             .join(Tournament, Tournament.id == LiveRace.tournament_id)

@@ -352,6 +352,9 @@ class SeriesService:
                 changes["pool_id"] = plan.pool.id
             if plan.title is not None and plan.title != race.title:
                 changes["title"] = plan.title
+            for key, value in plan.race_defaults.items():  # the template's lead time, channel and role
+                if getattr(race, key) != value:
+                    changes[key] = value
             if changes:
                 await self.live_races.edit(guild_id, race.id, actor, **changes)
 
@@ -582,6 +585,7 @@ class SeriesService:
                 room_profile_id=plan.room_profile_id,
                 room=plan.room or None,
                 link=link,
+                **plan.race_defaults,
             )
         except IntegrityError:
             return False  # made by another process (or a run before a crash): nothing to do

@@ -20,7 +20,7 @@ from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import check_unique_name, clean_name, require_aware
 from bot.services.live_race_views import LiveRaceView
-from bot.services.live_races import LiveRaceService
+from bot.services.live_races import LiveRaceService, check_race_defaults
 from bot.services.recurrence import localize, parse_local_time, zone_of
 from bot.services.room_profiles import profile_or_404, validate_room_settings
 from bot.services.tournaments import pool_or_404, tournament_or_404
@@ -30,7 +30,17 @@ from db.session import Database
 PATTERN_FIELDS = ("n", "date", "pool", "tournament", "series")
 MAX_PATTERN = 200
 MAX_POOLS = 50
-TEMPLATE_FIELDS = ("name", "pool_ids", "title_pattern", "start_time", "timezone", "room_profile_id", "room")
+RACE_DEFAULTS = ("room_open_lead_minutes", "announcement_channel_id", "announcement_role_id")  # copied to its races
+TEMPLATE_FIELDS = (
+    "name",
+    "pool_ids",
+    "title_pattern",
+    "start_time",
+    "timezone",
+    "room_profile_id",
+    "room",
+    *RACE_DEFAULTS,
+)
 
 
 def check_pattern(pattern: str | None) -> str | None:
@@ -72,6 +82,8 @@ class TemplatePlan:
     title: str | None
     room_profile_id: int | None
     room: dict[str, Any]
+    # The template's lead time, announcement channel and ping role, for the race (None: the tournament's).
+    race_defaults: dict[str, int | None]
 
 
 def template_pool(template: RaceTemplate, pools: dict[int, Pool], n: int) -> Pool:
@@ -102,7 +114,8 @@ def plan_for(
     title = render_title(
         template.title_pattern, n=n, day=day, pool=pool.name, tournament=tournament.name, series=series
     )
-    return TemplatePlan(pool, title, template.room_profile_id, dict(template.room_settings or {}))
+    defaults = {key: getattr(template, key) for key in RACE_DEFAULTS}
+    return TemplatePlan(pool, title, template.room_profile_id, dict(template.room_settings or {}), defaults)
 
 
 async def template_or_404(session: AsyncSession, guild_id: int, tournament_id: int, template_id: int) -> RaceTemplate:
@@ -145,6 +158,7 @@ class TemplateService:
             clean["room_profile_id"] = values["room_profile_id"]
         if "room" in values:
             clean["room_settings"] = validate_room_settings(values["room"], field_prefix="room.")
+        clean.update(check_race_defaults({key: values[key] for key in RACE_DEFAULTS if key in values}))
         return clean
 
     async def create(self, guild_id: int, tournament_id: int, actor: Actor, **values: Any) -> RaceTemplate:
@@ -277,6 +291,7 @@ class TemplateService:
             "title": plan.title,
             "room_profile_id": plan.room_profile_id,
             "room": plan.room or None,
+            **plan.race_defaults,
         }
         room = {**(plan.room or {}), **(overrides.pop("room", None) or {})}
         fields.update({key: value for key, value in overrides.items() if value is not None})

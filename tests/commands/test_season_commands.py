@@ -250,3 +250,39 @@ async def test_phase_commands_are_for_moderators(discord_) -> None:
     ):
         reply = await d.harness.run(command, d.alice, tournament="Spring Cup", **options)
         assert reply.text == "You need the Manage Server permission to do that.", command
+
+
+async def test_template_lead_channel_and_role_by_command(discord_) -> None:
+    d = discord_
+    cup = await _cup(d)
+    channel, role = d.guild.text_channels[0], d.guild.roles[0]
+    reply = await mod(
+        d,
+        "template-admin create",
+        tournament="Spring Cup",
+        name="Weekly",
+        pool="Pool A",
+        start_time="20:00",
+        lead_minutes=40,
+        announcement_channel=channel,
+        announcement_role=role,
+    )
+    assert "Created template **Weekly**" in reply.text
+    (template,) = await d.services.templates.list(d.guild.id, cup.id)
+    assert (template.room_open_lead_minutes, template.announcement_channel_id, template.announcement_role_id) == (
+        40,
+        channel.id,
+        role.id,
+    )
+    listed = await d.harness.run("template list", d.alice, tournament="Spring Cup")
+    assert f"room opens 40 min before · announced in <#{channel.id}> · pings <@&{role.id}>" in str(listed.first.embeds)
+    reply = await mod(d, "template-admin edit", tournament="Spring Cup", template="Weekly", lead_minutes=1441)
+    assert reply.ephemeral and "1440" in reply.text  # Discord's range; nothing changed
+    reply = await mod(d, "template-admin edit", tournament="Spring Cup", template="Weekly", clear=True)
+    assert "Template **Weekly** changed." in reply.text
+    (template,) = await d.services.templates.list(d.guild.id, cup.id)
+    assert (template.room_open_lead_minutes, template.announcement_channel_id, template.announcement_role_id) == (
+        None,
+        None,
+        None,
+    )
