@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 
 import discord
 from discord import app_commands
 from discord.app_commands import Transform
 
 from bot.errors import ValidationFailed
+from bot.services.recurrence import zone_of
 from cogs._common.base import StartlineCog
 from cogs._common.checks import admin_group, moderator_only, player_group
 from cogs._common.formatting import pages, safe, shorten
@@ -47,8 +48,15 @@ def series_line(view) -> str:
     series = view.series
     upcoming = ", ".join(_ts(o.starts_at) for o in view.next_occurrences[:1]) or "none"
     reason = f" — {safe(series.status_reason, 200)}" if series.status_reason else ""
+    end = (
+        f" · {series.count} races in all"
+        if series.count
+        else f" · until <t:{int(series.until.timestamp())}:d>"
+        if series.until
+        else ""
+    )
     return (
-        f"`#{series.id}` **{safe(series.name, 60)}** · `{series.rrule}` in {series.timezone} · "
+        f"`#{series.id}` **{safe(series.name, 60)}** · `{series.rrule}` in {series.timezone}{end} · "
         f"{series.status.value}{reason} · next: {upcoming}"
     )
 
@@ -313,6 +321,58 @@ class SeasonCog(StartlineCog):
             interaction,
             f"Moved the {safe(series.series.name)} race of {day} to {_ts(when.at)}.\nRead `when` as {when.echo}.",
         )
+
+    @series_admin.command(name="edit", description="Change a series and all its future races (rule, end, template)")
+    @app_commands.describe(
+        name="A new name",
+        template="Another template of the tournament",
+        rrule="A new rule, for example FREQ=WEEKLY;BYDAY=SU",
+        first_date="The date the rule starts from, like 2026-12-05",
+        count="End after this many races in all",
+        until="End after this local date, like 2027-03-28",
+        no_end="Remove the end (count or until)",
+        timezone="The time zone of its start time",
+    )
+    @moderator_only()
+    async def series_edit(
+        self,
+        interaction: discord.Interaction,
+        tournament: Transform[Tournament, TournamentOption],
+        series: Transform[object, SeriesOption],
+        name: str | None = None,
+        template: Transform[RaceTemplate, TemplateOption] | None = None,
+        rrule: str | None = None,
+        first_date: str | None = None,
+        count: app_commands.Range[int, 1, 1000] | None = None,
+        until: str | None = None,
+        no_end: bool = False,
+        timezone: Transform[str, TimezoneOption] | None = None,
+    ) -> None:
+        if count is not None and until is not None:
+            raise ValidationFailed("give count or until, not both", field="count")
+        if no_end and (count is not None or until is not None):
+            raise ValidationFailed("no_end removes the end: give it without count or until", field="no_end")
+        changes = given(
+            name=name,
+            template_id=template.id if template else None,
+            rrule=rrule,
+            starts_on=_day(first_date, "first_date") if first_date else None,
+            count=count,
+            timezone=timezone,
+        )
+        if until is not None:
+            zone = zone_of(timezone or series.series.timezone)
+            last = datetime.combine(_day(until, "until"), time(23, 59), tzinfo=zone)
+            changes["until"] = last.astimezone(UTC)
+        if no_end:
+            changes.update(count=None, until=None)
+        if not changes:
+            raise ValidationFailed("nothing to change", field="changes")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        view = await self.services.series.update(
+            self.guild_id(interaction), tournament.id, series.series.id, self.actor(interaction), **changes
+        )
+        await respond(interaction, f"Changed series: {series_line(view)}")
 
     async def _status(self, interaction: discord.Interaction, tournament: Tournament, series, status: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

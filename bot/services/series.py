@@ -40,6 +40,7 @@ from db.models import (
     LiveRace,
     OccurrenceKind,
     Permalink,
+    Pool,
     RaceSeries,
     RaceStatus,
     RaceTemplate,
@@ -680,8 +681,9 @@ class SeriesService:
         log.warning("series %s missed %d occurrence(s): %s", series_id, len(missed), [o.local_date for o in missed])
         return True
 
-    async def _set_status(self, series_id: int, status: SeriesStatus, reason: str) -> bool:
-        """Compare-and-set from active: True for the one caller whose update changed the row."""
+    async def _set_status(self, series_id: int, status: SeriesStatus, reason: str, *, alert: bool = False) -> bool:
+        """Compare-and-set from active: True for the one caller whose update changed the row. `alert`: tell
+        moderators in the same transaction, on the series' next scheduled race (the moderator alert)."""
         async with self.db.transaction() as session:
             changed = await session.execute(
                 update(RaceSeries)
@@ -701,10 +703,40 @@ class SeriesService:
                 target_id=series_id,
                 details={"reason": reason},
             )
+            upcoming = None
+            if alert:
+                now = self.clock()
+                upcoming = await session.scalar(
+                    select(LiveRace.id)
+                    .join(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
+                    .where(
+                        SeriesOccurrence.series_id == series_id,
+                        LiveRace.status == RaceStatus.SCHEDULED,
+                        LiveRace.scheduled_at > now,
+                    )
+                    .order_by(LiveRace.scheduled_at)
+                    .limit(1)
+                )
+            if upcoming is not None:
+                await self.live_races.events.publish(
+                    session,
+                    LiveRaceOpenFailed(
+                        guild_id=series.guild_id,
+                        tournament_id=series.tournament_id,
+                        live_race_id=upcoming,
+                        occurred_at=self.clock(),
+                        error=reason,
+                        attempts=0,
+                        summary=f"Series {series.name} is paused and makes no more races: {reason}. "
+                        "This is its next race, already made.",
+                        action="Fix the cause, then resume the series with /series-admin resume.",
+                    ),
+                )
         return True
 
     async def _pause(self, series_id: int, reason: str) -> None:
-        if await self._set_status(series_id, SeriesStatus.PAUSED, reason):
+        """Pause the series for a reason moderators must fix; they are told (if a race of it is still to come)."""
+        if await self._set_status(series_id, SeriesStatus.PAUSED, reason, alert=True):
             log.warning("series %s paused: %s", series_id, reason)
 
     async def _check_seeds(self, series_id: int) -> bool:
@@ -765,9 +797,12 @@ class SeriesService:
                 return False
             race = await session.get(LiveRace, short)
             assert race is not None
+            pool = await session.get(Pool, race.pool_id)
+            pool_name = pool.name if pool is not None else f"#{race.pool_id}"
+            starts = race.scheduled_at.astimezone(zone_of(series.timezone))
             reason = (
-                f"no unused seed left in the pool of race {race.id} ({race.title}); add seeds to the pool, "
-                "then resume the series"
+                f"no unused seed left in pool {pool_name} for race {race.id} ({race.title}, "
+                f"{starts:%a %d %b %H:%M} {series.timezone}); add seeds to pool {pool_name}, then resume the series"
             )
             changed = await session.execute(
                 update(RaceSeries)
@@ -794,8 +829,9 @@ class SeriesService:
                     occurred_at=now,
                     error=reason,
                     attempts=0,
-                    summary=f"Series {series.name} is paused: this race will find no unused seed in its pool.",
-                    action="Add seeds to the pool, then resume the series with /series-admin resume.",
+                    summary=f"Series {series.name} is paused: this race will find no unused seed in pool "
+                    f"{pool_name}, the next pool of its rotation.",
+                    action=f"Add seeds to pool {pool_name}, then resume the series with /series-admin resume.",
                 ),
             )
         log.warning("series %s paused: %s", series_id, reason)

@@ -286,3 +286,58 @@ async def test_template_lead_channel_and_role_by_command(discord_) -> None:
         None,
         None,
     )
+
+
+async def test_series_edit_changes_the_rule_and_the_end(discord_) -> None:
+    d = discord_
+    cup = await _cup(d)
+    pool = (await d.services.tournaments.list_pools(d.guild.id, cup.id))[0]
+    template = await d.services.templates.create(
+        d.guild.id, cup.id, SYSTEM, name="Weekly", pool_ids=[pool.id], start_time="20:00", timezone="Europe/Berlin"
+    )
+    await d.services.series.create(
+        d.guild.id, cup.id, SYSTEM, name="Saturdays", template_id=template.id, rrule="FREQ=WEEKLY;BYDAY=SA"
+    )
+    reply = await mod(
+        d, "series-admin edit", tournament="Spring Cup", series="Saturdays", rrule="FREQ=WEEKLY;BYDAY=SU", count=3
+    )
+    assert (
+        "Changed series:" in reply.last.text and "BYDAY=SU" in reply.last.text and "3 races in all" in reply.last.text
+    )
+    upcoming = (await d.services.live_races.upcoming(d.guild.id)).items
+    assert upcoming and all(
+        view.race.scheduled_at.astimezone(ZoneInfo("Europe/Berlin")).weekday() == 6 for view in upcoming
+    )
+    reply = await mod(d, "series-admin edit", tournament="Spring Cup", series="Saturdays", until="2030-03-28")
+    assert "until <t:" in reply.last.text
+    reply = await mod(d, "series-admin edit", tournament="Spring Cup", series="Saturdays", no_end=True)
+    assert "races in all" not in reply.last.text and "until <t:" not in reply.last.text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "Nothing to change"),
+        ({"count": 2, "until": "2030-01-01"}, "Give count or until, not both"),
+        ({"no_end": True, "count": 2}, "no_end removes the end"),
+        ({"until": "next year"}, "Until must be a date like 2026-12-05"),
+        ({"rrule": "FREQ=MINUTELY"}, "at most every 1 hour"),
+        ({"rrule": "FREQ=SOMETIMES"}, "rrule"),
+    ],
+)
+async def test_series_edit_refuses_bad_input_and_changes_nothing(discord_, options, message) -> None:
+    d = discord_
+    cup = await _cup(d)
+    pool = (await d.services.tournaments.list_pools(d.guild.id, cup.id))[0]
+    template = await d.services.templates.create(
+        d.guild.id, cup.id, SYSTEM, name="Weekly", pool_ids=[pool.id], start_time="20:00", timezone="Europe/Berlin"
+    )
+    await d.services.series.create(
+        d.guild.id, cup.id, SYSTEM, name="Saturdays", template_id=template.id, rrule="FREQ=WEEKLY;BYDAY=SA"
+    )
+    reply = await mod(d, "series-admin edit", tournament="Spring Cup", series="Saturdays", **options)
+    assert message.lower() in reply.last.text.lower(), reply.last.text
+    (view,) = (await d.services.series.list(d.guild.id, cup.id)).items
+    assert (view.series.rrule, view.series.count, view.series.until) == ("FREQ=WEEKLY;BYDAY=SA", None, None)
+    reply = await d.harness.run("series-admin edit", d.alice, tournament="Spring Cup", series="Saturdays", count=2)
+    assert reply.text == "You need the Manage Server permission to do that."

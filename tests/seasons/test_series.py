@@ -324,3 +324,33 @@ async def test_a_series_from_before_the_upgrade_starts_counting_at_its_first_run
 async def _template_id(services: Services, series_id: int) -> int:
     async with services.db.read() as session:
         return (await session.get(RaceSeries, series_id)).template_id
+
+
+async def test_a_series_that_cannot_make_its_next_race_pauses_and_tells_moderators_once(
+    services: Services, moved_clock: Clock
+) -> None:
+    world = await _world(services)
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    series_id = await _series(services, world)  # Sat 10 and 17 made
+    await services.tournaments.update_tournament(GUILD, world.tournament.id, MODERATOR, active=False)
+    moved_clock.advance(days=7)  # the 24th is due: an inactive tournament refuses new races
+    await asyncio.gather(*(services.series.run_job() for _ in range(2)))
+    async with services.db.read() as session:
+        series = await session.get(RaceSeries, series_id)
+    assert series.status is SeriesStatus.PAUSED and "is not active" in series.status_reason
+    (alert,) = await _alerts(services)
+    assert alert["alert"]["summary"].startswith("Series Saturday night is paused and makes no more races:")
+    assert alert["race"]["title"] == "Week 2 — Pool B"  # its next race, already made
+    assert "resume" in alert["alert"]["action"]
+
+
+async def test_the_seed_alert_names_the_pool_of_the_rotation(services: Services, moved_clock: Clock) -> None:
+    world = await make_world(services, seeds=1)  # Pool A: one seed; Pool B (second in the rotation): none
+    await services.guilds.update(GUILD, MODERATOR, moderator_channel_id=555)
+    series_id = await _series(services, world)
+    (alert,) = await _alerts(services)
+    assert "no unused seed in pool Pool B, the next pool of its rotation" in alert["alert"]["summary"]
+    assert alert["alert"]["action"].startswith("Add seeds to pool Pool B")
+    async with services.db.read() as session:
+        reason = (await session.get(RaceSeries, series_id)).status_reason
+    assert reason.startswith("no unused seed left in pool Pool B for race") and "Sat 17 Jan 20:00" in reason
