@@ -201,8 +201,8 @@ async def get_template(call: ApiCall) -> TemplateOut:
     body=TemplateUpdate,
     response=TemplateOut,
     errors=(409,),
-    description="Series made from it follow: their future occurrences change at the series job's next run "
-    "(or at once with PATCH on the series).",
+    description="Series made from it follow at once: their future races made by the rule take the new time, title, "
+    "pool, lead time, announcement channel and role.",
 )
 async def update_template(call: ApiCall) -> TemplateOut:
     template = await call.services.templates.update(

@@ -101,6 +101,7 @@ class SeriesService:
         self.settings = settings
         self.live_races = live_races
         self.templates = templates
+        templates.on_change = self.follow_template
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -300,6 +301,26 @@ class SeriesService:
         await self._replan(guild_id, tournament_id, series_id, actor)
         await self.keep_series(series_id)
         return await self.get(guild_id, tournament_id, series_id)
+
+    async def follow_template(self, guild_id: int, tournament_id: int, template_id: int, actor: Actor) -> None:
+        """A template changed: the future races of every series made from it follow (time, title, pool, lead time,
+        announcement channel and role), as after a change of the series itself."""
+        async with self.db.read() as session:
+            ids = (
+                await session.scalars(
+                    select(RaceSeries.id).where(
+                        RaceSeries.guild_id == guild_id,
+                        RaceSeries.tournament_id == tournament_id,
+                        RaceSeries.template_id == template_id,
+                        RaceSeries.status != SeriesStatus.ENDED,
+                    )
+                )
+            ).all()
+        for series_id in ids:
+            try:
+                await self._replan(guild_id, tournament_id, series_id, actor)
+            except DomainError as exc:  # e.g. the new start time does not exist on a date: the series pauses
+                await self._pause(series_id, f"its template changed and its races could not follow: {exc.message}")
 
     async def _replan(self, guild_id: int, tournament_id: int, series_id: int, actor: Actor) -> None:
         """Bring future, still scheduled occurrences created by the rule in line with the series as it now is."""

@@ -8,6 +8,7 @@ for a race made directly), `{date}` (the local date), `{pool}`, `{tournament}` a
 from __future__ import annotations
 
 import string
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
@@ -129,6 +130,9 @@ class TemplateService:
     def __init__(self, db: Database, live_races: LiveRaceService) -> None:
         self.db = db
         self.live_races = live_races
+        # Called after a template changed, with (guild_id, tournament_id, template_id, actor): the series service
+        # brings the future races of the series that use it in line (set by `SeriesService`).
+        self.on_change: Callable[[int, int, int, Actor], Awaitable[None]] | None = None
 
     async def _clean(self, session: AsyncSession, guild_id: int, tournament_id: int, values: dict[str, Any]) -> dict:
         unknown = set(values) - set(TEMPLATE_FIELDS)
@@ -232,6 +236,8 @@ class TemplateService:
                 details={"before": before, "after": clean},
             )
             await session.flush()
+        if self.on_change is not None:
+            await self.on_change(guild_id, tournament_id, template.id, actor)
         return template
 
     async def delete(self, guild_id: int, tournament_id: int, template_id: int, actor: Actor) -> None:

@@ -98,11 +98,15 @@ async def test_series_occurrences_take_them_and_follow_a_change(services: Servic
     assert [(r.room_open_lead_minutes, r.announcement_channel_id) for r in races] == [(30, 777), (30, 777)]
     for race in races:
         assert await _announcements(services, race.id) == [(777, None)]
-    await services.templates.update(GUILD, world.tournament.id, template.id, MODERATOR, room_open_lead_minutes=60)
-    await services.series.update(GUILD, world.tournament.id, view.series.id, MODERATOR, name="Saturdays")
+    # Changing the template is enough: the series' future races follow (here the lead time and the start time).
+    await services.templates.update(
+        GUILD, world.tournament.id, template.id, MODERATOR, room_open_lead_minutes=60, start_time="21:00"
+    )
     async with services.db.read() as session:
-        leads = (await session.scalars(select(LiveRace.room_open_lead_minutes))).all()
-    assert leads == [60, 60]
+        races = (await session.scalars(select(LiveRace).order_by(LiveRace.scheduled_at))).all()
+    assert [r.room_open_lead_minutes for r in races] == [60, 60]
+    assert [r.scheduled_at.hour for r in races] == [20, 20]  # 21:00 in Berlin in winter
+    assert view.series.id
 
 
 @pytest.mark.parametrize(
