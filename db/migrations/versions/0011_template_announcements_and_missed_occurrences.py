@@ -1,7 +1,7 @@
 """templates: lead time, announcement channel and ping role (and the races made from them); missed occurrences
 
 Revision ID: 0011
-Revises: 0004
+Revises: 0010
 
 New nullable columns only, added with ALTER TABLE … ADD COLUMN (no table is recreated, so SQLite runs no ON DELETE
 action of the tables that refer to them); NULL keeps today's behaviour:
@@ -24,7 +24,7 @@ from alembic import op
 import db.types
 
 revision: str = "0011"
-down_revision: str | None = "0004"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
