@@ -219,7 +219,7 @@ class OutboxWriter:
                         payload = self._base_payload(event, event.spec.name, snapshot)
                         dms.setdefault(recipients, []).append((event, payload))
                         count += len(recipients)
-                rows = self._announcement_rows(event, race, tournament, guild, snapshot)
+                rows = await self._channel_rows(session, event, race, tournament, guild, snapshot)
                 channel_rows += rows
                 count += len(rows)
             now = self.clock()
