@@ -33,7 +33,7 @@ async def _schema_before_0015(database: Database) -> None:
             await migrate._sqlite_foreign_keys(connection, on=False)
         try:
             async with connection.begin():
-                await connection.run_sync(_downgrade_to, "0010")
+                await connection.run_sync(_downgrade_to, "0011")
         finally:
             if connection.dialect.name == "sqlite":
                 await migrate._sqlite_foreign_keys(connection, on=True)

@@ -7,7 +7,7 @@ drop of the old table does not touch the rows that refer to it, and checks every
 PostgreSQL's sequences never reuse a value: nothing to do there.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0015"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
