@@ -82,6 +82,8 @@ class LiveRaceOpenFailed(LiveRaceEvent):
     # Set when the alert comes before any attempt (a series paused for want of seeds): what happened and what to do.
     summary: str | None = None
     action: str | None = None
+    # The alert's title when it is not a room that failed to open (a series paused, races missed, a race too late).
+    headline: str | None = None
 
     @property
     def spec(self) -> EventSpec:

@@ -605,6 +605,7 @@ async def test_a_race_long_past_its_start_is_not_opened_by_itself(
     assert alert.error == final.last_error
     # No attempt was made, so the alert tells what happened rather than "gave up after N attempts".
     assert alert.summary == f"The bot did not open the RaceTime.gg room: {final.last_error}."
+    assert alert.headline == "Race room was not opened"
     async with app.db.read() as session:
         posts = list(await session.scalars(select(Notification).where(Notification.kind == NotificationKind.CHANNEL)))
     assert [(p.channel_id, p.payload["event"], p.payload["alert"]["error"]) for p in posts] == (

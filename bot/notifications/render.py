@@ -83,8 +83,9 @@ def render(payload: Mapping[str, Any], *, channel: bool = False) -> Notification
     name = race.get("title") or "live race"
     if payload.get("living") and spec.name == EventType.LIVE_RACE_CANCELLED.value:
         name = f"~~{name}~~"  # the living announcement of a cancelled race: struck through, kept for the record
+    headline = payload.get("alert", {}).get("headline") or spec.headline  # a moderator alert may name itself
     return NotificationMessage(
-        title=f"{spec.emoji} {spec.headline}: {name}",
+        title=f"{spec.emoji} {headline}: {name}",
         description=body.description,
         colour=spec.colour,
         url=race.get("room_url") if body.links_room else None,
@@ -187,7 +188,7 @@ def _open_failed(payload, race, channel) -> Body:
         f"{_where(race)}\nThe bot gave up opening the RaceTime.gg room after "
         f"{alert.get('attempts', '?')} attempts. The race is still scheduled."
     )
-    if alert.get("summary"):  # a warning ahead of time (a series without seeds), not a failed open
+    if alert.get("summary"):  # not a failed open: a warning ahead of time, missed races, a race too late
         description = f"{_where(race)}\n{alert['summary']} The race is still scheduled."
     fields = [
         MessageField("Last error", alert.get("error") or "No error text", inline=False),

@@ -641,6 +641,7 @@ class OutboxWriter:
                 "attempts": event.attempts,
                 # A warning ahead of time (a series without seeds) says what happened and what to do.
                 **({"summary": event.summary, "action": event.action} if event.summary else {}),
+                **({"headline": event.headline} if event.headline else {}),
             },
             "role_id": guild.organizer_role_id if guild else None,
         }

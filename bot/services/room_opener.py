@@ -788,6 +788,7 @@ class RoomOpener:
                     error=message,
                     attempts=attempts,
                     summary=None if retryable else f"The bot did not open the RaceTime.gg room: {message}.",
+                    headline=None if retryable else "Race room was not opened",
                     action=None,
                 ),
             )

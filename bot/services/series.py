@@ -695,6 +695,7 @@ class SeriesService:
                         error=f"missed: {', '.join(o.local_date.isoformat() for o in missed)}",
                         attempts=0,
                         summary=summary,
+                        headline="Series races were missed",
                         action="Nothing to do if that is fine; to hold a missed race later, "
                         "/series-admin move it to a new time.",
                     ),
@@ -748,6 +749,7 @@ class SeriesService:
                         occurred_at=self.clock(),
                         error=reason,
                         attempts=0,
+                        headline="Series paused",
                         summary=f"Series {series.name} is paused and makes no more races: {reason}. "
                         "This is its next race, already made.",
                         action="Fix the cause, then resume the series with /series-admin resume.",
@@ -850,6 +852,7 @@ class SeriesService:
                     occurred_at=now,
                     error=reason,
                     attempts=0,
+                    headline="Series paused",
                     summary=f"Series {series.name} is paused: this race will find no unused seed in pool "
                     f"{pool_name}, the next pool of its rotation.",
                     action=f"Add seeds to pool {pool_name}, then resume the series with /series-admin resume.",

@@ -58,6 +58,18 @@ def test_alert_is_its_own_style():
     assert (message.title, message.colour) == ("⚠️ Race room could not be opened: Week 3", 0x992D22)
 
 
+def test_an_alert_that_is_not_a_failed_open_names_itself():
+    alert = {"error": "missed: 2026-12-05", "attempts": 0, "summary": "Series Weekly missed a race.", "action": "x"}
+    payload = {
+        "event": OPEN_FAILED_ALERT.name,
+        "race": {"title": "Week 4"},
+        "alert": {**alert, "headline": "Series races were missed"},
+    }
+    message = render(payload, channel=True)
+    assert message.title == "⚠️ Series races were missed: Week 4"
+    assert "gave up" not in message.description and "Series Weekly missed a race." in message.description
+
+
 @pytest.mark.parametrize(
     ("number", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"), (21, "21st")]
 )

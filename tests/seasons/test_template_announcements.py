@@ -3,7 +3,7 @@ and read wherever a race's room-open time and announcement are worked out."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -55,7 +55,7 @@ async def test_a_race_from_a_template_takes_its_lead_channel_and_role(services: 
         services, world, room_open_lead_minutes=45, announcement_channel_id=777, announcement_role_id=888
     )
     view = await services.templates.create_race(
-        GUILD, world.tournament.id, template.id, MODERATOR, when=datetime(2026, 1, 10).date()
+        GUILD, world.tournament.id, template.id, MODERATOR, when=date(2026, 1, 10)
     )
     race = view.race
     assert (race.room_open_lead_minutes, race.announcement_channel_id, race.announcement_role_id) == (45, 777, 888)
@@ -81,7 +81,7 @@ async def test_a_template_with_only_a_role_pings_it_in_the_tournaments_channel(
     world = await make_world(services, announcement_channel_id=111, announcement_role_id=222)
     template = await _template(services, world, announcement_role_id=999)
     view = await services.templates.create_race(
-        GUILD, world.tournament.id, template.id, MODERATOR, when=datetime(2026, 1, 10).date()
+        GUILD, world.tournament.id, template.id, MODERATOR, when=date(2026, 1, 10)
     )
     assert await _announcements(services, view.race.id) == [(111, 999)]
     assert view.room_opens_at == view.race.scheduled_at - timedelta(minutes=15)  # the default lead
