@@ -34,6 +34,7 @@ from db.session import Database
 
 if TYPE_CHECKING:
     from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +50,16 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def racetime_client_from(settings: Settings) -> RacetimeClient | None:
-    """The bot's RaceTime.gg client, or None when no credentials are configured (rooms then cannot open)."""
+def racetime_client_from(settings: Settings) -> RacetimeClients | None:
+    """One RaceTime.gg client per configured category bot, or None when there is none (rooms then cannot open)."""
     if not settings.has_racetime_credentials:
         return None
-    from racetime.client import RacetimeClient
+    from racetime.clients import clients_from_credentials
 
     racetime = settings.racetime
-    return RacetimeClient(
+    return clients_from_credentials(
         racetime.base_url,
-        racetime.client_id or "",
-        racetime.client_secret.get_secret_value() if racetime.client_secret else "",
+        racetime.credentials(),
         timeout=racetime.request_timeout_seconds,
         connect_timeout=racetime.connect_timeout_seconds,
     )
@@ -79,7 +79,7 @@ class Application:
         *,
         run_migrations: bool = True,
         start_jobs: bool = True,
-        racetime_client: RacetimeClient | None = None,
+        racetime_client: RacetimeClient | RacetimeClients | None = None,
     ) -> None:
         self.settings = settings
         self.version = _version()
@@ -89,7 +89,12 @@ class Application:
         self.clock = Clock()
         # An injected client (tests) belongs to the caller; one made from the settings is closed by stop().
         self._owns_racetime = racetime_client is None
-        self.racetime = racetime_client if racetime_client is not None else racetime_client_from(settings)
+        if racetime_client is not None:
+            from racetime.clients import as_clients
+
+            self.racetime = as_clients(racetime_client)
+        else:
+            self.racetime = racetime_client_from(settings)
         self.services: Services = build_services(
             settings, self.db, self.events, racetime=self.racetime, clock=self.clock
         )
@@ -102,7 +107,9 @@ class Application:
         self.leases = Leases(self.db, self.identity.id, self.clock)
         self.racetime_health = RacetimeHealth()
         if self.racetime is not None:
-            self.racetime.observer = RacetimeObserver(self.racetime_health, clock=self.clock)
+            # One observer per bot: each category's token health is kept under its own name.
+            for credentials, client in self.racetime.items():
+                client.observer = RacetimeObserver(self.racetime_health, credentials, clock=self.clock)
         self.heartbeats = Heartbeats(
             self.db,
             self.identity,
@@ -113,13 +120,20 @@ class Application:
             discord=lambda: self.discord_state,
             clock=self.clock,
         )
-        self.status = StatusService(
-            self.db, settings, self.heartbeats, racetime_configured=self.racetime is not None, clock=self.clock
-        )
+        self.status = StatusService(self.db, settings, self.heartbeats, racetime=self.racetime, clock=self.clock)
         # The gateway's view of a guild's channel permissions; set by the Discord adapter (cogs/admin.py).
         self.permission_probe: PermissionProbe | None = None
         poller = self.services.live_races.poller
         poller.leases, poller.lease_seconds = self.leases, 2 * settings.racetime.poll_interval_seconds
+        from bot.services.room_presence import RoomPresence
+
+        self.presence = RoomPresence(
+            self.db,
+            self.racetime if settings.racetime.room_presence else None,
+            leases=self.leases,
+            lease_seconds=3 * settings.racetime.presence_interval_seconds,
+            clock=self.services.live_races._now,
+        )
         self.metrics = None
         if settings.metrics.enabled:
             from bot.api.metrics_server import MetricsServer
@@ -163,6 +177,13 @@ class Application:
             seconds=self.settings.racetime.poll_interval_seconds,
             first_run_in=2,
         )
+        if self.settings.racetime.room_presence and self.racetime is not None:
+            self.jobs.add(
+                "room_presence",
+                self.presence.run_cycle,
+                seconds=self.settings.racetime.presence_interval_seconds,
+                first_run_in=3,
+            )
         series = self.settings.series.interval_seconds
         self.jobs.add("series", self.services.series.run_job, seconds=series, first_run_in=3)
         dispatch = self.settings.notifications.dispatch_interval_seconds
@@ -179,6 +200,7 @@ class Application:
         # No new runs; the runs in progress end (the dispatcher's once the messages being sent are recorded)
         # before anything they use is closed.
         await asyncio.gather(self.jobs.shutdown(), self.dispatcher.close())
+        await self.presence.close()
         if self.start_jobs and self.started:
             try:
                 await self.heartbeats.forget()  # no longer counted among the processes

@@ -87,11 +87,36 @@ class ApiSettings(_Section):
         return value.rstrip("/")
 
 
+_CATEGORY_SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _check_slug(value: str) -> str:
+    if not value or len(value) > 50 or not set(value) <= _CATEGORY_SLUG_CHARS:
+        raise ValueError(f"{value!r} is not a RaceTime.gg category slug (lower-case letters, digits, - and _)")
+    return value
+
+
+class CategoryCredentials(_Section):
+    """One category bot's OAuth client (RaceTime.gg accepts a category bot only in its own category)."""
+
+    client_id: str
+    client_secret: SecretStr
+
+    @field_validator("client_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
 class RacetimeSettings(_Section):
     base_url: str = "https://racetime.gg"
     category: str = "alttpr"
+    # The default category's bot; `categories` holds the bots of the others (one per category).
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    categories: dict[str, CategoryCredentials] = Field(default_factory=dict)
     # RaceTime.gg gives a category bot a client-credentials-only application, so linking players' accounts
     # (the authorization-code flow of /racetime link) needs a second, ordinary OAuth application.
     oauth_client_id: str | None = None
@@ -101,6 +126,10 @@ class RacetimeSettings(_Section):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # RaceTime.gg serves /o/{category}/data from a cache this old at most: a room younger than this may be missing.
     listing_cache_seconds: float = Field(default=60.0, ge=0)
+    # Startline in the rooms it opened, over the bot websocket (pinned summary, eligibility warnings, !commands).
+    room_presence: bool = True
+    # How often the presence job joins and leaves rooms and re-checks the entrants of the rooms it holds.
+    presence_interval_seconds: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("base_url")
     @classmethod
@@ -108,6 +137,28 @@ class RacetimeSettings(_Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("category")
+    @classmethod
+    def _category_slug(cls, value: str) -> str:
+        return _check_slug(value)
+
+    @field_validator("categories")
+    @classmethod
+    def _category_slugs(cls, value: dict[str, CategoryCredentials]) -> dict[str, CategoryCredentials]:
+        # Environment variable names arrive lower-cased (STARTLINE_RACETIME__CATEGORIES__SMZ3__CLIENT_ID → smz3).
+        for slug in value:
+            _check_slug(slug)
+        return value
+
+    def credentials(self) -> dict[str, tuple[str, str]]:
+        """Every configured category bot: category slug → (client id, client secret)."""
+        found: dict[str, tuple[str, str]] = {}
+        if self.client_id and self.client_secret is not None:
+            found[self.category] = (self.client_id, self.client_secret.get_secret_value())
+        for slug, bot in self.categories.items():
+            found[slug] = (bot.client_id, bot.client_secret.get_secret_value())
+        return dict(sorted(found.items()))
 
 
 class SchedulerSettings(_Section):
@@ -211,6 +262,17 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_bot_per_category(self) -> Settings:
+        racetime = self.racetime
+        if racetime.client_id and racetime.category in racetime.categories:
+            raise SettingsConflict(
+                f"racetime.categories.{racetime.category}",
+                f"the default category {racetime.category} already has its bot in racetime.client_id; "
+                "set one or the other",
+            )
+        return self
+
     @property
     def open_claim_budget_seconds(self) -> float:
         """The longest the room opener works on one claim before it records the room or the failure."""
@@ -222,7 +284,8 @@ class Settings(BaseSettings):
 
     @property
     def has_racetime_credentials(self) -> bool:
-        return bool(self.racetime.client_id) and self.racetime.client_secret is not None
+        """At least one category bot is configured."""
+        return bool(self.racetime.credentials())
 
     @property
     def has_racetime_oauth(self) -> bool:

@@ -13,6 +13,7 @@ from bot.services.status import (
     CHANNEL_PERMISSIONS,
     PERMISSION_LABELS,
     ROLE_PING_PERMISSION,
+    CategoryHealth,
     ChannelCheck,
     ChannelNeed,
     StatusReport,
@@ -74,6 +75,21 @@ def channel_permissions(bot: discord.Client, guild_id: int, needs: list[ChannelN
     return checks
 
 
+def racetime_lines(healths: list[CategoryHealth]) -> list[str]:
+    """One line per category: its bot, when its token was last refreshed, and its last error."""
+    lines = []
+    for health in healths:
+        bot = {"none": "no bot", "default": "shared bot"}.get(health.credentials, "own bot")
+        mark = "✅" if health.healthy else "⚠️"
+        line = f"{mark} `{safe(health.category, 50)}` · {bot} · token {_ago(health.last_token_at)}"
+        if health.last_error and health.last_error_at is not None:
+            line += f" · last error {_ago(health.last_error_at)}: {safe(health.last_error, 200)}"
+        elif health.last_error:
+            line += f" · {safe(health.last_error, 200)}"
+        lines.append(line)
+    return lines
+
+
 def status_embed(report: StatusReport) -> discord.Embed:
     """One embed an organizer can read before an event: problems first, then each part."""
     problems = report.problems
@@ -100,12 +116,8 @@ def status_embed(report: StatusReport) -> discord.Embed:
     embed.add_field(
         name="Notifications", value=f"{outbox}\n{report.failed_dms_last_day} DMs failed in the last day", inline=False
     )
-    racetime = [
-        f"{'✅' if health.healthy else '⚠️'} `{safe(health.category, 50)}` · token {_ago(health.last_token_at)}"
-        + (f" · last error {_ago(health.last_error_at)}: {safe(health.last_error, 200)}" if health.last_error else "")
-        for health in report.racetime
-    ]
-    embed.add_field(name="RaceTime.gg", value=_field(racetime, "no category in use"), inline=False)
+    racetime = _field(racetime_lines(report.racetime), "no category in use")
+    embed.add_field(name="RaceTime.gg", value=racetime, inline=False)
     permissions = report.permissions
     channels = [
         f"{'⚠️' if check.missing else '✅'} <#{check.channel_id}> ({safe(check.purpose, 100)})"
@@ -196,6 +208,12 @@ class AdminCog(StartlineCog):
         embed.add_field(
             name="Calendar feed (keep it private)",
             value=f"<{calendar_url}>" + (" — new URL, the old one no longer works" if rotate_calendar else ""),
+            inline=False,
+        )
+        bots = await self.bot.app.status.racetime_health()
+        embed.add_field(
+            name="RaceTime.gg bots (set by the bot's administrator)",
+            value=_field(racetime_lines(bots), "none configured: rooms cannot open"),
             inline=False,
         )
         done = f"Updated {len(changes)} setting{'s' if len(changes) != 1 else ''}." if changes else None

@@ -423,6 +423,10 @@ class RoomProfile(TimestampMixin, Base):
     chat_message_delay: Mapped[int | None] = mapped_column(Integer)
     invitational: Mapped[bool | None] = mapped_column(Boolean)
     unlisted: Mapped[bool | None] = mapped_column(Boolean)
+    start_mode: Mapped[str | None] = mapped_column(String(20))
+    min_ready: Mapped[int | None] = mapped_column(Integer)
+    seed_reveal: Mapped[str | None] = mapped_column(String(20))
+    seed_reveal_minutes: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("guild_id", "name"),)
 
@@ -501,6 +505,10 @@ class LiveRace(TimestampMixin, Base):
     racetime_url: Mapped[str | None] = mapped_column(String(300))
     racetime_status: Mapped[str | None] = mapped_column(String(20))
     room_opened_at: Mapped[datetime | None] = mapped_column()
+    # The seed policy the room was opened with (NULL: at_open, as before it existed), and when the seed was shown:
+    # until then only moderators see it (`live_race_views.seed_is_public`).
+    seed_reveal: Mapped[str | None] = mapped_column(String(20))
+    seed_revealed_at: Mapped[datetime | None] = mapped_column()
     started_at: Mapped[datetime | None] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     results_recorded_at: Mapped[datetime | None] = mapped_column()
@@ -697,6 +705,24 @@ class LiveRaceEntrant(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (UniqueConstraint("live_race_id", "racetime_id"),)
+
+
+class RoomMessage(Base):
+    """A message Startline sends in a live race's RaceTime.gg room (the pinned summary, a warning to an entrant),
+    recorded before it is sent: `guid` is RaceTime.gg's dedupe key (a repeat within 5 minutes is ignored), so a
+    process that dies between recording and `sent_at` sends it again with the same guid, and no message is sent
+    twice however many processes or restarts."""
+
+    __tablename__ = "room_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    live_race_id: Mapped[int] = mapped_column(ForeignKey("live_races.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))  # what it is: "pinned", "warn:<racetime id>:<reason>", ...
+    guid: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("live_race_id", "key"),)
 
 
 class Run(TimestampMixin, Base):

@@ -1,11 +1,13 @@
 """RaceTime.gg client and result mapping for Startline."""
 
 from racetime.client import RacetimeClient
+from racetime.clients import RacetimeClients
 from racetime.durations import format_datetime, format_duration, parse_datetime, parse_duration
 from racetime.errors import (
     RacetimeAuthError,
     RacetimeConflict,
     RacetimeError,
+    RacetimeNoCredentials,
     RacetimeNotFound,
     RacetimeProtocolError,
     RacetimeUnavailable,
@@ -32,8 +34,10 @@ __all__ = [
     "RaceSummary",
     "RacetimeAuthError",
     "RacetimeClient",
+    "RacetimeClients",
     "RacetimeConflict",
     "RacetimeError",
+    "RacetimeNoCredentials",
     "RacetimeNotFound",
     "RacetimeProtocolError",
     "RacetimeUnavailable",

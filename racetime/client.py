@@ -265,6 +265,15 @@ class RacetimeClient:
         except aiohttp.ClientError as exc:
             raise RacetimeUnavailable(f"cancel of {name}: {type(exc).__name__}") from exc
 
+    def bot_socket_url(self, slug: str) -> str:
+        return f"{self._ws_base}/ws/o/bot/{_segment(slug)}"
+
+    async def bot_token(self, *, refused: str | None = None) -> str:
+        """The bot token for a websocket; `refused`: the token a socket was denied with (get a fresh one)."""
+        if refused is not None:
+            return await self._renew_token(refused)
+        return await self._ensure_token()
+
     async def _cancel_over_socket(self, session: aiohttp.ClientSession, url: str, token: str, name: str) -> bool:
         """One connection: True once cancelled, False if the token was refused."""
         self.stats["cancel"] += 1

@@ -54,3 +54,16 @@ class RacetimeUnavailable(RacetimeError):
 
 class RacetimeProtocolError(RacetimeError):
     """The server answered something this client does not understand (unexpected status, body or shape)."""
+
+
+class RacetimeNoCredentials(RacetimeAuthError):
+    """No category bot is configured for this category: RaceTime.gg accepts a bot only in its own category."""
+
+    def __init__(self, category: str, configured: tuple[str, ...]) -> None:
+        self.category = category
+        self.configured = configured
+        listed = ", ".join(configured) if configured else "none"
+        super().__init__(
+            f"no RaceTime.gg bot is configured for category {category} (configured: {listed}); add "
+            f"STARTLINE_RACETIME__CATEGORIES__{category.upper().replace('-', '_')}__CLIENT_ID and __CLIENT_SECRET"
+        )

@@ -464,19 +464,26 @@ async def test_open_without_credentials_fails_clearly_and_tells_moderators_once(
 
 async def test_application_wires_the_racetime_client_and_the_jobs(settings, tmp_path) -> None:
     from bot.app import Application
-    from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
     from tests.conftest import make_settings
 
     configured = make_settings(
-        tmp_path, racetime={"client_id": "startline-bot", "client_secret": "not-a-real-secret"}, api={"enabled": False}
+        tmp_path,
+        racetime={
+            "client_id": "startline-bot",
+            "client_secret": "not-a-real-secret",
+            "categories": {"smz3": {"client_id": "smz3-bot", "client_secret": "another-secret"}},
+        },
+        api={"enabled": False},
     )
     app = Application(configured, start_jobs=False)
-    assert isinstance(app.racetime, RacetimeClient)
+    assert isinstance(app.racetime, RacetimeClients) and app.racetime.categories == ("alttpr", "smz3")
     assert app.services.live_races.racetime is app.racetime
     await app.start()
     assert {"room_opener", "race_poller", "score_upkeep"} <= set(app.jobs.status)
     await app.stop()
-    assert app.racetime._http.is_closed  # stop() closes the client it made
+    # stop() closes the clients it made, one per category bot
+    assert all(client._http.is_closed for _, client in app.racetime.items())
 
     settings.api.enabled = False
     bare = Application(settings, start_jobs=False)

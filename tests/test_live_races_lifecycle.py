@@ -82,7 +82,10 @@ async def test_full_lifecycle_of_several_races(app: Application, rt: FakeRacetim
     assert world.seeds[0].url in room_a["info_user"]
     assert "Spring Qualifier – Pool A" in room_a["info_user"]
     assert opened_a.scheduled_at.strftime("%Y-%m-%d %H:%M UTC") in room_a["info_user"]
-    assert room_a["info_bot"] == f"Startline live race #{opened_a.id} · sl:{opened_a.marker}"
+    starts = opened_a.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
+    assert room_a["info_bot"] == (
+        f"Startline live race #{opened_a.id} · starts {starts} · counts for Spring Qualifier · sl:{opened_a.marker}"
+    )
     assert (room_a["start_delay"], room_a["streaming_required"], room_a["auto_start"]) == ("P0DT00H00M15S", False, True)
     room_b = rt.room(opened_b.racetime_slug)
     assert room_b["goal"] == {"name": "Beat Ganon (no glitches)", "custom": True}

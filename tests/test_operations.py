@@ -121,7 +121,14 @@ async def test_the_process_count_is_the_rows_seen_within_two_intervals(db):
 # ---- the status report -------------------------------------------------------------------------------------
 @pytest.fixture
 async def app(settings, tmp_path):
-    configured = make_settings(tmp_path, racetime={"client_id": "bot", "client_secret": "secret"})
+    configured = make_settings(
+        tmp_path,
+        racetime={
+            "client_id": "bot",
+            "client_secret": "secret",
+            "categories": {"ootr": {"client_id": "ootr-bot", "client_secret": "ootr-secret"}},
+        },
+    )
     application = Application(configured, run_migrations=False, start_jobs=False)
     async with application.db.engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
@@ -226,20 +233,21 @@ async def test_a_failing_category_is_shown_with_its_last_error(app):
     await app.services.tournaments.create_tournament(GUILD, MODERATOR, name="OoT", racetime_category="ootr")
     await app.services.tournaments.create_tournament(GUILD, MODERATOR, name="Default")
     racetime = {
-        "default": {
+        category: {
             "last_token_at": (clock - timedelta(hours=2)).isoformat(),
             "last_success_at": (clock - timedelta(minutes=5)).isoformat(),
             "last_error": "token: RaceTime.gg refused (invalid_client)",
             "last_error_at": (clock - timedelta(minutes=1)).isoformat(),
         }
+        for category in ("alttpr", "ootr")  # each category's bot under its own name
     }
     await seed_process(app, lambda: clock, "other", racetime=racetime)
     report = await app.status.status(GUILD)
     assert [h.category for h in report.racetime] == ["alttpr", "ootr"]
     assert all(not h.healthy and h.last_error == "token: RaceTime.gg refused (invalid_client)" for h in report.racetime)
     assert "RaceTime.gg (ootr): token: RaceTime.gg refused (invalid_client)." in report.problems
-    # The same credentials succeed again afterwards: healthy.
-    racetime["default"]["last_success_at"] = clock.isoformat()
+    # The same bots succeed again afterwards: healthy.
+    racetime["alttpr"]["last_success_at"] = racetime["ootr"]["last_success_at"] = clock.isoformat()
     async with app.db.transaction() as session:
         row = await session.get(ProcessHeartbeat, "other")
         row.racetime = racetime

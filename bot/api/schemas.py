@@ -128,12 +128,24 @@ class JobHealth(BaseModel):
     last_error: str | None
 
 
+class RacetimeBotHealth(BaseModel):
+    """One category bot's token health as this process saw it (`credentials`: `default` for one bot serving every
+    category)."""
+
+    credentials: str
+    last_token_at: UtcDateTime | None
+    last_success_at: UtcDateTime | None
+    last_error: str | None
+    last_error_at: UtcDateTime | None
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
     database: str
     discord: str
     racetime: str
+    racetime_bots: dict[str, RacetimeBotHealth]
     jobs: dict[str, JobHealth]
 
 

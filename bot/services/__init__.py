@@ -33,6 +33,7 @@ from db.session import Database
 
 if TYPE_CHECKING:
     from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
 
 
 @dataclass
@@ -69,7 +70,7 @@ def build_services(
     db: Database,
     events: EventBus | None = None,
     *,
-    racetime: RacetimeClient | None = None,
+    racetime: RacetimeClient | RacetimeClients | None = None,
     clock: Clock | None = None,
 ) -> Services:
     """Every service, sharing one database, event bus and clock (`bot/clock.py`)."""
@@ -80,6 +81,10 @@ def build_services(
     scoring = ScoringService(db)
     notifications = NotificationService(db, settings, clock=clock)
     notifications.attach(events)
+    if racetime is not None:
+        from racetime.clients import as_clients
+
+        racetime = as_clients(racetime)
     live_races = LiveRaceService(db, events, settings, racetime, clock=clock)
     templates = TemplateService(db, live_races)
     return Services(
@@ -89,7 +94,7 @@ def build_services(
         audit=AuditService(db),
         guilds=guilds,
         players=players,
-        tournaments=TournamentService(db),
+        tournaments=TournamentService(db, racetime=racetime, default_category=settings.racetime.category),
         room_profiles=RoomProfileService(db),
         runs=RunService(db),
         scoring=scoring,

@@ -23,9 +23,12 @@ ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 
 
 
 def seed_is_public(race: Any) -> bool:
-    """A live race's seed is published with its room (a LiveRace or a listing row): before the room opened only
-    moderators may see it, also once the race was cancelled."""
-    return race.room_opened_at is not None
+    """A live race's seed is published with its room (a LiveRace or a listing row), or later when the room was
+    opened with another seed policy (`seed_reveal`: before_start, at_start) until room presence shows it
+    (`seed_revealed_at`): until then only moderators may see it, also once the race was cancelled."""
+    if race.room_opened_at is None:
+        return False
+    return race.seed_reveal in (None, "at_open") or race.seed_revealed_at is not None
 
 
 @dataclass(frozen=True)

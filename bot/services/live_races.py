@@ -75,7 +75,7 @@ from racetime.models import Race
 from racetime.results import entrant_results
 
 if TYPE_CHECKING:
-    from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class LiveRaceService:
         db: Database,
         events: EventBus,
         settings: Settings,
-        racetime: RacetimeClient | None,
+        racetime: RacetimeClients | None,
         *,
         clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:

@@ -430,7 +430,11 @@ class OutboxWriter:
     @staticmethod
     async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:
         notes = await session.scalar(select(Permalink.notes).where(Permalink.id == race.permalink_id))
-        hint = "The seed link is in the race room's info"
+        # A seed shown later (the room's seed_reveal policy) is not in the room yet when it opens.
+        hint = {
+            "before_start": "The seed appears in the race room shortly before the start",
+            "at_start": "The seed appears in the race room when the countdown begins",
+        }.get(race.seed_reveal or "at_open", "The seed link is in the race room's info")
         return f"{hint}. Notes: {notes.strip()}" if notes and notes.strip() else hint
 
     def _base_payload(self, event: LiveRaceEvent, name: str, snapshot: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ leases), and how RaceTime.gg answers this process (its health, per set of creden
   may run": any process takes over a lease that ran out.
 - **RaceTime.gg health.** `RacetimeObserver` is what the client reports to (each request's endpoint kind and status,
   each token fetch); it feeds the metrics and `RacetimeHealth` (last token, last success, last error), which the
-  heartbeat stores for `/startline status`. Today one set of credentials serves every category (`DEFAULT_CREDENTIALS`);
-  per-category credentials give each client its own observer (`credentials=` the category).
+  heartbeat stores for `/startline status`. Each category's bot has its own client and observer (`credentials=` the
+  category); a single client serving every category reports as `default` (`racetime.clients.DEFAULT_CREDENTIALS`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from db.session import Database
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CREDENTIALS = "default"
 FORGET_AFTER = timedelta(days=1)  # heartbeat rows of processes gone this long are removed
 LIVENESS_INTERVALS = 2  # a process counts as running while its row is younger than this many intervals
 
@@ -102,7 +101,7 @@ class RacetimeObserver:
     def __init__(
         self,
         health: RacetimeHealth,
-        credentials: str = DEFAULT_CREDENTIALS,
+        credentials: str,
         clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.health = health

@@ -33,11 +33,11 @@ from bot.services.race_recording import RoomApplier, room_phase
 from bot.services.room_opener import WHY_DUPLICATE, StrayRooms, marked_rooms, room_ref
 from db.models import LiveRace, Pool, RaceStatus, Tournament
 from db.session import Database
-from racetime.models import Race
+from racetime.models import Race, RaceSummary
 
 if TYPE_CHECKING:
     from bot.services.processes import Leases
-    from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RacePoller:
         self,
         db: Database,
         events: EventBus,
-        racetime: RacetimeClient | None,
+        racetime: RacetimeClients | None,
         clock: Callable[[], datetime] = SYSTEM_CLOCK,
         strays: StrayRooms | None = None,
     ) -> None:
@@ -135,10 +135,17 @@ class RacePoller:
 
     async def _poll_category(self, category: str, races: list[TrackedRace], report: PollReport) -> None:
         assert self.racetime is not None
-        report.listing_requests += 1
-        listing = await self.racetime.category_data(category, include_unlisted=True)
-        listed = {summary.slug: summary.status for summary in listing.current_races}
-        marked = marked_rooms(listing)
+        listed: dict[str, str] = {}
+        marked: dict[str, list[RaceSummary]] = {}
+        if self.racetime.serves(category):
+            # With this category's bot: its listing includes the unlisted rooms Startline opens.
+            report.listing_requests += 1
+            listing = await self.racetime.category_data(category, include_unlisted=True)
+            listed = {summary.slug: summary.status for summary in listing.current_races}
+            marked = marked_rooms(listing)
+        else:
+            # No bot for this category any more (its credentials were removed): rooms are public, follow each.
+            log.warning("no RaceTime.gg bot for category %s; following its rooms one by one", category)
         quiet: dict[int, str] = {}
         for race in races:
             strays = [room_ref(summary) for summary in marked.get(race.marker, ()) if summary.slug != race.slug]

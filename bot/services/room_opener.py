@@ -30,6 +30,7 @@ was cancelled (or that a cancel could not close) is found by its marker and canc
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import uuid
@@ -55,6 +56,7 @@ from racetime.errors import (
     RacetimeAuthError,
     RacetimeConflict,
     RacetimeError,
+    RacetimeNoCredentials,
     RacetimeNotFound,
     RacetimeUnavailable,
     RacetimeValidationError,
@@ -62,13 +64,16 @@ from racetime.errors import (
 from racetime.models import CategoryData, RaceSummary, RoomRef, StartRaceRequest
 
 if TYPE_CHECKING:
-    from racetime.client import RacetimeClient
+    from racetime.clients import RacetimeClients
 
 log = logging.getLogger(__name__)
 
 OPENER = Actor.system("room opener")
 MAX_LEAD_MINUTES = 1440  # the highest lead any level accepts
-NO_CREDENTIALS = "RaceTime.gg credentials are not configured (set STARTLINE_RACETIME__CLIENT_ID and _CLIENT_SECRET)"
+NO_CREDENTIALS = (
+    "RaceTime.gg credentials are not configured (set STARTLINE_RACETIME__CLIENT_ID and _CLIENT_SECRET, or a "
+    "category's STARTLINE_RACETIME__CATEGORIES__<SLUG>__CLIENT_ID and __CLIENT_SECRET)"
+)
 MARKER_PREFIX = "sl:"
 _MARKER_RE = re.compile(re.escape(MARKER_PREFIX) + r"([0-9a-f]+)")
 SEED_LABEL = "Seed: "
@@ -112,14 +117,26 @@ def build_request(
     goal = tournament.racetime_goal or None
     custom_goal = None if goal else (tournament.custom_goal or race.title)
     starts = race.scheduled_at.strftime("%Y-%m-%d %H:%M UTC")
+    reveal = room.get("seed_reveal", "at_open")
     # Names (100 + 100) and the URL (500) always fit in the 1000 characters, so the seed is never cut off.
-    info_user = f"{tournament.name} – {pool.name} · starts {starts} · {SEED_LABEL}{permalink.url}"
+    if reveal == "at_open":
+        info_user = f"{tournament.name} – {pool.name} · starts {starts} · {SEED_LABEL}{permalink.url}"
+        seed_mark = ""
+    else:
+        minutes = room["seed_reveal_minutes"]
+        when = f"{minutes} min before the start" if reveal == "before_start" else "when the race starts"
+        info_user = f"{tournament.name} – {pool.name} · starts {starts} · the seed is shown here {when}"
+        seed_mark = f" · {seed_tag(permalink.url)}"  # lets a retry recognise its room without showing the seed
     return StartRaceRequest(
         settings=racetime_settings(room),
         goal=goal,
         custom_goal=custom_goal,
         info_user=info_user[:1000],
-        info_bot=f"Startline live race #{race.id} · {marker_tag(race.marker)}",
+        info_bot=(
+            f"Startline live race #{race.id} · starts {starts} · "
+            + (f"counts for {tournament.name}" if tournament.active else "does not count (tournament not active)")
+            + f"{seed_mark} · {marker_tag(race.marker)}"
+        ),
     )
 
 
@@ -143,12 +160,19 @@ def room_seed_url(info: str) -> str | None:
     return match.group(1) if match else None
 
 
+def seed_tag(url: str) -> str:
+    """A seed's fingerprint for a room whose seed is not shown yet (`sd:` and 12 hex digits of its SHA-256)."""
+    return "sd:" + hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
 def pick_room(found: Iterable[RaceSummary], seed_url: str) -> tuple[RoomRef | None, list[RoomRef]]:
-    """The room to adopt (the earliest showing the race's seed) and the strays (every other marked room)."""
+    """The room to adopt (the earliest showing the race's seed, or its fingerprint) and the strays (every other
+    marked room)."""
     adopt: RoomRef | None = None
     strays: list[RoomRef] = []
+    tag = seed_tag(seed_url)
     for summary in found:
-        if adopt is None and room_seed_url(summary.info) == seed_url:
+        if adopt is None and (room_seed_url(summary.info) == seed_url or tag in summary.info.split()):
             adopt = room_ref(summary)
         else:
             strays.append(room_ref(summary))
@@ -225,6 +249,7 @@ class OpenPlan:
     pool_id: int
     seed_url: str
     request: StartRaceRequest
+    seed_reveal: str  # the seed policy the room opens with
     reconcile: bool  # a room of an earlier attempt may exist: look for it first
     earlier_search_after: datetime | None  # room_search_after before this claim
     search_after: datetime  # room_search_after for the room this claim may create
@@ -251,7 +276,7 @@ class StrayRooms:
     """Cancels rooms with a race's marker that are not the race's room, and says so in the log and the audit."""
 
     def __init__(
-        self, db: Database, settings: Settings, racetime: RacetimeClient | None, clock: Callable[[], datetime]
+        self, db: Database, settings: Settings, racetime: RacetimeClients | None, clock: Callable[[], datetime]
     ) -> None:
         self.db = db
         self.settings = settings
@@ -355,7 +380,7 @@ class RoomOpener:
         db: Database,
         events: EventBus,
         settings: Settings,
-        racetime: RacetimeClient | None,
+        racetime: RacetimeClients | None,
         clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
@@ -366,7 +391,7 @@ class RoomOpener:
         self.strays = StrayRooms(db, settings, racetime, clock)
         self._listing_locks: dict[str, asyncio.Lock] = {}
 
-    def _client(self) -> RacetimeClient:
+    def _client(self) -> RacetimeClients:
         # A claim without a client fails at once ("credentials are not configured"), so past it one exists.
         assert self.racetime is not None
         return self.racetime
@@ -599,8 +624,11 @@ class RoomOpener:
                 pool = await session.get(Pool, race.pool_id)
                 assert tournament is not None and pool is not None
                 permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
+                category = room_category(tournament, self.settings)
                 if self.racetime is None:
                     failure = NO_CREDENTIALS
+                elif not self.racetime.serves(category):
+                    failure = str(RacetimeNoCredentials(category, self.racetime.categories))
                 elif permalink is None:
                     permalink = await choose_permalink(session, race)
                     if permalink is None:
@@ -617,16 +645,21 @@ class RoomOpener:
                 else:
                     assert permalink is not None
                     room = await resolve_for_race(session, race, tournament)
+                    if not self.settings.racetime.room_presence:
+                        # Only room presence shows a seed later, and scheduled starts need it too: without it,
+                        # rooms open as they did before.
+                        room.update(seed_reveal="at_open", start_mode="auto")
                     plan = OpenPlan(
                         race_id=race.id,
                         guild_id=race.guild_id,
                         claim_id=race.open_claim_id,
-                        category=room_category(tournament, self.settings),
+                        category=category,
                         marker=race.marker,
                         permalink_id=permalink.id,
                         pool_id=pool.id,
                         seed_url=permalink.url,
                         request=build_request(race, tournament, pool, permalink, room),
+                        seed_reveal=room["seed_reveal"],
                         reconcile=earlier is not None,
                         earlier_search_after=earlier,
                         search_after=race.room_search_after,
@@ -657,6 +690,7 @@ class RoomOpener:
                 race.racetime_url = room.url
                 race.racetime_status = "invitational" if plan.request.settings.invitational else "open"
                 race.room_opened_at = now
+                race.seed_reveal = plan.seed_reveal
                 race.open_claim_id = None
                 race.next_open_attempt_at = None
                 race.room_search_after = None

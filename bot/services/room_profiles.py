@@ -128,6 +128,21 @@ ROOM_SETTINGS: dict[str, RoomSetting] = {
         ),
         RoomSetting("invitational", bool, False, "Invitational room", form_field="invitational", per_race=True),
         RoomSetting("unlisted", bool, False, "Unlisted room", form_field="unlisted", per_race=True),
+        # Startline's own: `scheduled` opens the room with auto_start off and starts it at its time (room presence).
+        RoomSetting(
+            "start_mode", str, "auto", "How the race starts (scheduled: by Startline, at its time)",
+            choices=("auto", "scheduled"), per_race=True,
+        ),
+        RoomSetting("min_ready", int, 2, "Entrants ready before a scheduled start", low=1, high=100, unit="entrants"),
+        # Startline's own: when the seed appears in the room (and to players through Discord and the API).
+        RoomSetting(
+            "seed_reveal", str, "at_open", "When the seed is shown",
+            choices=("at_open", "before_start", "at_start"),
+        ),
+        RoomSetting(
+            "seed_reveal_minutes", int, 5, "With before_start: how long before the start the seed is shown",
+            low=1, high=60, unit="minutes",
+        ),
     )
 }  # fmt: skip
 
@@ -151,10 +166,13 @@ def validate_room_settings(values: dict[str, Any] | None, *, field_prefix: str =
 
 
 def racetime_settings(room: dict[str, Any]) -> RacetimeRoomSettings:
-    """The RaceTime.gg form of resolved settings: every setting that has a form field; Startline's own stay out."""
-    return RacetimeRoomSettings(
-        **{setting.form_field: room[name] for name, setting in ROOM_SETTINGS.items() if setting.form_field}
-    )
+    """The RaceTime.gg form of resolved settings: every setting that has a form field; Startline's own stay out.
+
+    A `scheduled` start turns RaceTime.gg's auto start off, so the race never starts before its time."""
+    form = {setting.form_field: room[name] for name, setting in ROOM_SETTINGS.items() if setting.form_field}
+    if room.get("start_mode") == "scheduled":
+        form["auto_start"] = False
+    return RacetimeRoomSettings(**form)
 
 
 def profile_settings(profile: RoomProfile | None) -> dict[str, Any]:

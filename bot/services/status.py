@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from bot.clock import SYSTEM_CLOCK
-from bot.services.processes import DEFAULT_CREDENTIALS, Heartbeats
+from bot.services.processes import Heartbeats
 from bot.settings import Settings
 from db.models import (
     GuildSettings,
@@ -32,6 +32,10 @@ from db.models import (
     Tournament,
 )
 from db.session import Database
+from racetime.errors import RacetimeNoCredentials
+
+if TYPE_CHECKING:
+    from racetime.clients import RacetimeClients
 
 DUE_STATUSES = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
 FAILED_WINDOW = timedelta(days=1)
@@ -49,9 +53,10 @@ PERMISSION_LABELS = {
 }
 
 
-def credentials_for(category: str) -> str:
-    """Which credentials serve a category. Today one set serves all; per-category credentials return the category."""
-    return DEFAULT_CREDENTIALS
+def credentials_for(racetime: RacetimeClients | None, category: str) -> str | None:
+    """Which bot serves a category: its own (health kept under the category's name), one serving every category
+    (`default`), or none (None)."""
+    return racetime.credentials_for(category) if racetime is not None else None
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class JobState:
 @dataclass(frozen=True)
 class CategoryHealth:
     category: str
-    credentials: str
+    credentials: str  # the bot's name: the category's own slug, `default` (one bot for all) or `none`
     last_token_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
@@ -152,14 +157,33 @@ class StatusService:
         settings: Settings,
         heartbeats: Heartbeats,
         *,
-        racetime_configured: bool,
+        racetime: RacetimeClients | None,
         clock: Callable[[], datetime] = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.settings = settings
         self.heartbeats = heartbeats
-        self.racetime_configured = racetime_configured
+        self.racetime = racetime
         self.clock = clock
+
+    @property
+    def configured_categories(self) -> list[str]:
+        """The categories with a bot of their own (the default category when one bot serves all)."""
+        if self.racetime is None:
+            return []
+        return list(self.racetime.categories) or [self.settings.racetime.category]
+
+    async def racetime_health(self, categories: list[str] | None = None) -> list[CategoryHealth]:
+        """Each category's bot health across the live processes (default: every configured category)."""
+        now = self.clock()
+        async with self.db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(ProcessHeartbeat).where(ProcessHeartbeat.seen_at >= now - self.heartbeats.liveness_window)
+                )
+            ).all()
+        wanted = categories if categories is not None else self.configured_categories
+        return self._racetime(list(rows), wanted or [self.settings.racetime.category], now)
 
     async def status(self, guild_id: int, *, probe: PermissionProbe | None = None) -> StatusReport:
         """The guild's status: processes, jobs, RaceTime.gg, the outbox and, with `probe`, channel permissions."""
@@ -277,23 +301,25 @@ class StatusService:
         me = self.heartbeats.identity
         snapshots = [row.racetime or {} for row in rows if row.id != me.id]
         snapshots.append(self.heartbeats.values(now)["racetime"])
-        configured = self.racetime_configured
         health = []
         for category in categories:
-            credentials = credentials_for(category)
+            credentials = credentials_for(self.racetime, category)
+            configured = credentials is not None
             token = success = error_at = None
             error = None
             for snapshot in snapshots:
-                entry = snapshot.get(credentials) or {}
+                entry = (snapshot.get(credentials) or {}) if credentials is not None else {}
                 token = _latest(token, _time(entry.get("last_token_at")))
                 success = _latest(success, _time(entry.get("last_success_at")))
                 at = _time(entry.get("last_error_at"))
                 if at is not None and (error_at is None or at > error_at):
                     error_at, error = at, entry.get("last_error")
-            if not configured:
+            if self.racetime is None:
                 error = error or "RaceTime.gg credentials are not configured"
+            elif not configured:
+                error = error or str(RacetimeNoCredentials(category, self.racetime.categories))
             healthy = configured and (error_at is None or (success is not None and success > error_at))
-            health.append(CategoryHealth(category, credentials, token, success, error, error_at, healthy))
+            health.append(CategoryHealth(category, credentials or "none", token, success, error, error_at, healthy))
         return health
 
     async def _permissions(

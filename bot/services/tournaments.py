@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,9 @@ from bot.services.room_profiles import profile_or_404
 from bot.services.seed_import import LineError, SeedBatch, summary
 from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
 from db.session import Database
+
+if TYPE_CHECKING:
+    from racetime.clients import RacetimeClients
 
 RUNS_PER_POOL = IntRange(1, 20)
 MAX_REATTEMPTS = IntRange(-1, 100)  # -1: unlimited
@@ -124,13 +127,35 @@ def _validate_tournament_fields(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class TournamentService:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, racetime: RacetimeClients | None = None, default_category: str = "alttpr"
+    ) -> None:
         self.db = db
+        self.racetime = racetime  # which categories have a bot; None: no RaceTime.gg bot at all
+        self.default_category = default_category
+
+    def _check_category_has_bot(self, values: dict[str, Any]) -> None:
+        """A tournament's rooms are opened by its category's bot: refuse a category without one.
+
+        Without any bot configured (a process that only records imported runs) every category is accepted; the
+        status report says that rooms cannot open.
+        """
+        if self.racetime is None:
+            return
+        category = values.get("racetime_category") or self.default_category
+        if not self.racetime.serves(category):
+            configured = ", ".join(self.racetime.categories)
+            raise ValidationFailed(
+                f"no RaceTime.gg bot is configured for category {category}, so its rooms could not open; "
+                f"configured categories: {configured} (an administrator adds a bot per category, see the admin guide)",
+                field="racetime_category",
+            )
 
     # ---- tournaments -------------------------------------------------------------------------------
     async def create_tournament(self, guild_id: int, actor: Actor, *, name: str, **fields: Any) -> Tournament:
         """Create a tournament of the guild (fields validated, audited)."""
         values = _validate_tournament_fields({"name": name, **fields})
+        self._check_category_has_bot(values)
         async with self.db.transaction() as session:
             await self._check_goal_choice(values)
             await self._check_unique_name(session, guild_id, values["name"])
@@ -152,6 +177,8 @@ class TournamentService:
     async def update_tournament(self, guild_id: int, tournament_id: int, actor: Actor, **changes: Any) -> Tournament:
         """Change a tournament's fields (validated, audited)."""
         values = _validate_tournament_fields(changes)
+        if "racetime_category" in values:
+            self._check_category_has_bot(values)
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
             merged_goal = {

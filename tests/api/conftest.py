@@ -1,5 +1,5 @@
 """Fixtures of the REST API tests: a real Application (SQLite file) with its real services, talking to the fake
-RaceTime.gg (tests/fakes/racetime_server.py) over HTTP; the aiohttp test server and client; tokens of two
+RaceTime.gg (tests/fakes/racetime_server/) over HTTP; the aiohttp test server and client; tokens of two
 guilds; and the same small world of objects seeded in both guilds."""
 
 from __future__ import annotations

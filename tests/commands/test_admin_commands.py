@@ -19,6 +19,11 @@ async def test_config_shows_settings_and_the_calendar_url(discord_) -> None:
     assert reply.ephemeral and "Startline settings" in reply.text
     assert "Timezone: UTC" in reply.text and "Rooms open: 15 min before the start" in reply.text
     assert "Calendar feed (keep it private): <http://127.0.0.1:8080/api/v1/live-races.ics?key=" in reply.text
+    # Each category bot's token health; the test bot has none.
+    assert (
+        "RaceTime.gg bots (set by the bot's administrator): ⚠️ `alttpr` · no bot · token never · "
+        "RaceTime.gg credentials are not configured"
+    ) in reply.text
 
 
 async def test_config_changes_settings(discord_) -> None:
@@ -132,6 +137,7 @@ async def test_status_shows_jobs_notifications_racetime_and_channel_permissions(
     assert "Processes (1)" in reply.text and "this one" in reply.text
     assert "0 waiting" in reply.text and "0 DMs failed in the last day" in reply.text
     assert "RaceTime.gg credentials are not configured" in reply.text, "the test bot has no RaceTime.gg credentials"
+    assert "`alttpr` · no bot · token never · RaceTime.gg credentials are not configured" in reply.text
     # A channel that does not exist (or that the bot cannot see) is named, from the gateway's cache.
     assert "Channel 42 (moderator alerts) lacks: the channel does not exist or the bot cannot see it." in reply.text
     assert f"<#{channel.id}> (announcements)" in reply.text
