@@ -1,19 +1,21 @@
 """Rooms due at once: the room opener against the fake RaceTime.gg answering each `startrace` late (issue 17).
 
-    python benchmarks/bench_opener.py [--rooms 500] [--latency 0.3] [--concurrency 8]
+    python benchmarks/bench_opener.py [--rooms 500] [--latency 0.3] [--concurrency 8] [--profile FILE]
 
 Makes `--rooms` live races whose rooms are all due now (scheduled one lead time ahead, seeds chosen when the rooms
 open), makes the fake answer every `startrace` `--latency` seconds late (RaceTime.gg's own latency is of that
 order; the fake runs in a child process, since RaceTime.gg does not share the bot's core), runs one opener cycle
 and prints how long it took and each room's lateness (when its room was recorded minus when it was due): the
 slowest, the median and the 99th percentile. The target: 500 rooms at 300 ms within 30 s. `--concurrency` sets
-`scheduler.open_concurrency`.
+`scheduler.open_concurrency`; `--profile` writes a cProfile of the bot's process during the cycle to FILE
+(`python -m pstats FILE`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import multiprocessing
 import os
 import statistics
@@ -55,6 +57,7 @@ async def main() -> None:
     parser.add_argument("--rooms", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the cycle to FILE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
@@ -95,8 +98,14 @@ async def main() -> None:
                     for index in range(args.rooms)
                 )
 
+            profile = cProfile.Profile() if args.profile else None
             started, cpu_started = time.perf_counter(), time.process_time()
+            if profile is not None:
+                profile.enable()
             report = await services.live_races.opener.run_cycle()
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(args.profile)
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             async with app.db.read() as session:
                 rows = (await session.execute(LiveRace.__table__.select())).all()
