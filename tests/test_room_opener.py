@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from bot.app import Application
 from bot.errors import Conflict, ValidationFailed
 from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
-from bot.services.room_opener import RoomOpener
+from bot.services.room_opener import ClaimRefused, OpenFailure, OpenPlan, RoomOpener
 from db.models import AuditEntry, LiveRace, Permalink, RaceStatus, Run, RunStatus
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
@@ -438,3 +438,87 @@ async def test_rooms_due_together_open_with_bounded_concurrency(app_settings, rt
         opened = [await _race(app, race_id) for race_id in race_ids]
         assert all(race.status is RaceStatus.ROOM_OPEN and len(_rooms_of(rt, race)) == 1 for race in opened)
         assert rt.count("POST", "/startrace") == due
+
+
+# ---- claims in batches --------------------------------------------------------------------------------------
+async def test_a_cancel_between_the_batch_claim_and_startrace_leaves_no_room(
+    app_settings, rt: FakeRacetime, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three races due at once are claimed in one transaction; a moderator cancels the second while its startrace
+    is held at the fake. Its room is cancelled on RaceTime.gg and the race stays cancelled; the others open."""
+    app_settings.scheduler.open_concurrency = 3
+    async with running_app(app_settings, rt, clock) as app:
+        world = await make_world(app.services, seeds=3)
+        race_ids = [await _schedule(app, world, clock, 5 + index) for index in range(3)]
+        opener = app.services.live_races.opener
+        batches: list[list[int]] = []
+        claim_batch = opener._claim_batch
+
+        async def recorded_batch(ids: list[int], **kwargs):
+            batches.append(list(ids))
+            return await claim_batch(ids, **kwargs)
+
+        monkeypatch.setattr(opener, "_claim_batch", recorded_batch)
+        hold = rt.hold("POST", "/startrace", count=None)
+        cycle = asyncio.create_task(open_rooms(app))
+        held = [await hold.arrival() for _ in race_ids]
+        assert batches == [race_ids]  # one claim transaction for the three, soonest first
+        async with app.db.read() as session:
+            claims = (await session.execute(select(LiveRace.open_claim_id).where(LiveRace.id.in_(race_ids)))).all()
+        assert all(claim is not None for (claim,) in claims)
+        cancelled = await app.services.live_races.cancel(GUILD, race_ids[1], MODERATOR, reason="Changed plans")
+        assert cancelled.race.status is RaceStatus.CANCELLED
+        for request in held:
+            request.release()
+        report = await cycle
+        assert (report.due, report.opened, report.skipped) == (3, 2, 1)
+        races = [await _race(app, race_id) for race_id in race_ids]
+        assert [race.status for race in races] == [RaceStatus.ROOM_OPEN, RaceStatus.CANCELLED, RaceStatus.ROOM_OPEN]
+        [room] = _rooms_of(rt, races[1])
+        assert room["status"]["value"] == "cancelled" and races[1].racetime_slug is None
+        assert all(len(_rooms_of(rt, race)) == 1 for race in races)
+        assert rt.count("POST", "/startrace") == 3
+        assert (await open_rooms(app)).due == 0
+
+
+async def test_a_batch_claim_refuses_a_race_that_changed_since_it_was_listed(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    """The batch re-reads every race under its lock: one deleted and one already claimed since the due list was
+    read are refused, one gone past its start is failed and recorded, the fourth is claimed."""
+    world = await make_world(app.services, seeds=4)
+    ids = [await _schedule(app, world, clock, 5) for _ in range(4)]
+    opener = app.services.live_races.opener
+    await opener._claim(ids[1], actor=MODERATOR, manual=False)  # another opener holds it
+    await app.services.live_races.delete(GUILD, ids[2], MODERATOR)
+    async with app.db.transaction() as session:
+        await session.execute(
+            update(LiveRace).where(LiveRace.id == ids[3]).values(scheduled_at=clock.now - timedelta(days=1))
+        )
+    results = dict(await opener._claim_batch([ids[3], ids[2], ids[1], ids[0], 10**9], actor=MODERATOR))
+    plan = results[ids[0]]
+    assert isinstance(plan, OpenPlan) and plan.race_id == ids[0]
+    assert "being opened right now" in str(results[ids[1]])
+    assert isinstance(results[ids[2]], ClaimRefused) and isinstance(results[10**9], ClaimRefused)
+    assert isinstance(results[ids[3]], OpenFailure)
+    late = await _race(app, ids[3])
+    assert late.open_claim_id is None and late.last_error.startswith("not opened automatically")
+    assert (await _race(app, ids[0])).open_claim_id == plan.claim_id
+
+
+async def test_a_batch_claim_skips_a_race_another_transaction_holds(app: Application, clock: Clock) -> None:
+    """PostgreSQL: a race locked by another writer (a moderator's edit, another process's claim) is skipped at once
+    (SKIP LOCKED) and left for the next cycle; the rest of the batch is claimed. (SQLite has one writer: the batch
+    waits for it, as every writer does.)"""
+    if app.db.dialect == "sqlite":
+        pytest.skip("SQLite has one writer; rows are not locked one by one")
+    from bot.services.race_locks import lock_race
+
+    world = await make_world(app.services)
+    first, held = await _schedule(app, world, clock, 5), await _schedule(app, world, clock, 6)
+    opener = app.services.live_races.opener
+    async with app.db.transaction() as session:
+        assert await lock_race(session, held) is not None  # held until this block ends
+        results = dict(await opener._claim_batch([first, held], actor=MODERATOR))
+    assert isinstance(results[first], OpenPlan) and isinstance(results[held], ClaimRefused)
+    assert (await _race(app, held)).open_claim_id is None

@@ -31,6 +31,24 @@ async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None
     return race
 
 
+async def lock_races(session: AsyncSession, race_ids: list[int]) -> dict[int, LiveRace]:
+    """Several races at once, locked and freshly read like `lock_race`, for a job that claims a batch of them in one
+    transaction (the room opener). Locked in id order, so two such batches never wait on each other in a cycle; on
+    PostgreSQL a race another transaction holds right now (a moderator's edit, another process's claim) is skipped
+    (`SKIP LOCKED`) and left for the next run, instead of stalling the whole batch. The log context is not bound (no
+    single race). Missing and skipped races are absent from the result."""
+    if not race_ids:
+        return {}
+    query = (
+        select(LiveRace)
+        .where(LiveRace.id.in_(race_ids))
+        .order_by(LiveRace.id)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return {race.id: race for race in (await session.scalars(query)).all()}
+
+
 async def lock_permalink(session: AsyncSession, permalink_id: int) -> None:
     """Lock a seed's row before its runs are written or rescored (PostgreSQL: `FOR NO KEY UPDATE`, which still lets
     new runs reference it). Every writer of a seed's runs takes it first, after the race lock if it holds one, so

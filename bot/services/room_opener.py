@@ -34,10 +34,12 @@ import hashlib
 import logging
 import re
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select
@@ -46,8 +48,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.events import EventBus, LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.logs import bind_log_context
 from bot.services import audit
-from bot.services.race_locks import lock_race
+from bot.services.race_locks import lock_race, lock_races
 from bot.services.room_profiles import racetime_settings, resolve_for_race
 from bot.settings import Settings
 from db.models import AuditEntry, GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
@@ -253,6 +256,10 @@ class OpenPlan:
     reconcile: bool  # a room of an earlier attempt may exist: look for it first
     earlier_search_after: datetime | None  # room_search_after before this claim
     search_after: datetime  # room_search_after for the room this claim may create
+    deadline: float  # the event loop's time by which the claim's RaceTime.gg work ends (claim + budget)
+
+
+Claimed = OpenPlan | ClaimRefused | OpenFailure
 
 
 @dataclass
@@ -390,6 +397,20 @@ class RoomOpener:
         self.clock = clock
         self.strays = StrayRooms(db, settings, racetime, clock)
         self._listing_locks: dict[str, asyncio.Lock] = {}
+        self._sqlite_writes = asyncio.Lock() if db.dialect == "sqlite" else None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """The opener's write transactions (claims, records, failures). On SQLite the concurrent openings of a
+        cycle queue for its one writer here, first come first served, instead of in SQLite's busy handler, which
+        retries with sleeps of up to 100 ms, so that a writer lock freed meanwhile stays unused (measured: most of
+        a 500-room cycle). On PostgreSQL the transactions run side by side."""
+        if self._sqlite_writes is None:
+            async with self.db.transaction() as session:
+                yield session
+        else:
+            async with self._sqlite_writes, self.db.transaction() as session:
+                yield session
 
     def _client(self) -> RacetimeClients:
         # A claim without a client fails at once ("credentials are not configured"), so past it one exists.
@@ -420,9 +441,15 @@ class RoomOpener:
     async def run_cycle(self) -> OpenerReport:
         """Close what cancelled races left open, then open every race whose open time has come, soonest first and
         at most `scheduler.open_concurrency` at once (each opening waits on RaceTime.gg for most of its time; one
-        after another, 500 rooms at RaceTime.gg's latency would open minutes late). Every opening still claims its
-        race under the race's lock first, so concurrency changes nothing about exactly once. One race failing never
-        stops the others."""
+        after another, 500 rooms at RaceTime.gg's latency would open minutes late). One race failing never stops
+        the others.
+
+        Claims are made in batches, one transaction each (`_claim_batch`): a worker that needs a race claims, in
+        due order, as many as there are workers without one (itself included) — all of them when the cycle
+        starts, then as many as finished meanwhile. So a claimed race always has a worker at once (no claim waits
+        for one while its lease runs), no more races are claimed than openings may run, and on SQLite, whose one
+        writer serialises every transaction, the claims of several races share one. Every race is still claimed
+        under its lock with the same checks as one at a time, so batching changes nothing about exactly once."""
         report = OpenerReport()
         listings: dict[str, tuple[datetime, CategoryData]] = {}
         try:
@@ -431,37 +458,64 @@ class RoomOpener:
             log.exception("room opener: sweeping cancelled races failed")
         due = await self.due_race_ids()
         report.due = len(due)
-        queue = iter(due)  # soonest first; each worker takes the next one
-        # Claims (where the seed is chosen) one at a time in that order, so the soonest race still gets the pool's
-        # best seed; the RaceTime.gg work then runs side by side. asyncio.Lock is first come, first served, and a
-        # worker asks for it without yielding after taking its race.
+        queue = iter(due)  # soonest first
+        workers = min(self.settings.scheduler.open_concurrency, len(due))
+        pending: deque[OpenPlan] = deque()  # claimed, each already counted for a waiting worker
+        busy = 0  # workers opening a claimed race
+        # One claimer at a time, in due order, so the soonest race still gets the pool's best seed.
         claims = asyncio.Lock()
 
-        async def worker() -> None:
-            for race_id in queue:
-                await self._open_for_cycle(race_id, listings, report, claims)
+        async def next_plan() -> OpenPlan | None:
+            nonlocal busy
+            async with claims:
+                while not pending:
+                    race_ids = list(islice(queue, workers - busy))
+                    if not race_ids:
+                        return None
+                    await self._claim_for_cycle(race_ids, report, pending)
+                busy += 1
+                return pending.popleft()
 
-        workers = min(self.settings.scheduler.open_concurrency, len(due))
+        async def worker() -> None:
+            nonlocal busy
+            while (plan := await next_plan()) is not None:
+                try:
+                    await self._open_for_cycle(plan, listings, report)
+                finally:
+                    busy -= 1
+
         await asyncio.gather(*(worker() for _ in range(workers)))
         return report
 
+    async def _claim_for_cycle(self, race_ids: list[int], report: OpenerReport, pending: deque[OpenPlan]) -> None:
+        try:
+            claimed = await self._claim_batch(race_ids, actor=OPENER)
+        except Exception:  # rolled back: none of these races is claimed; the next cycle tries them again
+            report.failed += len(race_ids)
+            log.exception("room opener failed to claim live races %s", race_ids)
+            return
+        for race_id, result in claimed:
+            if isinstance(result, OpenPlan):
+                pending.append(result)
+            elif isinstance(result, ClaimRefused):
+                report.skipped += 1
+            else:
+                report.failed += 1
+                log.warning("room for live race %s not opened: %s", race_id, result.message)
+
     async def _open_for_cycle(
-        self,
-        race_id: int,
-        listings: dict[str, tuple[datetime, CategoryData]],
-        report: OpenerReport,
-        claims: asyncio.Lock,
+        self, plan: OpenPlan, listings: dict[str, tuple[datetime, CategoryData]], report: OpenerReport
     ) -> None:
         try:
-            outcome = await self.open(race_id, actor=OPENER, listings=listings, claims=claims)
+            outcome = await self._open_claimed(plan, actor=OPENER, listings=listings)
         except ClaimRefused:
             report.skipped += 1
         except OpenFailure as failure:
             report.failed += 1
-            log.warning("room for live race %s not opened: %s", race_id, failure.message)
+            log.warning("room for live race %s not opened: %s", plan.race_id, failure.message)
         except Exception:
             report.failed += 1
-            log.exception("room opener failed on live race %s", race_id)
+            log.exception("room opener failed on live race %s", plan.race_id)
         else:
             if outcome.adopted:
                 report.adopted += 1
@@ -510,24 +564,26 @@ class RoomOpener:
         actor: Actor,
         manual: bool = False,
         listings: dict[str, tuple[datetime, CategoryData]] | None = None,
-        claims: asyncio.Lock | None = None,
     ) -> OpenOutcome:
-        """Claim, open (or adopt) and record one race's room (`claims`: held around the claim, see run_cycle).
+        """Claim, open (or adopt) and record one race's room.
 
         Raises ClaimRefused when the race is not ours to open, OpenFailure when opening failed (already
         recorded on the race).
         """
-        if claims is None:
-            plan = await self._claim(race_id, actor=actor, manual=manual)
-        else:
-            async with claims:
-                plan = await self._claim(race_id, actor=actor, manual=manual)
+        plan = await self._claim(race_id, actor=actor, manual=manual)
+        return await self._open_claimed(plan, actor=actor, listings=listings)
+
+    async def _open_claimed(
+        self, plan: OpenPlan, *, actor: Actor, listings: dict[str, tuple[datetime, CategoryData]] | None = None
+    ) -> OpenOutcome:
+        """Open (or adopt) and record the room of a claimed race (see `open`)."""
+        race_id = plan.race_id
         racetime = self._client()
         listings = {} if listings is None else listings
         phase, searched, sent_before = "listing", False, 0
         strays: list[RoomRef] = []
         try:
-            async with asyncio.timeout(self.settings.open_claim_budget_seconds):
+            async with asyncio.timeout_at(plan.deadline):
                 room = None
                 if plan.reconcile:
                     assert plan.earlier_search_after is not None
@@ -577,96 +633,137 @@ class RoomOpener:
             await self.strays.close(plan.race_id, plan.guild_id, strays, why=WHY_SEED, actor=actor)
 
     async def _claim(self, race_id: int, *, actor: Actor, manual: bool) -> OpenPlan:
-        now = self.clock()
-        scheduler = self.settings.scheduler
-        failure: str | None = None
-        no_seed = False
-        async with self.db.transaction() as session:
+        """Claim one race (an opening a moderator asked for, a test): `_claim_locked` in a transaction of its own."""
+        now, started = self.clock(), asyncio.get_running_loop().time()
+        async with self._transaction() as session:
             race = await lock_race(session, race_id)
-            if race is None:
-                raise ClaimRefused(None, f"live race {race_id} no longer exists")
-            if race.status is not RaceStatus.SCHEDULED:
-                raise ClaimRefused(
-                    race.status, f"race {race.id} is {race.status.value}; only a scheduled race can be opened"
-                )
-            if self.claim_is_live(race, now):
-                raise ClaimRefused(race.status, f"the room of race {race.id} is being opened right now")
-            if race.room_search_after is not None and race.room_search_after > now:
-                raise ClaimRefused(
-                    race.status,
-                    f"a room of race {race.id} may exist that RaceTime.gg does not list yet",
-                    search_after=race.room_search_after,
-                )
-            if not manual:
-                if race.open_attempts >= scheduler.open_max_attempts or (
-                    race.next_open_attempt_at is not None and race.next_open_attempt_at > now
-                ):
-                    raise ClaimRefused(race.status, f"race {race.id} is not due for another attempt")
-                if self.too_late(race.scheduled_at, now):
-                    failure = (
-                        f"not opened automatically: the race was to start at "
-                        f"{race.scheduled_at:%Y-%m-%d %H:%M} UTC, more than {scheduler.max_late_open_minutes} "
-                        "minutes ago (scheduler.max_late_open_minutes); open it with /liverace-admin open if it should "
-                        "still run, or reschedule or cancel it"
-                    )
-                    search_after = race.room_search_after
-                    await self._fail(session, race, actor, failure, retryable=False, search_after=search_after)
-            if failure is None:
-                earlier = race.room_search_after
-                budget = timedelta(seconds=self.settings.open_claim_budget_seconds)
-                race.open_claim_id = uuid.uuid4().hex
-                race.open_claimed_at = now
-                race.room_search_after = now + budget + self._listing_cache
-                if manual:
-                    race.open_attempts = 0
-                    race.next_open_attempt_at = None
-                tournament = await session.get(Tournament, race.tournament_id)
-                pool = await session.get(Pool, race.pool_id)
-                assert tournament is not None and pool is not None
-                permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
-                category = room_category(tournament, self.settings)
-                if self.racetime is None:
-                    failure = NO_CREDENTIALS
-                elif not self.racetime.serves(category):
-                    failure = str(RacetimeNoCredentials(category, self.racetime.categories))
-                elif permalink is None:
-                    permalink = await choose_permalink(session, race)
-                    if permalink is None:
-                        no_seed = True
-                        failure = (
-                            f"pool {pool.name} has no seed left that no live race has used; "
-                            "add a seed to the pool or pick one for this race"
-                        )
-                    else:
-                        # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
-                        race.permalink_id = permalink.id
-                if failure is not None:
-                    await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
+            claimed = await self._claim_locked(session, race_id, race, now, started, actor=actor, manual=manual)
+            if isinstance(claimed, ClaimRefused):
+                raise claimed  # nothing was written
+        if isinstance(claimed, OpenFailure):  # raised after the commit, so the failure stays recorded
+            raise claimed
+        return claimed
+
+    async def _claim_batch(self, race_ids: list[int], *, actor: Actor) -> list[tuple[int, Claimed]]:
+        """Claim several due races in one transaction, in the order given (soonest first, so the soonest race
+        still gets the pool's best seed): every race locked (`lock_races`) and checked exactly as `_claim` does
+        one; a failure is recorded in the same transaction. One transaction instead of one a race, and the
+        tournament, pool, guild settings and room profiles the races share are read once (the session's identity
+        map). A race that another transaction holds on PostgreSQL, or that is gone, is refused for this cycle."""
+        now, started = self.clock(), asyncio.get_running_loop().time()
+        results: list[tuple[int, Claimed]] = []
+        async with self._transaction() as session:
+            races = await lock_races(session, race_ids)
+            for race_id in race_ids:
+                race = races.get(race_id)
+                if race is None:
+                    claimed: Claimed = ClaimRefused(None, f"live race {race_id} is gone or held by another writer")
                 else:
-                    assert permalink is not None
-                    room = await resolve_for_race(session, race, tournament)
-                    if not self.settings.racetime.room_presence:
-                        # Only room presence shows a seed later, and scheduled starts need it too: without it,
-                        # rooms open as they did before.
-                        room.update(seed_reveal="at_open", start_mode="auto")
-                    plan = OpenPlan(
-                        race_id=race.id,
-                        guild_id=race.guild_id,
-                        claim_id=race.open_claim_id,
-                        category=category,
-                        marker=race.marker,
-                        permalink_id=permalink.id,
-                        pool_id=pool.id,
-                        seed_url=permalink.url,
-                        request=build_request(race, tournament, pool, permalink, room),
-                        seed_reveal=room["seed_reveal"],
-                        reconcile=earlier is not None,
-                        earlier_search_after=earlier,
-                        search_after=race.room_search_after,
-                    )
-        if failure is not None:  # raised after the commit, so the failure stays recorded
-            raise OpenFailure(failure, retryable=False, conflict=no_seed)
-        return plan
+                    bind_log_context(race_id=race_id, guild_id=race.guild_id)
+                    claimed = await self._claim_locked(session, race_id, race, now, started, actor=actor, manual=False)
+                results.append((race_id, claimed))
+        return results
+
+    async def _claim_locked(
+        self,
+        session: AsyncSession,
+        race_id: int,
+        race: LiveRace | None,
+        now: datetime,
+        started: float,
+        *,
+        actor: Actor,
+        manual: bool,
+    ) -> Claimed:
+        """Claim a race the caller has locked: the plan, a ClaimRefused (nothing written), or an OpenFailure (the
+        failure is written to the race; the caller commits it). `started`: the event loop's time when `now` was
+        read; the claim's RaceTime.gg work ends by `started` + the claim budget, wherever it waited meanwhile."""
+        scheduler = self.settings.scheduler
+        if race is None:
+            return ClaimRefused(None, f"live race {race_id} no longer exists")
+        if race.status is not RaceStatus.SCHEDULED:
+            return ClaimRefused(
+                race.status, f"race {race.id} is {race.status.value}; only a scheduled race can be opened"
+            )
+        if self.claim_is_live(race, now):
+            return ClaimRefused(race.status, f"the room of race {race.id} is being opened right now")
+        if race.room_search_after is not None and race.room_search_after > now:
+            return ClaimRefused(
+                race.status,
+                f"a room of race {race.id} may exist that RaceTime.gg does not list yet",
+                search_after=race.room_search_after,
+            )
+        if not manual:
+            if race.open_attempts >= scheduler.open_max_attempts or (
+                race.next_open_attempt_at is not None and race.next_open_attempt_at > now
+            ):
+                return ClaimRefused(race.status, f"race {race.id} is not due for another attempt")
+            if self.too_late(race.scheduled_at, now):
+                failure = (
+                    f"not opened automatically: the race was to start at "
+                    f"{race.scheduled_at:%Y-%m-%d %H:%M} UTC, more than {scheduler.max_late_open_minutes} "
+                    "minutes ago (scheduler.max_late_open_minutes); open it with /liverace-admin open if it should "
+                    "still run, or reschedule or cancel it"
+                )
+                await self._fail(session, race, actor, failure, retryable=False, search_after=race.room_search_after)
+                return OpenFailure(failure, retryable=False)
+        earlier = race.room_search_after
+        budget = self.settings.open_claim_budget_seconds
+        race.open_claim_id = uuid.uuid4().hex
+        race.open_claimed_at = now
+        race.room_search_after = now + timedelta(seconds=budget) + self._listing_cache
+        if manual:
+            race.open_attempts = 0
+            race.next_open_attempt_at = None
+        tournament = await session.get(Tournament, race.tournament_id)
+        pool = await session.get(Pool, race.pool_id)
+        assert tournament is not None and pool is not None
+        permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
+        no_seed = False
+        category = room_category(tournament, self.settings)
+        if self.racetime is None:
+            failure = NO_CREDENTIALS
+        elif not self.racetime.serves(category):
+            failure = str(RacetimeNoCredentials(category, self.racetime.categories))
+        elif permalink is None:
+            permalink = await choose_permalink(session, race)
+            if permalink is None:
+                no_seed = True
+                failure = (
+                    f"pool {pool.name} has no seed left that no live race has used; "
+                    "add a seed to the pool or pick one for this race"
+                )
+            else:
+                # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
+                race.permalink_id = permalink.id
+                failure = None
+        else:
+            failure = None
+        if failure is not None:
+            await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
+            return OpenFailure(failure, retryable=False, conflict=no_seed)
+        assert permalink is not None
+        room = await resolve_for_race(session, race, tournament)
+        if not self.settings.racetime.room_presence:
+            # Only room presence shows a seed later, and scheduled starts need it too: without it, rooms open as
+            # they did before.
+            room.update(seed_reveal="at_open", start_mode="auto")
+        return OpenPlan(
+            race_id=race.id,
+            guild_id=race.guild_id,
+            claim_id=race.open_claim_id,
+            category=category,
+            marker=race.marker,
+            permalink_id=permalink.id,
+            pool_id=pool.id,
+            seed_url=permalink.url,
+            request=build_request(race, tournament, pool, permalink, room),
+            seed_reveal=room["seed_reveal"],
+            reconcile=earlier is not None,
+            earlier_search_after=earlier,
+            search_after=race.room_search_after,
+            deadline=started + budget,
+        )
 
     async def _record_opened(
         self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool
@@ -674,7 +771,7 @@ class RoomOpener:
         """Record the room for the race; when the race is no longer as it was claimed, say why not."""
         now = self.clock()
         why: str | None = None
-        async with self.db.transaction() as session:
+        async with self._transaction() as session:
             race = await lock_race(session, plan.race_id)
             ours = race is not None and race.open_claim_id == plan.claim_id
             if (
@@ -771,7 +868,7 @@ class RoomOpener:
             search_after: datetime | None = now + self._listing_cache
         else:
             search_after = plan.earlier_search_after if earlier_room_possible else None
-        async with self.db.transaction() as session:
+        async with self._transaction() as session:
             race = await lock_race(session, plan.race_id)
             if race is not None and race.open_claim_id == plan.claim_id:
                 await self._fail(session, race, actor, message, retryable=retryable, search_after=search_after)
