@@ -481,6 +481,62 @@ async def test_a_cancel_between_the_batch_claim_and_startrace_leaves_no_room(
         assert (await open_rooms(app)).due == 0
 
 
+async def test_openings_finished_during_a_record_are_recorded_together(
+    app_settings, rt: FakeRacetime, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first room's record is held; meanwhile a moderator cancels the second race and the two other rooms
+    arrive: they are recorded in one transaction after it, each race checked on its own (the cancelled race's room
+    is cancelled on RaceTime.gg, the third race's recorded)."""
+    app_settings.scheduler.open_concurrency = 3
+    async with running_app(app_settings, rt, clock) as app:
+        world = await make_world(app.services, seeds=3)
+        race_ids = [await _schedule(app, world, clock, 5 + index) for index in range(3)]
+        opener = app.services.live_races.opener
+        batches: list[list[int]] = []
+        entered, go_on = asyncio.Event(), asyncio.Event()
+        record_batch = opener._record_batch
+
+        async def held_first_batch(entries):
+            batches.append([plan.race_id for plan, *_ in entries])
+            if len(batches) == 1:
+                entered.set()
+                await go_on.wait()  # no transaction is open yet: the moderator's cancel can write
+            return await record_batch(entries)
+
+        monkeypatch.setattr(opener, "_record_batch", held_first_batch)
+        hold = rt.hold("POST", "/startrace", count=None)
+        cycle = asyncio.create_task(open_rooms(app))
+        held = [await hold.arrival() for _ in race_ids]
+        held[0].release()
+        await entered.wait()
+        [first] = batches[0]
+        cancelled, kept = sorted(set(race_ids) - {first})
+        await app.services.live_races.cancel(GUILD, cancelled, MODERATOR, reason="Changed plans")
+        both_queued = asyncio.Event()
+
+        class Queue(list):  # the openings waiting to be recorded (the held batch took the first one already)
+            def append(self, entry) -> None:
+                super().append(entry)
+                if len(self) == 2:
+                    both_queued.set()
+
+        assert opener._to_record == []
+        opener._to_record = Queue()
+        held[1].release()
+        held[2].release()
+        await both_queued.wait()
+        go_on.set()
+        report = await cycle
+        assert len(batches) == 2 and sorted(batches[1]) == [cancelled, kept]
+        assert (report.opened, report.skipped) == (2, 1)
+        assert (await _race(app, first)).status is RaceStatus.ROOM_OPEN
+        assert (await _race(app, kept)).status is RaceStatus.ROOM_OPEN
+        gone = await _race(app, cancelled)
+        assert gone.status is RaceStatus.CANCELLED and gone.racetime_slug is None
+        assert _rooms_of(rt, gone)[0]["status"]["value"] == "cancelled"
+        assert rt.count("POST", "/startrace") == 3
+
+
 async def test_a_batch_claim_refuses_a_race_that_changed_since_it_was_listed(
     app: Application, rt: FakeRacetime, clock: Clock
 ) -> None:

@@ -31,11 +31,13 @@ async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None
     return race
 
 
-async def lock_races(session: AsyncSession, race_ids: list[int]) -> dict[int, LiveRace]:
+async def lock_races(session: AsyncSession, race_ids: list[int], *, skip_locked: bool = True) -> dict[int, LiveRace]:
     """Several races at once, locked and freshly read like `lock_race`, for a job that claims a batch of them in one
     transaction (the room opener). Locked in id order, so two such batches never wait on each other in a cycle; on
     PostgreSQL a race another transaction holds right now (a moderator's edit, another process's claim) is skipped
-    (`SKIP LOCKED`) and left for the next run, instead of stalling the whole batch. The log context is not bound (no
+    (`SKIP LOCKED`) and left for the next run, instead of stalling the whole batch; with `skip_locked=False` the
+    batch waits for it (the opener's records: a race's lock is held briefly, and the record must see the result).
+    The log context is not bound (no
     single race). Missing and skipped races are absent from the result."""
     if not race_ids:
         return {}
@@ -43,7 +45,7 @@ async def lock_races(session: AsyncSession, race_ids: list[int]) -> dict[int, Li
         select(LiveRace)
         .where(LiveRace.id.in_(race_ids))
         .order_by(LiveRace.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=skip_locked)
         .execution_options(populate_existing=True)
     )
     return {race.id: race for race in (await session.scalars(query)).all()}

@@ -260,6 +260,8 @@ class OpenPlan:
 
 
 Claimed = OpenPlan | ClaimRefused | OpenFailure
+# A record's outcome: the ClaimRefused to raise (None: recorded), why the room is to be cancelled, its `settles`.
+Recorded = tuple[ClaimRefused | None, str | None, datetime | None]
 
 
 @dataclass
@@ -398,6 +400,8 @@ class RoomOpener:
         self.strays = StrayRooms(db, settings, racetime, clock)
         self._listing_locks: dict[str, asyncio.Lock] = {}
         self._sqlite_writes = asyncio.Lock() if db.dialect == "sqlite" else None
+        self._recording = asyncio.Lock()  # one record batch at a time; the openings finished meanwhile wait
+        self._to_record: list[tuple[OpenPlan, RoomRef, Actor, bool, asyncio.Future[Recorded]]] = []
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -768,82 +772,130 @@ class RoomOpener:
     async def _record_opened(
         self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool
     ) -> ClaimRefused | None:
-        """Record the room for the race; when the race is no longer as it was claimed, say why not."""
-        now = self.clock()
-        why: str | None = None
-        async with self._transaction() as session:
-            race = await lock_race(session, plan.race_id)
-            ours = race is not None and race.open_claim_id == plan.claim_id
-            if (
-                race is not None
-                and race.status is RaceStatus.SCHEDULED
-                and ours
-                and race.permalink_id == plan.permalink_id
-                and race.pool_id == plan.pool_id
-            ):
-                race.status = RaceStatus.ROOM_OPEN
-                race.racetime_category = room.category
-                race.racetime_slug = room.slug
-                race.racetime_url = room.url
-                race.racetime_status = "invitational" if plan.request.settings.invitational else "open"
-                race.room_opened_at = now
-                race.seed_reveal = plan.seed_reveal
-                race.open_claim_id = None
-                race.next_open_attempt_at = None
-                race.room_search_after = None
-                race.last_error = None
-                await mark_seed_published(session, race.permalink_id)
-                await audit.record(
-                    session,
-                    guild_id=race.guild_id,
-                    actor=actor,
-                    action="live_race.open",
-                    target_type="live_race",
-                    target_id=race.id,
-                    details={
-                        "racetime_category": room.category,
-                        "racetime_slug": room.slug,
-                        "adopted": adopted,
-                        "permalink_id": race.permalink_id,
-                    },
-                )
-                await self.events.publish(
-                    session,
-                    LiveRaceRoomOpened(
-                        guild_id=race.guild_id,
-                        tournament_id=race.tournament_id,
-                        live_race_id=race.id,
-                        occurred_at=now,
-                    ),
-                )
-                return None
-            # The race changed while its room was being created: that room is not (or not yet) the race's.
-            refused = ClaimRefused(
-                None if race is None else race.status, f"live race {plan.race_id} changed while its room was opened"
-            )
-            if race is None:
-                why = WHY_DELETED
-            elif race.racetime_slug == room.slug:
-                log.info("live race %s: room %s was adopted by another claim", plan.race_id, room.name)
-            elif race.status is RaceStatus.CANCELLED:
-                why = WHY_CANCELLED
-            elif race.status is not RaceStatus.SCHEDULED:
-                why = WHY_DUPLICATE
-            elif (race.permalink_id, race.pool_id) != (plan.permalink_id, plan.pool_id):
-                why = WHY_SEED
-                if ours:
-                    race.open_claim_id = None  # released: the next claim opens a room with the new seed
-            else:
-                # Another process took the claim over (ours outlived its lease): its reconcile adopts this room.
-                log.warning("live race %s: room %s opened after the claim was taken over", plan.race_id, room.name)
-                later = now + self._listing_cache
-                race.room_search_after = max(race.room_search_after or later, later)
+        """Record the room for the race; when the race is no longer as it was claimed, say why not.
+
+        Openings that finish while another is being recorded wait for it and are then recorded together, in one
+        transaction (`_record_batch`): batches form only when recording is the queue, as with hundreds of rooms
+        due at once on SQLite. Each race is still locked and checked on its own."""
+        waiter: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._to_record.append((plan, room, actor, adopted, waiter))
+        async with self._recording:
+            if not waiter.done():
+                batch, self._to_record = self._to_record, []
+                try:
+                    results = await self._record_batch([(p, r, a, d) for p, r, a, d, _ in batch])
+                except BaseException as exc:
+                    for *_, other in batch:  # the others fail as this one does; their races keep the claim
+                        if other is not waiter and not other.done():
+                            other.set_exception(RuntimeError(f"recording the room failed: {exc!r}"))
+                    raise
+                for (*_, other), result in zip(batch, results, strict=True):
+                    if not other.done():
+                        other.set_result(result)
+        refused, why, settles = await waiter
         if why is not None:
-            # Only this claim's room can be behind the room_search_after it set (an earlier one was searched for),
-            # unless another claim took the race over.
-            settles = plan.search_after if why in (WHY_CANCELLED, WHY_DELETED) or (why == WHY_SEED and ours) else None
             await self.strays.close(plan.race_id, plan.guild_id, [room], why=why, actor=actor, settles=settles)
         return refused
+
+    async def _record_batch(self, entries: list[tuple[OpenPlan, RoomRef, Actor, bool]]) -> list[Recorded]:
+        """`_record_locked` for each opening, in one transaction. The races are locked in id order and waited for
+        (no SKIP LOCKED: a moderator's transaction on a race finishes first, and the record sees its result)."""
+        now = self.clock()
+        async with self._transaction() as session:
+            races = await lock_races(session, [plan.race_id for plan, *_ in entries], skip_locked=False)
+            results = []
+            for plan, room, actor, adopted in entries:
+                race = races.get(plan.race_id)
+                bind_log_context(race_id=plan.race_id, guild_id=plan.guild_id)
+                results.append(
+                    await self._record_locked(session, race, plan, room, actor=actor, adopted=adopted, now=now)
+                )
+        return results
+
+    async def _record_locked(
+        self,
+        session: AsyncSession,
+        race: LiveRace | None,
+        plan: OpenPlan,
+        room: RoomRef,
+        *,
+        actor: Actor,
+        adopted: bool,
+        now: datetime,
+    ) -> Recorded:
+        """Under the race's lock: record the room if the race is still as claimed (scheduled, ours, on the planned
+        seed and pool). Otherwise the ClaimRefused to raise, and why the room is to be cancelled (None: kept for
+        another claim to adopt) with the `settles` for `StrayRooms.close`."""
+        ours = race is not None and race.open_claim_id == plan.claim_id
+        if (
+            race is not None
+            and race.status is RaceStatus.SCHEDULED
+            and ours
+            and race.permalink_id == plan.permalink_id
+            and race.pool_id == plan.pool_id
+        ):
+            race.status = RaceStatus.ROOM_OPEN
+            race.racetime_category = room.category
+            race.racetime_slug = room.slug
+            race.racetime_url = room.url
+            race.racetime_status = "invitational" if plan.request.settings.invitational else "open"
+            race.room_opened_at = now
+            race.seed_reveal = plan.seed_reveal
+            race.open_claim_id = None
+            race.next_open_attempt_at = None
+            race.room_search_after = None
+            race.last_error = None
+            await mark_seed_published(session, race.permalink_id)
+            await audit.record(
+                session,
+                guild_id=race.guild_id,
+                actor=actor,
+                action="live_race.open",
+                target_type="live_race",
+                target_id=race.id,
+                details={
+                    "racetime_category": room.category,
+                    "racetime_slug": room.slug,
+                    "adopted": adopted,
+                    "permalink_id": race.permalink_id,
+                },
+            )
+            await self.events.publish(
+                session,
+                LiveRaceRoomOpened(
+                    guild_id=race.guild_id,
+                    tournament_id=race.tournament_id,
+                    live_race_id=race.id,
+                    occurred_at=now,
+                ),
+            )
+            return None, None, None
+        # The race changed while its room was being created: that room is not (or not yet) the race's.
+        refused = ClaimRefused(
+            None if race is None else race.status, f"live race {plan.race_id} changed while its room was opened"
+        )
+        why: str | None = None
+        if race is None:
+            why = WHY_DELETED
+        elif race.racetime_slug == room.slug:
+            log.info("live race %s: room %s was adopted by another claim", plan.race_id, room.name)
+        elif race.status is RaceStatus.CANCELLED:
+            why = WHY_CANCELLED
+        elif race.status is not RaceStatus.SCHEDULED:
+            why = WHY_DUPLICATE
+        elif (race.permalink_id, race.pool_id) != (plan.permalink_id, plan.pool_id):
+            why = WHY_SEED
+            if ours:
+                race.open_claim_id = None  # released: the next claim opens a room with the new seed
+        else:
+            # Another process took the claim over (ours outlived its lease): its reconcile adopts this room.
+            log.warning("live race %s: room %s opened after the claim was taken over", plan.race_id, room.name)
+            later = now + self._listing_cache
+            race.room_search_after = max(race.room_search_after or later, later)
+        # Only this claim's room can be behind the room_search_after it set (an earlier one was searched for),
+        # unless another claim took the race over.
+        settles = plan.search_after if why in (WHY_CANCELLED, WHY_DELETED) or (why == WHY_SEED and ours) else None
+        return refused, why, settles
 
     async def _record_failure(
         self, plan: OpenPlan, actor: Actor, exc: Exception, *, maybe_created: bool, earlier_room_possible: bool
