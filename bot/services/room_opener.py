@@ -407,8 +407,8 @@ class RoomOpener:
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         """The opener's write transactions (claims, records, failures). On SQLite the concurrent openings of a
         cycle queue for its one writer here, first come first served, instead of in SQLite's busy handler, which
-        retries with sleeps of up to 100 ms, so that a writer lock freed meanwhile stays unused (measured: most of
-        a 500-room cycle). On PostgreSQL the transactions run side by side."""
+        retries with sleeps of up to 100 ms, so that a writer lock freed meanwhile may stay unused (the wall-time gain
+        measured was small: docs/benchmarks.md). On PostgreSQL the transactions run side by side."""
         if self._sqlite_writes is None:
             async with self.db.transaction() as session:
                 yield session
