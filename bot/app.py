@@ -186,6 +186,9 @@ class Application:
             )
         series = self.settings.series.interval_seconds
         self.jobs.add("series", self.services.series.run_job, seconds=series, first_run_in=3)
+        reminders = self.services.reminders
+        reminders.leases = self.leases  # one process queues each cycle; the dedupe keys make a second harmless
+        self.jobs.add("reminders", reminders.run_job, seconds=reminders.interval_seconds, first_run_in=4)
         dispatch = self.settings.notifications.dispatch_interval_seconds
         self.jobs.add("notification_dispatcher", self.dispatcher.run_once, seconds=dispatch, first_run_in=dispatch)
 

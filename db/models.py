@@ -95,10 +95,17 @@ class Audience(enum.Flag):
     PARTICIPANTS = enum.auto()  # DMs: subscribed players who got a run in it
     ANNOUNCEMENT = enum.auto()  # a post in the tournament's (else the server's) announcement channel
     MODERATORS = enum.auto()  # a post in the moderator channel (else the announcement channel), organizers pinged
+    # DMs queued by the `reminders` job, not by an event: players who RSVP'd the race, and subscribers to the
+    # scheduled notice who chose reminder offsets (bot/services/reminders.py)
+    REMINDED = enum.auto()
 
 
 DM_AUDIENCES = Audience.ELIGIBLE | Audience.PARTICIPANTS
-_AUDIENCE_DOCS = {Audience.ELIGIBLE: "players who may race it", Audience.PARTICIPANTS: "players who got a run in it"}
+_AUDIENCE_DOCS = {
+    Audience.ELIGIBLE: "players who may race it",
+    Audience.PARTICIPANTS: "players who got a run in it",
+    Audience.REMINDED: "players who RSVP'd it, and players who chose reminders and get the scheduled notice",
+}
 # How the expiry rules read: "once its room opened, it started, …".
 _STALE_WHEN = {
     RaceStatus.ROOM_OPEN: "its room opened",
@@ -277,7 +284,29 @@ OPEN_FAILED_ALERT = EventSpec(
     stale_if_deleted=True,
 )
 
-EVENT_SPECS: tuple[EventSpec, ...] = (*(event_type.spec for event_type in EventType), OPEN_FAILED_ALERT)
+# A reminder before the start, at an offset the player chose (`reminder_preferences`) or, for a player who RSVP'd
+# and chose none, at the default offsets. Nobody subscribes to it by type: the offsets are the preference, so its
+# outbox rows have no event_type (like the moderator alert). Queued by the `reminders` job, never by an event.
+LIVE_RACE_REMINDER = EventSpec(
+    name="live_race_reminder",
+    code=None,
+    label="Reminder before the start",
+    short_label="Reminder",
+    headline="Race soon",
+    emoji="⏰",
+    colour=0x1ABC9C,
+    audience=Audience.REMINDED,
+    default_on=False,
+    docs="the start (a reminder for an older start time is never sent after a reschedule)",
+    stale_once=_BEFORE_START,
+    stale_if_deleted=True,
+)
+
+EVENT_SPECS: tuple[EventSpec, ...] = (
+    *(event_type.spec for event_type in EventType),
+    OPEN_FAILED_ALERT,
+    LIVE_RACE_REMINDER,
+)
 SPECS_BY_NAME: dict[str, EventSpec] = {spec.name: spec for spec in EVENT_SPECS}
 EVENT_CODES: dict[EventType, int] = {event_type: event_type.code for event_type in EventType}
 
@@ -972,3 +1001,32 @@ class AnnouncementPost(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("live_race_id", "channel_id"),)
+
+
+class RaceRsvp(Base):
+    """A player's "I'll race" for one live race: they get its reminders and its rescheduled notice even without
+    the type preference, and it is in their personal calendar feed. Goes with the race."""
+
+    __tablename__ = "race_rsvps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    live_race_id: Mapped[int] = mapped_column(ForeignKey("live_races.id", ondelete="CASCADE"))
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("live_race_id", "player_id"), Index("ix_race_rsvps_player_id", "player_id"))
+
+
+class ReminderPreference(Base):
+    """The reminder offsets a player chose for one guild: minutes before the start, comma-separated ("" = none)."""
+
+    __tablename__ = "reminder_preferences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    offsets: Mapped[str] = mapped_column(String(100), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("guild_id", "player_id"),)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.notifications.message import MessageField, NotificationMessage
-from db.models import OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
+from db.models import LIVE_RACE_REMINDER, OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
 
 FOOTER = "Startline · race #{id}"
 # /notify works in the DM itself (it asks which server when the member has several) and in the server.
@@ -217,4 +217,22 @@ def _rescheduled(payload, race, channel) -> Body:
     ]
     if not channel:
         fields.append(MessageField("Why you get this", "You may race it: you are eligible.", inline=False))
+    return Body(description, fields, links_room=False)
+
+
+@renders(LIVE_RACE_REMINDER)
+def _reminder(payload, race, channel) -> Body:
+    reminder = payload.get("reminder", {})
+    minutes = int(reminder.get("offset_minutes") or 0)
+    before = f"{minutes // 60} h" if minutes and minutes % 60 == 0 else f"{minutes} min"
+    description = f"{_where(race)}\nThe race starts in about {before}."
+    why = (
+        "You said you would race it (RSVP)."
+        if reminder.get("rsvp")
+        else f"You asked for a reminder {before} before races you may join."
+    )
+    fields = [
+        MessageField("Starts", timestamp(race.get("scheduled_at")), inline=False),
+        MessageField("Why you get this", why + " Change your reminders with /notify reminders.", inline=False),
+    ]
     return Body(description, fields, links_room=False)

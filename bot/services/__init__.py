@@ -18,6 +18,7 @@ from bot.services.live_races import LiveRaceService
 from bot.services.notifications import NotificationService
 from bot.services.phases import PhaseService
 from bot.services.players import PlayerService
+from bot.services.reminders import ReminderService
 from bot.services.room_profiles import RoomProfileService
 from bot.services.runs import RunService
 from bot.services.scoring import ScoringService
@@ -62,6 +63,7 @@ class Services:
     timezones: TimezoneService
     standings: StandingService
     idempotency: IdempotencyService
+    reminders: ReminderService
     clock: Clock = SYSTEM_CLOCK
 
 
@@ -117,5 +119,6 @@ def build_services(
         timezones=TimezoneService(db),
         standings=StandingService(db, scoring),
         idempotency=IdempotencyService(db, clock=clock),
+        reminders=ReminderService(db, clock=clock),
         clock=clock,
     )

@@ -1,0 +1,317 @@
+"""Reminders before a race's start at offsets the player chose, and RSVPs ("I'll race").
+
+A player picks up to `MAX_OFFSETS` offsets from `ALLOWED_OFFSETS` per guild (`reminder_preferences`). The
+`reminders` job (`queue_due`) queues, for each scheduled race starting within the largest offset, one DM per
+(race, start time, player, offset) through the notification outbox with the dedupe key
+`reminder:race:<id>:at:<start>:offset:<minutes>:player:<id>`, so two processes (or a restart) queue it once. Only
+the latest offset that is due is queued: after an outage a player gets one reminder, not three.
+
+Who gets them: players who RSVP'd the race (their offsets, else `DEFAULT_RSVP_OFFSETS`) even without any type
+preference, and players who chose offsets and subscribe to the scheduled notice (415) in the guild. A reschedule
+changes the start, so the keys change and the reminders are armed again for the new time; the unsent rows for the
+old time are marked `expired`. A race that is no longer scheduled gets none (and rows already queued expire by the
+reminder's staleness rule, `LIVE_RACE_REMINDER` in `db.models`); a deleted race takes its RSVPs with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import SYSTEM_CLOCK
+from bot.errors import NotFound, ValidationFailed
+from bot.notifications.render import PAYLOAD_VERSION
+from bot.services.notification_outbox import insert_ignoring_duplicates, subscribed_player_ids
+from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
+from bot.services.processes import Leases
+from db.models import (
+    LIVE_RACE_REMINDER,
+    EventType,
+    GuildPlayer,
+    LiveRace,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    Player,
+    Pool,
+    RaceRsvp,
+    RaceStatus,
+    ReminderPreference,
+    Tournament,
+)
+from db.session import Database
+
+log = logging.getLogger(__name__)
+
+# Minutes before the start a reminder may be asked for: 10 min, 30 min, 1 h, 3 h, 12 h, 24 h.
+ALLOWED_OFFSETS: tuple[int, ...] = (10, 30, 60, 180, 720, 1440)
+MAX_OFFSETS = 3
+DEFAULT_RSVP_OFFSETS: tuple[int, ...] = (60,)
+LEASE_NAME = "reminders"
+_UNITS = {"m": 1, "min": 1, "h": 60, "d": 1440}
+_OFFSET = re.compile(r"^\s*(\d{1,4})\s*(m|min|h|d)?\s*$", re.IGNORECASE)
+
+
+def describe_offset(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440 * 24} h"
+    if minutes % 60 == 0:
+        return f"{minutes // 60} h"
+    return f"{minutes} min"
+
+
+def allowed_text() -> str:
+    return ", ".join(describe_offset(m) for m in ALLOWED_OFFSETS)
+
+
+def parse_offsets(value: str | Iterable[int] | None) -> tuple[int, ...]:
+    """`"24h, 1h, 10m"` or minutes (`[1440, 60, 10]`) → sorted unique minutes, each one of `ALLOWED_OFFSETS`;
+    `""`, `"none"` or `[]` → no reminders."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        parts = [p for p in re.split(r"[,\s]+(?=\d)|,", value.strip()) if p.strip()]
+        if len(parts) == 1 and parts[0].strip().lower() in ("none", "off"):
+            return ()
+        minutes: list[int] = []
+        for part in parts:
+            match = _OFFSET.match(part)
+            if match is None:
+                raise ValidationFailed(
+                    f"{part.strip()!r} is not a reminder offset: write it like 24h, 1h or 10m", field="offsets"
+                )
+            minutes.append(int(match.group(1)) * _UNITS[(match.group(2) or "m").lower()])
+    else:
+        minutes = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int):
+                raise ValidationFailed("reminder offsets are whole minutes", field="offsets")
+            minutes.append(item)
+    result = tuple(sorted(set(minutes), reverse=True))
+    bad = [m for m in result if m not in ALLOWED_OFFSETS]
+    if bad:
+        raise ValidationFailed(
+            f"{describe_offset(bad[0])} before the start is not offered: choose from {allowed_text()}",
+            field="offsets",
+        )
+    if len(result) > MAX_OFFSETS:
+        raise ValidationFailed(f"at most {MAX_OFFSETS} reminders per race", field="offsets")
+    return result
+
+
+def _stored(offsets: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in offsets.split(",") if v)
+
+
+def reminder_key_prefix(race_id: int) -> str:
+    return f"reminder:race:{race_id}:at:"
+
+
+def reminder_key(race_id: int, start: datetime, offset: int, player_id: int) -> str:
+    return f"{reminder_key_prefix(race_id)}{int(start.timestamp())}:offset:{offset}:player:{player_id}"
+
+
+class ReminderService:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        leases: Leases | None = None,
+        clock: Callable[[], datetime] = SYSTEM_CLOCK,
+        interval_seconds: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.leases = leases
+        self.clock = clock
+        self.interval_seconds = interval_seconds
+
+    # ---- preferences -----------------------------------------------------------------------------------
+    async def offsets(self, discord_user_id: int, guild_id: int) -> tuple[int, ...]:
+        check_discord_id(discord_user_id)
+        async with self.db.read() as session:
+            stored = await session.scalar(
+                select(ReminderPreference.offsets)
+                .join(Player, Player.id == ReminderPreference.player_id)
+                .where(Player.discord_user_id == discord_user_id, ReminderPreference.guild_id == guild_id)
+            )
+        return _stored(stored or "")
+
+    async def set_offsets(
+        self,
+        discord_user_id: int,
+        guild_id: int,
+        offsets: str | Iterable[int] | None,
+        *,
+        display_name: str | None = None,
+    ) -> tuple[int, ...]:
+        check_discord_id(discord_user_id)
+        chosen = parse_offsets(offsets)
+        async with self.db.transaction() as session:
+            player = await ensure_member(session, guild_id, discord_user_id, display_name)
+            row = await session.scalar(
+                select(ReminderPreference).where(
+                    ReminderPreference.player_id == player.id, ReminderPreference.guild_id == guild_id
+                )
+            )
+            if row is None:
+                row = ReminderPreference(guild_id=guild_id, player_id=player.id)
+                session.add(row)
+            row.offsets = ",".join(str(m) for m in chosen)
+            row.updated_at = self.clock()
+        return chosen
+
+    # ---- RSVPs -----------------------------------------------------------------------------------------
+    async def set_rsvp(
+        self, guild_id: int, race_id: int, discord_user_id: int, going: bool, *, display_name: str | None = None
+    ) -> bool:
+        """RSVP (or take it back) for a race of this guild; True when something changed. A race of another guild,
+        or one that was deleted, is NotFound; one that is no longer scheduled refuses."""
+        check_discord_id(discord_user_id)
+        async with self.db.transaction() as session:
+            race = await session.get(LiveRace, race_id)
+            if race is None or race.guild_id != guild_id:
+                raise NotFound(f"live race {race_id} not found (it may have been deleted)", field="race_id")
+            player = await ensure_member(session, guild_id, discord_user_id, display_name)
+            existing = await session.scalar(
+                select(RaceRsvp).where(RaceRsvp.live_race_id == race_id, RaceRsvp.player_id == player.id)
+            )
+            if going:
+                if existing is not None:
+                    return False
+                if race.status is not RaceStatus.SCHEDULED:
+                    raise ValidationFailed(f"live race {race_id} is already {race.status.value}", field="race_id")
+                session.add(RaceRsvp(guild_id=guild_id, live_race_id=race_id, player_id=player.id))
+                return True
+            if existing is None:
+                return False
+            await session.execute(delete(RaceRsvp).where(RaceRsvp.id == existing.id))
+            return True
+
+    async def rsvps(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
+        """(Discord user id, display name) of who RSVP'd, oldest first."""
+        async with self.db.read() as session:
+            race = await session.get(LiveRace, race_id)
+            if race is None or race.guild_id != guild_id:
+                raise NotFound(f"live race {race_id} not found", field="race_id")
+            rows = await session.execute(
+                select(Player.discord_user_id, roster_name())
+                .join(RaceRsvp, RaceRsvp.player_id == Player.id)
+                .outerjoin(GuildPlayer, roster_entry_of(guild_id))
+                .where(RaceRsvp.live_race_id == race_id, RaceRsvp.guild_id == guild_id)
+                .order_by(RaceRsvp.created_at, RaceRsvp.id)
+            )
+            return [(int(uid), name) for uid, name in rows.all()]
+
+    # ---- the job ---------------------------------------------------------------------------------------
+    async def run_job(self) -> int:
+        """One cycle of the `reminders` job, under its lease (any process may run it; one does per cycle)."""
+        if self.leases is not None and not await self.leases.take(LEASE_NAME, seconds=2 * self.interval_seconds):
+            return 0
+        return await self.queue_due()
+
+    async def queue_due(self) -> int:
+        """Queue the reminders that are due now; returns how many rows were offered (duplicates add nothing)."""
+        now = self.clock()
+        horizon = now + timedelta(minutes=max(ALLOWED_OFFSETS))
+        offered = 0
+        async with self.db.transaction() as session:
+            races = (
+                await session.execute(
+                    select(LiveRace, Tournament.name, Pool.name)
+                    .join(Tournament, Tournament.id == LiveRace.tournament_id)
+                    .join(Pool, Pool.id == LiveRace.pool_id)
+                    .where(
+                        LiveRace.status == RaceStatus.SCHEDULED,
+                        LiveRace.scheduled_at > now,
+                        LiveRace.scheduled_at <= horizon,
+                    )
+                    .order_by(LiveRace.id)
+                )
+            ).all()
+            for race, tournament_name, pool_name in races:
+                await self._expire_old_start(session, race)
+                rows = await self._rows_for(session, race, tournament_name, pool_name, now)
+                await insert_ignoring_duplicates(session, rows)
+                offered += len(rows)
+        if offered:
+            log.info("offered %d reminder(s)", offered)
+        return offered
+
+    async def _rows_for(
+        self, session: AsyncSession, race: LiveRace, tournament: str, pool: str, now: datetime
+    ) -> list[dict]:
+        rsvp = set((await session.scalars(select(RaceRsvp.player_id).where(RaceRsvp.live_race_id == race.id))).all())
+        prefs = {
+            pid: _stored(offsets)
+            for pid, offsets in (
+                await session.execute(
+                    select(ReminderPreference.player_id, ReminderPreference.offsets).where(
+                        ReminderPreference.guild_id == race.guild_id, ReminderPreference.offsets != ""
+                    )
+                )
+            ).all()
+        }
+        subscribed = (
+            await subscribed_player_ids(session, race.guild_id, EventType.LIVE_RACE_SCHEDULED, prefs.keys())
+            if prefs
+            else set()
+        )
+        snapshot = {
+            "id": race.id,
+            "title": race.title,
+            "tournament": tournament,
+            "pool": pool,
+            "scheduled_at": int(race.scheduled_at.timestamp()),
+        }
+        rows = []
+        for player_id in sorted(rsvp | subscribed):
+            offsets = prefs.get(player_id) or (DEFAULT_RSVP_OFFSETS if player_id in rsvp else ())
+            due = [m for m in offsets if race.scheduled_at - timedelta(minutes=m) <= now]
+            if not due:
+                continue
+            offset = min(due)  # only the latest due one: earlier ones that were missed are not worth sending now
+            payload = {
+                "v": PAYLOAD_VERSION,
+                "event": LIVE_RACE_REMINDER.name,
+                "occurred_at": int(now.timestamp()),
+                "race": snapshot,
+                "reminder": {"offset_minutes": offset, "rsvp": player_id in rsvp},
+            }
+            rows.append(
+                {
+                    "kind": NotificationKind.DM,
+                    "event_type": None,
+                    "guild_id": race.guild_id,
+                    "player_id": player_id,
+                    "channel_id": None,
+                    "live_race_id": race.id,
+                    "payload": payload,
+                    "dedupe_key": reminder_key(race.id, race.scheduled_at, offset, player_id),
+                    "status": NotificationStatus.PENDING,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+        return rows
+
+    @staticmethod
+    async def _expire_old_start(session: AsyncSession, race: LiveRace) -> None:
+        """Unsent reminders for an earlier start of this race (it was rescheduled) expire, never claimed ones."""
+        current = f"{reminder_key_prefix(race.id)}{int(race.scheduled_at.timestamp())}:"
+        await session.execute(
+            update(Notification)
+            .where(
+                Notification.live_race_id == race.id,
+                Notification.dedupe_key.like(f"{reminder_key_prefix(race.id)}%"),
+                Notification.dedupe_key.not_like(f"{current}%"),
+                Notification.status == NotificationStatus.PENDING,
+                Notification.claim_id.is_(None),
+            )
+            .values(status=NotificationStatus.EXPIRED, error="Expired unsent: the race was rescheduled")
+        )

@@ -1,0 +1,186 @@
+"""Reminders at chosen offsets and RSVPs (issue 13 parts 4 and 5), through the real services, the outbox and the
+dispatcher (an in-memory delivery, a settable clock): queued once per (race, start, player, offset) by any number of
+job runs or processes, re-armed by a reschedule (the old start's unsent rows expire), never for a cancelled or
+deleted race."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.errors import NotFound, ValidationFailed
+from bot.notifications.dispatcher import NotificationDispatcher
+from bot.services.processes import Leases
+from bot.services.reminders import ReminderService, parse_offsets
+from db.models import LIVE_RACE_REMINDER, Notification
+from tests.conftest import GUILD, MODERATOR
+from tests.fakes.lifecycle import Clock
+from tests.fakes.notifications import RecordingDelivery, add_player, make_world, subscribe
+
+ALICE, BOB, CAROL = 901, 902, 903  # Alice RSVPs; Bob subscribes and chooses offsets; Carol does neither
+OTHER_GUILD = GUILD + 1
+
+
+@pytest.fixture
+def clock(services) -> Clock:
+    clock = Clock()
+    services.clock.source = clock
+    return clock
+
+
+@pytest.fixture
+def delivery() -> RecordingDelivery:
+    return RecordingDelivery()
+
+
+@pytest.fixture
+def dispatcher(services, clock, delivery) -> NotificationDispatcher:
+    return NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
+
+
+@pytest.fixture
+async def world(services, clock):
+    world = await make_world(services, scheduled_at=clock.now + timedelta(hours=30))
+    for user, name in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")):
+        await add_player(services, user, name)
+    return world
+
+
+def reminders(services, clock) -> ReminderService:
+    return ReminderService(services.db, clock=clock)
+
+
+async def rows(services) -> list[Notification]:
+    async with services.db.read() as session:
+        query = select(Notification).where(Notification.dedupe_key.like("reminder:%")).order_by(Notification.id)
+        return list((await session.scalars(query)).all())
+
+
+async def queued(services) -> list[tuple[int, int, str]]:
+    """(player id, offset minutes, status) of every reminder row."""
+    return [
+        (row.player_id, row.payload["reminder"]["offset_minutes"], row.status.value) for row in await rows(services)
+    ]
+
+
+def test_offsets_parse_from_words_or_minutes_and_refuse_what_is_not_offered() -> None:
+    assert parse_offsets("24h, 1h, 10m") == (1440, 60, 10)
+    assert parse_offsets("10 min,1d") == (1440, 10)
+    assert parse_offsets([60, 60, 10]) == (60, 10)
+    assert parse_offsets("none") == parse_offsets("") == parse_offsets([]) == ()
+    for bad in ("7m", "2h", "0", "-10m", "soon", "48h", [5], [True], ["10"], "10m,30m,1h,3h"):
+        with pytest.raises(ValidationFailed):
+            parse_offsets(bad)
+
+
+async def test_offsets_are_per_guild_and_validated(services, world, clock) -> None:
+    service = reminders(services, clock)
+    assert await service.set_offsets(BOB, GUILD, "1h,24h") == (1440, 60)
+    assert await service.offsets(BOB, GUILD) == (1440, 60)
+    assert await service.offsets(BOB, OTHER_GUILD) == ()
+    with pytest.raises(ValidationFailed):
+        await service.set_offsets(BOB, GUILD, "5m")
+    assert await service.offsets(BOB, GUILD) == (1440, 60)  # a refused change changes nothing
+    with pytest.raises(ValidationFailed):
+        await service.set_offsets(0, GUILD, "1h")
+
+
+async def test_chosen_offsets_and_rsvps_queue_each_reminder_once_and_it_is_sent(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    service = reminders(services, clock)
+    await subscribe(services, BOB)
+    await service.set_offsets(BOB, GUILD, "24h,1h,10m")
+    await subscribe(services, CAROL)  # subscribed but chose no offsets: no reminders
+    assert await service.set_rsvp(GUILD, world.race.id, ALICE, True) is True
+    assert await service.set_rsvp(GUILD, world.race.id, ALICE, True) is False  # already
+    alice, bob = [(await services.players.get(GUILD, user)).id for user in (ALICE, BOB)]
+
+    assert await service.queue_due() == 0  # 30 h ahead: nothing due
+    clock.advance(hours=7)  # 23 h before
+    await service.queue_due()
+    await service.queue_due()
+    assert await queued(services) == [(bob, 1440, "pending")]
+    clock.advance(hours=22, minutes=5)  # 55 min before
+    await service.queue_due()
+    assert sorted(await queued(services))[:2] == [(alice, 60, "pending"), (bob, 60, "pending")]
+    await dispatcher.run_once()
+    assert len(delivery.dms) == 3
+    titles = {message.title for _, message, _ in delivery.dms}
+    assert titles == {f"{LIVE_RACE_REMINDER.emoji} {LIVE_RACE_REMINDER.headline}: Weekly race"}
+    why = {f.value for _, m, _ in delivery.dms for f in m.fields if f.name == "Why you get this"}
+    assert any("RSVP" in text for text in why)
+    clock.advance(minutes=50)  # 5 min before: Bob's 10 min one, Alice has only the default 1 h
+    await service.queue_due()
+    await service.queue_due()
+    assert sorted(p for p, o, _ in await queued(services) if o == 10) == [bob]
+    assert len(await rows(services)) == 4
+
+
+async def test_two_processes_queue_once_and_the_lease_lets_one_work_per_cycle(services, world, clock) -> None:
+    first = ReminderService(services.db, leases=Leases(services.db, "process-a", clock), clock=clock)
+    second = ReminderService(services.db, leases=Leases(services.db, "process-b", clock), clock=clock)
+    await first.set_rsvp(GUILD, world.race.id, ALICE, True)
+    clock.advance(hours=29, minutes=30)
+    assert await first.run_job() == 1
+    assert await second.run_job() == 0  # the first holds the lease
+    clock.advance(seconds=2 * first.interval_seconds + 1)  # the first "died": its lease ran out
+    await second.run_job()
+    # Without the lease at all (a lease that ran out mid-run), the dedupe key still holds: one row.
+    await first.queue_due()
+    await second.queue_due()
+    assert len(await rows(services)) == 1
+    # A restart is a new service with no memory: still one row.
+    await reminders(services, clock).queue_due()
+    assert len(await rows(services)) == 1
+
+
+async def test_a_reschedule_rearms_and_the_old_unsent_ones_expire(services, world, clock) -> None:
+    service = reminders(services, clock)
+    await service.set_rsvp(GUILD, world.race.id, ALICE, True)
+    clock.advance(hours=29, minutes=30)
+    await service.queue_due()
+    start = world.race.scheduled_at
+    await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=start + timedelta(hours=2))
+    await service.queue_due()
+    assert [status for _, _, status in await queued(services)] == ["expired"]  # 2 h 30 min before: not due yet
+    clock.advance(hours=1, minutes=45)
+    await service.queue_due()
+    assert [status for _, _, status in await queued(services)] == ["expired", "pending"]
+    keys = [row.dedupe_key for row in await rows(services)]
+    assert str(int((start + timedelta(hours=2)).timestamp())) in keys[1]
+
+
+async def test_a_cancelled_or_deleted_race_gets_no_reminders_and_queued_ones_expire(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    service = reminders(services, clock)
+    await service.set_rsvp(GUILD, world.race.id, ALICE, True)
+    clock.advance(hours=29, minutes=30)
+    await service.queue_due()
+    await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="no seed")
+    await dispatcher.run_once()
+    assert delivery.dms == [] and [s for _, _, s in await queued(services)] == ["expired"]
+    other = await make_world(services, name="Other", scheduled_at=clock.now + timedelta(minutes=50))
+    await service.set_rsvp(GUILD, other.race.id, ALICE, True)
+    await services.live_races.delete(GUILD, other.race.id, MODERATOR)
+    assert await service.queue_due() == 0
+    with pytest.raises(NotFound):  # a button or command from the deleted race: a clear answer, nothing changed
+        await service.set_rsvp(GUILD, other.race.id, ALICE, True)
+
+
+async def test_rsvp_is_refused_for_another_guild_and_after_the_race_left_scheduled(services, world, clock) -> None:
+    service = reminders(services, clock)
+    with pytest.raises(NotFound):
+        await service.set_rsvp(OTHER_GUILD, world.race.id, ALICE, True)
+    with pytest.raises(NotFound):
+        await service.rsvps(OTHER_GUILD, world.race.id)
+    await service.set_rsvp(GUILD, world.race.id, ALICE, True)
+    assert [uid for uid, _ in await service.rsvps(GUILD, world.race.id)] == [ALICE]
+    assert await service.set_rsvp(GUILD, world.race.id, ALICE, False) is True
+    assert await service.rsvps(GUILD, world.race.id) == []
+    await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="no seed")
+    with pytest.raises(ValidationFailed):
+        await service.set_rsvp(GUILD, world.race.id, BOB, True)
