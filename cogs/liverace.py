@@ -11,6 +11,7 @@ from discord.app_commands import Transform
 from bot.errors import ValidationFailed
 from bot.services.batch import MAX_CSV_BYTES
 from bot.services.live_race_views import LiveRaceView, seed_is_public
+from bot.services.reminders import DEFAULT_RSVP_OFFSETS, describe_offset
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import admin_group, is_moderator, moderator_only, player_group
@@ -448,6 +449,10 @@ class LiveRaceCog(StartlineCog):
                 value=await self._results_text(guild_id, view.race.id),
                 inline=False,
             )
+        rsvps = await self.services.reminders.rsvps(guild_id, view.race.id)
+        if rsvps:
+            names = ", ".join(safe(name or str(uid), 40) for uid, name in rsvps) if moderator and not public else ""
+            embed.add_field(name=f"RSVPs ({len(rsvps)})", value=shorten(names, 1024) or "—", inline=False)
         embed.set_footer(text=f"Tournament #{view.tournament.id} · pool #{view.pool.id}")
         await respond(interaction, embed=embed, ephemeral=not public)
 
@@ -464,6 +469,35 @@ class LiveRaceCog(StartlineCog):
             else:
                 lines.append(f"· {who} — {entrant.status}")
         return shorten("\n".join(lines), 1024) or "nobody yet"
+
+    @liverace.command(name="rsvp", description="Say you will race it: you get its reminders and any change of start")
+    @app_commands.describe(going="True: you will race it (the default); False: take your RSVP back")
+    async def rsvp(
+        self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], going: bool = True
+    ) -> None:
+        guild_id = self.guild_id(interaction)
+        view = race
+        changed = await self.services.reminders.set_rsvp(
+            guild_id, view.race.id, interaction.user.id, going, display_name=interaction.user.display_name
+        )
+        title = safe(race_title(view.race), 100)
+        if not going:
+            text = f"Your RSVP for {title} is withdrawn." if changed else f"You had not RSVP'd for {title}."
+            await respond(interaction, text + " Its reminders stop (unless you chose reminders for every race).")
+            return
+        offsets = await self.services.reminders.offsets(interaction.user.id, guild_id)
+        when = ", ".join(describe_offset(m) for m in (offsets or DEFAULT_RSVP_OFFSETS))
+        lines = [
+            (f"✅ You RSVP'd for {title}." if changed else f"You had already RSVP'd for {title}.")
+            + f" You get a DM {when} before the start and one if it moves. Undo: `/liverace rsvp going:False`."
+        ]
+        player = await self.services.players.get(guild_id, interaction.user.id)
+        reason = (await self.services.live_races.eligibility(guild_id, view.race.id)).reason_for(player.id)
+        if reason is not None:
+            lines.append(
+                f"⚠️ You may not race it yet: {safe(reason, 200)}. Fix it first (for example `/racetime link`)."
+            )
+        await respond(interaction, "\n".join(lines))
 
     @liverace.command(name="eligible", description="Whether you may race it (moderators: everyone, with reasons)")
     async def eligible(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:

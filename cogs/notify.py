@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot.errors import ValidationFailed
+from bot.services.reminders import describe_offset
 from cogs._common.base import StartlineCog
 from cogs._common.formatting import EMBED_COLOUR
 from cogs._common.respond import respond
@@ -146,17 +148,48 @@ class PanelButton(discord.ui.Button["NotifyPanel"]):
 class NotifyCog(StartlineCog):
     @app_commands.command(name="notify", description="Choose which race DMs you get")
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
-    @app_commands.describe(server="In direct messages: the server whose DMs to set (in a server: that server)")
-    async def notify(self, interaction: discord.Interaction, server: str | None = None) -> None:
+    @app_commands.describe(
+        server="In direct messages: the server whose DMs to set (in a server: that server)",
+        reminders="Reminders before the start, like 24h,1h,10m (from 10m, 30m, 1h, 3h, 12h, 24h), or none",
+    )
+    async def notify(
+        self, interaction: discord.Interaction, server: str | None = None, reminders: str | None = None
+    ) -> None:
         guild_id = interaction.guild_id
         if guild_id is None:  # in DMs: which server?
             guild_id = await self._server_in_dm(interaction, server)
             if guild_id is None:
                 return
+        if reminders is not None:
+            await self._set_reminders(interaction, guild_id, reminders)
+            return
         prefs = await self.services.notifications.preferences(interaction.user.id, guild_id)
         panel = NotifyPanel(self, interaction, prefs, guild_id=guild_id, guild_name=self._guild_name(guild_id))
         panel.origin = interaction
         await respond(interaction, embed=panel.embed(), view=panel)
+
+    async def _set_reminders(self, interaction: discord.Interaction, guild_id: int, reminders: str) -> None:
+        try:
+            chosen = await self.services.reminders.set_offsets(
+                interaction.user.id, guild_id, reminders, display_name=interaction.user.display_name
+            )
+        except ValidationFailed as exc:
+            await respond(interaction, f"❌ {exc} Nothing changed.")
+            return
+        where = f"**{discord.utils.escape_markdown(self._guild_name(guild_id))}**"
+        if not chosen:
+            await respond(
+                interaction,
+                f"Reminders off for {where}: races you RSVP'd still remind you {describe_offset(60)} before. "
+                "Undo: `/notify reminders:24h,1h`.",
+            )
+            return
+        offsets = ", ".join(describe_offset(m) for m in chosen)
+        await respond(
+            interaction,
+            f"Reminders for {where}: {offsets} before the start of races you RSVP'd (`/liverace rsvp`) and, if "
+            "the **Scheduled** DM is on, of races you may race. Stop them: `/notify reminders:none`.",
+        )
 
     async def _server_in_dm(self, interaction: discord.Interaction, server: str | None) -> int | None:
         """The server /notify sets when used in DMs: the one named, else the only one; otherwise it asks."""

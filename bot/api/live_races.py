@@ -22,6 +22,9 @@ from bot.api.schemas import (
     RecordBody,
     ResentOut,
     ResultsOut,
+    RsvpChange,
+    RsvpList,
+    RsvpOut,
     ScheduledQuery,
 )
 from bot.services.common import Page
@@ -362,3 +365,55 @@ def _notification_out(notification: Any) -> NotificationOut:
         created_at=notification.created_at,
         sent_at=notification.sent_at,
     )
+
+
+# ---- RSVPs --------------------------------------------------------------------------------------------------
+
+
+@routes.route(
+    "GET",
+    RACE + "/rsvps",
+    summary="Who RSVP'd the race",
+    tag="live races",
+    scope=READ,
+    response=RsvpList,
+    description="Players who said they will race it, oldest first. They get its reminders and its rescheduled "
+    "notice even without the type preference.",
+)
+async def live_race_rsvps(call: ApiCall) -> RsvpList:
+    await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    rsvps = await call.services.reminders.rsvps(call.guild_id, call.path["rid"])
+    return RsvpList(items=[RsvpOut(discord_user_id=str(uid), display_name=name) for uid, name in rsvps])
+
+
+@routes.route(
+    "PUT",
+    RACE + "/rsvps/{discord_user_id}",
+    summary="RSVP a player for the race",
+    tag="live races",
+    scope=MANAGE,
+    response=RsvpChange,
+    description="Only while the race is `scheduled` (422 otherwise). Repeating it changes nothing.",
+)
+async def put_live_race_rsvp(call: ApiCall) -> RsvpChange:
+    await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    changed = await call.services.reminders.set_rsvp(
+        call.guild_id, call.path["rid"], call.path["discord_user_id"], True
+    )
+    return RsvpChange(changed=changed)
+
+
+@routes.route(
+    "DELETE",
+    RACE + "/rsvps/{discord_user_id}",
+    summary="Take back a player's RSVP",
+    tag="live races",
+    scope=MANAGE,
+    response=RsvpChange,
+)
+async def delete_live_race_rsvp(call: ApiCall) -> RsvpChange:
+    await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
+    changed = await call.services.reminders.set_rsvp(
+        call.guild_id, call.path["rid"], call.path["discord_user_id"], False
+    )
+    return RsvpChange(changed=changed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.api.pages import items_page
 from bot.api.registry import ApiCall, Reply, RouteTable
-from bot.api.schemas import ItemsPage, PlayerOut, PlayerQuery, PlayerUpsert
+from bot.api.schemas import ItemsPage, PlayerOut, PlayerQuery, PlayerUpsert, RemindersIn, RemindersOut
 from db.models import TokenScope
 
 PLAYERS = "/api/v1/players"
@@ -64,3 +64,35 @@ async def put_player(call: ApiCall) -> Reply:
     )
     location = f"{PLAYERS}/{discord_user_id}"
     return Reply(PlayerOut.model_validate(player), 201 if created else 200, location if created else None)
+
+
+@routes.route(
+    "GET",
+    PLAYERS + "/{discord_user_id}/reminders",
+    summary="A player's reminder offsets",
+    tag="players",
+    scope=TokenScope.READ,
+    response=RemindersOut,
+    description="The minutes before a live race's start at which the player is reminded by DM, in this guild.",
+)
+async def get_reminders(call: ApiCall) -> RemindersOut:
+    offsets = await call.services.reminders.offsets(call.path["discord_user_id"], call.guild_id)
+    return RemindersOut(offsets_minutes=list(offsets))
+
+
+@routes.route(
+    "PUT",
+    PLAYERS + "/{discord_user_id}/reminders",
+    summary="Set a player's reminder offsets",
+    tag="players",
+    scope=TokenScope.MANAGE,
+    body=RemindersIn,
+    response=RemindersOut,
+    description="Reminders go to the player for races they RSVP'd and, if they get the scheduled notice (415), for "
+    "races they may race. Offsets not offered are refused (422).",
+)
+async def put_reminders(call: ApiCall) -> RemindersOut:
+    offsets = await call.services.reminders.set_offsets(
+        call.path["discord_user_id"], call.guild_id, call.body.offsets_minutes
+    )
+    return RemindersOut(offsets_minutes=list(offsets))

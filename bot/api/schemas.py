@@ -890,3 +890,31 @@ class SeasonLeaderboardOut(BaseModel):
     best_of: int | None
     tournaments: list[Ref]
     entries: list[SeasonEntryOut]
+
+
+# ---- reminders and RSVPs ----------------------------------------------------------------------------------
+
+
+class RemindersIn(InputModel):
+    offsets_minutes: list[int] = Field(
+        max_length=3,
+        examples=[[1440, 60, 10]],
+        description="minutes before the start, each one of 10, 30, 60, 180, 720, 1440; at most 3; [] for none",
+    )
+
+
+class RemindersOut(BaseModel):
+    offsets_minutes: list[int] = Field(description="the reminders chosen in this guild, largest first")
+
+
+class RsvpOut(BaseModel):
+    discord_user_id: str = Field(description="as a string: Discord ids exceed JavaScript's safe integers")
+    display_name: str = Field(description="this guild's name for the player")
+
+
+class RsvpChange(BaseModel):
+    changed: bool = Field(description="false when the player had already RSVP'd (PUT) or had not (DELETE)")
+
+
+class RsvpList(BaseModel):
+    items: list[RsvpOut]

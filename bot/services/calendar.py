@@ -4,7 +4,7 @@ Calendar apps cannot send headers, so a feed URL carries a secret. The guild's f
 per-guild secret kept in guild settings; a member's personal feed (only the races they may race now) has a
 per-member secret (`calendar_keys`), made when they first ask for it and replaced by `/calendar reset`. Rotating a
 secret cuts off every old subscription; a personal feed also stops when its owner is no longer a member. Neither
-feed ever contains a seed. (RSVPs, once they exist, add the races a member said they join to their feed.)
+feed ever contains a seed. RSVPs add the races a member said they will race to their feed, eligible or not.
 
 A recurring series appears as its races (each event names its series, and the seasons of its tournament), not
 as one RRULE event: skipped, moved and cancelled occurrences then show right in every calendar app, and the
@@ -33,6 +33,7 @@ from db.models import (
     GuildPlayer,
     LiveRace,
     Pool,
+    RaceRsvp,
     RaceSeries,
     RaceStatus,
     Season,
@@ -168,11 +169,21 @@ class CalendarService:
     @staticmethod
     async def _races_for(session: AsyncSession, guild_id: int, player_id: int, rows: list) -> list:
         """The races the member may race now: the rules of eligibility, once per pool and seed (and per running
-        race, whose own run must not count against it)."""
+        race, whose own run must not count against it), and every race they RSVP'd."""
+        rsvped = set(
+            (
+                await session.scalars(
+                    select(RaceRsvp.live_race_id).where(RaceRsvp.guild_id == guild_id, RaceRsvp.player_id == player_id)
+                )
+            ).all()
+        )
         verdicts: dict[tuple, bool] = {}
         kept = []
         for row in rows:
             race, tournament, pool = row[0], row[1], row[2]
+            if race.id in rsvped:
+                kept.append(row)
+                continue
             running = race.id if race.status is RaceStatus.IN_PROGRESS else None
             key = (tournament.id, pool.id, race.permalink_id, running)
             if key not in verdicts:

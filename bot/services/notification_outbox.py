@@ -47,6 +47,7 @@ from db.models import (
     Permalink,
     Player,
     Pool,
+    RaceRsvp,
     Run,
     RunStatus,
     Tournament,
@@ -482,6 +483,17 @@ class OutboxWriter:
         participants = set(getattr(event, "participant_player_ids", ()))
         if Audience.PARTICIPANTS in audience and participants:
             recipients |= await subscribed_player_ids(session, event.guild_id, event.type, participants)
+        if isinstance(event, LiveRaceRescheduled):
+            # Players who RSVP'd hear of a new start even without the type preference (still on the roster).
+            recipients |= set(
+                (
+                    await session.scalars(
+                        select(RaceRsvp.player_id)
+                        .join(GuildPlayer, roster_entry_of(event.guild_id, RaceRsvp.player_id))
+                        .where(RaceRsvp.live_race_id == race.id, GuildPlayer.left_at.is_(None))
+                    )
+                ).all()
+            )
         return recipients
 
     async def _queue_dms(

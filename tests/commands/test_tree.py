@@ -29,6 +29,7 @@ PLAYER_COMMANDS = {
     "liverace upcoming",
     "liverace info",
     "liverace eligible",
+    "liverace rsvp",
     "racetime link",
     "racetime unlink",
     "racetime status",

@@ -184,3 +184,28 @@ async def test_rsvp_is_refused_for_another_guild_and_after_the_race_left_schedul
     await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="no seed")
     with pytest.raises(ValidationFailed):
         await service.set_rsvp(GUILD, world.race.id, BOB, True)
+
+
+async def test_the_personal_calendar_feed_includes_the_races_one_rsvpd(services, world, clock) -> None:
+    dave = 904
+    await add_player(services, dave, "dave", linked=False)  # not linked to RaceTime.gg: may not race it
+    url = await services.calendar.personal_url(GUILD, dave, MODERATOR)
+    secret = url.split("key=")[1]
+    assert b"Weekly race" not in await services.calendar.render_feed(secret)
+    await reminders(services, clock).set_rsvp(GUILD, world.race.id, dave, True)
+    assert b"Weekly race" in await services.calendar.render_feed(secret)
+
+
+async def test_an_rsvp_gets_the_rescheduled_notice_without_the_type_preference(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    await reminders(services, clock).set_rsvp(GUILD, world.race.id, CAROL, True)  # Carol never opted in
+    start = world.race.scheduled_at
+    await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=start + timedelta(hours=1))
+    clock.advance(minutes=5)  # past the collapse window
+    await dispatcher.run_once()
+    carol = (await services.players.get(GUILD, CAROL)).id
+    async with services.db.read() as session:
+        dm = (await session.scalars(select(Notification).where(Notification.player_id == carol))).all()
+    assert [row.event_type.code for row in dm] == [420]
+    assert len(delivery.dms) == 1 and delivery.dms[0][1].title.startswith("🕒")
