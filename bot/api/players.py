@@ -76,6 +76,7 @@ async def put_player(call: ApiCall) -> Reply:
     description="The minutes before a live race's start at which the player is reminded by DM, in this guild.",
 )
 async def get_reminders(call: ApiCall) -> RemindersOut:
+    await call.services.players.get(call.guild_id, call.path["discord_user_id"])  # 404 off this guild's roster
     offsets = await call.services.reminders.offsets(call.path["discord_user_id"], call.guild_id)
     return RemindersOut(offsets_minutes=list(offsets))
 
@@ -89,9 +90,10 @@ async def get_reminders(call: ApiCall) -> RemindersOut:
     body=RemindersIn,
     response=RemindersOut,
     description="Reminders go to the player for races they RSVP'd and, if they get the scheduled notice (415), for "
-    "races they may race. Offsets not offered are refused (422).",
+    "races they may race. Offsets not offered are refused (422); a player not on this guild's roster is 404.",
 )
 async def put_reminders(call: ApiCall) -> RemindersOut:
+    await call.services.players.get(call.guild_id, call.path["discord_user_id"])  # 404 off this guild's roster
     offsets = await call.services.reminders.set_offsets(
         call.path["discord_user_id"], call.guild_id, call.body.offsets_minutes
     )

@@ -43,6 +43,7 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
         schemas.LiveRaceCreate: {"pool_id": world.pid, "scheduled_at": later, "permalink_id": world.plid},
         schemas.LiveRaceUpdate: {"title": "changed", "pool_id": world.pid},
         schemas.CancelBody: {"reason": "isolation check"},
+        schemas.RemindersIn: {"offsets_minutes": [60, 10]},
         schemas.RecordBody: {"force": True},
         schemas.PlayerUpsert: {
             "display_name": "isolation check",
