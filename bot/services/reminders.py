@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
-from bot.notifications.render import PAYLOAD_VERSION
-from bot.services.notification_outbox import insert_ignoring_duplicates, subscribed_player_ids
+from bot.services.notification_outbox import PAYLOAD_VERSION, insert_ignoring_duplicates, subscribed_player_ids
 from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
 from bot.services.processes import Leases
 from db.models import (
@@ -132,6 +131,7 @@ class ReminderService:
 
     # ---- preferences -----------------------------------------------------------------------------------
     async def offsets(self, discord_user_id: int, guild_id: int) -> tuple[int, ...]:
+        """The offsets the player chose in this guild, largest first (() if none)."""
         check_discord_id(discord_user_id)
         async with self.db.read() as session:
             stored = await session.scalar(
@@ -149,6 +149,7 @@ class ReminderService:
         *,
         display_name: str | None = None,
     ) -> tuple[int, ...]:
+        """Replace the player's offsets in this guild (validated by `parse_offsets`); returns them."""
         check_discord_id(discord_user_id)
         chosen = parse_offsets(offsets)
         async with self.db.transaction() as session:

@@ -566,3 +566,26 @@ async def test_history_is_for_moderators(discord_, cup) -> None:
     assert "Manage Server" in refused.text
     history = await mod(d, "liverace-admin history", race=str(view.race.id))
     assert "**live_race.create** by system" in history.text
+
+
+async def test_rsvp_says_what_it_does_and_why_a_player_may_not_race_it(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    reply = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
+    assert reply.ephemeral and "You RSVP'd for" in reply.text and "1 h before the start" in reply.text
+    assert "You may not race it yet" in reply.text and "/racetime link" in reply.text  # Alice is not linked
+    again = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
+    assert "already RSVP'd" in again.text
+    info = await mod(d, "liverace info", race=str(view.race.id))
+    assert "RSVPs (1)" in info.text
+    back = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id), going=False)
+    assert "withdrawn" in back.text
+    assert await d.services.reminders.rsvps(d.guild.id, view.race.id) == []
+
+
+async def test_rsvp_for_a_deleted_race_is_answered_and_changes_nothing(discord_, cup) -> None:
+    d = discord_
+    view = await schedule(d, cup)
+    await d.services.live_races.delete(d.guild.id, view.race.id, SYSTEM)
+    reply = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
+    assert reply.text == f"Live race {view.race.id} not found."

@@ -140,3 +140,16 @@ async def test_notify_in_dms_before_any_server_says_what_to_do(discord_) -> None
     d = discord_
     reply = await d.harness.run_in_dm("notify", d.bob)
     assert reply.text.startswith("No server sends you race DMs yet")
+
+
+async def test_notify_reminders_sets_and_refuses_offsets(discord_) -> None:
+    d = discord_
+    reply = await d.harness.run("notify", d.alice, reminders="24h, 10m")
+    assert reply.ephemeral and "Reminders for **Home**: 24 h, 10 min before the start" in reply.text
+    assert await d.services.reminders.offsets(d.alice.id, d.guild.id) == (1440, 10)
+    bad = await d.harness.run("notify", d.alice, reminders="5m")
+    assert bad.text.startswith("❌") and "choose from 10 min, 30 min, 1 h, 3 h, 12 h, 24 h" in bad.text
+    assert "Nothing changed" in bad.text
+    assert await d.services.reminders.offsets(d.alice.id, d.guild.id) == (1440, 10)
+    off = await d.harness.run("notify", d.alice, reminders="none")
+    assert "Reminders off" in off.text and await d.services.reminders.offsets(d.alice.id, d.guild.id) == ()
