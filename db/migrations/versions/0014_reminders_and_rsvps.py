@@ -1,7 +1,7 @@
 """Reminders at chosen offsets and RSVPs: two new tables
 
 Revision ID: 0014
-Revises: 0015
+Revises: 0007
 Create Date: 2026-12-06 23:45:00
 
 New tables only (backward compatible). Reminder rows in `notifications` have no event_type (their payload names
@@ -16,7 +16,7 @@ from alembic import op
 import db.types
 
 revision: str = "0014"
-down_revision: str | None = "0015"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
