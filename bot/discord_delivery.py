@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import discord
@@ -19,9 +20,12 @@ from aiolimiter import AsyncLimiter
 from bot.notifications.delivery import (
     DeliveryError,
     DmReceipt,
+    ManageEventsMissing,
     MessageGone,
     PermanentDeliveryError,
     RecipientUnreachable,
+    ScheduledEventGone,
+    ScheduledEventRef,
     TransientDeliveryError,
 )
 from bot.notifications.message import NotificationMessage
@@ -32,6 +36,7 @@ MISSING_ACCESS = 50001
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 MISSING_PERMISSIONS = 50013
+UNKNOWN_SCHEDULED_EVENT = 10070
 # Bursts are kept to a tenth of a second's worth, so pacing stays even under Discord's per-second limit.
 BURST_SECONDS = 0.1
 
@@ -212,3 +217,45 @@ class DiscordDelivery:
     async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed, nonce: str | None) -> None:
         async with self._limiter:
             await channel.send(embed=embed, nonce=nonce)
+
+    # ---- guild scheduled events ----------------------------------------------------------------------
+    async def find_scheduled_event(self, guild_id: int, marker: str) -> ScheduledEventRef | None:
+        try:
+            async with self._limiter:
+                events = await self.client.http.get_scheduled_events(guild_id, False)
+        except Exception as exc:
+            raise _event_error(exc) from exc
+        for event in events:
+            if marker in (event.get("description") or ""):
+                return ScheduledEventRef(int(event["id"]), int(event["status"]))
+        return None
+
+    async def create_scheduled_event(self, guild_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        try:
+            async with self._limiter:
+                event = await self.client.http.create_guild_scheduled_event(guild_id, **fields)
+        except Exception as exc:
+            raise _event_error(exc) from exc
+        return ScheduledEventRef(int(event["id"]), int(event["status"]))
+
+    async def edit_scheduled_event(self, guild_id: int, event_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        try:
+            async with self._limiter:
+                event = await self.client.http.edit_scheduled_event(guild_id, event_id, **fields)
+        except Exception as exc:
+            raise _event_error(exc) from exc
+        return ScheduledEventRef(int(event["id"]), int(event["status"]))
+
+
+def _event_error(exc: Exception) -> DeliveryError:
+    """A scheduled-event request's failure: a missing Manage Events and a deleted event are told apart."""
+    if isinstance(exc, discord.Forbidden) and exc.code == MISSING_PERMISSIONS:
+        return ManageEventsMissing(
+            "Discord: the bot lacks the Manage Events permission (403, code 50013); give it, then turn scheduled "
+            "events on again with /startline config"
+        )
+    if isinstance(exc, discord.NotFound) and exc.code == UNKNOWN_SCHEDULED_EVENT:
+        return ScheduledEventGone("Discord: the scheduled event was deleted (404, code 10070)")
+    if isinstance(exc, discord.HTTPException) and exc.status == 400:
+        return PermanentDeliveryError(f"Discord rejected the scheduled event: {_describe(exc)}")
+    return map_error(exc)

@@ -200,6 +200,8 @@ class NotificationSettings(_Section):
     # A start moved again within this time updates the rescheduled notice not yet sent instead of adding one
     # (each notice waits this long before it goes out); 0 sends each move at once.
     reschedule_collapse_seconds: float = Field(default=120.0, ge=0, le=3600)
+    # The end of a race's Discord Scheduled Event when its room sets no time limit: this long after the start.
+    scheduled_event_length_minutes: int = Field(default=180, ge=5, le=1440)
 
 
 class LoggingSettings(_Section):

@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.app_commands import Transform
 
 from bot.errors import NotFound
+from bot.services.scheduled_events import describe_state as describe_scheduled_events
 from bot.services.status import (
     CHANNEL_PERMISSIONS,
     PERMISSION_LABELS,
@@ -149,6 +150,7 @@ class AdminCog(StartlineCog):
         default_room_profile="Room settings for tournaments that name none",
         clear="Unset one setting",
         rotate_calendar="Issue a new calendar feed URL (the old one stops working)",
+        scheduled_events="Mirror live races as Discord Scheduled Events (needs Manage Events); on again retries",
     )
     @manage_server_only()
     async def config(
@@ -171,6 +173,7 @@ class AdminCog(StartlineCog):
         ]
         | None = None,
         rotate_calendar: bool = False,
+        scheduled_events: bool | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
         changes = {
@@ -183,6 +186,7 @@ class AdminCog(StartlineCog):
                 "timezone": timezone,
                 "room_open_lead_minutes": lead_minutes,
                 "default_room_profile_id": default_room_profile.id if default_room_profile else None,
+                "scheduled_events": scheduled_events,
             }.items()
             if value is not None
         }
@@ -205,6 +209,7 @@ class AdminCog(StartlineCog):
         embed.add_field(name="Timezone", value=settings.timezone)
         embed.add_field(name="Rooms open", value=f"{lead if lead is not None else default_lead} min before the start")
         embed.add_field(name="Default room profile", value=safe(profile_name) if profile_name else "built-in")
+        embed.add_field(name="Scheduled events", value=describe_scheduled_events(settings), inline=False)
         embed.add_field(
             name="Calendar feed (keep it private)",
             value=f"<{calendar_url}>" + (" — new URL, the old one no longer works" if rotate_calendar else ""),

@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -302,12 +303,27 @@ LIVE_RACE_REMINDER = EventSpec(
     stale_if_deleted=True,
 )
 
+# The moderator notice that the bot cannot mirror races as Discord Scheduled Events (Manage Events is missing):
+# sent once per blocking, not a subscribable type and not a race step, so it is not among EVENT_SPECS.
+SCHEDULED_EVENTS_BLOCKED_ALERT = EventSpec(
+    name="scheduled_events_blocked",
+    code=None,
+    label="Scheduled events blocked",
+    short_label="Events blocked",
+    headline="Discord Scheduled Events are off",
+    emoji="⚠️",
+    colour=0x992D22,
+    audience=Audience.MODERATORS,
+    default_on=False,
+    docs="that the bot lacks Manage Events, and how to turn the mirroring back on",
+)
+
 EVENT_SPECS: tuple[EventSpec, ...] = (
     *(event_type.spec for event_type in EventType),
     OPEN_FAILED_ALERT,
     LIVE_RACE_REMINDER,
 )
-SPECS_BY_NAME: dict[str, EventSpec] = {spec.name: spec for spec in EVENT_SPECS}
+SPECS_BY_NAME: dict[str, EventSpec] = {spec.name: spec for spec in (*EVENT_SPECS, SCHEDULED_EVENTS_BLOCKED_ALERT)}
 EVENT_CODES: dict[EventType, int] = {event_type: event_type.code for event_type in EventType}
 
 
@@ -323,6 +339,8 @@ class NotificationKind(enum.StrEnum):
     CHANNEL = "channel"
     # An edit of a race's living announcement (`AnnouncementPost`) to show the race as it is now.
     EDIT = "channel_edit"
+    # The race's Discord Scheduled Event (`RaceScheduledEvent`), brought to the state in the payload.
+    SCHEDULED_EVENT = "scheduled_event"
 
 
 class SeriesStatus(enum.StrEnum):
@@ -371,6 +389,10 @@ class GuildSettings(TimestampMixin, Base):
     room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
     default_room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
     calendar_secret: Mapped[str | None] = mapped_column(String(64))
+    # Live races mirrored as Discord Scheduled Events (on by default); blocked_at: the bot lacked Manage Events,
+    # nothing more is tried until a moderator turns the setting on again.
+    scheduled_events: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    scheduled_events_blocked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Player(TimestampMixin, Base):
@@ -477,6 +499,8 @@ class Tournament(TimestampMixin, Base):
     announcement_role_id: Mapped[int | None] = mapped_column(BigInteger)
     room_profile_id: Mapped[int | None] = mapped_column(ForeignKey("room_profiles.id", ondelete="SET NULL"))
     room_open_lead_minutes: Mapped[int | None] = mapped_column(Integer)
+    # NULL: the guild's setting; False: this tournament's races are never mirrored as scheduled events.
+    scheduled_events: Mapped[bool | None] = mapped_column(Boolean)
 
     pools: Mapped[list[Pool]] = relationship(back_populates="tournament", order_by="Pool.id")
 
@@ -1030,3 +1054,19 @@ class ReminderPreference(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("guild_id", "player_id"),)
+
+
+class RaceScheduledEvent(Base):
+    """A race's Discord Scheduled Event: its id and the status it was last brought to (1 scheduled, 2 active,
+    3 completed, 4 cancelled). Written by the dispatcher in the transaction that records the outbox row as sent;
+    `live_race_id` is no foreign key, like `AnnouncementPost`: a deleted race's event is still cancelled."""
+
+    __tablename__ = "race_scheduled_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    live_race_id: Mapped[int] = mapped_column(Integer, unique=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

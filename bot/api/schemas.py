@@ -269,6 +269,9 @@ class TournamentOut(OutputModel):
     announcement_role_id: SnowflakeOut | None
     room_profile_id: int | None
     room_open_lead_minutes: int | None
+    scheduled_events: bool | None = Field(
+        default=None, description="Mirror races as Discord Scheduled Events: null follows the server's setting"
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -287,6 +290,7 @@ class TournamentFields(InputModel):
     room_open_lead_minutes: int | None = Field(
         default=None, ge=ROOM_OPEN_LEAD_MINUTES.low, le=ROOM_OPEN_LEAD_MINUTES.high
     )
+    scheduled_events: bool | None = None
 
 
 class TournamentCreate(TournamentFields):

@@ -7,7 +7,7 @@ is no gateway; the dispatcher then leaves rows waiting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.notifications.message import NotificationMessage
 
@@ -32,6 +32,14 @@ class MessageGone(PermanentDeliveryError):
     """The message to edit no longer exists (Discord 404, code 10008: someone deleted it)."""
 
 
+class ScheduledEventGone(PermanentDeliveryError):
+    """The guild scheduled event no longer exists (Discord 404, code 10070: someone deleted it)."""
+
+
+class ManageEventsMissing(PermanentDeliveryError):
+    """The bot lacks Manage Events in the guild (Discord 403, code 50013): nothing more is tried there."""
+
+
 class TransientDeliveryError(DeliveryError):
     """Rate limited, a Discord server error or a network problem: try again later.
 
@@ -44,6 +52,15 @@ class TransientDeliveryError(DeliveryError):
         super().__init__(reason)
         self.retry_after = retry_after
         self.maybe_delivered = maybe_delivered
+
+
+@dataclass(frozen=True)
+class ScheduledEventRef:
+    """A guild scheduled event as Discord has it: its id and status (1 scheduled, 2 active, 3 completed,
+    4 cancelled)."""
+
+    event_id: int
+    status: int
 
 
 @dataclass(frozen=True)
@@ -83,4 +100,20 @@ class Delivery(Protocol):
     async def edit_channel_message(self, channel_id: int, message_id: int, message: NotificationMessage) -> None:
         """Replace a message the bot posted (an edit pings nobody). Raises `MessageGone` when it was deleted,
         another `DeliveryError` otherwise."""
+        ...
+
+    async def find_scheduled_event(self, guild_id: int, marker: str) -> ScheduledEventRef | None:
+        """The guild's scheduled event whose description contains `marker`, if any (Discord has no idempotency key
+        for events: this is how one made before a crash is found instead of made twice). Raises a
+        `DeliveryError`."""
+        ...
+
+    async def create_scheduled_event(self, guild_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        """Create an external guild scheduled event from Discord's fields. Raises `ManageEventsMissing` without
+        the permission, another `DeliveryError` otherwise."""
+        ...
+
+    async def edit_scheduled_event(self, guild_id: int, event_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        """Change an event's fields or status. Raises `ScheduledEventGone` when it was deleted,
+        `ManageEventsMissing` without the permission, another `DeliveryError` otherwise."""
         ...

@@ -45,27 +45,35 @@ from bot.clock import SYSTEM_CLOCK
 from bot.notifications.delivery import (
     Delivery,
     DeliveryError,
+    ManageEventsMissing,
     MessageGone,
     PermanentDeliveryError,
     RecipientUnreachable,
+    ScheduledEventGone,
+    ScheduledEventRef,
     TransientDeliveryError,
 )
 from bot.notifications.message import NotificationMessage
 from bot.notifications.render import render
 from bot.services import audit
+from bot.services import scheduled_events as sevents
 from bot.services.common import conflict_ignoring_insert
 from bot.services.notification_outbox import channel_dedupe_key, edit_dedupe_key_prefix
 from bot.settings import Settings
 from db.models import (
+    SCHEDULED_EVENTS_BLOCKED_ALERT,
     AnnouncementPost,
     EventType,
     GuildPlayer,
+    GuildSettings,
     LiveRace,
     Notification,
     NotificationKind,
     NotificationStatus,
     Player,
+    RaceScheduledEvent,
     RaceStatus,
+    Tournament,
     spec_of,
 )
 from db.session import Database
@@ -143,6 +151,9 @@ class Outcome:
     # The living announcement this row posted (or posted again): its message id, and whether it is a re-creation.
     post_message_id: int | None = None
     post_recreated: bool = False
+    # The race's Discord Scheduled Event as this row left it; or the guild lacks Manage Events.
+    scheduled_event: ScheduledEventRef | None = None
+    events_blocked: bool = False
 
 
 @dataclass
@@ -190,6 +201,11 @@ class NotificationDispatcher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._blocked_players: set[int] = set()
+        # Scheduled events: one row of a guild at a time, what this process last made of each race's event, and
+        # the guilds found lacking Manage Events in this run (their other rows are not tried: no retry storm).
+        self._event_locks: dict[int, asyncio.Lock] = {}
+        self._events: dict[int, ScheduledEventRef] = {}
+        self._events_blocked: set[int] = set()
 
     # ---- the job -------------------------------------------------------------------------------------
     async def run_once(self) -> DispatchReport:
@@ -197,6 +213,7 @@ class NotificationDispatcher:
         report = DispatchReport()
         self._idle.clear()
         self._blocked_players.clear()
+        self._events_blocked.clear()
         try:
             while not self._stopping:
                 delivery = self._delivery()
@@ -297,7 +314,10 @@ class NotificationDispatcher:
                     race_status=statuses.get(row[12]),
                     maybe_delivered=bool(row[13]),
                     # Possibly delivered already: sent again with its nonce rather than reported expired.
-                    stale_reason=None if row[13] else self._stale_reason(row[11], row[2], statuses.get(row[12])),
+                    # A scheduled event follows its race to the end (or its deletion): it never goes stale.
+                    stale_reason=None
+                    if row[13] or row[1] is NotificationKind.SCHEDULED_EVENT
+                    else self._stale_reason(row[11], row[2], statuses.get(row[12])),
                 )
                 for row in claimed
             ]
@@ -412,6 +432,8 @@ class NotificationDispatcher:
             return Outcome(
                 row, NotificationStatus.RETRYING, row.attempts, error=WAITING_REASON, next_attempt_at=next_at
             )
+        if row.kind is NotificationKind.SCHEDULED_EVENT:
+            return await self._sync_event(delivery, row, attempts)
         try:
             message = render(row.payload, channel=row.kind is not NotificationKind.DM)
         except (KeyError, TypeError, ValueError) as exc:
@@ -487,6 +509,96 @@ class NotificationDispatcher:
             post_message_id=message_id,
             post_recreated=True,
         )
+
+    # ---- Discord Scheduled Events ------------------------------------------------------------------------
+    async def _sync_event(self, delivery: Delivery, row: ClaimedRow, attempts: int) -> Outcome:
+        """Bring the race's scheduled event to the state in the row: create it when the race has none (after
+        looking for one made before a crash, by the race's marker), else edit it, stepping its status forward
+        only (1 → 2 → 3, or 1 → 4). One row of a guild at a time in this process: a race's steps keep their order
+        and a guild found lacking Manage Events is not asked again."""
+        state = row.payload.get("scheduled_event") or {}
+        race_id = state.get("race_id")
+        if not isinstance(race_id, int) or state.get("status") not in sevents.STATUS_NAMES:
+            return Outcome(row, NotificationStatus.FAILED, attempts, error="Malformed scheduled event row")
+        lock = self._event_locks.setdefault(row.guild_id, asyncio.Lock())
+        async with lock:
+            if row.guild_id in self._events_blocked or await self._guild_blocked(row.guild_id):
+                return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=sevents.BLOCKED_LINE)
+            try:
+                ref = self._events.get(race_id) or await self._recorded_event(race_id)
+                if ref is None:
+                    ref = await delivery.find_scheduled_event(row.guild_id, sevents.race_marker(race_id))
+                ref, note = await self._apply_event(delivery, row.guild_id, ref, state)
+            except ManageEventsMissing as exc:
+                self._events_blocked.add(row.guild_id)
+                log.warning("guild %s: the bot lacks Manage Events; scheduled events are blocked", row.guild_id)
+                return Outcome(row, NotificationStatus.FAILED, attempts, error=exc.reason, events_blocked=True)
+            except TransientDeliveryError as exc:
+                return self._retry_or_fail(row, attempts, exc)
+            except DeliveryError as exc:
+                return Outcome(row, NotificationStatus.FAILED, attempts, error=exc.reason)
+            except Exception as exc:  # a bug in an adapter must not lose the row
+                log.exception("unexpected error syncing the scheduled event of race %s", race_id)
+                return self._retry_or_fail(row, attempts, TransientDeliveryError(f"Unexpected error: {exc!r}"))
+            if ref is None:
+                return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=note)
+            self._events[race_id] = ref
+            return Outcome(
+                row, NotificationStatus.SENT, attempts, sent_at=self._clock(), error=note, scheduled_event=ref
+            )
+
+    async def _apply_event(
+        self, delivery: Delivery, guild_id: int, ref: ScheduledEventRef | None, state: dict[str, Any]
+    ) -> tuple[ScheduledEventRef | None, str | None]:
+        want: int = state["status"]
+        if ref is None:
+            if want != sevents.SCHEDULED or state.get("removed"):
+                return None, "Skipped: the race has no scheduled event to update"
+            if datetime.fromisoformat(state["scheduled_start_time"]) <= self._clock():
+                return None, "Skipped: the race's start passed before its scheduled event could be made"
+            return await delivery.create_scheduled_event(guild_id, _event_fields(state, create=True)), None
+        if ref.status in (sevents.COMPLETED, sevents.CANCELLED):
+            return ref, f"Nothing to do: the scheduled event is already {sevents.STATUS_NAMES[ref.status]}"
+        if state.get("removed"):  # the race was deleted: an active event can only complete
+            want = sevents.COMPLETED if ref.status == sevents.ACTIVE else sevents.CANCELLED
+        if want < ref.status:
+            return ref, "Nothing to do: a later step already moved the scheduled event on"
+        try:
+            if want == sevents.SCHEDULED:
+                return await delivery.edit_scheduled_event(guild_id, ref.event_id, _event_fields(state)), None
+            if want == sevents.COMPLETED and ref.status == sevents.SCHEDULED:  # Discord: 1 → 2 → 3 only
+                ref = await delivery.edit_scheduled_event(guild_id, ref.event_id, {"status": sevents.ACTIVE})
+            fields: dict[str, Any] = {"status": want}
+            if want == sevents.ACTIVE and not state.get("removed"):
+                fields["entity_metadata"] = {"location": state["location"]}
+            if want == ref.status:
+                return ref, None
+            return await delivery.edit_scheduled_event(guild_id, ref.event_id, fields), None
+        except ScheduledEventGone:
+            log.warning("the scheduled event of race %s was deleted in Discord", state.get("race_id"))
+            if want != sevents.SCHEDULED or state.get("removed"):
+                return None, "Skipped: the scheduled event was deleted in Discord"
+            return await delivery.create_scheduled_event(guild_id, _event_fields(state, create=True)), (
+                "Made the scheduled event anew: it had been deleted in Discord"
+            )
+
+    async def _recorded_event(self, race_id: int) -> ScheduledEventRef | None:
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(RaceScheduledEvent.event_id, RaceScheduledEvent.status).where(
+                        RaceScheduledEvent.live_race_id == race_id
+                    )
+                )
+            ).first()
+        return ScheduledEventRef(int(row.event_id), int(row.status)) if row is not None else None
+
+    async def _guild_blocked(self, guild_id: int) -> bool:
+        async with self.db.read() as session:
+            blocked = await session.scalar(
+                select(GuildSettings.scheduled_events_blocked_at).where(GuildSettings.guild_id == guild_id)
+            )
+        return blocked is not None
 
     def _retry_or_fail(self, row: ClaimedRow, attempts: int, exc: TransientDeliveryError) -> Outcome:
         if attempts > self.settings.max_retries:
@@ -564,6 +676,7 @@ class NotificationDispatcher:
                 )
                 await self._update_players(session, outcomes, now)
                 await self._record_posts(session, outcomes, now)
+                await self._record_scheduled_events(session, outcomes, now)
                 await self._audit_expired(session, outcomes)
             remaining = (
                 update(Notification)
@@ -643,6 +756,39 @@ class NotificationDispatcher:
             )
 
     @staticmethod
+    async def _record_scheduled_events(session, outcomes: list[Outcome], now: datetime) -> None:
+        """Keep each race's scheduled event id and status; block a guild found lacking Manage Events, and tell its
+        moderators once: the alert is queued only by the write that sets the block."""
+        for outcome in outcomes:
+            ref, row = outcome.scheduled_event, outcome.row
+            race_id = row.payload.get("scheduled_event", {}).get("race_id")
+            if ref is None or race_id is None:
+                continue
+            values = {"guild_id": row.guild_id, "event_id": ref.event_id, "status": ref.status, "updated_at": now}
+            await session.execute(
+                conflict_ignoring_insert(session, RaceScheduledEvent.__table__).on_conflict_do_nothing(
+                    index_elements=["live_race_id"]
+                ),
+                [{**values, "live_race_id": race_id, "created_at": now}],
+            )
+            await session.execute(
+                update(RaceScheduledEvent)
+                .where(RaceScheduledEvent.live_race_id == race_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+        for guild_id in {o.row.guild_id for o in outcomes if o.events_blocked}:
+            blocked = await session.execute(
+                update(GuildSettings)
+                .where(GuildSettings.guild_id == guild_id, GuildSettings.scheduled_events_blocked_at.is_(None))
+                .values(scheduled_events_blocked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not blocked.rowcount:
+                continue  # blocked already (by another row or process): its moderators were told
+            await _queue_blocked_alert(session, guild_id, outcomes, now)
+
+    @staticmethod
     async def _update_players(session, outcomes: list[Outcome], now: datetime) -> None:
         blocked = {o.row.player_id for o in outcomes if o.block_player and o.row.player_id is not None}
         if blocked:
@@ -662,3 +808,62 @@ class NotificationDispatcher:
                 update(_players).where(_players.c.id == bindparam("pid")).values(dm_channel_id=bindparam("channel")),
                 channels,
             )
+
+
+def _event_fields(state: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
+    """Discord's fields of an external event (entity_type 3, guild-only privacy 2) from an outbox row's state."""
+    fields: dict[str, Any] = {
+        "name": state["name"],
+        "description": state["description"],
+        "entity_metadata": {"location": state["location"]},
+        "scheduled_start_time": state["scheduled_start_time"],
+        "scheduled_end_time": state["scheduled_end_time"],
+    }
+    if create:
+        fields.update(entity_type=3, privacy_level=2)
+    return fields
+
+
+async def _queue_blocked_alert(session, guild_id: int, outcomes: list[Outcome], now: datetime) -> None:
+    """The one line to the moderator channel (else the announcement channel) that scheduled events are blocked."""
+    guild = await session.get(GuildSettings, guild_id)
+    channel_id = guild.moderator_channel_id or guild.announcement_channel_id if guild else None
+    if channel_id is None:
+        race_ids = [o.row.live_race_id for o in outcomes if o.row.guild_id == guild_id and o.row.live_race_id]
+        if race_ids:
+            channel_id = await session.scalar(
+                select(Tournament.announcement_channel_id)
+                .join(LiveRace, LiveRace.tournament_id == Tournament.id)
+                .where(LiveRace.id == race_ids[0])
+            )
+    if channel_id is None:
+        log.warning("guild %s: scheduled events blocked and no moderator channel to say so", guild_id)
+        return
+    payload = {
+        "v": 1,
+        "event": SCHEDULED_EVENTS_BLOCKED_ALERT.name,
+        "occurred_at": int(now.timestamp()),
+        "race": {"id": None},
+        "alert": {"error": sevents.BLOCKED_LINE},
+        "role_id": None,
+    }
+    key = f"channel:{SCHEDULED_EVENTS_BLOCKED_ALERT.name}:guild:{guild_id}:{int(now.timestamp() * 1_000_000)}"
+    await session.execute(
+        conflict_ignoring_insert(session, _notifications).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+        [
+            {
+                "kind": NotificationKind.CHANNEL,
+                "event_type": None,
+                "guild_id": guild_id,
+                "player_id": None,
+                "channel_id": channel_id,
+                "live_race_id": None,
+                "payload": payload,
+                "dedupe_key": key,
+                "status": NotificationStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        ],
+    )

@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.notifications.message import MessageField, NotificationMessage
-from db.models import LIVE_RACE_REMINDER, OPEN_FAILED_ALERT, SPECS_BY_NAME, EventSpec, EventType
+from db.models import (
+    LIVE_RACE_REMINDER,
+    OPEN_FAILED_ALERT,
+    SCHEDULED_EVENTS_BLOCKED_ALERT,
+    SPECS_BY_NAME,
+    EventSpec,
+    EventType,
+)
 
 FOOTER = "Startline · race #{id}"
 # /notify works in the DM itself (it asks which server when the member has several) and in the server.
@@ -80,7 +87,7 @@ def render(payload: Mapping[str, Any], *, channel: bool = False) -> Notification
     race = payload.get("race", {})
     body = RENDERERS[spec.name](payload, race, channel)
     occurred = payload.get("occurred_at")
-    name = race.get("title") or "live race"
+    name = race.get("title") or ("live race" if race.get("id") is not None else "this server")
     if payload.get("living") and spec.name == EventType.LIVE_RACE_CANCELLED.value:
         name = f"~~{name}~~"  # the living announcement of a cancelled race: struck through, kept for the record
     headline = payload.get("alert", {}).get("headline") or spec.headline  # a moderator alert may name itself
@@ -90,7 +97,9 @@ def render(payload: Mapping[str, Any], *, channel: bool = False) -> Notification
         colour=spec.colour,
         url=race.get("room_url") if body.links_room else None,
         fields=tuple(body.fields),
-        footer=(FOOTER if channel else DM_FOOTER).format(id=race.get("id", "?")),
+        footer=(FOOTER if channel else DM_FOOTER).format(id=race.get("id", "?"))
+        if race.get("id", "?") is not None
+        else "Startline",
         timestamp=datetime.fromtimestamp(occurred, UTC) if occurred is not None else None,
         content=f"<@&{payload['role_id']}>" if channel and payload.get("role_id") else None,
         mention_role_ids=(int(payload["role_id"]),) if channel and payload.get("role_id") else (),
@@ -179,6 +188,11 @@ def _cancelled(payload, race, channel) -> Body:
         MessageField("Was scheduled for", timestamp(race.get("scheduled_at")), inline=False),
     ]
     return Body(description, fields)
+
+
+@renders(SCHEDULED_EVENTS_BLOCKED_ALERT)
+def _events_blocked(payload, race, channel) -> Body:
+    return Body(payload.get("alert", {}).get("error") or "Discord Scheduled Events are off.", [], links_room=False)
 
 
 @renders(OPEN_FAILED_ALERT)

@@ -26,6 +26,7 @@ EDITABLE_FIELDS = (
     "timezone",
     "room_open_lead_minutes",
     "default_room_profile_id",
+    "scheduled_events",
 )
 
 
@@ -77,6 +78,8 @@ class GuildSettingsService:
             before = {key: getattr(settings, key) for key in changes}
             for key, value in changes.items():
                 setattr(settings, key, value)
+            if changes.get("scheduled_events"):  # on again: the moderators fixed Manage Events, try once more
+                settings.scheduled_events_blocked_at = None
             await audit.record(
                 session,
                 guild_id=guild_id,

@@ -22,7 +22,7 @@ from bot.actors import Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailable, ValidationFailed
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceRescheduled, LiveRaceScheduled
-from bot.services import audit
+from bot.services import audit, scheduled_events
 from bot.services.common import ROOM_OPEN_LEAD_MINUTES, Page, clean_name, clean_text, page_limit, require_aware
 from bot.services.eligibility import EligibilityReport, compute_eligibility
 from bot.services.live_race_views import (
@@ -678,6 +678,15 @@ class LiveRaceService:
                         previous_scheduled_at=moved_from,
                     ),
                 )
+            elif changes:  # no move, but the race's scheduled event shows its title and length too
+                await session.flush()
+                await scheduled_events.queue_sync_for_race(
+                    session,
+                    race,
+                    step=f"edited:{int(self._now().timestamp() * 1_000_000)}",
+                    length_minutes=self.settings.notifications.scheduled_event_length_minutes,
+                    now=self._now(),
+                )
             await session.flush()
             return await self._load_view(session, guild_id, race.id)
 
@@ -714,6 +723,8 @@ class LiveRaceService:
                         previous_status=race.status.value,
                     ),
                 )
+            else:  # nobody was told, but its Discord Scheduled Event (if any) goes with it
+                await scheduled_events.queue_removal(session, race, self._now())
             # Explicit, so SQLite without foreign key enforcement behaves like the ON DELETE SET NULL.
             await session.execute(update(Run).where(Run.live_race_id == race.id).values(live_race_id=None))
             await audit.record(

@@ -26,6 +26,7 @@ from bot.events import (
     LiveRaceRoomOpened,
     LiveRaceScheduled,
 )
+from bot.services import scheduled_events
 from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import compute_eligibility
 from bot.services.players import roster_entry_of, roster_name
@@ -162,6 +163,8 @@ class OutboxWriter:
         race, tournament, pool, guild = context
         audience = event.spec.audience
         dms = 0
+        if not isinstance(event, LiveRaceOpenFailed):
+            await self.queue_scheduled_event(session, event, race, tournament, pool, guild)
         if isinstance(event, LiveRaceRescheduled):  # a race can move more than once: moves collapse
             return await self._write_rescheduled(session, event, race, tournament, pool, guild)
         if isinstance(event, LiveRaceOpenFailed):  # its audience is the moderators
@@ -255,6 +258,33 @@ class OutboxWriter:
             return None
         race, tournament, pool = row
         return race, tournament, pool, await session.get(GuildSettings, event.guild_id)
+
+    # ---- Discord Scheduled Event -----------------------------------------------------------------------
+    async def queue_scheduled_event(
+        self,
+        session: AsyncSession,
+        event: LiveRaceEvent,
+        race: LiveRace,
+        tournament: Tournament,
+        pool: Pool,
+        guild: GuildSettings | None,
+    ) -> bool:
+        """The row that brings the race's scheduled event to the race as it is now (`bot.services.scheduled_events`;
+        a step a race can take more than once, a move, is named by its moment)."""
+        step = event.spec.name
+        if isinstance(event, LiveRaceRescheduled):
+            step += f":{int(event.occurred_at.timestamp() * 1_000_000)}"
+        return await scheduled_events.queue_sync(
+            session,
+            race,
+            tournament,
+            pool,
+            guild,
+            event_name=event.spec.name,
+            step=step,
+            length_minutes=self.settings.notifications.scheduled_event_length_minutes,
+            now=self.clock(),
+        )
 
     # ---- payloads ------------------------------------------------------------------------------------
     async def _race_snapshot(

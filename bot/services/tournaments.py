@@ -44,6 +44,7 @@ TOURNAMENT_FIELDS = (
     "announcement_role_id",
     "room_profile_id",
     "room_open_lead_minutes",
+    "scheduled_events",
 )
 
 

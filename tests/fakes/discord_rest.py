@@ -45,6 +45,9 @@ API_PREFIX = "/api/v10"
 MESSAGES_ROUTE = "POST /channels/{channel_id}/messages"
 EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
 OPEN_DM_ROUTE = "POST /users/@me/channels"
+EVENTS_ROUTE = "/guilds/{guild_id}/scheduled-events"  # every method shares the guild's bucket
+# Discord's allowed status moves of a guild scheduled event: 1 scheduled → 2 active → 3 completed, 1 → 4 cancelled.
+EVENT_TRANSITIONS = {1: {1, 2, 4}, 2: {2, 3}, 3: set(), 4: set()}
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ class FakeDiscordRest:
             MESSAGES_ROUTE: RouteLimit(5, 5.0),  # Discord's own: 5 messages per 5 s per channel
             EDIT_ROUTE: RouteLimit(5, 5.0),  # edits share the channel's pace
             OPEN_DM_ROUTE: RouteLimit(1000, 1.0),
+            EVENTS_ROUTE: RouteLimit(10, 10.0),
         }
     )
     delivered: list[Delivered] = field(default_factory=list)
@@ -126,6 +130,10 @@ class FakeDiscordRest:
 
     def __post_init__(self) -> None:
         self.messages: dict[int, dict[str, Any]] = {}  # message id -> the message as it is now
+        # Guild scheduled events: event id -> the event as it is now; guilds where the bot lacks Manage Events.
+        self.scheduled_events: dict[int, dict[str, Any]] = {}
+        self.no_manage_events: set[int] = set()
+        self.event_failures: deque[Failure] = deque()
         self._ids = itertools.count(1_000_000_000_000_000_000)
         self._dm_by_user: dict[int, int] = {}
         self._user_by_dm: dict[int, int] = {}
@@ -238,6 +246,12 @@ class FakeDiscordRest:
         app.router.add_post(f"{API_PREFIX}/users/@me/channels", self._open_dm)
         app.router.add_post(f"{API_PREFIX}/channels/{{channel_id}}/messages", self._message)
         app.router.add_patch(f"{API_PREFIX}/channels/{{channel_id}}/messages/{{message_id}}", self._edit)
+        events = f"{API_PREFIX}/guilds/{{guild_id}}/scheduled-events"
+        app.router.add_get(events, self._list_events)
+        app.router.add_post(events, self._create_event)
+        app.router.add_get(f"{events}/{{event_id}}", self._get_event)
+        app.router.add_patch(f"{events}/{{event_id}}", self._edit_event)
+        app.router.add_delete(f"{events}/{{event_id}}", self._delete_event)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
@@ -356,6 +370,130 @@ class FakeDiscordRest:
         message["edited_timestamp"] = datetime.now(UTC).isoformat()
         self.edits.append((channel_id, message_id, payload))
         return self._ok(message, EDIT_ROUTE, str(channel_id))
+
+    # ---- guild scheduled events (https://discord.com/developers/docs/resources/guild-scheduled-event) -------
+    def events_of(self, guild_id: int) -> list[dict[str, Any]]:
+        return [event for event in self.scheduled_events.values() if int(event["guild_id"]) == guild_id]
+
+    def _event_gate(self, request: web.Request) -> tuple[int, web.Response | None]:
+        guild_id = int(request.match_info["guild_id"])
+        limited = self._limit(EVENTS_ROUTE, str(guild_id))
+        if limited is not None:
+            return guild_id, limited
+        failure = _next(self.event_failures)
+        if failure is None and guild_id in self.no_manage_events and request.method != "GET":
+            failure = Failure.missing_permissions()
+        return guild_id, self._error(failure, EVENTS_ROUTE, str(guild_id)) if failure else None
+
+    def _event_of(self, request: web.Request, guild_id: int) -> dict[str, Any] | None:
+        event = self.scheduled_events.get(int(request.match_info["event_id"]))
+        return event if event is not None and int(event["guild_id"]) == guild_id else None
+
+    def _bad_event(self, guild_id: int, field_name: str, message: str) -> web.Response:
+        body = {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {field_name: {"_errors": [{"code": "BASE_TYPE_BAD", "message": message}]}},
+        }
+        return _json(body, status=400, headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))
+
+    def _check_event_fields(self, guild_id: int, event: dict[str, Any], *, creating: bool) -> web.Response | None:
+        name = event.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            return self._bad_event(guild_id, "name", "Must be between 1 and 100 in length.")
+        if len(event.get("description") or "") > 1000:
+            return self._bad_event(guild_id, "description", "Must be 1000 or fewer in length.")
+        if event.get("entity_type") != 3:
+            return self._bad_event(guild_id, "entity_type", "Only external events are supported by this fake.")
+        location = (event.get("entity_metadata") or {}).get("location")
+        if not isinstance(location, str) or not 1 <= len(location) <= 100:
+            return self._bad_event(guild_id, "entity_metadata", "An external event needs a location of 1 to 100.")
+        try:
+            start = datetime.fromisoformat(event["scheduled_start_time"])
+            end = datetime.fromisoformat(event["scheduled_end_time"]) if event.get("scheduled_end_time") else None
+        except (KeyError, TypeError, ValueError):
+            return self._bad_event(guild_id, "scheduled_start_time", "Could not interpret as a date.")
+        if end is None:
+            return self._bad_event(guild_id, "scheduled_end_time", "An external event needs an end time.")
+        if end <= start:
+            return self._bad_event(guild_id, "scheduled_end_time", "Must be after the start time.")
+        if creating and start <= datetime.now(UTC):
+            return self._bad_event(guild_id, "scheduled_start_time", "Cannot schedule event in the past.")
+        if event.get("privacy_level") != 2:
+            return self._bad_event(guild_id, "privacy_level", "Must be GUILD_ONLY (2).")
+        return None
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        return _json(self.events_of(guild_id), headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))  # type: ignore[arg-type]
+
+    async def _get_event(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        event = self._event_of(request, guild_id)
+        if event is None:
+            return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
+        return self._ok(event, EVENTS_ROUTE, str(guild_id))
+
+    async def _create_event(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        payload = await _json_payload(request)
+        bad = self._check_event_fields(guild_id, payload, creating=True)
+        if bad is not None:
+            return bad
+        event_id = next(self._ids)
+        event = {
+            "id": str(event_id),
+            "guild_id": str(guild_id),
+            "channel_id": None,
+            "creator_id": str(BOT_USER_ID),
+            "name": payload["name"],
+            "description": payload.get("description"),
+            "scheduled_start_time": payload["scheduled_start_time"],
+            "scheduled_end_time": payload["scheduled_end_time"],
+            "privacy_level": 2,
+            "status": 1,
+            "entity_type": 3,
+            "entity_id": None,
+            "entity_metadata": {"location": payload["entity_metadata"]["location"]},
+        }
+        self.scheduled_events[event_id] = event
+        return self._ok(event, EVENTS_ROUTE, str(guild_id))
+
+    async def _edit_event(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        event = self._event_of(request, guild_id)
+        if event is None:
+            return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
+        payload = await _json_payload(request)
+        if event["status"] in (3, 4):
+            return self._bad_event(guild_id, "status", "Cannot modify a completed or cancelled event.")
+        status = payload.get("status", event["status"])
+        if status not in EVENT_TRANSITIONS[event["status"]]:
+            return self._bad_event(guild_id, "status", f"Cannot move an event from {event['status']} to {status}.")
+        changed = {**event, **{k: v for k, v in payload.items() if k != "status"}}
+        bad = self._check_event_fields(guild_id, changed, creating=False)
+        if bad is not None:
+            return bad
+        event.update(changed, status=status)
+        return self._ok(event, EVENTS_ROUTE, str(guild_id))
+
+    async def _delete_event(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        event = self._event_of(request, guild_id)
+        if event is None:
+            return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
+        del self.scheduled_events[int(event["id"])]
+        return web.Response(status=204, headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))
 
     def _known_nonce(self, nonce: str | None) -> dict[str, Any] | None:
         if nonce is None or nonce not in self._nonces:

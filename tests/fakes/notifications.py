@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+
 from bot.events import LiveRaceEvent
-from bot.notifications.delivery import DeliveryError, DmReceipt, MessageGone
+from bot.notifications.delivery import DeliveryError, DmReceipt, MessageGone, ScheduledEventGone, ScheduledEventRef
 from bot.notifications.message import NotificationMessage
 from bot.services import Services
 from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, RunStatus, Tournament
@@ -50,8 +52,11 @@ async def make_world(
     scheduled_at: datetime | None = None,
     racetime_url: str | None = None,
     seed_notes: str = "",
+    scheduled_events: bool | None = False,
     **tournament_fields: Any,
 ) -> RaceWorld:
+    """A tournament, pool, seed and race. `scheduled_events`: the tournament's switch, off unless a test is about
+    Discord Scheduled Events (None: follow the guild's, on by default), so other tests count only their messages."""
     tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=name, **tournament_fields)
     pool = await services.tournaments.add_pool(guild_id, tournament.id, MODERATOR, name="Pool A")
     permalink = await services.tournaments.add_permalink(
@@ -63,6 +68,9 @@ async def make_world(
         notes=seed_notes,
     )
     async with services.db.transaction() as session:
+        await session.execute(
+            update(Tournament).where(Tournament.id == tournament.id).values(scheduled_events=scheduled_events)
+        )
         race = LiveRace(
             guild_id=guild_id,
             tournament_id=tournament.id,
@@ -138,6 +146,8 @@ class RecordingDelivery:
         self.edits: list[tuple[int, int, NotificationMessage]] = []
         self.current: dict[int, NotificationMessage] = {}  # message id -> as it reads now (del: someone deleted it)
         self.replies: dict[int, int | None] = {}  # message id -> the message it replies to
+        self.events: dict[int, dict[str, Any]] = {}  # scheduled event id -> its fields and status
+        self.event_errors: deque[DeliveryError] = deque()
 
     def fail(self, target_id: int, *errors: DeliveryError) -> None:
         self.errors[target_id].extend(errors)
@@ -168,6 +178,27 @@ class RecordingDelivery:
             raise MessageGone("Discord: the message was deleted (404, code 10008)")
         self.edits.append((channel_id, message_id, message))
         self.current[message_id] = message
+
+    async def find_scheduled_event(self, guild_id: int, marker: str) -> ScheduledEventRef | None:
+        for event_id, event in self.events.items():
+            if event["guild_id"] == guild_id and marker in event.get("description", ""):
+                return ScheduledEventRef(event_id, event["status"])
+        return None
+
+    async def create_scheduled_event(self, guild_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        if self.event_errors:
+            raise self.event_errors.popleft()
+        event_id = next(self._messages)
+        self.events[event_id] = {**fields, "guild_id": guild_id, "status": 1}
+        return ScheduledEventRef(event_id, 1)
+
+    async def edit_scheduled_event(self, guild_id: int, event_id: int, fields: dict[str, Any]) -> ScheduledEventRef:
+        if self.event_errors:
+            raise self.event_errors.popleft()
+        if event_id not in self.events:
+            raise ScheduledEventGone("Discord: the scheduled event was deleted (404, code 10070)")
+        self.events[event_id].update(fields)
+        return ScheduledEventRef(event_id, self.events[event_id]["status"])
 
     def dm_recipients(self) -> list[int]:
         return [user_id for user_id, _, _ in self.dms]
