@@ -151,3 +151,27 @@ async def test_status_is_for_moderators(discord_) -> None:
     d = discord_
     refused = await d.harness.run("startline status", d.alice)
     assert "Manage Server" in refused.text and "Startline status" not in refused.text
+
+
+async def test_config_switches_scheduled_events_and_shows_a_block(discord_) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from bot.services.scheduled_events import BLOCKED_LINE
+    from db.models import GuildSettings
+
+    d = discord_
+    assert "Scheduled events: On" in (await admin(d, "startline config")).text
+    off = await admin(d, "startline config", scheduled_events=False)
+    assert "Updated 1 setting." in off.text and "Scheduled events: Off" in off.text
+    async with d.services.db.transaction() as session:  # the dispatcher found Manage Events missing
+        await session.execute(
+            update(GuildSettings)
+            .where(GuildSettings.guild_id == d.guild.id)
+            .values(scheduled_events=True, scheduled_events_blocked_at=datetime.now(UTC))
+        )
+    assert BLOCKED_LINE in (await admin(d, "startline config")).text
+    on = await admin(d, "startline config", scheduled_events=True)  # permission given: on again lifts the block
+    assert "Scheduled events: On" in on.text
+    assert (await d.services.guilds.get(d.guild.id)).scheduled_events_blocked_at is None
