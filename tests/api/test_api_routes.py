@@ -41,6 +41,11 @@ async def test_tournament_crud(api: Api) -> None:
     assert (await api.call("GET", f"/api/v1/tournaments/{tid}", token="read"))[1] == created
     status, patched, _ = await api.call("PATCH", f"/api/v1/tournaments/{tid}", json={"racetime_goal": "Any%"})
     assert status == 200 and patched["racetime_goal"] == "Any%" and patched["custom_goal"] is None
+    assert patched["scheduled_events"] is None  # follows the server's switch
+    status, patched, _ = await api.call("PATCH", f"/api/v1/tournaments/{tid}", json={"scheduled_events": False})
+    assert status == 200 and patched["scheduled_events"] is False
+    status, body, _ = await api.call("PATCH", f"/api/v1/tournaments/{tid}", json={"scheduled_events": "maybe"})
+    assert status == 422
     status, listed, _ = await api.call("GET", "/api/v1/tournaments", params={"search": "spring"}, token="read")
     assert [t["id"] for t in listed["items"]] == [tid]
     status, body, _ = await api.call("DELETE", f"/api/v1/tournaments/{tid}")
