@@ -103,7 +103,9 @@ async def test_a_live_race_from_schedule_to_results(app: Application, rt: FakeRa
     bob_result = {f["name"]: f["value"] for f in fake_discord.dms_to(BOB_ID)[-1]["embeds"][0]["fields"]}
     assert bob_result["Your result"] == "Forfeit (score 0)"
     summary = await services.notifications.delivery_summary(GUILD, view.race.id)
-    assert summary == {"pending": 0, "retrying": 0, "sent": 13, "failed": 0, "skipped": 0, "expired": 0}
+    # 13 messages and edits, and the race's Discord Scheduled Event at each of its 4 steps (on by default).
+    assert summary == {"pending": 0, "retrying": 0, "sent": 17, "failed": 0, "skipped": 0, "expired": 0}
+    assert [event["status"] for event in fake_discord.events_of(GUILD)] == [3]
 
 
 async def test_a_moderator_cancel_tells_eligible_subscribers_once(app: Application, clock, fake_discord) -> None:
@@ -163,7 +165,8 @@ async def test_after_a_long_discord_outage_only_what_is_still_true_goes_out(
     summary = await services.notifications.delivery_summary(GUILD, view.race.id)
     # Sent: the two finished DMs and the living announcement (posted once, showing the result); the earlier edits
     # of it were replaced by the last one (skipped).
-    assert (summary["sent"], summary["expired"], summary["skipped"], summary["pending"]) == (3, 8, 2, 0)
+    # The race's Discord Scheduled Event never goes stale: its 4 steps are applied in order, ending completed.
+    assert (summary["sent"], summary["expired"], summary["skipped"], summary["pending"]) == (7, 8, 2, 0)
     expired = (await services.notifications.delivery_log(GUILD, view.race.id, status="expired")).items
     room_open = [n for n in expired if n.event_type is EventType.LIVE_RACE_ROOM_OPENED]
     assert len(room_open) == 3  # two DMs and the ping
