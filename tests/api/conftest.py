@@ -54,6 +54,8 @@ async def seed_world(
     app: Application, guild_id: int, discord_user_id: int, racetime_user: dict[str, Any], label: str
 ) -> World:
     services = app.services
+    # No Discord Scheduled Events here (their own tests cover them): the API's delivery log and queue show messages.
+    await services.guilds.update(guild_id, MODERATOR, scheduled_events=False)
     profile = await services.room_profiles.create(guild_id, MODERATOR, name=f"profile {label}", start_delay=20)
     tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=f"tournament {label}")
     pool = await services.tournaments.add_pool(guild_id, tournament.id, MODERATOR, name=f"pool {label}")
