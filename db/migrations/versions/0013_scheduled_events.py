@@ -1,7 +1,7 @@
 """Discord Scheduled Events: each race's event id, the guild's and the tournament's switch, the guild's block
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0014
 Create Date: 2026-12-06 23:40:00
 
 Backward compatible: a new table and nullable (or defaulted) columns. `notifications.kind` is a VARCHAR without a
@@ -16,7 +16,7 @@ from alembic import op
 import db.types
 
 revision: str = "0013"
-down_revision: str | None = "0007"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
