@@ -216,6 +216,8 @@ class OutboxWriter:
                     log.warning("event for unknown race %s: nothing queued", event.live_race_id)
                     continue
                 race, tournament, pool = found[event.live_race_id]
+                # Its Discord Scheduled Event, as `write` queues it (one row a race: a keyed insert each).
+                await self.queue_scheduled_event(session, event, race, tournament, pool, guild)
                 snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
                 if event.spec.audience & DM_AUDIENCES:
                     recipients = tuple(sorted(await self._recipients(session, event, race, tournament, pool, shared)))

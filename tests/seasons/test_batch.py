@@ -154,7 +154,7 @@ async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services
                 row.channel_id,
                 row.live_race_id,
                 row.dedupe_key,
-                row.payload["race"]["id"],
+                row.payload.get("race", {}).get("id"),  # a scheduled event's row carries the event, not the race
                 {k: v for k, v in row.payload.items() if k != "occurred_at"}.__repr__(),
             )
             for row in rows
@@ -177,3 +177,5 @@ async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services
     assert len(dms) == 3 * len(ids) - 3
     assert {row[1] for row in dms} == {player.id for player in linked}
     assert len([row for row in batched if row[0] == NotificationKind.CHANNEL]) == len(ids)
+    # Each new race's Discord Scheduled Event, as for a race made alone.
+    assert len([row for row in batched if row[0] == NotificationKind.SCHEDULED_EVENT]) == len(ids)
