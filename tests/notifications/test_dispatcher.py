@@ -25,13 +25,15 @@ ALICE, BOB = 601, 602
 
 
 class Clock:
-    """Real time plus however far a test moved it forward."""
+    """A frozen instant (the real time when the test began) plus however far the test moved it forward: the whole
+    application reads it (the outbox's rows and the dispatcher), so a loaded machine cannot shift a computed delay."""
 
     def __init__(self) -> None:
+        self.start = utcnow()
         self.offset = timedelta()
 
     def __call__(self):
-        return utcnow() + self.offset
+        return self.start + self.offset
 
     @property
     def now(self):
@@ -42,8 +44,10 @@ class Clock:
 
 
 @pytest.fixture
-def clock():
-    return Clock()
+def clock(services):
+    clock = Clock()
+    services.clock.source = clock  # one clock for the application, as in a process
+    return clock
 
 
 @pytest.fixture
