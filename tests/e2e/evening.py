@@ -114,6 +114,9 @@ class Evening:
                 "announcement_channel_id": str(ANNOUNCEMENT_CHANNEL),
                 "announcement_role_id": str(ANNOUNCEMENT_ROLE),
                 "room_open_lead_minutes": ROOM_OPEN_LEAD_MINUTES,
+                # The evening counts messages; Discord Scheduled Events have their own tests through discord.py
+                # against the fake (tests/notifications/test_scheduled_events.py).
+                "scheduled_events": False,
             },
             key="name",
         )

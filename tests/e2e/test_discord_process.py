@@ -50,7 +50,12 @@ async def scenario(workdir) -> None:
                 tournament = await api.call(
                     "POST",
                     "/api/v1/tournaments",
-                    json={"name": "Outage Cup", "racetime_goal": "Beat the game", "announcement_channel_id": CHANNEL},
+                    json={
+                        "name": "Outage Cup",
+                        "racetime_goal": "Beat the game",
+                        "announcement_channel_id": CHANNEL,
+                        "scheduled_events": False,  # this test is about messages (events: test_scheduled_events.py)
+                    },
                 )
                 base = f"/api/v1/tournaments/{tournament['id']}"
                 pool = await api.call("POST", f"{base}/pools", json={"name": "Main"})
