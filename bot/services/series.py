@@ -673,33 +673,16 @@ class SeriesService:
                 target_id=series_id,
                 details={"dates": [o.local_date.isoformat() for o in missed], "summary": summary},
             )
-            upcoming = await session.scalar(
-                select(LiveRace.id)
-                .join(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
-                .where(
-                    SeriesOccurrence.series_id == series_id,
-                    LiveRace.status == RaceStatus.SCHEDULED,
-                    LiveRace.scheduled_at > now,
-                )
-                .order_by(LiveRace.scheduled_at)
-                .limit(1)
+            await self._alert_on_next_race(
+                session,
+                series,
+                now,
+                error=f"missed: {', '.join(o.local_date.isoformat() for o in missed)}",
+                headline="Series races were missed",
+                summary=summary,
+                action="Nothing to do if that is fine; to hold a missed race later, "
+                "/series-admin move it to a new time.",
             )
-            if upcoming is not None:
-                await self.live_races.events.publish(
-                    session,
-                    LiveRaceOpenFailed(
-                        guild_id=series.guild_id,
-                        tournament_id=series.tournament_id,
-                        live_race_id=upcoming,
-                        occurred_at=now,
-                        error=f"missed: {', '.join(o.local_date.isoformat() for o in missed)}",
-                        attempts=0,
-                        summary=summary,
-                        headline="Series races were missed",
-                        action="Nothing to do if that is fine; to hold a missed race later, "
-                        "/series-admin move it to a new time.",
-                    ),
-                )
         log.warning("series %s missed %d occurrence(s): %s", series_id, len(missed), [o.local_date for o in missed])
         return True
 
@@ -725,37 +708,59 @@ class SeriesService:
                 target_id=series_id,
                 details={"reason": reason},
             )
-            upcoming = None
             if alert:
-                now = self.clock()
-                upcoming = await session.scalar(
-                    select(LiveRace.id)
-                    .join(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
-                    .where(
-                        SeriesOccurrence.series_id == series_id,
-                        LiveRace.status == RaceStatus.SCHEDULED,
-                        LiveRace.scheduled_at > now,
-                    )
-                    .order_by(LiveRace.scheduled_at)
-                    .limit(1)
-                )
-            if upcoming is not None:
-                await self.live_races.events.publish(
+                await self._alert_on_next_race(
                     session,
-                    LiveRaceOpenFailed(
-                        guild_id=series.guild_id,
-                        tournament_id=series.tournament_id,
-                        live_race_id=upcoming,
-                        occurred_at=self.clock(),
-                        error=reason,
-                        attempts=0,
-                        headline="Series paused",
-                        summary=f"Series {series.name} is paused and makes no more races: {reason}. "
-                        "This is its next race, already made.",
-                        action="Fix the cause, then resume the series with /series-admin resume.",
-                    ),
+                    series,
+                    self.clock(),
+                    error=reason,
+                    headline="Series paused",
+                    summary=f"Series {series.name} is paused and makes no more races: {reason}. "
+                    "This is its next race, already made.",
+                    action="Fix the cause, then resume the series with /series-admin resume.",
                 )
         return True
+
+    async def _alert_on_next_race(
+        self,
+        session: AsyncSession,
+        series: RaceSeries,
+        now: datetime,
+        *,
+        error: str,
+        headline: str,
+        summary: str,
+        action: str,
+    ) -> None:
+        """Tell the moderators (the moderator alert, in the caller's transaction) on the series' next scheduled race;
+        a series with no race still to come has nowhere to show it, and the audit entry carries it."""
+        upcoming = await session.scalar(
+            select(LiveRace.id)
+            .join(SeriesOccurrence, SeriesOccurrence.live_race_id == LiveRace.id)
+            .where(
+                SeriesOccurrence.series_id == series.id,
+                LiveRace.status == RaceStatus.SCHEDULED,
+                LiveRace.scheduled_at > now,
+            )
+            .order_by(LiveRace.scheduled_at)
+            .limit(1)
+        )
+        if upcoming is None:
+            return
+        await self.live_races.events.publish(
+            session,
+            LiveRaceOpenFailed(
+                guild_id=series.guild_id,
+                tournament_id=series.tournament_id,
+                live_race_id=upcoming,
+                occurred_at=now,
+                error=error,
+                attempts=0,
+                headline=headline,
+                summary=summary,
+                action=action,
+            ),
+        )
 
     async def _pause(self, series_id: int, reason: str) -> None:
         """Pause the series for a reason moderators must fix; they are told (if a race of it is still to come)."""
