@@ -44,9 +44,7 @@ async def _seed(app, races: int) -> tuple[str, int]:
     services = app.services
     tournament = await services.tournaments.create_tournament(GUILD, actor, name="Bench Cup")
     pool = await services.tournaments.add_pool(GUILD, tournament.id, actor, name="Main")
-    seed = await services.tournaments.add_permalink(
-        GUILD, tournament.id, pool.id, actor, url="https://seeds.example/bench"
-    )
+    seed = await services.tournaments.add_seed(GUILD, tournament.id, pool.id, actor, url="https://seeds.example/bench")
     start = utcnow() + timedelta(days=1)
     async with app.db.transaction() as session:  # bulk insert: the benchmark measures reads, not creation
         session.add_all(
@@ -54,7 +52,7 @@ async def _seed(app, races: int) -> tuple[str, int]:
                 guild_id=GUILD,
                 tournament_id=tournament.id,
                 pool_id=pool.id,
-                permalink_id=seed.id,
+                seed_id=seed.id,
                 title=f"Race {index}",
                 scheduled_at=start + timedelta(hours=index),
                 marker=f"bench-{index}",

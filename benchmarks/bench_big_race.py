@@ -78,7 +78,7 @@ async def main() -> None:
                 GUILD, MODERATOR, name="Qualifier", racetime_goal="Beat the game"
             )
             pool = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="Pool")
-            await services.tournaments.add_permalink(GUILD, tournament.id, pool.id, MODERATOR, url="https://x/seed")
+            await services.tournaments.add_seed(GUILD, tournament.id, pool.id, MODERATOR, url="https://x/seed")
             users = [fake_user(index) for index in range(args.entrants)]
             async with app.db.transaction() as session:  # bulk: the benchmark measures the finish, not sign-ups
                 players = [Player(discord_user_id=10_000_000 + index) for index in range(args.entrants)]

@@ -26,7 +26,7 @@ from sqlalchemy import event, insert
 
 from bot.app import freeze_startup_objects
 from bot.services.eligibility import compute_eligibility
-from db.models import Base, GuildPlayer, Permalink, Player, Pool, Run, RunStatus, Tournament
+from db.models import Base, GuildPlayer, Player, Pool, Run, RunStatus, Seed, Tournament
 from db.session import Database
 
 GUILD = 1
@@ -59,7 +59,7 @@ async def build(db: Database, players: int, runs: int, rng: random.Random) -> tu
         session.add_all(pools)
         await session.flush()
         seeds = [
-            Permalink(pool_id=pool.id, url=f"https://example.com/{pool.id}/{n}")
+            Seed(pool_id=pool.id, url=f"https://example.com/{pool.id}/{n}")
             for pool in pools
             for n in range(SEEDS_PER_POOL)
         ]
@@ -93,7 +93,7 @@ async def build(db: Database, players: int, runs: int, rng: random.Random) -> tu
             rows.append(
                 {
                     "tournament_id": tournament.id,
-                    "permalink_id": rng.choice(seed_ids),
+                    "seed_id": rng.choice(seed_ids),
                     "player_id": rng.randint(1, players),
                     "status": status,
                     "elapsed_us": rng.randint(3_000, 9_000) * 1_000_000 if status is RunStatus.FINISHED else None,
@@ -128,7 +128,7 @@ async def main() -> None:
                 collector.total = 0.0
                 started, started_cpu = time.perf_counter(), time.process_time()
                 report = await compute_eligibility(
-                    session, guild_id=GUILD, tournament=tournament, pool=pool, permalink_id=seed_id
+                    session, guild_id=GUILD, tournament=tournament, pool=pool, seed_id=seed_id
                 )
                 timings.append((time.perf_counter() - started) * 1000)
                 in_gc.append(collector.total * 1000)

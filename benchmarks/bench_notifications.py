@@ -46,9 +46,9 @@ from db.models import (
     LiveRace,
     Notification,
     NotificationSubscription,
-    Permalink,
     Player,
     Pool,
+    Seed,
     Tournament,
 )
 from db.session import Database
@@ -71,14 +71,14 @@ async def build(db: Database, players: int, cold_fraction: float) -> LiveRace:
         pool = Pool(tournament_id=tournament.id, name="Pool A")
         session.add(pool)
         await session.flush()
-        seed = Permalink(pool_id=pool.id, url="https://example.com/seed")
+        seed = Seed(pool_id=pool.id, url="https://example.com/seed")
         session.add(seed)
         await session.flush()
         race = LiveRace(
             guild_id=GUILD,
             tournament_id=tournament.id,
             pool_id=pool.id,
-            permalink_id=seed.id,
+            seed_id=seed.id,
             title="Bench race",
             scheduled_at=utcnow(),
             marker="bench",

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.actors import Actor
 from bot.app import Application
 from bot.settings import load_settings
-from db.models import LiveRace, Permalink, RaceStatus
+from db.models import LiveRace, RaceStatus, Seed
 from db.types import utcnow
 from racetime.client import RacetimeClient
 from tests.fakes.racetime_server import FakeRacetime
@@ -83,7 +83,7 @@ async def main() -> None:
             due_at = utcnow()
             async with app.db.transaction() as session:  # bulk: the benchmark measures the opener, not creation
                 session.add_all(
-                    Permalink(pool_id=pool.id, url=f"https://example.com/seed/{index}") for index in range(args.rooms)
+                    Seed(pool_id=pool.id, url=f"https://example.com/seed/{index}") for index in range(args.rooms)
                 )
                 session.add_all(
                     LiveRace(

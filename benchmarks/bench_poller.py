@@ -72,7 +72,7 @@ async def main() -> None:
             )
             pool = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="Pool")
             for index in range(args.races):
-                await services.tournaments.add_permalink(
+                await services.tournaments.add_seed(
                     GUILD, tournament.id, pool.id, MODERATOR, url=f"https://example.com/seed/{index}"
                 )
             users = [fake_user(index) for index in range(2 * args.changes)]

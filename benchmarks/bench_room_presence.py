@@ -101,7 +101,7 @@ async def _run(args: argparse.Namespace) -> None:
     services = app.services
     tournament = await services.tournaments.create_tournament(GUILD, actor, name="Bench Cup")
     pool = await services.tournaments.add_pool(GUILD, tournament.id, actor, name="Main")
-    seed = await services.tournaments.add_permalink(GUILD, tournament.id, pool.id, actor, url="https://seeds.example/b")
+    seed = await services.tournaments.add_seed(GUILD, tournament.id, pool.id, actor, url="https://seeds.example/b")
     start = utcnow() + timedelta(hours=1)
     async with app.db.transaction() as session:
         session.add_all(
@@ -109,7 +109,7 @@ async def _run(args: argparse.Namespace) -> None:
                 guild_id=GUILD,
                 tournament_id=tournament.id,
                 pool_id=pool.id,
-                permalink_id=seed.id,
+                seed_id=seed.id,
                 title=f"Race {index}",
                 scheduled_at=start,
                 marker=f"{index:08x}",

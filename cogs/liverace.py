@@ -48,7 +48,7 @@ from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.timeparse import ReadDay, ReadTime
 from cogs._common.views import ConfirmView, Paginator
-from db.models import SPECS_BY_NAME, Permalink, Pool, RaceStatus, RaceTemplate, RoomProfile, Tournament
+from db.models import SPECS_BY_NAME, Pool, RaceStatus, RaceTemplate, RoomProfile, Seed, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
 LIST_LIMIT = 200
@@ -58,7 +58,7 @@ ACTIVE = (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN, RaceStatus.IN_PROGRESS)
 
 def _seed_visible(view, *, moderator: bool, public: bool) -> bool:
     """The seed stays secret until the room opens, except to moderators answered privately."""
-    if view.permalink is None:
+    if view.seed is None:
         return False
     return seed_is_public(view.race) or (moderator and not public)
 
@@ -163,7 +163,7 @@ class LiveRaceCog(StartlineCog):
         pool: Transform[Pool, PoolOption] | None = None,
         template: Transform[RaceTemplate, TemplateOption] | None = None,
         title: str | None = None,
-        seed: Transform[Permalink, SeedOption] | None = None,
+        seed: Transform[Seed, SeedOption] | None = None,
         episode: str | None = None,
         room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,  # read by `when`
@@ -172,7 +172,7 @@ class LiveRaceCog(StartlineCog):
     ) -> None:
         fields = {
             "title": title,
-            "permalink_id": seed.id if seed else None,
+            "seed_id": seed.id if seed else None,
             "episode_id": episode,
             "room_profile_id": room_profile.id if room_profile else None,
             "room": room or None,
@@ -218,7 +218,7 @@ class LiveRaceCog(StartlineCog):
         when: Transform[ReadTime, WhenOption] | None = None,
         timezone: Transform[str, TimezoneOption] | None = None,  # read by `when`
         pool: Transform[Pool, PoolOption] | None = None,
-        seed: Transform[Permalink, SeedOption] | None = None,
+        seed: Transform[Seed, SeedOption] | None = None,
         episode: str | None = None,
         room_profile: Transform[RoomProfile, RoomProfileOption] | None = None,
         *,
@@ -228,7 +228,7 @@ class LiveRaceCog(StartlineCog):
             title=title,
             scheduled_at=when.at if when else None,
             pool_id=pool.id if pool else None,
-            permalink_id=seed.id if seed else None,
+            seed_id=seed.id if seed else None,
             episode_id=episode,
             room_profile_id=room_profile.id if room_profile else None,
         )
@@ -398,7 +398,7 @@ class LiveRaceCog(StartlineCog):
         verdicts: dict[tuple[int, int, int | None], str | None] = {}
         lines = []
         for view in page.items:
-            key = (view.tournament.id, view.pool.id, view.race.permalink_id)  # same pool and seed, same answer
+            key = (view.tournament.id, view.pool.id, view.race.seed_id)  # same pool and seed, same answer
             if key not in verdicts:
                 report = await self.services.live_races.eligibility(guild_id, view.race.id)
                 verdicts[key] = report.reason_for(player.id)
@@ -438,7 +438,7 @@ class LiveRaceCog(StartlineCog):
         if view.race.racetime_url:
             embed.add_field(name="Room", value=view.race.racetime_url, inline=False)
         if _seed_visible(view, moderator=moderator, public=public):
-            embed.add_field(name="Seed", value=f"<{view.permalink.url}>", inline=False)
+            embed.add_field(name="Seed", value=f"<{view.seed.url}>", inline=False)
         elif moderator and not public and view.race.status is RaceStatus.SCHEDULED:
             embed.add_field(name="Seed", value="chosen when the room opens (one nobody here has raced)", inline=False)
         if view.race.episode_id:

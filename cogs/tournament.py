@@ -33,7 +33,7 @@ from cogs._common.options import (
 from cogs._common.respond import report_error, respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.views import ConfirmView, OwnedView, Paginator
-from db.models import Permalink, Pool, RoomProfile, RunStatus, Tournament
+from db.models import Pool, RoomProfile, RunStatus, Seed, Tournament
 
 CHART_FILE = "scores.png"
 
@@ -230,7 +230,7 @@ class TournamentCog(StartlineCog):
     tournament_admin = admin_group("tournament", "Create and change tournaments (moderators)")
     pool = player_group("pool", "Pools of a tournament")
     pool_admin = admin_group("pool", "Add and remove pools (moderators)")
-    seed = moderator_group("seed", "Seeds (permalinks) of a pool (moderators)")
+    seed = moderator_group("seed", "Seeds of a pool (moderators)")
     roomprofile = moderator_group("roomprofile", "Named RaceTime.gg room settings (moderators)")
 
     # ---- /tournament ---------------------------------------------------------------------------------------------
@@ -461,9 +461,9 @@ class TournamentCog(StartlineCog):
         )
 
     # ---- /seed -------------------------------------------------------------------------------------------------------
-    @seed.command(name="add", description="Add a seed (permalink) to a pool")
+    @seed.command(name="add", description="Add a seed (its link) to a pool")
     @app_commands.describe(
-        url="The seed's permalink URL", notes="Optional hint, shown to players with the seed once the room opens"
+        url="The seed link (its URL)", notes="Optional hint, shown to players with the seed once the room opens"
     )
     @moderator_only()
     async def seed_add(
@@ -475,7 +475,7 @@ class TournamentCog(StartlineCog):
         notes: str | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
-        created = await self.services.tournaments.add_permalink(
+        created = await self.services.tournaments.add_seed(
             guild_id, tournament.id, pool.id, self.actor(interaction), url=url, notes=notes or ""
         )
         await respond(interaction, f"Added seed #{created.id} to pool **{safe(pool.name)}**: <{created.url}>")
@@ -498,7 +498,7 @@ class TournamentCog(StartlineCog):
         actor = self.actor(interaction)
 
         async def import_batch(reply_to: discord.Interaction, batch: SeedBatch) -> None:
-            created = await self.services.tournaments.import_permalinks(
+            created = await self.services.tournaments.import_seeds(
                 guild_id, tournament.id, actor, batch, default_pool_id=pool.id if pool else None
             )
             names = {p.id: p.name for p in await self.services.tournaments.list_pools(guild_id, tournament.id)}
@@ -526,13 +526,13 @@ class TournamentCog(StartlineCog):
         pool: Transform[Pool, PoolOption],
     ) -> None:
         guild_id = self.guild_id(interaction)
-        seeds = await self.services.tournaments.list_permalinks(guild_id, tournament.id, pool.id)
+        seeds = await self.services.tournaments.list_seeds(guild_id, tournament.id, pool.id)
         lines = []
-        for permalink in seeds:
-            par = f" · par {permalink.par_time:.0f} s" if permalink.par_time else ""
-            used = " · raced" if permalink.used_in_live_race else ""
-            notes = f" — {safe(permalink.notes, 80)}" if permalink.notes else ""
-            lines.append(f"`#{permalink.id}` <{shorten(permalink.url, 200)}>{par}{used}{notes}")
+        for seed in seeds:
+            par = f" · par {seed.par_time:.0f} s" if seed.par_time else ""
+            used = " · raced" if seed.used_in_live_race else ""
+            notes = f" — {safe(seed.notes, 80)}" if seed.notes else ""
+            lines.append(f"`#{seed.id}` <{shorten(seed.url, 200)}>{par}{used}{notes}")
         embeds = pages(f"Seeds — {shorten(pool.name, 200)}", lines, empty="No seeds yet (`/seed add`).")
         await Paginator(interaction.user.id, embeds).start(interaction)
 
@@ -543,13 +543,13 @@ class TournamentCog(StartlineCog):
         interaction: discord.Interaction,
         tournament: Transform[Tournament, TournamentOption],
         pool: Transform[Pool, PoolOption],
-        seed: Transform[Permalink, SeedOption],
+        seed: Transform[Seed, SeedOption],
     ) -> None:
         guild_id = self.guild_id(interaction)
         actor = self.actor(interaction)
 
         async def remove(_click: discord.Interaction) -> str:
-            await self.services.tournaments.remove_permalink(guild_id, tournament.id, pool.id, seed.id, actor)
+            await self.services.tournaments.remove_seed(guild_id, tournament.id, pool.id, seed.id, actor)
             return f"Removed seed #{seed.id} from pool **{safe(pool.name)}**."
 
         await ConfirmView(interaction.user.id, remove, confirm_label="Remove seed").ask(

@@ -26,10 +26,10 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def _upgrade(connection: Connection) -> None:
+def _migrate(connection: Connection, revision: str, *, down: bool) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    (command.downgrade if down else command.upgrade)(config, revision)
 
 
 def _current(connection: Connection) -> str | None:
@@ -41,7 +41,16 @@ def _current(connection: Connection) -> str | None:
 MIGRATION_LOCK_ID = 0x5354_4C4E  # "STLN"
 
 
-async def upgrade(database: Database) -> None:
+async def upgrade(database: Database, revision: str = "head") -> None:
+    await _run(database, revision, down=False)
+
+
+async def downgrade(database: Database, revision: str) -> None:
+    """Back to `revision` (operators, and the migration tests), with the same care as `upgrade`."""
+    await _run(database, revision, down=True)
+
+
+async def _run(database: Database, revision: str, *, down: bool) -> None:
     async with database.engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
@@ -54,7 +63,7 @@ async def upgrade(database: Database) -> None:
             async with connection.begin():
                 if connection.dialect.name == "postgresql":
                     await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-                await connection.run_sync(_upgrade)
+                await connection.run_sync(_migrate, revision, down=down)
                 if sqlite:
                     broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
                     if broken:

@@ -521,10 +521,10 @@ class Pool(Base):
     __table_args__ = (UniqueConstraint("tournament_id", "name"),)
 
 
-class Permalink(Base):
+class Seed(Base):
     """A seed of a pool."""
 
-    __tablename__ = "permalinks"
+    __tablename__ = "seeds"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
@@ -544,7 +544,7 @@ class LiveRace(TimestampMixin, Base):
     guild_id: Mapped[int] = mapped_column(BigInteger)
     tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="CASCADE"))
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="RESTRICT"))
-    permalink_id: Mapped[int | None] = mapped_column(ForeignKey("permalinks.id", ondelete="RESTRICT"))
+    seed_id: Mapped[int | None] = mapped_column(ForeignKey("seeds.id", ondelete="RESTRICT"))
     title: Mapped[str] = mapped_column(String(200))
     episode_id: Mapped[str | None] = mapped_column(String(100))
     scheduled_at: Mapped[datetime] = mapped_column()
@@ -783,7 +783,7 @@ class Run(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tournament_id: Mapped[int] = mapped_column(ForeignKey("tournaments.id", ondelete="RESTRICT"))
-    permalink_id: Mapped[int] = mapped_column(ForeignKey("permalinks.id", ondelete="RESTRICT"))
+    seed_id: Mapped[int] = mapped_column(ForeignKey("seeds.id", ondelete="RESTRICT"))
     player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="RESTRICT"))
     live_race_id: Mapped[int | None] = mapped_column(ForeignKey("live_races.id", ondelete="SET NULL"))
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), default=RunStatus.PENDING)
@@ -801,7 +801,7 @@ class Run(TimestampMixin, Base):
         Index("ix_runs_tournament_id_player_id", "tournament_id", "player_id"),
         # Covering indexes for eligibility (bot/services/eligibility.py): runs of given seeds, and the
         # unfinished runs of a tournament, are read from the index alone.
-        Index("ix_runs_permalink_id", "permalink_id", "player_id", "reattempted", "live_race_id"),
+        Index("ix_runs_seed_id", "seed_id", "player_id", "reattempted", "live_race_id"),
         Index("ix_runs_tournament_id_status", "tournament_id", "status", "player_id", "live_race_id"),
         Index("ix_runs_player_id", "player_id"),
     )

@@ -112,19 +112,19 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", pools, {"tid": mine.tid}, token="read")
         await r.call("GET", pools + "/{pid}", p2, token="read")
         await r.call("PATCH", pools + "/{pid}", p2, body={"description": "Keysanity, hard"})
-        seeds = pools + "/{pid}/permalinks"
+        seeds = pools + "/{pid}/seeds"
         seed = await r.call("POST", seeds, p2, body={"url": "https://alttpr.com/h/Xy12Ab", "notes": "fast"})
-        s2 = {**p2, "plid": seed["id"]}
+        s2 = {**p2, "sid": seed["id"]}
         batch = {
-            "permalinks": [
+            "seeds": [
                 {"url": "https://alttpr.com/h/Qw34Er", "notes": "slow"},
                 {"url": "https://alttpr.com/h/Ty56Ui"},
             ]
         }
         await r.call("POST", seeds + "/batch", p2, body=batch)
         await r.call("GET", seeds, p2, token="read")
-        await r.call("GET", seeds + "/{plid}", s2)
-        await r.call("PATCH", seeds + "/{plid}", s2, body={"notes": "fast, no glitches"})
+        await r.call("GET", seeds + "/{sid}", s2)
+        await r.call("PATCH", seeds + "/{sid}", s2, body={"notes": "fast, no glitches"})
         profiles = "/api/v1/room-profiles"
         profile = await r.call("POST", profiles, body={"name": "Streamed", "streaming_required": True, "time_limit": 6})
         r2 = {"profile_id": profile["id"]}
@@ -186,7 +186,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
             {"tid": mine.tid},
             body={
                 "discord_user_id": "500000000000000001",
-                "permalink_id": mine.spare_plid,
+                "seed_id": mine.spare_sid,
                 "status": "finished",
                 "elapsed_seconds": 5712.25,
                 "finished_at": "2026-11-28T20:35:12Z",
@@ -206,7 +206,7 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", "/api/v1/live-races.ics", query=f"key={key}", token=None)
         await r.call("GET", "/api/v1/openapi.json", token=None)
 
-        await r.call("DELETE", seeds + "/{plid}", s2)
+        await r.call("DELETE", seeds + "/{sid}", s2)
         await r.call("DELETE", pools + "/{pid}", p2)
         await r.call("DELETE", profiles + "/{profile_id}", r2)
         await r.call("DELETE", t + "/{tid}", t2)
@@ -245,7 +245,7 @@ async def season_examples(r: Recorder, mine: Any, later: datetime) -> None:
     for index in range(6):  # seeds for the series' races (without them it pauses at once, as it should)
         await r.call(
             "POST",
-            t + "/pools/{pid}/permalinks",
+            t + "/pools/{pid}/seeds",
             {**tid, "pid": mine.pid},
             body={"url": f"https://alttpr.com/h/week{index}"},
         )

@@ -21,11 +21,11 @@ from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 from tests.fakes.lifecycle import add_player, make_world
 
 
-async def _run(services: Services, world, player, permalink, status=RunStatus.FINISHED, **fields) -> Run:
+async def _run(services: Services, world, player, seed, status=RunStatus.FINISHED, **fields) -> Run:
     async with services.db.transaction() as session:
         run = Run(
             tournament_id=world.tournament.id,
-            permalink_id=permalink.id,
+            seed_id=seed.id,
             player_id=player.id,
             status=status,
             elapsed_us=3_600_000_000 if status is RunStatus.FINISHED else None,
@@ -35,10 +35,10 @@ async def _run(services: Services, world, player, permalink, status=RunStatus.FI
     return run
 
 
-async def _report(services: Services, world, permalink_id=None, **kwargs):
+async def _report(services: Services, world, seed_id=None, **kwargs):
     async with services.db.read() as session:
         return await compute_eligibility(
-            session, guild_id=GUILD, tournament=world.tournament, pool=world.pool, permalink_id=permalink_id, **kwargs
+            session, guild_id=GUILD, tournament=world.tournament, pool=world.pool, seed_id=seed_id, **kwargs
         )
 
 
@@ -51,7 +51,7 @@ def _reasons(report) -> dict[str, str | None]:
 async def test_each_rule_gives_its_reason(services: Services) -> None:
     world = await make_world(services, runs_per_pool=2)
     seed, other_seed, third = world.seeds
-    pool_b_seed = await services.tournaments.add_permalink(
+    pool_b_seed = await services.tournaments.add_seed(
         GUILD, world.tournament.id, world.other_pool.id, MODERATOR, url="https://alttpr.com/h/poolb"
     )
     free = await add_player(services, 1, "Free", "aaaaaaaaaaaa0001")
@@ -73,7 +73,7 @@ async def test_each_rule_gives_its_reason(services: Services) -> None:
     await _run(services, world, elsewhere, pool_b_seed, reattempted=True)
     await _run(services, world, unlinked, other_seed)  # not linked is checked first
 
-    report = await _report(services, world, permalink_id=seed.id)
+    report = await _report(services, world, seed_id=seed.id)
     assert _reasons(report) == {
         "Free": None,
         "Unlinked": REASON_NOT_LINKED,
@@ -95,7 +95,7 @@ async def test_pool_full_is_reported_before_an_unfinished_run_and_played_seed(se
     world = await make_world(services)
     player = await add_player(services, 1, "Busy", "aaaaaaaaaaaa0001")
     await _run(services, world, player, world.seeds[0], status=RunStatus.IN_PROGRESS)
-    report = await _report(services, world, permalink_id=world.seeds[0].id)
+    report = await _report(services, world, seed_id=world.seeds[0].id)
     assert report.reason_for(player.id) == "Already ran 1 of 1 in pool Pool A"
 
 
@@ -116,10 +116,10 @@ async def test_subset_and_excluding_a_live_race(services: Services) -> None:
         GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=utcnow() + timedelta(hours=1)
     )
     await _run(services, world, racer, world.seeds[0], status=RunStatus.IN_PROGRESS, live_race_id=view.race.id)
-    report = await _report(services, world, permalink_id=world.seeds[0].id, player_ids=[racer.id])
+    report = await _report(services, world, seed_id=world.seeds[0].id, player_ids=[racer.id])
     assert [c.player_id for c, _ in report.ineligible] == [racer.id] and report.eligible == []
     again = await _report(
-        services, world, permalink_id=world.seeds[0].id, player_ids=[racer.id], exclude_live_race_id=view.race.id
+        services, world, seed_id=world.seeds[0].id, player_ids=[racer.id], exclude_live_race_id=view.race.id
     )
     assert again.eligible_ids == {racer.id}
     assert other.id not in again.eligible_ids | {c.player_id for c, _ in again.ineligible}
@@ -137,7 +137,7 @@ async def test_query_count_does_not_grow_with_players(services: Services) -> Non
         statements.clear()
         event.listen(services.db.engine.sync_engine, "before_cursor_execute", count)
         try:
-            await _report(services, world, permalink_id=world.seeds[0].id)
+            await _report(services, world, seed_id=world.seeds[0].id)
         finally:
             event.remove(services.db.engine.sync_engine, "before_cursor_execute", count)
         return len(statements)
@@ -160,9 +160,9 @@ async def test_service_eligibility_uses_the_race_seed(services: Services) -> Non
         world.tournament.id,
         MODERATOR,
         pool_id=world.pool.id,
-        permalink_id=world.seeds[1].id,
+        seed_id=world.seeds[1].id,
         scheduled_at=utcnow() + timedelta(hours=1),
     )
     report = await services.live_races.eligibility(GUILD, view.race.id, tournament_id=world.tournament.id)
     assert report.reason_for(player.id) == REASON_PLAYED_SEED
-    assert report.permalink_id == world.seeds[1].id
+    assert report.seed_id == world.seeds[1].id

@@ -54,7 +54,7 @@ async def test_create_defaults_audit_and_event(services: Services, clock: Clock)
     assert race.status is RaceStatus.SCHEDULED
     assert race.title == "Spring Qualifier – Pool A"
     assert race.scheduled_at == start
-    assert race.permalink_id is None and view.permalink is None
+    assert race.seed_id is None and view.seed is None
     assert view.room_opens_at == start - timedelta(minutes=15)
     assert len(race.marker) == 16
     assert race.created_by == MODERATOR.label
@@ -74,7 +74,7 @@ async def test_create_converts_offsets_to_utc_and_keeps_explicit_fields(services
         pool_id=world.pool.id,
         scheduled_at=local,
         title="  Week 1 race  ",
-        permalink_id=world.seeds[1].id,
+        seed_id=world.seeds[1].id,
         episode_id="ep-1",
         room_profile_id=profile.id,
         room={"time_limit": 4, "unlisted": True, "hide_comments": None},
@@ -82,7 +82,7 @@ async def test_create_converts_offsets_to_utc_and_keeps_explicit_fields(services
     race = view.race
     assert race.scheduled_at == local.astimezone(UTC) and race.scheduled_at.tzinfo is not None
     assert race.title == "Week 1 race"
-    assert view.permalink is not None and view.permalink.id == world.seeds[1].id
+    assert view.seed is not None and view.seed.id == world.seeds[1].id
     assert race.episode_id == "ep-1"
     assert race.room_profile_id == profile.id
     assert race.room_settings == {"time_limit": 4, "unlisted": True}
@@ -111,7 +111,7 @@ async def test_room_open_lead_tournament_then_guild_then_config(services: Servic
         ({"episode_id": "x" * 101}, ValidationFailed, "episode_id"),
         ({"title": "t" * 201}, ValidationFailed, "title"),
         ({"pool_id": "other_tournament"}, NotFound, "pool_id"),
-        ({"permalink_id": "other_pool"}, NotFound, "permalink_id"),
+        ({"seed_id": "other_pool"}, NotFound, "seed_id"),
         ({"room_profile_id": "other_guild"}, NotFound, "room_profile_id"),
         ({"room_profile_id": 999_999}, NotFound, "room_profile_id"),
     ],
@@ -122,13 +122,13 @@ async def test_create_rejects_bad_input_without_side_effect(
     world = await make_world(services)
     other = await make_world(services, name="Other Cup")
     foreign_profile = await services.room_profiles.create(OTHER_GUILD, MODERATOR, name="Theirs")
-    permalink_in_other_pool = await services.tournaments.add_permalink(
+    seed_in_other_pool = await services.tournaments.add_seed(
         GUILD, world.tournament.id, world.other_pool.id, MODERATOR, url="https://alttpr.com/h/b1"
     )
     symbolic = {
         "past": clock.now - timedelta(minutes=1),
         "other_tournament": other.pool.id,
-        "other_pool": permalink_in_other_pool.id,
+        "other_pool": seed_in_other_pool.id,
         "other_guild": foreign_profile.id,
     }
     kwargs = {"pool_id": world.pool.id, "scheduled_at": clock.now + timedelta(hours=1)}
@@ -194,7 +194,7 @@ async def test_get_is_scoped_to_guild_and_tournament(services: Services, clock: 
 # ---- edit -----------------------------------------------------------------------------------------------
 async def test_edit_scheduled_race_changes_every_field_and_resets_failed_open(services: Services, clock: Clock) -> None:
     world = await make_world(services)
-    seed_b = await services.tournaments.add_permalink(
+    seed_b = await services.tournaments.add_seed(
         GUILD, world.tournament.id, world.other_pool.id, MODERATOR, url="https://alttpr.com/h/poolb"
     )
     view = await services.live_races.create(
@@ -202,7 +202,7 @@ async def test_edit_scheduled_race_changes_every_field_and_resets_failed_open(se
         world.tournament.id,
         MODERATOR,
         pool_id=world.pool.id,
-        permalink_id=world.seeds[0].id,
+        seed_id=world.seeds[0].id,
         scheduled_at=clock.now + timedelta(hours=1),
         title="Old",
     )
@@ -215,14 +215,14 @@ async def test_edit_scheduled_race_changes_every_field_and_resets_failed_open(se
     race = edited.race
     assert race.scheduled_at == later and edited.room_opens_at == later - timedelta(minutes=15)
     assert race.pool_id == world.other_pool.id
-    assert race.permalink_id is None  # the old seed belonged to the old pool
+    assert race.seed_id is None  # the old seed belonged to the old pool
     assert race.title == "Spring Qualifier – Pool B"
     assert race.episode_id == "ep9"
     assert (race.open_attempts, race.last_error, race.next_open_attempt_at) == (0, None, None)
     edited = await services.live_races.edit(
-        GUILD, race_id, MODERATOR, permalink_id=seed_b.id, room={"start_delay": 30}, tournament_id=world.tournament.id
+        GUILD, race_id, MODERATOR, seed_id=seed_b.id, room={"start_delay": 30}, tournament_id=world.tournament.id
     )
-    assert edited.permalink is not None and edited.permalink.id == seed_b.id
+    assert edited.seed is not None and edited.seed.id == seed_b.id
     assert edited.race.room_settings == {"start_delay": 30}
     assert await _audit_actions(services, race_id) == ["live_race.create", "live_race.edit", "live_race.edit"]
 
@@ -242,7 +242,7 @@ async def test_edit_rejects_bad_input(services: Services, clock: Clock) -> None:
     with pytest.raises(ValidationFailed, match="future"):
         await edit(GUILD, race_id, MODERATOR, scheduled_at=clock.now - timedelta(seconds=1))
     with pytest.raises(NotFound):
-        await edit(GUILD, race_id, MODERATOR, permalink_id=999)
+        await edit(GUILD, race_id, MODERATOR, seed_id=999)
     other = await make_world(services, name="Other Cup")
     with pytest.raises(NotFound):
         await edit(GUILD, race_id, MODERATOR, pool_id=other.pool.id)
@@ -353,7 +353,7 @@ async def test_delete_keeps_recorded_runs(services: Services, clock: Clock) -> N
         session.add(
             Run(
                 tournament_id=world.tournament.id,
-                permalink_id=world.seeds[0].id,
+                seed_id=world.seeds[0].id,
                 player_id=player.id,
                 live_race_id=race_id,
                 status=RunStatus.FORFEIT,

@@ -12,7 +12,7 @@ from bot.errors import InvalidTransition
 from bot.events import LiveRaceCancelled, LiveRaceFinished, LiveRaceRoomOpened, LiveRaceStarted
 from bot.services.eligibility import REASON_NOT_LINKED
 from bot.services.race_recording import REASON_RUN_REMOVED, REASON_UNKNOWN_USER
-from db.models import LiveRace, Permalink, RaceStatus, Run, RunStatus
+from db.models import LiveRace, RaceStatus, Run, RunStatus, Seed
 from racetime.durations import parse_datetime, parse_duration
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll
@@ -49,7 +49,7 @@ async def test_full_lifecycle_of_several_races(app: Application, rt: FakeRacetim
 
     # Carol already ran pool A, so she is not counted in the pool A race.
     await services.runs.import_run(
-        GUILD, world.tournament.id, MODERATOR, discord_user_id=103, permalink_id=world.seeds[2].id,
+        GUILD, world.tournament.id, MODERATOR, discord_user_id=103, seed_id=world.seeds[2].id,
         status="finished", elapsed_seconds=5000.0,
     )  # fmt: skip
     race_a = await live.create(
@@ -63,7 +63,7 @@ async def test_full_lifecycle_of_several_races(app: Application, rt: FakeRacetim
         GUILD, world.tournament.id, MODERATOR, pool_id=world.other_pool.id,
         scheduled_at=clock.now + timedelta(hours=2),
     )  # fmt: skip
-    assert (await _race(app, race_a.race.id)).permalink_id is None  # chosen at open, never earlier
+    assert (await _race(app, race_a.race.id)).seed_id is None  # chosen at open, never earlier
 
     # ---- rooms open for the races inside the lead window ----
     await app.jobs.run_once("room_opener")
@@ -74,7 +74,7 @@ async def test_full_lifecycle_of_several_races(app: Application, rt: FakeRacetim
     assert rt.count("POST", "/startrace") == 2
     assert {e.live_race_id for e in _events(app, LiveRaceRoomOpened)} == {race_a.race.id, race_b.race.id}
     # seed with the fewest runs: seeds 0 and 1 have none, 2 has Carol's -> seed 0 (lowest id)
-    assert opened_a.permalink_id == world.seeds[0].id
+    assert opened_a.seed_id == world.seeds[0].id
 
     room_a = rt.room(opened_a.racetime_slug)
     assert opened_a.racetime_url == f"{rt.base_url}/alttpr/{opened_a.racetime_slug}"
@@ -151,7 +151,7 @@ async def test_full_lifecycle_of_several_races(app: Application, rt: FakeRacetim
     assert alice_run.score == pytest.approx(100.0)  # the only finisher sets par
     assert (bob_run.status, bob_run.score, bob_run.elapsed_us) == (RunStatus.FORFEIT, 0.0, None)
     async with app.db.read() as session:
-        seed = await session.get(Permalink, world.seeds[0].id)
+        seed = await session.get(Seed, world.seeds[0].id)
     assert seed.used_in_live_race and seed.par_time == pytest.approx(alice_time.total_seconds())
     [done] = _events(app, LiveRaceFinished)
     assert set(done.participant_player_ids) == {alice.id, bob.id}
@@ -193,7 +193,7 @@ async def test_results_of_real_races_are_exact(app: Application, rt: FakeRacetim
     races = []
     for index, _ in enumerate(past):
         view = await services.live_races.create(
-            GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, permalink_id=world.seeds[index].id,
+            GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, seed_id=world.seeds[index].id,
             scheduled_at=clock.now + timedelta(minutes=1 + index),
         )  # fmt: skip
         races.append(view.race.id)
@@ -233,7 +233,7 @@ async def test_moderator_cancel_of_an_open_room_cancels_it_on_racetime(
         GUILD, world.tournament.id, MODERATOR, pool_id=world.pool.id, scheduled_at=clock.now + timedelta(hours=3)
     )
     opened = await app.services.live_races.open_now(GUILD, view.race.id, MODERATOR)
-    assert opened.race.status is RaceStatus.ROOM_OPEN and opened.permalink is not None
+    assert opened.race.status is RaceStatus.ROOM_OPEN and opened.seed is not None
     cancelled = await app.services.live_races.cancel(GUILD, view.race.id, MODERATOR, reason="Stream issues")
     assert cancelled.race.status is RaceStatus.CANCELLED and cancelled.race.last_error is None
     assert rt.room(opened.race.racetime_slug)["status"]["value"] == "cancelled"

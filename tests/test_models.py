@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from db.models import LiveRace, Permalink, Player, Pool, RaceStatus, Run, RunStatus, Tournament
+from db.models import LiveRace, Player, Pool, RaceStatus, Run, RunStatus, Seed, Tournament
 from tests.conftest import GUILD
 
 
@@ -21,14 +21,14 @@ async def seed_run(db) -> tuple[int, int, int, int]:
         player = Player(discord_user_id=5)
         session.add_all([pool, player])
         await session.flush()
-        seed = Permalink(pool_id=pool.id, url="https://x.test/1")
+        seed = Seed(pool_id=pool.id, url="https://x.test/1")
         session.add(seed)
         await session.flush()
         race = LiveRace(
             guild_id=GUILD,
             tournament_id=tournament.id,
             pool_id=pool.id,
-            permalink_id=seed.id,
+            seed_id=seed.id,
             title="r",
             scheduled_at=datetime(2026, 1, 1, tzinfo=UTC),
             marker="m1",
@@ -38,7 +38,7 @@ async def seed_run(db) -> tuple[int, int, int, int]:
         await session.flush()
         run = Run(
             tournament_id=tournament.id,
-            permalink_id=seed.id,
+            seed_id=seed.id,
             player_id=player.id,
             live_race_id=race.id,
             status=RunStatus.FINISHED,
@@ -75,7 +75,7 @@ async def test_recorded_runs_survive_deletes(db) -> None:
     tournament_id, seed_id, race_id, run_id = await seed_run(db)
     for statement in (
         delete(Tournament).where(Tournament.id == tournament_id),
-        delete(Permalink).where(Permalink.id == seed_id),
+        delete(Seed).where(Seed.id == seed_id),
         delete(Player),
     ):
         with pytest.raises(IntegrityError):
@@ -95,7 +95,7 @@ async def test_unique_constraints(db) -> None:
     duplicates = [
         Tournament(guild_id=GUILD, name="T"),
         Pool(tournament_id=tournament_id, name="P"),
-        Permalink(pool_id=pool_id, url="https://x.test/1"),
+        Seed(pool_id=pool_id, url="https://x.test/1"),
         LiveRace(
             guild_id=GUILD,
             tournament_id=tournament_id,

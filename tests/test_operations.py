@@ -73,7 +73,7 @@ async def test_the_score_upkeep_runs_once_per_interval_across_two_processes(serv
     tournament = await services.tournaments.create_tournament(GUILD, MODERATOR, name="T")
     pool = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="P")
     for n in range(3):
-        await services.tournaments.add_permalink(GUILD, tournament.id, pool.id, MODERATOR, url=f"https://s.example/{n}")
+        await services.tournaments.add_seed(GUILD, tournament.id, pool.id, MODERATOR, url=f"https://s.example/{n}")
     clock = Clock()
     a, b = Leases(db, "process-a", clock), Leases(db, "process-b", clock)
     assert await services.scoring.upkeep(a, every_seconds=3600) == 3

@@ -32,10 +32,10 @@ from db.models import (
     LiveRace,
     Notification,
     NotificationKind,
-    Permalink,
     RaceStatus,
     Run,
     RunStatus,
+    Seed,
 )
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, World, add_player, make_world, open_rooms, poll, running_app
@@ -153,7 +153,7 @@ POINTS: dict[str, Callable[[Race], Awaitable[tuple[asyncio.Task, HeldRequest]]]]
 ACTIONS: dict[str, Callable[[Race], Awaitable[object]]] = {
     "cancel": lambda race: race.live.cancel(GUILD, race.id, MODERATOR, reason="Storm"),
     "edit title": lambda race: race.live.edit(GUILD, race.id, MODERATOR, title="Renamed"),
-    "edit seed": lambda race: race.live.edit(GUILD, race.id, MODERATOR, permalink_id=race.world.seeds[1].id),
+    "edit seed": lambda race: race.live.edit(GUILD, race.id, MODERATOR, seed_id=race.world.seeds[1].id),
     "edit time": lambda race: _move(race),
     "delete": lambda race: race.live.delete(GUILD, race.id, MODERATOR),
     "open now": lambda race: race.live.open_now(GUILD, race.id, MODERATOR),
@@ -273,7 +273,7 @@ async def _audit(race: Race) -> list[AuditEntry]:
 async def _finished_runs(race: Race) -> dict[int, tuple]:
     async with race.app.db.read() as session:
         runs = await session.scalars(select(Run).where(Run.status == RunStatus.FINISHED))
-        return {run.player_id: (run.permalink_id, run.elapsed_us, run.place) for run in runs}
+        return {run.player_id: (run.seed_id, run.elapsed_us, run.place) for run in runs}
 
 
 async def _dm_events(race: Race) -> set[EventType]:
@@ -302,7 +302,7 @@ async def check_invariants(race: Race, finished_before: dict[int, tuple]) -> Non
         return
     # The room is the race's and shows its seed.
     async with race.app.db.read() as session:
-        seed = await session.get(Permalink, final.permalink_id) if final.permalink_id else None
+        seed = await session.get(Seed, final.seed_id) if final.seed_id else None
     if final.racetime_slug is not None:
         [room] = [room for room in rooms if room["slug"] == final.racetime_slug]
         assert seed is not None and room_seed_url(room["info_user"]) == seed.url
@@ -360,7 +360,7 @@ async def test_cancel_while_the_room_is_being_opened_leaves_no_open_room(
     assert final.racetime_slug is None and final.room_opened_at is None and final.last_error is None
     assert report.skipped == 1 and report.opened == 0  # the room it made is not the race's
     async with app.db.read() as session:
-        assert not (await session.get(Permalink, final.permalink_id)).used_in_live_race
+        assert not (await session.get(Seed, final.seed_id)).used_in_live_race
     [entry] = [e for e in await _audit(race) if e.action == STRAY_ROOM_CANCELLED]
     assert entry.details["racetime_slug"] == room["slug"] and "cancelled while its room" in entry.details["reason"]
 
@@ -495,7 +495,7 @@ async def test_an_edit_racing_the_opener_never_leaves_the_room_on_another_seed(
     monkeypatch.setattr(live_races_module.audit, "record", paused_audit)
     monkeypatch.setattr(opener_module, "lock_races", observed_lock)  # the job claims with the batch lock
     hold = rt.hold("POST", "/startrace")
-    edit = asyncio.create_task(race.live.edit(GUILD, race.id, MODERATOR, permalink_id=new_seed.id))
+    edit = asyncio.create_task(race.live.edit(GUILD, race.id, MODERATOR, seed_id=new_seed.id))
     await editing.wait()
     opening = asyncio.create_task(open_rooms(app))
     arrived = asyncio.create_task(hold.arrival())
@@ -511,7 +511,7 @@ async def test_an_edit_racing_the_opener_never_leaves_the_room_on_another_seed(
     (await arrived).release()
     await opening
     final = await race.row()
-    assert final.status is RaceStatus.ROOM_OPEN and final.permalink_id == new_seed.id
+    assert final.status is RaceStatus.ROOM_OPEN and final.seed_id == new_seed.id
     assert room_seed_url(rt.room(final.racetime_slug)["info_user"]) == new_seed.url
 
 
@@ -524,9 +524,7 @@ async def test_the_record_step_is_guarded_on_the_planned_seed(app: Application, 
     held = await hold.arrival()
     await held.handled()
     async with app.db.transaction() as session:
-        await session.execute(
-            update(LiveRace).where(LiveRace.id == race.id).values(permalink_id=race.world.seeds[1].id)
-        )
+        await session.execute(update(LiveRace).where(LiveRace.id == race.id).values(seed_id=race.world.seeds[1].id))
     held.release()
     assert (await opening).skipped == 1
     [old] = race.rooms()
@@ -545,7 +543,7 @@ async def test_an_earlier_room_on_an_old_seed_is_not_adopted(app: Application, r
     race = await schedule(app, rt, clock)
     await _opener_dies_after_startrace(race)
     clock.advance(seconds=app.settings.scheduler.open_claim_lease_seconds + 1)  # the crashed claim expired
-    await race.live.edit(GUILD, race.id, MODERATOR, permalink_id=race.world.seeds[1].id)
+    await race.live.edit(GUILD, race.id, MODERATOR, seed_id=race.world.seeds[1].id)
     report = await open_rooms(app)
     assert (report.opened, report.adopted) == (1, 0)
     final = await race.row()

@@ -13,7 +13,7 @@ from bot.app import Application
 from bot.errors import Conflict, ValidationFailed
 from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services.room_opener import ClaimRefused, OpenFailure, OpenPlan, RoomOpener
-from db.models import AuditEntry, LiveRace, Permalink, RaceStatus, Run, RunStatus
+from db.models import AuditEntry, LiveRace, RaceStatus, Run, RunStatus, Seed
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
 from tests.fakes.racetime_server import FakeRacetime, HeldRequest
@@ -215,7 +215,7 @@ async def test_two_processes_on_one_database_open_each_room_once(app_settings, r
         assert all(race.status is RaceStatus.ROOM_OPEN for race in races)
         assert all(len(_rooms_of(rt, race)) == 1 for race in races)
         assert rt.count("POST", "/startrace") == 8
-        assert len({race.permalink_id for race in races}) == 8  # each room got its own seed
+        assert len({race.seed_id for race in races}) == 8  # each room got its own seed
         opened = [
             e.live_race_id for app in (one, two) for e in app.events.published if isinstance(e, LiveRaceRoomOpened)
         ]
@@ -332,11 +332,11 @@ async def test_seed_choice_fewest_runs_unused_unreserved(app: Application, rt: F
         for seed, count in ((seeds[0], 2), (seeds[2], 1), (seeds[3], 1), (seeds[4], 1)):
             for _ in range(count):
                 session.add(
-                    Run(tournament_id=world.tournament.id, permalink_id=seed.id, player_id=player.id,
+                    Run(tournament_id=world.tournament.id, seed_id=seed.id, player_id=player.id,
                         status=RunStatus.FINISHED, elapsed_us=1, reattempted=True)
                 )  # fmt: skip
-        await session.execute(update(Permalink).where(Permalink.id == seeds[1].id).values(used_in_live_race=True))
-    reserved = await _schedule(app, world, clock, 120, permalink_id=seeds[2].id)  # a moderator's pick
+        await session.execute(update(Seed).where(Seed.id == seeds[1].id).values(used_in_live_race=True))
+    reserved = await _schedule(app, world, clock, 120, seed_id=seeds[2].id)  # a moderator's pick
     first = await _schedule(app, world, clock, 5)
     second = await _schedule(app, world, clock, 6)
     third = await _schedule(app, world, clock, 7)
@@ -345,17 +345,17 @@ async def test_seed_choice_fewest_runs_unused_unreserved(app: Application, rt: F
     assert (report.opened, report.failed) == (3, 1)
     one, two, three, four = [await _race(app, race_id) for race_id in (first, second, third, fourth)]
     # seeds[1] is used and seeds[2] reserved; then fewest runs first, lowest id on ties
-    assert (one.permalink_id, two.permalink_id, three.permalink_id) == (seeds[3].id, seeds[4].id, seeds[0].id)
+    assert (one.seed_id, two.seed_id, three.seed_id) == (seeds[3].id, seeds[4].id, seeds[0].id)
     assert seeds[3].url in rt.room(one.racetime_slug)["info_user"]
-    assert four.status is RaceStatus.SCHEDULED and four.permalink_id is None
+    assert four.status is RaceStatus.SCHEDULED and four.seed_id is None
     assert four.last_error.startswith("pool Pool A has no seed left")
-    assert (await _race(app, reserved)).permalink_id == seeds[2].id
+    assert (await _race(app, reserved)).seed_id == seeds[2].id
     # A new seed, then open-now: the moderator fixed it.
-    new_seed = await services.tournaments.add_permalink(
+    new_seed = await services.tournaments.add_seed(
         GUILD, world.tournament.id, world.pool.id, MODERATOR, url="https://alttpr.com/h/fresh"
     )
     view = await services.live_races.open_now(GUILD, fourth, MODERATOR)
-    assert view.permalink is not None and view.permalink.id == new_seed.id
+    assert view.seed is not None and view.seed.id == new_seed.id
 
 
 async def test_a_retry_keeps_the_seed_of_the_first_attempt(app: Application, rt: FakeRacetime, clock: Clock) -> None:
@@ -363,15 +363,15 @@ async def test_a_retry_keeps_the_seed_of_the_first_attempt(app: Application, rt:
     race_id = await _schedule(app, world, clock, 5)
     rt.fail_next(1, 503, "/startrace")
     await open_rooms(app, expect_errors=True)
-    chosen = (await _race(app, race_id)).permalink_id
+    chosen = (await _race(app, race_id)).seed_id
     assert chosen == world.seeds[0].id
     async with app.db.transaction() as session:  # seed 0 gains runs meanwhile; the race keeps it anyway
         player = await add_player(app.services, 1, "P", "aaaaaaaaaaaa0001")
-        session.add(Run(tournament_id=world.tournament.id, permalink_id=chosen, player_id=player.id, reattempted=True))
+        session.add(Run(tournament_id=world.tournament.id, seed_id=chosen, player_id=player.id, reattempted=True))
     clock.advance(minutes=2)
     await open_rooms(app)
     race = await _race(app, race_id)
-    assert race.permalink_id == chosen and world.seeds[0].url in rt.room(race.racetime_slug)["info_user"]
+    assert race.seed_id == chosen and world.seeds[0].url in rt.room(race.racetime_slug)["info_user"]
 
 
 async def test_opener_claim_is_compare_and_set(app: Application, clock: Clock) -> None:

@@ -248,14 +248,14 @@ async def _hidden_seed_race(app: Application, clock: Clock, policy: str) -> tupl
     )
     await open_rooms(app)
     view = await app.services.live_races.get(GUILD, view.race.id)
-    return view.race.id, view.race.racetime_slug, view.permalink.url
+    return view.race.id, view.race.racetime_slug, view.seed.url
 
 
 async def _public_seed(app: Application, race_id: int) -> str | None:
     from bot.api.live_races import live_race_out
 
     out = live_race_out(await app.services.live_races.get(GUILD, race_id), can_manage=False)
-    return out.permalink.url if out.permalink is not None else None
+    return out.seed.url if out.seed is not None else None
 
 
 async def test_a_seed_revealed_before_the_start_is_hidden_until_then(

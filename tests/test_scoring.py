@@ -56,7 +56,7 @@ async def tournament(services):
     pool_a = await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="A")
     pool_b = await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="B")
     seeds = [
-        await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url=f"https://x.test/{pool.name}{n}")
+        await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url=f"https://x.test/{pool.name}{n}")
         for pool in (pool_a, pool_b)
         for n in range(2)
     ]
@@ -67,7 +67,7 @@ async def tournament(services):
 
 async def imported(services, t, user, seed, status="finished", elapsed=None, **kw):
     return await services.runs.import_run(
-        GUILD, t.id, MODERATOR, discord_user_id=user, permalink_id=seed.id, status=status, elapsed_seconds=elapsed, **kw
+        GUILD, t.id, MODERATOR, discord_user_id=user, seed_id=seed.id, status=status, elapsed_seconds=elapsed, **kw
     )
 
 
@@ -77,7 +77,7 @@ async def test_fewer_than_five_finishers_and_forfeits(services, tournament) -> N
     await imported(services, t, 2, seeds[0], elapsed=4000)
     await imported(services, t, 3, seeds[0], status="forfeit")
     await imported(services, t, 4, seeds[0], status="disqualified")
-    seed = await services.tournaments.get_permalink(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
+    seed = await services.tournaments.get_seed(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
     assert seed.par_time == pytest.approx(3500)  # forfeits and DQs do not count towards par
     runs = {v.player.discord_user_id: v.run for v in (await services.runs.list_runs(GUILD, t.id)).items}
     assert runs[1].score == 105  # (2 − 3000/3500) × 100 = 114.3, clamped
@@ -89,12 +89,12 @@ async def test_par_uses_five_fastest_and_scores_update_when_a_faster_run_arrives
     t, seeds = tournament
     for user, elapsed in zip(range(1, 7), (3600, 3700, 3800, 3900, 4000, 5000), strict=True):
         await imported(services, t, user, seeds[0], elapsed=elapsed)
-    seed = await services.tournaments.get_permalink(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
+    seed = await services.tournaments.get_seed(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
     assert seed.par_time == pytest.approx(3800)
     slow = next(v.run for v in (await services.runs.list_runs(GUILD, t.id, discord_user_id=6)).items)
     assert slow.score == pytest.approx((2 - 5000 / 3800) * 100)
     await imported(services, t, 7, seeds[0], elapsed=2000)
-    seed = await services.tournaments.get_permalink(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
+    seed = await services.tournaments.get_seed(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
     assert seed.par_time == pytest.approx((2000 + 3600 + 3700 + 3800 + 3900) / 5)
     slow = next(v.run for v in (await services.runs.list_runs(GUILD, t.id, discord_user_id=6)).items)
     assert slow.score == pytest.approx((2 - 5000 / seed.par_time) * 100)
@@ -105,7 +105,7 @@ async def test_reattempted_runs_leave_par_and_leaderboard(services, tournament) 
     first = await imported(services, t, 1, seeds[0], elapsed=1000)
     await imported(services, t, 2, seeds[0], elapsed=4000)
     await services.runs.mark_reattempted(GUILD, t.id, first.id, MODERATOR)
-    seed = await services.tournaments.get_permalink(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
+    seed = await services.tournaments.get_seed(GUILD, t.id, seeds[0].pool_id, seeds[0].id)
     assert seed.par_time == pytest.approx(4000)
     board = await services.scoring.leaderboard(GUILD, t.id)
     assert [e.discord_user_id for e in board.entries] == [2]

@@ -15,7 +15,7 @@ from bot.services.seed_import import (
     parse_csv,
     parse_lines,
 )
-from db.models import AuditEntry, Permalink
+from db.models import AuditEntry, Seed
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 
 
@@ -24,13 +24,13 @@ async def cup(services):
     tournament = await services.tournaments.create_tournament(GUILD, MODERATOR, name="Cup")
     pool_a = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="Pool A")
     pool_b = await services.tournaments.add_pool(GUILD, tournament.id, MODERATOR, name="Pool B")
-    await services.tournaments.add_permalink(GUILD, tournament.id, pool_a.id, MODERATOR, url="https://s.example/old")
+    await services.tournaments.add_seed(GUILD, tournament.id, pool_a.id, MODERATOR, url="https://s.example/old")
     return tournament, pool_a, pool_b
 
 
 async def seed_count(services) -> int:
     async with services.db.read() as session:
-        return await session.scalar(select(func.count(Permalink.id)))
+        return await session.scalar(select(func.count(Seed.id)))
 
 
 # ---- reading ------------------------------------------------------------------------------------------------------
@@ -83,16 +83,14 @@ async def test_a_good_batch_is_imported_whole_with_one_audit_entry(services, cup
     batch = parse_csv(
         f"pool,url,notes\nPool A,https://s.example/1,hint\n#{pool_b.id},https://s.example/2,\n,https://s.example/3,\n"
     )
-    created = await services.tournaments.import_permalinks(
-        GUILD, tournament.id, MODERATOR, batch, default_pool_id=pool_b.id
-    )
+    created = await services.tournaments.import_seeds(GUILD, tournament.id, MODERATOR, batch, default_pool_id=pool_b.id)
     assert [(p.pool_id, p.url, p.notes) for p in created] == [
         (pool_a.id, "https://s.example/1", "hint"),
         (pool_b.id, "https://s.example/2", ""),
         (pool_b.id, "https://s.example/3", ""),  # an empty pool cell: the pool the command names
     ]
     page = await services.audit.list(GUILD, limit=5)
-    assert page.items[0].action == "permalink.import"
+    assert page.items[0].action == "seed.import"
     assert page.items[0].details["count"] == 3 and page.items[0].details["per_pool"] == {
         str(pool_a.id): 1,
         str(pool_b.id): 2,
@@ -116,7 +114,7 @@ async def test_one_bad_line_refuses_the_whole_batch_and_names_every_bad_line(ser
         "Pool A,https://s.example/9,a,b\n"  # 9: too many columns
     )
     with pytest.raises(ValidationFailed) as caught:
-        await services.tournaments.import_permalinks(GUILD, tournament.id, MODERATOR, batch)
+        await services.tournaments.import_seeds(GUILD, tournament.id, MODERATOR, batch)
     error = caught.value
     assert error.field == "seeds"
     assert [(e["line"], e["field"]) for e in error.details["errors"]] == [
@@ -140,12 +138,10 @@ async def test_a_pool_or_tournament_of_another_guild_is_not_found_and_nothing_is
     their_pool = await services.tournaments.add_pool(OTHER_GUILD, theirs.id, MODERATOR, name="Pool A")
     batch = SeedBatch([SeedLine(1, "https://s.example/x")])
     with pytest.raises(NotFound):
-        await services.tournaments.import_permalinks(GUILD, theirs.id, MODERATOR, batch, default_pool_id=their_pool.id)
+        await services.tournaments.import_seeds(GUILD, theirs.id, MODERATOR, batch, default_pool_id=their_pool.id)
     with pytest.raises(NotFound):
-        await services.tournaments.import_permalinks(
-            GUILD, tournament.id, MODERATOR, batch, default_pool_id=their_pool.id
-        )
+        await services.tournaments.import_seeds(GUILD, tournament.id, MODERATOR, batch, default_pool_id=their_pool.id)
     by_id = SeedBatch([SeedLine(1, "https://s.example/x", pool=str(their_pool.id))])  # another guild's pool number
     with pytest.raises(ValidationFailed, match="this tournament has no pool"):
-        await services.tournaments.import_permalinks(GUILD, tournament.id, MODERATOR, by_id)
+        await services.tournaments.import_seeds(GUILD, tournament.id, MODERATOR, by_id)
     assert await seed_count(services) == 1

@@ -71,24 +71,24 @@ async def test_pools_and_seeds(services) -> None:
     pool = await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="Open", description="open mode")
     with pytest.raises(Conflict):
         await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="OPEN")
-    seed = await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url="https://alttpr.com/h/abc")
+    seed = await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url="https://alttpr.com/h/abc")
     with pytest.raises(Conflict):
-        await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url="https://alttpr.com/h/abc")
+        await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url="https://alttpr.com/h/abc")
     for bad in ("", "alttpr.com/h/abc", "javascript:alert(1)", "https://" + "a" * 600):
         with pytest.raises(ValidationFailed):
-            await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url=bad)
-    assert [p.id for p in await services.tournaments.list_permalinks(GUILD, t.id, pool.id)] == [seed.id]
-    updated = await services.tournaments.update_permalink(GUILD, t.id, pool.id, seed.id, MODERATOR, notes="fast")
+            await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url=bad)
+    assert [p.id for p in await services.tournaments.list_seeds(GUILD, t.id, pool.id)] == [seed.id]
+    updated = await services.tournaments.update_seed(GUILD, t.id, pool.id, seed.id, MODERATOR, notes="fast")
     assert updated.notes == "fast"
-    await services.tournaments.remove_permalink(GUILD, t.id, pool.id, seed.id, MODERATOR)
+    await services.tournaments.remove_seed(GUILD, t.id, pool.id, seed.id, MODERATOR)
     await services.tournaments.remove_pool(GUILD, t.id, pool.id, MODERATOR)
     assert await services.tournaments.list_pools(GUILD, t.id) == []
     assert await audit_actions(services) == [
         "tournament.create",
         "pool.create",
-        "permalink.create",
-        "permalink.update",
-        "permalink.delete",
+        "seed.create",
+        "seed.update",
+        "seed.delete",
         "pool.delete",
     ]
 
@@ -96,7 +96,7 @@ async def test_pools_and_seeds(services) -> None:
 async def test_another_guilds_ids_behave_as_missing(services) -> None:
     t = await services.tournaments.create_tournament(GUILD, MODERATOR, name="Q")
     pool = await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="A")
-    seed = await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url="https://x.test/1")
+    seed = await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url="https://x.test/1")
     calls = [
         services.tournaments.get_tournament(OTHER_GUILD, t.id),
         services.tournaments.update_tournament(OTHER_GUILD, t.id, MODERATOR, name="stolen"),
@@ -105,9 +105,9 @@ async def test_another_guilds_ids_behave_as_missing(services) -> None:
         services.tournaments.list_pools(OTHER_GUILD, t.id),
         services.tournaments.get_pool(OTHER_GUILD, t.id, pool.id),
         services.tournaments.remove_pool(OTHER_GUILD, t.id, pool.id, MODERATOR),
-        services.tournaments.add_permalink(OTHER_GUILD, t.id, pool.id, MODERATOR, url="https://x.test/2"),
-        services.tournaments.list_permalinks(OTHER_GUILD, t.id, pool.id),
-        services.tournaments.remove_permalink(OTHER_GUILD, t.id, pool.id, seed.id, MODERATOR),
+        services.tournaments.add_seed(OTHER_GUILD, t.id, pool.id, MODERATOR, url="https://x.test/2"),
+        services.tournaments.list_seeds(OTHER_GUILD, t.id, pool.id),
+        services.tournaments.remove_seed(OTHER_GUILD, t.id, pool.id, seed.id, MODERATOR),
         services.runs.list_runs(OTHER_GUILD, t.id),
         services.scoring.leaderboard(OTHER_GUILD, t.id),
         services.eligibility.for_pool(OTHER_GUILD, t.id, pool.id),
@@ -126,16 +126,16 @@ async def test_another_guilds_ids_behave_as_missing(services) -> None:
 async def test_recorded_runs_block_deletion(services) -> None:
     t = await services.tournaments.create_tournament(GUILD, MODERATOR, name="Q")
     pool = await services.tournaments.add_pool(GUILD, t.id, MODERATOR, name="A")
-    seed = await services.tournaments.add_permalink(GUILD, t.id, pool.id, MODERATOR, url="https://x.test/1")
+    seed = await services.tournaments.add_seed(GUILD, t.id, pool.id, MODERATOR, url="https://x.test/1")
     await services.players.upsert(GUILD, 42, MODERATOR, display_name="alice")
     await services.runs.import_run(
-        GUILD, t.id, MODERATOR, discord_user_id=42, permalink_id=seed.id, status="finished", elapsed_seconds=5000
+        GUILD, t.id, MODERATOR, discord_user_id=42, seed_id=seed.id, status="finished", elapsed_seconds=5000
     )
     for call in (
-        services.tournaments.remove_permalink(GUILD, t.id, pool.id, seed.id, MODERATOR),
+        services.tournaments.remove_seed(GUILD, t.id, pool.id, seed.id, MODERATOR),
         services.tournaments.remove_pool(GUILD, t.id, pool.id, MODERATOR),
         services.tournaments.delete_tournament(GUILD, t.id, MODERATOR),
-        services.tournaments.update_permalink(GUILD, t.id, pool.id, seed.id, MODERATOR, url="https://x.test/2"),
+        services.tournaments.update_seed(GUILD, t.id, pool.id, seed.id, MODERATOR, url="https://x.test/2"),
     ):
         with pytest.raises(Conflict):
             await call

@@ -42,14 +42,14 @@ def live_race_data(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) ->
     """A race as plain data shaped like LiveRaceOut (lists encode it directly, see registry.encode_data).
     The seed stays hidden from read tokens until the room has opened."""
     race = view.race
-    permalink = view.permalink
-    show_seed = permalink is not None and (can_manage or seed_is_public(race))
+    seed = view.seed
+    show_seed = seed is not None and (can_manage or seed_is_public(race))
     pool = view.pool
     return {
         "id": race.id,
         "tournament_id": race.tournament_id,
         "pool": {"id": pool.id, "name": pool.name},
-        "permalink": {"id": permalink.id, "url": permalink.url} if show_seed else None,  # type: ignore[union-attr]
+        "seed": {"id": seed.id, "url": seed.url} if show_seed else None,  # type: ignore[union-attr]
         "title": race.title,
         "episode_id": race.episode_id,
         "status": race.status,

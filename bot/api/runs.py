@@ -30,7 +30,7 @@ def run_out(view: RunView) -> RunOut:
         id=run.id,
         tournament_id=run.tournament_id,
         pool=Ref(id=view.pool.id, name=view.pool.name),
-        permalink_id=view.permalink.id,
+        seed_id=view.seed.id,
         player=PlayerRef(discord_user_id=view.player.discord_user_id, display_name=view.player.display_name),
         live_race_id=run.live_race_id,
         status=run.status,

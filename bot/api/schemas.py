@@ -252,7 +252,7 @@ RoomProfileOut = create_model(
 )
 
 
-# ---- tournaments, pools, permalinks ---------------------------------------------------------------------
+# ---- tournaments, pools, seeds ---------------------------------------------------------------------
 
 
 class TournamentOut(OutputModel):
@@ -324,7 +324,7 @@ class PoolUpdate(InputModel):
     description: Text | None = None
 
 
-class PermalinkOut(OutputModel):
+class SeedOut(OutputModel):
     id: int
     pool_id: int
     url: str | None = Field(description="null for read tokens until the seed has been raced in an opened room")
@@ -334,24 +334,24 @@ class PermalinkOut(OutputModel):
     created_at: UtcDateTime
 
 
-class PermalinkCreate(InputModel):
+class SeedCreate(InputModel):
     url: str = Field(min_length=1, max_length=500, examples=["https://alttpr.com/h/abc123"])
     notes: str = Field(default="", max_length=1000)
 
 
-class PermalinkBatch(InputModel):
-    permalinks: list[PermalinkCreate] = Field(
+class SeedBatchCreate(InputModel):
+    seeds: list[SeedCreate] = Field(
         min_length=1,
         max_length=MAX_IMPORT_LINES,
         description="every seed is added, or none: a refusal lists each bad one by its position (`line`, from 1)",
     )
 
 
-class PermalinkList(BaseModel):
-    items: list[PermalinkOut]
+class SeedList(BaseModel):
+    items: list[SeedOut]
 
 
-class PermalinkUpdate(InputModel):
+class SeedUpdate(InputModel):
     url: str | None = Field(default=None, min_length=1, max_length=500)
     notes: str | None = Field(default=None, max_length=1000)
 
@@ -359,7 +359,7 @@ class PermalinkUpdate(InputModel):
 # ---- live races -----------------------------------------------------------------------------------------
 
 
-class PermalinkRef(OutputModel):
+class SeedRef(OutputModel):
     id: int
     url: str
 
@@ -374,9 +374,7 @@ class LiveRaceOut(OutputModel):
     id: int
     tournament_id: int
     pool: Ref
-    permalink: PermalinkRef | None = Field(
-        description="visible to manage tokens, and to read tokens once the room opened"
-    )
+    seed: SeedRef | None = Field(description="visible to manage tokens, and to read tokens once the room opened")
     title: str
     episode_id: str | None
     status: RaceStatus
@@ -402,7 +400,7 @@ class LiveRaceCreate(InputModel):
     pool_id: Id
     scheduled_at: InstantIn
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    permalink_id: Id | None = None
+    seed_id: Id | None = None
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
     room_profile_id: Id | None = None
     room: RoomSettings | None = None  # type: ignore[valid-type]
@@ -414,7 +412,7 @@ class LiveRaceUpdate(InputModel):
     pool_id: Id | None = None
     scheduled_at: InstantIn | None = None
     title: str | None = Field(default=None, min_length=1, max_length=200)
-    permalink_id: Id | None = None
+    seed_id: Id | None = None
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
     room_profile_id: Id | None = None
     room: RoomSettings | None = None  # type: ignore[valid-type]
@@ -565,7 +563,7 @@ class RunOut(BaseModel):
     id: int
     tournament_id: int
     pool: Ref
-    permalink_id: int
+    seed_id: int
     player: PlayerRef
     live_race_id: int | None
     status: RunStatus
@@ -582,7 +580,7 @@ class RunOut(BaseModel):
 
 class RunImport(InputModel):
     discord_user_id: SnowflakeIn
-    permalink_id: Id
+    seed_id: Id
     status: RunStatus
     elapsed_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     finished_at: InstantIn | None = None
@@ -592,7 +590,7 @@ class RunImport(InputModel):
 class RunQuery(PageQuery):
     discord_user_id: SnowflakeIn | None = None
     pool_id: Id | None = None
-    permalink_id: Id | None = None
+    seed_id: Id | None = None
     live_race_id: Id | None = None
     status: RunStatus | None = None
 
@@ -727,7 +725,7 @@ class TemplateRaceCreate(InputModel):
     when: InstantIn | date = Field(examples=["2026-12-05", "2026-12-05T20:00:00+01:00"])
     title: str | None = Field(default=None, min_length=1, max_length=200)
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
-    permalink_id: Id | None = None
+    seed_id: Id | None = None
 
 
 class OccurrenceOut(BaseModel):
@@ -795,7 +793,7 @@ class BatchPlanned(BaseModel):
     pool: Ref
     scheduled_at: UtcDateTime
     title: str
-    permalink_id: int | None
+    seed_id: int | None
     episode_id: str | None
     room_profile_id: int | None
 

@@ -401,7 +401,7 @@ async def create_batch(call: ApiCall) -> Reply:
                 pool=Ref(id=p.pool.id, name=p.pool.name),
                 scheduled_at=p.scheduled_at,
                 title=p.title,
-                permalink_id=p.permalink_id,
+                seed_id=p.seed_id,
                 episode_id=p.episode_id,
                 room_profile_id=p.room_profile_id,
             )

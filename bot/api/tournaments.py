@@ -1,4 +1,4 @@
-"""Tournaments, their pools and their seeds (permalinks)."""
+"""Tournaments, their pools and their seeds."""
 
 from __future__ import annotations
 
@@ -7,35 +7,35 @@ from bot.api.registry import ApiCall, Reply, RouteTable
 from bot.api.schemas import (
     ItemsPage,
     PageQuery,
-    PermalinkBatch,
-    PermalinkCreate,
-    PermalinkList,
-    PermalinkOut,
-    PermalinkUpdate,
     PoolCreate,
     PoolOut,
     PoolUpdate,
+    SeedBatchCreate,
+    SeedCreate,
+    SeedList,
+    SeedOut,
+    SeedUpdate,
     TournamentCreate,
     TournamentOut,
     TournamentQuery,
     TournamentUpdate,
 )
 from bot.services.seed_import import SeedBatch, SeedLine
-from db.models import Permalink, TokenScope
+from db.models import Seed, TokenScope
 
 READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
 TOURNAMENTS = "/api/v1/tournaments"
 POOLS = TOURNAMENTS + "/{tid}/pools"
-PERMALINKS = POOLS + "/{pid}/permalinks"
+SEEDS = POOLS + "/{pid}/seeds"
 
 routes = RouteTable()
 tournament_route = routes.route
 
 
-def permalink_out(permalink: Permalink, *, can_manage: bool) -> PermalinkOut:
+def seed_out(seed: Seed, *, can_manage: bool) -> SeedOut:
     """The URL of a seed not yet raced in an opened room is for moderators only: it would spoil a live race."""
-    out = PermalinkOut.model_validate(permalink)
-    if not can_manage and not permalink.used_in_live_race:
+    out = SeedOut.model_validate(seed)
+    if not can_manage and not seed.used_in_live_race:
         out.url = None
     return out
 
@@ -198,55 +198,55 @@ async def delete_pool(call: ApiCall) -> None:
     await call.services.tournaments.remove_pool(call.guild_id, call.path["tid"], call.path["pid"], call.actor)
 
 
-# ---- permalinks (seeds) ---------------------------------------------------------------------------------
+# ---- seeds ------------------------------------------------------------------------------------------
 
 
 @tournament_route(
     "GET",
-    PERMALINKS,
+    SEEDS,
     summary="List the seeds of a pool",
-    tag="permalinks",
+    tag="seeds",
     scope=READ,
     query=PageQuery,
-    response=ItemsPage[PermalinkOut],
+    response=ItemsPage[SeedOut],
     description="Read tokens see `url` only for seeds already raced in an opened room.",
 )
-async def list_permalinks(call: ApiCall) -> ItemsPage[PermalinkOut]:
-    seeds = await call.services.tournaments.list_permalinks(call.guild_id, call.path["tid"], call.path["pid"])
+async def list_seeds(call: ApiCall) -> ItemsPage[SeedOut]:
+    seeds = await call.services.tournaments.list_seeds(call.guild_id, call.path["tid"], call.path["pid"])
     return items_page(
-        ItemsPage[PermalinkOut],
+        ItemsPage[SeedOut],
         page_of(seeds, call.query, lambda p: p.id),
-        lambda seed: permalink_out(seed, can_manage=call.can_manage),
+        lambda seed: seed_out(seed, can_manage=call.can_manage),
     )
 
 
 @tournament_route(
     "POST",
-    PERMALINKS,
+    SEEDS,
     summary="Add a seed to a pool",
-    tag="permalinks",
+    tag="seeds",
     scope=MANAGE,
-    body=PermalinkCreate,
-    response=PermalinkOut,
+    body=SeedCreate,
+    response=SeedOut,
     status=201,
     idempotent=True,
     errors=(409,),
 )
-async def create_permalink(call: ApiCall) -> Reply:
+async def create_seed(call: ApiCall) -> Reply:
     tid, pid = call.path["tid"], call.path["pid"]
-    seed = await call.services.tournaments.add_permalink(call.guild_id, tid, pid, call.actor, **call.body.model_dump())
-    location = f"{TOURNAMENTS}/{tid}/pools/{pid}/permalinks/{seed.id}"
-    return Reply(permalink_out(seed, can_manage=True), 201, location)
+    seed = await call.services.tournaments.add_seed(call.guild_id, tid, pid, call.actor, **call.body.model_dump())
+    location = f"{TOURNAMENTS}/{tid}/pools/{pid}/seeds/{seed.id}"
+    return Reply(seed_out(seed, can_manage=True), 201, location)
 
 
 @tournament_route(
     "POST",
-    PERMALINKS + "/batch",
+    SEEDS + "/batch",
     summary="Add many seeds to a pool, all or none",
-    tag="permalinks",
+    tag="seeds",
     scope=MANAGE,
-    body=PermalinkBatch,
-    response=PermalinkList,
+    body=SeedBatchCreate,
+    response=SeedList,
     status=201,
     idempotent=True,
     description=(
@@ -255,64 +255,60 @@ async def create_permalink(call: ApiCall) -> Reply:
         "1), its `field` and a `message`."
     ),
 )
-async def create_permalinks(call: ApiCall) -> Reply:
+async def create_seeds(call: ApiCall) -> Reply:
     tid, pid = call.path["tid"], call.path["pid"]
-    batch = SeedBatch([SeedLine(n, item.url, item.notes) for n, item in enumerate(call.body.permalinks, start=1)])
-    seeds = await call.services.tournaments.import_permalinks(
-        call.guild_id, tid, call.actor, batch, default_pool_id=pid
-    )
-    return Reply(PermalinkList(items=[permalink_out(seed, can_manage=True) for seed in seeds]), 201)
+    batch = SeedBatch([SeedLine(n, item.url, item.notes) for n, item in enumerate(call.body.seeds, start=1)])
+    seeds = await call.services.tournaments.import_seeds(call.guild_id, tid, call.actor, batch, default_pool_id=pid)
+    return Reply(SeedList(items=[seed_out(seed, can_manage=True) for seed in seeds]), 201)
 
 
 @tournament_route(
     "GET",
-    PERMALINKS + "/{plid}",
+    SEEDS + "/{sid}",
     summary="Get a seed",
-    tag="permalinks",
+    tag="seeds",
     scope=READ,
-    response=PermalinkOut,
+    response=SeedOut,
 )
-async def get_permalink(call: ApiCall) -> PermalinkOut:
-    seed = await call.services.tournaments.get_permalink(
-        call.guild_id, call.path["tid"], call.path["pid"], call.path["plid"]
-    )
-    return permalink_out(seed, can_manage=call.can_manage)
+async def get_seed(call: ApiCall) -> SeedOut:
+    seed = await call.services.tournaments.get_seed(call.guild_id, call.path["tid"], call.path["pid"], call.path["sid"])
+    return seed_out(seed, can_manage=call.can_manage)
 
 
 @tournament_route(
     "PATCH",
-    PERMALINKS + "/{plid}",
+    SEEDS + "/{sid}",
     summary="Change a seed",
-    tag="permalinks",
+    tag="seeds",
     scope=MANAGE,
-    body=PermalinkUpdate,
-    response=PermalinkOut,
+    body=SeedUpdate,
+    response=SeedOut,
     errors=(409,),
     description="The URL of a seed that has been raced can no longer change (409).",
 )
-async def update_permalink(call: ApiCall) -> PermalinkOut:
-    seed = await call.services.tournaments.update_permalink(
+async def update_seed(call: ApiCall) -> SeedOut:
+    seed = await call.services.tournaments.update_seed(
         call.guild_id,
         call.path["tid"],
         call.path["pid"],
-        call.path["plid"],
+        call.path["sid"],
         call.actor,
         **call.body.model_dump(exclude_unset=True),
     )
-    return permalink_out(seed, can_manage=True)
+    return seed_out(seed, can_manage=True)
 
 
 @tournament_route(
     "DELETE",
-    PERMALINKS + "/{plid}",
+    SEEDS + "/{sid}",
     summary="Remove a seed",
-    tag="permalinks",
+    tag="seeds",
     scope=MANAGE,
     response=None,
     status=204,
     errors=(409,),
 )
-async def delete_permalink(call: ApiCall) -> None:
-    await call.services.tournaments.remove_permalink(
-        call.guild_id, call.path["tid"], call.path["pid"], call.path["plid"], call.actor
+async def delete_seed(call: ApiCall) -> None:
+    await call.services.tournaments.remove_seed(
+        call.guild_id, call.path["tid"], call.path["pid"], call.path["sid"], call.actor
     )

@@ -29,11 +29,11 @@ from bot.services.common import clean_name
 from bot.services.live_race_views import LISTING, LiveRaceListing, live_races_table
 from bot.services.live_races import MAX_TITLE, LiveRaceService
 from bot.services.recurrence import localize
-from db.models import LiveRace, Permalink, Pool, RoomProfile
+from db.models import LiveRace, Pool, RoomProfile, Seed
 
 CSV_COLUMNS = ("pool", "scheduled_at", "title", "seed", "episode_id", "room_profile")
 CSV_REQUIRED = ("pool", "scheduled_at")
-ROW_FIELDS = ("pool_id", "scheduled_at", "title", "permalink_id", "episode_id", "room_profile_id", "room")
+ROW_FIELDS = ("pool_id", "scheduled_at", "title", "seed_id", "episode_id", "room_profile_id", "room")
 MAX_CSV_BYTES = 512 * 1024
 
 
@@ -54,7 +54,7 @@ class PlannedRace:
     pool: Pool
     scheduled_at: datetime
     title: str
-    permalink_id: int | None
+    seed_id: int | None
     episode_id: str | None
     room_profile_id: int | None
 
@@ -139,9 +139,7 @@ class BatchService:
             pools = list((await session.scalars(select(Pool).where(Pool.tournament_id == tournament.id))).all())
             seeds = (
                 await session.execute(
-                    select(Permalink.id, Permalink.url, Permalink.pool_id).where(
-                        Permalink.pool_id.in_([pool.id for pool in pools])
-                    )
+                    select(Seed.id, Seed.url, Seed.pool_id).where(Seed.pool_id.in_([pool.id for pool in pools]))
                 )
             ).all()
             profiles = (
@@ -162,7 +160,7 @@ class BatchService:
                         )
                     elif episode is not None:
                         episodes[episode] = line
-                    seed = fields["permalink_id"]
+                    seed = fields["seed_id"]
                     if seed is not None and seed in seeds_taken:
                         line_errors.append(LineError(line, "seed", f"this seed is also on line {seeds_taken[seed]}"))
                     elif seed is not None:
@@ -200,7 +198,7 @@ class BatchService:
                         pool,
                         fields["scheduled_at"],
                         title,
-                        fields["permalink_id"],
+                        fields["seed_id"],
                         fields["episode_id"],
                         fields["room_profile_id"],
                     )
@@ -236,7 +234,7 @@ class BatchService:
         values: dict[str, Any] = {}
         for key, compute in (
             ("scheduled_at", lambda: _when(raw.get("scheduled_at"), raw.get("__zone__"))),
-            ("permalink_id", lambda: lookup.seed(raw.get("seed") if from_csv else raw.get("permalink_id"), pool)),
+            ("seed_id", lambda: lookup.seed(raw.get("seed") if from_csv else raw.get("seed_id"), pool)),
             (
                 "room_profile_id",
                 lambda: lookup.profile(raw.get("room_profile") if from_csv else raw.get("room_profile_id")),
@@ -249,7 +247,7 @@ class BatchService:
             fields = self.live_races.check_fields(
                 scheduled_at=values["scheduled_at"],
                 title=raw.get("title") or None,
-                permalink_id=values["permalink_id"],
+                seed_id=values["seed_id"],
                 episode_id=raw.get("episode_id") or None,
                 room_profile_id=values["room_profile_id"],
                 room=raw.get("room"),

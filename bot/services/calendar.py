@@ -185,10 +185,10 @@ class CalendarService:
                 kept.append(row)
                 continue
             running = race.id if race.status is RaceStatus.IN_PROGRESS else None
-            key = (tournament.id, pool.id, race.permalink_id, running)
+            key = (tournament.id, pool.id, race.seed_id, running)
             if key not in verdicts:
                 report = await compute_eligibility(
-                    session, guild_id=guild_id, tournament=tournament, pool=pool, permalink_id=race.permalink_id,
+                    session, guild_id=guild_id, tournament=tournament, pool=pool, seed_id=race.seed_id,
                     exclude_live_race_id=running, player_ids=[player_id],
                 )  # fmt: skip
                 verdicts[key] = report.reason_for(player_id) is None

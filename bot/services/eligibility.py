@@ -24,7 +24,6 @@ from bot.services.players import EFFECTIVE_RACETIME_ID, EFFECTIVE_RACETIME_NAME,
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from db.models import (
     GuildPlayer,
-    Permalink,
     PhasePool,
     PhaseStanding,
     PhaseStatus,
@@ -32,6 +31,7 @@ from db.models import (
     Pool,
     Run,
     RunStatus,
+    Seed,
     Tournament,
     TournamentPhase,
 )
@@ -82,7 +82,7 @@ class Candidate(NamedTuple):
 class EligibilityReport:
     tournament_id: int
     pool_id: int
-    permalink_id: int | None
+    seed_id: int | None
     eligible: list[Candidate] = field(default_factory=list)
     ineligible: list[tuple[Candidate, str]] = field(default_factory=list)
     _reasons: dict[int, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -103,7 +103,7 @@ async def compute_eligibility(
     guild_id: int,
     tournament: Tournament,
     pool: Pool,
-    permalink_id: int | None,
+    seed_id: int | None,
     exclude_live_race_id: int | None = None,
     player_ids: Collection[int] | None = None,
 ) -> EligibilityReport:
@@ -137,12 +137,12 @@ async def compute_eligibility(
     # Plain rows through the connection: no ORM entity processing for thousands of tuples.
     connection = await session.connection()
     candidates = list(map(Candidate._make, (await connection.execute(candidates_query)).all()))
-    report = EligibilityReport(tournament.id, pool.id, permalink_id)
+    report = EligibilityReport(tournament.id, pool.id, seed_id)
     if not tournament.active:
         _fill(report, [(candidate, REASON_INACTIVE) for candidate in candidates])
         return report
 
-    facts = await _run_facts(session, tournament.id, pool.id, permalink_id, exclude_live_race_id, player_ids)
+    facts = await _run_facts(session, tournament.id, pool.id, seed_id, exclude_live_race_id, player_ids)
     allowed = tournament.runs_per_pool
     verdicts: list[tuple[Candidate, str | None]] = []
     for candidate in candidates:
@@ -204,7 +204,7 @@ async def _run_facts(
     session: AsyncSession,
     tournament_id: int,
     pool_id: int,
-    permalink_id: int | None,
+    seed_id: int | None,
     exclude_live_race_id: int | None,
     player_ids: Collection[int] | None,
 ) -> dict[int, tuple[int, bool, bool]]:
@@ -222,11 +222,11 @@ async def _run_facts(
             query = query.where(Run.player_id.in_(list(player_ids)))
         return query
 
-    pool_seeds = select(Permalink.id).where(Permalink.pool_id == pool_id)
+    pool_seeds = select(Seed.id).where(Seed.pool_id == pool_id)
     parts = [
         scoped(
             select(Run.player_id, literal(_POOL), func.count())
-            .where(Run.permalink_id.in_(pool_seeds), Run.reattempted.is_(False))
+            .where(Run.seed_id.in_(pool_seeds), Run.reattempted.is_(False))
             .group_by(Run.player_id)
         ),
         scoped(
@@ -235,8 +235,8 @@ async def _run_facts(
             )
         ),
     ]
-    if permalink_id is not None:
-        parts.append(scoped(select(Run.player_id, literal(_SEED), literal(1)).where(Run.permalink_id == permalink_id)))
+    if seed_id is not None:
+        parts.append(scoped(select(Run.player_id, literal(_SEED), literal(1)).where(Run.seed_id == seed_id)))
     facts: dict[int, tuple[int, bool, bool]] = {}
     for player_id, kind, count in (await session.execute(union_all(*parts))).all():
         counted, unfinished, played = facts.get(player_id, (0, False, False))
@@ -255,12 +255,12 @@ class EligibilityService:
         self.db = db
 
     async def for_pool(
-        self, guild_id: int, tournament_id: int, pool_id: int, *, permalink_id: int | None = None
+        self, guild_id: int, tournament_id: int, pool_id: int, *, seed_id: int | None = None
     ) -> EligibilityReport:
-        """Who may race a pool of the guild's tournament (with `permalink_id`: that seed), and why others may not."""
+        """Who may race a pool of the guild's tournament (with `seed_id`: that seed), and why others may not."""
         async with self.db.read() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
             return await compute_eligibility(
-                session, guild_id=guild_id, tournament=tournament, pool=pool, permalink_id=permalink_id
+                session, guild_id=guild_id, tournament=tournament, pool=pool, seed_id=seed_id
             )

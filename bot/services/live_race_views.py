@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 
 from bot.errors import ValidationFailed
-from db.models import GuildSettings, LiveRace, Permalink, Pool, Tournament
+from db.models import GuildSettings, LiveRace, Pool, Seed, Tournament
 
 # Order of entrants in results: finishers by place, then the others by how far they got.
 ENTRANT_ORDER = {"finished": 0, "in_progress": 1, "forfeit": 2, "disqualified": 3, "cancelled": 4}
@@ -38,7 +38,7 @@ class LiveRaceView:
     race: LiveRace
     tournament: Tournament
     pool: Pool
-    permalink: Permalink | None
+    seed: Seed | None
     room_opens_at: datetime  # scheduled_at - resolved lead minutes
 
     @property
@@ -71,7 +71,7 @@ class LiveRaceListing(NamedTuple):
     race: Any
     tournament: NameRef
     pool: NameRef
-    permalink: SeedRef | None
+    seed: SeedRef | None
     room_opens_at: datetime
 
 
@@ -121,7 +121,7 @@ def decode_race_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raise ValidationFailed("cursor is not one this API returned", field="cursor") from None
 
 
-live_races_table, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Permalink))
+live_races_table, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Seed))
 # Built once: a list request only adds its filters, order and limit.
 LISTING = (
     select(
@@ -137,7 +137,7 @@ LISTING = (
     )
     .join(_tournaments, _tournaments.c.id == live_races_table.c.tournament_id)
     .join(_pools, _pools.c.id == live_races_table.c.pool_id)
-    .outerjoin(_seeds, _seeds.c.id == live_races_table.c.permalink_id)
+    .outerjoin(_seeds, _seeds.c.id == live_races_table.c.seed_id)
     .outerjoin(GuildSettings.__table__, GuildSettings.__table__.c.guild_id == live_races_table.c.guild_id)
 )
 
@@ -170,9 +170,9 @@ def listing_query(*, newest_first: bool, tournament: bool, statuses: bool, after
 
 def view_query() -> Select:
     return (
-        select(LiveRace, Tournament, Pool, Permalink, GuildSettings.room_open_lead_minutes)
+        select(LiveRace, Tournament, Pool, Seed, GuildSettings.room_open_lead_minutes)
         .join(Tournament, Tournament.id == LiveRace.tournament_id)
         .join(Pool, Pool.id == LiveRace.pool_id)
-        .outerjoin(Permalink, Permalink.id == LiveRace.permalink_id)
+        .outerjoin(Seed, Seed.id == LiveRace.seed_id)
         .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
     )

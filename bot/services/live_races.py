@@ -62,11 +62,11 @@ from db.models import (
     LiveRaceEntrant,
     Notification,
     NotificationStatus,
-    Permalink,
     Player,
     Pool,
     RaceStatus,
     Run,
+    Seed,
     Tournament,
 )
 from db.session import Database
@@ -90,7 +90,7 @@ EDITABLE_FIELDS = (
     "title",
     "scheduled_at",
     "pool_id",
-    "permalink_id",
+    "seed_id",
     "episode_id",
     "room_profile_id",
     "room",
@@ -187,17 +187,17 @@ class LiveRaceService:
         return scheduled_at - timedelta(minutes=lead)
 
     def _view(self, row: Any) -> LiveRaceView:
-        race, tournament, pool, permalink, guild_lead = row
+        race, tournament, pool, seed, guild_lead = row
         lead = race_lead(race.room_open_lead_minutes, tournament.room_open_lead_minutes)
         opens_at = self._opens_at(race.scheduled_at, lead, guild_lead)
-        return LiveRaceView(race, tournament, pool, permalink, opens_at)
+        return LiveRaceView(race, tournament, pool, seed, opens_at)
 
     def _listing(self, row: Row[Any]) -> LiveRaceListing:
         return LiveRaceListing(
             row,
             NameRef(row.tournament_id, row.tournament_name),
             NameRef(row.pool_id, row.pool_name),
-            None if row.permalink_id is None else SeedRef(row.permalink_id, row.seed_url),
+            None if row.seed_id is None else SeedRef(row.seed_id, row.seed_url),
             self._opens_at(row.scheduled_at, row.tournament_lead, row.guild_lead),
         )
 
@@ -318,7 +318,7 @@ class LiveRaceService:
                 guild_id=guild_id,
                 tournament=view.tournament,
                 pool=view.pool,
-                permalink_id=view.race.permalink_id,
+                seed_id=view.race.seed_id,
                 exclude_live_race_id=view.race.id,
             )
 
@@ -374,7 +374,7 @@ class LiveRaceService:
         pool_id: int,
         scheduled_at: datetime,
         title: str | None = None,
-        permalink_id: int | None = None,
+        seed_id: int | None = None,
         episode_id: str | None = None,
         room_profile_id: int | None = None,
         room: dict | None = None,
@@ -386,7 +386,7 @@ class LiveRaceService:
         fields = self.check_fields(
             scheduled_at=scheduled_at,
             title=title,
-            permalink_id=permalink_id,
+            seed_id=seed_id,
             episode_id=episode_id,
             room_profile_id=room_profile_id,
             room=room,
@@ -403,7 +403,7 @@ class LiveRaceService:
         *,
         scheduled_at: Any,
         title: str | None = None,
-        permalink_id: int | None = None,
+        seed_id: int | None = None,
         episode_id: Any = None,
         room_profile_id: int | None = None,
         room: dict | None = None,
@@ -412,7 +412,7 @@ class LiveRaceService:
         return {
             "scheduled_at": self._check_start(scheduled_at),
             "title": title,
-            "permalink_id": permalink_id,
+            "seed_id": seed_id,
             "episode_id": self._clean_episode(episode_id),
             "room_profile_id": room_profile_id,
             "room_settings": validate_room_settings(room, field_prefix="room."),
@@ -445,14 +445,14 @@ class LiveRaceService:
         `checked`: the caller already checked the seed, the room profile and the episode id (a batch does, set-wise).
         """
         guild_id = tournament.guild_id
-        permalink_id, room_profile_id, episode_id = (
-            fields["permalink_id"],
+        seed_id, room_profile_id, episode_id = (
+            fields["seed_id"],
             fields["room_profile_id"],
             fields["episode_id"],
         )
         if not checked:
-            if permalink_id is not None:
-                await self._check_permalink(session, pool, permalink_id)
+            if seed_id is not None:
+                await self._check_seed(session, pool, seed_id)
             if room_profile_id is not None:
                 await profile_or_404(session, guild_id, room_profile_id)
             await self._check_episode(session, guild_id, episode_id)
@@ -460,7 +460,7 @@ class LiveRaceService:
             guild_id=guild_id,
             tournament_id=tournament.id,
             pool_id=pool.id,
-            permalink_id=permalink_id,
+            seed_id=seed_id,
             title=self._title(fields["title"], tournament, pool),
             episode_id=episode_id,
             scheduled_at=fields["scheduled_at"],
@@ -485,7 +485,7 @@ class LiveRaceService:
             details={
                 "tournament_id": tournament.id,
                 "pool_id": pool.id,
-                "permalink_id": permalink_id,
+                "seed_id": seed_id,
                 "title": race.title,
                 "scheduled_at": race.scheduled_at,
                 "episode_id": episode_id,
@@ -517,7 +517,7 @@ class LiveRaceService:
                 "guild_id": guild_id,
                 "tournament_id": tournament.id,
                 "pool_id": pool.id,
-                "permalink_id": fields["permalink_id"],
+                "seed_id": fields["seed_id"],
                 "title": self._title(fields["title"], tournament, pool),
                 "episode_id": fields["episode_id"],
                 "scheduled_at": fields["scheduled_at"],
@@ -552,7 +552,7 @@ class LiveRaceService:
                     {
                         "tournament_id": tournament.id,
                         "pool_id": row["pool_id"],
-                        "permalink_id": row["permalink_id"],
+                        "seed_id": row["seed_id"],
                         "title": row["title"],
                         "scheduled_at": row["scheduled_at"],
                         "episode_id": row["episode_id"],
@@ -580,7 +580,7 @@ class LiveRaceService:
     ) -> LiveRaceView:
         """Change a scheduled race (every field) or an open one (the title only).
 
-        A field given as None goes back to its default (title), to automatic choice (permalink_id), or to
+        A field given as None goes back to its default (title), to automatic choice (seed_id), or to
         inheriting (room_profile_id, room). Editing a race the opener gave up on lets it try again.
         """
         unknown = set(changes) - set(EDITABLE_FIELDS)
@@ -618,14 +618,14 @@ class LiveRaceService:
             if "pool_id" in changes:
                 pool = await pool_or_404(session, guild_id, tournament.id, changes["pool_id"])
                 race.pool_id = pool.id
-                if "permalink_id" not in changes and race.permalink_id is not None:
-                    permalink = await session.get(Permalink, race.permalink_id)
-                    if permalink is None or permalink.pool_id != pool.id:
-                        race.permalink_id = None  # the old seed belongs to the old pool
-            if "permalink_id" in changes:
-                if changes["permalink_id"] is not None:
-                    await self._check_permalink(session, pool, changes["permalink_id"])
-                race.permalink_id = changes["permalink_id"]
+                if "seed_id" not in changes and race.seed_id is not None:
+                    seed = await session.get(Seed, race.seed_id)
+                    if seed is None or seed.pool_id != pool.id:
+                        race.seed_id = None  # the old seed belongs to the old pool
+            if "seed_id" in changes:
+                if changes["seed_id"] is not None:
+                    await self._check_seed(session, pool, changes["seed_id"])
+                race.seed_id = changes["seed_id"]
             if "title" in changes:
                 race.title = self._title(changes["title"], tournament, pool)
             moved_from = None
@@ -1004,8 +1004,8 @@ class LiveRaceService:
             raise Conflict(f"episode_id {episode_id!r} is already used by live race {clash}", field="episode_id")
 
     @staticmethod
-    async def _check_permalink(session: AsyncSession, pool: Pool, permalink_id: int) -> Permalink:
-        permalink = await session.get(Permalink, permalink_id)
-        if permalink is None or permalink.pool_id != pool.id:
-            raise NotFound(f"seed {permalink_id} not found in pool {pool.name}", field="permalink_id")
-        return permalink
+    async def _check_seed(session: AsyncSession, pool: Pool, seed_id: int) -> Seed:
+        seed = await session.get(Seed, seed_id)
+        if seed is None or seed.pool_id != pool.id:
+            raise NotFound(f"seed {seed_id} not found in pool {pool.name}", field="seed_id")
+        return seed

@@ -45,12 +45,12 @@ from db.models import (
     NotificationKind,
     NotificationStatus,
     NotificationSubscription,
-    Permalink,
     Player,
     Pool,
     RaceRsvp,
     Run,
     RunStatus,
+    Seed,
     Tournament,
 )
 
@@ -462,7 +462,7 @@ class OutboxWriter:
 
     @staticmethod
     async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:
-        notes = await session.scalar(select(Permalink.notes).where(Permalink.id == race.permalink_id))
+        notes = await session.scalar(select(Seed.notes).where(Seed.id == race.seed_id))
         # A seed shown later (the room's seed_reveal policy) is not in the room yet when it opens.
         hint = {
             "before_start": "The seed appears in the race room shortly before the start",
@@ -496,7 +496,7 @@ class OutboxWriter:
                 )
             subscribers = shared[key]
             if subscribers is None or subscribers:
-                key = ("eligible", event.guild_id, pool.id, race.permalink_id)
+                key = ("eligible", event.guild_id, pool.id, race.seed_id)
                 report = shared.get(key)
                 if report is None:
                     report = await compute_eligibility(
@@ -504,7 +504,7 @@ class OutboxWriter:
                         guild_id=event.guild_id,
                         tournament=tournament,
                         pool=pool,
-                        permalink_id=race.permalink_id,
+                        seed_id=race.seed_id,
                         exclude_live_race_id=race.id,
                     )
                 if isinstance(event, LiveRaceScheduled):  # a new race: no runs to leave out, the same for its pool

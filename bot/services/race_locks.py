@@ -8,7 +8,7 @@ waits for the first to commit and then reads its result. On SQLite `db.transacti
 calls to RaceTime.gg are made outside these transactions: a step decides under the lock, calls RaceTime.gg, then
 locks again and re-checks before it records what happened.
 
-Lock order, so no two writers wait on each other: the race, then its seed (`lock_permalink`), then the seed's runs.
+Lock order, so no two writers wait on each other: the race, then its seed (`lock_seed`), then the seed's runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.logs import bind_log_context
-from db.models import LiveRace, Permalink
+from db.models import LiveRace, Seed
 
 
 async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None = None) -> LiveRace | None:
@@ -51,15 +51,15 @@ async def lock_races(session: AsyncSession, race_ids: list[int], *, skip_locked:
     return {race.id: race for race in (await session.scalars(query)).all()}
 
 
-async def lock_permalink(session: AsyncSession, permalink_id: int) -> None:
+async def lock_seed(session: AsyncSession, seed_id: int) -> None:
     """Lock a seed's row before its runs are written or rescored (PostgreSQL: `FOR NO KEY UPDATE`, which still lets
     new runs reference it). Every writer of a seed's runs takes it first, after the race lock if it holds one, so
     two writers of one seed's runs (a result being recorded and the score upkeep, two processes' upkeep) queue
     instead of deadlocking."""
-    await session.execute(select(Permalink.id).where(Permalink.id == permalink_id).with_for_update(key_share=True))
+    await session.execute(select(Seed.id).where(Seed.id == seed_id).with_for_update(key_share=True))
 
 
 async def lock_seed_of(session: AsyncSession, race: LiveRace) -> None:
-    """After `lock_race`, before a race's runs are written: its seed's row (`lock_permalink`)."""
-    if race.permalink_id is not None:
-        await lock_permalink(session, race.permalink_id)
+    """After `lock_race`, before a race's runs are written: its seed's row (`lock_seed`)."""
+    if race.seed_id is not None:
+        await lock_seed(session, race.seed_id)

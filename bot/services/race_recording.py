@@ -22,7 +22,7 @@ from bot.services.eligibility import compute_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
 from bot.services.race_locks import lock_seed_of
 from bot.services.room_opener import mark_seed_published
-from bot.services.scoring import recompute_permalink
+from bot.services.scoring import recompute_seed
 from db.models import (
     GuildPlayer,
     LiveRace,
@@ -137,7 +137,7 @@ class RoomApplier:
     # ---- start -----------------------------------------------------------------------------------------
     async def _start(self, race: LiveRace, tournament: Tournament, pool: Pool, room: Race, *, announce: bool) -> None:
         """Give a run to every eligible entrant present at the start; list the others with the reason."""
-        if race.permalink_id is None:  # the opener always sets it with the room; never guess a seed here
+        if race.seed_id is None:  # the opener always sets it with the room; never guess a seed here
             raise RuntimeError(f"live race {race.id} has a room but no seed")
         participants = participants_at_start(room)
         counted = await self._add_entrants(race, tournament, pool, room, participants)
@@ -182,7 +182,7 @@ class RoomApplier:
             guild_id=race.guild_id,
             tournament=tournament,
             pool=pool,
-            permalink_id=race.permalink_id,
+            seed_id=race.seed_id,
             exclude_live_race_id=race.id,
             player_ids=[player.id for player in players.values()],
         )
@@ -202,7 +202,7 @@ class RoomApplier:
                 assert player is not None
                 run = Run(
                     tournament_id=race.tournament_id,
-                    permalink_id=race.permalink_id,
+                    seed_id=race.seed_id,
                     player_id=player.id,
                     live_race_id=race.id,
                     status=RunStatus.IN_PROGRESS,
@@ -222,8 +222,8 @@ class RoomApplier:
         race.status = RaceStatus.FINISHED
         race.ended_at = room.ended_at or self.now
         race.results_recorded_at = self.now
-        await mark_seed_published(self.session, race.permalink_id)
-        await recompute_permalink(self.session, race.permalink_id)
+        await mark_seed_published(self.session, race.seed_id)
+        await recompute_seed(self.session, race.seed_id)
         counted = await self._counted_player_ids(race)
         await audit.record(
             self.session,
@@ -298,7 +298,7 @@ class RoomApplier:
         changed = await self._write_results(race, room)
         if not changed:
             return False
-        await recompute_permalink(self.session, race.permalink_id)
+        await recompute_seed(self.session, race.seed_id)
         race.results_recorded_at = self.now
         await audit.record(
             self.session,
@@ -340,15 +340,15 @@ class RoomApplier:
                 entrant.reason = REASON_RUN_REMOVED
                 await self.session.flush()
                 await self.session.delete(run)
-        if kept_any and race.permalink_id is not None:
-            await recompute_permalink(self.session, race.permalink_id)
+        if kept_any and race.seed_id is not None:
+            await recompute_seed(self.session, race.seed_id)
         _count(race, (await self._entrants(race)).values())
         race.status = RaceStatus.CANCELLED
         race.cancel_reason = reason
         race.open_claim_id = None
         if previous is not RaceStatus.SCHEDULED:
             race.ended_at = (room.cancelled_at if room is not None else None) or self.now
-            await mark_seed_published(self.session, race.permalink_id)
+            await mark_seed_published(self.session, race.seed_id)
         await audit.record(
             self.session,
             guild_id=race.guild_id,

@@ -53,7 +53,7 @@ from bot.services import audit
 from bot.services.race_locks import lock_race, lock_races
 from bot.services.room_profiles import racetime_settings, resolve_for_race
 from bot.settings import Settings
-from db.models import AuditEntry, GuildSettings, LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
+from db.models import AuditEntry, GuildSettings, LiveRace, Pool, RaceStatus, Run, Seed, Tournament
 from db.session import Database
 from racetime.errors import (
     RacetimeAuthError,
@@ -113,9 +113,7 @@ def room_category(tournament: Tournament, settings: Settings) -> str:
     return tournament.racetime_category or settings.racetime.category
 
 
-def build_request(
-    race: LiveRace, tournament: Tournament, pool: Pool, permalink: Permalink, room: dict
-) -> StartRaceRequest:
+def build_request(race: LiveRace, tournament: Tournament, pool: Pool, seed: Seed, room: dict) -> StartRaceRequest:
     """The room a live race gets: goal, info naming tournament, pool, UTC start and seed, and the marker."""
     goal = tournament.racetime_goal or None
     custom_goal = None if goal else (tournament.custom_goal or race.title)
@@ -123,13 +121,13 @@ def build_request(
     reveal = room.get("seed_reveal", "at_open")
     # Names (100 + 100) and the URL (500) always fit in the 1000 characters, so the seed is never cut off.
     if reveal == "at_open":
-        info_user = f"{tournament.name} – {pool.name} · starts {starts} · {SEED_LABEL}{permalink.url}"
+        info_user = f"{tournament.name} – {pool.name} · starts {starts} · {SEED_LABEL}{seed.url}"
         seed_mark = ""
     else:
         minutes = room["seed_reveal_minutes"]
         when = f"{minutes} min before the start" if reveal == "before_start" else "when the race starts"
         info_user = f"{tournament.name} – {pool.name} · starts {starts} · the seed is shown here {when}"
-        seed_mark = f" · {seed_tag(permalink.url)}"  # lets a retry recognise its room without showing the seed
+        seed_mark = f" · {seed_tag(seed.url)}"  # lets a retry recognise its room without showing the seed
     return StartRaceRequest(
         settings=racetime_settings(room),
         goal=goal,
@@ -182,35 +180,33 @@ def pick_room(found: Iterable[RaceSummary], seed_url: str) -> tuple[RoomRef | No
     return adopt, strays
 
 
-async def choose_permalink(session: AsyncSession, race: LiveRace) -> Permalink | None:
+async def choose_seed(session: AsyncSession, race: LiveRace) -> Seed | None:
     """The pool's seed with the fewest runs that no live race has used or reserved (ties: lowest id)."""
-    reserved = select(LiveRace.permalink_id).where(
-        LiveRace.permalink_id.is_not(None),
+    reserved = select(LiveRace.seed_id).where(
+        LiveRace.seed_id.is_not(None),
         LiveRace.id != race.id,
         LiveRace.status != RaceStatus.CANCELLED,
     )
-    run_count = (
-        select(func.count(Run.id)).where(Run.permalink_id == Permalink.id).correlate(Permalink).scalar_subquery()
-    )
+    run_count = select(func.count(Run.id)).where(Run.seed_id == Seed.id).correlate(Seed).scalar_subquery()
     return await session.scalar(
-        select(Permalink)
+        select(Seed)
         .where(
-            Permalink.pool_id == race.pool_id,
-            Permalink.used_in_live_race.is_(False),
-            Permalink.id.not_in(reserved),
+            Seed.pool_id == race.pool_id,
+            Seed.used_in_live_race.is_(False),
+            Seed.id.not_in(reserved),
         )
-        .order_by(run_count, Permalink.id)
+        .order_by(run_count, Seed.id)
         .limit(1)
     )
 
 
-async def mark_seed_published(session: AsyncSession, permalink_id: int | None) -> None:
-    """The seed was shown in a room: `choose_permalink` never picks it for another live race by itself."""
-    if permalink_id is None:
+async def mark_seed_published(session: AsyncSession, seed_id: int | None) -> None:
+    """The seed was shown in a room: `choose_seed` never picks it for another live race by itself."""
+    if seed_id is None:
         return
-    permalink = await session.get(Permalink, permalink_id)
-    if permalink is not None:
-        permalink.used_in_live_race = True
+    seed = await session.get(Seed, seed_id)
+    if seed is not None:
+        seed.used_in_live_race = True
 
 
 class OpenFailure(Exception):
@@ -248,7 +244,7 @@ class OpenPlan:
     claim_id: str
     category: str
     marker: str
-    permalink_id: int
+    seed_id: int
     pool_id: int
     seed_url: str
     request: StartRaceRequest
@@ -722,16 +718,16 @@ class RoomOpener:
         tournament = await session.get(Tournament, race.tournament_id)
         pool = await session.get(Pool, race.pool_id)
         assert tournament is not None and pool is not None
-        permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
+        seed = await session.get(Seed, race.seed_id) if race.seed_id else None
         no_seed = False
         category = room_category(tournament, self.settings)
         if self.racetime is None:
             failure = NO_CREDENTIALS
         elif not self.racetime.serves(category):
             failure = str(RacetimeNoCredentials(category, self.racetime.categories))
-        elif permalink is None:
-            permalink = await choose_permalink(session, race)
-            if permalink is None:
+        elif seed is None:
+            seed = await choose_seed(session, race)
+            if seed is None:
                 no_seed = True
                 failure = (
                     f"pool {pool.name} has no seed left that no live race has used; "
@@ -739,14 +735,14 @@ class RoomOpener:
                 )
             else:
                 # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
-                race.permalink_id = permalink.id
+                race.seed_id = seed.id
                 failure = None
         else:
             failure = None
         if failure is not None:
             await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
             return OpenFailure(failure, retryable=False, conflict=no_seed)
-        assert permalink is not None
+        assert seed is not None
         room = await resolve_for_race(session, race, tournament)
         if not self.settings.racetime.room_presence:
             # Only room presence shows a seed later, and scheduled starts need it too: without it, rooms open as
@@ -758,10 +754,10 @@ class RoomOpener:
             claim_id=race.open_claim_id,
             category=category,
             marker=race.marker,
-            permalink_id=permalink.id,
+            seed_id=seed.id,
             pool_id=pool.id,
-            seed_url=permalink.url,
-            request=build_request(race, tournament, pool, permalink, room),
+            seed_url=seed.url,
+            request=build_request(race, tournament, pool, seed, room),
             seed_reveal=room["seed_reveal"],
             reconcile=earlier is not None,
             earlier_search_after=earlier,
@@ -831,7 +827,7 @@ class RoomOpener:
             race is not None
             and race.status is RaceStatus.SCHEDULED
             and ours
-            and race.permalink_id == plan.permalink_id
+            and race.seed_id == plan.seed_id
             and race.pool_id == plan.pool_id
         ):
             race.status = RaceStatus.ROOM_OPEN
@@ -845,7 +841,7 @@ class RoomOpener:
             race.next_open_attempt_at = None
             race.room_search_after = None
             race.last_error = None
-            await mark_seed_published(session, race.permalink_id)
+            await mark_seed_published(session, race.seed_id)
             await audit.record(
                 session,
                 guild_id=race.guild_id,
@@ -857,7 +853,7 @@ class RoomOpener:
                     "racetime_category": room.category,
                     "racetime_slug": room.slug,
                     "adopted": adopted,
-                    "permalink_id": race.permalink_id,
+                    "seed_id": race.seed_id,
                 },
             )
             await self.events.publish(
@@ -883,7 +879,7 @@ class RoomOpener:
             why = WHY_CANCELLED
         elif race.status is not RaceStatus.SCHEDULED:
             why = WHY_DUPLICATE
-        elif (race.permalink_id, race.pool_id) != (plan.permalink_id, plan.pool_id):
+        elif (race.seed_id, race.pool_id) != (plan.seed_id, plan.pool_id):
             why = WHY_SEED
             if ours:
                 race.open_claim_id = None  # released: the next claim opens a room with the new seed

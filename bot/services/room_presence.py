@@ -42,7 +42,7 @@ from bot.services.eligibility import compute_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
 from bot.services.room_opener import SEED_LABEL, marker_tag
 from bot.services.room_profiles import resolve_for_race
-from db.models import GuildPlayer, LiveRace, Permalink, Player, Pool, RaceStatus, RoomMessage, Tournament
+from db.models import GuildPlayer, LiveRace, Player, Pool, RaceStatus, RoomMessage, Seed, Tournament
 from db.session import Database
 from racetime.room_socket import RoomSocket, stable_guid
 
@@ -220,10 +220,10 @@ class RoomPresence:
             if race is None or tournament is None:
                 return
             settings = await resolve_for_race(session, race, tournament)
-            permalink = await session.get(Permalink, race.permalink_id) if race.permalink_id else None
+            seed = await session.get(Seed, race.seed_id) if race.seed_id else None
         room.seed_reveal = race.seed_reveal or "at_open"
         room.seed_minutes = settings["seed_reveal_minutes"]
-        room.seed_url = permalink.url if permalink is not None else None
+        room.seed_url = seed.url if seed is not None else None
         room.revealed = room.seed_reveal == "at_open" or race.seed_revealed_at is not None
         room.start_mode, room.min_ready, room.scheduled_at = (
             settings["start_mode"],
@@ -414,7 +414,7 @@ class RoomPresence:
                 guild_id=race.guild_id,
                 tournament=tournament,
                 pool=pool,
-                permalink_id=race.permalink_id,
+                seed_id=race.seed_id,
                 exclude_live_race_id=race.id,
                 player_ids=list(players.values()),
             )

@@ -14,10 +14,10 @@ from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import Page, decode_cursor, make_page, page_limit, require_aware
 from bot.services.players import member_or_404, roster_entry_of, roster_name
-from bot.services.race_locks import lock_permalink
-from bot.services.scoring import recompute_permalink
-from bot.services.tournaments import permalink_in_tournament, tournament_or_404
-from db.models import GuildPlayer, Permalink, Player, Pool, Run, RunStatus
+from bot.services.race_locks import lock_seed
+from bot.services.scoring import recompute_seed
+from bot.services.tournaments import seed_in_tournament, tournament_or_404
+from db.models import GuildPlayer, Player, Pool, Run, RunStatus, Seed
 from db.session import Database
 
 MAX_ELAPSED_SECONDS = 7 * 24 * 3600  # RaceTime.gg's own limit is 72 h; a week leaves room for offline runs
@@ -35,24 +35,24 @@ class RunPlayer(NamedTuple):
 class RunView:
     run: Run
     player: RunPlayer
-    permalink: Permalink
+    seed: Seed
     pool: Pool
 
 
 def _run_views(guild_id: int):
     """Runs with their player (as this guild names them), seed and pool; filter with `.where`."""
     return (
-        select(Run, Player.id, Player.discord_user_id, roster_name(), Permalink, Pool)
+        select(Run, Player.id, Player.discord_user_id, roster_name(), Seed, Pool)
         .join(Player, Player.id == Run.player_id)
         .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
-        .join(Permalink, Permalink.id == Run.permalink_id)
-        .join(Pool, Pool.id == Permalink.pool_id)
+        .join(Seed, Seed.id == Run.seed_id)
+        .join(Pool, Pool.id == Seed.pool_id)
     )
 
 
 def _view(row) -> RunView:
-    run, player_id, discord_user_id, display_name, permalink, pool = row
-    return RunView(run, RunPlayer(player_id, discord_user_id, display_name), permalink, pool)
+    run, player_id, discord_user_id, display_name, seed, pool = row
+    return RunView(run, RunPlayer(player_id, discord_user_id, display_name), seed, pool)
 
 
 def _check_status(status: str | RunStatus) -> RunStatus:
@@ -74,7 +74,7 @@ class RunService:
         *,
         discord_user_id: int | None = None,
         pool_id: int | None = None,
-        permalink_id: int | None = None,
+        seed_id: int | None = None,
         live_race_id: int | None = None,
         status: str | None = None,
         limit: int | None = None,
@@ -90,8 +90,8 @@ class RunService:
             query = query.where(Player.discord_user_id == discord_user_id)
         if pool_id is not None:
             query = query.where(Pool.id == pool_id)
-        if permalink_id is not None:
-            query = query.where(Run.permalink_id == permalink_id)
+        if seed_id is not None:
+            query = query.where(Run.seed_id == seed_id)
         if live_race_id is not None:
             query = query.where(Run.live_race_id == live_race_id)
         if status is not None:
@@ -119,7 +119,7 @@ class RunService:
         actor: Actor,
         *,
         discord_user_id: int,
-        permalink_id: int,
+        seed_id: int,
         status: str | RunStatus,
         elapsed_seconds: float | None = None,
         finished_at: datetime | None = None,
@@ -141,16 +141,16 @@ class RunService:
         end_time = require_aware(finished_at, "finished_at") if finished_at is not None else None
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
-            permalink, _pool = await permalink_in_tournament(session, guild_id, tournament_id, permalink_id)
+            seed, _pool = await seed_in_tournament(session, guild_id, tournament_id, seed_id)
             player = await member_or_404(session, guild_id, discord_user_id)
             if not reattempted:
-                await self._check_not_played(session, player.id, permalink.id)
+                await self._check_not_played(session, player.id, seed.id)
             if reattempted:
                 await self._check_reattempt_budget(session, tournament.id, tournament.max_reattempts, player.id)
             start_time = end_time - timedelta(microseconds=elapsed_us) if end_time and elapsed_us else None
             run = Run(
                 tournament_id=tournament.id,
-                permalink_id=permalink.id,
+                seed_id=seed.id,
                 player_id=player.id,
                 status=run_status,
                 start_time=start_time,
@@ -161,7 +161,7 @@ class RunService:
             )
             session.add(run)
             await session.flush()
-            await recompute_permalink(session, permalink.id)
+            await recompute_seed(session, seed.id)
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -172,7 +172,7 @@ class RunService:
                 details={
                     "tournament_id": tournament.id,
                     "discord_user_id": str(discord_user_id),
-                    "permalink_id": permalink.id,
+                    "seed_id": seed.id,
                     "status": run_status.value,
                     "elapsed_us": elapsed_us,
                     "reattempted": reattempted,
@@ -192,9 +192,9 @@ class RunService:
             if run.status in (RunStatus.PENDING, RunStatus.IN_PROGRESS):
                 raise Conflict("an unfinished run cannot be reattempted; finish or forfeit it first")
             await self._check_reattempt_budget(session, tournament.id, tournament.max_reattempts, run.player_id)
-            await lock_permalink(session, run.permalink_id)  # before the run: the order of every writer of runs
+            await lock_seed(session, run.seed_id)  # before the run: the order of every writer of runs
             run.reattempted = True
-            await recompute_permalink(session, run.permalink_id)
+            await recompute_seed(session, run.seed_id)
             await audit.record(
                 session,
                 guild_id=guild_id,
@@ -207,14 +207,12 @@ class RunService:
             return run
 
     @staticmethod
-    async def _check_not_played(session: AsyncSession, player_id: int, permalink_id: int) -> None:
+    async def _check_not_played(session: AsyncSession, player_id: int, seed_id: int) -> None:
         existing = await session.scalar(
-            select(Run.id).where(
-                Run.player_id == player_id, Run.permalink_id == permalink_id, Run.reattempted.is_(False)
-            )
+            select(Run.id).where(Run.player_id == player_id, Run.seed_id == seed_id, Run.reattempted.is_(False))
         )
         if existing is not None:
-            raise Conflict(f"this player already has run {existing} on this seed", field="permalink_id")
+            raise Conflict(f"this player already has run {existing} on this seed", field="seed_id")
 
     @staticmethod
     async def _check_reattempt_budget(

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.players import roster_entry_of, roster_name
-from bot.services.race_locks import lock_permalink
+from bot.services.race_locks import lock_seed
 from bot.services.tournaments import tournament_or_404
-from db.models import GuildPlayer, Permalink, PhasePool, Player, Pool, Run, RunStatus, Tournament
+from db.models import GuildPlayer, PhasePool, Player, Pool, Run, RunStatus, Seed, Tournament
 from db.session import Database
 
 if TYPE_CHECKING:
@@ -51,16 +51,16 @@ def counts_for_par(run: Run) -> bool:
     return run.status is RunStatus.FINISHED and not run.reattempted and run.elapsed_us is not None
 
 
-async def recompute_permalink(session: AsyncSession, permalink_id: int) -> float | None:
+async def recompute_seed(session: AsyncSession, seed_id: int) -> float | None:
     """Refresh a seed's par and the score of each of its runs, in the caller's transaction (the seed's row locked
     first, unless the caller locked it before writing its runs)."""
-    await lock_permalink(session, permalink_id)
-    permalink = await session.get(Permalink, permalink_id)
-    if permalink is None:
+    await lock_seed(session, seed_id)
+    seed = await session.get(Seed, seed_id)
+    if seed is None:
         return None
-    runs = list((await session.scalars(select(Run).where(Run.permalink_id == permalink_id))).all())
+    runs = list((await session.scalars(select(Run).where(Run.seed_id == seed_id))).all())
     par = par_time(run.elapsed_us / 1_000_000 for run in runs if counts_for_par(run))
-    permalink.par_time = par
+    seed.par_time = par
     for run in runs:
         score = run_score(run.status, run.elapsed_seconds, par)
         if run.score != score:
@@ -71,14 +71,14 @@ async def recompute_permalink(session: AsyncSession, permalink_id: int) -> float
 async def recompute_tournament(session: AsyncSession, tournament_id: int) -> int:
     ids = (
         await session.scalars(
-            select(Permalink.id)
-            .join(Pool, Pool.id == Permalink.pool_id)
+            select(Seed.id)
+            .join(Pool, Pool.id == Seed.pool_id)
             .where(Pool.tournament_id == tournament_id)
-            .order_by(Permalink.id)  # one order for every writer that locks several seeds
+            .order_by(Seed.id)  # one order for every writer that locks several seeds
         )
     ).all()
-    for permalink_id in ids:
-        await recompute_permalink(session, permalink_id)
+    for seed_id in ids:
+        await recompute_seed(session, seed_id)
     return len(ids)
 
 
@@ -157,12 +157,12 @@ async def leaderboard_in(
     query = (
         select(
             Run.player_id,
-            Permalink.pool_id,
+            Seed.pool_id,
             Run.score,
             Player.discord_user_id,
             roster_name().label("display_name"),
         )
-        .join(Permalink, Permalink.id == Run.permalink_id)
+        .join(Seed, Seed.id == Run.seed_id)
         .join(Player, Player.id == Run.player_id)
         .outerjoin(GuildPlayer, roster_entry_of(guild_id, Run.player_id))
         .where(
@@ -172,7 +172,7 @@ async def leaderboard_in(
         )
     )
     if phase_id is not None:
-        query = query.where(Permalink.pool_id.in_([pool_id for pool_id, _ in pools]))
+        query = query.where(Seed.pool_id.in_([pool_id for pool_id, _ in pools]))
     rows = (await session.execute(query)).all()
     players = {row.player_id: (row.discord_user_id, row.display_name) for row in rows}
     return build_leaderboard(
@@ -215,16 +215,16 @@ class ScoringService:
         async with self.db.read() as session:
             ids = (
                 await session.scalars(
-                    select(Permalink.id)
-                    .join(Pool, Pool.id == Permalink.pool_id)
+                    select(Seed.id)
+                    .join(Pool, Pool.id == Seed.pool_id)
                     .join(Tournament, Tournament.id == Pool.tournament_id)
                     .where(Tournament.active.is_(True))
-                    .order_by(Permalink.id)
+                    .order_by(Seed.id)
                 )
             ).all()
-        for permalink_id in ids:
+        for seed_id in ids:
             async with self.db.transaction() as session:
-                await recompute_permalink(session, permalink_id)
+                await recompute_seed(session, seed_id)
         if leases is not None:
             await leases.done(UPKEEP_LEASE)
         return len(ids)

@@ -1,7 +1,7 @@
 """Reading many seeds at once: a CSV file (pool, url, notes) or text with one URL a line.
 
 Reading never stops at the first problem: every line is read, and each line that cannot be read becomes a
-`LineError` naming its line, field and what is wrong. `TournamentService.import_permalinks` then checks every line
+`LineError` naming its line, field and what is wrong. `TournamentService.import_seeds` then checks every line
 against the database and inserts all of them, or none, in one transaction.
 """
 

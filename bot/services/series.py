@@ -39,11 +39,11 @@ from bot.settings import Settings
 from db.models import (
     LiveRace,
     OccurrenceKind,
-    Permalink,
     Pool,
     RaceSeries,
     RaceStatus,
     RaceTemplate,
+    Seed,
     SeriesOccurrence,
     SeriesStatus,
     Tournament,
@@ -790,7 +790,7 @@ class SeriesService:
                             )
                         ),
                         LiveRace.status == RaceStatus.SCHEDULED,
-                        LiveRace.permalink_id.is_(None),
+                        LiveRace.seed_id.is_(None),
                         LiveRace.scheduled_at > now,
                     )
                     .order_by(LiveRace.scheduled_at, LiveRace.id)
@@ -798,19 +798,19 @@ class SeriesService:
             ).all()
             if not waiting:
                 return False
-            pinned = select(LiveRace.permalink_id).where(
-                LiveRace.permalink_id.is_not(None), LiveRace.status != RaceStatus.CANCELLED
+            pinned = select(LiveRace.seed_id).where(
+                LiveRace.seed_id.is_not(None), LiveRace.status != RaceStatus.CANCELLED
             )
             supply = dict(
                 (
                     await session.execute(
-                        select(Permalink.pool_id, func.count(Permalink.id))
+                        select(Seed.pool_id, func.count(Seed.id))
                         .where(
-                            Permalink.pool_id.in_({pool_id for _, pool_id, _ in waiting}),
-                            Permalink.used_in_live_race.is_(False),
-                            Permalink.id.not_in(pinned),
+                            Seed.pool_id.in_({pool_id for _, pool_id, _ in waiting}),
+                            Seed.used_in_live_race.is_(False),
+                            Seed.id.not_in(pinned),
                         )
-                        .group_by(Permalink.pool_id)
+                        .group_by(Seed.pool_id)
                     )
                 ).all()
             )

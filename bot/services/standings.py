@@ -12,7 +12,7 @@ from bot.services.eligibility import compute_eligibility
 from bot.services.players import roster_entry_or_404
 from bot.services.scoring import ScoringService
 from bot.services.tournaments import tournament_or_404
-from db.models import Permalink, Pool, Run, RunStatus, Tournament
+from db.models import Pool, Run, RunStatus, Seed, Tournament
 from db.session import Database
 
 UNFINISHED = (RunStatus.PENDING, RunStatus.IN_PROGRESS)
@@ -22,7 +22,7 @@ UNFINISHED = (RunStatus.PENDING, RunStatus.IN_PROGRESS)
 class RunLine:
     run_id: int
     pool_id: int
-    permalink_id: int
+    seed_id: int
     status: RunStatus
     elapsed_us: int | None
     score: float | None
@@ -74,8 +74,8 @@ class StandingService:
             )
             rows = (
                 await session.execute(
-                    select(Run, Permalink.pool_id)
-                    .join(Permalink, Permalink.id == Run.permalink_id)
+                    select(Run, Seed.pool_id)
+                    .join(Seed, Seed.id == Run.seed_id)
                     .where(Run.tournament_id == tournament.id, Run.player_id == player.id)
                     .order_by(Run.id)
                 )
@@ -83,13 +83,13 @@ class StandingService:
             reasons = {}
             for pool in pools:  # the rules of eligibility, for this player alone, pool by pool
                 report = await compute_eligibility(
-                    session, guild_id=guild_id, tournament=tournament, pool=pool, permalink_id=None,
+                    session, guild_id=guild_id, tournament=tournament, pool=pool, seed_id=None,
                     player_ids=[player.id],
                 )  # fmt: skip
                 reasons[pool.id] = report.reason_for(player.id)
         runs = [
             RunLine(
-                run.id, pool_id, run.permalink_id, run.status, run.elapsed_us, run.score, run.reattempted,
+                run.id, pool_id, run.seed_id, run.status, run.elapsed_us, run.score, run.reattempted,
                 run.live_race_id, run.start_time,
             )
             for run, pool_id in rows

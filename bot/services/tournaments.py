@@ -1,4 +1,4 @@
-"""Tournaments, their pools and their seeds (permalinks)."""
+"""Tournaments, their pools and their seeds."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from bot.services.common import (
 )
 from bot.services.room_profiles import profile_or_404
 from bot.services.seed_import import LineError, SeedBatch, summary
-from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, Tournament
+from db.models import LiveRace, Pool, RaceStatus, Run, Seed, Tournament
 from db.session import Database
 
 if TYPE_CHECKING:
@@ -63,19 +63,19 @@ async def pool_or_404(session: AsyncSession, guild_id: int, tournament_id: int, 
     return pool
 
 
-async def permalink_in_tournament(
-    session: AsyncSession, guild_id: int, tournament_id: int, permalink_id: int
-) -> tuple[Permalink, Pool]:
+async def seed_in_tournament(
+    session: AsyncSession, guild_id: int, tournament_id: int, seed_id: int
+) -> tuple[Seed, Pool]:
     await tournament_or_404(session, guild_id, tournament_id)
     row = (
         await session.execute(
-            select(Permalink, Pool)
-            .join(Pool, Pool.id == Permalink.pool_id)
-            .where(Permalink.id == permalink_id, Pool.tournament_id == tournament_id)
+            select(Seed, Pool)
+            .join(Pool, Pool.id == Seed.pool_id)
+            .where(Seed.id == seed_id, Pool.tournament_id == tournament_id)
         )
     ).first()
     if row is None:
-        raise NotFound(f"seed {permalink_id} not found in this tournament", field="permalink_id")
+        raise NotFound(f"seed {seed_id} not found in this tournament", field="seed_id")
     return row[0], row[1]
 
 
@@ -349,9 +349,7 @@ class TournamentService:
         """Remove a pool (audited); Conflict once it has runs or live races."""
         async with self.db.transaction() as session:
             pool = await pool_or_404(session, guild_id, tournament_id, pool_id)
-            has_runs = await session.scalar(
-                select(exists().where(Run.permalink_id == Permalink.id, Permalink.pool_id == pool_id))
-            )
+            has_runs = await session.scalar(select(exists().where(Run.seed_id == Seed.id, Seed.pool_id == pool_id)))
             if has_runs:
                 raise Conflict(f"pool {pool.name!r} has recorded runs and cannot be removed")
             if await session.scalar(select(exists().where(LiveRace.pool_id == pool_id))):
@@ -388,33 +386,33 @@ class TournamentService:
         if clash is not None:
             raise Conflict(f"a pool named {name!r} already exists in this tournament", field="name")
 
-    # ---- permalinks (seeds) ------------------------------------------------------------------------
-    async def add_permalink(
+    # ---- seeds ---------------------------------------------------------------------------------
+    async def add_seed(
         self, guild_id: int, tournament_id: int, pool_id: int, actor: Actor, *, url: str, notes: str = ""
-    ) -> Permalink:
+    ) -> Seed:
         """Add a seed to a pool (URL checked, audited); Conflict when the pool has it already."""
         url = check_url(url)
         notes = clean_text(notes, "notes", max_length=1000)
         async with self.db.transaction() as session:
             await pool_or_404(session, guild_id, tournament_id, pool_id)
-            clash = await session.scalar(select(Permalink.id).where(Permalink.pool_id == pool_id, Permalink.url == url))
+            clash = await session.scalar(select(Seed.id).where(Seed.pool_id == pool_id, Seed.url == url))
             if clash is not None:
                 raise Conflict("this seed is already in the pool", field="url")
-            permalink = Permalink(pool_id=pool_id, url=url, notes=notes)
-            session.add(permalink)
+            seed = Seed(pool_id=pool_id, url=url, notes=notes)
+            session.add(seed)
             await session.flush()
             await audit.record(
                 session,
                 guild_id=guild_id,
                 actor=actor,
-                action="permalink.create",
-                target_type="permalink",
-                target_id=permalink.id,
+                action="seed.create",
+                target_type="seed",
+                target_id=seed.id,
                 details={"pool_id": pool_id, "url": url},
             )
-            return permalink
+            return seed
 
-    async def import_permalinks(
+    async def import_seeds(
         self,
         guild_id: int,
         tournament_id: int,
@@ -422,7 +420,7 @@ class TournamentService:
         batch: SeedBatch,
         *,
         default_pool_id: int | None = None,
-    ) -> list[Permalink]:
+    ) -> list[Seed]:
         """Add every seed of `batch` to its pool, or none: all lines are checked first (pool, URL, notes, already in
         the pool, twice in the batch), and any problem, with the lines that could not be read, refuses the whole
         batch with each bad line named (`details["errors"]`). One transaction, one audit entry."""
@@ -436,9 +434,7 @@ class TournamentService:
             by_name = {pool.name.lower(): pool for pool in pools} | {str(pool.id): pool for pool in pools}
             taken = set(
                 (
-                    await session.execute(
-                        select(Permalink.pool_id, Permalink.url).where(Permalink.pool_id.in_([p.id for p in pools]))
-                    )
+                    await session.execute(select(Seed.pool_id, Seed.url).where(Seed.pool_id.in_([p.id for p in pools])))
                 ).all()
             )
             first_seen: dict[tuple[int, str], int] = {}
@@ -472,7 +468,7 @@ class TournamentService:
                     field="seeds",
                     details={"errors": [{"line": e.line, "field": e.field, "message": e.message} for e in errors]},
                 )
-            created = [Permalink(pool_id=pool.id, url=url, notes=notes) for pool, url, notes in accepted]
+            created = [Seed(pool_id=pool.id, url=url, notes=notes) for pool, url, notes in accepted]
             session.add_all(created)
             await session.flush()
             counts: dict[str, int] = {}
@@ -482,93 +478,89 @@ class TournamentService:
                 session,
                 guild_id=guild_id,
                 actor=actor,
-                action="permalink.import",
+                action="seed.import",
                 target_type="tournament",
                 target_id=tournament_id,
                 details={"count": len(created), "per_pool": counts, "ids": [p.id for p in created]},
             )
             return created
 
-    async def update_permalink(
+    async def update_seed(
         self,
         guild_id: int,
         tournament_id: int,
         pool_id: int,
-        permalink_id: int,
+        seed_id: int,
         actor: Actor,
         *,
         url: str | None = None,
         notes: str | None = None,
-    ) -> Permalink:
+    ) -> Seed:
         """Change a seed's URL or notes (audited)."""
         async with self.db.transaction() as session:
-            permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
+            seed = await self._seed_in_pool(session, guild_id, tournament_id, pool_id, seed_id)
             changes: dict[str, Any] = {}
             if url is not None:
                 url = check_url(url)
-                if url != permalink.url:
-                    if await self._permalink_in_use(session, permalink_id):
+                if url != seed.url:
+                    if await self._seed_in_use(session, seed_id):
                         raise Conflict("this seed has been raced; its URL can no longer change", field="url")
                     changes["url"] = url
             if notes is not None:
                 changes["notes"] = clean_text(notes, "notes", max_length=1000)
             for key, value in changes.items():
-                setattr(permalink, key, value)
+                setattr(seed, key, value)
             await audit.record(
                 session,
                 guild_id=guild_id,
                 actor=actor,
-                action="permalink.update",
-                target_type="permalink",
-                target_id=permalink.id,
+                action="seed.update",
+                target_type="seed",
+                target_id=seed.id,
                 details=changes,
             )
-            return permalink
+            return seed
 
-    async def remove_permalink(
-        self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int, actor: Actor
-    ) -> None:
+    async def remove_seed(self, guild_id: int, tournament_id: int, pool_id: int, seed_id: int, actor: Actor) -> None:
         """Remove a seed (audited); Conflict once it has runs or live races."""
         async with self.db.transaction() as session:
-            permalink = await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
-            if await self._permalink_in_use(session, permalink_id):
+            seed = await self._seed_in_pool(session, guild_id, tournament_id, pool_id, seed_id)
+            if await self._seed_in_use(session, seed_id):
                 raise Conflict("this seed has runs or live races and cannot be removed")
             await audit.record(
                 session,
                 guild_id=guild_id,
                 actor=actor,
-                action="permalink.delete",
-                target_type="permalink",
-                target_id=permalink.id,
-                details={"pool_id": pool_id, "url": permalink.url},
+                action="seed.delete",
+                target_type="seed",
+                target_id=seed.id,
+                details={"pool_id": pool_id, "url": seed.url},
             )
-            await session.delete(permalink)
+            await session.delete(seed)
 
-    async def list_permalinks(self, guild_id: int, tournament_id: int, pool_id: int) -> list[Permalink]:
+    async def list_seeds(self, guild_id: int, tournament_id: int, pool_id: int) -> list[Seed]:
         """The seeds of a pool of the guild's tournament."""
         async with self.db.read() as session:
             await pool_or_404(session, guild_id, tournament_id, pool_id)
-            return list(
-                await session.scalars(select(Permalink).where(Permalink.pool_id == pool_id).order_by(Permalink.id))
-            )
+            return list(await session.scalars(select(Seed).where(Seed.pool_id == pool_id).order_by(Seed.id)))
 
-    async def get_permalink(self, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int) -> Permalink:
+    async def get_seed(self, guild_id: int, tournament_id: int, pool_id: int, seed_id: int) -> Seed:
         """One seed of a pool of the guild's tournament; NotFound otherwise."""
         async with self.db.read() as session:
-            return await self._permalink_in_pool(session, guild_id, tournament_id, pool_id, permalink_id)
+            return await self._seed_in_pool(session, guild_id, tournament_id, pool_id, seed_id)
 
-    async def _permalink_in_pool(
-        self, session: AsyncSession, guild_id: int, tournament_id: int, pool_id: int, permalink_id: int
-    ) -> Permalink:
+    async def _seed_in_pool(
+        self, session: AsyncSession, guild_id: int, tournament_id: int, pool_id: int, seed_id: int
+    ) -> Seed:
         await pool_or_404(session, guild_id, tournament_id, pool_id)
-        permalink = await session.get(Permalink, permalink_id)
-        if permalink is None or permalink.pool_id != pool_id:
-            raise NotFound(f"seed {permalink_id} not found in this pool", field="permalink_id")
-        return permalink
+        seed = await session.get(Seed, seed_id)
+        if seed is None or seed.pool_id != pool_id:
+            raise NotFound(f"seed {seed_id} not found in this pool", field="seed_id")
+        return seed
 
     @staticmethod
-    async def _permalink_in_use(session: AsyncSession, permalink_id: int) -> bool:
+    async def _seed_in_use(session: AsyncSession, seed_id: int) -> bool:
         return bool(
-            await session.scalar(select(exists().where(Run.permalink_id == permalink_id)))
-            or await session.scalar(select(exists().where(LiveRace.permalink_id == permalink_id)))
+            await session.scalar(select(exists().where(Run.seed_id == seed_id)))
+            or await session.scalar(select(exists().where(LiveRace.seed_id == seed_id)))
         )

@@ -37,7 +37,7 @@ from cogs._common.base import services_of
 from cogs._common.checks import is_moderator
 from cogs._common.formatting import STATE_WORDS, shorten
 from cogs._common.timeparse import ReadDay, ReadTime, parse_day, parse_when
-from db.models import Permalink, Pool, RaceStatus, RoomProfile, Tournament
+from db.models import Pool, RaceStatus, RoomProfile, Seed, Tournament
 
 if TYPE_CHECKING:
     pass
@@ -186,17 +186,17 @@ async def named_pool(interaction: discord.Interaction) -> Pool:
 class SeedOption(app_commands.Transformer):
     """A seed of the pool the command names, by id or by its exact URL. Suggested to moderators only."""
 
-    async def transform(self, interaction: discord.Interaction, value: str, /) -> Permalink:
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Seed:
         pool = await named_pool(interaction)
         return await _once(interaction, ("seed", pool.id, value), lambda: self._find(interaction, pool, value.strip()))
 
     @staticmethod
-    async def _find(interaction: discord.Interaction, pool: Pool, value: str) -> Permalink:
+    async def _find(interaction: discord.Interaction, pool: Pool, value: str) -> Seed:
         tournaments = services_of(interaction).tournaments
         seed_id = _as_id(value)
         if seed_id is not None:
-            return await tournaments.get_permalink(_guild(interaction), pool.tournament_id, pool.id, seed_id)
-        seeds = await tournaments.list_permalinks(_guild(interaction), pool.tournament_id, pool.id)
+            return await tournaments.get_seed(_guild(interaction), pool.tournament_id, pool.id, seed_id)
+        seeds = await tournaments.list_seeds(_guild(interaction), pool.tournament_id, pool.id)
         return _pick(seeds, lambda seed: seed.url == value, "that seed is not in this pool; pick one from the list")
 
     async def autocomplete(self, interaction: discord.Interaction, value: str, /) -> Choices:  # type: ignore[override]
@@ -208,13 +208,11 @@ class SeedOption(app_commands.Transformer):
             return []
         needle = value.strip().lower()
         choices = []
-        seeds = await services_of(interaction).tournaments.list_permalinks(
-            _guild(interaction), pool.tournament_id, pool.id
-        )
-        for permalink in seeds:
-            label = f"#{permalink.id} {permalink.url}" + (f" — {permalink.notes}" if permalink.notes else "")
+        seeds = await services_of(interaction).tournaments.list_seeds(_guild(interaction), pool.tournament_id, pool.id)
+        for seed in seeds:
+            label = f"#{seed.id} {seed.url}" + (f" — {seed.notes}" if seed.notes else "")
             if needle in label.lower():
-                choices.append(_choice(label, permalink.id))
+                choices.append(_choice(label, seed.id))
         return choices[:MAX_CHOICES]
 
 

@@ -38,8 +38,8 @@ class World:
 
     tid: int
     pid: int
-    plid: int
-    spare_plid: int
+    sid: int
+    spare_sid: int
     rid: int
     run_id: int
     profile_id: int
@@ -59,10 +59,10 @@ async def seed_world(
     profile = await services.room_profiles.create(guild_id, MODERATOR, name=f"profile {label}", start_delay=20)
     tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=f"tournament {label}")
     pool = await services.tournaments.add_pool(guild_id, tournament.id, MODERATOR, name=f"pool {label}")
-    seed = await services.tournaments.add_permalink(
+    seed = await services.tournaments.add_seed(
         guild_id, tournament.id, pool.id, MODERATOR, url=f"https://seeds.example/{label}/1"
     )
-    spare = await services.tournaments.add_permalink(
+    spare = await services.tournaments.add_seed(
         guild_id, tournament.id, pool.id, MODERATOR, url=f"https://seeds.example/{label}/2"
     )
     await services.players.upsert(
@@ -78,7 +78,7 @@ async def seed_world(
         tournament.id,
         MODERATOR,
         discord_user_id=discord_user_id,
-        permalink_id=spare.id,
+        seed_id=spare.id,
         status="finished",
         elapsed_seconds=5400.5,
         finished_at=utcnow() - timedelta(days=1),
@@ -90,7 +90,7 @@ async def seed_world(
         pool_id=pool.id,
         scheduled_at=utcnow() + timedelta(days=2),
         title=f"race {label}",
-        permalink_id=seed.id,
+        seed_id=seed.id,
     )
     async with app.db.transaction() as session:
         session.add(
@@ -134,8 +134,8 @@ async def seed_world(
         season_id=season.season.id,
         tid=tournament.id,
         pid=pool.id,
-        plid=seed.id,
-        spare_plid=spare.id,
+        sid=seed.id,
+        spare_sid=spare.id,
         rid=view.race.id,
         run_id=run.id,
         profile_id=profile.id,

@@ -115,20 +115,20 @@ async def test_a_retried_live_race_post_makes_one_race_and_one_dm(api: Api) -> N
     ]
 
 
-@pytest.mark.parametrize("route", ["tournament", "pool", "permalink", "room profile", "run"])
+@pytest.mark.parametrize("route", ["tournament", "pool", "seed", "room profile", "run"])
 async def test_every_create_route_replays_instead_of_creating_again(api: Api, route: str) -> None:
     tournaments = "/api/v1/tournaments"
     path, body = {
         "tournament": (tournaments, {"name": "Autumn Cup"}),
         "pool": (f"{tournaments}/{api.mine.tid}/pools", {"name": "Pool Z"}),
-        "permalink": (
-            f"{tournaments}/{api.mine.tid}/pools/{api.mine.pid}/permalinks",
+        "seed": (
+            f"{tournaments}/{api.mine.tid}/pools/{api.mine.pid}/seeds",
             {"url": "https://s.example/9"},
         ),
         "room profile": (PROFILES, {"name": "Streamed", "start_delay": 15}),
         "run": (
             f"{tournaments}/{api.mine.tid}/runs",
-            {"discord_user_id": str(api.mine.discord_user_id), "permalink_id": api.mine.plid, "status": "forfeit"},
+            {"discord_user_id": str(api.mine.discord_user_id), "seed_id": api.mine.sid, "status": "forfeit"},
         ),
     }[route]
     audit_before = await count(api, AuditEntry)

@@ -35,12 +35,12 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
         schemas.TournamentUpdate: {"description": "changed", "room_profile_id": world.profile_id},
         schemas.PoolCreate: {"name": "isolation pool"},
         schemas.PoolUpdate: {"description": "changed"},
-        schemas.PermalinkCreate: {"url": "https://seeds.example/isolation"},
-        schemas.PermalinkUpdate: {"notes": "changed"},
-        schemas.PermalinkBatch: {"permalinks": [{"url": "https://seeds.example/isolation-batch"}]},
+        schemas.SeedCreate: {"url": "https://seeds.example/isolation"},
+        schemas.SeedUpdate: {"notes": "changed"},
+        schemas.SeedBatchCreate: {"seeds": [{"url": "https://seeds.example/isolation-batch"}]},
         schemas.RoomProfileCreate: {"name": "isolation profile", "start_delay": 30},
         schemas.RoomProfileUpdate: {"start_delay": 25},
-        schemas.LiveRaceCreate: {"pool_id": world.pid, "scheduled_at": later, "permalink_id": world.plid},
+        schemas.LiveRaceCreate: {"pool_id": world.pid, "scheduled_at": later, "seed_id": world.sid},
         schemas.LiveRaceUpdate: {"title": "changed", "pool_id": world.pid},
         schemas.CancelBody: {"reason": "isolation check"},
         schemas.RemindersIn: {"offsets_minutes": [60, 10]},
@@ -52,7 +52,7 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
         },
         schemas.RunImport: {
             "discord_user_id": str(world.discord_user_id),
-            "permalink_id": world.plid,
+            "seed_id": world.sid,
             "status": "forfeit",
         },
         schemas.TemplateCreate: {
@@ -61,12 +61,12 @@ def example_body(model: type[BaseModel] | None, world: World) -> dict[str, Any] 
             "room_profile_id": world.profile_id,
         },
         schemas.TemplateUpdate: {"pool_ids": [world.pid], "room_profile_id": world.profile_id},
-        schemas.TemplateRaceCreate: {"when": later, "permalink_id": world.plid},
+        schemas.TemplateRaceCreate: {"when": later, "seed_id": world.sid},
         schemas.SeriesCreate: {"name": "isolation series", "rrule": "FREQ=WEEKLY", "template_id": world.template_id},
         schemas.SeriesUpdate: {"template_id": world.template_id},
         schemas.SeriesSkip: {"date": later[:10]},
         schemas.SeriesMove: {"date": later[:10], "to": later},
-        schemas.BatchCreate: {"races": [{"pool_id": world.pid, "scheduled_at": later, "permalink_id": world.plid}]},
+        schemas.BatchCreate: {"races": [{"pool_id": world.pid, "scheduled_at": later, "seed_id": world.sid}]},
         schemas.PhaseCreate: {"name": "isolation phase", "pool_ids": [world.pid]},
         schemas.PhaseUpdate: {"pool_ids": [world.pid]},
         schemas.PhaseClose: {"players": [str(world.discord_user_id)]},
@@ -175,7 +175,7 @@ async def test_foreign_ids_are_not_found_and_guild_b_is_untouched(api: Api, rout
     before = await foreign_footprint(api)
     body = example_body(route.body, api.foreign)
     names_foreign_ids = route.path_params or (
-        body and set(body) & {"pool_id", "permalink_id", "room_profile_id", "discord_user_id", "tournament_ids"}
+        body and set(body) & {"pool_id", "seed_id", "room_profile_id", "discord_user_id", "tournament_ids"}
     )
     path = route.path.format(**{name: getattr(api.foreign, name) for name in route.path_params})
     status, answer, _ = await api.call(route.method, path, json=body, params=params)

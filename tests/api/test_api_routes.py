@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from db.models import Notification, NotificationStatus, Permalink
+from db.models import Notification, NotificationStatus, Seed
 from db.types import utcnow
 from tests.api.conftest import NEWCOMER_RACETIME, PLAYER_RACETIME, Api
 from tests.api.test_api_core import assert_envelope
@@ -85,8 +85,8 @@ async def test_pool_crud_and_errors(api: Api) -> None:
     assert status == 409
 
 
-async def test_permalink_crud_and_seed_privacy(api: Api) -> None:
-    base = f"/api/v1/tournaments/{api.mine.tid}/pools/{api.mine.pid}/permalinks"
+async def test_seed_crud_and_seed_privacy(api: Api) -> None:
+    base = f"/api/v1/tournaments/{api.mine.tid}/pools/{api.mine.pid}/seeds"
     status, seed, response = await api.call("POST", base, json={"url": "https://seeds.example/new", "notes": "n"})
     assert status == 201 and response.headers["Location"] == f"{base}/{seed['id']}"
     assert seed["url"] == "https://seeds.example/new"
@@ -101,17 +101,17 @@ async def test_permalink_crud_and_seed_privacy(api: Api) -> None:
     assert status == 422 and body["error"]["details"]["field"] == "url"
     status, patched, _ = await api.call("PATCH", f"{base}/{seed['id']}", json={"notes": "changed"})
     assert status == 200 and patched["notes"] == "changed"
-    status, body, _ = await api.call("PATCH", f"{base}/{api.mine.spare_plid}", json={"url": "https://x.example/y"})
+    status, body, _ = await api.call("PATCH", f"{base}/{api.mine.spare_sid}", json={"url": "https://x.example/y"})
     assert status == 409  # raced seeds keep their URL
     assert (await api.call("DELETE", f"{base}/{seed['id']}"))[0] == 204
-    assert (await api.call("DELETE", f"{base}/{api.mine.spare_plid}"))[0] == 409
+    assert (await api.call("DELETE", f"{base}/{api.mine.spare_sid}"))[0] == 409
 
 
 async def test_used_seed_url_is_visible_to_read_tokens(api: Api) -> None:
     async with api.app.db.transaction() as session:
-        seed = await session.get(Permalink, api.mine.plid)
+        seed = await session.get(Seed, api.mine.sid)
         seed.used_in_live_race = True
-    path = f"/api/v1/tournaments/{api.mine.tid}/pools/{api.mine.pid}/permalinks/{api.mine.plid}"
+    path = f"/api/v1/tournaments/{api.mine.tid}/pools/{api.mine.pid}/seeds/{api.mine.sid}"
     assert (await api.call("GET", path, token="read"))[1]["url"] == "https://seeds.example/mine/1"
 
 
@@ -160,7 +160,7 @@ async def test_live_race_lifecycle_through_the_api(api: Api) -> None:
     assert race["status"] == "scheduled" and race["room"] == {"start_delay": 30, "unlisted": True}
     assert race["pool"] == {"id": api.mine.pid, "name": "pool mine"}
     assert race["scheduled_at"].endswith("Z") and race["room_opens_at"] < race["scheduled_at"]
-    assert race["racetime"] is None and race["permalink"] is None
+    assert race["racetime"] is None and race["seed"] is None
     status, edited, _ = await api.call("PATCH", f"{races}/{rid}", json={"title": "Grand Finals"})
     assert status == 200 and edited["title"] == "Grand Finals"
 
@@ -169,7 +169,7 @@ async def test_live_race_lifecycle_through_the_api(api: Api) -> None:
     slug = opened["racetime"]["slug"]
     assert opened["racetime"] == {"slug": slug, "url": f"{api.rt.base_url}/alttpr/{slug}", "status": "open"}
     # The seed is chosen at open: the pool's seed no other race holds (the seeded race holds the first one).
-    assert opened["permalink"] == {"id": api.mine.spare_plid, "url": "https://seeds.example/mine/2"}
+    assert opened["seed"] == {"id": api.mine.spare_sid, "url": "https://seeds.example/mine/2"}
     room = api.rt.room(slug)
     assert (room["start_delay"], room["unlisted"]) == ("P0DT00H00M30S", True)
     assert "https://seeds.example/mine/2" in room["info_user"]
@@ -253,12 +253,12 @@ async def test_live_race_list_get_filter_and_seed_privacy(api: Api) -> None:
     races = f"/api/v1/tournaments/{api.mine.tid}/live-races"
     status, listed, _ = await api.call("GET", races, token="read")
     assert status == 200 and [r["id"] for r in listed["items"]] == [api.mine.rid]
-    assert listed["items"][0]["permalink"] is None  # read token, room not open
+    assert listed["items"][0]["seed"] is None  # read token, room not open
     status, manage_view, _ = await api.call("GET", f"{races}/{api.mine.rid}")
-    assert manage_view["permalink"] == {"id": api.mine.plid, "url": "https://seeds.example/mine/1"}
+    assert manage_view["seed"] == {"id": api.mine.sid, "url": "https://seeds.example/mine/1"}
     await api.call("POST", f"{races}/{api.mine.rid}/open")
     status, read_view, _ = await api.call("GET", f"{races}/{api.mine.rid}", token="read")
-    assert read_view["permalink"] == {"id": api.mine.plid, "url": "https://seeds.example/mine/1"}
+    assert read_view["seed"] == {"id": api.mine.sid, "url": "https://seeds.example/mine/1"}
     status, filtered, _ = await api.call("GET", f"{races}?status=scheduled&status=cancelled", token="read")
     assert filtered["items"] == []
     status, filtered, _ = await api.call("GET", f"{races}?status=room_open", token="read")
@@ -410,7 +410,7 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
         runs,
         json={
             "discord_user_id": 500000000000000001,
-            "permalink_id": api.mine.spare_plid,
+            "seed_id": api.mine.spare_sid,
             "status": "finished",
             "elapsed_seconds": 6000.25,
             "finished_at": finished_at,
@@ -426,7 +426,7 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
     status, _again, _ = await api.call(
         "POST",
         runs,
-        json={"discord_user_id": "500000000000000001", "permalink_id": api.mine.spare_plid, "status": "forfeit"},
+        json={"discord_user_id": "500000000000000001", "seed_id": api.mine.spare_sid, "status": "forfeit"},
     )
     assert status == 409  # already ran this seed
     status, reattempted, _ = await api.call("POST", f"{runs}/{run['id']}/reattempt")
@@ -437,7 +437,7 @@ async def test_runs_import_list_get_reattempt(api: Api) -> None:
 
 async def test_run_import_errors(api: Api) -> None:
     runs = f"/api/v1/tournaments/{api.mine.tid}/runs"
-    base = {"discord_user_id": str(api.mine.discord_user_id), "permalink_id": api.mine.plid}
+    base = {"discord_user_id": str(api.mine.discord_user_id), "seed_id": api.mine.sid}
     cases = [
         ({**base, "status": "finished"}, 422, "elapsed_seconds"),
         ({**base, "status": "won"}, 422, "status"),
@@ -446,7 +446,7 @@ async def test_run_import_errors(api: Api) -> None:
         ({**base, "discord_user_id": "12ab", "status": "forfeit"}, 422, "discord_user_id"),
         ({**base, "discord_user_id": True, "status": "forfeit"}, 422, "discord_user_id"),
         ({**base, "discord_user_id": "999999999999999", "status": "forfeit"}, 404, "discord_user_id"),
-        ({**base, "permalink_id": 999999, "status": "forfeit"}, 404, "permalink_id"),
+        ({**base, "seed_id": 999999, "status": "forfeit"}, 404, "seed_id"),
     ]
     for body, expected, field in cases:
         status, answer, _ = await api.call("POST", runs, json=body)

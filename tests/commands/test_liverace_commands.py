@@ -52,10 +52,10 @@ async def cup(discord_):
     tournament = await d.services.tournaments.create_tournament(d.guild.id, SYSTEM, name="Spring Cup")
     pool = await d.services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool A")
     other_pool = await d.services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool B")
-    seed = await d.services.tournaments.add_permalink(
+    seed = await d.services.tournaments.add_seed(
         d.guild.id, tournament.id, pool.id, SYSTEM, url="https://alttpr.com/h/secret1"
     )
-    other_seed = await d.services.tournaments.add_permalink(
+    other_seed = await d.services.tournaments.add_seed(
         d.guild.id, tournament.id, other_pool.id, SYSTEM, url="https://alttpr.com/h/secret2"
     )
     return type("Cup", (), {"tournament": tournament, "pool": pool, "seed": seed, "other_seed": other_seed})
@@ -139,7 +139,7 @@ async def test_create_with_seed_profile_episode_and_room_override(discord_, cup)
     )
     assert "Scheduled" in reply.text
     race = (await d.services.live_races.get(d.guild.id, 1)).race
-    assert (race.permalink_id, race.room_profile_id, race.episode_id) == (cup.seed.id, profile.id, "ep-1")
+    assert (race.seed_id, race.room_profile_id, race.episode_id) == (cup.seed.id, profile.id, "ep-1")
     assert race.room_settings == {"time_limit": 4, "unlisted": True}
 
 
@@ -382,7 +382,7 @@ async def test_record_with_force_asks_first(discord_, cup, rt) -> None:
 
 async def test_moderator_sees_a_chosen_seed_privately_but_not_in_public(discord_, cup) -> None:
     d = discord_
-    view = await schedule(d, cup, permalink_id=cup.seed.id)
+    view = await schedule(d, cup, seed_id=cup.seed.id)
     private = await mod(d, "liverace info", race=str(view.race.id))
     assert private.ephemeral and "alttpr.com/h/secret1" in private.text
     public = await mod(d, "liverace info", race=str(view.race.id), public=True)
@@ -393,7 +393,7 @@ async def test_a_race_cancelled_before_its_room_opened_keeps_its_seed_from_playe
     # Regression: /liverace info showed the seed to everyone once the race left `scheduled`, so a race cancelled
     # before its room opened gave away a seed that was never published (and stays free for another live race).
     d = discord_
-    view = await schedule(d, cup, permalink_id=cup.seed.id)
+    view = await schedule(d, cup, seed_id=cup.seed.id)
     await d.services.live_races.cancel(d.guild.id, view.race.id, SYSTEM, reason="rain")
     player = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
     assert "cancelled" in player.text and "secret1" not in player.text

@@ -17,7 +17,7 @@ SYSTEM = Actor.system()
 async def setup_guild(services, guild_id: int, name: str):
     tournament = await services.tournaments.create_tournament(guild_id, SYSTEM, name=name)
     pool = await services.tournaments.add_pool(guild_id, tournament.id, SYSTEM, name="Pool A")
-    seed = await services.tournaments.add_permalink(
+    seed = await services.tournaments.add_seed(
         guild_id, tournament.id, pool.id, SYSTEM, url=f"https://alttpr.com/h/{guild_id}"
     )
     profile = await services.room_profiles.create(guild_id, SYSTEM, name=f"Fast {name}", start_delay=10)
@@ -43,7 +43,7 @@ async def test_each_named_value_is_looked_up_once(discord_, monkeypatch) -> None
     tournament, pool, seed = made["tournament"], made["pool"], made["seed"]
     calls: list[str] = []
     tournaments = d.services.tournaments
-    for method in ("get_tournament", "get_pool", "get_permalink"):
+    for method in ("get_tournament", "get_pool", "get_seed"):
         original = getattr(tournaments, method)
 
         async def counted(*args, _original=original, _name=method, **kwargs):
@@ -56,7 +56,7 @@ async def test_each_named_value_is_looked_up_once(discord_, monkeypatch) -> None
         "seed remove", d.mod, perms=MODERATOR_PERMS, tournament=str(tournament.id), pool=str(pool.id), seed=str(seed.id)
     )
     assert f"Remove seed #{seed.id}" in asked.text
-    assert sorted(calls) == ["get_permalink", "get_pool", "get_tournament"]
+    assert sorted(calls) == ["get_seed", "get_pool", "get_tournament"]
 
 
 async def test_a_pool_is_read_within_the_races_tournament(discord_) -> None:

@@ -52,9 +52,7 @@ async def test_calendar_show_gives_the_servers_feed_and_a_personal_one_with_the_
     d = discord_
     cup = await d.services.tournaments.create_tournament(d.guild.id, SYSTEM, name="Cup")
     pools = [await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name=f"Pool {n}") for n in "AB"]
-    seed = await d.services.tournaments.add_permalink(
-        d.guild.id, cup.id, pools[0].id, SYSTEM, url="https://s.example/1"
-    )
+    seed = await d.services.tournaments.add_seed(d.guild.id, cup.id, pools[0].id, SYSTEM, url="https://s.example/1")
     for pool, hours in ((pools[0], 2), (pools[1], 3)):
         await d.services.live_races.create(
             d.guild.id, cup.id, SYSTEM, pool_id=pool.id, scheduled_at=utcnow() + timedelta(hours=hours)
@@ -62,7 +60,7 @@ async def test_calendar_show_gives_the_servers_feed_and_a_personal_one_with_the_
     await d.harness.run("calendar show", d.alice)  # makes alice a player
     await d.services.players.link_racetime(d.guild.id, d.alice.id, "AliceRacetime1", "alice", SYSTEM, verified=True)
     await d.services.runs.import_run(  # alice has raced Pool A: only Pool B's race is hers to race
-        d.guild.id, cup.id, SYSTEM, discord_user_id=d.alice.id, permalink_id=seed.id, status="forfeit"
+        d.guild.id, cup.id, SYSTEM, discord_user_id=d.alice.id, seed_id=seed.id, status="forfeit"
     )
     shown = await d.harness.run("calendar show", d.alice)
     assert shown.ephemeral

@@ -24,7 +24,7 @@ async def _cup(d):
     tournament = await d.services.tournaments.create_tournament(d.guild.id, SYSTEM, name="Spring Cup")
     pool = await d.services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool A")
     for index in range(4):
-        await d.services.tournaments.add_permalink(
+        await d.services.tournaments.add_seed(
             d.guild.id, tournament.id, pool.id, SYSTEM, url=f"https://alttpr.com/h/s{index}"
         )
     return tournament

@@ -23,23 +23,21 @@ async def cup(discord_):
     pool_a = await services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool A")
     pool_b = await services.tournaments.add_pool(d.guild.id, tournament.id, SYSTEM, name="Pool B")
     seeds = [
-        await services.tournaments.add_permalink(
-            d.guild.id, tournament.id, pool.id, SYSTEM, url=f"https://s.example/{n}"
-        )
+        await services.tournaments.add_seed(d.guild.id, tournament.id, pool.id, SYSTEM, url=f"https://s.example/{n}")
         for n, pool in enumerate((pool_a, pool_a, pool_b))
     ]
     for member in (d.alice, d.bob):
         await services.players.touch(d.guild.id, member.id, member.display_name)
     await services.players.link_racetime(d.guild.id, d.alice.id, "AliceRacetime1", "alice", SYSTEM, verified=True)
     await services.runs.import_run(
-        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.alice.id, permalink_id=seeds[0].id,
+        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.alice.id, seed_id=seeds[0].id,
         status="finished", elapsed_seconds=3723.0,
     )  # fmt: skip
     await services.runs.import_run(
-        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.bob.id, permalink_id=seeds[0].id, status="forfeit"
+        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.bob.id, seed_id=seeds[0].id, status="forfeit"
     )
     await services.runs.import_run(
-        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.bob.id, permalink_id=seeds[2].id, status="in_progress"
+        d.guild.id, tournament.id, SYSTEM, discord_user_id=d.bob.id, seed_id=seeds[2].id, status="in_progress"
     )
     return tournament
 
@@ -113,15 +111,15 @@ async def test_leaderboard_my_page_jumps_to_the_callers_line(discord_, cup) -> N
     d = discord_
     pool_a, pool_b = await d.services.tournaments.list_pools(d.guild.id, cup.id)
     seeds = [
-        (await d.services.tournaments.list_permalinks(d.guild.id, cup.id, pool_a.id))[1],
-        (await d.services.tournaments.list_permalinks(d.guild.id, cup.id, pool_b.id))[0],
+        (await d.services.tournaments.list_seeds(d.guild.id, cup.id, pool_a.id))[1],
+        (await d.services.tournaments.list_seeds(d.guild.id, cup.id, pool_b.id))[0],
     ]
     for number in range(25):  # 25 players with both pools at par: ahead of alice, who lands on page 3
         user_id = 700_000_000_000_000_000 + number
         await d.services.players.upsert(d.guild.id, user_id, SYSTEM, display_name=f"p{number:02d}")
         for seed in seeds:
             await d.services.runs.import_run(
-                d.guild.id, cup.id, SYSTEM, discord_user_id=user_id, permalink_id=seed.id, status="finished",
+                d.guild.id, cup.id, SYSTEM, discord_user_id=user_id, seed_id=seed.id, status="finished",
                 elapsed_seconds=1000.0,
             )  # fmt: skip
     board = await d.harness.run("tournament leaderboard", d.alice, tournament="Spring Cup")

@@ -233,7 +233,7 @@ async def test_seed_commands_are_for_moderators_and_autocomplete_hides_seeds(dis
         "seed remove", d.mod, perms=MODERATOR_PERMS, tournament=str(cup.id), pool=str(pool.id), seed=for_mod[0]["value"]
     )
     await d.harness.click(asked.with_buttons(), "Remove seed", d.mod, perms=MODERATOR_PERMS)
-    assert await d.services.tournaments.list_permalinks(d.guild.id, cup.id, pool.id) == []
+    assert await d.services.tournaments.list_seeds(d.guild.id, cup.id, pool.id) == []
 
 
 async def test_roomprofile_create_edit_list_delete(discord_) -> None:
@@ -313,7 +313,7 @@ async def test_go_to_page_asks_for_a_number_and_refuses_others_privately(discord
 async def seeds_of(d, tournament) -> list[tuple[str, str, str]]:
     found = []
     for pool in await d.services.tournaments.list_pools(d.guild.id, tournament.id):
-        seeds = await d.services.tournaments.list_permalinks(d.guild.id, tournament.id, pool.id)
+        seeds = await d.services.tournaments.list_seeds(d.guild.id, tournament.id, pool.id)
         found += [(pool.name, seed.url, seed.notes) for seed in seeds]
     return found
 
@@ -340,7 +340,7 @@ async def test_seed_import_refuses_a_file_with_bad_lines_whole_and_names_them(di
     d = discord_
     cup = await make_tournament(d)
     pool = await d.services.tournaments.add_pool(d.guild.id, cup.id, SYSTEM, name="Pool A")
-    await d.services.tournaments.add_permalink(d.guild.id, cup.id, pool.id, SYSTEM, url="https://s.example/old")
+    await d.services.tournaments.add_seed(d.guild.id, cup.id, pool.id, SYSTEM, url="https://s.example/old")
     csv = b"Pool A,https://s.example/1\nPool A,not a url\nPool Q,https://s.example/2\nPool A,https://s.example/old\n"
     reply = await d.harness.run(
         "seed import", d.mod, perms=MODERATOR_PERMS, tournament="Spring Cup", file=Upload("s.csv", csv)

@@ -58,7 +58,7 @@ def check_races(outcome: EveningOutcome) -> None:
         got = outcome.races[race.episode]
         finishers = sum(1 for e in race.counted if e.outcome == "done")
         assert got["status"] == "finished", got
-        assert got["permalink"]["url"] == seed_url(race.pool, plan.live_seed(race.pool))
+        assert got["seed"]["url"] == seed_url(race.pool, plan.live_seed(race.pool))
         counts = (got["entrant_count"], got["participant_count"], got["finisher_count"])
         assert counts == (len(race.entrants), len(race.counted), finishers)
         assert got["racetime"]["status"] == "finished" and got["last_error"] is None
@@ -107,7 +107,7 @@ def check_runs_and_scores(outcome: EveningOutcome) -> None:
     episode_of = {race["id"]: episode for episode, race in outcome.races.items()}
     got = {}
     for run in outcome.runs:
-        key = (int(run["player"]["discord_user_id"]), outcome.seed_urls[run["permalink_id"]])
+        key = (int(run["player"]["discord_user_id"]), outcome.seed_urls[run["seed_id"]])
         assert key not in got, f"two runs for {key}"
         elapsed = round(run["elapsed_seconds"] * 1_000_000) if run["elapsed_seconds"] is not None else None
         got[key] = (run["status"], elapsed, run["place"], episode_of.get(run["live_race_id"]), run["score"])
@@ -181,7 +181,7 @@ def check_audit(outcome: EveningOutcome) -> None:
     plan = outcome.plan
     actions = Counter(entry["action"] for entry in outcome.audit)
     assert actions["tournament.create"] == 1 and actions["pool.create"] == len(POOLS)
-    assert actions["permalink.create"] == 3 * len(POOLS)
+    assert actions["seed.create"] == 3 * len(POOLS)
     assert actions["player.create"] == len(plan.players)
     assert actions["run.import"] == len(plan.earlier_runs)
     for race_id in (race["id"] for race in outcome.races.values()):

@@ -127,7 +127,7 @@ class Evening:
             self.pool_ids[pool] = created["id"]
             for seed in range(SEEDS_PER_POOL):
                 body = {"url": seed_url(pool, seed), "notes": f"{pool} seed {seed + 1}"}
-                made = await self.create_or_find(f"{base}/pools/{created['id']}/permalinks", body, key="url")
+                made = await self.create_or_find(f"{base}/pools/{created['id']}/seeds", body, key="url")
                 self.seed_ids[made["url"]] = made["id"]
 
     async def import_roster(self) -> None:
@@ -145,7 +145,7 @@ class Evening:
         for run in self.plan.earlier_runs:
             body: dict[str, Any] = {
                 "discord_user_id": str(run.player.discord_user_id),
-                "permalink_id": self.seed_ids[seed_url(run.pool, run.seed)],
+                "seed_id": self.seed_ids[seed_url(run.pool, run.seed)],
                 "status": run.status,
                 "finished_at": run.finished_at,
             }
@@ -275,7 +275,7 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
     seeds = [
         seed
         for pool_id in evening.pool_ids.values()
-        for seed in await api.all_items(f"/api/v1/tournaments/{tid}/pools/{pool_id}/permalinks")
+        for seed in await api.all_items(f"/api/v1/tournaments/{tid}/pools/{pool_id}/seeds")
     ]
     players = {p["id"]: int(p["discord_user_id"]) for p in await api.all_items("/api/v1/players")}
     delivery_log = {episode: await evening.delivery_log(race_id) for episode, race_id in evening.race_ids.items()}
@@ -291,7 +291,7 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
             episode: (
                 race["status"],
                 race["pool"]["name"],
-                race["permalink"]["url"],
+                race["seed"]["url"],
                 race["racetime"]["status"],
                 race["entrant_count"],
                 race["participant_count"],
@@ -319,7 +319,7 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
         "runs": sorted(
             (
                 int(run["player"]["discord_user_id"]),
-                url_of[run["permalink_id"]],
+                url_of[run["seed_id"]],
                 run["status"],
                 run["elapsed_seconds"],
                 run["place"],

@@ -59,7 +59,7 @@ async def scenario(workdir) -> None:
                 )
                 base = f"/api/v1/tournaments/{tournament['id']}"
                 pool = await api.call("POST", f"{base}/pools", json={"name": "Main"})
-                await api.call("POST", f"{base}/pools/{pool['id']}/permalinks", json={"url": "https://alttpr.com/h/x"})
+                await api.call("POST", f"{base}/pools/{pool['id']}/seeds", json={"url": "https://alttpr.com/h/x"})
                 starts = datetime.now(UTC) + timedelta(minutes=5)
                 race = await api.call(
                     "POST", f"{base}/live-races", json={"pool_id": pool["id"], "scheduled_at": starts.isoformat()}

@@ -19,7 +19,7 @@ from bot.services import Services
 from bot.services.race_poller import PollReport
 from bot.services.room_opener import OpenerReport
 from bot.settings import Settings
-from db.models import Permalink, Player, Pool, Tournament
+from db.models import Player, Pool, Seed, Tournament
 from racetime.client import RacetimeClient
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.racetime_server import FakeRacetime
@@ -46,7 +46,7 @@ class Clock:
 class World:
     tournament: Tournament
     pool: Pool
-    seeds: list[Permalink]
+    seeds: list[Seed]
     other_pool: Pool
 
 
@@ -58,7 +58,7 @@ async def make_world(
     pool = await tournaments.add_pool(guild_id, tournament.id, MODERATOR, name="Pool A")
     other = await tournaments.add_pool(guild_id, tournament.id, MODERATOR, name="Pool B")
     made = [
-        await tournaments.add_permalink(
+        await tournaments.add_seed(
             guild_id, tournament.id, pool.id, MODERATOR, url=f"https://alttpr.com/h/{name[:3]}seed{index}"
         )
         for index in range(seeds)

@@ -14,7 +14,7 @@ from bot.events import LiveRaceEvent
 from bot.notifications.delivery import DeliveryError, DmReceipt, MessageGone, ScheduledEventGone, ScheduledEventRef
 from bot.notifications.message import NotificationMessage
 from bot.services import Services
-from db.models import LiveRace, Permalink, Pool, RaceStatus, Run, RunStatus, Tournament
+from db.models import LiveRace, Pool, RaceStatus, Run, RunStatus, Seed, Tournament
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR
 
@@ -25,7 +25,7 @@ _markers = itertools.count(1)
 class RaceWorld:
     tournament: Tournament
     pool: Pool
-    permalink: Permalink
+    seed: Seed
     race: LiveRace
 
     @property
@@ -59,7 +59,7 @@ async def make_world(
     Discord Scheduled Events (None: follow the guild's, on by default), so other tests count only their messages."""
     tournament = await services.tournaments.create_tournament(guild_id, MODERATOR, name=name, **tournament_fields)
     pool = await services.tournaments.add_pool(guild_id, tournament.id, MODERATOR, name="Pool A")
-    permalink = await services.tournaments.add_permalink(
+    seed = await services.tournaments.add_seed(
         guild_id,
         tournament.id,
         pool.id,
@@ -75,7 +75,7 @@ async def make_world(
             guild_id=guild_id,
             tournament_id=tournament.id,
             pool_id=pool.id,
-            permalink_id=permalink.id,
+            seed_id=seed.id,
             title=title,
             scheduled_at=scheduled_at or utcnow() + timedelta(hours=2),
             status=status,
@@ -83,7 +83,7 @@ async def make_world(
             racetime_url=racetime_url,
         )
         session.add(race)
-    return RaceWorld(tournament, pool, permalink, race)
+    return RaceWorld(tournament, pool, seed, race)
 
 
 async def add_player(
@@ -120,7 +120,7 @@ async def add_run(
         session.add(
             Run(
                 tournament_id=world.tournament.id,
-                permalink_id=world.permalink.id,
+                seed_id=world.seed.id,
                 player_id=player_id,
                 live_race_id=world.race.id,
                 status=status,

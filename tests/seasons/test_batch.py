@@ -47,7 +47,7 @@ async def test_csv_batch_is_created_whole(services: Services) -> None:
     assert preview.created == [] and await _count(services) == (0, 0)
     result = await services.batch.create_from_csv(GUILD, world.tournament.id, MODERATOR, text, timezone="Europe/Berlin")
     assert len(result.created) == 3 and await _count(services) == (3, 3)
-    assert result.created[0].race.permalink_id == world.seeds[0].id
+    assert result.created[0].race.seed_id == world.seeds[0].id
 
 
 async def test_every_bad_line_is_listed_and_nothing_is_created(services: Services) -> None:
@@ -133,12 +133,12 @@ async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services
         world.tournament.id,
         MODERATOR,
         discord_user_id=700,
-        permalink_id=world.seeds[0].id,
+        seed_id=world.seeds[0].id,
         status="finished",
         elapsed_seconds=3600,
     )
     items = [
-        {"pool_id": world.pool.id, "scheduled_at": _at(5), "permalink_id": world.seeds[0].id},
+        {"pool_id": world.pool.id, "scheduled_at": _at(5), "seed_id": world.seeds[0].id},
         {"pool_id": world.pool.id, "scheduled_at": _at(6)},
         {"pool_id": world.other_pool.id, "scheduled_at": _at(7)},
         {"pool_id": world.pool.id, "scheduled_at": _at(8)},

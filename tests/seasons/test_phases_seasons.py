@@ -13,12 +13,12 @@ from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import add_player, make_world
 
 
-async def _finished(services: Services, tournament_id: int, player, permalink, seconds: int) -> None:
+async def _finished(services: Services, tournament_id: int, player, seed, seconds: int) -> None:
     async with services.db.transaction() as session:
         session.add(
             Run(
                 tournament_id=tournament_id,
-                permalink_id=permalink.id,
+                seed_id=seed.id,
                 player_id=player.id,
                 status=RunStatus.FINISHED,
                 elapsed_us=seconds * 1_000_000,
@@ -30,7 +30,7 @@ async def _finished(services: Services, tournament_id: int, player, permalink, s
 async def test_closing_a_phase_advances_its_top_and_gates_the_next_phase(services: Services) -> None:
     world = await make_world(services)
     tid = world.tournament.id
-    final_seed = await services.tournaments.add_permalink(
+    final_seed = await services.tournaments.add_seed(
         GUILD, tid, world.other_pool.id, MODERATOR, url="https://alttpr.com/h/final"
     )
     qualifier = await services.phases.create(GUILD, tid, MODERATOR, name="Qualifier", pool_ids=[world.pool.id])
@@ -58,7 +58,7 @@ async def test_closing_a_phase_advances_its_top_and_gates_the_next_phase(service
                     guild_id=GUILD,
                     tournament=world.tournament,
                     pool=world.other_pool,
-                    permalink_id=final_seed.id,
+                    seed_id=final_seed.id,
                 )
         finally:
             event.remove(services.db.engine.sync_engine, "before_cursor_execute", count)
@@ -71,7 +71,7 @@ async def test_closing_a_phase_advances_its_top_and_gates_the_next_phase(service
     # The qualifier's own pool is not gated.
     async with services.db.read() as session:
         open_pool = await compute_eligibility(
-            session, guild_id=GUILD, tournament=world.tournament, pool=world.pool, permalink_id=None
+            session, guild_id=GUILD, tournament=world.tournament, pool=world.pool, seed_id=None
         )
     assert open_pool.reason_for(late.id) is None
 
@@ -111,7 +111,7 @@ async def test_a_moderators_list_advances_exactly_those(services: Services) -> N
     assert [(s.display_name, s.rank, s.advanced) for s in standings] == [("Ranked", 1, False), ("Wildcard", None, True)]
     async with services.db.read() as session:
         report = await compute_eligibility(
-            session, guild_id=GUILD, tournament=world.tournament, pool=world.other_pool, permalink_id=None
+            session, guild_id=GUILD, tournament=world.tournament, pool=world.other_pool, seed_id=None
         )
     assert report.reason_for(wildcard.id) is None
     assert report.reason_for(ranked.id) == "Not advanced from Qualifier (ranked 1)"

@@ -21,7 +21,7 @@ async def test_a_season_with_a_weekly_series_over_three_weeks(app: Application, 
     services = app.services
     weekly = await make_world(services, name="Weekly League", seeds=3, runs_per_pool=3)
     for index in range(3):
-        await services.tournaments.add_permalink(
+        await services.tournaments.add_seed(
             GUILD, weekly.tournament.id, weekly.other_pool.id, MODERATOR, url=f"https://alttpr.com/h/wb{index}"
         )
     cup = await make_world(services, name="Winter Cup")
@@ -84,7 +84,7 @@ async def test_a_season_with_a_weekly_series_over_three_weeks(app: Application, 
     for user, seconds in ((CAROL, 5000.0), (ALICE, 5400.0), (BOB, 6000.0)):
         await services.runs.import_run(
             GUILD, cup.tournament.id, MODERATOR, discord_user_id=players[user["id"]].discord_user_id,
-            permalink_id=cup.seeds[0].id, status="finished", elapsed_seconds=seconds,
+            seed_id=cup.seeds[0].id, status="finished", elapsed_seconds=seconds,
         )  # fmt: skip
 
     board = await services.seasons.leaderboard(GUILD, season.season.id)

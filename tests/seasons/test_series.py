@@ -39,7 +39,7 @@ def moved_clock(services: Services) -> Clock:
 async def _world(services: Services, seeds: int = 6) -> World:
     world = await make_world(services, seeds=seeds)
     for index in range(seeds):
-        await services.tournaments.add_permalink(
+        await services.tournaments.add_seed(
             GUILD, world.tournament.id, world.other_pool.id, MODERATOR, url=f"https://alttpr.com/h/b{index}"
         )
     return world
