@@ -45,7 +45,7 @@ def live_race_data(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) ->
     seed = view.seed
     show_seed = seed is not None and (can_manage or seed_is_public(race))
     pool = view.pool
-    return {
+    data: dict[str, Any] = {
         "id": race.id,
         "tournament_id": race.tournament_id,
         "pool": {"id": pool.id, "name": pool.name},
@@ -73,6 +73,8 @@ def live_race_data(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) ->
         "created_at": race.created_at,
         "updated_at": race.updated_at,
     }
+    data["permalink"] = data["seed"]  # the old name, last as in LiveRaceOut (a computed field)
+    return data
 
 
 def live_race_out(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> LiveRaceOut:

@@ -6,6 +6,9 @@ scope-checked, the path ids are integers in range, and the query and body are va
 after it, the result is serialised through the response model. `openapi_document` reads the same
 declarations, so the document cannot describe a route the server does not have, or miss one it has.
 
+A route may keep an old path as an alias (`Alias`): the same handler serves it, and the document lists it as a
+deprecated operation under its old operation id, so scripts and generated clients written against it keep working.
+
 A route declared `idempotent` (every POST that creates something) honours an `Idempotency-Key` header: the same
 key with the same request within 24 h answers the first answer again, with `Idempotent-Replayed: true`, and
 changes nothing (`bot/services/idempotency.py` keeps the keys).
@@ -18,7 +21,7 @@ import json
 import re
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Union, get_args, get_origin
 
 import orjson
@@ -119,6 +122,14 @@ Handler = Callable[[ApiCall], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
+class Alias:
+    """An old path of a route, served by the same handler (`operation_id`: its old operationId)."""
+
+    path: str
+    operation_id: str
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str  # OpenAPI form: /api/v1/tournaments/{tid}
@@ -136,6 +147,12 @@ class Route:
     description: str = ""
     # Honours `Idempotency-Key`: every POST that creates something must (a test walks the routes).
     idempotent: bool = False
+    operation_id: str = ""  # default: the handler's name
+    alias_of: str | None = None  # an old path kept for existing scripts: the path it is the old name of
+
+    @property
+    def name(self) -> str:
+        return self.operation_id or self.handler.__name__
 
     @property
     def path_params(self) -> list[str]:
@@ -170,9 +187,14 @@ class RouteTable:
 
     routes: list[Route] = field(default_factory=list)
 
-    def route(self, method: str, path: str, **options: Any) -> Callable[[Handler], Handler]:
+    def route(
+        self, method: str, path: str, *, alias: Alias | None = None, **options: Any
+    ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            self.routes.append(Route(method=method, path=path, handler=handler, **options))
+            route = Route(method=method, path=path, handler=handler, **options)
+            self.routes.append(route)
+            if alias is not None:
+                self.routes.append(replace(route, path=alias.path, operation_id=alias.operation_id, alias_of=path))
             return handler
 
         return register
@@ -201,10 +223,12 @@ def validation_error(exc: ValidationError, where: str) -> ApiError:
         for error in exc.errors(include_url=False, include_context=False, include_input=False)
     ]
     first = problems[0]
+    # A problem of the whole body (two names of one field that disagree) has no field to name.
+    named = exc.errors()[0]["loc"] != ()
     return ApiError(
         422,
         "validation_error",
-        f"{where} field {first['field']}: {first['message']}",
+        f"{where} field {first['field']}: {first['message']}" if named else f"{where}: {first['message']}",
         details={"field": first["field"], "errors": problems},
     )
 
@@ -335,7 +359,7 @@ async def _once(route: Route, call: ApiCall, key: str) -> web.StreamResponse:
 
 def add_routes(web_app: web.Application, routes: Iterable[Route]) -> None:
     for route in routes:
-        web_app.router.add_route(route.method, route.aiohttp_path, aiohttp_handler(route), name=route.handler.__name__)
+        web_app.router.add_route(route.method, route.aiohttp_path, aiohttp_handler(route), name=route.name)
 
 
 # ---- the OpenAPI 3.1 document ---------------------------------------------------------------------------
@@ -457,13 +481,16 @@ def openapi_document(routes: Iterable[Route], *, version: str, server_url: str |
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation: dict[str, Any] = {
-            "operationId": route.handler.__name__,
+            "operationId": route.name,
             "summary": route.summary,
             "tags": [route.tag],
             "security": [{"bearerAuth": []}] if route.scope is not None else [],
             "responses": _responses(route, refs),
         }
         description = route.description
+        if route.alias_of is not None:
+            operation["deprecated"] = True
+            description = f"Old name of `{route.method} {route.alias_of}`, kept for existing scripts. {description}"
         if route.scope is not None:
             description = f"Scope: `{route.scope.value}`. {description}".strip()
         if description:

@@ -23,8 +23,11 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    computed_field,
     create_model,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bot.services.common import MAX_PAGE_SIZE, ROOM_OPEN_LEAD_MINUTES
 from bot.services.room_profiles import ROOM_SETTINGS, RoomSetting
@@ -89,6 +92,58 @@ class InputModel(BaseModel):
 
 class OutputModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+# ---- old names --------------------------------------------------------------------------------------------
+# Seeds were called permalinks in the API: the old field names stay accepted in requests and present in answers
+# (same value) so existing scripts keep working. See "Aliases" in docs/api.md.
+
+OLD_NAME = "old name of `{new}`, still accepted; send `{new}`"
+
+
+def old_name(new: str, **options: Any) -> Any:
+    """A request field kept under its old name: read as `new` (see `renamed`), never dumped."""
+    return Field(
+        default=None,
+        exclude=True,
+        description=OLD_NAME.format(new=new),
+        json_schema_extra={"deprecated": True},
+        **options,
+    )
+
+
+def renamed(**new_by_old: str) -> Any:
+    """A model validator that reads each old field name as its new one; both given and different is refused."""
+
+    def read_old_names(cls: type[BaseModel], data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for old, new in new_by_old.items():
+            if old in data:
+                data = dict(data)
+                value = data.pop(old)
+                if new in data and data[new] != value:
+                    raise PydanticCustomError(
+                        "renamed_field_conflict",
+                        "{new} and {old} (its old name) are both given and differ; send {new} only",
+                        {"new": new, "old": old},
+                    )
+                data[new] = value
+        return data
+
+    return model_validator(mode="before")(read_old_names)  # type: ignore[arg-type]
+
+
+def either_required(new: str, old: str) -> Any:
+    """The JSON schema of a model whose required field `new` may come under its old name `old` instead."""
+
+    def adjust(schema: dict[str, Any]) -> None:
+        schema["required"] = [name for name in schema.get("required", []) if name != new]
+        if not schema["required"]:
+            del schema["required"]
+        schema["anyOf"] = [{"required": [new]}, {"required": [old]}]
+
+    return adjust
 
 
 # ---- shared shapes ------------------------------------------------------------------------------------
@@ -252,7 +307,7 @@ RoomProfileOut = create_model(
 )
 
 
-# ---- tournaments, pools, seeds ---------------------------------------------------------------------
+# ---- tournaments, pools, seeds --------------------------------------------------------------------------
 
 
 class TournamentOut(OutputModel):
@@ -340,11 +395,16 @@ class SeedCreate(InputModel):
 
 
 class SeedBatchCreate(InputModel):
+    model_config = ConfigDict(json_schema_extra=either_required("seeds", "permalinks"))
+
     seeds: list[SeedCreate] = Field(
         min_length=1,
         max_length=MAX_IMPORT_LINES,
         description="every seed is added, or none: a refusal lists each bad one by its position (`line`, from 1)",
     )
+    permalinks: list[SeedCreate] | None = old_name("seeds", min_length=1, max_length=MAX_IMPORT_LINES)
+
+    _old_names = renamed(permalinks="seeds")
 
 
 class SeedList(BaseModel):
@@ -395,15 +455,23 @@ class LiveRaceOut(OutputModel):
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
+    @computed_field(description="old name of `seed`, kept for existing scripts")  # type: ignore[prop-decorator]
+    @property
+    def permalink(self) -> SeedRef | None:
+        return self.seed
+
 
 class LiveRaceCreate(InputModel):
     pool_id: Id
     scheduled_at: InstantIn
     title: str | None = Field(default=None, min_length=1, max_length=200)
     seed_id: Id | None = None
+    permalink_id: Id | None = old_name("seed_id")
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
     room_profile_id: Id | None = None
     room: RoomSettings | None = None  # type: ignore[valid-type]
+
+    _old_names = renamed(permalink_id="seed_id")
 
 
 class LiveRaceUpdate(InputModel):
@@ -413,9 +481,12 @@ class LiveRaceUpdate(InputModel):
     scheduled_at: InstantIn | None = None
     title: str | None = Field(default=None, min_length=1, max_length=200)
     seed_id: Id | None = None
+    permalink_id: Id | None = old_name("seed_id")
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
     room_profile_id: Id | None = None
     room: RoomSettings | None = None  # type: ignore[valid-type]
+
+    _old_names = renamed(permalink_id="seed_id")
 
 
 class LiveRaceQuery(PageQuery):
@@ -577,22 +648,35 @@ class RunOut(BaseModel):
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
+    @computed_field(description="old name of `seed_id`, kept for existing scripts")  # type: ignore[prop-decorator]
+    @property
+    def permalink_id(self) -> int:
+        return self.seed_id
+
 
 class RunImport(InputModel):
+    model_config = ConfigDict(json_schema_extra=either_required("seed_id", "permalink_id"))
+
     discord_user_id: SnowflakeIn
     seed_id: Id
+    permalink_id: Id | None = old_name("seed_id")
     status: RunStatus
     elapsed_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
     finished_at: InstantIn | None = None
     reattempted: bool = False
+
+    _old_names = renamed(permalink_id="seed_id")
 
 
 class RunQuery(PageQuery):
     discord_user_id: SnowflakeIn | None = None
     pool_id: Id | None = None
     seed_id: Id | None = None
+    permalink_id: Id | None = old_name("seed_id")
     live_race_id: Id | None = None
     status: RunStatus | None = None
+
+    _old_names = renamed(permalink_id="seed_id")
 
 
 class PoolScores(BaseModel):
@@ -726,6 +810,9 @@ class TemplateRaceCreate(InputModel):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     episode_id: str | None = Field(default=None, min_length=1, max_length=100)
     seed_id: Id | None = None
+    permalink_id: Id | None = old_name("seed_id")
+
+    _old_names = renamed(permalink_id="seed_id")
 
 
 class OccurrenceOut(BaseModel):
@@ -752,13 +839,19 @@ class SeriesOut(BaseModel):
     updated_at: UtcDateTime
 
 
+# A rule is walked from its first date on: one from centuries ago took seconds to answer (the contract test found it).
+FIRST_SERIES_DATE = date(2000, 1, 1)
+
+
 class SeriesCreate(InputModel):
     name: Name
     rrule: str = Field(min_length=1, max_length=500, examples=["FREQ=WEEKLY;BYDAY=SA"])
     timezone: ZoneName | None = Field(default=None, description="default: the template's")
     template_id: Id | None = None
     template: TemplateFields | None = Field(default=None, description="template fields, instead of template_id")
-    starts_on: date | None = Field(default=None, description="the rule's first local date (default: today)")
+    starts_on: date | None = Field(
+        default=None, ge=FIRST_SERIES_DATE, description="the rule's first local date (default: today)"
+    )
     until: InstantIn | None = None
     count: int | None = _count(1, 1000)
 
@@ -768,7 +861,7 @@ class SeriesUpdate(InputModel):
     rrule: str | None = Field(default=None, min_length=1, max_length=500)
     timezone: ZoneName | None = None
     template_id: Id | None = None
-    starts_on: date | None = None
+    starts_on: date | None = Field(default=None, ge=FIRST_SERIES_DATE)
     until: InstantIn | None = None
     count: int | None = _count(1, 1000)
     status: Literal["active", "paused"] | None = None
@@ -796,6 +889,11 @@ class BatchPlanned(BaseModel):
     seed_id: int | None
     episode_id: str | None
     room_profile_id: int | None
+
+    @computed_field(description="old name of `seed_id`, kept for existing scripts")  # type: ignore[prop-decorator]
+    @property
+    def permalink_id(self) -> int | None:
+        return self.seed_id
 
 
 class BatchOut(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.api.pages import items_page, page_of
-from bot.api.registry import ApiCall, Reply, RouteTable
+from bot.api.registry import Alias, ApiCall, Reply, RouteTable
 from bot.api.schemas import (
     ItemsPage,
     PageQuery,
@@ -27,6 +27,7 @@ READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
 TOURNAMENTS = "/api/v1/tournaments"
 POOLS = TOURNAMENTS + "/{tid}/pools"
 SEEDS = POOLS + "/{pid}/seeds"
+OLD_SEEDS = POOLS + "/{pid}/permalinks"  # the old name, kept as an alias of each seed route for existing scripts
 
 routes = RouteTable()
 tournament_route = routes.route
@@ -204,6 +205,7 @@ async def delete_pool(call: ApiCall) -> None:
 @tournament_route(
     "GET",
     SEEDS,
+    alias=Alias(OLD_SEEDS, "list_permalinks"),
     summary="List the seeds of a pool",
     tag="seeds",
     scope=READ,
@@ -223,6 +225,7 @@ async def list_seeds(call: ApiCall) -> ItemsPage[SeedOut]:
 @tournament_route(
     "POST",
     SEEDS,
+    alias=Alias(OLD_SEEDS, "create_permalink"),
     summary="Add a seed to a pool",
     tag="seeds",
     scope=MANAGE,
@@ -242,6 +245,7 @@ async def create_seed(call: ApiCall) -> Reply:
 @tournament_route(
     "POST",
     SEEDS + "/batch",
+    alias=Alias(OLD_SEEDS + "/batch", "create_permalinks"),
     summary="Add many seeds to a pool, all or none",
     tag="seeds",
     scope=MANAGE,
@@ -265,6 +269,7 @@ async def create_seeds(call: ApiCall) -> Reply:
 @tournament_route(
     "GET",
     SEEDS + "/{sid}",
+    alias=Alias(OLD_SEEDS + "/{sid}", "get_permalink"),
     summary="Get a seed",
     tag="seeds",
     scope=READ,
@@ -278,6 +283,7 @@ async def get_seed(call: ApiCall) -> SeedOut:
 @tournament_route(
     "PATCH",
     SEEDS + "/{sid}",
+    alias=Alias(OLD_SEEDS + "/{sid}", "update_permalink"),
     summary="Change a seed",
     tag="seeds",
     scope=MANAGE,
@@ -301,6 +307,7 @@ async def update_seed(call: ApiCall) -> SeedOut:
 @tournament_route(
     "DELETE",
     SEEDS + "/{sid}",
+    alias=Alias(OLD_SEEDS + "/{sid}", "delete_permalink"),
     summary="Remove a seed",
     tag="seeds",
     scope=MANAGE,
