@@ -135,6 +135,12 @@ def test_names_and_descriptions_fit_discords_limits(bot) -> None:
         assert len(top.name) <= 32 and len(getattr(top, "description", "")) <= 100, top.name
 
 
+def test_commands_say_seed_never_permalink(bot) -> None:
+    """One word for a seed (issue 12): no command, option or description shows Discord users the old name."""
+    for top in bot.tree.get_commands():
+        assert "permalink" not in str(top.to_dict(bot.tree)).lower(), top.name
+
+
 def test_every_number_option_shows_its_range(bot) -> None:
     """Discord shows and enforces min_value/max_value; the service checks the same declaration."""
     seen = {}
