@@ -56,7 +56,7 @@ async def test_each_named_value_is_looked_up_once(discord_, monkeypatch) -> None
         "seed remove", d.mod, perms=MODERATOR_PERMS, tournament=str(tournament.id), pool=str(pool.id), seed=str(seed.id)
     )
     assert f"Remove seed #{seed.id}" in asked.text
-    assert sorted(calls) == ["get_seed", "get_pool", "get_tournament"]
+    assert sorted(calls) == ["get_pool", "get_seed", "get_tournament"]
 
 
 async def test_a_pool_is_read_within_the_races_tournament(discord_) -> None:
