@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.api.pages import items_page
 from bot.api.registry import ApiCall, RouteTable
 from bot.api.schemas import ActorOut, AuditEntryOut, AuditQuery, ItemsPage
-from db.models import AuditEntry, TokenScope
+from db.models import AuditEntry
 
 routes = RouteTable()
 
@@ -22,15 +22,7 @@ def audit_entry_out(entry: AuditEntry) -> AuditEntryOut:
     )
 
 
-@routes.route(
-    "GET",
-    "/api/v1/audit",
-    summary="Audit trail, newest first",
-    tag="audit",
-    scope=TokenScope.READ,
-    query=AuditQuery,
-    response=ItemsPage[AuditEntryOut],
-)
+@routes.page("/api/v1/audit", "Audit trail, newest first", AuditEntryOut, AuditQuery, tag="audit")
 async def list_audit(call: ApiCall) -> ItemsPage[AuditEntryOut]:
     page = await call.services.audit.list(call.guild_id, **call.query.model_dump())
     return items_page(ItemsPage[AuditEntryOut], page, audit_entry_out)

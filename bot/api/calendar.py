@@ -7,16 +7,14 @@ from aiohttp import web
 from bot.api.registry import ApiCall, RouteTable
 from bot.api.schemas import CalendarOut, CalendarQuery
 from bot.services.calendar import FEED_PATH
-from db.models import TokenScope
 
-routes = RouteTable()
+routes = RouteTable(tag="calendar")
 
 
 @routes.route(
     "GET",
     FEED_PATH,
     summary="iCal feed of the guild's upcoming live races",
-    tag="calendar",
     scope=None,
     query=CalendarQuery,
     response=None,
@@ -29,24 +27,15 @@ async def live_races_ics(call: ApiCall) -> web.Response:
     return web.Response(body=body, content_type="text/calendar", charset="utf-8")
 
 
-@routes.route(
-    "GET",
-    "/api/v1/calendar",
-    summary="The calendar feed URL",
-    tag="calendar",
-    scope=TokenScope.MANAGE,
-    response=CalendarOut,
-)
+@routes.manage("GET", "/api/v1/calendar", "The calendar feed URL", response=CalendarOut)
 async def get_calendar(call: ApiCall) -> CalendarOut:
     return CalendarOut(url=await call.services.calendar.feed_url(call.guild_id, call.actor))
 
 
-@routes.route(
+@routes.manage(
     "POST",
     "/api/v1/calendar/rotate",
-    summary="Issue a new calendar feed URL",
-    tag="calendar",
-    scope=TokenScope.MANAGE,
+    "Issue a new calendar feed URL",
     response=CalendarOut,
     description="Every subscription to the old URL stops working.",
 )

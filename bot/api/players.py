@@ -5,22 +5,14 @@ from __future__ import annotations
 from bot.api.pages import items_page
 from bot.api.registry import ApiCall, Reply, RouteTable
 from bot.api.schemas import ItemsPage, PlayerOut, PlayerQuery, PlayerUpsert, RemindersIn, RemindersOut
-from db.models import TokenScope
 
 PLAYERS = "/api/v1/players"
+PLAYER = PLAYERS + "/{discord_user_id}"
 
-routes = RouteTable()
+routes = RouteTable(tag="players")
 
 
-@routes.route(
-    "GET",
-    PLAYERS,
-    summary="List the guild's players",
-    tag="players",
-    scope=TokenScope.READ,
-    query=PlayerQuery,
-    response=ItemsPage[PlayerOut],
-)
+@routes.page(PLAYERS, "List the guild's players", PlayerOut, PlayerQuery)
 async def list_players(call: ApiCall) -> ItemsPage[PlayerOut]:
     q: PlayerQuery = call.query
     page = await call.services.players.list(
@@ -29,24 +21,15 @@ async def list_players(call: ApiCall) -> ItemsPage[PlayerOut]:
     return items_page(ItemsPage[PlayerOut], page, PlayerOut.model_validate)
 
 
-@routes.route(
-    "GET",
-    PLAYERS + "/{discord_user_id}",
-    summary="Get a player",
-    tag="players",
-    scope=TokenScope.READ,
-    response=PlayerOut,
-)
+@routes.read(PLAYER, "Get a player", PlayerOut)
 async def get_player(call: ApiCall) -> PlayerOut:
     return PlayerOut.model_validate(await call.services.players.get(call.guild_id, call.path["discord_user_id"]))
 
 
-@routes.route(
+@routes.manage(
     "PUT",
-    PLAYERS + "/{discord_user_id}",
-    summary="Import or update a player",
-    tag="players",
-    scope=TokenScope.MANAGE,
+    PLAYER,
+    "Import or update a player",
     body=PlayerUpsert,
     response=PlayerOut,
     status=200,
@@ -66,13 +49,10 @@ async def put_player(call: ApiCall) -> Reply:
     return Reply(PlayerOut.model_validate(player), 201 if created else 200, location if created else None)
 
 
-@routes.route(
-    "GET",
-    PLAYERS + "/{discord_user_id}/reminders",
-    summary="A player's reminder offsets",
-    tag="players",
-    scope=TokenScope.READ,
-    response=RemindersOut,
+@routes.read(
+    PLAYER + "/reminders",
+    "A player's reminder offsets",
+    RemindersOut,
     description="The minutes before a live race's start at which the player is reminded by DM, in this guild.",
 )
 async def get_reminders(call: ApiCall) -> RemindersOut:
@@ -81,12 +61,10 @@ async def get_reminders(call: ApiCall) -> RemindersOut:
     return RemindersOut(offsets_minutes=list(offsets))
 
 
-@routes.route(
+@routes.manage(
     "PUT",
-    PLAYERS + "/{discord_user_id}/reminders",
-    summary="Set a player's reminder offsets",
-    tag="players",
-    scope=TokenScope.MANAGE,
+    PLAYER + "/reminders",
+    "Set a player's reminder offsets",
     body=RemindersIn,
     response=RemindersOut,
     description="Reminders go to the player for races they RSVP'd and, if they get the scheduled notice (415), for "

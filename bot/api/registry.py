@@ -33,7 +33,7 @@ from bot.actors import Actor
 from bot.api.auth import authenticate, require_scope
 from bot.api.errors import ApiError
 from bot.api.ratelimit import RateLimiter
-from bot.api.schemas import MAX_ID, ErrorResponse
+from bot.api.schemas import MAX_ID, ErrorResponse, ItemsPage, PageQuery
 from bot.errors import NotFound
 from bot.jobs import JobRunner
 from bot.services import Services
@@ -183,13 +183,26 @@ class Route:
 
 @dataclass
 class RouteTable:
-    """The routes of one resource module, declared with the `route` decorator."""
+    """The routes of one resource module, declared with the `route` decorator, or with one of the shortcuts below
+    for a resource's usual routes, which declare their conventions once:
+
+    - `read`: a GET with the read scope; `page`: one page of a list (`ItemsPage`, `PageQuery` unless told);
+    - `create`: a POST with the manage scope answering 201 (with Location) and honouring `Idempotency-Key`;
+    - `update`: a PATCH with the manage scope; `delete`: a DELETE with the manage scope answering 204;
+    - `manage`: any other method with the manage scope.
+
+    `create` and `update` may answer 409 unless told otherwise (`errors=...`). `tag` is the tag of the routes
+    declared without one; `section(tag)` declares into the same table under another tag."""
 
     routes: list[Route] = field(default_factory=list)
+    tag: str | None = None
 
     def route(
         self, method: str, path: str, *, alias: Alias | None = None, **options: Any
     ) -> Callable[[Handler], Handler]:
+        if self.tag is not None:
+            options.setdefault("tag", self.tag)
+
         def register(handler: Handler) -> Handler:
             route = Route(method=method, path=path, handler=handler, **options)
             self.routes.append(route)
@@ -198,6 +211,35 @@ class RouteTable:
             return handler
 
         return register
+
+    def section(self, tag: str) -> RouteTable:
+        return RouteTable(self.routes, tag)
+
+    def read(self, path: str, summary: str, response: type[BaseModel], **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, summary=summary, scope=TokenScope.READ, response=response, **options)
+
+    def page(
+        self, path: str, summary: str, item: type[BaseModel], query: type[BaseModel] = PageQuery, **options: Any
+    ) -> Callable[[Handler], Handler]:
+        return self.read(path, summary, ItemsPage[item], query=query, **options)  # type: ignore[valid-type]
+
+    def manage(self, method: str, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route(method, path, summary=summary, scope=TokenScope.MANAGE, **options)
+
+    def create(
+        self, path: str, summary: str, body: type[BaseModel], response: type[BaseModel], **options: Any
+    ) -> Callable[[Handler], Handler]:
+        options = {"errors": (409,), **options}
+        return self.manage("POST", path, summary, body=body, response=response, status=201, idempotent=True, **options)
+
+    def update(
+        self, path: str, summary: str, body: type[BaseModel], response: type[BaseModel], **options: Any
+    ) -> Callable[[Handler], Handler]:
+        options = {"errors": (409,), **options}
+        return self.manage("PATCH", path, summary, body=body, response=response, **options)
+
+    def delete(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.manage("DELETE", path, summary, response=None, status=204, **options)
 
 
 # ---- turning a request into an ApiCall ------------------------------------------------------------------

@@ -17,11 +17,11 @@ from bot.api.schemas import (
 )
 from bot.services.runs import RunView
 from bot.services.scoring import Leaderboard
-from db.models import TokenScope
 
 RUNS = "/api/v1/tournaments/{tid}/runs"
+RUN = RUNS + "/{run_id}"
 
-routes = RouteTable()
+routes = RouteTable(tag="runs")
 
 
 def run_out(view: RunView) -> RunOut:
@@ -65,36 +65,22 @@ def leaderboard_out(board: Leaderboard) -> LeaderboardOut:
     )
 
 
-@routes.route(
-    "GET",
-    RUNS,
-    summary="List a tournament's runs",
-    tag="runs",
-    scope=TokenScope.READ,
-    query=RunQuery,
-    response=ItemsPage[RunOut],
-)
+@routes.page(RUNS, "List a tournament's runs", RunOut, RunQuery)
 async def list_runs(call: ApiCall) -> ItemsPage[RunOut]:
     page = await call.services.runs.list_runs(call.guild_id, call.path["tid"], **call.query.model_dump())
     return items_page(ItemsPage[RunOut], page, run_out)
 
 
-@routes.route("GET", RUNS + "/{run_id}", summary="Get a run", tag="runs", scope=TokenScope.READ, response=RunOut)
+@routes.read(RUN, "Get a run", RunOut)
 async def get_run(call: ApiCall) -> RunOut:
     return run_out(await call.services.runs.get_run(call.guild_id, call.path["tid"], call.path["run_id"]))
 
 
-@routes.route(
-    "POST",
+@routes.create(
     RUNS,
-    summary="Import a run done outside a live race",
-    tag="runs",
-    scope=TokenScope.MANAGE,
-    body=RunImport,
-    response=RunOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Import a run done outside a live race",
+    RunImport,
+    RunOut,
     description="A finished run needs `elapsed_seconds`; the player must be in the roster (PUT /players first). "
     "The seed's par time and scores are recomputed.",
 )
@@ -105,12 +91,10 @@ async def import_run(call: ApiCall) -> Reply:
     return Reply(run_out(view), 201, f"/api/v1/tournaments/{tid}/runs/{run.id}")
 
 
-@routes.route(
+@routes.manage(
     "POST",
-    RUNS + "/{run_id}/reattempt",
-    summary="Mark a run as reattempted",
-    tag="runs",
-    scope=TokenScope.MANAGE,
+    RUN + "/reattempt",
+    "Mark a run as reattempted",
     response=RunOut,
     errors=(409,),
     description="The run stops counting, so the player may run the pool again (within `max_reattempts`).",
@@ -121,13 +105,6 @@ async def reattempt_run(call: ApiCall) -> RunOut:
     return run_out(await call.services.runs.get_run(call.guild_id, tid, run_id))
 
 
-@routes.route(
-    "GET",
-    "/api/v1/tournaments/{tid}/leaderboard",
-    summary="Tournament leaderboard",
-    tag="runs",
-    scope=TokenScope.READ,
-    response=LeaderboardOut,
-)
+@routes.read("/api/v1/tournaments/{tid}/leaderboard", "Tournament leaderboard", LeaderboardOut)
 async def get_leaderboard(call: ApiCall) -> LeaderboardOut:
     return leaderboard_out(await call.services.scoring.leaderboard(call.guild_id, call.path["tid"]))

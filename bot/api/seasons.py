@@ -42,9 +42,8 @@ from bot.api.schemas import (
 from bot.services.phases import PhaseView, StandingView
 from bot.services.seasons import SeasonView
 from bot.services.series import SeriesView
-from db.models import RaceTemplate, TokenScope
+from db.models import RaceTemplate
 
-READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
 TOURNAMENT = "/api/v1/tournaments/{tid}"
 TEMPLATES = TOURNAMENT + "/templates"
 TEMPLATE = TEMPLATES + "/{template_id}"
@@ -56,6 +55,11 @@ SEASONS = "/api/v1/seasons"
 SEASON = SEASONS + "/{season_id}"
 
 routes = RouteTable()
+template_routes = routes.section("templates")
+series_routes = routes.section("series")
+batch_routes = routes.section("batches")
+phase_routes = routes.section("phases")
+season_routes = routes.section("seasons")
 
 
 def template_out(template: RaceTemplate) -> TemplateOut:
@@ -155,52 +159,29 @@ def _template_fields(body: Any) -> dict[str, Any]:
 # ---- templates ------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "GET",
-    TEMPLATES,
-    summary="List a tournament's race templates",
-    tag="templates",
-    scope=READ,
-    query=PageQuery,
-    response=ItemsPage[TemplateOut],
-)
+@template_routes.page(TEMPLATES, "List a tournament's race templates", TemplateOut)
 async def list_templates(call: ApiCall) -> ItemsPage[TemplateOut]:
     templates = await call.services.templates.list(call.guild_id, call.path["tid"])
     return items_page(ItemsPage[TemplateOut], page_of(templates, call.query, lambda t: t.id), template_out)
 
 
-@routes.route(
-    "POST",
-    TEMPLATES,
-    summary="Create a race template",
-    tag="templates",
-    scope=MANAGE,
-    body=TemplateCreate,
-    response=TemplateOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
-)
+@template_routes.create(TEMPLATES, "Create a race template", TemplateCreate, TemplateOut)
 async def create_template(call: ApiCall) -> Reply:
     tid = call.path["tid"]
     template = await call.services.templates.create(call.guild_id, tid, call.actor, **_template_fields(call.body))
     return Reply(template_out(template), 201, f"/api/v1/tournaments/{tid}/templates/{template.id}")
 
 
-@routes.route("GET", TEMPLATE, summary="Get a race template", tag="templates", scope=READ, response=TemplateOut)
+@template_routes.read(TEMPLATE, "Get a race template", TemplateOut)
 async def get_template(call: ApiCall) -> TemplateOut:
     return template_out(await call.services.templates.get(call.guild_id, call.path["tid"], call.path["template_id"]))
 
 
-@routes.route(
-    "PATCH",
+@template_routes.update(
     TEMPLATE,
-    summary="Change a race template",
-    tag="templates",
-    scope=MANAGE,
-    body=TemplateUpdate,
-    response=TemplateOut,
-    errors=(409,),
+    "Change a race template",
+    TemplateUpdate,
+    TemplateOut,
     description="Series made from it follow at once: their future races made by the rule take the new time, title, "
     "pool, lead time, announcement channel and role.",
 )
@@ -211,32 +192,18 @@ async def update_template(call: ApiCall) -> TemplateOut:
     return template_out(template)
 
 
-@routes.route(
-    "DELETE",
-    TEMPLATE,
-    summary="Delete a race template",
-    tag="templates",
-    scope=MANAGE,
-    response=None,
-    status=204,
-    errors=(409,),
-    description="Refused (409) while a series uses it.",
+@template_routes.delete(
+    TEMPLATE, "Delete a race template", errors=(409,), description="Refused (409) while a series uses it."
 )
 async def delete_template(call: ApiCall) -> None:
     await call.services.templates.delete(call.guild_id, call.path["tid"], call.path["template_id"], call.actor)
 
 
-@routes.route(
-    "POST",
+@template_routes.create(
     TEMPLATE + "/races",
-    summary="Schedule a live race from a template",
-    tag="templates",
-    scope=MANAGE,
-    body=TemplateRaceCreate,
-    response=LiveRaceOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Schedule a live race from a template",
+    TemplateRaceCreate,
+    LiveRaceOut,
     description="`when` is a date (the race starts at the template's local time in its time zone) or an instant.",
 )
 async def create_race_from_template(call: ApiCall) -> Reply:
@@ -252,32 +219,18 @@ async def create_race_from_template(call: ApiCall) -> Reply:
 # ---- series ---------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "GET",
-    SERIES,
-    summary="List a tournament's race series",
-    tag="series",
-    scope=READ,
-    query=PageQuery,
-    response=ItemsPage[SeriesOut],
-)
+@series_routes.page(SERIES, "List a tournament's race series", SeriesOut)
 async def list_series(call: ApiCall) -> ItemsPage[SeriesOut]:
     q: PageQuery = call.query
     page = await call.services.series.list(call.guild_id, call.path["tid"], limit=q.limit, cursor=q.cursor)
     return items_page(ItemsPage[SeriesOut], page, series_out)
 
 
-@routes.route(
-    "POST",
+@series_routes.create(
     SERIES,
-    summary="Create a recurring race series",
-    tag="series",
-    scope=MANAGE,
-    body=SeriesCreate,
-    response=SeriesOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Create a recurring race series",
+    SeriesCreate,
+    SeriesOut,
     description="A template (`template_id`, or `template` fields) plus an iCalendar RRULE in a time zone. Refused "
     "(422) when the rule does not parse, never occurs, repeats more often than `series.min_interval_minutes`, or "
     "puts the start time in a daylight-saving gap. The occurrences of the next `series.window_days` are created "
@@ -293,20 +246,16 @@ async def create_series(call: ApiCall) -> Reply:
     return Reply(series_out(view), 201, f"/api/v1/tournaments/{tid}/series/{view.series.id}")
 
 
-@routes.route("GET", ONE_SERIES, summary="Get a race series", tag="series", scope=READ, response=SeriesOut)
+@series_routes.read(ONE_SERIES, "Get a race series", SeriesOut)
 async def get_series(call: ApiCall) -> SeriesOut:
     return series_out(await call.services.series.get(call.guild_id, call.path["tid"], call.path["series_id"]))
 
 
-@routes.route(
-    "PATCH",
+@series_routes.update(
     ONE_SERIES,
-    summary="Change a series and its future occurrences",
-    tag="series",
-    scope=MANAGE,
-    body=SeriesUpdate,
-    response=SeriesOut,
-    errors=(409,),
+    "Change a series and its future occurrences",
+    SeriesUpdate,
+    SeriesOut,
     description="`status` pauses or resumes it. A new rule, zone, start, end or template changes every future "
     "occurrence not moved by hand; occurrences the rule no longer has are cancelled.",
 )
@@ -317,26 +266,19 @@ async def update_series(call: ApiCall) -> SeriesOut:
     return series_out(view)
 
 
-@routes.route(
-    "DELETE",
+@series_routes.delete(
     ONE_SERIES,
-    summary="Delete a series",
-    tag="series",
-    scope=MANAGE,
-    response=None,
-    status=204,
+    "Delete a series",
     description="Its future scheduled occurrences are cancelled (players are told); past races stay.",
 )
 async def delete_series(call: ApiCall) -> None:
     await call.services.series.delete(call.guild_id, call.path["tid"], call.path["series_id"], call.actor)
 
 
-@routes.route(
+@series_routes.manage(
     "POST",
     ONE_SERIES + "/skip",
-    summary="Skip one occurrence",
-    tag="series",
-    scope=MANAGE,
+    "Skip one occurrence",
     body=SeriesSkip,
     response=SeriesOut,
     errors=(409,),
@@ -349,12 +291,10 @@ async def skip_occurrence(call: ApiCall) -> SeriesOut:
     return series_out(view)
 
 
-@routes.route(
+@series_routes.manage(
     "POST",
     ONE_SERIES + "/move",
-    summary="Move one occurrence",
-    tag="series",
-    scope=MANAGE,
+    "Move one occurrence",
     body=SeriesMove,
     response=SeriesOut,
     errors=(409,),
@@ -371,17 +311,11 @@ async def move_occurrence(call: ApiCall) -> SeriesOut:
 # ---- batch ----------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "POST",
+@batch_routes.create(
     RACES + "/batch",
-    summary="Schedule many live races at once",
-    tag="batches",
-    scope=MANAGE,
-    body=BatchCreate,
-    response=BatchOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Schedule many live races at once",
+    BatchCreate,
+    BatchOut,
     description="All or nothing: every race is checked first; any error answers 422 with `details.errors` "
     "(`line` from 1, `field`, `message`) for every line, and nothing is created. `dry_run` answers 200 with the "
     "races that would be created.",
@@ -415,31 +349,17 @@ async def create_batch(call: ApiCall) -> Reply:
 # ---- phases ---------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "GET",
-    PHASES,
-    summary="List a tournament's phases",
-    tag="phases",
-    scope=READ,
-    query=PageQuery,
-    response=ItemsPage[PhaseOut],
-)
+@phase_routes.page(PHASES, "List a tournament's phases", PhaseOut)
 async def list_phases(call: ApiCall) -> ItemsPage[PhaseOut]:
     phases = await call.services.phases.list(call.guild_id, call.path["tid"])
     return items_page(ItemsPage[PhaseOut], page_of(phases, call.query, lambda v: v.phase.id), phase_out)
 
 
-@routes.route(
-    "POST",
+@phase_routes.create(
     PHASES,
-    summary="Add a phase after the last one",
-    tag="phases",
-    scope=MANAGE,
-    body=PhaseCreate,
-    response=PhaseOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Add a phase after the last one",
+    PhaseCreate,
+    PhaseOut,
     description="`pool_ids` become this phase's pools (a pool belongs to one phase).",
 )
 async def create_phase(call: ApiCall) -> Reply:
@@ -448,21 +368,12 @@ async def create_phase(call: ApiCall) -> Reply:
     return Reply(phase_out(view), 201, f"/api/v1/tournaments/{tid}/phases/{view.phase.id}")
 
 
-@routes.route("GET", PHASE, summary="Get a phase", tag="phases", scope=READ, response=PhaseOut)
+@phase_routes.read(PHASE, "Get a phase", PhaseOut)
 async def get_phase(call: ApiCall) -> PhaseOut:
     return phase_out(await call.services.phases.get(call.guild_id, call.path["tid"], call.path["phase_id"]))
 
 
-@routes.route(
-    "PATCH",
-    PHASE,
-    summary="Change a phase",
-    tag="phases",
-    scope=MANAGE,
-    body=PhaseUpdate,
-    response=PhaseOut,
-    errors=(409,),
-)
+@phase_routes.update(PHASE, "Change a phase", PhaseUpdate, PhaseOut)
 async def update_phase(call: ApiCall) -> PhaseOut:
     view = await call.services.phases.update(
         call.guild_id, call.path["tid"], call.path["phase_id"], call.actor, **call.body.model_dump(exclude_unset=True)
@@ -470,26 +381,15 @@ async def update_phase(call: ApiCall) -> PhaseOut:
     return phase_out(view)
 
 
-@routes.route(
-    "DELETE",
-    PHASE,
-    summary="Delete an open phase",
-    tag="phases",
-    scope=MANAGE,
-    response=None,
-    status=204,
-    errors=(409,),
-)
+@phase_routes.delete(PHASE, "Delete an open phase", errors=(409,))
 async def delete_phase(call: ApiCall) -> None:
     await call.services.phases.delete(call.guild_id, call.path["tid"], call.path["phase_id"], call.actor)
 
 
-@routes.route(
+@phase_routes.manage(
     "POST",
     PHASE + "/close",
-    summary="Close a phase and advance players",
-    tag="phases",
-    scope=MANAGE,
+    "Close a phase and advance players",
     body=PhaseClose,
     response=StandingsOut,
     errors=(409,),
@@ -510,28 +410,13 @@ async def close_phase(call: ApiCall) -> StandingsOut:
     return standings_out(call.path["phase_id"], standings)
 
 
-@routes.route(
-    "GET",
-    PHASE + "/standings",
-    summary="A closed phase's standings",
-    tag="phases",
-    scope=READ,
-    response=StandingsOut,
-    errors=(409,),
-)
+@phase_routes.read(PHASE + "/standings", "A closed phase's standings", StandingsOut, errors=(409,))
 async def phase_standings(call: ApiCall) -> StandingsOut:
     standings = await call.services.phases.standings(call.guild_id, call.path["tid"], call.path["phase_id"])
     return standings_out(call.path["phase_id"], standings)
 
 
-@routes.route(
-    "GET",
-    PHASE + "/leaderboard",
-    summary="A phase's leaderboard",
-    tag="phases",
-    scope=READ,
-    response=LeaderboardOut,
-)
+@phase_routes.read(PHASE + "/leaderboard", "A phase's leaderboard", LeaderboardOut)
 async def phase_leaderboard(call: ApiCall) -> LeaderboardOut:
     board = await call.services.phases.leaderboard(call.guild_id, call.path["tid"], call.path["phase_id"])
     return leaderboard_out(board)
@@ -540,46 +425,29 @@ async def phase_leaderboard(call: ApiCall) -> LeaderboardOut:
 # ---- seasons --------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "GET", SEASONS, summary="List seasons", tag="seasons", scope=READ, query=PageQuery, response=ItemsPage[SeasonOut]
-)
+@season_routes.page(SEASONS, "List seasons", SeasonOut)
 async def list_seasons(call: ApiCall) -> ItemsPage[SeasonOut]:
     q: PageQuery = call.query
     page = await call.services.seasons.list(call.guild_id, limit=q.limit, cursor=q.cursor)
     return items_page(ItemsPage[SeasonOut], page, season_out)
 
 
-@routes.route(
-    "POST",
-    SEASONS,
-    summary="Create a season",
-    tag="seasons",
-    scope=MANAGE,
-    body=SeasonCreate,
-    response=SeasonOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
-)
+@season_routes.create(SEASONS, "Create a season", SeasonCreate, SeasonOut)
 async def create_season(call: ApiCall) -> Reply:
     view = await call.services.seasons.create(call.guild_id, call.actor, **call.body.model_dump())
     return Reply(season_out(view), 201, f"{SEASONS}/{view.season.id}")
 
 
-@routes.route("GET", SEASON, summary="Get a season", tag="seasons", scope=READ, response=SeasonOut)
+@season_routes.read(SEASON, "Get a season", SeasonOut)
 async def get_season(call: ApiCall) -> SeasonOut:
     return season_out(await call.services.seasons.get(call.guild_id, call.path["season_id"]))
 
 
-@routes.route(
-    "PATCH",
+@season_routes.update(
     SEASON,
-    summary="Change a season",
-    tag="seasons",
-    scope=MANAGE,
-    body=SeasonUpdate,
-    response=SeasonOut,
-    errors=(409,),
+    "Change a season",
+    SeasonUpdate,
+    SeasonOut,
     description="`tournament_ids` replaces the season's tournaments.",
 )
 async def update_season(call: ApiCall) -> SeasonOut:
@@ -589,27 +457,15 @@ async def update_season(call: ApiCall) -> SeasonOut:
     return season_out(view)
 
 
-@routes.route(
-    "DELETE",
-    SEASON,
-    summary="Delete a season",
-    tag="seasons",
-    scope=MANAGE,
-    response=None,
-    status=204,
-    description="Its tournaments and their results stay.",
-)
+@season_routes.delete(SEASON, "Delete a season", description="Its tournaments and their results stay.")
 async def delete_season(call: ApiCall) -> None:
     await call.services.seasons.delete(call.guild_id, call.path["season_id"], call.actor)
 
 
-@routes.route(
-    "GET",
+@season_routes.read(
     SEASON + "/leaderboard",
-    summary="A season's leaderboard",
-    tag="seasons",
-    scope=READ,
-    response=SeasonLeaderboardOut,
+    "A season's leaderboard",
+    SeasonLeaderboardOut,
     description="Tournament scores combined by the season's rule (`sum`, or the `best_of` best); ties as in a "
     "tournament leaderboard.",
 )

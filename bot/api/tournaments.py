@@ -6,7 +6,6 @@ from bot.api.pages import items_page, page_of
 from bot.api.registry import Alias, ApiCall, Reply, RouteTable
 from bot.api.schemas import (
     ItemsPage,
-    PageQuery,
     PoolCreate,
     PoolOut,
     PoolUpdate,
@@ -21,16 +20,17 @@ from bot.api.schemas import (
     TournamentUpdate,
 )
 from bot.services.seed_import import SeedBatch, SeedLine
-from db.models import Seed, TokenScope
+from db.models import Seed
 
-READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
 TOURNAMENTS = "/api/v1/tournaments"
 POOLS = TOURNAMENTS + "/{tid}/pools"
 SEEDS = POOLS + "/{pid}/seeds"
 OLD_SEEDS = POOLS + "/{pid}/permalinks"  # the old name, kept as an alias of each seed route for existing scripts
 
 routes = RouteTable()
-tournament_route = routes.route
+tournament_routes = routes.section("tournaments")
+pool_routes = routes.section("pools")
+seed_routes = routes.section("seeds")
 
 
 def seed_out(seed: Seed, *, can_manage: bool) -> SeedOut:
@@ -44,15 +44,7 @@ def seed_out(seed: Seed, *, can_manage: bool) -> SeedOut:
 # ---- tournaments ----------------------------------------------------------------------------------------
 
 
-@tournament_route(
-    "GET",
-    TOURNAMENTS,
-    summary="List tournaments",
-    tag="tournaments",
-    scope=READ,
-    query=TournamentQuery,
-    response=ItemsPage[TournamentOut],
-)
+@tournament_routes.page(TOURNAMENTS, "List tournaments", TournamentOut, TournamentQuery)
 async def list_tournaments(call: ApiCall) -> ItemsPage[TournamentOut]:
     q: TournamentQuery = call.query
     page = await call.services.tournaments.list_tournaments(
@@ -61,46 +53,24 @@ async def list_tournaments(call: ApiCall) -> ItemsPage[TournamentOut]:
     return items_page(ItemsPage[TournamentOut], page, TournamentOut.model_validate)
 
 
-@tournament_route(
-    "POST",
-    TOURNAMENTS,
-    summary="Create a tournament",
-    tag="tournaments",
-    scope=MANAGE,
-    body=TournamentCreate,
-    response=TournamentOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
-)
+@tournament_routes.create(TOURNAMENTS, "Create a tournament", TournamentCreate, TournamentOut)
 async def create_tournament(call: ApiCall) -> Reply:
     fields = call.body.model_dump(exclude_unset=True)
     tournament = await call.services.tournaments.create_tournament(call.guild_id, call.actor, **fields)
     return Reply(TournamentOut.model_validate(tournament), 201, f"{TOURNAMENTS}/{tournament.id}")
 
 
-@tournament_route(
-    "GET",
-    TOURNAMENTS + "/{tid}",
-    summary="Get a tournament",
-    tag="tournaments",
-    scope=READ,
-    response=TournamentOut,
-)
+@tournament_routes.read(TOURNAMENTS + "/{tid}", "Get a tournament", TournamentOut)
 async def get_tournament(call: ApiCall) -> TournamentOut:
     tournament = await call.services.tournaments.get_tournament(call.guild_id, call.path["tid"])
     return TournamentOut.model_validate(tournament)
 
 
-@tournament_route(
-    "PATCH",
+@tournament_routes.update(
     TOURNAMENTS + "/{tid}",
-    summary="Change a tournament",
-    tag="tournaments",
-    scope=MANAGE,
-    body=TournamentUpdate,
-    response=TournamentOut,
-    errors=(409,),
+    "Change a tournament",
+    TournamentUpdate,
+    TournamentOut,
     description="Only the fields given change. Setting `racetime_goal` clears `custom_goal` and the reverse.",
 )
 async def update_tournament(call: ApiCall) -> TournamentOut:
@@ -111,14 +81,9 @@ async def update_tournament(call: ApiCall) -> TournamentOut:
     return TournamentOut.model_validate(tournament)
 
 
-@tournament_route(
-    "DELETE",
+@tournament_routes.delete(
     TOURNAMENTS + "/{tid}",
-    summary="Delete a tournament",
-    tag="tournaments",
-    scope=MANAGE,
-    response=None,
-    status=204,
+    "Delete a tournament",
     errors=(409,),
     description="Refused (409) once it has runs or live races that opened a room; deactivate it instead.",
 )
@@ -129,54 +94,26 @@ async def delete_tournament(call: ApiCall) -> None:
 # ---- pools ----------------------------------------------------------------------------------------------
 
 
-@tournament_route(
-    "GET",
-    POOLS,
-    summary="List the pools of a tournament",
-    tag="pools",
-    scope=READ,
-    query=PageQuery,
-    response=ItemsPage[PoolOut],
-)
+@pool_routes.page(POOLS, "List the pools of a tournament", PoolOut)
 async def list_pools(call: ApiCall) -> ItemsPage[PoolOut]:
     pools = await call.services.tournaments.list_pools(call.guild_id, call.path["tid"])
     return items_page(ItemsPage[PoolOut], page_of(pools, call.query, lambda p: p.id), PoolOut.model_validate)
 
 
-@tournament_route(
-    "POST",
-    POOLS,
-    summary="Add a pool",
-    tag="pools",
-    scope=MANAGE,
-    body=PoolCreate,
-    response=PoolOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
-)
+@pool_routes.create(POOLS, "Add a pool", PoolCreate, PoolOut)
 async def create_pool(call: ApiCall) -> Reply:
     tid = call.path["tid"]
     pool = await call.services.tournaments.add_pool(call.guild_id, tid, call.actor, **call.body.model_dump())
     return Reply(PoolOut.model_validate(pool), 201, f"{TOURNAMENTS}/{tid}/pools/{pool.id}")
 
 
-@tournament_route("GET", POOLS + "/{pid}", summary="Get a pool", tag="pools", scope=READ, response=PoolOut)
+@pool_routes.read(POOLS + "/{pid}", "Get a pool", PoolOut)
 async def get_pool(call: ApiCall) -> PoolOut:
     pool = await call.services.tournaments.get_pool(call.guild_id, call.path["tid"], call.path["pid"])
     return PoolOut.model_validate(pool)
 
 
-@tournament_route(
-    "PATCH",
-    POOLS + "/{pid}",
-    summary="Rename or describe a pool",
-    tag="pools",
-    scope=MANAGE,
-    body=PoolUpdate,
-    response=PoolOut,
-    errors=(409,),
-)
+@pool_routes.update(POOLS + "/{pid}", "Rename or describe a pool", PoolUpdate, PoolOut)
 async def update_pool(call: ApiCall) -> PoolOut:
     pool = await call.services.tournaments.update_pool(
         call.guild_id, call.path["tid"], call.path["pid"], call.actor, **call.body.model_dump(exclude_unset=True)
@@ -184,14 +121,9 @@ async def update_pool(call: ApiCall) -> PoolOut:
     return PoolOut.model_validate(pool)
 
 
-@tournament_route(
-    "DELETE",
+@pool_routes.delete(
     POOLS + "/{pid}",
-    summary="Remove a pool",
-    tag="pools",
-    scope=MANAGE,
-    response=None,
-    status=204,
+    "Remove a pool",
     errors=(409,),
     description="Refused (409) while the pool has recorded runs or live races.",
 )
@@ -202,15 +134,11 @@ async def delete_pool(call: ApiCall) -> None:
 # ---- seeds ------------------------------------------------------------------------------------------
 
 
-@tournament_route(
-    "GET",
+@seed_routes.page(
     SEEDS,
+    "List the seeds of a pool",
+    SeedOut,
     alias=Alias(OLD_SEEDS, "list_permalinks"),
-    summary="List the seeds of a pool",
-    tag="seeds",
-    scope=READ,
-    query=PageQuery,
-    response=ItemsPage[SeedOut],
     description="Read tokens see `url` only for seeds already raced in an opened room.",
 )
 async def list_seeds(call: ApiCall) -> ItemsPage[SeedOut]:
@@ -222,19 +150,7 @@ async def list_seeds(call: ApiCall) -> ItemsPage[SeedOut]:
     )
 
 
-@tournament_route(
-    "POST",
-    SEEDS,
-    alias=Alias(OLD_SEEDS, "create_permalink"),
-    summary="Add a seed to a pool",
-    tag="seeds",
-    scope=MANAGE,
-    body=SeedCreate,
-    response=SeedOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
-)
+@seed_routes.create(SEEDS, "Add a seed to a pool", SeedCreate, SeedOut, alias=Alias(OLD_SEEDS, "create_permalink"))
 async def create_seed(call: ApiCall) -> Reply:
     tid, pid = call.path["tid"], call.path["pid"]
     seed = await call.services.tournaments.add_seed(call.guild_id, tid, pid, call.actor, **call.body.model_dump())
@@ -242,13 +158,11 @@ async def create_seed(call: ApiCall) -> Reply:
     return Reply(seed_out(seed, can_manage=True), 201, location)
 
 
-@tournament_route(
+@seed_routes.manage(
     "POST",
     SEEDS + "/batch",
+    "Add many seeds to a pool, all or none",
     alias=Alias(OLD_SEEDS + "/batch", "create_permalinks"),
-    summary="Add many seeds to a pool, all or none",
-    tag="seeds",
-    scope=MANAGE,
     body=SeedBatchCreate,
     response=SeedList,
     status=201,
@@ -266,30 +180,18 @@ async def create_seeds(call: ApiCall) -> Reply:
     return Reply(SeedList(items=[seed_out(seed, can_manage=True) for seed in seeds]), 201)
 
 
-@tournament_route(
-    "GET",
-    SEEDS + "/{sid}",
-    alias=Alias(OLD_SEEDS + "/{sid}", "get_permalink"),
-    summary="Get a seed",
-    tag="seeds",
-    scope=READ,
-    response=SeedOut,
-)
+@seed_routes.read(SEEDS + "/{sid}", "Get a seed", SeedOut, alias=Alias(OLD_SEEDS + "/{sid}", "get_permalink"))
 async def get_seed(call: ApiCall) -> SeedOut:
     seed = await call.services.tournaments.get_seed(call.guild_id, call.path["tid"], call.path["pid"], call.path["sid"])
     return seed_out(seed, can_manage=call.can_manage)
 
 
-@tournament_route(
-    "PATCH",
+@seed_routes.update(
     SEEDS + "/{sid}",
+    "Change a seed",
+    SeedUpdate,
+    SeedOut,
     alias=Alias(OLD_SEEDS + "/{sid}", "update_permalink"),
-    summary="Change a seed",
-    tag="seeds",
-    scope=MANAGE,
-    body=SeedUpdate,
-    response=SeedOut,
-    errors=(409,),
     description="The URL of a seed that has been raced can no longer change (409).",
 )
 async def update_seed(call: ApiCall) -> SeedOut:
@@ -304,16 +206,8 @@ async def update_seed(call: ApiCall) -> SeedOut:
     return seed_out(seed, can_manage=True)
 
 
-@tournament_route(
-    "DELETE",
-    SEEDS + "/{sid}",
-    alias=Alias(OLD_SEEDS + "/{sid}", "delete_permalink"),
-    summary="Remove a seed",
-    tag="seeds",
-    scope=MANAGE,
-    response=None,
-    status=204,
-    errors=(409,),
+@seed_routes.delete(
+    SEEDS + "/{sid}", "Remove a seed", alias=Alias(OLD_SEEDS + "/{sid}", "delete_permalink"), errors=(409,)
 )
 async def delete_seed(call: ApiCall) -> None:
     await call.services.tournaments.remove_seed(
