@@ -31,11 +31,11 @@ from bot.services.common import Page
 from bot.services.live_race_views import LiveRaceListing, LiveRaceView, seed_is_public
 from db.models import TokenScope
 
-READ, MANAGE = TokenScope.READ, TokenScope.MANAGE
+READ = TokenScope.READ
 RACES = "/api/v1/tournaments/{tid}/live-races"
 RACE = RACES + "/{rid}"
 
-routes = RouteTable()
+routes = RouteTable(tag="live races")
 
 
 def live_race_data(view: LiveRaceView | LiveRaceListing, *, can_manage: bool) -> dict[str, Any]:
@@ -139,23 +139,17 @@ async def list_live_races(call: ApiCall) -> dict[str, Any]:
     return _races_page(call, page)
 
 
-@routes.route("GET", RACE, summary="Get a live race", tag="live races", scope=READ, response=LiveRaceOut)
+@routes.read(RACE, "Get a live race", LiveRaceOut)
 async def get_live_race(call: ApiCall) -> LiveRaceOut:
     view = await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
     return _race(call, view)
 
 
-@routes.route(
-    "POST",
+@routes.create(
     RACES,
-    summary="Schedule a live race",
-    tag="live races",
-    scope=MANAGE,
-    body=LiveRaceCreate,
-    response=LiveRaceOut,
-    status=201,
-    idempotent=True,
-    errors=(409,),
+    "Schedule a live race",
+    LiveRaceCreate,
+    LiveRaceOut,
     description="`scheduled_at` must be in the future and carry an offset; the seed, if given, must be in the pool.",
 )
 async def create_live_race(call: ApiCall) -> Reply:
@@ -166,14 +160,7 @@ async def create_live_race(call: ApiCall) -> Reply:
     return Reply(_race(call, view), 201, f"/api/v1/tournaments/{tid}/live-races/{view.race.id}")
 
 
-@routes.route(
-    "GET",
-    RACE + "/eligible",
-    summary="Who may race it, and why not",
-    tag="live races",
-    scope=READ,
-    response=EligibilityOut,
-)
+@routes.read(RACE + "/eligible", "Who may race it, and why not", EligibilityOut)
 async def live_race_eligibility(call: ApiCall) -> EligibilityOut:
     report = await call.services.live_races.eligibility(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
     return EligibilityOut(
@@ -185,12 +172,10 @@ async def live_race_eligibility(call: ApiCall) -> EligibilityOut:
     )
 
 
-@routes.route(
+@routes.manage(
     "POST",
     RACE + "/open",
-    summary="Open the RaceTime.gg room now",
-    tag="live races",
-    scope=MANAGE,
+    "Open the RaceTime.gg room now",
     response=LiveRaceOut,
     errors=(409, 422, 503),
     description="Only a `scheduled` race can open (409 otherwise, and when its pool has no seed left); 422 when "
@@ -203,15 +188,11 @@ async def open_live_race(call: ApiCall) -> LiveRaceOut:
     return _race(call, view)
 
 
-@routes.route(
-    "PATCH",
+@routes.update(
     RACE,
-    summary="Change a live race",
-    tag="live races",
-    scope=MANAGE,
-    body=LiveRaceUpdate,
-    response=LiveRaceOut,
-    errors=(409,),
+    "Change a live race",
+    LiveRaceUpdate,
+    LiveRaceOut,
     description="Every field while `scheduled`, only `title` while `room_open`, nothing afterwards (409). A new "
     "`scheduled_at` sends the rescheduled notice (420), collapsed with other moves within "
     "`notifications.reschedule_collapse_seconds`.",
@@ -227,12 +208,10 @@ async def update_live_race(call: ApiCall) -> LiveRaceOut:
     return _race(call, view)
 
 
-@routes.route(
+@routes.manage(
     "POST",
     RACE + "/cancel",
-    summary="Cancel a live race",
-    tag="live races",
-    scope=MANAGE,
+    "Cancel a live race",
     body=CancelBody,
     response=LiveRaceOut,
     errors=(409, 503),
@@ -245,14 +224,9 @@ async def cancel_live_race(call: ApiCall) -> LiveRaceOut:
     return _race(call, view)
 
 
-@routes.route(
-    "DELETE",
+@routes.delete(
     RACE,
-    summary="Delete a live race",
-    tag="live races",
-    scope=MANAGE,
-    response=None,
-    status=204,
+    "Delete a live race",
     errors=(409,),
     description="Only `scheduled` or `cancelled` races; recorded runs are never deleted. Deleting a scheduled race "
     "players were told about sends them (and the announcement) the cancelled notice, *Removed by the moderators*.",
@@ -261,15 +235,7 @@ async def delete_live_race(call: ApiCall) -> None:
     await call.services.live_races.delete(call.guild_id, call.path["rid"], call.actor, tournament_id=call.path["tid"])
 
 
-@routes.route(
-    "GET",
-    "/api/v1/live-races/scheduled",
-    summary="Upcoming live races of the guild",
-    tag="live races",
-    scope=READ,
-    query=ScheduledQuery,
-    response=ItemsPage[LiveRaceOut],
-)
+@routes.page("/api/v1/live-races/scheduled", "Upcoming live races of the guild", LiveRaceOut, ScheduledQuery)
 async def list_scheduled_live_races(call: ApiCall) -> dict[str, Any]:
     q: ScheduledQuery = call.query
     page = await call.services.live_races.upcoming(
@@ -281,12 +247,10 @@ async def list_scheduled_live_races(call: ApiCall) -> dict[str, Any]:
 # ---- results and notifications --------------------------------------------------------------------------
 
 
-@routes.route(
+@routes.manage(
     "POST",
     RACE + "/record",
-    summary="Record the results now",
-    tag="live races",
-    scope=MANAGE,
+    "Record the results now",
     body=RecordBody,
     response=LiveRaceOut,
     errors=(409, 503),
@@ -301,25 +265,16 @@ async def record_live_race(call: ApiCall) -> LiveRaceOut:
     return _race(call, view)
 
 
-@routes.route(
-    "GET",
-    RACE + "/results",
-    summary="Results and entrants",
-    tag="live races",
-    scope=READ,
-    response=ResultsOut,
-)
+@routes.read(RACE + "/results", "Results and entrants", ResultsOut)
 async def live_race_results(call: ApiCall) -> ResultsOut:
     results = await call.services.live_races.results(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
     return _results_out(call, results)
 
 
-@routes.route(
+@routes.manage(
     "GET",
     RACE + "/notifications",
-    summary="Notification delivery log",
-    tag="live races",
-    scope=MANAGE,
+    "Notification delivery log",
     description="`kind` is `dm`, `channel` (a post: the race's announcement, a room-open reply to it, a moderator "
     "alert) or `channel_edit` (an edit of the race's living announcement); `event_code` 420 is the rescheduled "
     "notice.",
@@ -336,12 +291,10 @@ async def live_race_notifications(call: ApiCall) -> ItemsPage[NotificationOut]:
     return items_page(ItemsPage[NotificationOut], page, _notification_out)
 
 
-@routes.route(
+@routes.manage(
     "POST",
     RACE + "/notifications/resend",
-    summary="Retry failed notifications",
-    tag="live races",
-    scope=MANAGE,
+    "Retry failed notifications",
     response=ResentOut,
     description="Queues the race's `failed` notifications again; those gone stale meanwhile (a room-open DM "
     "for a race that started, …) become `expired` instead.",
@@ -372,13 +325,10 @@ def _notification_out(notification: Any) -> NotificationOut:
 # ---- RSVPs --------------------------------------------------------------------------------------------------
 
 
-@routes.route(
-    "GET",
+@routes.read(
     RACE + "/rsvps",
-    summary="Who RSVP'd the race",
-    tag="live races",
-    scope=READ,
-    response=RsvpList,
+    "Who RSVP'd the race",
+    RsvpList,
     description="Players who said they will race it, oldest first. They get its reminders and its rescheduled "
     "notice even without the type preference.",
 )
@@ -388,12 +338,10 @@ async def live_race_rsvps(call: ApiCall) -> RsvpList:
     return RsvpList(items=[RsvpOut(discord_user_id=str(uid), display_name=name) for uid, name in rsvps])
 
 
-@routes.route(
+@routes.manage(
     "PUT",
     RACE + "/rsvps/{discord_user_id}",
-    summary="RSVP a player for the race",
-    tag="live races",
-    scope=MANAGE,
+    "RSVP a player for the race",
     response=RsvpChange,
     description="Only while the race is `scheduled` (422 otherwise). Repeating it changes nothing.",
 )
@@ -405,14 +353,7 @@ async def put_live_race_rsvp(call: ApiCall) -> RsvpChange:
     return RsvpChange(changed=changed)
 
 
-@routes.route(
-    "DELETE",
-    RACE + "/rsvps/{discord_user_id}",
-    summary="Take back a player's RSVP",
-    tag="live races",
-    scope=MANAGE,
-    response=RsvpChange,
-)
+@routes.manage("DELETE", RACE + "/rsvps/{discord_user_id}", "Take back a player's RSVP", response=RsvpChange)
 async def delete_live_race_rsvp(call: ApiCall) -> RsvpChange:
     await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
     changed = await call.services.reminders.set_rsvp(
