@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
-from bot.services.common import Page, decode_cursor, make_page, page_limit
+from bot.services.common import Keyset, Page
 from db.models import AuditEntry
 from db.session import Database
 
@@ -96,8 +96,7 @@ class AuditService:
         newest_first: bool = True,
     ) -> Page[AuditEntry]:
         """One page of the guild's audit trail, filtered by target and action, newest first unless told."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
+        window = Keyset.of(limit, cursor, newest_first=newest_first)
         query = select(AuditEntry).where(AuditEntry.guild_id == guild_id)
         if target_type is not None:
             query = query.where(AuditEntry.target_type == target_type)
@@ -105,14 +104,6 @@ class AuditService:
             query = query.where(AuditEntry.target_id == target_id)
         if action is not None:
             query = query.where(AuditEntry.action == action)
-        if newest_first:
-            if after is not None:
-                query = query.where(AuditEntry.id < after)
-            query = query.order_by(AuditEntry.id.desc())
-        else:
-            if after is not None:
-                query = query.where(AuditEntry.id > after)
-            query = query.order_by(AuditEntry.id)
         async with self.db.read() as session:
-            rows = list((await session.scalars(query.limit(limit + 1))).all())
-        return make_page(rows, limit, lambda e: e.id)
+            rows = list(await session.scalars(window.select(query, AuditEntry.id)))
+        return window.page(rows, lambda e: e.id)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +61,32 @@ def make_page(rows: list[T], limit: int, id_of) -> Page[T]:
         rows = rows[:limit]
         return Page(rows, encode_cursor(id_of(rows[-1])))
     return Page(rows, None)
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """One page of a list ordered by id (keyset pagination): `limit` rows after the id the cursor carries.
+    `newest_first` pages from the highest id down."""
+
+    limit: int
+    after: int | None
+    newest_first: bool = False
+
+    @classmethod
+    def of(cls, limit: int | None, cursor: str | None, *, newest_first: bool = False) -> Keyset:
+        """The page a client asked for; ValidationFailed for a limit out of range (checked first) or a cursor this
+        API did not return."""
+        return cls(page_limit(limit), decode_cursor(cursor), newest_first)
+
+    def select(self, query: Select[Any], id_column: Any) -> Select[Any]:
+        """`query` ordered by `id_column`, from after the cursor, one row more than the limit (see `page`)."""
+        if self.after is not None:
+            query = query.where(id_column < self.after if self.newest_first else id_column > self.after)
+        return query.order_by(id_column.desc() if self.newest_first else id_column).limit(self.limit + 1)
+
+    def page(self, rows: Iterable[T], id_of: Callable[[T], int]) -> Page[T]:
+        """The page of the rows `select` fetched, with the cursor of the next page if there is one."""
+        return make_page(list(rows), self.limit, id_of)
 
 
 def clean_name(value: str | None, field: str, *, max_length: int = 100) -> str:

@@ -23,7 +23,7 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
 from bot.events import EventBus
 from bot.services import audit
-from bot.services.common import Page, decode_cursor, make_page, page_limit
+from bot.services.common import Keyset, Page
 from bot.services.notification_outbox import OutboxWriter
 from bot.services.players import check_discord_id, ensure_member
 from bot.settings import Settings
@@ -298,17 +298,14 @@ class NotificationService:
         cursor: str | None = None,
     ) -> Page[Notification]:
         """Every notification of a race (DMs and channel posts) with its outcome, oldest first."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
+        window = Keyset.of(limit, cursor)
         query = select(Notification).where(Notification.live_race_id == race_id, Notification.guild_id == guild_id)
         if status is not None:
             query = query.where(Notification.status == parse_status(status))
-        if after is not None:
-            query = query.where(Notification.id > after)
         async with self.db.read() as session:
             await race_in_guild_or_404(session, guild_id, race_id)
-            rows = list((await session.scalars(query.order_by(Notification.id).limit(limit + 1))).all())
-        return make_page(rows, limit, lambda n: n.id)
+            rows = list(await session.scalars(window.select(query, Notification.id)))
+        return window.page(rows, lambda n: n.id)
 
     async def delivery_summary(self, guild_id: int, race_id: int) -> dict[str, int]:
         """How many of a race's notifications are in each status (every status present, zeros included)."""

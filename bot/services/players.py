@@ -23,7 +23,7 @@ from bot.actors import SYSTEM, Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import Page, clean_name, decode_cursor, make_page, page_limit
+from bot.services.common import Keyset, Page, clean_name
 from db.models import GuildPlayer, Player
 from db.session import Database
 
@@ -207,16 +207,8 @@ class PlayerService:
         search: str | None = None,
     ) -> Page[RosterEntry]:
         """One page of the guild's roster, filtered by linked, left and a name search."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
-        query = (
-            select(Player, GuildPlayer)
-            .join(GuildPlayer, roster_entry_of(guild_id))
-            .order_by(Player.id)
-            .limit(limit + 1)
-        )
-        if after is not None:
-            query = query.where(Player.id > after)
+        window = Keyset.of(limit, cursor)
+        query = window.select(select(Player, GuildPlayer).join(GuildPlayer, roster_entry_of(guild_id)), Player.id)
         if linked is not None:
             query = query.where(EFFECTIVE_RACETIME_ID.is_not(None) if linked else EFFECTIVE_RACETIME_ID.is_(None))
         if left is not None:
@@ -225,7 +217,7 @@ class PlayerService:
             query = query.where(GuildPlayer.display_name.ilike(f"%{search}%"))
         async with self.db.read() as session:
             rows = [RosterEntry.of(player, entry) for player, entry in (await session.execute(query)).all()]
-        return make_page(rows, limit, lambda entry: entry.id)
+        return window.page(rows, lambda entry: entry.id)
 
     async def upsert(
         self,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import Page, decode_cursor, make_page, page_limit, require_aware
+from bot.services.common import Keyset, Page, require_aware
 from bot.services.players import member_or_404, roster_entry_of, roster_name
 from bot.services.race_locks import lock_seed
 from bot.services.scoring import recompute_seed
@@ -81,11 +81,8 @@ class RunService:
         cursor: str | None = None,
     ) -> Page[RunView]:
         """One page of the runs of the guild's tournament, filtered as given."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
-        query = _run_views(guild_id).where(Run.tournament_id == tournament_id).order_by(Run.id).limit(limit + 1)
-        if after is not None:
-            query = query.where(Run.id > after)
+        window = Keyset.of(limit, cursor)
+        query = window.select(_run_views(guild_id).where(Run.tournament_id == tournament_id), Run.id)
         if discord_user_id is not None:
             query = query.where(Player.discord_user_id == discord_user_id)
         if pool_id is not None:
@@ -99,7 +96,7 @@ class RunService:
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             rows = [_view(row) for row in (await session.execute(query)).all()]
-        return make_page(rows, limit, lambda view: view.run.id)
+        return window.page(rows, lambda view: view.run.id)
 
     async def get_run(self, guild_id: int, tournament_id: int, run_id: int) -> RunView:
         """One run of the guild's tournament; NotFound otherwise."""

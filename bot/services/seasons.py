@@ -17,14 +17,12 @@ from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
 from bot.services.common import (
+    Keyset,
     Page,
     check_int,
     check_unique_name,
     clean_name,
     clean_text,
-    decode_cursor,
-    make_page,
-    page_limit,
 )
 from bot.services.scoring import leaderboard_in, ranked
 from bot.services.tournaments import tournament_or_404
@@ -221,16 +219,12 @@ class SeasonService:
         self, guild_id: int, *, limit: int | None = None, cursor: str | None = None, search: str | None = None
     ) -> Page[SeasonView]:
         """One page of the guild's seasons, optionally matching a search."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
+        window = Keyset.of(limit, cursor)
         async with self.db.read() as session:
             query = select(Season).where(Season.guild_id == guild_id)
-            if after is not None:
-                query = query.where(Season.id > after)
             if search:
                 query = query.where(Season.name.ilike(f"%{search.strip()[:100]}%"))
-            seasons = list((await session.scalars(query.order_by(Season.id).limit(limit + 1))).all())
-            page = make_page(seasons, limit, lambda season: season.id)
+            page = window.page(await session.scalars(window.select(query, Season.id)), lambda season: season.id)
             return Page([await self._view(session, season) for season in page.items], page.next_cursor)
 
     async def names_of_tournaments(self, guild_id: int, tournament_ids: list[int]) -> dict[int, list[str]]:

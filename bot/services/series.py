@@ -30,7 +30,7 @@ from bot.actors import SYSTEM, Actor
 from bot.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationFailed
 from bot.events import LiveRaceOpenFailed
 from bot.services import audit
-from bot.services.common import Page, check_unique_name, clean_name, decode_cursor, make_page, page_limit
+from bot.services.common import Keyset, Page, check_unique_name, clean_name
 from bot.services.live_races import LiveRaceService
 from bot.services.recurrence import Occurrence, Recurrence, build, zone_of
 from bot.services.templates import TemplateService, local_start, plan_for, pools_of, template_or_404
@@ -218,8 +218,7 @@ class SeriesService:
         search: str | None = None,
     ) -> Page[SeriesView]:
         """The series of the guild's tournament, filtered as given."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
+        window = Keyset.of(limit, cursor)
         async with self.db.read() as session:
             await tournament_or_404(session, guild_id, tournament_id)
             query = (
@@ -227,12 +226,10 @@ class SeriesService:
                 .join(RaceTemplate, RaceTemplate.id == RaceSeries.template_id)
                 .where(RaceSeries.tournament_id == tournament_id, RaceSeries.guild_id == guild_id)
             )
-            if after is not None:
-                query = query.where(RaceSeries.id > after)
             if search:
                 query = query.where(RaceSeries.name.ilike(f"%{search.strip()[:100]}%"))
-            rows = (await session.execute(query.order_by(RaceSeries.id).limit(limit + 1))).all()
-        page = make_page(list(rows), limit, lambda row: row[0].id)
+            rows = (await session.execute(window.select(query, RaceSeries.id))).all()
+        page = window.page(rows, lambda row: row[0].id)
         return Page([self._view(series, template, limit=1) for series, template in page.items], page.next_cursor)
 
     async def update(

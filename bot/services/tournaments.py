@@ -13,13 +13,11 @@ from bot.services import audit
 from bot.services.common import (
     ROOM_OPEN_LEAD_MINUTES,
     IntRange,
+    Keyset,
     Page,
     check_url,
     clean_name,
     clean_text,
-    decode_cursor,
-    make_page,
-    page_limit,
 )
 from bot.services.room_profiles import profile_or_404
 from bot.services.seed_import import LineError, SeedBatch, summary
@@ -253,18 +251,15 @@ class TournamentService:
         cursor: str | None = None,
     ) -> Page[Tournament]:
         """One page of the guild's tournaments, filtered as given."""
-        limit = page_limit(limit)
-        after = decode_cursor(cursor)
-        query = select(Tournament).where(Tournament.guild_id == guild_id).order_by(Tournament.id).limit(limit + 1)
-        if after is not None:
-            query = query.where(Tournament.id > after)
+        window = Keyset.of(limit, cursor)
+        query = window.select(select(Tournament).where(Tournament.guild_id == guild_id), Tournament.id)
         if active is not None:
             query = query.where(Tournament.active.is_(active))
         if search:
             query = query.where(Tournament.name.ilike(f"%{search}%"))
         async with self.db.read() as session:
             rows = list((await session.scalars(query)).all())
-        return make_page(rows, limit, lambda t: t.id)
+        return window.page(rows, lambda t: t.id)
 
     async def _check_unique_name(self, session: AsyncSession, guild_id: int, name: str) -> None:
         clash = await session.scalar(
