@@ -162,6 +162,14 @@ async def check_unique_name(
         raise Conflict(f"a {what} called {name!r} already exists", field="name")
 
 
+async def check_unique_in_tournament(
+    session: AsyncSession, model: type, tournament_id: int, name: str, what: str, *, own_id: int | None = None
+) -> None:
+    """`check_unique_name` for what a tournament holds (its phases, series and templates)."""
+    parent = model.tournament_id  # type: ignore[attr-defined]
+    await check_unique_name(session, model, parent, tournament_id, name, f"{what} in this tournament", own_id=own_id)
+
+
 def conflict_ignoring_insert(session: AsyncSession, table: Table | type) -> postgresql.Insert | sqlite.Insert:
     """`INSERT` that can take `.on_conflict_do_nothing(...)`, in the dialect of the session (SQLite or PostgreSQL)."""
     dialect = session.bind.dialect.name

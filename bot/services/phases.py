@@ -20,7 +20,7 @@ from bot.actors import Actor
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import check_int, check_unique_name, clean_name
+from bot.services.common import check_int, check_unique_in_tournament, clean_name
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.scoring import Leaderboard, leaderboard_in
 from bot.services.tournaments import pool_or_404, tournament_or_404
@@ -105,9 +105,7 @@ class PhaseService:
         advance_count = self._advance(advance_count)
         async with self.db.transaction() as session:
             await tournament_or_404(session, guild_id, tournament_id)
-            await check_unique_name(
-                session, TournamentPhase, TournamentPhase.tournament_id, tournament_id, name, "phase in this tournament"
-            )
+            await check_unique_in_tournament(session, TournamentPhase, tournament_id, name, "phase")
             last = await session.scalar(
                 select(func.max(TournamentPhase.position)).where(TournamentPhase.tournament_id == tournament_id)
             )
@@ -151,14 +149,8 @@ class PhaseService:
             before = {"name": phase.name, "advance_count": phase.advance_count}
             if name is not None:
                 phase.name = clean_name(name, "name")
-                await check_unique_name(
-                    session,
-                    TournamentPhase,
-                    TournamentPhase.tournament_id,
-                    tournament_id,
-                    phase.name,
-                    "phase in this tournament",
-                    own_id=phase.id,
+                await check_unique_in_tournament(
+                    session, TournamentPhase, tournament_id, phase.name, "phase", own_id=phase.id
                 )
             if advance_count is not None:
                 phase.advance_count = self._advance(advance_count)

@@ -30,7 +30,7 @@ from bot.actors import SYSTEM, Actor
 from bot.errors import Conflict, DomainError, InvalidTransition, NotFound, ValidationFailed
 from bot.events import LiveRaceOpenFailed
 from bot.services import audit
-from bot.services.common import Keyset, Page, check_unique_name, clean_name
+from bot.services.common import Keyset, Page, check_unique_in_tournament, clean_name
 from bot.services.live_races import LiveRaceService
 from bot.services.recurrence import Occurrence, Recurrence, build, zone_of
 from bot.services.templates import TemplateService, local_start, plan_for, pools_of, template_or_404
@@ -148,9 +148,7 @@ class SeriesService:
             raise ValidationFailed(f"count must be from 1 to {MAX_COUNT}", field="count")
         async with self.db.transaction() as session:
             tournament = await tournament_or_404(session, guild_id, tournament_id)
-            await check_unique_name(
-                session, RaceSeries, RaceSeries.tournament_id, tournament.id, name, "series in this tournament"
-            )
+            await check_unique_in_tournament(session, RaceSeries, tournament.id, name, "series")
             if template_id is not None:
                 chosen = await template_or_404(session, guild_id, tournament_id, template_id)
             else:
@@ -253,14 +251,8 @@ class SeriesService:
             before = {key: getattr(series, key) for key in changes}
             if changes.get("name") is not None:
                 changes["name"] = clean_name(changes["name"], "name")
-                await check_unique_name(
-                    session,
-                    RaceSeries,
-                    RaceSeries.tournament_id,
-                    tournament_id,
-                    changes["name"],
-                    "series in this tournament",
-                    own_id=series.id,
+                await check_unique_in_tournament(
+                    session, RaceSeries, tournament_id, changes["name"], "series", own_id=series.id
                 )
             if changes.get("template_id") is not None:
                 await template_or_404(session, guild_id, tournament_id, changes["template_id"])

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.errors import Conflict, NotFound, ValidationFailed
 from bot.services import audit
-from bot.services.common import check_unique_name, clean_name, require_aware
+from bot.services.common import check_unique_in_tournament, clean_name, require_aware
 from bot.services.live_race_views import LiveRaceView
 from bot.services.live_races import LiveRaceService, check_race_defaults
 from bot.services.recurrence import localize, parse_local_time, zone_of
@@ -180,14 +180,7 @@ class TemplateService:
             missing = "name" if "name" not in values else "pool_ids"
             raise ValidationFailed(f"a template needs {missing}", field=missing)
         clean = await self._clean(session, guild_id, tournament_id, values)
-        await check_unique_name(
-            session,
-            RaceTemplate,
-            RaceTemplate.tournament_id,
-            tournament_id,
-            clean["name"],
-            "template in this tournament",
-        )
+        await check_unique_in_tournament(session, RaceTemplate, tournament_id, clean["name"], "template")
         template = RaceTemplate(guild_id=guild_id, tournament_id=tournament_id, **clean)
         session.add(template)
         await session.flush()
@@ -214,14 +207,8 @@ class TemplateService:
             template = await template_or_404(session, guild_id, tournament_id, template_id)
             clean = await self._clean(session, guild_id, tournament_id, changes)
             if "name" in clean:
-                await check_unique_name(
-                    session,
-                    RaceTemplate,
-                    RaceTemplate.tournament_id,
-                    tournament_id,
-                    clean["name"],
-                    "template in this tournament",
-                    own_id=template.id,
+                await check_unique_in_tournament(
+                    session, RaceTemplate, tournament_id, clean["name"], "template", own_id=template.id
                 )
             before = {key: getattr(template, key) for key in clean}
             for key, value in clean.items():
