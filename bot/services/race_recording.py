@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
-from bot.events import EventBus, LiveRaceCancelled, LiveRaceFinished, LiveRaceStarted
+from bot.events import EventBus, LiveRaceCancelled, LiveRaceEvent, LiveRaceFinished, LiveRaceStarted
 from bot.services import audit
 from bot.services.eligibility import compute_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
@@ -145,14 +146,10 @@ class RoomApplier:
         race.started_at = room.started_at or self.now
         race.entrant_count = len(participants)
         _count(race, (await self._entrants(race)).values())
-        await audit.record(
-            self.session,
-            guild_id=race.guild_id,
-            actor=self.actor,
-            action="live_race.start",
-            target_type="live_race",
-            target_id=race.id,
-            details={
+        await self._audit(
+            race,
+            "live_race.start",
+            {
                 "racetime_slug": race.racetime_slug,
                 "started_at": race.started_at,
                 "entrants": len(participants),
@@ -160,16 +157,7 @@ class RoomApplier:
             },
         )
         if announce:
-            await self.events.publish(
-                self.session,
-                LiveRaceStarted(
-                    guild_id=race.guild_id,
-                    tournament_id=race.tournament_id,
-                    live_race_id=race.id,
-                    occurred_at=self.now,
-                    participant_player_ids=tuple(counted),
-                ),
-            )
+            await self._publish(LiveRaceStarted, race, participant_player_ids=tuple(counted))
 
     async def _add_entrants(
         self, race: LiveRace, tournament: Tournament, pool: Pool, room: Race, participants: list[EntrantResult]
@@ -225,14 +213,10 @@ class RoomApplier:
         await mark_seed_published(self.session, race.seed_id)
         await recompute_seed(self.session, race.seed_id)
         counted = await self._counted_player_ids(race)
-        await audit.record(
-            self.session,
-            guild_id=race.guild_id,
-            actor=self.actor,
-            action="live_race.finish",
-            target_type="live_race",
-            target_id=race.id,
-            details={
+        await self._audit(
+            race,
+            "live_race.finish",
+            {
                 "racetime_slug": race.racetime_slug,
                 "racetime_status": room.status,
                 "ended_at": race.ended_at,
@@ -240,16 +224,7 @@ class RoomApplier:
                 "counted_player_ids": counted,
             },
         )
-        await self.events.publish(
-            self.session,
-            LiveRaceFinished(
-                guild_id=race.guild_id,
-                tournament_id=race.tournament_id,
-                live_race_id=race.id,
-                occurred_at=self.now,
-                participant_player_ids=tuple(counted),
-            ),
-        )
+        await self._publish(LiveRaceFinished, race, participant_player_ids=tuple(counted))
 
     async def _write_results(self, race: LiveRace, room: Race) -> list[str]:
         """Set every entrant's and run's final result; returns the RaceTime ids whose result changed."""
@@ -300,15 +275,7 @@ class RoomApplier:
             return False
         await recompute_seed(self.session, race.seed_id)
         race.results_recorded_at = self.now
-        await audit.record(
-            self.session,
-            guild_id=race.guild_id,
-            actor=self.actor,
-            action="live_race.rerecord",
-            target_type="live_race",
-            target_id=race.id,
-            details={"changed_racetime_ids": changed},
-        )
+        await self._audit(race, "live_race.rerecord", {"changed_racetime_ids": changed})
         return True
 
     # ---- cancel ----------------------------------------------------------------------------------------
@@ -349,27 +316,38 @@ class RoomApplier:
         if previous is not RaceStatus.SCHEDULED:
             race.ended_at = (room.cancelled_at if room is not None else None) or self.now
             await mark_seed_published(self.session, race.seed_id)
+        await self._audit(
+            race, "live_race.cancel", {"reason": reason, "previous_status": previous.value, "runs_kept": kept_any}
+        )
+        await self._publish(
+            LiveRaceCancelled,
+            race,
+            reason=reason,
+            previous_status=previous.value,
+            participant_player_ids=tuple(counted),
+        )
+
+    # ---- what every change records: its audit entry and its event --------------------------------------
+    async def _audit(self, race: LiveRace, action: str, details: dict[str, Any]) -> None:
         await audit.record(
             self.session,
             guild_id=race.guild_id,
             actor=self.actor,
-            action="live_race.cancel",
+            action=action,
             target_type="live_race",
             target_id=race.id,
-            details={"reason": reason, "previous_status": previous.value, "runs_kept": kept_any},
+            details=details,
         )
-        await self.events.publish(
-            self.session,
-            LiveRaceCancelled(
-                guild_id=race.guild_id,
-                tournament_id=race.tournament_id,
-                live_race_id=race.id,
-                occurred_at=self.now,
-                reason=reason,
-                previous_status=previous.value,
-                participant_player_ids=tuple(counted),
-            ),
+
+    async def _publish(self, event_type: type[LiveRaceEvent], race: LiveRace, **fields: Any) -> None:
+        event = event_type(
+            guild_id=race.guild_id,
+            tournament_id=race.tournament_id,
+            live_race_id=race.id,
+            occurred_at=self.now,
+            **fields,
         )
+        await self.events.publish(self.session, event)
 
     # ---- lookups ---------------------------------------------------------------------------------------
     async def _entrants(self, race: LiveRace) -> dict[str, LiveRaceEntrant]:
