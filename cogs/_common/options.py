@@ -113,12 +113,25 @@ async def _or_none(lookup: Awaitable[T]) -> T | None:
         return None
 
 
+class _GuildThing(app_commands.Transformer):
+    """Something of the guild (a tournament, a room profile, a season), by id or by exact name: `_find` reads it,
+    once an interaction."""
+
+    kind = ""
+
+    async def transform(self, interaction: discord.Interaction, value: str, /) -> Any:
+        return await _once(interaction, (self.kind, value), lambda: self._find(interaction, value.strip()))
+
+    @staticmethod
+    async def _find(interaction: discord.Interaction, value: str) -> Any:
+        raise NotImplementedError
+
+
 # ---- tournaments -----------------------------------------------------------------------------------------------
-class TournamentOption(app_commands.Transformer):
+class TournamentOption(_GuildThing):
     """A tournament of the guild, by id (what autocomplete sends) or by exact name."""
 
-    async def transform(self, interaction: discord.Interaction, value: str, /) -> Tournament:
-        return await _once(interaction, ("tournament", value), lambda: self._find(interaction, value.strip()))
+    kind = "tournament"
 
     @staticmethod
     async def _find(interaction: discord.Interaction, value: str) -> Tournament:
@@ -217,11 +230,10 @@ class SeedOption(app_commands.Transformer):
 
 
 # ---- room profiles -------------------------------------------------------------------------------------------
-class RoomProfileOption(app_commands.Transformer):
+class RoomProfileOption(_GuildThing):
     """A room profile of the guild, by id or by exact name."""
 
-    async def transform(self, interaction: discord.Interaction, value: str, /) -> RoomProfile:
-        return await _once(interaction, ("room_profile", value), lambda: self._find(interaction, value.strip()))
+    kind = "room_profile"
 
     @staticmethod
     async def _find(interaction: discord.Interaction, value: str) -> RoomProfile:
@@ -490,11 +502,10 @@ class PhaseOption(_TournamentChild):
         return _pick(items, lambda v: v.phase.id == wanted or v.phase.name.lower() == value.lower(), missing)
 
 
-class SeasonOption(app_commands.Transformer):
+class SeasonOption(_GuildThing):
     """A season of the guild, by id or by exact name."""
 
-    async def transform(self, interaction: discord.Interaction, value: str, /) -> Any:
-        return await _once(interaction, ("season", value), lambda: self._find(interaction, value.strip()))
+    kind = "season"
 
     @staticmethod
     async def _find(interaction: discord.Interaction, value: str) -> Any:

@@ -136,12 +136,7 @@ def parse_day(text: str, *, timezone: str, now: datetime) -> ReadDay | None:
         day = None
     if day is None:
         _refuse_two_way_dates(value, timezone, now)
-        base = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0, microsecond=0)
-        settings = {**_PARSER_SETTINGS, "RELATIVE_BASE": base}
-        try:
-            parsed = _dateparser().parse(value, languages=["en"], settings=settings)
-        except (ValueError, OverflowError):
-            return None
+        parsed = _parse(value, _local_base(now, timezone))
         if parsed is None:
             return None
         day = parsed.date()
@@ -194,13 +189,23 @@ def _dateparser() -> Any:
     return dateparser
 
 
-def _natural(value: str, timezone: str, now: datetime) -> datetime | None:
-    base = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0, microsecond=0)
+def _local_base(now: datetime, timezone: str) -> datetime:
+    """`now` as the wall clock of `timezone` shows it, to the minute: what relative words are read from."""
+    return now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _parse(value: str, base: datetime) -> datetime | None:
+    """dateparser's reading of `value` (English, relative to `base`), or None when it reads none."""
     settings = {**_PARSER_SETTINGS, "RELATIVE_BASE": base}
     try:
-        parsed = _dateparser().parse(value, languages=["en"], settings=settings)
+        return _dateparser().parse(value, languages=["en"], settings=settings)
     except (ValueError, OverflowError):
         return None
+
+
+def _natural(value: str, timezone: str, now: datetime) -> datetime | None:
+    base = _local_base(now, timezone)
+    parsed = _parse(value, base)
     if parsed is None:
         return None
     if parsed.tzinfo is not None:  # the text named an offset or zone (`19:00 UTC`, `20:00 +0200`)
