@@ -47,8 +47,8 @@ from cogs._common.options import (
 from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.timeparse import ReadDay, ReadTime
-from cogs._common.views import ConfirmView, Paginator
-from db.models import SPECS_BY_NAME, Pool, RaceStatus, RaceTemplate, RoomProfile, Seed, Tournament
+from cogs._common.views import Action, ConfirmView, Paginator
+from db.models import SPECS_BY_NAME, LiveRace, Pool, RaceStatus, RaceTemplate, RoomProfile, Seed, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
 LIST_LIMIT = 200
@@ -95,6 +95,20 @@ def resend_text(requeued: int, expired: int) -> str:
     if expired:
         parts.append(f"{expired} had gone stale (the race moved on) and expired instead of being resent")
     return "; ".join(parts) + "."
+
+
+async def _confirm(
+    interaction: discord.Interaction,
+    race: LiveRace,
+    verb: str,
+    action: Action,
+    question_end: str,
+) -> None:
+    """Ask the moderator to confirm `verb` (Cancel, Delete) on a race, named with its status and start."""
+    await ConfirmView(interaction.user.id, action, confirm_label=f"{verb} the race").ask(
+        interaction,
+        f"{verb} **{race_title(race)}** ({status_label(race.status)}, {ts(race.scheduled_at, 'f')}){question_end}",
+    )
 
 
 class LiveRaceCog(StartlineCog):
@@ -268,11 +282,7 @@ class LiveRaceCog(StartlineCog):
             return done
 
         room = " and close its RaceTime.gg room" if view.race.racetime_url else ""
-        await ConfirmView(interaction.user.id, do_cancel, confirm_label="Cancel the race").ask(
-            interaction,
-            f"Cancel **{race_title(view.race)}** ({status_label(view.race.status)}, "
-            f"{ts(view.race.scheduled_at, 'f')}){room}?\nReason: {safe(reason, 300)}",
-        )
+        await _confirm(interaction, view.race, "Cancel", do_cancel, f"{room}?\nReason: {safe(reason, 300)}")
 
     @liverace_admin.command(name="delete", description="Delete a scheduled or cancelled race (recorded runs stay)")
     @moderator_only()
@@ -288,11 +298,7 @@ class LiveRaceCog(StartlineCog):
             notice = " Players who were told about it get the cancelled notice." if told else ""
             return f"Deleted **{race_title(view.race)}**.{notice}"
 
-        await ConfirmView(interaction.user.id, do_delete, confirm_label="Delete the race").ask(
-            interaction,
-            f"Delete **{race_title(view.race)}** ({status_label(view.race.status)}, "
-            f"{ts(view.race.scheduled_at, 'f')})? This cannot be undone.",
-        )
+        await _confirm(interaction, view.race, "Delete", do_delete, "? This cannot be undone.")
 
     # ---- open / record / resend ----------------------------------------------------------------------------------
     @liverace_admin.command(name="open", description="Open the RaceTime.gg room now")
