@@ -174,13 +174,8 @@ class SeasonCog(StartlineCog):
             for key in ("room_open_lead_minutes", "announcement_channel_id", "announcement_role_id"):
                 changes.setdefault(key, None)
         if pools is not None:
-            known = await self.services.tournaments.list_pools(guild_id, tournament.id)
-            by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
             wanted = [part.strip() for part in pools.split(",") if part.strip()]
-            missing = [part for part in wanted if part.lower() not in by_name]
-            if missing:
-                raise ValidationFailed(f"no pool called {missing[0]!r} in {tournament.name}", field="pools")
-            changes["pool_ids"] = [by_name[part.lower()] for part in wanted]
+            changes["pool_ids"] = await self._pools_named(guild_id, tournament, wanted)  # a rotation may repeat one
         updated = await self.services.templates.update(
             guild_id, tournament.id, template.id, self.actor(interaction), **changes
         )
@@ -485,16 +480,20 @@ class SeasonCog(StartlineCog):
         await respond(interaction, f"Deleted phase **{safe(phase.phase.name)}**; its pools stay in the tournament.")
 
     async def _pool_ids(self, guild_id: int, tournament: Tournament, text: str) -> list[int]:
-        """Pool names or ids separated by commas, in that order; an unknown one is refused by name."""
-        known = await self.services.tournaments.list_pools(guild_id, tournament.id)
-        by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
+        """Pool names or ids separated by commas, in that order, each once; an unknown one is refused by name."""
         wanted = [part.strip().lstrip("#") for part in text.split(",") if part.strip()]
         if not wanted:
             raise ValidationFailed("name at least one pool, separated by commas", field="pools")
+        return list(dict.fromkeys(await self._pools_named(guild_id, tournament, wanted)))
+
+    async def _pools_named(self, guild_id: int, tournament: Tournament, wanted: list[str]) -> list[int]:
+        """The ids of the tournament's pools named (by name or id) in `wanted`; an unknown one is refused by name."""
+        known = await self.services.tournaments.list_pools(guild_id, tournament.id)
+        by_name = {p.name.lower(): p.id for p in known} | {str(p.id): p.id for p in known}
         missing = [part for part in wanted if part.lower() not in by_name]
         if missing:
             raise ValidationFailed(f"no pool called {missing[0]!r} in {tournament.name}", field="pools")
-        return list(dict.fromkeys(by_name[part.lower()] for part in wanted))
+        return [by_name[part.lower()] for part in wanted]
 
     @phase.command(name="list", description="The phases of a tournament")
     async def phase_list(
