@@ -24,6 +24,7 @@ from bot.services.players import EFFECTIVE_RACETIME_ID, EFFECTIVE_RACETIME_NAME,
 from bot.services.tournaments import pool_or_404, tournament_or_404
 from db.models import (
     GuildPlayer,
+    LiveRace,
     PhasePool,
     PhaseStanding,
     PhaseStatus,
@@ -172,6 +173,26 @@ async def compute_eligibility(
         verdicts.append((candidate, reason))
     _fill(report, verdicts)
     return report
+
+
+async def race_eligibility(
+    session: AsyncSession,
+    race: LiveRace,
+    tournament: Tournament,
+    pool: Pool,
+    *,
+    player_ids: Collection[int] | None = None,
+) -> EligibilityReport:
+    """`compute_eligibility` for a live race: its guild and seed, with the race's own runs left out."""
+    return await compute_eligibility(
+        session,
+        guild_id=race.guild_id,
+        tournament=tournament,
+        pool=pool,
+        seed_id=race.seed_id,
+        exclude_live_race_id=race.id,
+        player_ids=player_ids,
+    )
 
 
 def _fill(report: EligibilityReport, verdicts: list[tuple[Candidate, str | None]]) -> None:

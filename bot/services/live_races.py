@@ -24,7 +24,7 @@ from bot.errors import Conflict, InvalidTransition, NotFound, UpstreamUnavailabl
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceRescheduled, LiveRaceScheduled
 from bot.services import audit, scheduled_events
 from bot.services.common import ROOM_OPEN_LEAD_MINUTES, Page, clean_name, clean_text, page_limit, require_aware
-from bot.services.eligibility import EligibilityReport, compute_eligibility
+from bot.services.eligibility import EligibilityReport, race_eligibility
 from bot.services.live_race_views import (
     ENTRANT_ORDER,
     LISTING,
@@ -313,14 +313,7 @@ class LiveRaceService:
         """Who may enter the guild's live race, and why the others may not."""
         async with self.db.read() as session:
             view = await self._load_view(session, guild_id, race_id, tournament_id)
-            return await compute_eligibility(
-                session,
-                guild_id=guild_id,
-                tournament=view.tournament,
-                pool=view.pool,
-                seed_id=view.race.seed_id,
-                exclude_live_race_id=view.race.id,
-            )
+            return await race_eligibility(session, view.race, view.tournament, view.pool)
 
     async def results(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> RaceResults:
         """The recorded results of the guild's live race, entrant by entrant."""

@@ -28,7 +28,7 @@ from bot.events import (
 )
 from bot.services import scheduled_events
 from bot.services.common import conflict_ignoring_insert
-from bot.services.eligibility import compute_eligibility
+from bot.services.eligibility import race_eligibility
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.room_opener import room_open_lead
 from bot.services.room_profiles import resolve_for_race
@@ -499,14 +499,7 @@ class OutboxWriter:
                 key = ("eligible", event.guild_id, pool.id, race.seed_id)
                 report = shared.get(key)
                 if report is None:
-                    report = await compute_eligibility(
-                        session,
-                        guild_id=event.guild_id,
-                        tournament=tournament,
-                        pool=pool,
-                        seed_id=race.seed_id,
-                        exclude_live_race_id=race.id,
-                    )
+                    report = await race_eligibility(session, race, tournament, pool)
                 if isinstance(event, LiveRaceScheduled):  # a new race: no runs to leave out, the same for its pool
                     shared[key] = report
                 if subscribers is None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.actors import Actor
 from bot.events import EventBus, LiveRaceCancelled, LiveRaceEvent, LiveRaceFinished, LiveRaceStarted
 from bot.services import audit
-from bot.services.eligibility import compute_eligibility
+from bot.services.eligibility import race_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
 from bot.services.race_locks import lock_seed_of
 from bot.services.room_opener import mark_seed_published
@@ -165,14 +165,8 @@ class RoomApplier:
         existing = await self._entrants(race)
         new = [p for p in participants if p.racetime_id not in existing]
         players = await self._members_by_racetime_id(race.guild_id, [p.racetime_id for p in new])
-        report = await compute_eligibility(
-            self.session,
-            guild_id=race.guild_id,
-            tournament=tournament,
-            pool=pool,
-            seed_id=race.seed_id,
-            exclude_live_race_id=race.id,
-            player_ids=[player.id for player in players.values()],
+        report = await race_eligibility(
+            self.session, race, tournament, pool, player_ids=[player.id for player in players.values()]
         )
         for participant in new:
             player = players.get(participant.racetime_id)

@@ -38,7 +38,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot import metrics
 from bot.clock import SYSTEM_CLOCK
-from bot.services.eligibility import compute_eligibility
+from bot.services.eligibility import race_eligibility
 from bot.services.players import EFFECTIVE_RACETIME_ID, roster_entry_of
 from bot.services.room_opener import SEED_LABEL, marker_tag
 from bot.services.room_profiles import resolve_for_race
@@ -409,15 +409,7 @@ class RoomPresence:
                 .where(or_(Player.racetime_id.in_(racetime_ids), GuildPlayer.racetime_id.in_(racetime_ids)))
             )
             players = {racetime_id: player_id for player_id, racetime_id in rows.all() if racetime_id in racetime_ids}
-            report = await compute_eligibility(
-                session,
-                guild_id=race.guild_id,
-                tournament=tournament,
-                pool=pool,
-                seed_id=race.seed_id,
-                exclude_live_race_id=race.id,
-                player_ids=list(players.values()),
-            )
+            report = await race_eligibility(session, race, tournament, pool, player_ids=list(players.values()))
         return {
             racetime_id: (report.reason_for(players[racetime_id]) if racetime_id in players else NOT_LINKED)
             for racetime_id in racetime_ids
