@@ -28,7 +28,7 @@ from bot.notifications.delivery import (
     ScheduledEventRef,
     TransientDeliveryError,
 )
-from bot.notifications.message import NotificationMessage
+from bot.notifications.message import LABEL_LIMIT, ActionStyle, MessageAction, NotificationMessage
 
 CANNOT_DM = 50007  # "Cannot send messages to this user": DMs closed, bot blocked or no shared server
 OPENING_DMS_TOO_FAST = 40003
@@ -54,6 +54,41 @@ def to_embed(message: NotificationMessage) -> discord.Embed:
     if message.footer:
         embed.set_footer(text=message.footer)
     return embed
+
+
+_STYLES = {
+    ActionStyle.PRIMARY: discord.ButtonStyle.primary,
+    ActionStyle.SECONDARY: discord.ButtonStyle.secondary,
+    ActionStyle.SUCCESS: discord.ButtonStyle.success,
+    ActionStyle.DANGER: discord.ButtonStyle.danger,
+    ActionStyle.LINK: discord.ButtonStyle.link,
+}
+
+
+def to_view(message: NotificationMessage, guild_name: Callable[[int], str | None] = lambda _: None) -> discord.ui.View:
+    """The message's actions as one row of buttons; a pressed one's custom_id is its action key, which the dynamic
+    items of `cogs/buttons.py` answer in any process, after any restart (the view keeps no state: nothing is
+    registered per message). An empty view removes a message's buttons when it is edited."""
+    view = discord.ui.View(timeout=None)
+    for action in message.actions:
+        view.add_item(_button(action, guild_name))
+    # Stopped at once: discord.py keeps a live view per message in memory (one per DM here); this one is only the
+    # components of the request, and the presses are answered by the dynamic items' templates.
+    view.stop()
+    return view
+
+
+def _button(action: MessageAction, guild_name: Callable[[int], str | None]) -> discord.ui.Button:
+    label = action.label
+    if "{server}" in label:
+        guild_id = action.args[0] if action.args else None
+        name = guild_name(guild_id) if isinstance(guild_id, int) else None
+        label = label.replace("{server}", name or "this server")
+        if len(label) > LABEL_LIMIT:
+            label = label[: LABEL_LIMIT - 1] + "…"
+    if action.url is not None:
+        return discord.ui.Button(label=label, style=discord.ButtonStyle.link, url=action.url)
+    return discord.ui.Button(label=label, style=_STYLES[action.style], custom_id=action.key)
 
 
 def map_error(exc: Exception) -> DeliveryError:
@@ -130,22 +165,30 @@ class DiscordDelivery:
     def available(self) -> bool:
         return self._is_available()
 
+    def _guild_name(self, guild_id: int) -> str | None:
+        guild = self.client.get_guild(guild_id)
+        return guild.name if guild is not None else None
+
+    def _view(self, message: NotificationMessage) -> discord.ui.View:
+        return to_view(message, self._guild_name)
+
     async def send_dm(
         self, user_id: int, message: NotificationMessage, *, dm_channel_id: int | None = None, nonce: str | None = None
     ) -> DmReceipt:
         embed = to_embed(message)
+        view = self._view(message)
         try:
             if dm_channel_id is None:
                 channel = await self._open_dm(user_id)
             else:
                 try:
-                    await self._post(self._known_dm_channel(dm_channel_id), embed, nonce)
+                    await self._post(self._known_dm_channel(dm_channel_id), embed, nonce, view)
                     return DmReceipt(dm_channel_id)
                 except discord.HTTPException as exc:
                     if not _stale_channel(exc):
                         raise
                 channel = await self._reopen_dm(user_id)
-            await self._post(channel, embed, nonce)
+            await self._post(channel, embed, nonce, view)
             return DmReceipt(channel.id)
         except DeliveryError:
             raise
@@ -179,6 +222,7 @@ class DiscordDelivery:
                     embed=to_embed(message),
                     allowed_mentions=mentions,
                     nonce=nonce,
+                    **({"view": self._view(message)} if message.actions else {}),
                     **({"reference": reference} if reference is not None else {}),
                 )
         except Exception as exc:
@@ -189,8 +233,13 @@ class DiscordDelivery:
         channel = self.client.get_partial_messageable(channel_id)
         try:
             async with self._limiter:
+                # Always with its view: an edit without actions removes the buttons (the race finished or was
+                # cancelled); one with actions puts them back as they are now.
                 await channel.get_partial_message(message_id).edit(
-                    content=message.content, embed=to_embed(message), allowed_mentions=discord.AllowedMentions.none()
+                    content=message.content,
+                    embed=to_embed(message),
+                    allowed_mentions=discord.AllowedMentions.none(),
+                    view=self._view(message),
                 )
         except Exception as exc:
             raise map_error(exc) from exc
@@ -214,9 +263,11 @@ class DiscordDelivery:
             data = await self.client.http.start_private_message(user_id)
         return self.client.get_partial_messageable(int(data["id"]), type=discord.ChannelType.private)
 
-    async def _post(self, channel: discord.abc.Messageable, embed: discord.Embed, nonce: str | None) -> None:
+    async def _post(
+        self, channel: discord.abc.Messageable, embed: discord.Embed, nonce: str | None, view: discord.ui.View
+    ) -> None:
         async with self._limiter:
-            await channel.send(embed=embed, nonce=nonce)
+            await channel.send(embed=embed, nonce=nonce, **({"view": view} if view.children else {}))
 
     # ---- guild scheduled events ----------------------------------------------------------------------
     async def find_scheduled_event(self, guild_id: int, marker: str) -> ScheduledEventRef | None:

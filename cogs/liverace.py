@@ -11,7 +11,6 @@ from discord.app_commands import Transform
 from bot.errors import ValidationFailed
 from bot.services.batch import MAX_CSV_BYTES
 from bot.services.live_race_views import LiveRaceView, seed_is_public
-from bot.services.reminders import DEFAULT_RSVP_OFFSETS, describe_offset
 from cogs._common import options
 from cogs._common.base import StartlineCog
 from cogs._common.checks import admin_group, is_moderator, moderator_only, player_group
@@ -48,6 +47,7 @@ from cogs._common.respond import respond, think
 from cogs._common.room_options import RoomValues, room_setting_options
 from cogs._common.timeparse import ReadDay, ReadTime
 from cogs._common.views import Action, ConfirmView, Paginator
+from cogs.buttons import rsvp_text
 from db.models import SPECS_BY_NAME, LiveRace, Pool, RaceStatus, RaceTemplate, RoomProfile, Seed, Tournament
 
 UPCOMING_LIMIT = 25  # each race's eligibility is computed for the caller; a page of races is plenty
@@ -481,29 +481,14 @@ class LiveRaceCog(StartlineCog):
     async def rsvp(
         self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption], going: bool = True
     ) -> None:
-        guild_id = self.guild_id(interaction)
-        view = race
-        changed = await self.services.reminders.set_rsvp(
-            guild_id, view.race.id, interaction.user.id, going, display_name=interaction.user.display_name
+        outcome = await self.services.reminders.rsvp(
+            self.guild_id(interaction),
+            race.race.id,
+            interaction.user.id,
+            going,
+            display_name=interaction.user.display_name,
         )
-        title = safe(race_title(view.race), 100)
-        if not going:
-            text = f"Your RSVP for {title} is withdrawn." if changed else f"You had not RSVP'd for {title}."
-            await respond(interaction, text + " Its reminders stop (unless you chose reminders for every race).")
-            return
-        offsets = await self.services.reminders.offsets(interaction.user.id, guild_id)
-        when = ", ".join(describe_offset(m) for m in (offsets or DEFAULT_RSVP_OFFSETS))
-        lines = [
-            (f"✅ You RSVP'd for {title}." if changed else f"You had already RSVP'd for {title}.")
-            + f" You get a DM {when} before the start and one if it moves. Undo: `/liverace rsvp going:False`."
-        ]
-        player = await self.services.players.get(guild_id, interaction.user.id)
-        reason = (await self.services.live_races.eligibility(guild_id, view.race.id)).reason_for(player.id)
-        if reason is not None:
-            lines.append(
-                f"⚠️ You may not race it yet: {safe(reason, 200)}. Fix it first (for example `/racetime link`)."
-            )
-        await respond(interaction, "\n".join(lines))
+        await respond(interaction, rsvp_text(outcome))  # the announcement's RSVP buttons answer the same
 
     @liverace.command(name="eligible", description="Whether you may race it (moderators: everyone, with reasons)")
     async def eligible(self, interaction: discord.Interaction, race: Transform[LiveRaceView, RaceOption]) -> None:

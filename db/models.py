@@ -435,6 +435,10 @@ class GuildPlayer(Base):
     racetime_linked_at: Mapped[datetime | None] = mapped_column()
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
     left_at: Mapped[datetime | None] = mapped_column()
+    # Set when the member turned every DM from this guild off (a DM's "No more DMs from …" button): the outbox and the
+    # reminders queue none for them and the dispatcher skips any queued before; cleared by the undo, or by turning a
+    # notification on for this guild in /notify.
+    dms_off_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (

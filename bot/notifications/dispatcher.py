@@ -19,7 +19,8 @@ Outcomes: success → `sent`; DMs closed → `failed` and the player is marked d
 `skipped` until they use the bot again); rate limits, Discord server errors and network errors → `retrying`
 with exponential backoff and jitter, then `failed` after `max_retries`; anything else Discord refuses →
 `failed` with the reason. A DM to a player who left the row's guild (or was banned) since it was queued →
-`skipped`. Without a delivery (no gateway) rows simply wait.
+`skipped`, and so is one to a player who turned every DM of that guild off (the DM's "No more DMs" button). Without
+a delivery (no gateway) rows simply wait.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ SUPERSEDED_REASON = "Skipped: a later edit of the announcement shows the race as
 WAITING_REASON = "Waiting for the race's announcement to be posted first"
 BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
 LEFT_REASON = "Skipped: the player left this server (or was banned) after this message was queued"
+DMS_OFF_REASON = "Skipped: the player turned off every DM from this server (No more DMs) after it was queued"
 DISPATCHER = Actor.system("notification dispatcher")
 
 _notifications = Notification.__table__
@@ -113,6 +115,7 @@ class ClaimedRow:
     dm_channel_id: int | None
     dm_blocked: bool
     left_guild: bool = False  # the player left the row's guild (or was banned) since it was queued
+    dms_off: bool = False  # the player turned every DM of the row's guild off since it was queued
     guild_id: int = 0
     event_type: EventType | None = None
     live_race_id: int | None = None
@@ -290,6 +293,7 @@ class NotificationDispatcher:
                     Notification.event_type,
                     Notification.live_race_id,
                     Notification.maybe_delivered,
+                    GuildPlayer.dms_off_at,
                 )
                 .outerjoin(Player, Player.id == Notification.player_id)
                 .outerjoin(
@@ -308,6 +312,7 @@ class NotificationDispatcher:
                     *row[:8],
                     dm_blocked=bool(row[8]),
                     left_guild=row[9] is not None,
+                    dms_off=row[14] is not None,
                     guild_id=row[10],
                     event_type=row[11],
                     live_race_id=row[12],
@@ -426,6 +431,8 @@ class NotificationDispatcher:
             return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=BLOCKED_REASON)
         if row.kind is NotificationKind.DM and row.left_guild:
             return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=LEFT_REASON)
+        if row.kind is NotificationKind.DM and row.dms_off:
+            return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=DMS_OFF_REASON)
         if row.living and row.post_message_id is None and row.post_waiting:
             # Not an attempt: the announcement it edits or answers is not posted yet.
             next_at = self._clock() + timedelta(seconds=POST_WAIT_SECONDS)
@@ -435,7 +442,8 @@ class NotificationDispatcher:
         if row.kind is NotificationKind.SCHEDULED_EVENT:
             return await self._sync_event(delivery, row, attempts)
         try:
-            message = render(row.payload, channel=row.kind is not NotificationKind.DM)
+            dm = row.kind is NotificationKind.DM
+            message = render(row.payload, channel=not dm, guild_id=row.guild_id if dm else None)
         except (KeyError, TypeError, ValueError) as exc:
             return Outcome(row, NotificationStatus.FAILED, attempts, error=f"Could not render the message: {exc!r}")
         try:

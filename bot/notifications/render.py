@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.notifications.message import MessageField, NotificationMessage
+from bot.notifications.message import (
+    ActionKind,
+    ActionStyle,
+    MessageAction,
+    MessageField,
+    NotificationMessage,
+)
 from db.models import (
     LIVE_RACE_REMINDER,
     OPEN_FAILED_ALERT,
@@ -81,8 +87,9 @@ def renders(event: EventType | EventSpec) -> Callable[[Renderer], Renderer]:
     return register
 
 
-def render(payload: Mapping[str, Any], *, channel: bool = False) -> NotificationMessage:
-    """The message for one outbox row; `channel` selects the announcement form (no personal result)."""
+def render(payload: Mapping[str, Any], *, channel: bool = False, guild_id: int | None = None) -> NotificationMessage:
+    """The message for one outbox row; `channel` selects the announcement form (no personal result); `guild_id`
+    (the row's guild) gives a DM its buttons for that guild's preferences."""
     spec = SPECS_BY_NAME[payload["event"]]
     race = payload.get("race", {})
     body = RENDERERS[spec.name](payload, race, channel)
@@ -103,7 +110,50 @@ def render(payload: Mapping[str, Any], *, channel: bool = False) -> Notification
         timestamp=datetime.fromtimestamp(occurred, UTC) if occurred is not None else None,
         content=f"<@&{payload['role_id']}>" if channel and payload.get("role_id") else None,
         mention_role_ids=(int(payload["role_id"]),) if channel and payload.get("role_id") else (),
+        actions=announcement_actions(payload) if channel else dm_actions(payload, spec, guild_id),
     )
+
+
+# The living announcement takes RSVPs while the race is scheduled (a rescheduled race still is); from the room's
+# opening it links the room instead (RSVPs close there: `/liverace rsvp` refuses too); once the race finished or was
+# cancelled, it has no buttons left.
+_RSVP_STEPS = frozenset({EventType.LIVE_RACE_SCHEDULED.value, EventType.LIVE_RACE_RESCHEDULED.value})
+_ROOM_STEPS = frozenset({EventType.LIVE_RACE_ROOM_OPENED.value, EventType.LIVE_RACE_STARTED.value})
+RSVP_YES_LABEL = "I'm racing"
+RSVP_NO_LABEL = "Not this time"
+OPEN_ROOM_LABEL = "Open the room"
+MUTE_LABEL = "Mute this kind"
+DMS_OFF_LABEL = "No more DMs from {server}"
+
+
+def announcement_actions(payload: Mapping[str, Any]) -> tuple[MessageAction, ...]:
+    """The buttons of a race's living announcement (and of the room-open reply, which may become it)."""
+    if not (payload.get("living") or payload.get("reply")):
+        return ()
+    race = payload.get("race", {})
+    race_id, event, url = race.get("id"), payload.get("event"), race.get("room_url")
+    if event in _RSVP_STEPS and payload.get("living") and isinstance(race_id, int):
+        return (
+            MessageAction(ActionKind.RSVP, RSVP_YES_LABEL, ActionStyle.SUCCESS, args=(race_id, "yes")),
+            MessageAction(ActionKind.RSVP, RSVP_NO_LABEL, ActionStyle.SECONDARY, args=(race_id, "no")),
+        )
+    if event in _ROOM_STEPS and url:
+        return (MessageAction(ActionKind.OPEN_ROOM, OPEN_ROOM_LABEL, ActionStyle.LINK, url=url),)
+    return ()
+
+
+def dm_actions(payload: Mapping[str, Any], spec: EventSpec, guild_id: int | None) -> tuple[MessageAction, ...]:
+    """A DM's buttons: the room (when its link is known), this type off for the guild (types players subscribe
+    to), and every DM of the guild off."""
+    actions: list[MessageAction] = []
+    url = payload.get("race", {}).get("room_url")
+    if url:
+        actions.append(MessageAction(ActionKind.OPEN_ROOM, OPEN_ROOM_LABEL, ActionStyle.LINK, url=url))
+    if guild_id is not None:
+        if spec.code is not None:
+            actions.append(MessageAction(ActionKind.MUTE_TYPE, MUTE_LABEL, args=(guild_id, spec.code)))
+        actions.append(MessageAction(ActionKind.DMS_OFF, DMS_OFF_LABEL, ActionStyle.DANGER, args=(guild_id,)))
+    return tuple(actions)
 
 
 def _where(race: Mapping[str, Any]) -> str:

@@ -110,10 +110,11 @@ def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence:
 async def subscribed_player_ids(
     session: AsyncSession, guild_id: int, event_type: EventType, player_ids: Collection[int] | None = None
 ) -> set[int]:
-    """Players of the guild's roster who did not leave it and whose effective preference for this guild is on: a
-    guild row beats the all-guilds row, and no row at all means the type's default (`EventSpec.default_on`; off,
-    opt-in, for every type so far). A type that is on by default needs the candidates (`player_ids`): the players
-    with no row are not in the table (the dispatcher still skips a DM to a member who left)."""
+    """Players of the guild's roster who did not leave it nor turn its DMs off, and whose effective preference for
+    this guild is on: a guild row beats the all-guilds row, and no row at all means the type's default
+    (`EventSpec.default_on`; off, opt-in, for every type so far). A type that is on by default needs the candidates
+    (`player_ids`): the players with no row are not in the table (the dispatcher still skips a DM to a member who
+    left)."""
     default = event_type.spec.default_on
     if default and player_ids is None:
         raise ValueError(f"{event_type.value} is on by default: name the candidate players")
@@ -125,6 +126,7 @@ async def subscribed_player_ids(
             NotificationSubscription.event_type == event_type,
             or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
             GuildPlayer.left_at.is_(None),
+            GuildPlayer.dms_off_at.is_(None),  # "No more DMs from this server"
         )
     )
     if player_ids is not None:
@@ -515,7 +517,11 @@ class OutboxWriter:
                     await session.scalars(
                         select(RaceRsvp.player_id)
                         .join(GuildPlayer, roster_entry_of(event.guild_id, RaceRsvp.player_id))
-                        .where(RaceRsvp.live_race_id == race.id, GuildPlayer.left_at.is_(None))
+                        .where(
+                            RaceRsvp.live_race_id == race.id,
+                            GuildPlayer.left_at.is_(None),
+                            GuildPlayer.dms_off_at.is_(None),
+                        )
                     )
                 ).all()
             )

@@ -25,11 +25,12 @@ from bot.events import EventBus
 from bot.services import audit
 from bot.services.common import Keyset, Page
 from bot.services.notification_outbox import OutboxWriter
-from bot.services.players import check_discord_id, ensure_member
+from bot.services.players import check_discord_id, ensure_member, roster_entry_of
 from bot.settings import Settings
 from db.models import (
     EVENT_CODES,
     EventType,
+    GuildPlayer,
     LiveRace,
     Notification,
     NotificationKind,
@@ -117,6 +118,20 @@ def build_views(rows: Iterable[tuple[EventType, int | None, bool]], guild_id: in
     return views
 
 
+@dataclass(frozen=True)
+class GuildDmChange:
+    """What a DM's button changed for one guild: a type (`event_type`) or every DM (None); `changed` is False when it
+    was so already (a second press)."""
+
+    guild_id: int
+    event_type: EventType | None
+    enabled: bool
+    changed: bool
+
+
+NOT_ON_ROSTER = "you get no DMs from that server: Startline has no record of you there (or you left it)"
+
+
 async def race_in_guild_or_404(session: AsyncSession, guild_id: int, race_id: int) -> LiveRace:
     race = await session.get(LiveRace, race_id)
     if race is None or race.guild_id != guild_id:
@@ -167,6 +182,98 @@ class NotificationService:
     ) -> list[PreferenceView]:
         """Turn every notification type on or off for a player (in `guild_id`, or everywhere with None)."""
         return await self._set(discord_user_id, list(EVENT_TYPES_IN_CODE_ORDER), enabled, guild_id, actor, display_name)
+
+    async def set_type_in_guild(
+        self, discord_user_id: int, guild_id: int, event_code: int | str, enabled: bool, *, actor: Actor
+    ) -> GuildDmChange:
+        """One notification type on or off for one guild, from a DM's button (which names the guild and the type's
+        code): a guild the member is not on the roster of, or an unknown type, changes nothing. Turning a type on
+        also turns the guild's DMs back on (`set_guild_dms`)."""
+        check_discord_id(discord_user_id)
+        guild_id = check_discord_id(guild_id, "guild_id")
+        event_type = parse_event_type(event_code)
+        enabled = _check_enabled(enabled)
+        async with self.db.transaction() as session:
+            player, entry = await self._roster_entry(session, discord_user_id, guild_id)
+            row = await session.scalar(
+                select(NotificationSubscription).where(
+                    NotificationSubscription.player_id == player.id,
+                    NotificationSubscription.guild_id == guild_id,
+                    NotificationSubscription.event_type == event_type,
+                )
+            )
+            changed = row is None or row.active != enabled
+            if row is None:
+                session.add(
+                    NotificationSubscription(
+                        player_id=player.id, event_type=event_type, guild_id=guild_id, active=enabled
+                    )
+                )
+            else:
+                row.active = enabled
+            if enabled:
+                changed |= self._dms_back_on(player, entry)
+            if changed:
+                details = {"scope": "guild", "event_types": [event_type.value], "enabled": enabled, "via": "dm_button"}
+                await self._audit(session, actor, player, guild_id, "notification.preferences_update", details)
+        return GuildDmChange(guild_id, event_type, enabled, changed)
+
+    async def set_guild_dms(self, discord_user_id: int, guild_id: int, enabled: bool, *, actor: Actor) -> GuildDmChange:
+        """Every DM from one guild off ("No more DMs from …": the outbox queues none, the reminders and rows queued
+        before are skipped when sent) or back on (the undo), whatever the per-type choices, which stay as they are.
+        A guild the member is not on the roster of changes nothing."""
+        check_discord_id(discord_user_id)
+        guild_id = check_discord_id(guild_id, "guild_id")
+        enabled = _check_enabled(enabled)
+        async with self.db.transaction() as session:
+            player, entry = await self._roster_entry(session, discord_user_id, guild_id)
+            if enabled:
+                changed = self._dms_back_on(player, entry)
+            else:
+                changed = entry.dms_off_at is None
+                if changed:
+                    entry.dms_off_at = self.clock()
+            if changed:
+                details = {"scope": "guild", "all_dms": enabled, "via": "dm_button"}
+                await self._audit(session, actor, player, guild_id, "notification.guild_dms", details)
+        return GuildDmChange(guild_id, None, enabled, changed)
+
+    @staticmethod
+    def _dms_back_on(player: Player, entry: GuildPlayer | None) -> bool:
+        """Asking for DMs of a guild turns its "No more DMs" off, and is using the bot (try reaching them again)."""
+        if player.dm_blocked:
+            player.dm_blocked = False
+            player.dm_blocked_at = None
+        if entry is None or entry.dms_off_at is None:
+            return False
+        entry.dms_off_at = None
+        return True
+
+    @staticmethod
+    async def _roster_entry(session: AsyncSession, discord_user_id: int, guild_id: int) -> tuple[Player, GuildPlayer]:
+        """The member's roster entry in the guild, for a change a DM's button asks for; NotFound (nothing made) when
+        they are not on it or left it."""
+        found = (
+            await session.execute(
+                select(Player, GuildPlayer)
+                .join(GuildPlayer, roster_entry_of(guild_id))
+                .where(Player.discord_user_id == discord_user_id, GuildPlayer.left_at.is_(None))
+                .with_for_update()
+            )
+        ).first()
+        if found is None:
+            raise NotFound(NOT_ON_ROSTER, field="guild_id")
+        return found[0], found[1]
+
+    async def guild_dms_off(self, discord_user_id: int, guild_id: int) -> bool:
+        """Whether the member turned every DM of this guild off (/notify says so)."""
+        async with self.db.read() as session:
+            off = await session.scalar(
+                select(GuildPlayer.dms_off_at)
+                .join(Player, Player.id == GuildPlayer.player_id)
+                .where(Player.discord_user_id == discord_user_id, GuildPlayer.guild_id == guild_id)
+            )
+        return off is not None
 
     async def clear_guild_preferences(
         self, discord_user_id: int, guild_id: int, *, actor: Actor
@@ -229,6 +336,8 @@ class NotificationService:
                 # Asking for DMs is using the bot: try to reach them again.
                 player.dm_blocked = False
                 player.dm_blocked_at = None
+            if enabled and guild_id is not None:  # a type turned on here turns "No more DMs from here" off
+                self._dms_back_on(player, await session.get(GuildPlayer, (guild_id, player.id)))
             details = {
                 "scope": "guild" if guild_id is not None else "all_guilds",
                 "event_types": [e.value for e in event_types],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -25,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
+from bot.services.eligibility import race_eligibility
 from bot.services.notification_outbox import PAYLOAD_VERSION, insert_ignoring_duplicates, subscribed_player_ids
 from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
 from bot.services.processes import Leases
+from bot.services.race_locks import lock_race
 from db.models import (
     LIVE_RACE_REMINDER,
     EventType,
@@ -107,6 +110,17 @@ def _stored(offsets: str) -> tuple[int, ...]:
     return tuple(int(v) for v in offsets.split(",") if v)
 
 
+@dataclass(frozen=True)
+class RsvpOutcome:
+    """What an RSVP did, for the adapter's answer (`/liverace rsvp` and the announcement's buttons say the same)."""
+
+    race: LiveRace
+    going: bool
+    changed: bool  # False: it was so already (pressing twice changes nothing)
+    offsets: tuple[int, ...]  # when the player will be reminded (their offsets in the guild, else the RSVP default)
+    ineligible_reason: str | None  # why the player may not race it yet (going only), None when they may
+
+
 def reminder_key_prefix(race_id: int) -> str:
     return f"reminder:race:{race_id}:at:"
 
@@ -174,8 +188,8 @@ class ReminderService:
         or one that was deleted, is NotFound; one that is no longer scheduled refuses."""
         check_discord_id(discord_user_id)
         async with self.db.transaction() as session:
-            race = await session.get(LiveRace, race_id)
-            if race is None or race.guild_id != guild_id:
+            race = await lock_race(session, race_id, guild_id=guild_id)  # a change to a live race: under its lock
+            if race is None:
                 raise NotFound(f"live race {race_id} not found (it may have been deleted)", field="race_id")
             player = await ensure_member(session, guild_id, discord_user_id, display_name)
             existing = await session.scalar(
@@ -192,6 +206,34 @@ class ReminderService:
                 return False
             await session.execute(delete(RaceRsvp).where(RaceRsvp.id == existing.id))
             return True
+
+    async def rsvp(
+        self, guild_id: int, race_id: int, discord_user_id: int, going: bool, *, display_name: str | None = None
+    ) -> RsvpOutcome:
+        """`set_rsvp`, then what the answer needs: the race, when the player will be reminded, and (going) why they
+        may not race it yet, so a player who cannot race it hears why at once."""
+        changed = await self.set_rsvp(guild_id, race_id, discord_user_id, going, display_name=display_name)
+        async with self.db.read() as session:
+            race = await session.get(LiveRace, race_id)
+            if race is None or race.guild_id != guild_id:  # deleted since, a moment ago
+                raise NotFound(f"live race {race_id} not found (it may have been deleted)", field="race_id")
+            player_id, stored = (
+                await session.execute(
+                    select(Player.id, ReminderPreference.offsets)
+                    .outerjoin(
+                        ReminderPreference,
+                        (ReminderPreference.player_id == Player.id) & (ReminderPreference.guild_id == guild_id),
+                    )
+                    .where(Player.discord_user_id == discord_user_id)
+                )
+            ).one()
+            reason = None
+            if going:
+                tournament = await session.get(Tournament, race.tournament_id)
+                pool = await session.get(Pool, race.pool_id)
+                report = await race_eligibility(session, race, tournament, pool, player_ids=[player_id])
+                reason = report.reason_for(player_id)
+        return RsvpOutcome(race, going, changed, _stored(stored or "") or DEFAULT_RSVP_OFFSETS, reason)
 
     async def rsvps(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
         """(Discord user id, display name) of who RSVP'd, oldest first."""

@@ -3,8 +3,9 @@
 It speaks enough of API v10 for notifications: `GET /users/@me` and `GET /oauth2/applications/@me` (what
 discord.py's login asks), `POST /users/@me/channels` (open a DM), `POST /channels/{id}/messages` (a
 `message_reference` makes a reply) and `PATCH /channels/{id}/messages/{id}` (edit: 10008 Unknown Message once the
-test deleted it with `delete_message`, 10003 Unknown Channel once it removed the channel), with Discord's
-rate-limit behaviour:
+test deleted it with `delete_message`, 10003 Unknown Channel once it removed the channel); a message keeps its
+`components` (buttons: checked as Discord does, 400/50035 otherwise; an edit replaces them, `[]` removes them), with
+Discord's rate-limit behaviour:
 
 - per-route buckets: fixed windows per (route, major parameter), announced with `X-RateLimit-Limit`,
   `-Remaining`, `-Reset`, `-Reset-After` and `-Bucket`; an exhausted bucket answers 429 with `retry_after`;
@@ -333,6 +334,9 @@ class FakeDiscordRest:
         failure = _next(failures)
         if failure is not None:
             return self._error(failure, MESSAGES_ROUTE, str(channel_id))
+        invalid = _invalid_components(payload.get("components"))
+        if invalid is not None:
+            return self._invalid_form(invalid, MESSAGES_ROUTE, str(channel_id))
         nonce = str(payload["nonce"]) if payload.get("enforce_nonce") and payload.get("nonce") else None
         known = self._known_nonce(nonce)
         if known is not None:
@@ -364,6 +368,9 @@ class FakeDiscordRest:
         message = self.messages.get(message_id)
         if message is None or int(message["channel_id"]) != channel_id:
             return self._error(Failure(404, 10008, "Unknown Message"), EDIT_ROUTE, str(channel_id))
+        invalid = _invalid_components(payload.get("components"))
+        if invalid is not None:
+            return self._invalid_form(invalid, EDIT_ROUTE, str(channel_id))
         for key in ("content", "embeds", "components"):
             if key in payload:
                 message[key] = payload[key] if payload[key] is not None else ([] if key != "content" else "")
@@ -552,6 +559,15 @@ class FakeDiscordRest:
     def _ok(self, data: dict[str, Any], route: str, major: str) -> web.Response:
         return _json(data, headers=self._bucket_headers(route, major))
 
+    def _invalid_form(self, reason: str, route: str, major: str) -> web.Response:
+        """Discord's 400 Invalid Form Body (50035) for a malformed message."""
+        body = {
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {"components": {"_errors": [{"code": "COMPONENT_INVALID", "message": reason}]}},
+        }
+        return _json(body, status=400, headers=self._bucket_headers(route, major))
+
     def _error(self, failure: Failure, route: str | None, major: str) -> web.Response:
         headers = self._bucket_headers(route, major)
         if failure.status == 429:
@@ -575,6 +591,36 @@ class FakeDiscordRest:
             if failure.status == 400:
                 body["errors"] = {"embeds": {"0": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "bad"}]}}}
         return _json(body, status=failure.status, headers=headers)
+
+
+def _invalid_components(rows: Any) -> str | None:
+    """Why Discord would refuse a message's components (https://discord.com/developers/docs/components/reference),
+    or None: at most 5 action rows (type 1) of at most 5 buttons (type 2); a button has a label of at most 80
+    characters and a style 1-5; a link button (style 5) has a url and no custom_id, every other one a custom_id of
+    1 to 100 characters, unique within the message."""
+    if rows is None:
+        return None
+    if not isinstance(rows, list) or len(rows) > 5:
+        return "components: at most 5 action rows"
+    seen: set[str] = set()
+    for row in rows:
+        children = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != 1 or not isinstance(children, list) or not 1 <= len(children) <= 5:
+            return "components: an action row holds 1 to 5 components"
+        for button in children:
+            if button.get("type") != 2:
+                continue  # only buttons are checked here
+            style, custom_id, label = button.get("style"), button.get("custom_id"), button.get("label") or ""
+            if style not in (1, 2, 3, 4, 5) or len(label) > 80:
+                return "components: a button needs a style of 1-5 and a label of at most 80 characters"
+            if style == 5:
+                if not button.get("url") or custom_id is not None:
+                    return "components: a link button has a url and no custom_id"
+            elif not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100 or custom_id in seen:
+                return "components: a button needs a unique custom_id of 1 to 100 characters"
+            else:
+                seen.add(custom_id)
+    return None
 
 
 def _json(data: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -623,7 +669,7 @@ def _message(message_id: int, channel_id: int, payload: dict[str, Any]) -> dict[
         "embeds": payload.get("embeds", []),
         "pinned": False,
         "flags": 0,
-        "components": [],
+        "components": payload.get("components") or [],
         "nonce": payload.get("nonce"),
         **({"message_reference": payload["message_reference"]} if payload.get("message_reference") else {}),
     }

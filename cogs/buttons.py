@@ -1,0 +1,295 @@
+"""The buttons under Startline's messages, answered by discord.py dynamic items.
+
+The outbox's messages carry Discord-free actions (`bot/notifications/message.py`); the delivery adapter sends each
+pressable one with its action key as the custom_id (`sl:<kind>:<args>`). The dynamic items here match those keys by
+template, so a press is answered in any process, after any restart, with nothing kept in memory: the key names the
+race (RSVP) or the guild and the notification type (a DM has no guild of its own). Each press parses its key, calls
+one service method and answers privately with what changed and how to undo it. A malformed key, a deleted race, a
+guild Startline left or is not on the user's roster, a second press: a clear private answer and no change.
+
+Registered by this extension's `setup` (`bot.add_dynamic_items`), which `StartlineBot.setup_hook` runs at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from bot.actors import Actor
+from bot.notifications.message import ACTION_KEY_PREFIX, ActionKind, action_args, action_key_template
+from bot.services.reminders import RsvpOutcome, describe_offset
+from cogs._common.base import services_of
+from cogs._common.formatting import race_title, safe
+from cogs._common.respond import report_error, respond
+from db.models import EventType
+
+log = logging.getLogger(__name__)
+
+MALFORMED = (
+    "❌ Startline cannot read this button (it may come from an older version of the bot). Nothing changed. "
+    "Use `/liverace rsvp` or `/notify` instead."
+)
+LEFT_GUILD = "❌ Startline is no longer in that server, so this button does nothing now. Nothing changed."
+IN_SERVER_ONLY = "❌ This button works on the server's announcement. Nothing changed."
+KNOWN_KINDS = (ActionKind.RSVP, ActionKind.MUTE_TYPE, ActionKind.UNMUTE_TYPE, ActionKind.DMS_OFF, ActionKind.DMS_ON)
+_CODES = {event_type.code: event_type for event_type in EventType}
+
+Handler = Callable[[discord.Interaction], Awaitable[None]]
+
+
+def _actor(interaction: discord.Interaction) -> Actor:
+    return Actor.player(interaction.user.id, interaction.user.display_name)
+
+
+def _guild_name(interaction: discord.Interaction, guild_id: int) -> str | None:
+    """The guild's name, or None when the bot is not in it (any more)."""
+    guild = interaction.client.get_guild(guild_id)
+    return guild.name if guild is not None else None
+
+
+def stopped_view(*items: discord.ui.Item) -> discord.ui.View:
+    """A view to send, not to keep: presses reach the dynamic items by their templates."""
+    view = discord.ui.View(timeout=None)
+    for item in items:
+        view.add_item(item)
+    view.stop()
+    return view
+
+
+async def _answer(interaction: discord.Interaction, handler: Handler) -> None:
+    """Run a press; any error becomes the private sentence the user reads (never Discord's "interaction failed")."""
+    try:
+        await handler(interaction)
+    except Exception as exc:
+        await report_error(interaction, exc)
+
+
+def rsvp_text(outcome: RsvpOutcome) -> str:
+    """What an RSVP answers, from `/liverace rsvp` and from the announcement's buttons alike."""
+    title = safe(race_title(outcome.race), 100)
+    if not outcome.going:
+        text = f"Your RSVP for {title} is withdrawn." if outcome.changed else f"You had not RSVP'd for {title}."
+        return text + " Its reminders stop (unless you chose reminders for every race)."
+    when = ", ".join(describe_offset(m) for m in outcome.offsets)
+    lines = [
+        (f"✅ You RSVP'd for {title}." if outcome.changed else f"You had already RSVP'd for {title}.")
+        + f" You get a DM {when} before the start and one if it moves. Undo: `/liverace rsvp going:False`."
+    ]
+    if outcome.ineligible_reason is not None:
+        lines.append(
+            f"⚠️ You may not race it yet: {safe(outcome.ineligible_reason, 200)}. "
+            "Fix it first (for example `/racetime link`)."
+        )
+    return "\n".join(lines)
+
+
+class _ActionItem:
+    """What the dynamic items share: the `args` of the key they were made from."""
+
+    kind: ActionKind
+    args: str
+
+    @classmethod
+    def button(cls, args: str, label: str, style: discord.ButtonStyle) -> discord.ui.Button:
+        return discord.ui.Button(label=label, style=style, custom_id=f"{ACTION_KEY_PREFIX}:{cls.kind.value}:{args}")
+
+
+class RsvpButton(_ActionItem, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.RSVP)):
+    """I'm racing / Not this time, on a race's living announcement: `sl:rsvp:<race id>:yes|no`."""
+
+    kind = ActionKind.RSVP
+
+    def __init__(self, args: str, *, label: str = "RSVP", style: discord.ButtonStyle = discord.ButtonStyle.secondary):
+        super().__init__(self.button(args, label, style))
+        self.args = args
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
+        return cls(match["args"], label=getattr(item, "label", None) or "RSVP")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _answer(interaction, self._press)
+
+    async def _press(self, interaction: discord.Interaction) -> None:
+        parsed = action_args(self.args, int, str)
+        if parsed is None or parsed[1] not in ("yes", "no"):
+            await respond(interaction, MALFORMED)
+            return
+        race_id, answer = parsed
+        guild_id = interaction.guild_id
+        if guild_id is None:
+            await respond(interaction, IN_SERVER_ONLY)
+            return
+        if _guild_name(interaction, guild_id) is None:
+            await respond(interaction, LEFT_GUILD)
+            return
+        outcome = await services_of(interaction).reminders.rsvp(
+            guild_id, race_id, interaction.user.id, answer == "yes", display_name=interaction.user.display_name
+        )
+        await respond(interaction, rsvp_text(outcome))
+
+
+class _GuildChoice(_ActionItem):
+    """A DM's buttons about one guild's DMs: the key carries the guild (and the type's code)."""
+
+    arg_kinds: tuple[type, ...] = (int,)
+
+    def __init__(self, args: str, *, label: str = "Choose", style: discord.ButtonStyle = discord.ButtonStyle.secondary):
+        super().__init__(self.button(args, label, style))  # type: ignore[call-arg]
+        self.args = args
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
+        return cls(match["args"], label=getattr(item, "label", None) or "Choose")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _answer(interaction, self._press)
+
+    async def _press(self, interaction: discord.Interaction) -> None:
+        parsed = action_args(self.args, *self.arg_kinds)
+        if parsed is None or (len(parsed) == 2 and parsed[1] not in _CODES):
+            await respond(interaction, MALFORMED)
+            return
+        name = _guild_name(interaction, parsed[0])
+        if name is None:
+            await respond(interaction, LEFT_GUILD)
+            return
+        await self.apply(interaction, safe(name, 80), *parsed)
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        raise NotImplementedError
+
+
+def _notify_hint(server: str) -> str:
+    return f"`/notify` (in **{server}**, or here with its `server` option)"
+
+
+class MuteButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_TYPE)
+):
+    """Mute this kind: this notification type off for the DM's guild, `sl:mute:<guild id>:<event code>`."""
+
+    kind = ActionKind.MUTE_TYPE
+    arg_kinds = (int, int)
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        code = rest[0]
+        change = await services_of(interaction).notifications.set_type_in_guild(
+            interaction.user.id, guild_id, code, False, actor=_actor(interaction)
+        )
+        label = _CODES[code].spec.label
+        head = (
+            f"🔕 **{label}** DMs from **{server}** are off."
+            if change.changed
+            else f"**{label}** DMs from **{server}** were already off. Nothing changed."
+        )
+        undo = UnmuteButton(f"{guild_id}:{code}", label="Undo", style=discord.ButtonStyle.primary)
+        await respond(
+            interaction,
+            f"{head} Your other DMs stay as they are. Undo: the button below, or {_notify_hint(server)}.",
+            view=stopped_view(undo),
+        )
+
+
+class UnmuteButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.UNMUTE_TYPE)
+):
+    """The undo of Mute this kind: `sl:unmute:<guild id>:<event code>`."""
+
+    kind = ActionKind.UNMUTE_TYPE
+    arg_kinds = (int, int)
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        code = rest[0]
+        change = await services_of(interaction).notifications.set_type_in_guild(
+            interaction.user.id, guild_id, code, True, actor=_actor(interaction)
+        )
+        label = _CODES[code].spec.label
+        head = (
+            f"🔔 **{label}** DMs from **{server}** are on again."
+            if change.changed
+            else f"**{label}** DMs from **{server}** were already on. Nothing changed."
+        )
+        await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+
+
+class DmsOffButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_OFF)
+):
+    """No more DMs from <server>: every DM of the DM's guild off, `sl:dmsoff:<guild id>`."""
+
+    kind = ActionKind.DMS_OFF
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        change = await services_of(interaction).notifications.set_guild_dms(
+            interaction.user.id, guild_id, False, actor=_actor(interaction)
+        )
+        head = (
+            f"🔕 No more DMs from **{server}**: no race DMs and no reminders from that server, whatever your other "
+            "choices (other servers are not affected)."
+            if change.changed
+            else f"DMs from **{server}** were already off. Nothing changed."
+        )
+        undo = DmsOnButton(str(guild_id), label="Undo", style=discord.ButtonStyle.primary)
+        await respond(
+            interaction,
+            f"{head} Undo: the button below, or turn any DM on for that server with {_notify_hint(server)}.",
+            view=stopped_view(undo),
+        )
+
+
+class DmsOnButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_ON)
+):
+    """The undo of No more DMs: `sl:dmson:<guild id>`."""
+
+    kind = ActionKind.DMS_ON
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        change = await services_of(interaction).notifications.set_guild_dms(
+            interaction.user.id, guild_id, True, actor=_actor(interaction)
+        )
+        head = (
+            f"🔔 DMs from **{server}** are back: your choices for it apply again."
+            if change.changed
+            else f"DMs from **{server}** were not off. Nothing changed."
+        )
+        await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+
+
+_OTHERS = "|".join(kind.value for kind in KNOWN_KINDS)
+
+
+class UnknownAction(
+    _ActionItem,
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=rf"{ACTION_KEY_PREFIX}:(?!(?:{_OTHERS}):)(?P<args>.*)",
+):
+    """Any other `sl:` key (a kind this version does not know): a clear answer instead of silence."""
+
+    kind = ActionKind.RSVP  # unused: this item is never sent
+
+    def __init__(self, custom_id: str) -> None:
+        super().__init__(discord.ui.Button(label="?", custom_id=custom_id))
+        self.args = custom_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
+        return cls(match.string)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _answer(interaction, lambda i: respond(i, MALFORMED))
+
+
+DYNAMIC_ITEMS = (RsvpButton, MuteButton, UnmuteButton, DmsOffButton, DmsOnButton, UnknownAction)
+
+
+async def setup(bot) -> None:
+    bot.add_dynamic_items(*DYNAMIC_ITEMS)
+
+
+async def teardown(bot) -> None:
+    bot.remove_dynamic_items(*DYNAMIC_ITEMS)
