@@ -43,7 +43,10 @@ async def bot(app: Application) -> AsyncIterator[StartlineBot]:
     # dpytest hands out members through the member cache, which the production intents leave off.
     startline._connection._intents.members = True
     startline._connection.member_cache_flags = discord.MemberCacheFlags.all()
+    registered = startline._connection._view_store._dynamic_items  # what the extensions' setup registered
     dpytest.configure(startline, guilds=["Home", "Elsewhere"], members=["mod", "alice", "bob"])
+    # dpytest swaps in a new connection state: it keeps the dynamic items setup_hook registered on the old one.
+    startline._connection._view_store._dynamic_items.update(registered)
     startline._connection.loop = asyncio.get_running_loop()  # dpytest 0.7.0 leaves it unset
     startline._connection.application_id = startline.user.id
     yield startline

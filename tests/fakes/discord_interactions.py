@@ -386,6 +386,45 @@ class DiscordHarness:
         await self.settle()
         return Reply(self.adapter.sent[start:])
 
+    async def press(
+        self,
+        message: dict[str, Any] | Sent,
+        label: str,
+        member: discord.Member,
+        *,
+        in_dm: bool = False,
+        custom_id: str | None = None,
+    ) -> Reply:
+        """Press the button labelled `label` (a prefix) of a message as Discord has it: a message dict (the fake
+        Discord REST's, which keeps the components the bot sent) or something the bot answered. `in_dm`: pressed in
+        a direct message (no guild, a `user`, a DM channel), as under a DM. `custom_id`: press that one instead (a
+        button the message must carry: Discord only sends the custom_ids of its components)."""
+        if isinstance(message, Sent):
+            assert message.message_id is not None
+            message = RecordingAdapter._message(self.adapter, message.message_id, message.data)
+        buttons = [c for row in message.get("components", []) for c in row.get("components", []) if c["type"] == 2]
+        if custom_id is None:
+            button = next((b for b in buttons if b.get("label", "").startswith(label)), None)
+            assert button is not None, f"no button {label!r} in {[b.get('label') for b in buttons]}"
+            custom_id = button["custom_id"]
+        assert custom_id in [b.get("custom_id") for b in buttons], f"{custom_id!r} is not on the message"
+        start = len(self.adapter.sent)
+        payload = self._base(member, None, 3)
+        if in_dm:
+            user = payload.pop("member")["user"]
+            del payload["guild_id"]
+            payload.update(user=user, channel={"id": str(message["channel_id"]), "type": 1})
+        else:  # the partial channel Discord sends (discord.py builds it from this when the guild is not cached)
+            payload["channel"].update(
+                name=self.channel.name, guild_id=str(member.guild.id), position=0, permission_overwrites=[], nsfw=False
+            )
+        payload["message"] = message
+        payload["data"] = {"custom_id": custom_id, "component_type": 2}
+        self.clicked_message_id = int(message["id"])
+        self.bot._connection.parse_interaction_create(payload)
+        await self.settle()
+        return Reply(self.adapter.sent[start:])
+
     async def submit(self, modal: Sent, member: discord.Member, /, *, on: Sent | None = None, **values: str) -> Reply:
         """Fill in the text inputs of the modal a response opened (by custom_id or label) and submit it; `on` is the
         message whose button opened it (a submit then updates that message)."""
