@@ -32,12 +32,14 @@ class NotifyPanel(OwnedView):
         *,
         guild_id: int | None = None,
         guild_name: str | None = None,
+        dms_off: bool = False,
     ) -> None:
         super().__init__(interaction.user.id, timeout=PANEL_TIMEOUT)
         self.cog = cog
         self.guild_id: int = guild_id or interaction.guild_id  # type: ignore[assignment]
         self.guild_name = guild_name or (interaction.guild.name if interaction.guild else "this server")
         self.prefs = prefs
+        self.dms_off = dms_off  # "No more DMs from this server" (a DM's button): nothing comes from here
         self.all_servers = False
         self.render()
 
@@ -61,6 +63,11 @@ class NotifyPanel(OwnedView):
             elif self.all_servers and pref.guild_setting is not None:
                 origin = f" (overridden here: {'on' if pref.guild_setting else 'off'})"
             lines.append(f"{mark} `{pref.code}` {pref.label}{origin}")
+        if self.dms_off and not self.all_servers:
+            lines.append(
+                "\n⛔ **No DMs from this server at all**: you pressed *No more DMs* under one of its DMs. Turning any "
+                "type on here (or All on) allows its DMs again."
+            )
         embed = discord.Embed(
             title="Race notifications by DM",
             description=f"Showing: {scope}\n\n" + "\n".join(lines),
@@ -92,14 +99,16 @@ class NotifyPanel(OwnedView):
 
     # ---- actions -----------------------------------------------------------------------------------------------------
     async def toggle(self, interaction: discord.Interaction, pref: PreferenceView) -> None:
+        enabled = not self.shown(pref)
         prefs = await self.cog.services.notifications.set_preference(
             interaction.user.id,
             pref.event_type,
-            not self.shown(pref),
+            enabled,
             guild_id=self.scope_guild,
             actor=self.cog.actor(interaction),
             display_name=interaction.user.display_name,
         )
+        self.dms_off &= not (enabled and not self.all_servers)  # a type on here allows this server's DMs again
         await self.refresh(interaction, prefs)
 
     async def act(self, interaction: discord.Interaction, action: str) -> None:
@@ -113,6 +122,7 @@ class NotifyPanel(OwnedView):
                 interaction, await service.clear_guild_preferences(interaction.user.id, self.guild_id, actor=actor)
             )
         else:
+            self.dms_off &= not (action == "all_on" and not self.all_servers)
             prefs = await service.set_all(
                 interaction.user.id,
                 action == "all_on",
@@ -164,7 +174,10 @@ class NotifyCog(StartlineCog):
             await self._set_reminders(interaction, guild_id, reminders)
             return
         prefs = await self.services.notifications.preferences(interaction.user.id, guild_id)
-        panel = NotifyPanel(self, interaction, prefs, guild_id=guild_id, guild_name=self._guild_name(guild_id))
+        dms_off = await self.services.notifications.guild_dms_off(interaction.user.id, guild_id)
+        panel = NotifyPanel(
+            self, interaction, prefs, guild_id=guild_id, guild_name=self._guild_name(guild_id), dms_off=dms_off
+        )
         panel.origin = interaction
         await respond(interaction, embed=panel.embed(), view=panel)
 

@@ -339,3 +339,14 @@ async def test_the_view_names_the_server_and_keeps_nothing_in_memory(discord_) -
     assert view.is_finished()  # sent, never stored: discord.py keeps no view per message
     long_name = to_view(message, lambda _: "x" * 200)
     assert len(long_name.children[1].label) == 80
+
+
+async def test_notify_shows_no_more_dms_and_a_type_turned_on_there_allows_them_again(discord_) -> None:
+    services, harness, alice = discord_.services, discord_.harness, discord_.alice
+    await add_player(services, alice.id, "alice", guild_id=discord_.guild.id)
+    await harness.press(_message_with(f"sl:dmsoff:{discord_.guild.id}"), "Press", alice, in_dm=True)
+    panel = (await harness.run("notify", alice)).with_buttons()
+    assert "No DMs from this server at all" in panel.text
+    pressed = await harness.click(panel, "Room open", alice)  # turned on here: the server's DMs come again
+    assert "No DMs from this server at all" not in pressed.last.text
+    assert await services.notifications.guild_dms_off(alice.id, discord_.guild.id) is False

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
+import aiohttp
 import pytest
 from sqlalchemy import select, update
 
-from bot.events import LiveRaceRoomOpened, LiveRaceScheduled
+from bot.events import LiveRaceFinished, LiveRaceRoomOpened, LiveRaceScheduled
 from bot.notifications.dispatcher import NotificationDispatcher
-from db.models import Notification, NotificationKind, NotificationStatus, Player
+from db.models import LiveRace, Notification, NotificationKind, NotificationStatus, Player, RaceStatus
 from tests.conftest import MODERATOR
 from tests.fakes.discord_rest import MESSAGES_ROUTE, OPEN_DM_ROUTE, Failure, RouteLimit
 from tests.fakes.notifications import add_player, make_world, publish, subscribe
@@ -220,3 +221,47 @@ async def test_per_route_buckets_are_respected_without_429s(services, world, fak
     await dispatcher.run_once()
     assert len(fake_discord.posts_in(CHANNEL)) == 6
     assert fake_discord.rate_limited[MESSAGES_ROUTE] == 0
+
+
+async def test_buttons_arrive_with_the_message_and_an_edit_replaces_or_removes_them(
+    services, world, fake_discord, dispatcher
+):
+    await publish(services, world.event(LiveRaceScheduled))
+    await dispatcher.run_once()
+    [announcement] = [m for m in fake_discord.messages.values() if int(m["channel_id"]) == CHANNEL]
+    [row] = announcement["components"]
+    assert [(b["type"], b["style"], b["label"]) for b in row["components"]] == [
+        (2, 3, "I'm racing"),
+        (2, 2, "Not this time"),
+    ]
+    [dm] = fake_discord.dms_to(ALICE)
+    assert [b["label"] for b in dm["components"][0]["components"]] == [
+        "Open the room",  # the world's race knows its room already
+        "Mute this kind",
+        "No more DMs from this server",  # a client with no gateway knows no guild names
+    ]
+    async with services.db.transaction() as session:
+        await session.execute(update(LiveRace).values(status=RaceStatus.FINISHED))
+    await publish(services, world.event(LiveRaceFinished))
+    await dispatcher.run_once()
+    assert fake_discord.edits[-1][2]["components"] == [] and announcement["components"] == []
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        [{"type": 1, "components": [{"type": 2, "style": 5, "label": "Room"}]}],  # a link without its url
+        [{"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": "a" * 101}]}],
+        [{"type": 1, "components": [{"type": 2, "style": 2, "label": "x" * 81, "custom_id": "a"}]}],
+        [{"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": "a"}] * 2}],  # not unique
+        [{"type": 1, "components": []}],
+        [{"type": 1, "components": [{"type": 2, "style": 2, "label": "x", "custom_id": "a"}]}] * 6,
+    ],
+)
+async def test_the_fake_refuses_components_discord_refuses(fake_discord, components):
+    fake_discord.add_text_channel(CHANNEL)
+    async with aiohttp.ClientSession() as http:
+        answer = await http.post(
+            f"{fake_discord.api_base}/channels/{CHANNEL}/messages", json={"content": "x", "components": components}
+        )
+        assert answer.status == 400 and (await answer.json())["code"] == 50035

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from bot.notifications.message import EMBED_TOTAL_LIMIT, MessageField, NotificationMessage, fit
+from bot.notifications.message import (
+    EMBED_TOTAL_LIMIT,
+    ActionKind,
+    MessageAction,
+    MessageField,
+    NotificationMessage,
+    action_args,
+    action_key,
+    action_key_template,
+    fit,
+)
 from bot.notifications.render import duration, ordinal, render, timestamp
 from db.models import EVENT_SPECS, OPEN_FAILED_ALERT
 
@@ -96,3 +108,56 @@ def test_fields_and_text_repair_themselves():
     assert [f.name for f in huge.fields] == ["n0", "n1", "n2", "n3", "n4"]  # the last ones went
     assert huge.description.endswith("…")
     assert_acceptable(huge)
+
+
+# ---- actions (the buttons under a message) -------------------------------------------------------------------------
+def _race_payload(event: str, **extra) -> dict:
+    return {"v": 1, "event": event, "occurred_at": 0, "race": {"id": 12, "title": "Weekly", **extra}}
+
+
+@pytest.mark.parametrize(
+    ("event", "room", "expected"),
+    [
+        ("live_race_scheduled", None, ["rsvp:sl:rsvp:12:yes", "rsvp:sl:rsvp:12:no"]),
+        ("live_race_rescheduled", None, ["rsvp:sl:rsvp:12:yes", "rsvp:sl:rsvp:12:no"]),
+        ("live_race_room_opened", "https://racetime.gg/a/b", ["room:None"]),
+        ("live_race_started", "https://racetime.gg/a/b", ["room:None"]),
+        ("live_race_finished", "https://racetime.gg/a/b", []),
+        ("live_race_cancelled", None, []),
+    ],
+)
+def test_the_living_announcement_takes_rsvps_then_links_the_room_then_has_no_buttons(event, room, expected):
+    message = render({**_race_payload(event, room_url=room), "living": True}, channel=True)
+    assert [f"{a.kind.value}:{a.key}" for a in message.actions] == expected
+
+
+def test_only_the_living_announcement_has_buttons_in_a_channel():
+    assert render(_race_payload("live_race_scheduled"), channel=True).actions == ()  # a post of an older race
+    alert = {**_race_payload("live_race_open_failed"), "alert": {"error": "x", "attempts": 3}}
+    assert render(alert, channel=True).actions == ()
+
+
+def test_a_dm_links_the_room_when_known_and_mutes_its_type_or_the_whole_guild():
+    dm = render(_race_payload("live_race_room_opened", room_url="https://racetime.gg/a/b"), guild_id=55)
+    assert [(a.kind.value, a.key, a.url) for a in dm.actions] == [
+        ("room", None, "https://racetime.gg/a/b"),
+        ("mute", "sl:mute:55:416", None),
+        ("dmsoff", "sl:dmsoff:55", None),
+    ]
+    assert dm.actions[2].label == "No more DMs from {server}"
+    scheduled = render(_race_payload("live_race_scheduled"), guild_id=55)
+    assert [a.kind.value for a in scheduled.actions] == ["mute", "dmsoff"]  # no room yet: no link
+    reminder = {**_race_payload("live_race_reminder"), "reminder": {"offset_minutes": 60}}
+    assert [a.kind.value for a in render(reminder, guild_id=55).actions] == ["dmsoff"]  # not a type one subscribes to
+
+
+def test_action_keys_parse_back_and_refuse_what_does_not_fit():
+    assert action_key(ActionKind.RSVP, 12, "yes") == "sl:rsvp:12:yes"
+    assert re.fullmatch(action_key_template(ActionKind.RSVP), "sl:rsvp:12:yes")["args"] == "12:yes"
+    assert action_args("12:yes", int, str) == (12, "yes")
+    for bad in ("x:yes", "12", "12:yes:1", ":yes", "1" * 21 + ":yes", "12:"):
+        assert action_args(bad, int, str) is None
+    with pytest.raises(ValueError):
+        action_key(ActionKind.DMS_OFF, "9" * 100)
+    with pytest.raises(ValueError):
+        MessageAction(ActionKind.OPEN_ROOM, "Open the room")  # a link needs its url
