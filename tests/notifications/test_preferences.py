@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from bot.errors import ValidationFailed
+from bot.errors import NotFound, ValidationFailed
+from bot.services.notification_outbox import subscribed_player_ids
 from db.models import AuditEntry, EventType, Player
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 
@@ -114,3 +115,39 @@ async def test_bad_input_is_refused_and_changes_nothing(services, call, field):
         )
     assert error.value.field == field
     assert await services.players.find(USER) is None
+
+
+# ---- the DM buttons: one type off for one guild, every DM of one guild off ---------------------------------------
+async def test_a_guild_the_member_is_not_on_and_an_unknown_code_change_nothing(services):
+    await services.players.upsert(GUILD, USER, MODERATOR, display_name="u")
+    with pytest.raises(NotFound):
+        await services.notifications.set_guild_dms(USER, OTHER_GUILD, False, actor=MODERATOR)
+    with pytest.raises(NotFound):
+        await services.notifications.set_type_in_guild(USER, OTHER_GUILD, 415, False, actor=MODERATOR)
+    with pytest.raises(ValidationFailed):
+        await services.notifications.set_type_in_guild(USER, GUILD, 999, False, actor=MODERATOR)
+    assert await services.players.guilds_of(USER) == [GUILD]  # no roster entry was made elsewhere
+    assert all(v.guild_setting is None for v in await services.notifications.preferences(USER, GUILD))
+
+
+async def test_dms_off_leaves_the_member_out_of_one_guild_only_and_a_type_turned_on_there_ends_it(services):
+    for guild in (GUILD, OTHER_GUILD):
+        await services.players.upsert(guild, USER, MODERATOR, display_name="u")
+        await services.notifications.set_all(USER, True, guild_id=guild, actor=MODERATOR)
+    player = (await services.players.find(USER)).id
+    change = await services.notifications.set_guild_dms(USER, GUILD, False, actor=MODERATOR)
+    assert (
+        change.changed and not (await services.notifications.set_guild_dms(USER, GUILD, False, actor=MODERATOR)).changed
+    )
+    async with services.db.read() as session:
+        assert await subscribed_player_ids(session, GUILD, EventType.LIVE_RACE_SCHEDULED) == set()
+        assert await subscribed_player_ids(session, OTHER_GUILD, EventType.LIVE_RACE_SCHEDULED) == {player}
+    assert all(v.effective for v in await services.notifications.preferences(USER, GUILD))  # choices kept
+    await services.notifications.set_preference(
+        USER, EventType.LIVE_RACE_STARTED, True, guild_id=GUILD, actor=MODERATOR
+    )
+    assert await services.notifications.guild_dms_off(USER, GUILD) is False
+    async with services.db.read() as session:
+        assert await subscribed_player_ids(session, GUILD, EventType.LIVE_RACE_SCHEDULED) == {player}
+        actions = (await session.scalars(select(AuditEntry.action).where(AuditEntry.guild_id == GUILD))).all()
+    assert "notification.guild_dms" in actions
