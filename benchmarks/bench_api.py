@@ -1,19 +1,22 @@
 """REST API throughput and latency, beside a bare aiohttp handler serving the same bytes.
 
-    python benchmarks/bench_api.py [--requests 3000] [--concurrency 16] [--races 1000]
+    python benchmarks/bench_api.py [--requests 3000] [--concurrency 16] [--races 1000] [--profile FILE]
 
 The servers run in a child process (the Startline API on a SQLite file with one tournament of `--races` live
 races, and a bare aiohttp app whose handlers return the bytes the API returned); this process generates the
 load with aiohttp's client, so the two do not share a core. For each route it prints requests per second,
 p50 and p99 latency, the server's CPU time per request (user + system, all its threads; Linux), and the ratio
 of the API to the bare handler. On a machine shared with other work the throughput swings from run to run; the
-CPU time per request is the steadier figure to compare versions by. Every request count and run time is bounded.
+CPU time per request is the steadier figure to compare versions by; it also prints the SQL statements per request.
+`--profile FILE` writes a cProfile of the API server's process while it serves the list route (`python -m pstats
+FILE`). Every request count and run time is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import multiprocessing
 import os
 import statistics
@@ -64,8 +67,8 @@ async def _seed(app, races: int) -> tuple[str, int]:
     return issued.secret, tournament.id
 
 
-def _serve(races: int, ready, stop) -> None:
-    """Child process: the API and the bare app on 127.0.0.1, until the parent sets `stop`."""
+def _serve(races: int, ready, commands, profile_path: str | None) -> None:
+    """Child process: the API and the bare app on 127.0.0.1, until the parent says "stop"."""
 
     async def main() -> None:
         from bot.api.server import create_api_app
@@ -105,6 +108,16 @@ def _serve(races: int, ready, stop) -> None:
         await bare_runner.setup()
         bare_site = web.TCPSite(bare_runner, "127.0.0.1", 0)
         await bare_site.start()
+        statements = [0]
+
+        def count(*_args: object) -> None:
+            statements[0] += 1
+
+        from sqlalchemy import event
+
+        event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
+        if app.db._sync_reader is not None:  # the API's one-hop SQLite reader (Database.rows)
+            event.listen(app.db._sync_reader, "before_cursor_execute", count)
         ready.put(
             {
                 "api": api_port,
@@ -114,7 +127,18 @@ def _serve(races: int, ready, stop) -> None:
                 "bytes": {name: len(body) for name, body in captured.items()},
             }
         )
-        await asyncio.to_thread(stop.wait)
+        profile = cProfile.Profile() if profile_path else None
+        while True:  # the parent's commands: "count" (statements so far), "profile on/off", "stop"
+            command = await asyncio.to_thread(commands.get)
+            if command == "stop":
+                break
+            if command == "count":
+                ready.put(statements[0])
+            elif command == "profile on" and profile is not None:
+                profile.enable()
+            elif command == "profile off" and profile is not None:
+                profile.disable()
+                profile.dump_stats(profile_path)
         await api_runner.cleanup()
         await bare_runner.cleanup()
         await app.db.dispose()
@@ -166,36 +190,49 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--races", type=int, default=1000)
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the API server to FILE")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
-    ready, stop = context.Queue(), context.Event()
-    server = context.Process(target=_serve, args=(args.races, ready, stop), daemon=True)
+    ready, commands = context.Queue(), context.Queue()
+    server = context.Process(target=_serve, args=(args.races, ready, commands, args.profile), daemon=True)
     server.start()
     try:
         info = ready.get(timeout=120)
         print(f"{args.races} live races, {args.requests} requests per run, concurrency {args.concurrency}")
-        header = f"{'route':<44} {'server':<6} {'bytes':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms':>7}"
+        columns = ("route", 44, "<"), ("server", 6, "<"), ("bytes", 7, ">"), ("req/s", 8, ">"), ("p50 ms", 8, ">")
+        columns += ("p99 ms", 8, ">"), ("cpu ms", 7, ">"), ("SQL", 5, ">")
+        header = " ".join(f"{title:{align}{width}}" for title, width, align in columns)
         print(header)
         print("-" * len(header))
         for name, path in info["paths"].items():
             figures = {}
             for kind in ("api", "bare"):
                 url = f"http://127.0.0.1:{info[kind]}{path}"
+                commands.put("count")
+                statements_before = ready.get(timeout=60)
+                profiled = kind == "api" and name == "list" and args.profile
+                if profiled:
+                    commands.put("profile on")
                 cpu_before = _cpu_seconds(server.pid)
                 rps, latencies = asyncio.run(_load(url, info["token"], args.requests, args.concurrency))
                 cpu_after = _cpu_seconds(server.pid)
+                if profiled:
+                    commands.put("profile off")
+                commands.put("count")
+                statements = (ready.get(timeout=60) - statements_before) / (args.requests + WARM_UP)
                 figures[kind] = rps
                 cpu = "n/a"
                 if cpu_before is not None and cpu_after is not None:  # the warm-up requests count too
                     cpu = f"{(cpu_after - cpu_before) * 1000 / (args.requests + WARM_UP):.2f}"
                 print(
                     f"{path:<44} {kind:<6} {info['bytes'][name]:>7} {rps:>8.0f} "
-                    f"{_p(latencies, 0.5):>8.2f} {_p(latencies, 0.99):>8.2f} {cpu:>7}"
+                    f"{_p(latencies, 0.5):>8.2f} {_p(latencies, 0.99):>8.2f} {cpu:>7} {statements:>5.2f}"
                 )
             print(f"{'':<44} ratio api/bare: {figures['api'] / figures['bare']:.2f}")
+        print(f"machine load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     finally:
-        stop.set()
+        commands.put("stop")
         server.join(timeout=30)
         if server.is_alive():
             server.terminate()

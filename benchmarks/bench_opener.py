@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import multiprocessing
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -26,6 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import event
 
 from bot.actors import Actor
 from bot.app import Application
@@ -38,6 +42,7 @@ from tests.fakes.racetime_server import FakeRacetime
 GUILD = 1
 MODERATOR = Actor.player(2, "bench")
 LEAD_MINUTES = 15
+_TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)')  # a statement's (first) table, to count statements by
 
 
 def _serve_fake(latency: float, ready, stop) -> None:
@@ -58,6 +63,7 @@ async def main() -> None:
     parser.add_argument("--latency", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the cycle to FILE")
+    parser.add_argument("--statements", action="store_true", help="print the SQL statements by kind and table")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
@@ -98,6 +104,13 @@ async def main() -> None:
                     for index in range(args.rooms)
                 )
 
+            statements: collections.Counter[str] = collections.Counter()
+
+            def count(_conn, _cursor, statement, _params, _context, _many) -> None:
+                found = _TABLE.search(statement)
+                statements[f"{statement.split(None, 1)[0].upper()} {found.group(1) if found else ''}"] += 1
+
+            event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
             profile = cProfile.Profile() if args.profile else None
             started, cpu_started = time.perf_counter(), time.process_time()
             if profile is not None:
@@ -107,6 +120,7 @@ async def main() -> None:
                 profile.disable()
                 profile.dump_stats(args.profile)
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            event.remove(app.db.engine.sync_engine, "before_cursor_execute", count)
             async with app.db.read() as session:
                 rows = (await session.execute(LiveRace.__table__.select())).all()
             late = sorted(
@@ -121,6 +135,11 @@ async def main() -> None:
                 f"({client.stats['startrace']} startrace requests); CPU of the bot's process "
                 f"{cpu:.1f} s, {cpu * 1000 / max(1, args.rooms):.0f} ms a room"
             )
+            total = sum(statements.values())
+            print(f"SQL statements: {total}, {total / max(1, args.rooms):.1f} a room")
+            if args.statements:
+                for kind, number in statements.most_common():
+                    print(f"  {number:>6}  {kind}")
             if late:
                 p99 = statistics.quantiles(late, n=100)[98] if len(late) > 1 else late[0]
                 print(

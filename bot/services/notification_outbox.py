@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -145,6 +146,76 @@ def _ts(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value is not None else None
 
 
+def announcement_channel(race: LiveRace, tournament: Tournament, guild: GuildSettings | None) -> int | None:
+    """The race's own channel (from its template) first, then the tournament's, then the server's."""
+    return (
+        race.announcement_channel_id
+        or tournament.announcement_channel_id
+        or (guild.announcement_channel_id if guild else None)
+    )
+
+
+async def living_posts(session: AsyncSession, race_channels: Collection[tuple[int, int]]) -> set[tuple[int, int]]:
+    """`living_post_exists` for many (race, channel) pairs in two queries: the pairs that have a living post."""
+    if not race_channels:
+        return set()
+    race_ids = list({race_id for race_id, _ in race_channels})
+    posted = {
+        (row.live_race_id, row.channel_id)
+        for row in (
+            await session.execute(
+                select(AnnouncementPost.live_race_id, AnnouncementPost.channel_id).where(
+                    AnnouncementPost.live_race_id.in_(race_ids)
+                )
+            )
+        ).all()
+    }
+    keys = {
+        channel_dedupe_key(EventType.LIVE_RACE_SCHEDULED.value, race_id, channel_id): (race_id, channel_id)
+        for race_id, channel_id in race_channels
+        if (race_id, channel_id) not in posted
+    }
+    queued = set()
+    if keys:
+        for key, status in (
+            await session.execute(
+                select(Notification.dedupe_key, Notification.status).where(Notification.dedupe_key.in_(list(keys)))
+            )
+        ).all():
+            if status is not NotificationStatus.SENT:
+                queued.add(keys[key])
+    return {pair for pair in race_channels if pair in posted or pair in queued}
+
+
+async def _seed_notes(session: AsyncSession, seed_ids: Iterable[int | None]) -> dict[int, str | None]:
+    ids = sorted({seed_id for seed_id in seed_ids if seed_id is not None})
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Seed.id, Seed.notes).where(Seed.id.in_(ids)))).all())
+
+
+def seed_hint(race: LiveRace, notes: str | None) -> str:
+    """The room-open message's line about the seed."""
+    # A seed shown later (the room's seed_reveal policy) is not in the room yet when it opens.
+    hint = {
+        "before_start": "The seed appears in the race room shortly before the start",
+        "at_start": "The seed appears in the race room when the countdown begins",
+    }.get(race.seed_reveal or "at_open", "The seed link is in the race room's info")
+    return f"{hint}. Notes: {notes.strip()}" if notes and notes.strip() else hint
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    """What `write_many` reads once for all its races: seed notes by seed id, the (race, channel) pairs with a
+    living announcement (of the rooms opened)."""
+
+    seed_notes: dict[int, str | None]
+    living: set[tuple[int, int]]
+
+
+SET_WISE = (LiveRaceScheduled, LiveRaceRoomOpened)  # the events `write_many` queues set-wise
+
+
 class OutboxWriter:
     """Subscribed to the EventBus; runs inside the publishing service's transaction."""
 
@@ -183,20 +254,22 @@ class OutboxWriter:
         return count
 
     async def write_many(self, session: AsyncSession, events: Sequence[LiveRaceEvent]) -> int:
-        """Queue many events of one change (a batch of new races) in a fixed number of queries per pool and seed,
-        instead of `write`'s queries per event: one INSERT … SELECT per 100 races with the same recipients. The rows
-        are exactly `write`'s.
+        """Queue many events of one change (a batch of new races, a batch of rooms opened) in a fixed number of
+        queries per guild, pool and seed, instead of `write`'s queries per event: the races, their guild's settings,
+        their seeds' notes and their living announcements are read once for all, the Discord Scheduled Event rows
+        and the channel rows go in one INSERT each, and the DMs in one INSERT … SELECT per 100 races with the same
+        recipients. The rows are exactly `write`'s.
 
-        Only `LiveRaceScheduled` of new races is handled set-wise (a new race has no runs yet, so every race of one
-        pool and seed has the same eligible players, worked out once); other events go through `write`."""
+        `LiveRaceScheduled` (a new race has no runs yet, so every race of one pool and seed has the same eligible
+        players, worked out once) and `LiveRaceRoomOpened` are handled set-wise; other events go through `write`."""
         count = 0
-        scheduled = [event for event in events if isinstance(event, LiveRaceScheduled)]
+        batched = [event for event in events if isinstance(event, SET_WISE)]
         for event in events:
-            if not isinstance(event, LiveRaceScheduled):
+            if not isinstance(event, SET_WISE):
                 count += await self.write(session, event)
-        guild_ids = sorted({event.guild_id for event in scheduled})
+        guild_ids = sorted({event.guild_id for event in batched})
         for guild_id in guild_ids:
-            group = [event for event in scheduled if event.guild_id == guild_id]
+            group = [event for event in batched if event.guild_id == guild_id]
             found = {
                 race.id: (race, tournament, pool)
                 for race, tournament, pool in (
@@ -209,8 +282,23 @@ class OutboxWriter:
                 ).all()
             }
             guild = await session.get(GuildSettings, guild_id)
+            opened = [
+                found[e.live_race_id][0] for e in group if isinstance(e, LiveRaceRoomOpened) and e.live_race_id in found
+            ]
+            batch = _Prefetched(
+                seed_notes=await _seed_notes(session, [race.seed_id for race in opened]),
+                living=await living_posts(
+                    session,
+                    [
+                        (race.id, channel_id)
+                        for race in opened
+                        if (channel_id := announcement_channel(race, found[race.id][1], guild)) is not None
+                    ],
+                ),
+            )
             shared: dict[Any, Any] = {}
             channel_rows: list[dict[str, Any]] = []
+            scheduled_event_rows: list[dict[str, Any]] = []
             # Races with the same recipients (one pool and seed) are queued by one INSERT … SELECT.
             dms: dict[tuple[int, ...], list[tuple[LiveRaceEvent, dict[str, Any]]]] = {}
             for event in group:
@@ -218,18 +306,19 @@ class OutboxWriter:
                     log.warning("event for unknown race %s: nothing queued", event.live_race_id)
                     continue
                 race, tournament, pool = found[event.live_race_id]
-                # Its Discord Scheduled Event, as `write` queues it (one row a race: a keyed insert each).
-                await self.queue_scheduled_event(session, event, race, tournament, pool, guild)
-                snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild)
+                # Its Discord Scheduled Event, as `write` queues it (one row a race, inserted with the others').
+                await self.queue_scheduled_event(session, event, race, tournament, pool, guild, scheduled_event_rows)
+                snapshot = await self._race_snapshot(session, event, race, tournament, pool, guild, batch)
                 if event.spec.audience & DM_AUDIENCES:
                     recipients = tuple(sorted(await self._recipients(session, event, race, tournament, pool, shared)))
                     if recipients:
                         payload = self._base_payload(event, event.spec.name, snapshot)
                         dms.setdefault(recipients, []).append((event, payload))
                         count += len(recipients)
-                rows = await self._channel_rows(session, event, race, tournament, guild, snapshot)
+                rows = await self._channel_rows(session, event, race, tournament, guild, snapshot, batch)
                 channel_rows += rows
                 count += len(rows)
+            await scheduled_events.insert_rows(session, scheduled_event_rows)
             now = self.clock()
             for recipients, races in dms.items():
                 await insert_for_players_of_races(
@@ -244,7 +333,7 @@ class OutboxWriter:
                     ],
                 )
             await insert_ignoring_duplicates(session, channel_rows)
-            log.info("queued %d notification(s) for %d new races", count, len(group))
+            log.info("queued %d notification(s) for %d races", count, len(group))
         return count
 
     async def _load(
@@ -272,9 +361,11 @@ class OutboxWriter:
         tournament: Tournament,
         pool: Pool,
         guild: GuildSettings | None,
+        rows: list[dict[str, Any]] | None = None,
     ) -> bool:
         """The row that brings the race's scheduled event to the race as it is now (`bot.services.scheduled_events`;
-        a step a race can take more than once, a move, is named by its moment)."""
+        a step a race can take more than once, a move, is named by its moment). `rows`: collected there instead of
+        inserted (`write_many`)."""
         step = event.spec.name
         if isinstance(event, LiveRaceRescheduled):
             step += f":{int(event.occurred_at.timestamp() * 1_000_000)}"
@@ -288,6 +379,7 @@ class OutboxWriter:
             step=step,
             length_minutes=self.settings.notifications.scheduled_event_length_minutes,
             now=self.clock(),
+            rows=rows,
         )
 
     # ---- payloads ------------------------------------------------------------------------------------
@@ -299,8 +391,10 @@ class OutboxWriter:
         tournament: Tournament,
         pool: Pool,
         guild: GuildSettings | None,
+        batch: _Prefetched | None = None,
     ) -> dict[str, Any]:
-        """Everything a message about this event shows, frozen at queue time."""
+        """Everything a message about this event shows, frozen at queue time (`batch`: what `write_many` read for
+        all its races at once)."""
         lead = room_open_lead(
             race.room_open_lead_minutes
             if race.room_open_lead_minutes is not None
@@ -323,11 +417,14 @@ class OutboxWriter:
             "finisher_count": race.finisher_count,
         }
         if isinstance(event, LiveRaceRoomOpened):
-            room = await resolve_for_race(session, race, tournament)
+            room = await resolve_for_race(session, race, tournament, guild)
             snapshot.update(
                 start_delay=room["start_delay"], auto_start=room["auto_start"], time_limit=room["time_limit"]
             )
-            snapshot["seed_hint"] = await self._seed_hint(session, race)
+            if batch is not None:
+                snapshot["seed_hint"] = seed_hint(race, batch.seed_notes.get(race.seed_id))
+            else:
+                snapshot["seed_hint"] = await self._seed_hint(session, race)
         if isinstance(event, LiveRaceCancelled):
             snapshot["cancel_reason"] = event.reason or race.cancel_reason
             snapshot["previous_status"] = event.previous_status
@@ -465,12 +562,7 @@ class OutboxWriter:
     @staticmethod
     async def _seed_hint(session: AsyncSession, race: LiveRace) -> str:
         notes = await session.scalar(select(Seed.notes).where(Seed.id == race.seed_id))
-        # A seed shown later (the room's seed_reveal policy) is not in the room yet when it opens.
-        hint = {
-            "before_start": "The seed appears in the race room shortly before the start",
-            "at_start": "The seed appears in the race room when the countdown begins",
-        }.get(race.seed_reveal or "at_open", "The seed link is in the race room's info")
-        return f"{hint}. Notes: {notes.strip()}" if notes and notes.strip() else hint
+        return seed_hint(race, notes)
 
     def _base_payload(self, event: LiveRaceEvent, name: str, snapshot: dict[str, Any]) -> dict[str, Any]:
         return {"v": PAYLOAD_VERSION, "event": name, "occurred_at": _ts(event.occurred_at), "race": snapshot}
@@ -606,6 +698,7 @@ class OutboxWriter:
         tournament: Tournament,
         guild: GuildSettings | None,
         snapshot: dict[str, Any],
+        batch: _Prefetched | None = None,
     ) -> list[dict[str, Any]]:
         """The announcement channel's rows: the scheduled post is the race's living announcement; every later
         step edits it in place (an `EDIT` row showing the race as it is now, which pings nobody), and the room
@@ -618,7 +711,11 @@ class OutboxWriter:
         if isinstance(event, LiveRaceScheduled):
             rows[0]["payload"]["living"] = True
             return rows
-        if not await living_post_exists(session, race.id, channel_id):
+        if batch is not None and isinstance(event, LiveRaceRoomOpened):
+            living = (race.id, channel_id) in batch.living
+        else:
+            living = await living_post_exists(session, race.id, channel_id)
+        if not living:
             return rows
         edit_payload = {**self._base_payload(event, event.spec.name, snapshot), "living": True, "role_id": None}
         key = f"{edit_dedupe_key_prefix(race.id, channel_id)}{event.spec.name}"
@@ -640,12 +737,7 @@ class OutboxWriter:
         *,
         occurrence: int | None = None,
     ) -> list[dict[str, Any]]:
-        # The race's own channel and role (from its template) first, then the tournament's, then the server's.
-        channel_id = (
-            race.announcement_channel_id
-            or tournament.announcement_channel_id
-            or (guild.announcement_channel_id if guild else None)
-        )
+        channel_id = announcement_channel(race, tournament, guild)
         if channel_id is None or Audience.ANNOUNCEMENT not in event.spec.audience:
             return []
         role_id = (

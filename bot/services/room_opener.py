@@ -34,15 +34,15 @@ import hashlib
 import logging
 import re
 import uuid
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -180,24 +180,37 @@ def pick_room(found: Iterable[RaceSummary], seed_url: str) -> tuple[RoomRef | No
     return adopt, strays
 
 
-async def choose_seed(session: AsyncSession, race: LiveRace) -> Seed | None:
-    """The pool's seed with the fewest runs that no live race has used or reserved (ties: lowest id)."""
+async def choose_seed(session: AsyncSession, race: LiveRace, *, also_reserved: Collection[int] = ()) -> Seed | None:
+    """The pool's seed with the fewest runs that no live race has used or reserved (ties: lowest id).
+    `also_reserved`: seeds the caller reserved in this transaction and has not flushed yet."""
+    chosen = await choose_seeds(session, race, 1, also_reserved=also_reserved)
+    return chosen[0] if chosen else None
+
+
+async def choose_seeds(
+    session: AsyncSession, race: LiveRace, count: int, *, also_reserved: Collection[int] = ()
+) -> list[Seed]:
+    """`choose_seed` for `count` races of the race's pool claimed one after another in one transaction: the
+    first `count` seeds in its order, which are the seeds those races would choose one at a time (a seed chosen
+    is reserved, and nothing else changes the order within the transaction)."""
     reserved = select(LiveRace.seed_id).where(
         LiveRace.seed_id.is_not(None),
         LiveRace.id != race.id,
         LiveRace.status != RaceStatus.CANCELLED,
     )
     run_count = select(func.count(Run.id)).where(Run.seed_id == Seed.id).correlate(Seed).scalar_subquery()
-    return await session.scalar(
+    chosen = await session.scalars(
         select(Seed)
         .where(
             Seed.pool_id == race.pool_id,
             Seed.used_in_live_race.is_(False),
             Seed.id.not_in(reserved),
+            *([Seed.id.not_in(list(also_reserved))] if also_reserved else []),
         )
         .order_by(run_count, Seed.id)
-        .limit(1)
+        .limit(count)
     )
+    return list(chosen.all())
 
 
 async def mark_seed_published(session: AsyncSession, seed_id: int | None) -> None:
@@ -207,6 +220,28 @@ async def mark_seed_published(session: AsyncSession, seed_id: int | None) -> Non
     seed = await session.get(Seed, seed_id)
     if seed is not None:
         seed.used_in_live_race = True
+
+
+async def mark_seeds_published(session: AsyncSession, seed_ids: Collection[int]) -> None:
+    """`mark_seed_published` for many seeds, in one UPDATE (the rooms of a record batch)."""
+    if seed_ids:
+        await session.execute(update(Seed).where(Seed.id.in_(sorted(seed_ids))).values(used_in_live_race=True))
+
+
+CHOSEN_SEEDS = "room_opener.chosen_seeds"  # session.info: the seeds chosen by the claims of this transaction
+GUILD_SETTINGS = "room_opener.guild_settings"  # session.info: the guild settings read in this transaction
+SEED_DEMAND = "room_opener.seed_demand"  # session.info: the races of each pool of a claim batch without a seed
+SEED_CANDIDATES = "room_opener.seed_candidates"  # session.info: the seeds read for them, in the order to take them
+LOADED = "room_opener.loaded"  # session.info: the tournaments and pools the claims of this transaction read
+
+
+async def _guild_settings(session: AsyncSession, guild_id: int) -> GuildSettings | None:
+    """A guild's settings, read once per opener transaction, also when the guild has none (`session.get` looks a
+    missing row up again every time). The opener's transactions never write guild settings."""
+    known: dict[int, GuildSettings | None] = session.info.setdefault(GUILD_SETTINGS, {})
+    if guild_id not in known:
+        known[guild_id] = await session.get(GuildSettings, guild_id)
+    return known[guild_id]
 
 
 class OpenFailure(Exception):
@@ -444,12 +479,15 @@ class RoomOpener:
         after another, 500 rooms at RaceTime.gg's latency would open minutes late). One race failing never stops
         the others.
 
-        Claims are made in batches, one transaction each (`_claim_batch`): a worker that needs a race claims, in
-        due order, as many as there are workers without one (itself included) — all of them when the cycle
-        starts, then as many as finished meanwhile. So a claimed race always has a worker at once (no claim waits
-        for one while its lease runs), no more races are claimed than openings may run, and on SQLite, whose one
-        writer serialises every transaction, the claims of several races share one. Every race is still claimed
-        under its lock with the same checks as one at a time, so batching changes nothing about exactly once."""
+        Claims are made in batches, one transaction each (`_claim_batch`): a worker that finds no claimed race
+        waiting claims the next `open_concurrency` races in due order, one for itself and the rest for the workers
+        that finish next (a round ahead), so on SQLite, whose one writer serialises every transaction, a round of
+        races shares one claim transaction instead of one each. A claimed race waits for a worker about one round
+        (a `startrace` and a record); its RaceTime.gg work still ends by its claim's deadline, and a claim that
+        waited so long that less than one request timeout of its budget is left is released unused
+        (`_release`) for the next cycle instead of being spent on a request it could not finish. Every race is
+        still claimed under its lock with the same checks as one at a time, so batching changes nothing about
+        exactly once."""
         report = OpenerReport()
         listings: dict[str, tuple[datetime, CategoryData]] = {}
         try:
@@ -460,29 +498,28 @@ class RoomOpener:
         report.due = len(due)
         queue = iter(due)  # soonest first
         workers = min(self.settings.scheduler.open_concurrency, len(due))
-        pending: deque[OpenPlan] = deque()  # claimed, each already counted for a waiting worker
-        busy = 0  # workers opening a claimed race
+        pending: deque[OpenPlan] = deque()  # claimed, in due order, for the next workers
         # One claimer at a time, in due order, so the soonest race still gets the pool's best seed.
         claims = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        least_budget = self.settings.racetime.request_timeout_seconds  # left to a claim a worker takes up
 
         async def next_plan() -> OpenPlan | None:
-            nonlocal busy
             async with claims:
-                while not pending:
-                    race_ids = list(islice(queue, workers - busy))
-                    if not race_ids:
-                        return None
-                    await self._claim_for_cycle(race_ids, report, pending)
-                busy += 1
-                return pending.popleft()
+                while True:
+                    while not pending:
+                        race_ids = list(islice(queue, workers))
+                        if not race_ids:
+                            return None
+                        await self._claim_for_cycle(race_ids, report, pending)
+                    plan = pending.popleft()
+                    if plan.deadline - loop.time() >= least_budget:
+                        return plan
+                    await self._release_for_cycle(plan, report)
 
         async def worker() -> None:
-            nonlocal busy
             while (plan := await next_plan()) is not None:
-                try:
-                    await self._open_for_cycle(plan, listings, report)
-                finally:
-                    busy -= 1
+                await self._open_for_cycle(plan, listings, report)
 
         await asyncio.gather(*(worker() for _ in range(workers)))
         return report
@@ -502,6 +539,23 @@ class RoomOpener:
             else:
                 report.failed += 1
                 log.warning("room for live race %s not opened: %s", race_id, result.message)
+
+    async def _release_for_cycle(self, plan: OpenPlan, report: OpenerReport) -> None:
+        report.skipped += 1
+        log.warning("live race %s waited too long for a worker: its claim is released for the next cycle", plan.race_id)
+        try:
+            await self._release(plan)
+        except Exception:  # its claim then runs out as a crashed process's would
+            log.exception("room opener failed to release the claim of live race %s", plan.race_id)
+
+    async def _release(self, plan: OpenPlan) -> None:
+        """Give a claim up before any RaceTime.gg request was made for it: the race is as before the claim (no
+        attempt counted, `room_search_after` as it was, since this claim cannot have made a room), its seed kept."""
+        async with self._transaction() as session:
+            race = await lock_race(session, plan.race_id)
+            if race is not None and race.open_claim_id == plan.claim_id:
+                race.open_claim_id = None
+                race.room_search_after = plan.earlier_search_after
 
     async def _open_for_cycle(
         self, plan: OpenPlan, listings: dict[str, tuple[datetime, CategoryData]], report: OpenerReport
@@ -654,6 +708,8 @@ class RoomOpener:
         results: list[tuple[int, Claimed]] = []
         async with self._transaction() as session:
             races = await lock_races(session, race_ids)
+            # How many races of each pool may need a seed chosen (`_choose_seed`).
+            session.info[SEED_DEMAND] = Counter(race.pool_id for race in races.values() if race.seed_id is None)
             for race_id in race_ids:
                 race = races.get(race_id)
                 if race is None:
@@ -715,35 +771,45 @@ class RoomOpener:
         if manual:
             race.open_attempts = 0
             race.next_open_attempt_at = None
-        tournament = await session.get(Tournament, race.tournament_id)
-        pool = await session.get(Pool, race.pool_id)
-        assert tournament is not None and pool is not None
-        seed = await session.get(Seed, race.seed_id) if race.seed_id else None
-        no_seed = False
-        category = room_category(tournament, self.settings)
-        if self.racetime is None:
-            failure = NO_CREDENTIALS
-        elif not self.racetime.serves(category):
-            failure = str(RacetimeNoCredentials(category, self.racetime.categories))
-        elif seed is None:
-            seed = await choose_seed(session, race)
-            if seed is None:
-                no_seed = True
-                failure = (
-                    f"pool {pool.name} has no seed left that no live race has used; "
-                    "add a seed to the pool or pick one for this race"
-                )
+        # The reads below need none of the claim's changes, so they do not flush them: a race's claim is one UPDATE,
+        # not two (the seeds chosen by the races claimed before in this transaction are named instead).
+        with session.no_autoflush:
+            tournament = await session.get(Tournament, race.tournament_id)
+            pool = await session.get(Pool, race.pool_id)
+            assert tournament is not None and pool is not None
+            # Held for the transaction: the identity map keeps objects only while referenced, and the next race of
+            # the batch (the same tournament and pool, mostly) then finds them there instead of reading them again.
+            session.info.setdefault(LOADED, []).extend((tournament, pool))
+            seed = await session.get(Seed, race.seed_id) if race.seed_id else None
+            chosen: set[int] = session.info.setdefault(CHOSEN_SEEDS, set())
+            no_seed = False
+            category = room_category(tournament, self.settings)
+            if self.racetime is None:
+                failure = NO_CREDENTIALS
+            elif not self.racetime.serves(category):
+                failure = str(RacetimeNoCredentials(category, self.racetime.categories))
+            elif seed is None:
+                seed = await self._choose_seed(session, race, chosen)
+                if seed is None:
+                    no_seed = True
+                    failure = (
+                        f"pool {pool.name} has no seed left that no live race has used; "
+                        "add a seed to the pool or pick one for this race"
+                    )
+                else:
+                    # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
+                    race.seed_id = seed.id
+                    chosen.add(seed.id)
+                    failure = None
             else:
-                # Kept from the first claim on, so a retry sends (and an adopted room shows) the same seed.
-                race.seed_id = seed.id
                 failure = None
-        else:
-            failure = None
+            room = None
+            if failure is None:
+                room = await resolve_for_race(session, race, tournament, await _guild_settings(session, race.guild_id))
         if failure is not None:
             await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
             return OpenFailure(failure, retryable=False, conflict=no_seed)
-        assert seed is not None
-        room = await resolve_for_race(session, race, tournament)
+        assert seed is not None and room is not None
         if not self.settings.racetime.room_presence:
             # Only room presence shows a seed later, and scheduled starts need it too: without it, rooms open as
             # they did before.
@@ -764,6 +830,20 @@ class RoomOpener:
             search_after=race.room_search_after,
             deadline=started + budget,
         )
+
+    @staticmethod
+    async def _choose_seed(session: AsyncSession, race: LiveRace, chosen: set[int]) -> Seed | None:
+        """`choose_seed` for a race being claimed. In a batch (`_claim_batch` says how many of its races may
+        need a seed of each pool) the first race of a pool reads the seeds of all of them in one query, and each
+        takes the next in order: the seeds they would choose one at a time."""
+        candidates: dict[int, deque[Seed]] = session.info.setdefault(SEED_CANDIDATES, {})
+        if race.pool_id not in candidates:
+            count = session.info.get(SEED_DEMAND, {}).get(race.pool_id, 1)
+            candidates[race.pool_id] = deque(await choose_seeds(session, race, count, also_reserved=chosen))
+        waiting = candidates[race.pool_id]
+        if not waiting:  # the batch's candidates are used up: a race the demand did not count looks again
+            return await choose_seed(session, race, also_reserved=chosen)
+        return waiting.popleft()
 
     async def _record_opened(
         self, plan: OpenPlan, room: RoomRef, *, actor: Actor, adopted: bool
@@ -800,12 +880,31 @@ class RoomOpener:
         async with self._transaction() as session:
             races = await lock_races(session, [plan.race_id for plan, *_ in entries], skip_locked=False)
             results = []
+            opened: list[tuple[LiveRaceRoomOpened, Actor, dict[str, Any]]] = []
             for plan, room, actor, adopted in entries:
                 race = races.get(plan.race_id)
                 bind_log_context(race_id=plan.race_id, guild_id=plan.guild_id)
                 results.append(
-                    await self._record_locked(session, race, plan, room, actor=actor, adopted=adopted, now=now)
+                    await self._record_locked(
+                        session, race, plan, room, actor=actor, adopted=adopted, now=now, opened=opened
+                    )
                 )
+            # The batch's audit entries, seeds and notifications set-wise: the same rows as one race at a time, in
+            # fewer statements.
+            by_actor: dict[tuple[int, Actor], list[tuple[int | None, dict[str, Any]]]] = defaultdict(list)
+            for event, actor, details in opened:
+                by_actor[(event.guild_id, actor)].append((event.live_race_id, details))
+            for (guild_id, actor), audited in by_actor.items():
+                await audit.record_many(
+                    session,
+                    guild_id=guild_id,
+                    actor=actor,
+                    action="live_race.open",
+                    target_type="live_race",
+                    entries=audited,
+                )
+            await mark_seeds_published(session, {races[event.live_race_id].seed_id for event, *_ in opened})
+            await self.events.publish_many(session, [event for event, *_ in opened])
         return results
 
     async def _record_locked(
@@ -818,10 +917,13 @@ class RoomOpener:
         actor: Actor,
         adopted: bool,
         now: datetime,
+        opened: list[tuple[LiveRaceRoomOpened, Actor, dict[str, Any]]],
     ) -> Recorded:
         """Under the race's lock: record the room if the race is still as claimed (scheduled, ours, on the planned
-        seed and pool). Otherwise the ClaimRefused to raise, and why the room is to be cancelled (None: kept for
-        another claim to adopt) with the `settles` for `StrayRooms.close`."""
+        seed and pool): its LiveRaceRoomOpened, actor and audit details are added to `opened`, for the caller to write
+        the audit entry, mark the seed published and queue the notifications (`_record_batch`, for the whole batch
+        at once). Otherwise the ClaimRefused to raise, and why the room is
+        to be cancelled (None: kept for another claim to adopt) with the `settles` for `StrayRooms.close`."""
         ours = race is not None and race.open_claim_id == plan.claim_id
         if (
             race is not None
@@ -841,30 +943,16 @@ class RoomOpener:
             race.next_open_attempt_at = None
             race.room_search_after = None
             race.last_error = None
-            await mark_seed_published(session, race.seed_id)
-            await audit.record(
-                session,
-                guild_id=race.guild_id,
-                actor=actor,
-                action="live_race.open",
-                target_type="live_race",
-                target_id=race.id,
-                details={
-                    "racetime_category": room.category,
-                    "racetime_slug": room.slug,
-                    "adopted": adopted,
-                    "seed_id": race.seed_id,
-                },
+            event = LiveRaceRoomOpened(
+                guild_id=race.guild_id, tournament_id=race.tournament_id, live_race_id=race.id, occurred_at=now
             )
-            await self.events.publish(
-                session,
-                LiveRaceRoomOpened(
-                    guild_id=race.guild_id,
-                    tournament_id=race.tournament_id,
-                    live_race_id=race.id,
-                    occurred_at=now,
-                ),
-            )
+            details = {
+                "racetime_category": room.category,
+                "racetime_slug": room.slug,
+                "adopted": adopted,
+                "seed_id": race.seed_id,
+            }
+            opened.append((event, actor, details))
             return None, None, None
         # The race changed while its room was being created: that room is not (or not yet) the race's.
         refused = ClaimRefused(

@@ -7,6 +7,7 @@ guild's default profile → built-in defaults. A profile may leave a field unset
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -189,8 +190,16 @@ def resolve(*layers: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-async def resolve_for_race(session: AsyncSession, race: LiveRace, tournament: Tournament) -> dict[str, Any]:
-    guild = await session.get(GuildSettings, race.guild_id)
+async def resolve_for_race(
+    session: AsyncSession,
+    race: LiveRace,
+    tournament: Tournament,
+    guild: GuildSettings | EllipsisType | None = ...,
+) -> dict[str, Any]:
+    """The race's room settings. `guild`: the race's guild settings when the caller has read them (None: the guild
+    has none), so a batch of races does not look a missing row up again for each race (`...`: read them here)."""
+    if guild is ...:
+        guild = await session.get(GuildSettings, race.guild_id)
     layers: list[dict[str, Any]] = [dict(race.room_settings or {})]
     for profile_id in (
         race.room_profile_id,

@@ -119,13 +119,15 @@ async def queue_sync(
     step: str,
     length_minutes: int,
     now: datetime,
+    rows: list[dict[str, Any]] | None = None,
 ) -> bool:
     """Queue, in the caller's transaction, the outbox row that brings the race's event to the race as it is now:
     one per race and `step` (its dedupe key), so queuing a step twice adds nothing. False when the race is not
-    mirrored (switched off, or the guild is blocked)."""
+    mirrored (switched off, or the guild is blocked). `rows`: the row is added to this list instead, for the caller
+    to insert with the rows of other races (`insert_rows`)."""
     if not mirrored(guild, tournament):
         return False
-    room = await resolve_for_race(session, race, tournament)
+    room = await resolve_for_race(session, race, tournament, guild)
     state = event_state(
         race,
         tournament,
@@ -134,7 +136,11 @@ async def queue_sync(
         length_minutes=length_minutes,
         time_limit_hours=room.get("time_limit"),
     )
-    await _insert(session, race.guild_id, race.id, state, step, now)
+    row = _row(race.guild_id, race.id, state, step, now)
+    if rows is not None:
+        rows.append(row)
+    else:
+        await insert_rows(session, [row])
     return True
 
 
@@ -179,7 +185,11 @@ async def queue_removal(session: AsyncSession, race: LiveRace, now: datetime) ->
 async def _insert(
     session: AsyncSession, guild_id: int, race_id: int, state: dict[str, Any], step: str, now: datetime
 ) -> None:
-    row = {
+    await insert_rows(session, [_row(guild_id, race_id, state, step, now)])
+
+
+def _row(guild_id: int, race_id: int, state: dict[str, Any], step: str, now: datetime) -> dict[str, Any]:
+    return {
         "kind": NotificationKind.SCHEDULED_EVENT,
         "event_type": None,
         "guild_id": guild_id,
@@ -193,10 +203,15 @@ async def _insert(
         "next_attempt_at": now,
         "created_at": now,
     }
-    table = Notification.__table__
-    await session.execute(
-        conflict_ignoring_insert(session, table).on_conflict_do_nothing(index_elements=["dedupe_key"]), [row]
-    )
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Scheduled-event rows (`queue_sync`'s), in one INSERT; a row whose dedupe key is queued already adds nothing."""
+    if rows:
+        table = Notification.__table__
+        await session.execute(
+            conflict_ignoring_insert(session, table).on_conflict_do_nothing(index_elements=["dedupe_key"]), rows
+        )
 
 
 async def set_guild_switch(session: AsyncSession, guild_id: int, enabled: bool) -> GuildSettings:
