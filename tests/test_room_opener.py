@@ -4,16 +4,28 @@ failures moderators must see, and the seed choice."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 
 from bot.app import Application
 from bot.errors import Conflict, ValidationFailed
 from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
 from bot.services.room_opener import ClaimRefused, OpenFailure, OpenPlan, RoomOpener
-from db.models import AuditEntry, LiveRace, RaceStatus, Run, RunStatus, Seed
+from db.models import (
+    AuditEntry,
+    EventType,
+    LiveRace,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+    RaceStatus,
+    Run,
+    RunStatus,
+    Seed,
+)
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
 from tests.fakes.racetime_server import FakeRacetime, HeldRequest
@@ -405,7 +417,8 @@ async def test_a_category_the_bot_does_not_belong_to_is_explained(
 # ---- many rooms due at once -----------------------------------------------------------------------------
 async def test_rooms_due_together_open_with_bounded_concurrency(app_settings, rt: FakeRacetime, clock: Clock) -> None:
     """Seven rooms due at once with `open_concurrency` 3: RaceTime.gg never has more than three startraces of ours
-    in flight (counted at the fake when each arrives), every room opens once, soonest first."""
+    in flight (counted at the fake when each arrives), no more races are claimed than those and one round ahead,
+    every room opens once, soonest first."""
     limit, due = 3, 7
     app_settings.scheduler.open_concurrency = limit
     async with running_app(app_settings, rt, clock) as app:
@@ -434,7 +447,8 @@ async def test_rooms_due_together_open_with_bounded_concurrency(app_settings, rt
         report = await cycle
         assert (report.due, report.opened) == (due, due)
         assert max(in_flight_at_arrival) == limit and len(in_flight_at_arrival) == due
-        assert max(claimed_at_full) <= limit
+        # Claimed: the ones in flight and at most one round ahead (the next `limit` races, claimed together).
+        assert max(claimed_at_full) <= 2 * limit - 1
         opened = [await _race(app, race_id) for race_id in race_ids]
         assert all(race.status is RaceStatus.ROOM_OPEN and len(_rooms_of(rt, race)) == 1 for race in opened)
         assert rt.count("POST", "/startrace") == due
@@ -578,3 +592,146 @@ async def test_a_batch_claim_skips_a_race_another_transaction_holds(app: Applica
         results = dict(await opener._claim_batch([first, held], actor=MODERATOR))
     assert isinstance(results[first], OpenPlan) and isinstance(results[held], ClaimRefused)
     assert (await _race(app, held)).open_claim_id is None
+
+
+async def test_a_record_batch_queues_exactly_the_rows_one_room_at_a_time_would(
+    app: Application, rt: FakeRacetime, clock: Clock
+) -> None:
+    """The rooms of a record batch are announced set-wise (`OutboxWriter.write_many`: the races, guild settings,
+    seed notes and living announcements read once for the batch): the same DMs, payloads, dedupe keys, channel
+    posts, edits of living announcements and Discord Scheduled Event rows as `write` for each room alone."""
+    services = app.services
+    world = await make_world(services, seeds=3)
+    other = await make_world(services, name="Autumn Cup", seeds=1)
+    await services.guilds.update(GUILD, MODERATOR, announcement_channel_id=555)
+    for index in range(3):
+        await add_player(services, 800 + index, f"P{index}", f"rtopen{index:04d}")
+        await services.notifications.set_preference(
+            800 + index, EventType.LIVE_RACE_ROOM_OPENED, True, guild_id=None, actor=MODERATOR
+        )
+    async with app.db.transaction() as session:
+        await session.execute(update(Seed).where(Seed.id == world.seeds[1].id).values(notes="  Boots start  "))
+    ids = [
+        await _schedule(app, world, clock, 5),
+        await _schedule(app, world, clock, 6, seed_id=world.seeds[1].id),
+        await _schedule(app, other, clock, 7),
+    ]
+    # The third race's announcement went out before living announcements existed: a post per step, no edit.
+    async with app.db.transaction() as session:
+        await session.execute(
+            update(Notification)
+            .where(Notification.live_race_id == ids[2], Notification.kind == NotificationKind.CHANNEL)
+            .values(status=NotificationStatus.SENT)
+        )
+        before = await session.scalar(select(func.max(Notification.id)))
+    assert (await open_rooms(app)).opened == 3
+
+    def shape(rows):
+        return sorted(
+            (
+                row.kind,
+                row.player_id,
+                row.channel_id,
+                row.live_race_id,
+                row.dedupe_key,
+                repr({key: value for key, value in row.payload.items() if key != "occurred_at"}),
+            )
+            for row in rows
+        )
+
+    async def queued(write) -> list:
+        async with app.db.transaction() as session:
+            await session.execute(delete(Notification).where(Notification.id > before))
+            await write(session)
+        async with app.db.read() as session:
+            return shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
+
+    async with app.db.read() as session:
+        by_cycle = shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
+    events = [
+        LiveRaceRoomOpened(
+            guild_id=GUILD,
+            tournament_id=(await _race(app, race_id)).tournament_id,
+            live_race_id=race_id,
+            occurred_at=clock.now,
+        )
+        for race_id in ids
+    ]
+    outbox = services.notifications.outbox
+
+    async def one_at_a_time(session) -> None:
+        for event in events:
+            await outbox.write(session, event)
+
+    async def set_wise(session) -> None:
+        await outbox.write_many(session, events)
+
+    alone = await queued(one_at_a_time)
+    together = await queued(set_wise)
+    assert together == alone == by_cycle
+    kinds = [row[0] for row in together]
+    assert kinds.count(NotificationKind.DM) == 3 * len(ids)
+    assert kinds.count(NotificationKind.SCHEDULED_EVENT) == len(ids)
+    assert kinds.count(NotificationKind.EDIT) == 2  # the living announcements; the third race gets a post only
+    assert kinds.count(NotificationKind.CHANNEL) == len(ids)
+    assert sum("Notes: Boots start" in row[5] for row in together) == 3 + 1 + 1  # its DMs, post and edit
+
+
+async def test_a_batch_claim_gives_each_race_its_own_seed_in_due_order(app: Application, clock: Clock) -> None:
+    """The races of one claim transaction choose their seeds without flushing the claims before them (one UPDATE a
+    race): each still gets a seed of its own, the soonest race the pool's best, as one claim at a time would."""
+    world = await make_world(app.services, seeds=4)
+    ids = [await _schedule(app, world, clock, 9 - index) for index in range(3)]  # the last made is the soonest
+    manual = await _schedule(app, world, clock, 4, seed_id=world.seeds[0].id)
+    results = dict(await app.services.live_races.opener._claim_batch([manual, *reversed(ids)], actor=MODERATOR))
+    plans = [results[race_id] for race_id in [manual, *reversed(ids)]]
+    assert all(isinstance(plan, OpenPlan) for plan in plans)
+    assert [plan.seed_id for plan in plans] == [seed.id for seed in world.seeds]
+    assert [(await _race(app, race_id)).seed_id for race_id in [manual, *reversed(ids)]] == [
+        seed.id for seed in world.seeds
+    ]
+
+
+async def test_a_claim_that_waited_too_long_for_a_worker_is_released_unused(
+    app: Application, rt: FakeRacetime, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A race claimed a round ahead whose claim has less than one request timeout of its budget left when a worker
+    takes it up makes no request: its claim is released as if it had not been made (no attempt counted, the room
+    search time it had before) and the next cycle opens it."""
+    world = await make_world(app.services, seeds=2)
+    first, second = await _schedule(app, world, clock, 5), await _schedule(app, world, clock, 6)
+    opener = app.services.live_races.opener
+    claim_batch = opener._claim_batch
+
+    async def second_runs_out(race_ids: list[int], **kwargs):
+        results = await claim_batch(race_ids, **kwargs)
+        return [
+            (race_id, dataclasses.replace(plan, deadline=plan.deadline - 2 * opener.settings.open_claim_budget_seconds))
+            if race_id == second and isinstance(plan, OpenPlan)
+            else (race_id, plan)
+            for race_id, plan in results
+        ]
+
+    monkeypatch.setattr(opener, "_claim_batch", second_runs_out)
+    report = await open_rooms(app)
+    assert (report.due, report.opened, report.skipped) == (2, 1, 1)
+    assert rt.count("POST", "/startrace") == 1 and (await _race(app, first)).status is RaceStatus.ROOM_OPEN
+    released = await _race(app, second)
+    assert released.status is RaceStatus.SCHEDULED and released.open_claim_id is None
+    assert (released.open_attempts, released.room_search_after, released.last_error) == (0, None, None)
+    assert released.seed_id is not None  # the seed it was given is kept for the next claim
+    monkeypatch.setattr(opener, "_claim_batch", claim_batch)
+    assert (await open_rooms(app)).opened == 1
+    assert (await _race(app, second)).status is RaceStatus.ROOM_OPEN
+    assert rt.count("POST", "/startrace") == 2
+
+
+async def test_a_batch_claim_past_the_pools_last_seed_fails_that_race_only(app: Application, clock: Clock) -> None:
+    """Three races of a pool with two seeds claimed together: the two soonest get them, the third fails with no seed
+    left, as one claim at a time would."""
+    world = await make_world(app.services, seeds=2)
+    ids = [await _schedule(app, world, clock, 5 + index) for index in range(3)]
+    results = dict(await app.services.live_races.opener._claim_batch(ids, actor=MODERATOR))
+    assert [results[ids[0]].seed_id, results[ids[1]].seed_id] == [seed.id for seed in world.seeds]
+    assert isinstance(results[ids[2]], OpenFailure) and results[ids[2]].conflict
+    assert "no seed left" in (await _race(app, ids[2])).last_error
