@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import pkgutil
 
@@ -13,6 +15,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 import cogs
 from bot.app import Application
 from bot.discord_delivery import DiscordDelivery
+from bot.discord_interest import RawScheduledEventUser, install_raw_parsers, resync_interest
 from cogs._common.tree import StartlineTree
 
 log = logging.getLogger(__name__)
@@ -29,10 +32,12 @@ def cog_extensions() -> list[str]:
 def intents() -> discord.Intents:
     """Slash commands and DMs need no privileged intent. Members leaving and joining (GUILD_MEMBER_REMOVE and
     GUILD_MEMBER_ADD) come only with the privileged Server Members intent, which must be switched on for the bot in
-    the Discord developer portal; bans (GUILD_BAN_ADD) come with the default moderation intent. No message
-    content, no presences."""
+    the Discord developer portal; bans (GUILD_BAN_ADD) come with the default moderation intent, and who presses
+    Interested on a race's scheduled event (GUILD_SCHEDULED_EVENT_USER_ADD and _REMOVE) with the default
+    GUILD_SCHEDULED_EVENTS intent, asked for by name. No message content, no presences."""
     chosen = discord.Intents.default()
     chosen.members = True
+    chosen.guild_scheduled_events = True
     return chosen
 
 
@@ -68,6 +73,8 @@ class StartlineBot(commands.Bot):
         self.app = app
         self.load_cogs = load_cogs
         self.start_app = start_app
+        install_raw_parsers(self)  # Interested on a scheduled event, without discord.py's member cache
+        self._interest_resync: asyncio.Task[int] | None = None
 
     async def start(self, token: str, *, reconnect: bool = True) -> None:
         """Run the application at once, then log in and connect.
@@ -130,6 +137,20 @@ class StartlineBot(commands.Bot):
     async def on_ready(self) -> None:
         self.app.discord_state = "connected"
         log.info("connected to Discord as %s (%s guilds)", self.user, len(self.guilds))
+        # A new session (start-up, or one Discord would not resume) missed who pressed Interested meanwhile.
+        if self._interest_resync is None or self._interest_resync.done():
+            self._interest_resync = asyncio.create_task(self._resync_interest(), name="startline: interest resync")
+
+    async def _resync_interest(self) -> int:
+        try:
+            return await resync_interest(self, self.app.services.reminders)
+        except Exception:  # never the gateway's problem: the next READY tries again
+            log.exception("reading who is interested in the scheduled events failed")
+            return 0
+
+    async def interest_resynced(self) -> int:
+        """Wait for the resync the last READY started (tests); how many interests it changed."""
+        return await self._interest_resync if self._interest_resync is not None else 0
 
     async def on_disconnect(self) -> None:
         self.app.discord_state = "disconnected"
@@ -141,14 +162,27 @@ class StartlineBot(commands.Bot):
     async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
         # The raw event comes whether or not the member was cached (nothing is cached here).
         await self.app.services.players.member_left(payload.guild_id, payload.user.id)
+        await self.app.services.reminders.member_left(payload.guild_id, payload.user.id)
 
     async def on_member_ban(self, guild: discord.Guild, user: discord.User | discord.Member) -> None:
         await self.app.services.players.member_left(guild.id, user.id, banned=True)
+        await self.app.services.reminders.member_left(guild.id, user.id)
+
+    # ---- Interested on a race's Discord Scheduled Event: that race's reminders (ReminderService) --------------
+    async def on_raw_scheduled_event_user_add(self, payload: RawScheduledEventUser) -> None:
+        await self.app.services.reminders.set_interest(payload.guild_id, payload.event_id, payload.user_id, True)
+
+    async def on_raw_scheduled_event_user_remove(self, payload: RawScheduledEventUser) -> None:
+        await self.app.services.reminders.set_interest(payload.guild_id, payload.event_id, payload.user_id, False)
 
     async def on_member_join(self, member: discord.Member) -> None:
         await self.app.services.players.member_returned(member.guild.id, member.id, member.display_name)
 
     async def close(self) -> None:
+        if self._interest_resync is not None and not self._interest_resync.done():
+            self._interest_resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._interest_resync
         try:
             if self.app.started:
                 await self.app.stop()

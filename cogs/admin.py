@@ -9,6 +9,7 @@ from discord import app_commands
 from discord.app_commands import Transform
 
 from bot.errors import NotFound
+from bot.services.reminders import DEFAULT_RSVP_OFFSETS, allowed_text, describe_offset, guild_default_offsets
 from bot.services.scheduled_events import describe_state as describe_scheduled_events
 from bot.services.status import (
     CHANNEL_PERMISSIONS,
@@ -35,7 +36,19 @@ CLEARABLE = {
     "moderator_channel": "moderator_channel_id",
     "lead_minutes": "room_open_lead_minutes",
     "default_room_profile": "default_room_profile_id",
+    "reminders": "default_reminder_offsets",
 }
+
+
+def _default_reminders(settings) -> str:
+    offsets = guild_default_offsets(settings)
+    if not offsets:
+        return (
+            f"None: only players who chose reminders (/notify reminders:) get them; RSVP'd and Interested players "
+            f"{describe_offset(DEFAULT_RSVP_OFFSETS[0])} before. Offered: {allowed_text()}."
+        )
+    when = ", ".join(describe_offset(m) for m in offsets)
+    return f"{when} before the start, for players who chose no reminders of their own (/notify reminders:)."
 
 
 def _mention(kind: str, value: int | None) -> str:
@@ -151,6 +164,7 @@ class AdminCog(StartlineCog):
         clear="Unset one setting",
         rotate_calendar="Issue a new calendar feed URL (the old one stops working)",
         scheduled_events="Mirror live races as Discord Scheduled Events (needs Manage Events); on again retries",
+        reminders="Default reminders for players who chose none, like 24h,1h (from 10m, 30m, 1h, 3h, 12h, 24h)",
     )
     @manage_server_only()
     async def config(
@@ -170,10 +184,12 @@ class AdminCog(StartlineCog):
             "moderator_channel",
             "lead_minutes",
             "default_room_profile",
+            "reminders",
         ]
         | None = None,
         rotate_calendar: bool = False,
         scheduled_events: bool | None = None,
+        reminders: str | None = None,
     ) -> None:
         guild_id = self.guild_id(interaction)
         changes = {
@@ -187,6 +203,7 @@ class AdminCog(StartlineCog):
                 "room_open_lead_minutes": lead_minutes,
                 "default_room_profile_id": default_room_profile.id if default_room_profile else None,
                 "scheduled_events": scheduled_events,
+                "default_reminder_offsets": reminders,
             }.items()
             if value is not None
         }
@@ -210,6 +227,7 @@ class AdminCog(StartlineCog):
         embed.add_field(name="Rooms open", value=f"{lead if lead is not None else default_lead} min before the start")
         embed.add_field(name="Default room profile", value=safe(profile_name) if profile_name else "built-in")
         embed.add_field(name="Scheduled events", value=describe_scheduled_events(settings), inline=False)
+        embed.add_field(name="Default reminders", value=_default_reminders(settings), inline=False)
         embed.add_field(
             name="Calendar feed (keep it private)",
             value=f"<{calendar_url}>" + (" — new URL, the old one no longer works" if rotate_calendar else ""),

@@ -459,6 +459,12 @@ class LiveRaceCog(StartlineCog):
         if rsvps:
             names = ", ".join(safe(name or str(uid), 40) for uid, name in rsvps) if moderator and not public else ""
             embed.add_field(name=f"RSVPs ({len(rsvps)})", value=shorten(names, 1024) or "—", inline=False)
+        interested = await self.services.reminders.interested(guild_id, view.race.id)
+        if interested:  # pressed Interested on the race's Discord Scheduled Event: they get its reminders too
+            names = _mentions([uid for uid, _ in interested], 1024) if moderator and not public else ""
+            embed.add_field(
+                name=f"Interested on Discord ({len(interested)})", value=shorten(names, 1024) or "—", inline=False
+            )
         embed.set_footer(text=f"Tournament #{view.tournament.id} · pool #{view.pool.id}")
         await respond(interaction, embed=embed, ephemeral=not public)
 
@@ -527,6 +533,18 @@ class LiveRaceCog(StartlineCog):
         lines = [_history_line(entry) for entry in page.items]
         embeds = pages(f"History — race #{race_id}", lines, empty="No changes recorded.", per_page=8)
         await Paginator(interaction.user.id, embeds).start(interaction)
+
+
+def _mentions(user_ids: list[int], limit: int) -> str:
+    """Users as mentions (they render as names, and ping nobody in an embed), whole ones only, within `limit`."""
+    text = ""
+    for index, uid in enumerate(user_ids):
+        more = f" … and {len(user_ids) - index} more"
+        part = (", " if text else "") + f"<@{uid}>"
+        if len(text) + len(part) + len(more) > limit:
+            return text + more
+        text += part
+    return text
 
 
 async def setup(bot) -> None:

@@ -191,16 +191,19 @@ class NotifyCog(StartlineCog):
             return
         where = f"**{discord.utils.escape_markdown(self._guild_name(guild_id))}**"
         if not chosen:
+            personal = await self.services.reminders.personal_offsets(interaction.user.id, guild_id)
+            when = ", ".join(describe_offset(m) for m in personal)
             await respond(
                 interaction,
-                f"Reminders off for {where}: races you RSVP'd still remind you {describe_offset(60)} before. "
-                "Undo: `/notify reminders:24h,1h`.",
+                f"Reminders off for {where}: races you RSVP'd, or pressed Interested on in Discord's events, still "
+                f"remind you {when} before. Undo: `/notify reminders:24h,1h`.",
             )
             return
         offsets = ", ".join(describe_offset(m) for m in chosen)
         await respond(
             interaction,
-            f"Reminders for {where}: {offsets} before the start of races you RSVP'd (`/liverace rsvp`) and, if "
+            f"Reminders for {where}: {offsets} before the start of races you RSVP'd (`/liverace rsvp`) or pressed "
+            "Interested on (the server's Discord events) and, if "
             "the **Scheduled** DM is on, of races you may race. Stop them: `/notify reminders:none`.",
         )
 

@@ -393,6 +393,9 @@ class GuildSettings(TimestampMixin, Base):
     # nothing more is tried until a moderator turns the setting on again.
     scheduled_events: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     scheduled_events_blocked_at: Mapped[datetime | None] = mapped_column()
+    # The reminder offsets for players who chose none of their own (minutes before the start, comma-separated, as
+    # `ReminderPreference.offsets`); NULL: no default (only RSVP'd and interested players get one, 1 h before).
+    default_reminder_offsets: Mapped[str | None] = mapped_column(String(100))
 
 
 class Player(TimestampMixin, Base):
@@ -1074,3 +1077,27 @@ class RaceScheduledEvent(Base):
     status: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # The gateway's "a user pressed Interested" names the event: found by (guild, event).
+    __table_args__ = (Index("ix_race_scheduled_events_guild_id_event_id", "guild_id", "event_id"),)
+
+
+class RaceInterest(Base):
+    """A user who pressed Interested on a race's Discord Scheduled Event (the gateway's
+    GUILD_SCHEDULED_EVENT_USER_ADD, or the event's user list read after an outage): they get the race's reminders
+    like an RSVP. `interested` false is a withdrawal kept as a tombstone, so a user list read before it cannot bring
+    the interest back (`updated_at` orders them). Goes with the race; no roster entry is made for the user."""
+
+    __tablename__ = "race_interests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger)
+    live_race_id: Mapped[int] = mapped_column(ForeignKey("live_races.id", ondelete="CASCADE"))
+    player_id: Mapped[int] = mapped_column(ForeignKey("players.id", ondelete="CASCADE"))
+    interested: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("live_race_id", "player_id"),
+        Index("ix_race_interests_guild_id_player_id", "guild_id", "player_id"),
+    )

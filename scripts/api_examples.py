@@ -199,6 +199,8 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await season_examples(r, mine, later)
         await r.call("GET", "/api/v1/audit", query="limit=2", token="read")
         await r.call("GET", "/api/v1/status")
+        await r.call("PUT", "/api/v1/settings/reminders", body={"offsets_minutes": [60, 1440]})
+        await r.call("GET", "/api/v1/settings/reminders", token="read")
         feed = await r.call("GET", "/api/v1/calendar")
         await r.call("POST", "/api/v1/calendar/rotate")
         feed = await r.call("GET", "/api/v1/calendar")

@@ -330,12 +330,17 @@ def _notification_out(notification: Any) -> NotificationOut:
     "Who RSVP'd the race",
     RsvpList,
     description="Players who said they will race it, oldest first. They get its reminders and its rescheduled "
-    "notice even without the type preference.",
+    "notice even without the type preference. `interested`: who pressed Interested on the race's Discord Scheduled "
+    "Event; they get its reminders too.",
 )
 async def live_race_rsvps(call: ApiCall) -> RsvpList:
     await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
     rsvps = await call.services.reminders.rsvps(call.guild_id, call.path["rid"])
-    return RsvpList(items=[RsvpOut(discord_user_id=str(uid), display_name=name) for uid, name in rsvps])
+    interested = await call.services.reminders.interested(call.guild_id, call.path["rid"])
+    return RsvpList(
+        items=[RsvpOut(discord_user_id=str(uid), display_name=name) for uid, name in rsvps],
+        interested=[RsvpOut(discord_user_id=str(uid), display_name=name) for uid, name in interested],
+    )
 
 
 @routes.manage(

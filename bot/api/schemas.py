@@ -1007,9 +1007,15 @@ class RemindersOut(BaseModel):
     offsets_minutes: list[int] = Field(description="the reminders chosen in this guild, largest first")
 
 
+class GuildRemindersOut(BaseModel):
+    offsets_minutes: list[int] = Field(
+        description="the guild's default reminders for players who chose none, largest first ([]: no default)"
+    )
+
+
 class RsvpOut(BaseModel):
     discord_user_id: str = Field(description="as a string: Discord ids exceed JavaScript's safe integers")
-    display_name: str = Field(description="this guild's name for the player")
+    display_name: str = Field(description="this guild's name for the player (the Discord id when it has none)")
 
 
 class RsvpChange(BaseModel):
@@ -1018,3 +1024,8 @@ class RsvpChange(BaseModel):
 
 class RsvpList(BaseModel):
     items: list[RsvpOut]
+    interested: list[RsvpOut] = Field(
+        default_factory=list,
+        description="who pressed Interested on the race's Discord Scheduled Event, oldest first: they get its "
+        "reminders too",
+    )

@@ -15,6 +15,7 @@ from bot.api import (
     room_profiles,
     runs,
     seasons,
+    settings,
     status,
     tournaments,
 )
@@ -50,6 +51,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     audit.routes,
     calendar.routes,
     seasons.routes,
+    settings.routes,
 )
 
 

@@ -536,7 +536,7 @@ class NotificationDispatcher:
                 ref = self._events.get(race_id) or await self._recorded_event(race_id)
                 if ref is None:
                     ref = await delivery.find_scheduled_event(row.guild_id, sevents.race_marker(race_id))
-                ref, note = await self._apply_event(delivery, row.guild_id, ref, state)
+                ref, note = await self._apply_event(delivery, row.guild_id, ref, state, race_id)
             except ManageEventsMissing as exc:
                 self._events_blocked.add(row.guild_id)
                 log.warning("guild %s: the bot lacks Manage Events; scheduled events are blocked", row.guild_id)
@@ -556,7 +556,7 @@ class NotificationDispatcher:
             )
 
     async def _apply_event(
-        self, delivery: Delivery, guild_id: int, ref: ScheduledEventRef | None, state: dict[str, Any]
+        self, delivery: Delivery, guild_id: int, ref: ScheduledEventRef | None, state: dict[str, Any], race_id: int
     ) -> tuple[ScheduledEventRef | None, str | None]:
         want: int = state["status"]
         if ref is None:
@@ -564,6 +564,8 @@ class NotificationDispatcher:
                 return None, "Skipped: the race has no scheduled event to update"
             if datetime.fromisoformat(state["scheduled_start_time"]) <= self._clock():
                 return None, "Skipped: the race's start passed before its scheduled event could be made"
+            if (late := await self._too_late_to_create(race_id)) is not None:
+                return None, late
             return await delivery.create_scheduled_event(guild_id, _event_fields(state, create=True)), None
         if ref.status in (sevents.COMPLETED, sevents.CANCELLED):
             return ref, f"Nothing to do: the scheduled event is already {sevents.STATUS_NAMES[ref.status]}"
@@ -586,9 +588,23 @@ class NotificationDispatcher:
             log.warning("the scheduled event of race %s was deleted in Discord", state.get("race_id"))
             if want != sevents.SCHEDULED or state.get("removed"):
                 return None, "Skipped: the scheduled event was deleted in Discord"
+            if (late := await self._too_late_to_create(race_id)) is not None:
+                return None, late
             return await delivery.create_scheduled_event(guild_id, _event_fields(state, create=True)), (
                 "Made the scheduled event anew: it had been deleted in Discord"
             )
+
+    async def _too_late_to_create(self, race_id: int) -> str | None:
+        """Why a race's event must not be made now, read right before the create: a row queued while the race was
+        scheduled may reach Discord after it finished, was cancelled or deleted (an outage, a retried create whose
+        cancel ran first and found no event). Made then, the event would stay scheduled for good."""
+        async with self.db.read() as session:
+            status = await session.scalar(select(LiveRace.status).where(LiveRace.id == race_id))
+        if status is None:
+            return "Skipped: the race was deleted before its scheduled event could be made"
+        if status not in (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN):
+            return f"Skipped: the race was already {status.value} before its scheduled event could be made"
+        return None
 
     async def _recorded_event(self, race_id: int) -> ScheduledEventRef | None:
         async with self.db.read() as session:

@@ -290,11 +290,12 @@ def _reminder(payload, race, channel) -> Body:
     minutes = int(reminder.get("offset_minutes") or 0)
     before = f"{minutes // 60} h" if minutes and minutes % 60 == 0 else f"{minutes} min"
     description = f"{_where(race)}\nThe race starts in about {before}."
-    why = (
-        "You said you would race it (RSVP)."
-        if reminder.get("rsvp")
-        else f"You asked for a reminder {before} before races you may join."
-    )
+    if reminder.get("rsvp"):
+        why = "You said you would race it (RSVP)."
+    elif reminder.get("interested"):
+        why = "You pressed Interested on its Discord event."
+    else:
+        why = f"You asked for a reminder {before} before races you may join."
     fields = [
         MessageField("Starts", timestamp(race.get("scheduled_at")), inline=False),
         MessageField("Why you get this", why + " Change your reminders with /notify reminders.", inline=False),

@@ -13,6 +13,7 @@ from bot.actors import Actor
 from bot.errors import ValidationFailed
 from bot.services import audit
 from bot.services.common import ROOM_OPEN_LEAD_MINUTES
+from bot.services.reminders import check_guild_default
 from bot.services.room_profiles import profile_or_404
 from db.models import GuildSettings
 from db.session import Database
@@ -27,6 +28,7 @@ EDITABLE_FIELDS = (
     "room_open_lead_minutes",
     "default_room_profile_id",
     "scheduled_events",
+    "default_reminder_offsets",
 )
 
 
@@ -67,6 +69,9 @@ class GuildSettingsService:
             changes["timezone"] = check_timezone(changes["timezone"] or "UTC")
         if changes.get("room_open_lead_minutes") is not None:
             ROOM_OPEN_LEAD_MINUTES.check(changes["room_open_lead_minutes"], "room_open_lead_minutes")
+        if "default_reminder_offsets" in changes:
+            # The player's rules (`parse_offsets`); stored like a player's offsets, "none" clears the default.
+            changes["default_reminder_offsets"] = check_guild_default(changes["default_reminder_offsets"])
         async with self.db.transaction() as session:
             settings = await session.get(GuildSettings, guild_id)
             if settings is None:

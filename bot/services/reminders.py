@@ -1,23 +1,36 @@
-"""Reminders before a race's start at offsets the player chose, and RSVPs ("I'll race").
+"""Reminders before a race's start at offsets the player chose, RSVPs ("I'll race") and Interested on a race's
+Discord Scheduled Event.
 
-A player picks up to `MAX_OFFSETS` offsets from `ALLOWED_OFFSETS` per guild (`reminder_preferences`). The
-`reminders` job (`queue_due`) queues, for each scheduled race starting within the largest offset, one DM per
-(race, start time, player, offset) through the notification outbox with the dedupe key
+A player picks up to `MAX_OFFSETS` offsets from `ALLOWED_OFFSETS` per guild (`reminder_preferences`); the guild may
+set a default (`guild_settings.default_reminder_offsets`, the same rules: `parse_offsets`) for players who chose
+none. The `reminders` job (`queue_due`) queues, for each scheduled race starting within the largest offset, one DM
+per (race, start time, player, offset) through the notification outbox with the dedupe key
 `reminder:race:<id>:at:<start>:offset:<minutes>:player:<id>`, so two processes (or a restart) queue it once. Only
 the latest offset that is due is queued: after an outage a player gets one reminder, not three.
 
-Who gets them: players who RSVP'd the race (their offsets, else `DEFAULT_RSVP_OFFSETS`) even without any type
-preference, and players who chose offsets and subscribe to the scheduled notice (415) in the guild. A reschedule
-changes the start, so the keys change and the reminders are armed again for the new time; the unsent rows for the
-old time are marked `expired`. A race that is no longer scheduled gets none (and rows already queued expire by the
-reminder's staleness rule, `LIVE_RACE_REMINDER` in `db.models`); a deleted race takes its RSVPs with it.
+Who gets them:
+- players who RSVP'd the race, or pressed Interested on its scheduled event (`race_interests`), even without any
+  type preference and even with their general reminders off: their offsets, else the guild's default, else
+  `DEFAULT_RSVP_OFFSETS`; a member who left the guild gets none;
+- players who subscribe to the scheduled notice (415) in the guild, at their offsets, else at the guild's default
+  (a player who chose "none" gets no general reminder).
+
+A reschedule changes the start, so the keys change and the reminders are armed again for the new time; the unsent
+rows for the old time are marked `expired`. A race that is no longer scheduled gets none (and rows already queued
+expire by the reminder's staleness rule, `LIVE_RACE_REMINDER` in `db.models`); a deleted race takes its RSVPs and
+interest with it.
+
+Interest comes from the gateway (`set_interest`, the event mapped to its race through `race_scheduled_events` of the
+same guild, under the race's lock) and, after a restart or an outage, from the event's user list
+(`replace_interest`, which never undoes a gateway change made after the list was read: a withdrawal is kept as a
+row with `interested` false). A member leaving the guild withdraws their interest in its races (`member_left`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
+from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import race_eligibility
 from bot.services.notification_outbox import PAYLOAD_VERSION, insert_ignoring_duplicates, subscribed_player_ids
 from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
@@ -35,13 +49,16 @@ from db.models import (
     LIVE_RACE_REMINDER,
     EventType,
     GuildPlayer,
+    GuildSettings,
     LiveRace,
     Notification,
     NotificationKind,
     NotificationStatus,
     Player,
     Pool,
+    RaceInterest,
     RaceRsvp,
+    RaceScheduledEvent,
     RaceStatus,
     ReminderPreference,
     Tournament,
@@ -106,8 +123,25 @@ def parse_offsets(value: str | Iterable[int] | None) -> tuple[int, ...]:
     return result
 
 
-def _stored(offsets: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in offsets.split(",") if v)
+def _stored(offsets: str | None) -> tuple[int, ...]:
+    return tuple(int(v) for v in (offsets or "").split(",") if v)
+
+
+def stored_offsets(offsets: Iterable[int]) -> str:
+    """Offsets as they are stored: minutes, comma-separated, largest first ("" for none)."""
+    return ",".join(str(m) for m in offsets)
+
+
+def check_guild_default(value: str | Iterable[int] | None) -> str | None:
+    """A guild's default offsets, validated like a player's (`parse_offsets`) → the stored value; none (`""`,
+    `"none"`, `[]`, None) → None: no default."""
+    chosen = parse_offsets(value)
+    return stored_offsets(chosen) if chosen else None
+
+
+def guild_default_offsets(guild: GuildSettings | None) -> tuple[int, ...]:
+    """The guild's default offsets, largest first (() when it set none)."""
+    return _stored(guild.default_reminder_offsets) if guild is not None else ()
 
 
 @dataclass(frozen=True)
@@ -176,9 +210,20 @@ class ReminderService:
             if row is None:
                 row = ReminderPreference(guild_id=guild_id, player_id=player.id)
                 session.add(row)
-            row.offsets = ",".join(str(m) for m in chosen)
+            row.offsets = stored_offsets(chosen)
             row.updated_at = self.clock()
         return chosen
+
+    async def personal_offsets(self, discord_user_id: int, guild_id: int) -> tuple[int, ...]:
+        """When a race the player RSVP'd (or is Interested in) reminds them: their offsets, else the guild's
+        default, else `DEFAULT_RSVP_OFFSETS` (the job's rule)."""
+        own = await self.offsets(discord_user_id, guild_id)
+        return own or await self.guild_default(guild_id) or DEFAULT_RSVP_OFFSETS
+
+    async def guild_default(self, guild_id: int) -> tuple[int, ...]:
+        """The guild's default offsets for players who chose none, largest first (() if it set none)."""
+        async with self.db.read() as session:
+            return guild_default_offsets(await session.get(GuildSettings, guild_id))
 
     # ---- RSVPs -----------------------------------------------------------------------------------------
     async def set_rsvp(
@@ -233,7 +278,9 @@ class ReminderService:
                 pool = await session.get(Pool, race.pool_id)
                 report = await race_eligibility(session, race, tournament, pool, player_ids=[player_id])
                 reason = report.reason_for(player_id)
-        return RsvpOutcome(race, going, changed, _stored(stored or "") or DEFAULT_RSVP_OFFSETS, reason)
+            default = guild_default_offsets(await session.get(GuildSettings, guild_id))
+        # The job's rule (`personal_offsets`): the player's own offsets, else the guild's default, else the RSVP one.
+        return RsvpOutcome(race, going, changed, _stored(stored) or default or DEFAULT_RSVP_OFFSETS, reason)
 
     async def rsvps(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
         """(Discord user id, display name) of who RSVP'd, oldest first."""
@@ -249,6 +296,162 @@ class ReminderService:
                 .order_by(RaceRsvp.created_at, RaceRsvp.id)
             )
             return [(int(uid), name) for uid, name in rows.all()]
+
+    # ---- Interested on the race's Discord Scheduled Event -----------------------------------------------------
+    async def interested(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
+        """(Discord user id, display name) of who pressed Interested on the race's scheduled event, oldest first.
+        A race of another guild, or a deleted one, is NotFound."""
+        async with self.db.read() as session:
+            race = await session.get(LiveRace, race_id)
+            if race is None or race.guild_id != guild_id:
+                raise NotFound(f"live race {race_id} not found", field="race_id")
+            rows = await session.execute(
+                select(Player.discord_user_id, roster_name())
+                .join(RaceInterest, RaceInterest.player_id == Player.id)
+                .outerjoin(GuildPlayer, roster_entry_of(guild_id))
+                .where(
+                    RaceInterest.live_race_id == race_id,
+                    RaceInterest.guild_id == guild_id,
+                    RaceInterest.interested.is_(True),
+                )
+                .order_by(RaceInterest.updated_at, RaceInterest.id)
+            )
+            return [(int(uid), name) for uid, name in rows.all()]
+
+    async def set_interest(self, guild_id: int, event_id: int, discord_user_id: int, interested: bool) -> bool:
+        """A user pressed (or took back) Interested on a scheduled event of this guild (the gateway's
+        GUILD_SCHEDULED_EVENT_USER_ADD / _REMOVE). The event is mapped to its race through `race_scheduled_events`
+        of this guild; an unknown event, one of another guild, or a race deleted meanwhile is ignored (False,
+        nothing written). Recorded under the race's lock, so a deletion or a reschedule running at the same time
+        either comes first (the interest is ignored, or kept for the new start) or takes the row with it. True
+        when something changed."""
+        check_discord_id(discord_user_id)
+        async with self.db.transaction() as session:
+            race = await self._race_of_event(session, guild_id, event_id)
+            if race is None:
+                return False
+            [player_id] = (await _player_ids(session, [discord_user_id])).values()
+            return await self._write_interest(session, race, {player_id: interested}, self.clock(), touch=True) > 0
+
+    async def member_left(self, guild_id: int, discord_user_id: int) -> int:
+        """The member left the guild (or was banned): their interest in its races is withdrawn. Returns how many."""
+        async with self.db.transaction() as session:
+            player_id = await session.scalar(select(Player.id).where(Player.discord_user_id == discord_user_id))
+            if player_id is None:
+                return 0
+            result = await session.execute(
+                update(RaceInterest)
+                .where(
+                    RaceInterest.guild_id == guild_id,
+                    RaceInterest.player_id == player_id,
+                    RaceInterest.interested.is_(True),
+                )
+                .values(interested=False, updated_at=self.clock())
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount or 0
+
+    async def interest_resync_targets(self, limit: int) -> list[tuple[int, int]]:
+        """(guild id, event id) of the upcoming races' scheduled events (still scheduled, in Discord too), soonest
+        first, at most `limit`: whose user lists are read again after a restart or an outage."""
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(RaceScheduledEvent.guild_id, RaceScheduledEvent.event_id)
+                .join(LiveRace, LiveRace.id == RaceScheduledEvent.live_race_id)
+                .where(
+                    LiveRace.guild_id == RaceScheduledEvent.guild_id,
+                    LiveRace.status.in_((RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN)),
+                    LiveRace.scheduled_at > self.clock(),
+                    RaceScheduledEvent.status == 1,
+                )
+                .order_by(LiveRace.scheduled_at, LiveRace.id)
+                .limit(limit)
+            )
+            return [(int(guild_id), int(event_id)) for guild_id, event_id in rows.all()]
+
+    async def replace_interest(
+        self,
+        guild_id: int,
+        event_id: int,
+        discord_user_ids: Collection[int],
+        *,
+        read_at: datetime,
+        complete: bool = True,
+    ) -> int:
+        """The event's user list, read from Discord from `read_at` on: who is in it is interested and, when the list
+        is `complete`, who is not is not; except where the gateway said otherwise at or after `read_at` (that is
+        newer than the list). Ignored like `set_interest` for an unknown event, another guild's, or a deleted race.
+        Returns how many players' interest changed."""
+        async with self.db.transaction() as session:
+            race = await self._race_of_event(session, guild_id, event_id)
+            if race is None:
+                return 0
+            listed = await _player_ids(session, [check_discord_id(uid) for uid in set(discord_user_ids)])
+            current = dict(
+                (
+                    await session.execute(
+                        select(RaceInterest.player_id, RaceInterest.updated_at).where(
+                            RaceInterest.live_race_id == race.id
+                        )
+                    )
+                ).all()
+            )
+            wanted = {pid: True for pid in listed.values()}
+            if complete:
+                wanted.update({pid: False for pid in current if pid not in wanted})
+            wanted = {pid: value for pid, value in wanted.items() if pid not in current or current[pid] < read_at}
+            return await self._write_interest(session, race, wanted, self.clock())
+
+    @staticmethod
+    async def _race_of_event(session: AsyncSession, guild_id: int, event_id: int) -> LiveRace | None:
+        race_id = await session.scalar(
+            select(RaceScheduledEvent.live_race_id).where(
+                RaceScheduledEvent.guild_id == guild_id, RaceScheduledEvent.event_id == event_id
+            )
+        )
+        if race_id is None:
+            return None
+        return await lock_race(session, race_id, guild_id=guild_id)
+
+    @staticmethod
+    async def _write_interest(
+        session: AsyncSession, race: LiveRace, wanted: dict[int, bool], now: datetime, *, touch: bool = False
+    ) -> int:
+        """Bring the race's interest rows of these players to `wanted` (a False with no row leaves a tombstone, so a
+        user list read before it cannot undo it); `touch` dates a row that already said so too (the gateway's word
+        is newer than any list read before). Returns how many players' interest changed."""
+        if not wanted:
+            return 0
+        rows = {
+            row.player_id: row
+            for row in (
+                await session.scalars(
+                    select(RaceInterest).where(
+                        RaceInterest.live_race_id == race.id, RaceInterest.player_id.in_(list(wanted))
+                    )
+                )
+            ).all()
+        }
+        changed = 0
+        for player_id, interested in wanted.items():
+            row = rows.get(player_id)
+            if row is None:
+                session.add(
+                    RaceInterest(
+                        guild_id=race.guild_id,
+                        live_race_id=race.id,
+                        player_id=player_id,
+                        interested=interested,
+                        updated_at=now,
+                    )
+                )
+                changed += interested
+            elif row.interested != interested or touch:
+                changed += row.interested != interested
+                row.interested = interested
+                row.updated_at = now
+        await session.flush()
+        return changed
 
     # ---- the job ---------------------------------------------------------------------------------------
     async def run_job(self) -> int:
@@ -289,21 +492,33 @@ class ReminderService:
         self, session: AsyncSession, race: LiveRace, tournament: str, pool: str, now: datetime
     ) -> list[dict]:
         rsvp = set((await session.scalars(select(RaceRsvp.player_id).where(RaceRsvp.live_race_id == race.id))).all())
+        interested = set(
+            (
+                await session.scalars(
+                    select(RaceInterest.player_id)
+                    # No DMs from a guild the member left (someone never on its roster has no entry to say so).
+                    .outerjoin(GuildPlayer, roster_entry_of(race.guild_id, RaceInterest.player_id))
+                    .where(
+                        RaceInterest.live_race_id == race.id,
+                        RaceInterest.interested.is_(True),
+                        GuildPlayer.left_at.is_(None),
+                    )
+                )
+            ).all()
+        )
+        personal = rsvp | interested
+        default = guild_default_offsets(await session.get(GuildSettings, race.guild_id))
         prefs = {
             pid: _stored(offsets)
             for pid, offsets in (
                 await session.execute(
                     select(ReminderPreference.player_id, ReminderPreference.offsets).where(
-                        ReminderPreference.guild_id == race.guild_id, ReminderPreference.offsets != ""
+                        ReminderPreference.guild_id == race.guild_id
                     )
                 )
             ).all()
         }
-        subscribed = (
-            await subscribed_player_ids(session, race.guild_id, EventType.LIVE_RACE_SCHEDULED, prefs.keys())
-            if prefs
-            else set()
-        )
+        general = await self._general_audience(session, race.guild_id, prefs, default)
         snapshot = {
             "id": race.id,
             "title": race.title,
@@ -312,8 +527,11 @@ class ReminderService:
             "scheduled_at": int(race.scheduled_at.timestamp()),
         }
         rows = []
-        for player_id in sorted(rsvp | subscribed):
-            offsets = prefs.get(player_id) or (DEFAULT_RSVP_OFFSETS if player_id in rsvp else ())
+        for player_id in sorted(personal | general):
+            if player_id in personal:
+                offsets = prefs.get(player_id) or default or DEFAULT_RSVP_OFFSETS
+            else:
+                offsets = prefs.get(player_id, default)
             due = [m for m in offsets if race.scheduled_at - timedelta(minutes=m) <= now]
             if not due:
                 continue
@@ -323,7 +541,11 @@ class ReminderService:
                 "event": LIVE_RACE_REMINDER.name,
                 "occurred_at": int(now.timestamp()),
                 "race": snapshot,
-                "reminder": {"offset_minutes": offset, "rsvp": player_id in rsvp},
+                "reminder": {
+                    "offset_minutes": offset,
+                    "rsvp": player_id in rsvp,
+                    "interested": player_id in interested,
+                },
             }
             rows.append(
                 {
@@ -344,6 +566,25 @@ class ReminderService:
         return rows
 
     @staticmethod
+    async def _general_audience(
+        session: AsyncSession, guild_id: int, prefs: dict[int, tuple[int, ...]], default: tuple[int, ...]
+    ) -> set[int]:
+        """Players who get the guild's races' reminders in general: they get the scheduled notice (415) and have
+        offsets, their own or (having chosen none) the guild's default."""
+        scheduled = EventType.LIVE_RACE_SCHEDULED
+        chosen = {pid for pid, offsets in prefs.items() if offsets}
+        if not default:
+            return await subscribed_player_ids(session, guild_id, scheduled, chosen) if chosen else set()
+        if scheduled.spec.default_on:  # every roster member is a candidate then
+            candidates = set(
+                (await session.scalars(select(GuildPlayer.player_id).where(GuildPlayer.guild_id == guild_id))).all()
+            )
+            subscribed = await subscribed_player_ids(session, guild_id, scheduled, candidates)
+        else:
+            subscribed = await subscribed_player_ids(session, guild_id, scheduled)
+        return {pid for pid in subscribed if pid not in prefs or prefs[pid]}
+
+    @staticmethod
     async def _expire_old_start(session: AsyncSession, race: LiveRace) -> None:
         """Unsent reminders for an earlier start of this race (it was rescheduled) expire, never claimed ones."""
         current = f"{reminder_key_prefix(race.id)}{int(race.scheduled_at.timestamp())}:"
@@ -358,3 +599,20 @@ class ReminderService:
             )
             .values(status=NotificationStatus.EXPIRED, error="Expired unsent: the race was rescheduled")
         )
+
+
+async def _player_ids(session: AsyncSession, discord_user_ids: list[int]) -> dict[int, int]:
+    """players.id of each Discord user, making the (global) player of one never seen: whoever pressed Interested
+    can be sent a DM. No guild roster entry is made (pressing Interested makes no one a tournament player)."""
+    if not discord_user_ids:
+        return {}
+    query = select(Player.discord_user_id, Player.id).where(Player.discord_user_id.in_(discord_user_ids))
+    found = dict((await session.execute(query)).all())
+    missing = [uid for uid in discord_user_ids if uid not in found]
+    if missing:
+        insert = conflict_ignoring_insert(session, Player.__table__).on_conflict_do_nothing(
+            index_elements=["discord_user_id"]
+        )
+        await session.execute(insert, [{"discord_user_id": uid, "dm_blocked": False} for uid in missing])
+        found = dict((await session.execute(query)).all())
+    return {int(uid): int(pid) for uid, pid in found.items()}

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.api.server import create_api_app
 from bot.app import Application
 from bot.settings import Settings
-from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus
+from db.models import Base, EventType, Notification, NotificationKind, NotificationStatus, RaceScheduledEvent
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD, make_settings
 from tests.fakes.lifecycle import racetime_client
@@ -30,6 +30,11 @@ FOREIGN_MARK = "other-guild-secret"
 PLAYER_RACETIME = captured_user("Carol")
 OTHER_PLAYER_RACETIME = captured_user("Bob")
 NEWCOMER_RACETIME = captured_user("Alice")
+
+
+def event_id_of(race_id: int) -> int:
+    """The seeded race's (made-up) Discord Scheduled Event id."""
+    return 6_000_000_000_000_000_000 + race_id
 
 
 @dataclass
@@ -105,6 +110,12 @@ async def seed_world(
                 error="Forbidden",
             )
         )
+        # The race's Discord Scheduled Event as the dispatcher records it, so the gateway's Interested reaches it.
+        session.add(
+            RaceScheduledEvent(guild_id=guild_id, live_race_id=view.race.id, event_id=event_id_of(view.race.id))
+        )
+    await services.reminders.set_interest(guild_id, event_id_of(view.race.id), discord_user_id, True)
+    await services.guilds.update(guild_id, MODERATOR, default_reminder_offsets=[60])
     # Issue 15's objects: a template, a series whose first occurrence lies beyond the job's window (so it makes no
     # race here), a phase holding the pool, a season of the tournament.
     template = await services.templates.create(

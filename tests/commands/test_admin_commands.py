@@ -175,3 +175,26 @@ async def test_config_switches_scheduled_events_and_shows_a_block(discord_) -> N
     on = await admin(d, "startline config", scheduled_events=True)  # permission given: on again lifts the block
     assert "Scheduled events: On" in on.text
     assert (await d.services.guilds.get(d.guild.id)).scheduled_events_blocked_at is None
+
+
+async def test_config_sets_and_clears_the_default_reminders_and_refuses_bad_ones(discord_) -> None:
+    d = discord_
+    assert "Default reminders: None" in (await admin(d, "startline config")).text
+    reply = await admin(d, "startline config", reminders="1h, 24h")
+    assert "Updated 1 setting." in reply.text and "Default reminders: 24 h, 1 h before the start" in reply.text
+    assert await d.services.reminders.guild_default(d.guild.id) == (1440, 60)
+    for bad, says in (
+        ("2h", "2 h before the start is not offered"),  # out of range
+        ("soon", "'soon' is not a reminder offset"),  # malformed
+        ("10m,30m,1h,3h", "At most 3 reminders"),
+    ):
+        refused = await admin(d, "startline config", reminders=bad)
+        assert says in refused.text, refused.text
+    assert await d.services.reminders.guild_default(d.guild.id) == (1440, 60)  # nothing changed
+    refused = await d.harness.run("startline config", d.alice, reminders="10m")
+    assert refused.text == "You need the Manage Server permission to do that."
+    cleared = await admin(d, "startline config", clear="reminders")
+    assert "Default reminders: None" in cleared.text
+    assert await d.services.reminders.guild_default(d.guild.id) == ()
+    await admin(d, "startline config", reminders="30m")
+    assert "Default reminders: None" in (await admin(d, "startline config", reminders="none")).text

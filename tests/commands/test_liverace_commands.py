@@ -589,3 +589,26 @@ async def test_rsvp_for_a_deleted_race_is_answered_and_changes_nothing(discord_,
     await d.services.live_races.delete(d.guild.id, view.race.id, SYSTEM)
     reply = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
     assert reply.text == f"Live race {view.race.id} not found."
+
+
+async def test_info_shows_who_pressed_interested_beside_the_rsvps_to_moderators(discord_, cup) -> None:
+    from db.models import RaceScheduledEvent
+
+    d = discord_
+    view = await schedule(d, cup)
+    event_id = 8_000_000_000_000_000_001
+    async with d.services.db.transaction() as session:  # the race's Discord Scheduled Event, as recorded
+        session.add(RaceScheduledEvent(guild_id=d.guild.id, live_race_id=view.race.id, event_id=event_id))
+    stranger = 8_100_000_000_000_000_001  # never used the bot here
+    for user in (d.alice.id, stranger):
+        assert await d.services.reminders.set_interest(d.guild.id, event_id, user, True)
+    await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
+    info = await mod(d, "liverace info", race=str(view.race.id))
+    assert "RSVPs (1)" in info.text
+    assert f"Interested on Discord (2): <@{d.alice.id}>, <@{stranger}>" in info.text
+    public = await d.harness.run("liverace info", d.alice, race=str(view.race.id))
+    assert "Interested on Discord (2): —" in public.text  # players see the count, not the names
+    # An RSVP'd player's reminders follow the guild's default when they chose none.
+    await d.services.guilds.update(d.guild.id, SYSTEM, default_reminder_offsets="24h")
+    again = await d.harness.run("liverace rsvp", d.alice, race=str(view.race.id))
+    assert "24 h before the start" in again.text

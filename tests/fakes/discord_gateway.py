@@ -13,7 +13,9 @@ Frames are JSON text. discord.py asks for zlib-stream compression in the URL, bu
 come (Discord itself sends binary frames then); nothing here depends on compression.
 
 Guild events are dispatched to every connected session whose IDENTIFY asked for their intent, as Discord does:
-`member_remove`, `member_add` (GUILD_MEMBERS, privileged) and `member_ban` (GUILD_MODERATION). With
+`member_remove`, `member_add` (GUILD_MEMBERS, privileged), `member_ban` (GUILD_MODERATION) and
+`scheduled_event_user_add` / `_remove` (GUILD_SCHEDULED_EVENTS: someone pressed or took back Interested; the
+dispatch carries only `guild_scheduled_event_id`, `user_id` and `guild_id`). With
 `privileged_intents=False` (the switches off in the developer portal) an IDENTIFY asking for a privileged intent is
 closed with 4014 ("disallowed intents"). `identified_intents` is what the last IDENTIFY asked for.
 
@@ -42,6 +44,7 @@ OUTAGE_CLOSE_CODE = 4000  # "unknown error": a code discord.py reconnects (and r
 DISALLOWED_INTENTS_CLOSE_CODE = 4014
 # Gateway intents (bits of IDENTIFY's `intents`), as Discord numbers them.
 GUILD_MEMBERS, GUILD_MODERATION, GUILD_PRESENCES, MESSAGE_CONTENT = 1 << 1, 1 << 2, 1 << 8, 1 << 15
+GUILD_SCHEDULED_EVENTS = 1 << 16
 PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 GATEWAY_PATH = "/gateway"
 
@@ -119,6 +122,17 @@ class FakeGateway:
             "flags": 0,
         }
         return await self._guild_event("GUILD_MEMBER_ADD", GUILD_MEMBERS, member)
+
+    async def scheduled_event_user_add(self, guild_id: int, event_id: int, user_id: int) -> int:
+        """A user pressed Interested on a guild scheduled event (GUILD_SCHEDULED_EVENT_USER_ADD). Use
+        `FakeDiscordRest.press_interested`, which also puts them in the event's user list."""
+        data = {"guild_scheduled_event_id": str(event_id), "user_id": str(user_id), "guild_id": str(guild_id)}
+        return await self._guild_event("GUILD_SCHEDULED_EVENT_USER_ADD", GUILD_SCHEDULED_EVENTS, data)
+
+    async def scheduled_event_user_remove(self, guild_id: int, event_id: int, user_id: int) -> int:
+        """A user took Interested back (GUILD_SCHEDULED_EVENT_USER_REMOVE)."""
+        data = {"guild_scheduled_event_id": str(event_id), "user_id": str(user_id), "guild_id": str(guild_id)}
+        return await self._guild_event("GUILD_SCHEDULED_EVENT_USER_REMOVE", GUILD_SCHEDULED_EVENTS, data)
 
     async def _guild_event(self, event: str, intent: int, data: dict[str, Any]) -> int:
         sent = 0

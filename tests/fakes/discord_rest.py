@@ -1,5 +1,12 @@
 """A fake Discord REST API on 127.0.0.1, so the REAL discord.py HTTP client and rate-limit code run in tests.
 
+Guild scheduled events: list, create, get, edit (Discord's status moves) and delete, and the users who pressed
+Interested (`GET …/scheduled-events/{id}/users`: ascending user ids, `limit` 1–100, `before` or `after` a user id
+(`before` wins when both are given), `with_member` adds the member object of users still in the guild).
+`press_interested` / `take_back_interested` change that list and send the gateway's dispatch, as Discord does;
+`member_leaves` ends a membership (no member object any more) and sends GUILD_MEMBER_REMOVE; `hold_event_users()`
+holds the next user list request until the test releases it.
+
 It speaks enough of API v10 for notifications: `GET /users/@me` and `GET /oauth2/applications/@me` (what
 discord.py's login asks), `POST /users/@me/channels` (open a DM), `POST /channels/{id}/messages` (a
 `message_reference` makes a reply) and `PATCH /channels/{id}/messages/{id}` (edit: 10008 Unknown Message once the
@@ -86,6 +93,17 @@ class Failure:
         return cls(403, 50013, "Missing Permissions")
 
 
+@dataclass
+class Hold:
+    """A request held by the fake: `arrived` is set when it came, it is answered after `release()`."""
+
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 @dataclass(frozen=True)
 class RouteLimit:
     limit: int
@@ -135,6 +153,11 @@ class FakeDiscordRest:
         self.scheduled_events: dict[int, dict[str, Any]] = {}
         self.no_manage_events: set[int] = set()
         self.event_failures: deque[Failure] = deque()
+        # Who pressed Interested: event id -> user id -> user; users no longer members, per guild.
+        self.event_users: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+        self.departed: dict[int, set[int]] = defaultdict(set)
+        self.event_user_requests: list[dict[str, str]] = []  # the query of each user list request
+        self._users_holds: deque[Hold] = deque()
         self._ids = itertools.count(1_000_000_000_000_000_000)
         self._dm_by_user: dict[int, int] = {}
         self._user_by_dm: dict[int, int] = {}
@@ -253,6 +276,7 @@ class FakeDiscordRest:
         app.router.add_get(f"{events}/{{event_id}}", self._get_event)
         app.router.add_patch(f"{events}/{{event_id}}", self._edit_event)
         app.router.add_delete(f"{events}/{{event_id}}", self._delete_event)
+        app.router.add_get(f"{events}/{{event_id}}/users", self._event_users)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port or 0)
@@ -500,7 +524,74 @@ class FakeDiscordRest:
         if event is None:
             return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
         del self.scheduled_events[int(event["id"])]
+        self.event_users.pop(int(event["id"]), None)
         return web.Response(status=204, headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))
+
+    # ---- Interested (https://discord.com/developers/docs/resources/guild-scheduled-event#get-guild-scheduled-event-users)
+    async def press_interested(self, guild_id: int, event_id: int, user: dict[str, Any]) -> int:
+        """The user pressed Interested: they join the event's user list, and the gateway tells the bot (returns to
+        how many sessions; 0 while the gateway is down, the bot then misses it)."""
+        self.event_users[event_id][int(user["id"])] = user
+        self.departed[guild_id].discard(int(user["id"]))
+        if self.gateway is None:
+            return 0
+        return await self.gateway.scheduled_event_user_add(guild_id, event_id, int(user["id"]))
+
+    async def take_back_interested(self, guild_id: int, event_id: int, user_id: int) -> int:
+        self.event_users[event_id].pop(user_id, None)
+        if self.gateway is None:
+            return 0
+        return await self.gateway.scheduled_event_user_remove(guild_id, event_id, user_id)
+
+    async def member_leaves(self, guild_id: int, user: dict[str, Any]) -> int:
+        """The member left the guild: they keep no member object (their Interested stays in the list, as the
+        fake cannot know better) and the gateway sends GUILD_MEMBER_REMOVE."""
+        self.departed[guild_id].add(int(user["id"]))
+        return await self.gateway.member_remove(guild_id, user) if self.gateway is not None else 0
+
+    def hold_event_users(self) -> Hold:
+        """Hold the next user list request after it arrived, until `release()`."""
+        hold = Hold()
+        self._users_holds.append(hold)
+        return hold
+
+    async def _event_users(self, request: web.Request) -> web.Response:
+        guild_id, refused = self._event_gate(request)
+        if refused is not None:
+            return refused
+        self.event_user_requests.append(dict(request.query))
+        event = self._event_of(request, guild_id)
+        if event is None:
+            return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
+        query = request.query
+        try:
+            limit = int(query.get("limit", "100"))
+            before = int(query["before"]) if "before" in query else None
+            after = int(query["after"]) if "after" in query else None
+        except ValueError:
+            return self._bad_event(guild_id, "limit", "Value is not a snowflake or an int.")
+        if not 1 <= limit <= 100:
+            return self._bad_event(guild_id, "limit", "int value should be less than or equal to 100.")
+        with_member = query.get("with_member", "false").lower() in ("true", "1")
+        ids = sorted(self.event_users.get(int(event["id"]), {}))
+        if before is not None:  # Discord: `before` wins over `after`
+            ids = [uid for uid in ids if uid < before][-limit:]
+        else:
+            ids = [uid for uid in ids if after is None or uid > after][:limit]
+        if self._users_holds:
+            hold = self._users_holds.popleft()
+            hold.arrived.set()
+            await hold.released.wait()
+        users = self.event_users.get(int(event["id"]), {})
+        page = []
+        for uid in ids:
+            if uid not in users:  # took it back while the request was held
+                continue
+            entry: dict[str, Any] = {"guild_scheduled_event_id": event["id"], "user": users[uid]}
+            if with_member and uid not in self.departed[guild_id]:
+                entry["member"] = _member(users[uid])
+            page.append(entry)
+        return _json(page, headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))  # type: ignore[arg-type]
 
     def _known_nonce(self, nonce: str | None) -> dict[str, Any] | None:
         if nonce is None or nonce not in self._nonces:
@@ -649,6 +740,19 @@ def _user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
         "bot": bot,
         "flags": 0,
         "public_flags": 0,
+    }
+
+
+def _member(user: dict[str, Any]) -> dict[str, Any]:
+    """A guild member object (as `with_member` adds it to a scheduled event user)."""
+    return {
+        "user": user,
+        "nick": None,
+        "roles": [],
+        "joined_at": "2026-01-01T00:00:00.000000+00:00",
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
     }
 
 

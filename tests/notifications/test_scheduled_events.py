@@ -270,3 +270,77 @@ async def test_the_fake_refuses_what_discord_refuses(fake_discord, discord_clien
 
 async def test_an_unsaved_guild_mirrors_by_default() -> None:
     assert scheduled_events.describe_state(GuildSettings(guild_id=GUILD)).startswith("On")
+
+
+@pytest.mark.parametrize("end", ["cancelled", "deleted"])
+async def test_a_create_that_reaches_discord_after_the_race_ended_makes_no_event(services, world, end) -> None:
+    """The create fails for a while (an outage); meanwhile the race is cancelled or deleted, and that row runs first
+    and finds no event. The create retried later must not leave a scheduled event behind for good."""
+    from bot.notifications.delivery import TransientDeliveryError
+    from db.models import RaceStatus
+    from tests.fakes.lifecycle import Clock
+
+    clock = Clock()
+    delivery = RecordingDelivery()
+    delivery.event_errors.append(TransientDeliveryError("Discord: 503 Service Unavailable", maybe_delivered=False))
+    dispatcher = NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
+    await publish(services, world.event(LiveRaceScheduled))
+    clock.now = utcnow() + timedelta(seconds=1)  # the row is due (it was queued on the wall clock)
+    await dispatcher.run_once()
+    [create] = await event_rows(services)
+    assert create.status is NotificationStatus.RETRYING
+    if end == "cancelled":
+        await set_race(services, world.race.id, status=RaceStatus.CANCELLED)
+        await publish(services, world.event(LiveRaceCancelled, reason="Storm", previous_status="scheduled"))
+    else:
+        assert await services.live_races.delete(GUILD, world.race.id, MODERATOR) is False
+    clock.now = utcnow() + timedelta(seconds=1)
+    await dispatcher.run_once()  # the end's row: no event to cancel yet
+    clock.advance(hours=1)  # the create's retry is due
+    await dispatcher.run_once()
+    rows = await event_rows(services)
+    assert [row.status for row in rows] == [NotificationStatus.SKIPPED, NotificationStatus.SKIPPED]
+    assert ("already cancelled" if end == "cancelled" else "was deleted") in rows[0].error
+    assert delivery.events == {}
+    assert await record_of(services, world.race.id) is None
+
+
+async def test_the_fake_lists_interested_users_as_discord_does(fake_discord, discord_client) -> None:
+    """GET …/scheduled-events/{id}/users: ascending user ids, `limit` 1–100, `after` / `before` (`before` wins),
+    `with_member` only for users still in the guild, 10070 for an unknown event or one of another guild."""
+    from tests.fakes.discord_rest import _user
+
+    http = discord_client.http
+    later = utcnow() + timedelta(hours=1)
+    event = await http.create_guild_scheduled_event(
+        GUILD,
+        name="Race",
+        entity_type=3,
+        privacy_level=2,
+        entity_metadata={"location": "Cup — Pool"},
+        scheduled_start_time=later.isoformat(),
+        scheduled_end_time=(later + timedelta(hours=1)).isoformat(),
+    )
+    event_id = int(event["id"])
+    users = [1000 + n for n in range(7)]
+    for uid in reversed(users):
+        assert await fake_discord.press_interested(GUILD, event_id, _user(uid, f"u{uid}")) == 0  # no gateway here
+    await fake_discord.member_leaves(GUILD, _user(users[0], "gone"))
+    page = await http.get_scheduled_event_users(GUILD, event_id, 3, True)
+    assert [int(e["user"]["id"]) for e in page] == users[:3]
+    assert [("member" in e) for e in page] == [False, True, True]
+    assert all(e["guild_scheduled_event_id"] == event["id"] for e in page)
+    page = await http.get_scheduled_event_users(GUILD, event_id, 3, False, after=users[2])
+    assert [int(e["user"]["id"]) for e in page] == users[3:6] and not any("member" in e for e in page)
+    page = await http.get_scheduled_event_users(GUILD, event_id, 2, False, before=users[4], after=users[5])
+    assert [int(e["user"]["id"]) for e in page] == users[2:4]
+    await fake_discord.take_back_interested(GUILD, event_id, users[1])
+    assert len(await http.get_scheduled_event_users(GUILD, event_id, 100, False)) == 6
+    for limit in (0, 101):
+        with pytest.raises(discord.HTTPException) as bad:
+            await http.get_scheduled_event_users(GUILD, event_id, limit, False)
+        assert bad.value.status == 400 and bad.value.code == 50035
+    for guild_id, eid in ((OTHER_GUILD, event_id), (GUILD, 42)):
+        with pytest.raises(discord.NotFound) as unknown:
+            await http.get_scheduled_event_users(guild_id, eid, 100, False)
+        assert unknown.value.code == 10070
