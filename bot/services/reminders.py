@@ -507,6 +507,16 @@ class ReminderService:
             ).all()
         )
         personal = rsvp | interested
+        if personal:  # "No more DMs from this server" outweighs an RSVP or Interested (the general audience has it)
+            personal -= set(
+                (
+                    await session.scalars(
+                        select(GuildPlayer.player_id).where(
+                            GuildPlayer.guild_id == race.guild_id, GuildPlayer.dms_off_at.is_not(None)
+                        )
+                    )
+                ).all()
+            )
         default = guild_default_offsets(await session.get(GuildSettings, race.guild_id))
         prefs = {
             pid: _stored(offsets)

@@ -209,3 +209,19 @@ async def test_an_rsvp_gets_the_rescheduled_notice_without_the_type_preference(
         dm = (await session.scalars(select(Notification).where(Notification.player_id == carol))).all()
     assert [row.event_type.code for row in dm] == [420]
     assert len(delivery.dms) == 1 and delivery.dms[0][1].title.startswith("🕒")
+
+
+async def test_no_more_dms_from_the_server_outweighs_an_rsvp(services, world, clock) -> None:
+    """An RSVP'd player who pressed "No more DMs from <server>" gets none of its reminders queued (not queued and
+    then skipped at dispatch); taking it back brings them again."""
+    service = reminders(services, clock)
+    await service.set_rsvp(GUILD, world.race.id, ALICE, True)
+    await service.set_rsvp(GUILD, world.race.id, BOB, True)
+    await services.notifications.set_guild_dms(ALICE, GUILD, False, actor=MODERATOR)
+    alice, bob = [(await services.players.get(GUILD, user)).id for user in (ALICE, BOB)]
+    clock.advance(hours=29, minutes=5)  # 55 min before: the RSVP default (1 h) is due
+    await service.queue_due()
+    assert await queued(services) == [(bob, 60, "pending")]
+    await services.notifications.set_guild_dms(ALICE, GUILD, True, actor=MODERATOR)
+    await service.queue_due()
+    assert sorted(await queued(services)) == sorted([(bob, 60, "pending"), (alice, 60, "pending")])

@@ -16,7 +16,7 @@ from alembic import op
 import db.types
 
 revision: str = "0009"
-down_revision: str | None = "0012"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
