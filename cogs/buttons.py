@@ -167,20 +167,26 @@ def _notify_hint(server: str) -> str:
     return f"`/notify` (in **{server}**, or here with its `server` option)"
 
 
-class MuteButton(
-    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_TYPE)
-):
-    """Mute this kind: this notification type off for the DM's guild, `sl:mute:<guild id>:<event code>`."""
+class _TypeSwitch(_GuildChoice):
+    """Mute this kind and its undo: one notification type off (or on again) for the DM's guild."""
 
-    kind = ActionKind.MUTE_TYPE
     arg_kinds = (int, int)
+    enabled = False
 
     async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
         code = rest[0]
         change = await services_of(interaction).notifications.set_type_in_guild(
-            interaction.user.id, guild_id, code, False, actor=_actor(interaction)
+            interaction.user.id, guild_id, code, self.enabled, actor=_actor(interaction)
         )
         label = _CODES[code].spec.label
+        if self.enabled:
+            head = (
+                f"🔔 **{label}** DMs from **{server}** are on again."
+                if change.changed
+                else f"**{label}** DMs from **{server}** were already on. Nothing changed."
+            )
+            await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+            return
         head = (
             f"🔕 **{label}** DMs from **{server}** are off."
             if change.changed
@@ -194,39 +200,40 @@ class MuteButton(
         )
 
 
+class MuteButton(
+    _TypeSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_TYPE)
+):
+    """Mute this kind: this notification type off for the DM's guild, `sl:mute:<guild id>:<event code>`."""
+
+    kind = ActionKind.MUTE_TYPE
+
+
 class UnmuteButton(
-    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.UNMUTE_TYPE)
+    _TypeSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.UNMUTE_TYPE)
 ):
     """The undo of Mute this kind: `sl:unmute:<guild id>:<event code>`."""
 
     kind = ActionKind.UNMUTE_TYPE
-    arg_kinds = (int, int)
-
-    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
-        code = rest[0]
-        change = await services_of(interaction).notifications.set_type_in_guild(
-            interaction.user.id, guild_id, code, True, actor=_actor(interaction)
-        )
-        label = _CODES[code].spec.label
-        head = (
-            f"🔔 **{label}** DMs from **{server}** are on again."
-            if change.changed
-            else f"**{label}** DMs from **{server}** were already on. Nothing changed."
-        )
-        await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+    enabled = True
 
 
-class DmsOffButton(
-    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_OFF)
-):
-    """No more DMs from <server>: every DM of the DM's guild off, `sl:dmsoff:<guild id>`."""
+class _DmsSwitch(_GuildChoice):
+    """No more DMs from <server> and its undo: every DM of the DM's guild off (or back on)."""
 
-    kind = ActionKind.DMS_OFF
+    enabled = False
 
     async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
         change = await services_of(interaction).notifications.set_guild_dms(
-            interaction.user.id, guild_id, False, actor=_actor(interaction)
+            interaction.user.id, guild_id, self.enabled, actor=_actor(interaction)
         )
+        if self.enabled:
+            head = (
+                f"🔔 DMs from **{server}** are back: your choices for it apply again."
+                if change.changed
+                else f"DMs from **{server}** were not off. Nothing changed."
+            )
+            await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+            return
         head = (
             f"🔕 No more DMs from **{server}**: no race DMs and no reminders from that server, whatever your other "
             "choices (other servers are not affected)."
@@ -241,23 +248,21 @@ class DmsOffButton(
         )
 
 
+class DmsOffButton(
+    _DmsSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_OFF)
+):
+    """No more DMs from <server>: every DM of the DM's guild off, `sl:dmsoff:<guild id>`."""
+
+    kind = ActionKind.DMS_OFF
+
+
 class DmsOnButton(
-    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_ON)
+    _DmsSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_ON)
 ):
     """The undo of No more DMs: `sl:dmson:<guild id>`."""
 
     kind = ActionKind.DMS_ON
-
-    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
-        change = await services_of(interaction).notifications.set_guild_dms(
-            interaction.user.id, guild_id, True, actor=_actor(interaction)
-        )
-        head = (
-            f"🔔 DMs from **{server}** are back: your choices for it apply again."
-            if change.changed
-            else f"DMs from **{server}** were not off. Nothing changed."
-        )
-        await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+    enabled = True
 
 
 _OTHERS = "|".join(kind.value for kind in KNOWN_KINDS)

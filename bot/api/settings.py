@@ -4,33 +4,26 @@ from __future__ import annotations
 
 from bot.api.registry import ApiCall, RouteTable
 from bot.api.schemas import GuildRemindersOut, RemindersIn
-from db.models import TokenScope
 
-routes = RouteTable()
-SETTINGS = "/api/v1/settings"
+routes = RouteTable(tag="settings")
+REMINDERS = "/api/v1/settings/reminders"
 
 
-@routes.route(
-    "GET",
-    SETTINGS + "/reminders",
-    summary="The guild's default reminder offsets",
-    tag="settings",
-    scope=TokenScope.READ,
-    response=GuildRemindersOut,
+@routes.read(
+    REMINDERS,
+    "The guild's default reminder offsets",
+    GuildRemindersOut,
     description="The minutes before a live race's start at which players who chose no reminders of their own are "
     "reminded by DM ([] when the guild set none).",
 )
 async def get_guild_reminders(call: ApiCall) -> GuildRemindersOut:
-    offsets = await call.services.reminders.guild_default(call.guild_id)
-    return GuildRemindersOut(offsets_minutes=list(offsets))
+    return GuildRemindersOut(offsets_minutes=list(await call.services.reminders.guild_default(call.guild_id)))
 
 
-@routes.route(
+@routes.manage(
     "PUT",
-    SETTINGS + "/reminders",
-    summary="Set the guild's default reminder offsets",
-    tag="settings",
-    scope=TokenScope.MANAGE,
+    REMINDERS,
+    "Set the guild's default reminder offsets",
     body=RemindersIn,
     response=GuildRemindersOut,
     description="The same offsets a player may choose (10, 30, 60, 180, 720, 1440 minutes, at most 3; 422 "
@@ -39,5 +32,4 @@ async def get_guild_reminders(call: ApiCall) -> GuildRemindersOut:
 )
 async def put_guild_reminders(call: ApiCall) -> GuildRemindersOut:
     await call.services.guilds.update(call.guild_id, call.actor, default_reminder_offsets=call.body.offsets_minutes)
-    offsets = await call.services.reminders.guild_default(call.guild_id)
-    return GuildRemindersOut(offsets_minutes=list(offsets))
+    return await get_guild_reminders(call)

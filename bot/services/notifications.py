@@ -90,6 +90,23 @@ def _check_guild(guild_id: int | None) -> int | None:
     return None if guild_id is None else check_discord_id(guild_id, "guild_id")
 
 
+def _set_subscription(
+    session: AsyncSession,
+    row: NotificationSubscription | None,
+    player_id: int,
+    event_type: EventType,
+    guild_id: int | None,
+    enabled: bool,
+) -> None:
+    """A player's choice for one type (in one guild, or everywhere with None): the existing row, or a new one."""
+    if row is None:
+        session.add(
+            NotificationSubscription(player_id=player_id, event_type=event_type, guild_id=guild_id, active=enabled)
+        )
+    else:
+        row.active = enabled
+
+
 def _check_enabled(enabled: bool) -> bool:
     if not isinstance(enabled, bool):
         raise ValidationFailed("enabled must be true or false", field="enabled")
@@ -203,14 +220,7 @@ class NotificationService:
                 )
             )
             changed = row is None or row.active != enabled
-            if row is None:
-                session.add(
-                    NotificationSubscription(
-                        player_id=player.id, event_type=event_type, guild_id=guild_id, active=enabled
-                    )
-                )
-            else:
-                row.active = enabled
+            _set_subscription(session, row, player.id, event_type, guild_id, enabled)
             if enabled:
                 changed |= self._dms_back_on(player, entry)
             if changed:
@@ -323,15 +333,7 @@ class NotificationService:
                 ).all()
             }
             for event_type in event_types:
-                row = existing.get(event_type)
-                if row is None:
-                    session.add(
-                        NotificationSubscription(
-                            player_id=player.id, event_type=event_type, guild_id=guild_id, active=enabled
-                        )
-                    )
-                else:
-                    row.active = enabled
+                _set_subscription(session, existing.get(event_type), player.id, event_type, guild_id, enabled)
             if enabled and player.dm_blocked:
                 # Asking for DMs is using the bot: try to reach them again.
                 player.dm_blocked = False

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -284,37 +285,31 @@ class ReminderService:
 
     async def rsvps(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
         """(Discord user id, display name) of who RSVP'd, oldest first."""
-        async with self.db.read() as session:
-            race = await session.get(LiveRace, race_id)
-            if race is None or race.guild_id != guild_id:
-                raise NotFound(f"live race {race_id} not found", field="race_id")
-            rows = await session.execute(
-                select(Player.discord_user_id, roster_name())
-                .join(RaceRsvp, RaceRsvp.player_id == Player.id)
-                .outerjoin(GuildPlayer, roster_entry_of(guild_id))
-                .where(RaceRsvp.live_race_id == race_id, RaceRsvp.guild_id == guild_id)
-                .order_by(RaceRsvp.created_at, RaceRsvp.id)
-            )
-            return [(int(uid), name) for uid, name in rows.all()]
+        return await self._who(guild_id, race_id, RaceRsvp, RaceRsvp.created_at)
 
     # ---- Interested on the race's Discord Scheduled Event -----------------------------------------------------
     async def interested(self, guild_id: int, race_id: int) -> list[tuple[int, str | None]]:
         """(Discord user id, display name) of who pressed Interested on the race's scheduled event, oldest first.
         A race of another guild, or a deleted one, is NotFound."""
+        return await self._who(
+            guild_id, race_id, RaceInterest, RaceInterest.updated_at, RaceInterest.interested.is_(True)
+        )
+
+    async def _who(
+        self, guild_id: int, race_id: int, table: type[RaceRsvp | RaceInterest], since: Any, *conditions: Any
+    ) -> list[tuple[int, str | None]]:
+        """(Discord user id, display name) of the players in `table` (RSVPs or interest) for a race of this guild,
+        ordered by `since`; a race of another guild, or a deleted one, is NotFound."""
         async with self.db.read() as session:
             race = await session.get(LiveRace, race_id)
             if race is None or race.guild_id != guild_id:
                 raise NotFound(f"live race {race_id} not found", field="race_id")
             rows = await session.execute(
                 select(Player.discord_user_id, roster_name())
-                .join(RaceInterest, RaceInterest.player_id == Player.id)
+                .join(table, table.player_id == Player.id)
                 .outerjoin(GuildPlayer, roster_entry_of(guild_id))
-                .where(
-                    RaceInterest.live_race_id == race_id,
-                    RaceInterest.guild_id == guild_id,
-                    RaceInterest.interested.is_(True),
-                )
-                .order_by(RaceInterest.updated_at, RaceInterest.id)
+                .where(table.live_race_id == race_id, table.guild_id == guild_id, *conditions)
+                .order_by(since, table.id)
             )
             return [(int(uid), name) for uid, name in rows.all()]
 
