@@ -86,32 +86,41 @@ def rsvp_text(outcome: RsvpOutcome) -> str:
     return "\n".join(lines)
 
 
+_SECONDARY = discord.ButtonStyle.secondary
+
+
 class _ActionItem:
-    """What the dynamic items share: the `args` of the key they were made from."""
+    """What the dynamic items share: a button made from the `args` of its key (its label kept as Discord shows it,
+    `default_label` when it has none), and a press answered by `_press`, whose errors become a private sentence."""
 
     kind: ActionKind
     args: str
+    default_label = "Choose"
+
+    def __init__(self, args: str, *, label: str | None = None, style: discord.ButtonStyle = _SECONDARY) -> None:
+        super().__init__(self.button(args, label or self.default_label, style))  # type: ignore[call-arg]
+        self.args = args
 
     @classmethod
     def button(cls, args: str, label: str, style: discord.ButtonStyle) -> discord.ui.Button:
         return discord.ui.Button(label=label, style=style, custom_id=f"{ACTION_KEY_PREFIX}:{cls.kind.value}:{args}")
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
+        return cls(match["args"], label=getattr(item, "label", None))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _answer(interaction, self._press)
+
+    async def _press(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
 
 
 class RsvpButton(_ActionItem, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.RSVP)):
     """I'm racing / Not this time, on a race's living announcement: `sl:rsvp:<race id>:yes|no`."""
 
     kind = ActionKind.RSVP
-
-    def __init__(self, args: str, *, label: str = "RSVP", style: discord.ButtonStyle = discord.ButtonStyle.secondary):
-        super().__init__(self.button(args, label, style))
-        self.args = args
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
-        return cls(match["args"], label=getattr(item, "label", None) or "RSVP")
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _answer(interaction, self._press)
+    default_label = "RSVP"
 
     async def _press(self, interaction: discord.Interaction) -> None:
         parsed = action_args(self.args, int, str)
@@ -137,17 +146,6 @@ class _GuildChoice(_ActionItem):
 
     arg_kinds: tuple[type, ...] = (int,)
 
-    def __init__(self, args: str, *, label: str = "Choose", style: discord.ButtonStyle = discord.ButtonStyle.secondary):
-        super().__init__(self.button(args, label, style))  # type: ignore[call-arg]
-        self.args = args
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item, match: Any, /):
-        return cls(match["args"], label=getattr(item, "label", None) or "Choose")
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _answer(interaction, self._press)
-
     async def _press(self, interaction: discord.Interaction) -> None:
         parsed = action_args(self.args, *self.arg_kinds)
         if parsed is None or (len(parsed) == 2 and parsed[1] not in _CODES):
@@ -167,41 +165,66 @@ def _notify_hint(server: str) -> str:
     return f"`/notify` (in **{server}**, or here with its `server` option)"
 
 
-class _TypeSwitch(_GuildChoice):
-    """Mute this kind and its undo: one notification type off (or on again) for the DM's guild."""
+# What a switch's press answers: what changed, what an unchanged press says, and what follows a switch off; they may
+# name {label} (the type), {server} and {hint} (the /notify command).
+_SWITCH_TEXTS = {
+    ActionKind.MUTE_TYPE: (
+        "🔕 **{label}** DMs from **{server}** are off.",
+        "**{label}** DMs from **{server}** were already off. Nothing changed.",
+        "Your other DMs stay as they are. Undo: the button below, or {hint}.",
+    ),
+    ActionKind.UNMUTE_TYPE: (
+        "🔔 **{label}** DMs from **{server}** are on again.",
+        "**{label}** DMs from **{server}** were already on. Nothing changed.",
+        "",
+    ),
+    ActionKind.DMS_OFF: (
+        "🔕 No more DMs from **{server}**: no race DMs and no reminders from that server, whatever your other "
+        "choices (other servers are not affected).",
+        "DMs from **{server}** were already off. Nothing changed.",
+        "Undo: the button below, or turn any DM on for that server with {hint}.",
+    ),
+    ActionKind.DMS_ON: (
+        "🔔 DMs from **{server}** are back: your choices for it apply again.",
+        "DMs from **{server}** were not off. Nothing changed.",
+        "",
+    ),
+}
+_TYPE_SWITCHES = (ActionKind.MUTE_TYPE, ActionKind.UNMUTE_TYPE)  # their keys carry the type's code too
+_SWITCHES_ON = (ActionKind.UNMUTE_TYPE, ActionKind.DMS_ON)  # the undos
 
-    arg_kinds = (int, int)
-    enabled = False
+
+class _Switch(_GuildChoice):
+    """A DM's switch and its undo: one notification type of the DM's guild (Mute this kind, its key carries the
+    type's code) or every DM of that guild (No more DMs), off (answered with an Undo button: the matching switch
+    on) or on again; it answers with its `_SWITCH_TEXTS`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.arg_kinds = (int, int) if cls.kind in _TYPE_SWITCHES else (int,)
 
     async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
-        code = rest[0]
-        change = await services_of(interaction).notifications.set_type_in_guild(
-            interaction.user.id, guild_id, code, self.enabled, actor=_actor(interaction)
-        )
-        label = _CODES[code].spec.label
-        if self.enabled:
-            head = (
-                f"🔔 **{label}** DMs from **{server}** are on again."
-                if change.changed
-                else f"**{label}** DMs from **{server}** were already on. Nothing changed."
-            )
-            await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
+        enabled = self.kind in _SWITCHES_ON
+        notifications, user, actor = services_of(interaction).notifications, interaction.user.id, _actor(interaction)
+        if rest:
+            change = await notifications.set_type_in_guild(user, guild_id, rest[0], enabled, actor=actor)
+        else:
+            change = await notifications.set_guild_dms(user, guild_id, enabled, actor=actor)
+        words = {"server": server, "hint": _notify_hint(server), "label": _CODES[rest[0]].spec.label if rest else ""}
+        done, same, tail = (text.format(**words) for text in _SWITCH_TEXTS[self.kind])
+        head = done if change.changed else same
+        if enabled:
+            await respond(interaction, f"{head} Change them any time with {words['hint']}.")
             return
-        head = (
-            f"🔕 **{label}** DMs from **{server}** are off."
-            if change.changed
-            else f"**{label}** DMs from **{server}** were already off. Nothing changed."
-        )
-        undo = UnmuteButton(f"{guild_id}:{code}", label="Undo", style=discord.ButtonStyle.primary)
-        await respond(
-            interaction,
-            f"{head} Your other DMs stay as they are. Undo: the button below, or {_notify_hint(server)}.",
-            view=stopped_view(undo),
-        )
+        undo = _UNDO[self.kind](":".join(str(a) for a in (guild_id, *rest)), label="Undo", style=_PRIMARY)
+        await respond(interaction, f"{head} {tail}", view=stopped_view(undo))
+
+
+_PRIMARY = discord.ButtonStyle.primary
 
 
 class MuteButton(
-    _TypeSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_TYPE)
+    _Switch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_TYPE)
 ):
     """Mute this kind: this notification type off for the DM's guild, `sl:mute:<guild id>:<event code>`."""
 
@@ -209,73 +232,38 @@ class MuteButton(
 
 
 class UnmuteButton(
-    _TypeSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.UNMUTE_TYPE)
+    _Switch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.UNMUTE_TYPE)
 ):
     """The undo of Mute this kind: `sl:unmute:<guild id>:<event code>`."""
 
     kind = ActionKind.UNMUTE_TYPE
-    enabled = True
-
-
-class _DmsSwitch(_GuildChoice):
-    """No more DMs from <server> and its undo: every DM of the DM's guild off (or back on)."""
-
-    enabled = False
-
-    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
-        change = await services_of(interaction).notifications.set_guild_dms(
-            interaction.user.id, guild_id, self.enabled, actor=_actor(interaction)
-        )
-        if self.enabled:
-            head = (
-                f"🔔 DMs from **{server}** are back: your choices for it apply again."
-                if change.changed
-                else f"DMs from **{server}** were not off. Nothing changed."
-            )
-            await respond(interaction, f"{head} Change them any time with {_notify_hint(server)}.")
-            return
-        head = (
-            f"🔕 No more DMs from **{server}**: no race DMs and no reminders from that server, whatever your other "
-            "choices (other servers are not affected)."
-            if change.changed
-            else f"DMs from **{server}** were already off. Nothing changed."
-        )
-        undo = DmsOnButton(str(guild_id), label="Undo", style=discord.ButtonStyle.primary)
-        await respond(
-            interaction,
-            f"{head} Undo: the button below, or turn any DM on for that server with {_notify_hint(server)}.",
-            view=stopped_view(undo),
-        )
 
 
 class DmsOffButton(
-    _DmsSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_OFF)
+    _Switch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_OFF)
 ):
     """No more DMs from <server>: every DM of the DM's guild off, `sl:dmsoff:<guild id>`."""
 
     kind = ActionKind.DMS_OFF
 
 
-class DmsOnButton(
-    _DmsSwitch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_ON)
-):
+class DmsOnButton(_Switch, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.DMS_ON)):
     """The undo of No more DMs: `sl:dmson:<guild id>`."""
 
     kind = ActionKind.DMS_ON
-    enabled = True
+
+
+_UNDO: dict[ActionKind, type[_Switch]] = {ActionKind.MUTE_TYPE: UnmuteButton, ActionKind.DMS_OFF: DmsOnButton}
 
 
 _OTHERS = "|".join(kind.value for kind in KNOWN_KINDS)
 
 
 class UnknownAction(
-    _ActionItem,
     discord.ui.DynamicItem[discord.ui.Button],
     template=rf"{ACTION_KEY_PREFIX}:(?!(?:{_OTHERS}):)(?P<args>.*)",
 ):
     """Any other `sl:` key (a kind this version does not know): a clear answer instead of silence."""
-
-    kind = ActionKind.RSVP  # unused: this item is never sent
 
     def __init__(self, custom_id: str) -> None:
         super().__init__(discord.ui.Button(label="?", custom_id=custom_id))
