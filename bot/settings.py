@@ -202,6 +202,8 @@ class NotificationSettings(_Section):
     reschedule_collapse_seconds: float = Field(default=120.0, ge=0, le=3600)
     # The end of a race's Discord Scheduled Event when its room sets no time limit: this long after the start.
     scheduled_event_length_minutes: int = Field(default=180, ge=5, le=1440)
+    # How often the reminders job looks for reminders that are due (one process per cycle, under its lease).
+    reminder_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
 
 
 class LoggingSettings(_Section):

@@ -119,6 +119,6 @@ def build_services(
         timezones=TimezoneService(db),
         standings=StandingService(db, scoring),
         idempotency=IdempotencyService(db, clock=clock),
-        reminders=ReminderService(db, clock=clock),
+        reminders=ReminderService(db, clock=clock, interval_seconds=settings.notifications.reminder_interval_seconds),
         clock=clock,
     )
