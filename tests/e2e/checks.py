@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
-from db.models import EventType, RaceStatus
+from db.models import SPECS_BY_NAME, EventType, RaceStatus
 from tests.e2e.evening import SETTLED, EveningOutcome
 from tests.e2e.tournament import (
     ANNOUNCEMENT_CHANNEL,
+    DELETED,
     EDITED_EVENTS,
     EVENT_CODES,
+    EVENTS,
+    MOVED,
+    MOVED_STARTS_MINUTES,
     NO_SHOW,
     POOLS,
     POSTED_EVENTS,
+    REMINDER,
+    TournamentPlan,
     seed_url,
 )
 
 REL = 1e-9
+RESCHEDULED = "live_race_rescheduled"
+# Discord's scheduled event statuses
+SCHEDULED, ACTIVE, COMPLETED, CANCELLED = 1, 2, 3, 4
 
 
-def dm_key(event: str, episode: str, uid: int) -> str:
+def dm_key(event: str, episode: str, uid: int, plan: TournamentPlan) -> str:
+    """The DM's dedupe key as the snapshot shows it (moments ranked: `#0` is the first, and here the only, one)."""
+    if event == REMINDER:
+        return f"reminder:race:{episode}:at:#0:offset:{plan.reminder_offset(uid)}:player:{uid}"
+    if event == RESCHEDULED:  # one group of moves: the two moves within the collapse window make one notice
+        return f"dm:{EVENT_CODES[event]}:race:{episode}:at:#0:player:{uid}"
     return f"dm:{EVENT_CODES[event]}:race:{episode}:player:{uid}"
 
 
@@ -29,26 +44,39 @@ def post_key(event: str, episode: str) -> str:
     return f"channel:{event}:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}"
 
 
-def edit_key(event: str, episode: str) -> str:
-    return f"edit:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}:{event}"
+def edit_keys(event: str, episode: str, count: int) -> list[str]:
+    key = f"edit:race:{episode}:channel:{ANNOUNCEMENT_CHANNEL}:{event}"
+    return [f"{key}:#{n}" for n in range(count)] if event == RESCHEDULED else [key]
+
+
+def event_keys(step: str, episode: str, count: int) -> list[str]:
+    key = f"sevent:race:{episode}:{step}"
+    return [f"{key}:#{n}" for n in range(count)] if step == RESCHEDULED else [key]
 
 
 def expected_outbox(outcome: EveningOutcome, status: str) -> dict[str, str]:
     plan = outcome.plan
-    keys = [dm_key(*dm) for dm in plan.expected_dms()] + [post_key(*post) for post in plan.expected_posts()]
-    keys += [edit_key(*edit) for edit in plan.expected_edits()]
+    keys = [dm_key(*dm, plan) for dm in plan.expected_dms()] + [post_key(*post) for post in plan.expected_posts()]
+    keys += [key for edit, count in plan.expected_edits().items() for key in edit_keys(*edit, count)]
+    keys += [key for step, count in plan.expected_event_steps().items() for key in event_keys(*step, count)]
     return dict.fromkeys(keys, status)
 
 
-def may_expire(event: str) -> bool:
-    """Every race ends finished: a message of this type may have gone stale before its turn (its type's rule)."""
-    return EventType(event).spec.stale_reason(RaceStatus.FINISHED) is not None
+def may_expire(event: str | None) -> bool:
+    """Every race that opens ends finished: a message of this type may have gone stale before its turn (its type's
+    rule). The races that never open send nothing that could go stale (none of their rows may expire)."""
+    return event is not None and SPECS_BY_NAME[event].stale_reason(RaceStatus.FINISHED) is not None
 
 
-def event_of_key(key: str) -> str:
+def event_of_key(key: str) -> str | None:
+    """The notification type of an outbox key; None for a scheduled-event row."""
     kind, event = key.split(":")[:2]
     if kind == "edit":
-        return key.split(":")[-1]
+        return next(part for part in key.split(":") if part.startswith("live_race_"))
+    if kind == "reminder":
+        return REMINDER
+    if kind == "sevent":
+        return None
     return next(e.value for e in EventType if e.code == int(event)) if kind == "dm" else event
 
 
@@ -149,6 +177,8 @@ def check_notifications(outcome: EveningOutcome) -> None:
     assert outcome.snapshot["outbox"] == expected_outbox(outcome, status)
     expired = {key for key, status in outcome.outbox.items() if status == "expired"}
     assert not [key for key in expired if not may_expire(event_of_key(key))], "only stale messages expire"
+    extras = (MOVED[0], DELETED[0])
+    assert not [key for key in expired if any(f"race:{episode}:" in key for episode in extras)], "nothing expires"
     plan = outcome.plan
     for race in plan.races:
         log = Counter(
@@ -159,6 +189,7 @@ def check_notifications(outcome: EveningOutcome) -> None:
         expected = Counter({(event, "dm", status): count for event, count in dms.items()})
         expected.update({(event, "channel", status): 1 for event in POSTED_EVENTS})
         expected.update({(event, "channel_edit", status): 1 for event in EDITED_EVENTS})
+        expected[(None, "scheduled_event", status)] = len(EVENTS)  # one row per step of its scheduled event
         assert log == expected, race.episode
         for row in outcome.delivery_log[race.episode]:
             assert (row["status"] == "expired") == (row["error"] or "").startswith("Expired unsent: "), row
@@ -208,7 +239,7 @@ def check_deliveries(outcome: EveningOutcome) -> None:
     plan = outcome.plan
     duplicated = {key: count for key, count in outcome.dms.items() if count > 1}
     assert not duplicated, f"DMs delivered more than once: {duplicated}"
-    sent_dms = Counter({dm: 1 for dm in plan.expected_dms() if outcome.outbox[dm_key(*dm)] == "sent"})
+    sent_dms = Counter({dm: 1 for dm in plan.expected_dms() if outcome.outbox[dm_key(*dm, plan)] == "sent"})
     assert set(outcome.dms) == set(sent_dms), _difference(outcome.dms, sent_dms)
     posts = Counter({post: 1 for post in plan.expected_posts() if outcome.outbox[post_key(*post)] == "sent"})
     # An edit posts the announcement anew only when neither post of its race went out (both expired).
@@ -216,6 +247,8 @@ def check_deliveries(outcome: EveningOutcome) -> None:
         if event in EDITED_EVENTS[1:] and not any(posts[(e, episode)] for e in POSTED_EVENTS):
             posts[(event, episode)] = 1
     assert outcome.posts == posts
+    check_living_posts(outcome)
+    check_scheduled_events(outcome)
     for race in plan.races:
         seed = plan.live_seed(race.pool)
         for entrant in race.counted:
@@ -242,6 +275,80 @@ def _difference(got: Counter, expected: Counter) -> str:
     return f"missing {len(set(expected) - set(got))} (e.g. {missing}); unexpected {extra}"
 
 
+def check_the_races_that_never_open(outcome: EveningOutcome) -> None:
+    """The moved race is still scheduled, with the RSVPs that were not taken back, and moved twice by the token; the
+    deleted one is gone, its deletion audited."""
+    plan = outcome.plan
+    if not plan.extras:
+        return
+    moved, deleted = outcome.extras[MOVED[0]], outcome.extras[DELETED[0]]
+    assert moved["status"] == "scheduled" and moved["racetime"] is None, moved
+    assert outcome.extras["rsvps"] == plan.rsvps
+    assert "error" in deleted, "the deleted race is gone (404)"
+    for episode, actions in ((MOVED[0], {"live_race.create": 1, "live_race.edit": 2}), (DELETED[0], None)):
+        trail = Counter(
+            entry["action"]
+            for entry in outcome.audit
+            if entry["target_type"] == "live_race" and entry["target_id"] == outcome.extra_ids[episode]
+        )
+        assert trail == (actions or {"live_race.create": 1, "live_race.delete": 1}), (episode, trail)
+
+
+def check_scheduled_events(outcome: EveningOutcome) -> None:
+    """At the fake Discord, each race has exactly one scheduled event (none made twice, whatever was killed when):
+    a racing race's went scheduled → edited to its room's URL once open → active → completed; the moved race's
+    shows its last start and is still scheduled; the deleted race's was cancelled."""
+    plan = outcome.plan
+    for race in plan.races:
+        history = _event_history(outcome, race.episode)
+        room = outcome.races[race.episode]["racetime"]["url"]
+        [event] = outcome.scheduled_events[race.episode]
+        assert (event["status"], event["entity_metadata"]["location"]) == (COMPLETED, room), event
+        statuses = [e["status"] for _, e in history]
+        assert statuses == sorted(statuses) and statuses[-1] == COMPLETED, statuses
+        # Created before the room, edited to the room's URL while still scheduled, then active there.
+        assert history[0][1]["entity_metadata"]["location"] != room
+        located = [e["status"] for _, e in history if e["entity_metadata"]["location"] == room]
+        assert located[0] == SCHEDULED and ACTIVE in located, history
+    if not plan.extras:
+        return
+    history = _event_history(outcome, MOVED[0])
+    [event] = outcome.scheduled_events[MOVED[0]]
+    assert event["status"] == SCHEDULED and len(history) >= len(MOVED_STARTS_MINUTES), history
+    start = datetime.fromisoformat(event["scheduled_start_time"])
+    assert start == datetime.fromisoformat(outcome.extras[MOVED[0]]["scheduled_at"]), "the event shows the last move"
+    assert len({e["scheduled_start_time"] for _, e in history}) == 3, "created, then moved twice"
+    _event_history(outcome, DELETED[0])
+    [event] = outcome.scheduled_events[DELETED[0]]
+    assert event["status"] == CANCELLED, event
+
+
+def _event_history(outcome: EveningOutcome, episode: str) -> list[tuple[str, dict]]:
+    """The changes of the race's one event: one creation, then edits (never deleted, never made twice)."""
+    history = outcome.event_history[episode]
+    actions = Counter(action for action, _ in history)
+    assert actions["create"] == 1 and actions["delete"] == 0, (episode, actions)
+    assert history[0][0] == "create" and len(outcome.scheduled_events[episode]) == 1, episode
+    return history
+
+
+def check_living_posts(outcome: EveningOutcome) -> None:
+    """Each race has one announcement, edited in place: the racing races' show their results, the moved race's its
+    new start, the deleted race's that it was cancelled (posted once; the posts per step are checked by
+    `check_deliveries`)."""
+    plan = outcome.plan
+    heads = {race.episode: "🏁" for race in plan.races}
+    if plan.extras:
+        heads.update({MOVED[0]: SPECS_BY_NAME[RESCHEDULED].emoji, DELETED[0]: "❌"})
+    assert set(outcome.living_posts) == set(heads)
+    for episode, head in heads.items():
+        assert outcome.living_posts[episode]["embeds"][0]["title"].startswith(head), episode
+        assert outcome.living_post_edits[episode] >= 1, f"the announcement of {episode} was never edited"
+    if plan.extras:
+        moved = int(datetime.fromisoformat(outcome.extras[MOVED[0]]["scheduled_at"]).timestamp())
+        assert f"<t:{moved}:" in str(outcome.living_posts[MOVED[0]]["embeds"][0]), "the post shows the last start"
+
+
 def check_evening(outcome: EveningOutcome) -> None:
     check_races(outcome)
     check_results(outcome)
@@ -250,6 +357,7 @@ def check_evening(outcome: EveningOutcome) -> None:
     check_eligibility(outcome)
     check_notifications(outcome)
     check_audit(outcome)
+    check_the_races_that_never_open(outcome)
     assert outcome.facts["exit_code"] == 0, "SIGTERM stops the process cleanly"
 
 

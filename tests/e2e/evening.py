@@ -10,14 +10,16 @@ tests compare that with the plan and with other runs.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 
+from bot.services.scheduled_events import race_marker
 from db.models import EVENT_SPECS, Notification, NotificationSubscription, Player
 from tests.e2e.faults import FaultPlan
 from tests.e2e.harness import (
@@ -35,13 +37,20 @@ from tests.e2e.harness import (
 from tests.e2e.tournament import (
     ANNOUNCEMENT_CHANNEL,
     ANNOUNCEMENT_ROLE,
+    DELETED,
+    DELETED_START_MINUTES,
     EVENTS,
     GLOBAL_BUT_SCHEDULED_HERE,
     GOAL,
     GUILD_ALL,
+    MOVED,
+    MOVED_STARTS_MINUTES,
     NOTHING,
     POOLS,
+    REMINDER_OFFSETS,
     ROOM_OPEN_LEAD_MINUTES,
+    RSVP_TAKEN_BACK,
+    RSVPS,
     RUNS_PER_POOL,
     SEEDS_PER_POOL,
     TOURNAMENT,
@@ -49,7 +58,7 @@ from tests.e2e.tournament import (
     TournamentPlan,
     seed_url,
 )
-from tests.fakes.discord_rest import FakeDiscordRest
+from tests.fakes.discord_rest import EVENTS_ROUTE, FakeDiscordRest
 from tests.fakes.racetime_server import FakeRacetime
 
 DEADLINE = 120.0  # seconds any one condition may take, restarts and outages included
@@ -78,6 +87,13 @@ class EveningOutcome:
     eligible_first_race: set[int]
     delivery_log: dict[str, list[dict[str, Any]]]
     seed_urls: dict[int, str]
+    extra_ids: dict[str, int] = field(default_factory=dict)  # episode -> id of the races that never open
+    extras: dict[str, Any] = field(default_factory=dict)  # what became of them (the API's view)
+    # Discord Scheduled Events by episode: the event as it is now, and its changes in order (the fake's log).
+    scheduled_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    event_history: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    living_posts: dict[str, dict[str, Any]] = field(default_factory=dict)  # episode -> its announcement now
+    living_post_edits: Counter = field(default_factory=Counter)  # episode -> edits of its announcement at Discord
     outbox: dict[str, str] = field(default_factory=dict)  # dedupe key (as in the snapshot) -> status
     dms: Counter = field(default_factory=Counter)  # (event, episode, discord user id) -> messages at Discord
     dm_results: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)  # 418 fields by (ep, uid)
@@ -93,6 +109,7 @@ class Evening:
     database_url: str
     faults: FaultPlan | None
     race_ids: dict[str, int] = field(default_factory=dict)
+    extra_ids: dict[str, int] = field(default_factory=dict)  # the races that never open (issue 13)
     tournament_id: int = 0
     pool_ids: dict[str, int] = field(default_factory=dict)
     seed_ids: dict[str, int] = field(default_factory=dict)  # url -> id
@@ -114,9 +131,8 @@ class Evening:
                 "announcement_channel_id": str(ANNOUNCEMENT_CHANNEL),
                 "announcement_role_id": str(ANNOUNCEMENT_ROLE),
                 "room_open_lead_minutes": ROOM_OPEN_LEAD_MINUTES,
-                # The evening counts messages; Discord Scheduled Events have their own tests through discord.py
-                # against the fake (tests/notifications/test_scheduled_events.py).
-                "scheduled_events": False,
+                # Every race is mirrored as a Discord Scheduled Event, checked at the fake from creation to the end.
+                "scheduled_events": True,
             },
             key="name",
         )
@@ -131,7 +147,8 @@ class Evening:
                 self.seed_ids[made["url"]] = made["id"]
 
     async def import_roster(self) -> None:
-        await self.phase("roster", requests=len(self.plan.players))
+        reminders = REMINDER_OFFSETS if self.plan.extras else {}
+        await self.phase("roster", requests=len(self.plan.players) + len(reminders))
         for player in self.plan.players:
             body = {
                 "display_name": player.display_name,
@@ -139,6 +156,9 @@ class Evening:
                 "racetime_name": player.racetime_user["name"],
             }
             await self.api.call("PUT", f"/api/v1/players/{player.discord_user_id}", json=body)
+        for index, offsets in reminders.items():  # the players' /notify reminders:, through the API
+            path = f"/api/v1/players/{self.plan.players[index].discord_user_id}/reminders"
+            await self.api.call("PUT", path, json={"offsets_minutes": list(offsets)})
 
     async def import_earlier_runs(self) -> None:
         await self.phase("history", requests=len(self.plan.earlier_runs))
@@ -167,14 +187,16 @@ class Evening:
                     continue
                 guild = GUILD if kind == GUILD_ALL else None
                 rows += [{"player_id": pid, "event_type": event, "guild_id": guild, "active": True} for event in EVENTS]
-                rows.append({"player_id": pid, "event_type": "live_race_cancelled", "guild_id": guild, "active": True})
+                for event in ("live_race_cancelled", "live_race_rescheduled"):
+                    rows.append({"player_id": pid, "event_type": event, "guild_id": guild, "active": True})
                 if kind == GLOBAL_BUT_SCHEDULED_HERE:
                     rows.append({"player_id": pid, "event_type": EVENTS[0], "guild_id": GUILD, "active": False})
             await connection.execute(NotificationSubscription.__table__.insert(), rows)
         await engine.dispose()
 
     async def schedule_races(self) -> None:
-        await self.phase("schedule", requests=len(self.plan.races))
+        extra = 2 + len(RSVPS) + 2 + len(MOVED_STARTS_MINUTES) - 1 if self.plan.extras else 0
+        await self.phase("schedule", requests=len(self.plan.races) + extra)
         base = f"/api/v1/tournaments/{self.tournament_id}/live-races"
         for number, race in enumerate(self.plan.races):
             starts = datetime.now(UTC) + SCHEDULE_AHEAD + number * SCHEDULE_GAP
@@ -186,6 +208,56 @@ class Evening:
             }
             created = await self.create_or_find(base, body, key="episode_id")
             self.race_ids[race.episode] = created["id"]
+        if self.plan.extras:
+            await self.schedule_the_races_that_never_open()
+
+    async def schedule_the_races_that_never_open(self) -> None:
+        """Two races hours ahead: players RSVP one (one takes it back) and a moderator moves it twice, within the
+        collapse window, to 50 minutes ahead, where reminders fall due; the other is deleted at the end."""
+        base = f"/api/v1/tournaments/{self.tournament_id}/live-races"
+        for (episode, pool), minutes in ((MOVED, MOVED_STARTS_MINUTES[0]), (DELETED, DELETED_START_MINUTES)):
+            body = {
+                "pool_id": self.pool_ids[pool],
+                "scheduled_at": _start_in(minutes).isoformat(),
+                "title": f"{TOURNAMENT} – {pool} ({episode})",
+                "episode_id": episode,
+            }
+            self.extra_ids[episode] = (await self.create_or_find(base, body, key="episode_id"))["id"]
+        moved = f"{base}/{self.extra_ids[MOVED[0]]}"
+        for index in (*RSVPS, RSVP_TAKEN_BACK):  # repeating an RSVP changes nothing: a repeat is harmless
+            await self.api.call("PUT", f"{moved}/rsvps/{self.plan.players[index].discord_user_id}")
+        await self.api.call("DELETE", f"{moved}/rsvps/{self.plan.players[RSVP_TAKEN_BACK].discord_user_id}")
+        for minutes in MOVED_STARTS_MINUTES[1:]:
+            await self.move(self.extra_ids[MOVED[0]], _start_in(minutes))
+
+    async def move(self, race_id: int, starts: datetime) -> None:
+        """PATCH a new start. A move is no idempotent request: when the process died before answering, the script
+        reads the race back and moves it only if the first attempt did not (a repeat would be an edit of its own)."""
+        path = f"/api/v1/tournaments/{self.tournament_id}/live-races/{race_id}"
+        body = {"scheduled_at": starts.isoformat()}
+        try:
+            await self.api.call("PATCH", path, json=body, repeat=False)
+        except httpx.TransportError:
+            if datetime.fromisoformat((await self.race(race_id))["scheduled_at"]) != starts:
+                await self.api.call("PATCH", path, json=body)
+
+    async def delete_the_deleted_race(self) -> None:
+        """Once its scheduled notices went out (the players were told), the race is deleted: the cancelled notice."""
+        race_id = self.extra_ids[DELETED[0]]
+        dms = self.plan.expected_dms()
+        expected = sum(1 for event, episode, _ in dms if (event, episode) == (EVENTS[0], DELETED[0]))
+
+        async def told() -> bool:
+            log = await self.delivery_log(race_id)
+            return sum(row["event_type"] == EVENTS[0] and row["status"] == "sent" for row in log) == expected + 1
+
+        await wait_until(told, f"the {expected} scheduled notices of {DELETED[0]} and its post", deadline=DEADLINE)
+        path = f"/api/v1/tournaments/{self.tournament_id}/live-races/{race_id}"
+        try:
+            await self.api.call("DELETE", path, repeat=False)
+        except httpx.TransportError:  # no answer: the first attempt deleted it if it is gone
+            if "error" not in await self.api.call("GET", path, ok=(200, 404)):
+                await self.api.call("DELETE", path)
 
     async def wait_for_rooms(self) -> dict[str, str]:
         await self.phase("rooms")
@@ -236,34 +308,58 @@ class Evening:
         return await wait_until(reached, f"live race {race_id} to be {status}", deadline=DEADLINE, interval=0.2)
 
     async def wait_for_outbox(self, *, delivered: bool) -> None:
-        """Every notification of the evening is queued (and, with Discord, sent)."""
-        expected = sum(self.plan.expected_dms().values()) + sum(self.plan.expected_posts().values())
-        expected += sum(self.plan.expected_edits().values())
+        """Every notification of the evening is queued (and, with Discord, sent): read from the database, as a
+        deleted race's rows are in no race's delivery log any more."""
+        plan = self.plan
+        expected = sum(plan.expected_dms().values()) + sum(plan.expected_posts().values())
+        expected += sum(plan.expected_edits().values()) + sum(plan.expected_event_steps().values())
         counts: Counter = Counter()
+        engine = direct_engine(self.database_url)
 
         async def settled() -> bool:
             counts.clear()
-            for race_id in self.race_ids.values():
-                for row in await self.delivery_log(race_id):
-                    replaced = row["kind"] == "channel_edit" and row["status"] == "skipped"
-                    counts["replaced edit" if replaced else row["status"]] += 1
+            async with engine.connect() as connection:
+                rows = (await connection.execute(select(Notification.kind, Notification.status))).all()
+            for kind, status in rows:
+                replaced = str(kind) == "channel_edit" and str(status) == "skipped"
+                counts["replaced edit" if replaced else str(status)] += 1
             # With Discord a message is sent, or expired when it went stale before its turn (the rule of its type);
             # an edit of the announcement may be replaced by a later one.
             done = counts["sent"] + counts["expired"] + counts["replaced edit"] if delivered else counts["pending"]
             return done == expected and sum(counts.values()) == expected
 
         state = "sent or expired" if delivered else "queued"
-        await wait_until(settled, lambda: f"{expected} notifications {state}; have {dict(counts)}", deadline=DEADLINE)
+        try:
+            await wait_until(
+                settled, lambda: f"{expected} notifications {state}; have {dict(counts)}", deadline=DEADLINE
+            )
+        finally:
+            await engine.dispose()
 
     async def delivery_log(self, race_id: int) -> list[dict[str, Any]]:
         return await self.api.all_items(f"/api/v1/tournaments/{self.tournament_id}/live-races/{race_id}/notifications")
 
 
+def _start_in(minutes: int) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=minutes)
+
+
 # ---- reading back -------------------------------------------------------------------------------------
 async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDiscordRest | None) -> EveningOutcome:
     api, plan, tid = evening.api, evening.plan, evening.tournament_id
-    episode_of = {race_id: episode for episode, race_id in evening.race_ids.items()}
+    episode_of = {race_id: episode for episode, race_id in (*evening.race_ids.items(), *evening.extra_ids.items())}
     races = {episode: await evening.race(race_id) for episode, race_id in evening.race_ids.items()}
+    extras: dict[str, Any] = {}
+    if plan.extras:
+        base = f"/api/v1/tournaments/{tid}/live-races"
+        moved = await evening.race(evening.extra_ids[MOVED[0]])
+        rsvps = await api.get(f"{base}/{moved['id']}/rsvps")
+        deleted = await api.call("GET", f"{base}/{evening.extra_ids[DELETED[0]]}", ok=(200, 404))
+        extras = {
+            MOVED[0]: moved,
+            "rsvps": {int(item["discord_user_id"]) for item in rsvps["items"]},
+            DELETED[0]: deleted,
+        }
     results = {
         episode: (await api.get(f"/api/v1/tournaments/{tid}/live-races/{race_id}/results"))["entrants"]
         for episode, race_id in evening.race_ids.items()
@@ -342,6 +438,11 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
             for key, status in outbox.items()
         },
         "rooms": dict(rooms),
+        "extras": {
+            episode: (race.get("status"), race.get("entrant_count")) if "error" not in race else "deleted"
+            for episode, race in extras.items()
+            if episode != "rsvps"
+        },
     }
     outcome = EveningOutcome(
         plan=plan,
@@ -356,6 +457,8 @@ async def read_back(evening: Evening, racetime: FakeRacetime, discord: FakeDisco
         delivery_log=delivery_log,
         seed_urls=url_of,
         outbox=outbox,
+        extra_ids=dict(evening.extra_ids),
+        extras=extras,
     )
     if discord is not None:
         _read_discord(outcome, discord, episode_of, plan)
@@ -374,7 +477,28 @@ async def _outbox(database_url: str, episode_of: dict[int, str], players: dict[i
         key = re.sub(r"race:(\d+)", lambda m: f"race:{episode_of[int(m.group(1))]}", key)
         return re.sub(r"player:(\d+)", lambda m: f"player:{players[int(m.group(1))]}", key)
 
-    return {normal(key): str(status) for key, status in rows}
+    return _moments_ranked({normal(key): str(status) for key, status in rows})
+
+
+_MOMENT = re.compile(r"(:at:|live_race_rescheduled:)(\d+)")
+
+
+def _moments_ranked(outbox: dict[str, str]) -> dict[str, str]:
+    """Keys with a moment in them (a start or a move, which differ from one evening to the next) name it by its rank
+    among the moments of keys otherwise equal: `…:at:#0:…`, `…live_race_rescheduled:#1`."""
+    moments: dict[str, set[int]] = defaultdict(set)
+    for key in outbox:
+        for match in _MOMENT.finditer(key):
+            moments[_MOMENT.sub(r"\1#", key)].add(int(match.group(2)))
+    ranked = {}
+    for key, status in outbox.items():
+        template = _MOMENT.sub(r"\1#", key)
+        if template == key:
+            ranked[key] = status
+            continue
+        order = sorted(moments[template])
+        ranked[_MOMENT.sub(lambda m, order=order: f"{m.group(1)}#{order.index(int(m.group(2)))}", key)] = status
+    return ranked
 
 
 def _read_discord(
@@ -398,6 +522,25 @@ def _read_discord(
         for message in discord.messages.values()
         if int(message["channel_id"]) == ANNOUNCEMENT_CHANNEL and message["embeds"][0]["title"].startswith("🏁")
     }
+    # The races' living announcements as they read now (a room-open reply is no living post), and their edits.
+    for message_id, message in discord.messages.items():
+        if int(message["channel_id"]) != ANNOUNCEMENT_CHANNEL or message.get("message_reference"):
+            continue
+        episode = episode_of[int(_FOOTER_RACE.search(message["embeds"][0]["footer"]["text"]).group(1))]
+        assert episode not in outcome.living_posts, f"two living announcements of {episode}"
+        outcome.living_posts[episode] = message
+        outcome.living_post_edits[episode] = sum(1 for _, edited, _ in discord.edits if edited == message_id)
+    # Each race's Discord Scheduled Event(s), found by the race's marker, and every change of any event that ever
+    # carried it (a duplicate made and deleted again would show there).
+    for race_id, episode in episode_of.items():
+        marker = race_marker(race_id)
+        outcome.scheduled_events[episode] = [
+            event for event in discord.scheduled_events.values() if marker in (event.get("description") or "")
+        ]
+        ever = {event_id for _, event_id, event in discord.event_log if marker in (event.get("description") or "")}
+        outcome.event_history[episode] = [
+            (action, event) for action, event_id, event in discord.event_log if event_id in ever
+        ]
     gateway = discord.gateway
     outcome.facts.update(
         nonce_replays=discord.nonce_replays,
@@ -406,6 +549,7 @@ def _read_discord(
         gateway_resumes=gateway.resumes if gateway else 0,
         gateway_refused=gateway.refused if gateway else 0,
         rate_limited=dict(discord.rate_limited),
+        scheduled_event_requests=discord.requests[EVENTS_ROUTE],
     )
 
 
@@ -443,7 +587,7 @@ async def run_evening(
                 assert fake_discord is not None
                 faults.attach(process, racetime, fake_discord, others)
             api = Api(process.base_url, token, process)
-            evening = Evening(TournamentPlan.build(), api, racetime, database_url, faults)
+            evening = Evening(TournamentPlan.build(extras=discord), api, racetime, database_url, faults)
             outcome = await _drive(evening, process, fake_discord)
             for other in others:  # a process restarted by the last kill is up before it is stopped
                 await other.wait_healthy()
@@ -480,6 +624,8 @@ async def _drive(evening: Evening, process: StartlineProcess, discord: FakeDisco
         for race in plan.races:
             await evening.run_race(race, slugs[race.episode])
         await evening.phase("drain")
+        if plan.extras:
+            await evening.delete_the_deleted_race()
         await evening.wait_for_outbox(delivered=discord is not None)
         if faults is not None:
             await faults.finish()  # the last kill may come after the outbox drained: it must stay drained

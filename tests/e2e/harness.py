@@ -95,6 +95,7 @@ def process_env(database_url: str, api_port: int, **settings: str) -> dict[str, 
 
 
 REQUEST_TIMEOUT_SECONDS = 2.0
+RESCHEDULE_COLLAPSE_SECONDS = 20.0
 
 
 def settings_env(racetime: FakeRacetime, discord: FakeDiscordRest | None) -> dict[str, str]:
@@ -119,6 +120,9 @@ def settings_env(racetime: FakeRacetime, discord: FakeDiscordRest | None) -> dic
         "STARTLINE_NOTIFICATIONS__BACKOFF_MAX_SECONDS": "4",
         "STARTLINE_NOTIFICATIONS__MAX_RETRIES": "30",
         "STARTLINE_NOTIFICATIONS__RATE_LIMIT_PER_SECOND": "100",
+        # Moves of a start within this time make one rescheduled notice: longer than a restart after a SIGKILL.
+        "STARTLINE_NOTIFICATIONS__RESCHEDULE_COLLAPSE_SECONDS": f"{RESCHEDULE_COLLAPSE_SECONDS:g}",
+        "STARTLINE_NOTIFICATIONS__REMINDER_INTERVAL_SECONDS": "0.5",
         "STARTLINE_API__RATE_LIMIT_PER_MINUTE": "100000",  # a script importing a roster
     }
     if discord is not None:
@@ -253,7 +257,11 @@ class Api:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._client.aclose()
 
-    async def call(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any) -> Any:
+    async def call(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), repeat: bool = True, **kwargs: Any
+    ) -> Any:
+        """One request; `repeat=False` raises the `httpx.TransportError` of a request that got no answer instead of
+        sending it again (for a change that is not idempotent: the caller reads back whether it happened)."""
         self.requests += 1
         if self.before_request is not None:
             await self.before_request(self.requests)
@@ -265,7 +273,7 @@ class Api:
             except httpx.TransportError:
                 if self.process is not None:
                     self.process.assert_running()
-                if time.monotonic() > give_up:
+                if not repeat or time.monotonic() > give_up:
                     raise
                 self.repeats += 1
                 await asyncio.sleep(0.2)

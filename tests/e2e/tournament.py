@@ -9,6 +9,11 @@
   finish times and forfeits; one entrant of two races is disqualified by a moderator instead, the third race
   has an entrant no player of the guild is linked to, and entrants who already ran the pool are ineligible.
 - A real user who may race the first race, and opted in, never joins it: the no-show.
+- Two more races that never open (issue 13): one is moved twice within the collapse window (one rescheduled notice
+  per player), has RSVPs, and its reminders fall due with the second move; the other is deleted once its scheduled
+  notices went out (the cancelled notice). Some players chose reminder offsets; only those who RSVP'd a race whose
+  offset is due get one (the others do not subscribe to the scheduled notice here, so the three racing races, whose
+  reminders would be due only for the seconds before their rooms open, remind nobody).
 
 Scores are recomputed from the real finish times by the scoring rules: par of a seed = mean of its 5 fastest
 finished runs; score = clamp((2 − t/par) × 100, 0, 105); forfeits and disqualifications score 0; the
@@ -48,6 +53,18 @@ UNLINKED_ENTRANT = "Carol"  # a RaceTime.gg user who is in no guild's roster (ca
 UNLINKED_FINISH_US = 5_700_123_456
 NO_SHOW = ("coin_chaser", "e2e-1")
 
+# The races that never open: (episode, pool). The moved one starts at MOVED_STARTS[0] from its scheduling and is
+# moved to each later entry in turn; the deleted one is deleted in the evening's last phase.
+MOVED = ("e2e-4", "Standard")
+DELETED = ("e2e-5", "Keysanity")
+MOVED_STARTS_MINUTES = (300, 240, 50)  # before the last move no reminder offset (at most 180 here) is due
+DELETED_START_MINUTES = 300
+DEFAULT_RSVP_OFFSETS = (60,)  # bot.services.reminders.DEFAULT_RSVP_OFFSETS, worked out here without it
+# Reminder offsets (minutes) by player index: players who do not subscribe to the scheduled notice in the guild.
+REMINDER_OFFSETS = {8: (60,), 9: (180, 30), 18: (180, 30), 19: (60,), 38: (60,), 39: (180,)}
+RSVPS = (8, 9, 18, 19, 0, 1, 2, 3)  # by player index: RSVP'd the moved race
+RSVP_TAKEN_BACK = 10  # RSVP'd the moved race, then took it back
+
 EVENTS = ("live_race_scheduled", "live_race_room_opened", "live_race_started", "live_race_finished")
 # The channel's messages: the living announcement and the room-open reply to it are posts; every later step (the
 # room opening too) edits the announcement.
@@ -55,6 +72,9 @@ POSTED_EVENTS = EVENTS[:2]
 EDITED_EVENTS = EVENTS[1:]
 EVENT_CODES = {"live_race_scheduled": 415, "live_race_room_opened": 416, "live_race_started": 417}
 EVENT_CODES["live_race_finished"] = 418
+EVENT_CODES["live_race_cancelled"] = 419
+EVENT_CODES["live_race_rescheduled"] = 420
+REMINDER = "live_race_reminder"  # its outbox rows have no event type
 GUILD_ALL, GLOBAL_ALL, GLOBAL_BUT_SCHEDULED_HERE, NOTHING = "guild", "global", "global-but-415-here", "none"
 _DURATION = re.compile(r"P(\d+)DT(\d+)H(\d+)M(\d+)(?:\.(\d{1,6}))?S")
 
@@ -156,9 +176,10 @@ def _generated_user(index: int, rng: random.Random) -> dict[str, Any]:
 @dataclass
 class TournamentPlan:
     players: list[PlannedPlayer] = field(default_factory=list)
+    extras: bool = True  # the races that never open are part of the evening (the evening with Discord)
 
     @classmethod
-    def build(cls) -> TournamentPlan:
+    def build(cls, *, extras: bool = True) -> TournamentPlan:
         rng = random.Random(20261201)
         users = real_users()
         users += [_generated_user(index, rng) for index in range(len(users), PLAYER_COUNT)]
@@ -166,7 +187,7 @@ class TournamentPlan:
             PlannedPlayer(index, 301_000_000_000_000_000 + index, user["name"], user)
             for index, user in enumerate(users)
         ]
-        return cls(players)
+        return cls(players, extras)
 
     # ---- who is who --------------------------------------------------------------------------------
     @cached_property
@@ -332,10 +353,69 @@ class TournamentPlan:
                 for uid in recipients:
                     if self.by_discord_id[uid].subscribed(event):
                         dms[(event, race.episode, uid)] += 1
-        return dms
+        return dms + self.extra_dms() if self.extras else dms
 
     def expected_posts(self) -> Counter:
-        return Counter((event, race.episode) for race in self.races for event in POSTED_EVENTS)
+        posts = Counter((event, race.episode) for race in self.races for event in POSTED_EVENTS)
+        if self.extras:
+            posts.update({("live_race_scheduled", MOVED[0]): 1, ("live_race_scheduled", DELETED[0]): 1})
+        return posts
 
     def expected_edits(self) -> Counter:
-        return Counter((event, race.episode) for race in self.races for event in EDITED_EVENTS)
+        """(event, episode) -> edits of the living announcement (the moved race's two moves are two edits)."""
+        edits = Counter((event, race.episode) for race in self.races for event in EDITED_EVENTS)
+        if self.extras:
+            edits.update({("live_race_rescheduled", MOVED[0]): len(MOVED_STARTS_MINUTES) - 1})
+            edits.update({("live_race_cancelled", DELETED[0]): 1})
+        return edits
+
+    def expected_event_steps(self) -> Counter:
+        """(step, episode) -> outbox rows that bring a race's Discord Scheduled Event along (one per step)."""
+        steps = Counter((event, race.episode) for race in self.races for event in EVENTS)
+        if self.extras:
+            steps.update({(EVENTS[0], MOVED[0]): 1, ("live_race_rescheduled", MOVED[0]): len(MOVED_STARTS_MINUTES) - 1})
+            steps.update({(EVENTS[0], DELETED[0]): 1, ("live_race_cancelled", DELETED[0]): 1})
+        return steps
+
+    # ---- the races that never open (issue 13) --------------------------------------------------------------
+    @cached_property
+    def rsvps(self) -> set[int]:
+        """Discord user ids of who RSVP'd the moved race (and did not take it back)."""
+        return {self.players[index].discord_user_id for index in RSVPS}
+
+    def reminder_offset(self, uid: int) -> int | None:
+        """The one reminder a player gets for the moved race at its last start (50 min ahead): the smallest of their
+        offsets already due (the bot sends only the latest due one); none without an RSVP."""
+        if uid not in self.rsvps:
+            return None
+        offsets = REMINDER_OFFSETS.get(self.by_discord_id[uid].index) or DEFAULT_RSVP_OFFSETS
+        due = [m for m in offsets if m >= MOVED_STARTS_MINUTES[-1]]
+        return min(due) if due else None
+
+    def eligible_after_the_races(self, pool: str) -> set[int]:
+        """Who may race in `pool` once the evening's races are recorded: every counted entrant of its race ran it."""
+        ran = {e.player.discord_user_id for race in self.races if race.pool == pool for e in race.counted if e.player}
+        return self.eligible(pool) - ran
+
+    def extra_dms(self) -> Counter:
+        """(event, episode, discord user id) -> 1 for the DMs of the races that never open."""
+        dms: Counter = Counter()
+        moved, moved_pool = MOVED
+        deleted, deleted_pool = DELETED
+        for uid in self.eligible(moved_pool):
+            player = self.by_discord_id[uid]
+            if player.subscribed("live_race_scheduled"):
+                dms[("live_race_scheduled", moved, uid)] += 1
+        for uid in self.eligible(moved_pool) | self.rsvps:  # who RSVP'd hears of a move without the preference
+            if uid in self.rsvps or self.by_discord_id[uid].subscribed("live_race_rescheduled"):
+                dms[("live_race_rescheduled", moved, uid)] += 1
+        for uid in self.rsvps:
+            if self.reminder_offset(uid) is not None:
+                dms[(REMINDER, moved, uid)] += 1
+        for uid in self.eligible(deleted_pool):
+            if self.by_discord_id[uid].subscribed("live_race_scheduled"):
+                dms[("live_race_scheduled", deleted, uid)] += 1
+        for uid in self.eligible_after_the_races(deleted_pool):
+            if self.by_discord_id[uid].subscribed("live_race_cancelled"):
+                dms[("live_race_cancelled", deleted, uid)] += 1
+        return dms

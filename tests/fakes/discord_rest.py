@@ -34,6 +34,7 @@ bot sends is recorded, so a test (or the benchmark) counts deliveries at the rec
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import itertools
 import json
@@ -146,6 +147,8 @@ class FakeDiscordRest:
     unavailable_answers: int = 0  # 503s sent during outages
     gateway: FakeGateway | None = None
     edits: list[tuple[int, int, dict[str, Any]]] = field(default_factory=list)  # (channel, message, payload)
+    # Every change of a guild scheduled event, in order: ("create" | "edit" | "delete", event id, the event after it).
+    event_log: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.messages: dict[int, dict[str, Any]] = {}  # message id -> the message as it is now
@@ -494,6 +497,7 @@ class FakeDiscordRest:
             "entity_metadata": {"location": payload["entity_metadata"]["location"]},
         }
         self.scheduled_events[event_id] = event
+        self.event_log.append(("create", event_id, copy.deepcopy(event)))
         return self._ok(event, EVENTS_ROUTE, str(guild_id))
 
     async def _edit_event(self, request: web.Request) -> web.Response:
@@ -514,6 +518,7 @@ class FakeDiscordRest:
         if bad is not None:
             return bad
         event.update(changed, status=status)
+        self.event_log.append(("edit", int(event["id"]), copy.deepcopy(event)))
         return self._ok(event, EVENTS_ROUTE, str(guild_id))
 
     async def _delete_event(self, request: web.Request) -> web.Response:
@@ -525,6 +530,7 @@ class FakeDiscordRest:
             return self._error(Failure(404, 10070, "Unknown Guild Scheduled Event"), EVENTS_ROUTE, str(guild_id))
         del self.scheduled_events[int(event["id"])]
         self.event_users.pop(int(event["id"]), None)
+        self.event_log.append(("delete", int(event["id"]), copy.deepcopy(event)))
         return web.Response(status=204, headers=self._bucket_headers(EVENTS_ROUTE, str(guild_id)))
 
     # ---- Interested (https://discord.com/developers/docs/resources/guild-scheduled-event#get-guild-scheduled-event-users)
