@@ -130,14 +130,21 @@ async def subscribed_player_ids(
             GuildPlayer.dms_off_at.is_(None),  # "No more DMs from this server"
         )
     )
+    queries = [query]
     if player_ids is not None:
         if not player_ids:
             return set()
-        query = query.where(NotificationSubscription.player_id.in_(list(player_ids)))
+        # In chunks: a guild's every player is far more bound parameters than asyncpg (32,767) or SQLite allow.
+        candidates_list = sorted(player_ids)
+        queries = [
+            query.where(NotificationSubscription.player_id.in_(candidates_list[start : start + IN_LIST_CHUNK]))
+            for start in range(0, len(candidates_list), IN_LIST_CHUNK)
+        ]
     guild_rows: dict[int, bool] = {}
     global_rows: dict[int, bool] = {}
-    for player_id, row_guild, active in (await session.execute(query)).all():
-        (guild_rows if row_guild is not None else global_rows)[player_id] = active
+    for chunk_query in queries:
+        for player_id, row_guild, active in (await session.execute(chunk_query)).all():
+            (guild_rows if row_guild is not None else global_rows)[player_id] = active
     candidates = guild_rows.keys() | global_rows.keys() if player_ids is None else player_ids
     return {pid for pid in candidates if guild_rows.get(pid, global_rows.get(pid, default))}
 

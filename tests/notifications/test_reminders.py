@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.errors import NotFound, ValidationFailed
 from bot.notifications.dispatcher import NotificationDispatcher
+from bot.services import notification_outbox
 from bot.services.processes import Leases
 from bot.services.reminders import ReminderService, parse_offsets
 from db.models import LIVE_RACE_REMINDER, Notification
@@ -117,6 +118,34 @@ async def test_chosen_offsets_and_rsvps_queue_each_reminder_once_and_it_is_sent(
     await service.queue_due()
     assert sorted(p for p, o, _ in await queued(services) if o == 10) == [bob]
     assert len(await rows(services)) == 4
+
+
+async def test_players_with_offsets_are_looked_up_in_chunks(services, world, clock, monkeypatch) -> None:
+    """The subscribers among the players with offsets are read in chunks of bound parameters: one IN list of a big
+    guild's every player (40,000 in bench_reminders.py) exceeds PostgreSQL's 32,767 and failed the whole job."""
+    monkeypatch.setattr(notification_outbox, "IN_LIST_CHUNK", 2)
+    service = reminders(services, clock)
+    users = [ALICE, BOB, CAROL, *range(910, 914)]
+    for user in users[3:]:
+        await add_player(services, user, f"player{user}")
+    for user in users:
+        await subscribe(services, user)
+        await service.set_offsets(user, GUILD, "1h")
+    await service.set_offsets(CAROL, GUILD, "none")  # chose none: no reminder, in whichever chunk she is
+    clock.advance(hours=29, minutes=30)
+    bound: list[int] = []  # parameters of each subscriptions query
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM notification_subscriptions" in statement:
+            bound.append(len(parameters))
+
+    event.listen(services.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert await service.queue_due() == len(users) - 1
+    finally:
+        event.remove(services.db.engine.sync_engine, "before_cursor_execute", count)
+    assert len(await rows(services)) == len(users) - 1
+    assert len(bound) == 3 and max(bound) <= 3 + 2, bound  # guild, type, guild, then at most a chunk of ids
 
 
 async def test_two_processes_queue_once_and_the_lease_lets_one_work_per_cycle(services, world, clock) -> None:
