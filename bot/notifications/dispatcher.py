@@ -534,7 +534,7 @@ class NotificationDispatcher:
                 return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=sevents.BLOCKED_LINE)
             try:
                 ref = self._events.get(race_id) or await self._recorded_event(race_id)
-                if ref is None:
+                if ref is None and await self._may_have_unrecorded_event(row, race_id, state):
                     ref = await delivery.find_scheduled_event(row.guild_id, sevents.race_marker(race_id))
                 ref, note = await self._apply_event(delivery, row.guild_id, ref, state, race_id)
             except ManageEventsMissing as exc:
@@ -605,6 +605,32 @@ class NotificationDispatcher:
         if status not in (RaceStatus.SCHEDULED, RaceStatus.ROOM_OPEN):
             return f"Skipped: the race was already {status.value} before its scheduled event could be made"
         return None
+
+    async def _may_have_unrecorded_event(self, row: ClaimedRow, race_id: int, state: dict[str, Any]) -> bool:
+        """Whether the race may have an event at Discord that no record names, so that it must be looked for by the
+        race's marker before one is made: an earlier attempt of this row or of another of the race's rows may have
+        made it (a claim that lapsed mid-send, a lost answer), another claim is sending one now, or the step makes
+        none (a deleted race's record went with it). The look-up lists the guild's events, a request of the guild's
+        scheduled-event bucket that grows with its events; a race none of whose rows ever reached Discord (rows that
+        waited out an outage answered 503, say) has no event, and gets it made at once."""
+        if row.maybe_delivered or state.get("removed") or state.get("status") != sevents.SCHEDULED:
+            return True
+        async with self.db.read() as session:
+            other = await session.scalar(
+                select(Notification.id)
+                .where(
+                    Notification.live_race_id == race_id,
+                    Notification.kind == NotificationKind.SCHEDULED_EVENT,
+                    Notification.id != row.id,
+                    or_(
+                        Notification.status == NotificationStatus.SENT,
+                        Notification.maybe_delivered,
+                        Notification.claimed_until.is_not(None),
+                    ),
+                )
+                .limit(1)
+            )
+        return other is not None
 
     async def _recorded_event(self, race_id: int) -> ScheduledEventRef | None:
         async with self.db.read() as session:
