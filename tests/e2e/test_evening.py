@@ -1,6 +1,10 @@
 """A whole tournament evening through the real process: the REST API for the organizers' script, the fake
 RaceTime.gg for the racing, a fake Discord (REST and gateway) for the DMs; then the same evening with the
-process killed in every phase and RaceTime.gg and Discord down for a while, which must end the same way."""
+process killed in every phase and RaceTime.gg and Discord down for a while, which must end the same way.
+
+With Discord, the evening also has what players hear of every change (issue 13): each race mirrored as a Discord
+Scheduled Event from creation to completion, RSVPs and reminders, a race moved twice (one rescheduled notice) and a
+race deleted (the cancelled notice); `tests/e2e/tournament.py` says who must get what."""
 
 from __future__ import annotations
 
