@@ -40,7 +40,10 @@ TOURNAMENT = "Autumn Qualifier"
 GOAL = "Beat the game"
 ANNOUNCEMENT_CHANNEL = 555_000_000_000_000_001
 ANNOUNCEMENT_ROLE = 555_000_000_000_000_002
-ROOM_OPEN_LEAD_MINUTES = 1
+# Rooms open this long before the start; the evening schedules its races this long (and 4 s) ahead, so the rooms open
+# at once while each race's Discord Scheduled Event, which starts with the race, can still be made minutes later
+# (Discord refuses an event starting in the past) when kills, outages and its rate limit held it back.
+ROOM_OPEN_LEAD_MINUTES = 5
 # Earlier runs: pool -> indices of real races in races_with_past_entrants_2.json.
 EARLIER_RACES = {"Standard": (2, 5, 9), "Keysanity": (0, 7), "Inverted": (3,)}
 # Live races: (episode, pool, index in races_with_past_entrants.json, entrant disqualified by a moderator).
