@@ -34,7 +34,7 @@ MALFORMED = (
 )
 LEFT_GUILD = "❌ Startline is no longer in that server, so this button does nothing now. Nothing changed."
 IN_SERVER_ONLY = "❌ This button works on the server's announcement. Nothing changed."
-KNOWN_KINDS = (ActionKind.RSVP, ActionKind.MUTE_TYPE, ActionKind.UNMUTE_TYPE, ActionKind.DMS_OFF, ActionKind.DMS_ON)
+KNOWN_KINDS = tuple(kind for kind in ActionKind if kind is not ActionKind.OPEN_ROOM)  # a link is never pressed
 _CODES = {event_type.code: event_type for event_type in EventType}
 
 Handler = Callable[[discord.Interaction], Awaitable[None]]
@@ -146,9 +146,13 @@ class _GuildChoice(_ActionItem):
 
     arg_kinds: tuple[type, ...] = (int,)
 
+    def valid(self, parsed: tuple) -> bool:
+        """Whether the parsed arguments after the guild make sense (a type's code by default)."""
+        return len(parsed) < 2 or parsed[1] in _CODES
+
     async def _press(self, interaction: discord.Interaction) -> None:
         parsed = action_args(self.args, *self.arg_kinds)
-        if parsed is None or (len(parsed) == 2 and parsed[1] not in _CODES):
+        if parsed is None or not self.valid(parsed):
             await respond(interaction, MALFORMED)
             return
         name = _guild_name(interaction, parsed[0])
@@ -253,6 +257,70 @@ class DmsOnButton(_Switch, discord.ui.DynamicItem[discord.ui.Button], template=a
     kind = ActionKind.DMS_ON
 
 
+def _restore_arg(previous: tuple[int, ...] | None) -> str:
+    return "default" if previous is None else "-".join(str(m) for m in previous) or "none"
+
+
+def _restored(text: str) -> tuple[int, ...] | bool | None:
+    """The undo key's offsets (None: the guild's default); False when the text is not one."""
+    if text == "default":
+        return None
+    parts = text.split("-")
+    return tuple(int(p) for p in parts) if all(p.isdigit() and len(p) < 6 for p in parts) else False
+
+
+class MuteRemindersButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.MUTE_REMINDERS)
+):
+    """A reminder DM's Mute this kind: the guild's reminders off for the player, `sl:mutereminders:<guild id>`."""
+
+    kind = ActionKind.MUTE_REMINDERS
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        changed, previous = await services_of(interaction).reminders.mute_general(interaction.user.id, guild_id)
+        tail = (
+            "Races you RSVP'd or pressed Interested on still remind you (take that back to stop theirs). "
+            f"Choose reminder times again with `/notify reminders:` (in **{server}**, "
+            "or here with its `server` option)."
+        )
+        if not changed:
+            await respond(interaction, f"Reminders from **{server}** were already off. Nothing changed. {tail}")
+            return
+        undo = RemindersBackButton(
+            f"{guild_id}:{_restore_arg(previous)}", label="Undo", style=discord.ButtonStyle.primary
+        )
+        await respond(
+            interaction,
+            f"🔕 Reminders from **{server}** are off. {tail} Undo: the button below.",
+            view=stopped_view(undo),
+        )
+
+
+class RemindersBackButton(
+    _GuildChoice, discord.ui.DynamicItem[discord.ui.Button], template=action_key_template(ActionKind.REMINDERS_BACK)
+):
+    """The undo of a reminder's Mute this kind: `sl:remindersback:<guild id>:<offsets like 1440-60, or default>`."""
+
+    kind = ActionKind.REMINDERS_BACK
+    arg_kinds = (int, str)
+
+    def valid(self, parsed: tuple) -> bool:
+        return _restored(parsed[1]) is not False
+
+    async def apply(self, interaction: discord.Interaction, server: str, guild_id: int, *rest: Any) -> None:
+        previous = _restored(rest[0])
+        assert previous is not False  # `valid` refused it otherwise
+        reminders = services_of(interaction).reminders
+        changed = await reminders.restore_general(interaction.user.id, guild_id, previous)
+        head = f"🔔 Reminders from **{server}** are back" if changed else f"Reminders from **{server}** were on"
+        when = await reminders.offsets(interaction.user.id, guild_id) or await reminders.guild_default(guild_id)
+        times = ", ".join(describe_offset(m) for m in when) or "none chosen"
+        await respond(
+            interaction,
+            f"{head} ({times} before each race). Change them any time with {_notify_hint(server)}.",
+        )
+
+
 _UNDO: dict[ActionKind, type[_Switch]] = {ActionKind.MUTE_TYPE: UnmuteButton, ActionKind.DMS_OFF: DmsOnButton}
 
 
@@ -277,7 +345,16 @@ class UnknownAction(
         await _answer(interaction, lambda i: respond(i, MALFORMED))
 
 
-DYNAMIC_ITEMS = (RsvpButton, MuteButton, UnmuteButton, DmsOffButton, DmsOnButton, UnknownAction)
+DYNAMIC_ITEMS = (
+    RsvpButton,
+    MuteButton,
+    UnmuteButton,
+    DmsOffButton,
+    DmsOnButton,
+    MuteRemindersButton,
+    RemindersBackButton,
+    UnknownAction,
+)
 
 
 async def setup(bot) -> None:

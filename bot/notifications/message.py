@@ -98,6 +98,8 @@ class ActionKind(StrEnum):
     UNMUTE_TYPE = "unmute"  # the undo of MUTE_TYPE: `<guild id>:<event code>`
     DMS_OFF = "dmsoff"  # no more DMs from this guild: `<guild id>`
     DMS_ON = "dmson"  # the undo of DMS_OFF: `<guild id>`
+    MUTE_REMINDERS = "mutereminders"  # a reminder DM's Mute this kind (the guild's reminders off): `<guild id>`
+    REMINDERS_BACK = "remindersback"  # its undo: `<guild id>:<offsets, e.g. 1440-60, or "default">`
 
 
 class ActionStyle(StrEnum):

@@ -143,8 +143,8 @@ def announcement_actions(payload: Mapping[str, Any]) -> tuple[MessageAction, ...
 
 
 def dm_actions(payload: Mapping[str, Any], spec: EventSpec, guild_id: int | None) -> tuple[MessageAction, ...]:
-    """A DM's buttons: the room (when its link is known), this type off for the guild (types players subscribe
-    to), and every DM of the guild off."""
+    """A DM's buttons: the room (when its link is known), this kind off for the guild (a type players subscribe
+    to; for a reminder, the guild's reminders), and every DM of the guild off."""
     actions: list[MessageAction] = []
     url = payload.get("race", {}).get("room_url")
     if url:
@@ -152,6 +152,8 @@ def dm_actions(payload: Mapping[str, Any], spec: EventSpec, guild_id: int | None
     if guild_id is not None:
         if spec.code is not None:
             actions.append(MessageAction(ActionKind.MUTE_TYPE, MUTE_LABEL, args=(guild_id, spec.code)))
+        elif spec is LIVE_RACE_REMINDER:  # no type code: its kind is the guild's reminders
+            actions.append(MessageAction(ActionKind.MUTE_REMINDERS, MUTE_LABEL, args=(guild_id,)))
         actions.append(MessageAction(ActionKind.DMS_OFF, DMS_OFF_LABEL, ActionStyle.DANGER, args=(guild_id,)))
     return tuple(actions)
 

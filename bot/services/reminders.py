@@ -43,6 +43,7 @@ from bot.errors import NotFound, ValidationFailed
 from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import race_eligibility
 from bot.services.notification_outbox import PAYLOAD_VERSION, insert_ignoring_duplicates, subscribed_player_ids
+from bot.services.notifications import NOT_ON_ROSTER
 from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
 from bot.services.processes import Leases
 from bot.services.race_locks import lock_race
@@ -214,6 +215,64 @@ class ReminderService:
             row.offsets = stored_offsets(chosen)
             row.updated_at = self.clock()
         return chosen
+
+    async def mute_general(self, discord_user_id: int, guild_id: int) -> tuple[bool, tuple[int, ...] | None]:
+        """A reminder DM's "Mute this kind": the guild's general reminders off for the player (their own choice
+        becomes none, which outweighs the guild's default); races they RSVP'd or are Interested in still remind
+        them. Returns whether it changed and what the undo restores: their own offsets, or None when they had
+        chosen none (the guild's default applied). NotFound, nothing made, when they are not on the roster."""
+        async with self.db.transaction() as session:
+            row, player_id = await self._general_choice(session, discord_user_id, guild_id)
+            if row is not None and not row.offsets:
+                return False, ()
+            previous = _stored(row.offsets) if row is not None else None
+            if row is None:
+                row = ReminderPreference(guild_id=guild_id, player_id=player_id)
+                session.add(row)
+            row.offsets = ""
+            row.updated_at = self.clock()
+            return True, previous
+
+    async def restore_general(self, discord_user_id: int, guild_id: int, previous: tuple[int, ...] | None) -> bool:
+        """The undo of `mute_general`: the player's own offsets back (validated), or with None no choice of their
+        own (the guild's default applies again). True when something changed."""
+        chosen = parse_offsets(previous) if previous is not None else None
+        async with self.db.transaction() as session:
+            row, player_id = await self._general_choice(session, discord_user_id, guild_id)
+            if chosen is None:
+                if row is None:
+                    return False
+                await session.delete(row)
+                return True
+            if row is not None and row.offsets == stored_offsets(chosen):
+                return False
+            if row is None:
+                row = ReminderPreference(guild_id=guild_id, player_id=player_id)
+                session.add(row)
+            row.offsets = stored_offsets(chosen)
+            row.updated_at = self.clock()
+            return True
+
+    @staticmethod
+    async def _general_choice(
+        session: AsyncSession, discord_user_id: int, guild_id: int
+    ) -> tuple[ReminderPreference | None, int]:
+        """The member's reminder choice in the guild (None: never made) and their player id; NotFound when they are
+        not on the guild's roster (a DM's button makes nobody a member)."""
+        check_discord_id(discord_user_id)
+        player_id = await session.scalar(
+            select(Player.id)
+            .join(GuildPlayer, roster_entry_of(guild_id))
+            .where(Player.discord_user_id == discord_user_id, GuildPlayer.left_at.is_(None))
+        )
+        if player_id is None:
+            raise NotFound(NOT_ON_ROSTER, field="guild_id")
+        row = await session.scalar(
+            select(ReminderPreference).where(
+                ReminderPreference.player_id == player_id, ReminderPreference.guild_id == guild_id
+            )
+        )
+        return row, player_id
 
     async def personal_offsets(self, discord_user_id: int, guild_id: int) -> tuple[int, ...]:
         """When a race the player RSVP'd (or is Interested in) reminds them: their offsets, else the guild's

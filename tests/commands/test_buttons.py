@@ -350,3 +350,58 @@ async def test_notify_shows_no_more_dms_and_a_type_turned_on_there_allows_them_a
     pressed = await harness.click(panel, "Room open", alice)  # turned on here: the server's DMs come again
     assert "No DMs from this server at all" not in pressed.last.text
     assert await services.notifications.guild_dms_off(alice.id, discord_.guild.id) is False
+
+
+async def test_a_reminder_dm_mutes_the_servers_reminders_and_the_undo_restores_the_choice(
+    discord_, fake_discord, dispatch
+) -> None:
+    """A reminder has no type code: its Mute this kind turns the server's general reminders off for the player (an
+    own choice of none, which outweighs the server's default); the undo restores exactly what they had."""
+    services, harness, alice = discord_.services, discord_.harness, discord_.alice
+    guild_id = discord_.guild.id
+    await subscribed_everywhere(discord_, alice.id)
+    await services.reminders.set_offsets(alice.id, guild_id, "1h,10m")
+    world = await make_world(services, guild_id=guild_id, scheduled_at=services.clock() + timedelta(minutes=30))
+    assert await services.reminders.queue_due() == 1
+    await dispatch()
+    (reminder,) = dms_to(fake_discord, alice.id)
+    assert labels(reminder) == ["Mute this kind", "No more DMs from this server"]
+    assert buttons(reminder)[0]["custom_id"] == f"sl:mutereminders:{guild_id}"
+
+    reply = await harness.press(reminder, "Mute this kind", alice, in_dm=True)
+    assert reply.ephemeral and "Reminders from **Home** are off" in reply.text and "RSVP" in reply.text
+    assert await services.reminders.offsets(alice.id, guild_id) == ()
+    assert "already off. Nothing changed" in (await harness.press(reminder, "Mute this kind", alice, in_dm=True)).text
+    await services.reminders.set_rsvp(guild_id, world.race.id, alice.id, False)
+    await set_race(services, world.race.id, scheduled_at=services.clock() + timedelta(minutes=5))
+    assert await services.reminders.queue_due() == 0  # the 10 min one is due: muted, nothing queued
+
+    undo = await harness.press(reply.last, "Undo", alice, in_dm=True)
+    assert undo.ephemeral and "are back (1 h, 10 min before each race)" in undo.text
+    assert await services.reminders.offsets(alice.id, guild_id) == (60, 10)
+
+    # Chosen nothing (the server's default applied): muting writes "none", the undo takes the choice away again.
+    await services.guilds.update(guild_id, MODERATOR, default_reminder_offsets=[1440])
+    await services.reminders.restore_general(alice.id, guild_id, None)
+    reply = await harness.press(reminder, "Mute this kind", alice, in_dm=True)
+    assert "Reminders from **Home** are off" in reply.text
+    undo = await harness.press(reply.last, "Undo", alice, in_dm=True)
+    assert "(24 h before each race)" in undo.text
+    assert await services.reminders.offsets(alice.id, guild_id) == ()  # no own choice: the default applies
+
+
+@pytest.mark.parametrize("custom_id", ["sl:remindersback:1:abc", "sl:remindersback:1", "sl:mutereminders:x"])
+async def test_a_malformed_reminder_button_changes_nothing(discord_, custom_id: str) -> None:
+    reply = await discord_.harness.press(_message_with(custom_id), "Press", discord_.alice, in_dm=True)
+    assert reply.ephemeral and reply.text == MALFORMED
+
+
+async def test_a_reminder_button_for_a_server_the_member_is_not_on_makes_nothing(discord_) -> None:
+    reply = await discord_.harness.press(
+        _message_with(f"sl:mutereminders:{discord_.other_guild.id}"), "Press", discord_.bob, in_dm=True
+    )
+    assert reply.ephemeral and "no record of you there" in reply.text
+    async with discord_.services.db.read() as session:
+        assert (
+            await session.scalars(select(GuildPlayer).where(GuildPlayer.guild_id == discord_.other_guild.id))
+        ).all() == []

@@ -148,7 +148,8 @@ def test_a_dm_links_the_room_when_known_and_mutes_its_type_or_the_whole_guild():
     scheduled = render(_race_payload("live_race_scheduled"), guild_id=55)
     assert [a.kind.value for a in scheduled.actions] == ["mute", "dmsoff"]  # no room yet: no link
     reminder = {**_race_payload("live_race_reminder"), "reminder": {"offset_minutes": 60}}
-    assert [a.kind.value for a in render(reminder, guild_id=55).actions] == ["dmsoff"]  # not a type one subscribes to
+    # Not a type one subscribes to: its Mute this kind turns the guild's reminders off.
+    assert [a.key for a in render(reminder, guild_id=55).actions] == ["sl:mutereminders:55", "sl:dmsoff:55"]
 
 
 def test_action_keys_parse_back_and_refuse_what_does_not_fit():
