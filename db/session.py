@@ -45,7 +45,10 @@ class DatabaseConfig(Protocol):
 _BEGIN_OPTION = "startline_sqlite_begin"
 DEFAULT_POOL_SIZE = 20
 DEFAULT_MAX_OVERFLOW = 10
-READ_THREADS = 4  # SQLite's `rows()` workers (and their connections)
+# SQLite's `rows()` workers (and their connections). One: a page's read is ~1 ms, and more threads only contend
+# for the GIL with the event loop (bench_api, quiet machine: 4 threads 4.4 ms CPU a page and p99 109 ms, 2 threads
+# 3.6 ms and 88 ms, 1 thread 2.0 ms and 57 ms).
+READ_THREADS = 1
 
 WriteHook = Callable[[AsyncSession], Awaitable[None]]
 # (the task that joined, its hook): tasks started meanwhile inherit the variable but are not that task.
