@@ -9,6 +9,14 @@ and prints how long it took and each room's lateness (when its room was recorded
 slowest, the median and the 99th percentile. The target: 500 rooms at 300 ms within 30 s. `--concurrency` sets
 `scheduler.open_concurrency`; `--profile` writes a cProfile of the bot's process during the cycle to FILE
 (`python -m pstats FILE`).
+
+It also prints the bot's CPU a room and its SQL statements a room (a `before_cursor_execute` listener; an
+`executemany` counts once, and SQLite's `BEGIN IMMEDIATE` counts as a statement). Each statement is counted by the
+step of the opener that made it (the due list, the sweep, claim batches, record batches, failures, releases,
+strays); a statement made outside the cycle's tasks (another job, a subscriber's task) is counted apart and left
+out of the figure a room. `--statements` prints them by step, kind and table, with the number of transactions and
+rooms of each step: a batch's statements are per transaction, so how many a room takes depends on how the rooms
+batched (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextvars
 import cProfile
+import functools
 import multiprocessing
 import os
 import re
@@ -43,6 +53,74 @@ GUILD = 1
 MODERATOR = Actor.player(2, "bench")
 LEAD_MINUTES = 15
 _TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE)\s+"?(\w+)')  # a statement's (first) table, to count statements by
+OUTSIDE = "not the opener's"  # a statement made outside the cycle's tasks
+_STEP: contextvars.ContextVar[str] = contextvars.ContextVar("bench_opener_step", default=OUTSIDE)
+# The opener's steps, by the method that makes them: (step, how many rooms a call handles, or None: one).
+STEPS = {
+    "due_race_ids": ("due list", None),
+    "sweep": ("sweep", None),
+    "_claim_batch": ("claim", lambda args: len(args[0])),
+    "_claim": ("claim", None),
+    "_record_batch": ("record", lambda args: len(args[0])),
+    "_record_failure": ("failure", None),
+    "_release": ("release", None),
+}
+
+
+class StepCounter:
+    """Counts the statements of each step of the opener (`STEPS`), its transactions (calls) and their rooms."""
+
+    def __init__(self) -> None:
+        self.statements: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.rooms: collections.Counter[str] = collections.Counter()
+        self.batches: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+
+    def count(self, _conn, _cursor, statement, _params, _context, _many) -> None:
+        found = _TABLE.search(statement)
+        kind = f"{statement.split(None, 1)[0].upper()} {found.group(1) if found else ''}".strip()
+        self.statements[(_STEP.get(), kind)] += 1
+
+    def wrap(self, target: object, name: str, step: str, rooms) -> None:
+        method = getattr(target, name)
+
+        @functools.wraps(method)
+        async def counted(*args, **kwargs):
+            token = _STEP.set(step)
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                _STEP.reset(token)
+                number = rooms(args) if rooms else 1
+                self.calls[step] += 1
+                self.rooms[step] += number
+                self.batches[step][number] += 1
+
+        setattr(target, name, counted)
+
+    def report(self, rooms: int) -> None:
+        per_step: collections.Counter[str] = collections.Counter()
+        for (step, _kind), number in self.statements.items():
+            per_step[step] += number
+        print("SQL statements by step (a transaction is one call; per room: divided by all the rooms):")
+        for step, total in per_step.most_common():
+            calls = self.calls.get(step, 0)
+            sizes = " ".join(f"{size}:{n}" for size, n in sorted(self.batches[step].items()))
+            print(
+                f"  {step:<16} {total:>6} = {total / max(1, rooms):>4.2f} a room"
+                + (
+                    f", {calls} calls of {self.rooms[step] / calls:.2f} rooms on average, "
+                    f"{total / calls:.2f} a call (rooms a call: number of calls: {sizes})"
+                    if calls
+                    else ""
+                )
+            )
+            for (kind_step, kind), number in sorted(self.statements.items(), key=lambda item: -item[1]):
+                if kind_step == step:
+                    print(
+                        f"      {number:>6}  {kind:<40} {number / max(1, rooms):>5.2f} a room"
+                        + (f", {number / calls:.2f} a call" if calls else "")
+                    )
 
 
 def _serve_fake(latency: float, ready, stop) -> None:
@@ -55,6 +133,12 @@ def _serve_fake(latency: float, ready, stop) -> None:
             await asyncio.to_thread(stop.wait)
 
     asyncio.run(serve())
+
+
+async def _in_step(work, step: str):
+    """Run `work` with its statements counted as `step` (the tasks it starts inherit it)."""
+    _STEP.set(step)
+    return await work
 
 
 async def main() -> None:
@@ -104,23 +188,22 @@ async def main() -> None:
                     for index in range(args.rooms)
                 )
 
-            statements: collections.Counter[str] = collections.Counter()
-
-            def count(_conn, _cursor, statement, _params, _context, _many) -> None:
-                found = _TABLE.search(statement)
-                statements[f"{statement.split(None, 1)[0].upper()} {found.group(1) if found else ''}"] += 1
-
-            event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
+            counter = StepCounter()
+            opener = services.live_races.opener
+            for name, (step, rooms) in STEPS.items():
+                counter.wrap(opener, name, step, rooms)
+            counter.wrap(opener.strays, "close", "strays", None)
+            event.listen(app.db.engine.sync_engine, "before_cursor_execute", counter.count)
             profile = cProfile.Profile() if args.profile else None
             started, cpu_started = time.perf_counter(), time.process_time()
             if profile is not None:
                 profile.enable()
-            report = await services.live_races.opener.run_cycle()
+            report = await asyncio.create_task(_in_step(opener.run_cycle(), "cycle (other)"))
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(args.profile)
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            event.remove(app.db.engine.sync_engine, "before_cursor_execute", count)
+            event.remove(app.db.engine.sync_engine, "before_cursor_execute", counter.count)
             async with app.db.read() as session:
                 rows = (await session.execute(LiveRace.__table__.select())).all()
             late = sorted(
@@ -135,11 +218,17 @@ async def main() -> None:
                 f"({client.stats['startrace']} startrace requests); CPU of the bot's process "
                 f"{cpu:.1f} s, {cpu * 1000 / max(1, args.rooms):.0f} ms a room"
             )
-            total = sum(statements.values())
-            print(f"SQL statements: {total}, {total / max(1, args.rooms):.1f} a room")
+            outside = sum(number for (step, _), number in counter.statements.items() if step == OUTSIDE)
+            total = sum(counter.statements.values()) - outside
+            begins = sum(n for (step, kind), n in counter.statements.items() if kind == "BEGIN" and step != OUTSIDE)
+            print(
+                f"SQL statements of the opener: {total}, {total / max(1, args.rooms):.1f} a room "
+                f"({(total - begins) / max(1, args.rooms):.1f} without SQLite's BEGIN IMMEDIATE); "
+                f"claimed in {counter.calls['claim']} transactions, recorded in {counter.calls['record']}; "
+                f"{outside} other statements meanwhile (not the opener's)"
+            )
             if args.statements:
-                for kind, number in statements.most_common():
-                    print(f"  {number:>6}  {kind}")
+                counter.report(args.rooms)
             if late:
                 p99 = statistics.quantiles(late, n=100)[98] if len(late) > 1 else late[0]
                 print(
