@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, func, select, update
+from sqlalchemy import event as sa_event
 
 from bot.app import Application
 from bot.errors import Conflict, ValidationFailed
 from bot.events import LiveRaceOpenFailed, LiveRaceRoomOpened
+from bot.services.race_locks import lock_races
 from bot.services.room_opener import ClaimRefused, OpenFailure, OpenPlan, RoomOpener
 from db.models import (
     AuditEntry,
@@ -666,9 +669,27 @@ async def test_a_record_batch_queues_exactly_the_rows_one_room_at_a_time_would(
     async def set_wise(session) -> None:
         await outbox.write_many(session, events)
 
+    reads: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        reads.append(statement)
+
+    async def set_wise_as_recorded(session) -> None:
+        """As the opener's record batch does it: the races locked with their tournaments, pools, seeds and guild
+        settings, which `write_many` then finds in the session instead of reading them again."""
+        await lock_races(session, ids, skip_locked=False, with_context=True)
+        sa_event.listen(app.db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await outbox.write_many(session, events)
+        finally:
+            sa_event.remove(app.db.engine.sync_engine, "before_cursor_execute", record)
+
     alone = await queued(one_at_a_time)
     together = await queued(set_wise)
-    assert together == alone == by_cycle
+    held = await queued(set_wise_as_recorded)
+    assert together == alone == by_cycle == held
+    first_tables = {match.group(1) for read in reads if (match := re.search(r'\bFROM\s+"?(\w+)', read))}
+    assert not first_tables & {"live_races", "tournaments", "pools", "seeds", "guild_settings"}, reads
     kinds = [row[0] for row in together]
     assert kinds.count(NotificationKind.DM) == 3 * len(ids)
     assert kinds.count(NotificationKind.SCHEDULED_EVENT) == len(ids)

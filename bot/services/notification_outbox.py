@@ -33,6 +33,7 @@ from bot.services.eligibility import race_eligibility
 from bot.services.players import roster_entry_of, roster_name
 from bot.services.room_opener import room_open_lead
 from bot.services.room_profiles import resolve_for_race
+from bot.services.session_cache import UNKNOWN, known_guild_settings, loaded
 from bot.settings import Settings
 from db.models import (
     DM_AUDIENCES,
@@ -195,10 +196,37 @@ async def living_posts(session: AsyncSession, race_channels: Collection[tuple[in
 
 
 async def _seed_notes(session: AsyncSession, seed_ids: Iterable[int | None]) -> dict[int, str | None]:
-    ids = sorted({seed_id for seed_id in seed_ids if seed_id is not None})
-    if not ids:
-        return {}
-    return dict((await session.execute(select(Seed.id, Seed.notes).where(Seed.id.in_(ids)))).all())
+    """The seeds' notes: of the seeds the transaction holds (`session_cache.loaded`) as it has them, the others read."""
+    notes: dict[int, str | None] = {}
+    missing = []
+    for seed_id in sorted({seed_id for seed_id in seed_ids if seed_id is not None}):
+        seed = loaded(session, Seed, seed_id)
+        if seed is not None:
+            notes[seed_id] = seed.notes
+        else:
+            missing.append(seed_id)
+    if missing:
+        notes.update((await session.execute(select(Seed.id, Seed.notes).where(Seed.id.in_(missing)))).all())
+    return notes
+
+
+def _held_races(
+    session: AsyncSession, guild_id: int, race_ids: Iterable[int]
+) -> dict[int, tuple[LiveRace, Tournament, Pool]] | None:
+    """The races of the guild with their tournaments and pools when the transaction holds every one of them (the
+    room opener's record batch read them with the races' lock): the objects a query would return, without it.
+    None when any is missing: the caller reads them."""
+    found = {}
+    for race_id in race_ids:
+        race = loaded(session, LiveRace, race_id)
+        if race is None or race.guild_id != guild_id:
+            return None
+        tournament = loaded(session, Tournament, race.tournament_id)
+        pool = loaded(session, Pool, race.pool_id)
+        if tournament is None or pool is None:
+            return None
+        found[race_id] = (race, tournament, pool)
+    return found
 
 
 def seed_hint(race: LiveRace, notes: str | None) -> str:
@@ -277,18 +305,23 @@ class OutboxWriter:
         guild_ids = sorted({event.guild_id for event in batched})
         for guild_id in guild_ids:
             group = [event for event in batched if event.guild_id == guild_id]
-            found = {
-                race.id: (race, tournament, pool)
-                for race, tournament, pool in (
-                    await session.execute(
-                        select(LiveRace, Tournament, Pool)
-                        .join(Tournament, Tournament.id == LiveRace.tournament_id)
-                        .join(Pool, Pool.id == LiveRace.pool_id)
-                        .where(LiveRace.id.in_([event.live_race_id for event in group]), LiveRace.guild_id == guild_id)
-                    )
-                ).all()
-            }
-            guild = await session.get(GuildSettings, guild_id)
+            found = _held_races(session, guild_id, [event.live_race_id for event in group])
+            if found is None:
+                found = {
+                    race.id: (race, tournament, pool)
+                    for race, tournament, pool in (
+                        await session.execute(
+                            select(LiveRace, Tournament, Pool)
+                            .join(Tournament, Tournament.id == LiveRace.tournament_id)
+                            .join(Pool, Pool.id == LiveRace.pool_id)
+                            .where(
+                                LiveRace.id.in_([event.live_race_id for event in group]), LiveRace.guild_id == guild_id
+                            )
+                        )
+                    ).all()
+                }
+            known = known_guild_settings(session, guild_id)
+            guild = await session.get(GuildSettings, guild_id) if known is UNKNOWN else known
             opened = [
                 found[e.live_race_id][0] for e in group if isinstance(e, LiveRaceRoomOpened) and e.live_race_id in found
             ]

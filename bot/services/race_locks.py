@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.logs import bind_log_context
-from db.models import LiveRace, Seed
+from bot.services.session_cache import hold, remember_guild_settings
+from db.models import GuildSettings, LiveRace, Pool, Seed, Tournament
 
 
 async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None = None) -> LiveRace | None:
@@ -31,24 +32,49 @@ async def lock_race(session: AsyncSession, race_id: int, *, guild_id: int | None
     return race
 
 
-async def lock_races(session: AsyncSession, race_ids: list[int], *, skip_locked: bool = True) -> dict[int, LiveRace]:
+async def lock_races(
+    session: AsyncSession, race_ids: list[int], *, skip_locked: bool = True, with_context: bool = False
+) -> dict[int, LiveRace]:
     """Several races at once, locked and freshly read like `lock_race`, for a job that claims a batch of them in one
     transaction (the room opener). Locked in id order, so two such batches never wait on each other in a cycle; on
     PostgreSQL a race another transaction holds right now (a moderator's edit, another process's claim) is skipped
     (`SKIP LOCKED`) and left for the next run, instead of stalling the whole batch; with `skip_locked=False` the
     batch waits for it (the opener's records: a race's lock is held briefly, and the record must see the result).
     The log context is not bound (no
-    single race). Missing and skipped races are absent from the result."""
+    single race). Missing and skipped races are absent from the result.
+
+    `with_context`: the same statement also reads each race's tournament, pool, seed and guild settings (outer
+    joins; only the races are locked, `FOR UPDATE OF live_races`), held for the rest of the transaction
+    (`session_cache`): `session.get` finds them without a statement, and so does the outbox writer queuing the
+    batch's notifications. Only for a transaction that never writes guild settings (the room opener's)."""
     if not race_ids:
         return {}
+    if not with_context:
+        query = (
+            select(LiveRace)
+            .where(LiveRace.id.in_(race_ids))
+            .order_by(LiveRace.id)
+            .with_for_update(skip_locked=skip_locked)
+            .execution_options(populate_existing=True)
+        )
+        return {race.id: race for race in (await session.scalars(query)).all()}
     query = (
-        select(LiveRace)
+        select(LiveRace, Tournament, Pool, Seed, GuildSettings)
+        .outerjoin(Tournament, Tournament.id == LiveRace.tournament_id)
+        .outerjoin(Pool, Pool.id == LiveRace.pool_id)
+        .outerjoin(Seed, Seed.id == LiveRace.seed_id)
+        .outerjoin(GuildSettings, GuildSettings.guild_id == LiveRace.guild_id)
         .where(LiveRace.id.in_(race_ids))
         .order_by(LiveRace.id)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update(skip_locked=skip_locked, of=LiveRace)
         .execution_options(populate_existing=True)
     )
-    return {race.id: race for race in (await session.scalars(query)).all()}
+    races: dict[int, LiveRace] = {}
+    for race, tournament, pool, seed, guild in (await session.execute(query)).all():
+        races[race.id] = race
+        hold(session, (race, tournament, pool, seed))
+        remember_guild_settings(session, race.guild_id, guild)
+    return races
 
 
 async def lock_seed(session: AsyncSession, seed_id: int) -> None:

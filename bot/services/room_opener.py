@@ -52,6 +52,7 @@ from bot.logs import bind_log_context
 from bot.services import audit
 from bot.services.race_locks import lock_race, lock_races
 from bot.services.room_profiles import racetime_settings, resolve_for_race
+from bot.services.session_cache import guild_settings_once
 from bot.settings import Settings
 from db.models import AuditEntry, GuildSettings, LiveRace, Pool, RaceStatus, Run, Seed, Tournament
 from db.session import Database
@@ -229,19 +230,9 @@ async def mark_seeds_published(session: AsyncSession, seed_ids: Collection[int])
 
 
 CHOSEN_SEEDS = "room_opener.chosen_seeds"  # session.info: the seeds chosen by the claims of this transaction
-GUILD_SETTINGS = "room_opener.guild_settings"  # session.info: the guild settings read in this transaction
 SEED_DEMAND = "room_opener.seed_demand"  # session.info: the races of each pool of a claim batch without a seed
 SEED_CANDIDATES = "room_opener.seed_candidates"  # session.info: the seeds read for them, in the order to take them
 LOADED = "room_opener.loaded"  # session.info: the tournaments and pools the claims of this transaction read
-
-
-async def _guild_settings(session: AsyncSession, guild_id: int) -> GuildSettings | None:
-    """A guild's settings, read once per opener transaction, also when the guild has none (`session.get` looks a
-    missing row up again every time). The opener's transactions never write guild settings."""
-    known: dict[int, GuildSettings | None] = session.info.setdefault(GUILD_SETTINGS, {})
-    if guild_id not in known:
-        known[guild_id] = await session.get(GuildSettings, guild_id)
-    return known[guild_id]
 
 
 class OpenFailure(Exception):
@@ -707,7 +698,8 @@ class RoomOpener:
         now, started = self.clock(), asyncio.get_running_loop().time()
         results: list[tuple[int, Claimed]] = []
         async with self._transaction() as session:
-            races = await lock_races(session, race_ids)
+            # The races' tournaments, pools, seeds and guild settings come with the lock (one statement).
+            races = await lock_races(session, race_ids, with_context=True)
             # How many races of each pool may need a seed chosen (`_choose_seed`).
             session.info[SEED_DEMAND] = Counter(race.pool_id for race in races.values() if race.seed_id is None)
             for race_id in race_ids:
@@ -805,7 +797,8 @@ class RoomOpener:
                 failure = None
             room = None
             if failure is None:
-                room = await resolve_for_race(session, race, tournament, await _guild_settings(session, race.guild_id))
+                guild = await guild_settings_once(session, race.guild_id)
+                room = await resolve_for_race(session, race, tournament, guild)
         if failure is not None:
             await self._fail(session, race, actor, failure, retryable=False, search_after=earlier)
             return OpenFailure(failure, retryable=False, conflict=no_seed)
@@ -878,7 +871,11 @@ class RoomOpener:
         (no SKIP LOCKED: a moderator's transaction on a race finishes first, and the record sees its result)."""
         now = self.clock()
         async with self._transaction() as session:
-            races = await lock_races(session, [plan.race_id for plan, *_ in entries], skip_locked=False)
+            # With their tournaments, pools, seeds and guild settings, which the outbox writer then finds in the
+            # session instead of reading them again (`session_cache`).
+            races = await lock_races(
+                session, [plan.race_id for plan, *_ in entries], skip_locked=False, with_context=True
+            )
             results = []
             opened: list[tuple[LiveRaceRoomOpened, Actor, dict[str, Any]]] = []
             for plan, room, actor, adopted in entries:
