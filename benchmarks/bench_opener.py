@@ -1,6 +1,6 @@
 """Rooms due at once: the room opener against the fake RaceTime.gg answering each `startrace` late (issue 17).
 
-    python benchmarks/bench_opener.py [--rooms 500] [--latency 0.3] [--concurrency 8] [--profile FILE]
+    python benchmarks/bench_opener.py [--rooms 500] [--latency 0.3] [--concurrency 8] [--profile FILE] [--statements]
 
 Makes `--rooms` live races whose rooms are all due now (scheduled one lead time ahead, seeds chosen when the rooms
 open), makes the fake answer every `startrace` `--latency` seconds late (RaceTime.gg's own latency is of that
@@ -227,6 +227,22 @@ async def main() -> None:
                 f"claimed in {counter.calls['claim']} transactions, recorded in {counter.calls['record']}; "
                 f"{outside} other statements meanwhile (not the opener's)"
             )
+            # A batch's statements are per transaction: how many a room takes depends on how the rooms batched,
+            # which depends on the machine's load. Load-independent: a claim transaction for `open_concurrency`
+            # rooms plus a record transaction for one room alone (a quiet machine's usual record batch).
+            per_call = {
+                step: sum(n for (kind_step, _), n in counter.statements.items() if kind_step == step) / calls
+                for step, calls in counter.calls.items()
+                if calls
+            }
+            if "claim" in per_call and "record" in per_call:
+                print(
+                    f"statements a transaction: claim {per_call['claim']:.1f} "
+                    f"({counter.rooms['claim'] / counter.calls['claim']:.1f} rooms on average), "
+                    f"record {per_call['record']:.1f} "
+                    f"({counter.rooms['record'] / counter.calls['record']:.2f} rooms on average); "
+                    f"a room recorded alone: {per_call['record'] + per_call['claim'] / args.concurrency:.1f}"
+                )
             if args.statements:
                 counter.report(args.rooms)
             if late:
