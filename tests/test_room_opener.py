@@ -713,6 +713,35 @@ async def test_a_batch_claim_gives_each_race_its_own_seed_in_due_order(app: Appl
     ]
 
 
+async def test_a_batch_claim_makes_the_same_statements_for_one_race_as_for_several(
+    app: Application, clock: Clock
+) -> None:
+    """A claim transaction's statements are per batch, not per race: the races are locked with their tournament,
+    pool, seed and guild settings in one statement, which nothing reads again (docs/benchmarks.md)."""
+    world = await make_world(app.services, seeds=4)
+    ids = [await _schedule(app, world, clock, 5 + index) for index in range(4)]
+    opener = app.services.live_races.opener
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    async def claimed(race_ids: list[int]) -> list[str]:
+        statements.clear()
+        sa_event.listen(app.db.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            results = await opener._claim_batch(race_ids, actor=MODERATOR)
+        finally:
+            sa_event.remove(app.db.engine.sync_engine, "before_cursor_execute", record)
+        assert all(isinstance(plan, OpenPlan) for _, plan in results)
+        return [statement.split(None, 1)[0].upper() for statement in statements]
+
+    one, several = await claimed(ids[:1]), await claimed(ids[1:])
+    assert one == several
+    assert one.count("SELECT") == 2, statements  # the lock (with the races' context) and the seed choice
+    assert one.count("UPDATE") == 1
+
+
 async def test_a_claim_that_waited_too_long_for_a_worker_is_released_unused(
     app: Application, rt: FakeRacetime, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
