@@ -96,16 +96,27 @@ class Audience(enum.Flag):
     PARTICIPANTS = enum.auto()  # DMs: subscribed players who got a run in it
     ANNOUNCEMENT = enum.auto()  # a post in the tournament's (else the server's) announcement channel
     MODERATORS = enum.auto()  # a post in the moderator channel (else the announcement channel), organizers pinged
-    # DMs queued by the `reminders` job, not by an event: players who RSVP'd the race, and subscribers to the
-    # scheduled notice who chose reminder offsets (bot/services/reminders.py)
+    # DMs queued by the `reminders` job, not by an event: players who RSVP'd the race or pressed Interested on its
+    # Discord Scheduled Event, and subscribers to the scheduled notice who chose reminder offsets
+    # (bot/services/reminders.py)
     REMINDED = enum.auto()
+    # DMs: players who RSVP'd the race, whatever their preference for the type (still on the roster, the guild's
+    # DMs not turned off)
+    RSVPED = enum.auto()
+    # DMs: players who pressed Interested on the race's Discord Scheduled Event (`race_interests`), unless they
+    # turned the type off (a guild row beats the all-guilds row) or the guild's DMs off, or left the guild: the
+    # rules of their reminders, plus the type's own switch
+    INTERESTED = enum.auto()
 
 
-DM_AUDIENCES = Audience.ELIGIBLE | Audience.PARTICIPANTS
+DM_AUDIENCES = Audience.ELIGIBLE | Audience.PARTICIPANTS | Audience.RSVPED | Audience.INTERESTED
 _AUDIENCE_DOCS = {
     Audience.ELIGIBLE: "players who may race it",
     Audience.PARTICIPANTS: "players who got a run in it",
-    Audience.REMINDED: "players who RSVP'd it, and players who chose reminders and get the scheduled notice",
+    Audience.RSVPED: "players who RSVP'd it",
+    Audience.INTERESTED: "players who pressed Interested on its Discord event",
+    Audience.REMINDED: "players who RSVP'd it or pressed Interested on its Discord event, and players who chose "
+    "reminders and get the scheduled notice",
 }
 # How the expiry rules read: "once its room opened, it started, …".
 _STALE_WHEN = {
@@ -245,7 +256,7 @@ class EventType(enum.StrEnum):
         headline="Race cancelled",
         emoji="❌",
         colour=0xE74C3C,
-        audience=Audience.ELIGIBLE | Audience.PARTICIPANTS | Audience.ANNOUNCEMENT,
+        audience=Audience.ELIGIBLE | Audience.PARTICIPANTS | Audience.INTERESTED | Audience.ANNOUNCEMENT,
         default_on=False,
         docs="the reason",
     )
@@ -257,7 +268,7 @@ class EventType(enum.StrEnum):
         headline="Live race rescheduled",
         emoji="🕒",
         colour=0x9B59B6,
-        audience=Audience.ELIGIBLE | Audience.ANNOUNCEMENT,
+        audience=Audience.ELIGIBLE | Audience.RSVPED | Audience.INTERESTED | Audience.ANNOUNCEMENT,
         default_on=False,
         docs="the old and the new start and when the room now opens (moves within a few minutes make one message)",
         stale_once=_BEFORE_START,
@@ -1085,8 +1096,9 @@ class RaceScheduledEvent(Base):
 class RaceInterest(Base):
     """A user who pressed Interested on a race's Discord Scheduled Event (the gateway's
     GUILD_SCHEDULED_EVENT_USER_ADD, or the event's user list read after an outage): they get the race's reminders
-    like an RSVP. `interested` false is a withdrawal kept as a tombstone, so a user list read before it cannot bring
-    the interest back (`updated_at` orders them). Goes with the race; no roster entry is made for the user."""
+    like an RSVP, and its rescheduled and cancelled notices (`Audience.INTERESTED`). `interested` false is a
+    withdrawal kept as a tombstone, so a user list read before it cannot bring the interest back (`updated_at`
+    orders them). Goes with the race; no roster entry is made for the user."""
 
     __tablename__ = "race_interests"
 

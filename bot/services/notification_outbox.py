@@ -49,6 +49,7 @@ from db.models import (
     NotificationSubscription,
     Player,
     Pool,
+    RaceInterest,
     RaceRsvp,
     Run,
     RunStatus,
@@ -148,6 +149,64 @@ async def subscribed_player_ids(
             (guild_rows if row_guild is not None else global_rows)[player_id] = active
     candidates = guild_rows.keys() | global_rows.keys() if player_ids is None else player_ids
     return {pid for pid in candidates if guild_rows.get(pid, global_rows.get(pid, default))}
+
+
+async def rsvped_player_ids(session: AsyncSession, guild_id: int, race_id: int) -> set[int]:
+    """Players who RSVP'd the race, still on the guild's roster with its DMs on (`Audience.RSVPED`): an RSVP is
+    the player's word that they race it, so no type preference is needed."""
+    query = (
+        select(RaceRsvp.player_id)
+        .join(GuildPlayer, roster_entry_of(guild_id, RaceRsvp.player_id))
+        .where(
+            RaceRsvp.live_race_id == race_id,
+            RaceRsvp.guild_id == guild_id,
+            GuildPlayer.left_at.is_(None),
+            GuildPlayer.dms_off_at.is_(None),
+        )
+    )
+    return set((await session.scalars(query)).all())
+
+
+async def interested_player_ids(
+    session: AsyncSession, guild_id: int, race_id: int, event_type: EventType | None = None
+) -> set[int]:
+    """Players who pressed Interested on the race's Discord Scheduled Event (`Audience.INTERESTED`, and the
+    reminders): not left the guild (someone never on its roster has no entry to say so; leaving withdraws the
+    interest anyway) and its DMs not turned off; with an `event_type`, also that type not turned off (a guild row
+    beats the all-guilds row; no row counts as on, as for an RSVP). The outbox reads it under the race's lock,
+    which `set_interest` takes too, so an interest is either in the state a change of the race sees or recorded
+    after it."""
+    interested = (
+        await session.scalars(
+            select(RaceInterest.player_id)
+            .outerjoin(GuildPlayer, roster_entry_of(guild_id, RaceInterest.player_id))
+            .where(
+                RaceInterest.live_race_id == race_id,
+                RaceInterest.guild_id == guild_id,
+                RaceInterest.interested.is_(True),
+                GuildPlayer.left_at.is_(None),
+                GuildPlayer.dms_off_at.is_(None),
+            )
+        )
+    ).all()
+    if not interested or event_type is None:
+        return set(interested)
+    guild_rows: dict[int, bool] = {}
+    global_rows: dict[int, bool] = {}
+    preferences = select(
+        NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active
+    ).where(
+        NotificationSubscription.event_type == event_type,
+        or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
+        NotificationSubscription.player_id.in_(
+            select(RaceInterest.player_id).where(
+                RaceInterest.live_race_id == race_id, RaceInterest.interested.is_(True)
+            )
+        ),
+    )
+    for player_id, row_guild, active in (await session.execute(preferences)).all():
+        (guild_rows if row_guild is not None else global_rows)[player_id] = active
+    return {pid for pid in interested if guild_rows.get(pid, global_rows.get(pid, True))}
 
 
 def _ts(value: datetime | None) -> int | None:
@@ -642,21 +701,10 @@ class OutboxWriter:
         participants = set(getattr(event, "participant_player_ids", ()))
         if Audience.PARTICIPANTS in audience and participants:
             recipients |= await subscribed_player_ids(session, event.guild_id, event.type, participants)
-        if isinstance(event, LiveRaceRescheduled):
-            # Players who RSVP'd hear of a new start even without the type preference (still on the roster).
-            recipients |= set(
-                (
-                    await session.scalars(
-                        select(RaceRsvp.player_id)
-                        .join(GuildPlayer, roster_entry_of(event.guild_id, RaceRsvp.player_id))
-                        .where(
-                            RaceRsvp.live_race_id == race.id,
-                            GuildPlayer.left_at.is_(None),
-                            GuildPlayer.dms_off_at.is_(None),
-                        )
-                    )
-                ).all()
-            )
+        if Audience.RSVPED in audience:
+            recipients |= await rsvped_player_ids(session, event.guild_id, race.id)
+        if Audience.INTERESTED in audience:
+            recipients |= await interested_player_ids(session, event.guild_id, race.id, event.type)
         return recipients
 
     async def _queue_dms(

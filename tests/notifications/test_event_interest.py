@@ -6,14 +6,17 @@ side (the gateway's dispatches, the paginated user list) is in tests/test_discor
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.errors import ValidationFailed
+from bot.events import LiveRaceRescheduled, LiveRaceScheduled
 from bot.notifications.dispatcher import NotificationDispatcher
-from db.models import GuildPlayer, Notification, Player, RaceInterest, RaceScheduledEvent
+from bot.services.live_races import REMOVED_REASON
+from db.models import EventType, GuildPlayer, Notification, Player, RaceInterest, RaceScheduledEvent
 from tests.api.test_api_isolation import guild_footprint
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 from tests.fakes.lifecycle import Clock
@@ -22,6 +25,7 @@ from tests.fakes.notifications import RecordingDelivery, add_player, make_world,
 ALICE, BOB, CAROL, DAVE = 911, 912, 913, 914
 STRANGER = 915  # never used the bot in the guild: no roster entry
 EVENT, OTHER_EVENT = 5_000_000_000_000_000_001, 5_000_000_000_000_000_002
+RESCHEDULED, CANCELLED = EventType.LIVE_RACE_RESCHEDULED, EventType.LIVE_RACE_CANCELLED
 
 
 @pytest.fixture
@@ -64,6 +68,27 @@ async def interest_rows(services) -> list[tuple[int, int, bool]]:
             .order_by(RaceInterest.id)
         )
         return [tuple(row) for row in rows.all()]
+
+
+async def wait_for_the_lock(services, session, waiting: asyncio.Task) -> None:
+    """Return once `waiting` waits for the lock `session` holds (PostgreSQL: seen in pg_stat_activity; SQLite: it
+    reached its BEGIN IMMEDIATE, which waits for this writer), before the holder changes anything."""
+    if session.bind.dialect.name == "postgresql":
+        for _ in range(10_000):
+            async with services.db.read() as probe:
+                query = text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                if await probe.scalar(query):
+                    break
+            await asyncio.sleep(0.005)
+        else:
+            pytest.fail("it never waited for the race's lock")
+    else:
+        for _ in range(20):
+            await asyncio.sleep(0)
+    assert not waiting.done()
 
 
 async def count(services, model) -> int:
@@ -237,7 +262,14 @@ async def test_interest_and_a_deletion_or_reschedule_leave_a_consistent_state(
     clock.advance(hours=9, minutes=5)
     await reminders.queue_due()
     await dispatcher.run_once()
-    assert sorted(delivery.dm_recipients()) == [BOB, CAROL]
+    by_title = {}
+    for user, message, _ in delivery.dms:
+        by_title.setdefault(message.title.split(":")[0], []).append(user)
+    # Bob was Interested when it moved: the rescheduled notice too.
+    assert {title: sorted(users) for title, users in by_title.items()} == {
+        "⏰ Race soon": [BOB, CAROL],
+        "🕒 Live race rescheduled": [BOB],
+    }
 
 
 async def test_a_race_deleted_with_interest_takes_its_rows(services, world) -> None:
@@ -251,9 +283,7 @@ async def test_interest_arriving_while_the_race_lock_is_held_waits_and_sees_the_
     """A moderator's change holds the race's lock (`lock_race`) while the gateway's Interested arrives: the interest
     waits for it (PostgreSQL: the row lock, seen in pg_stat_activity; SQLite: the writer's BEGIN IMMEDIATE) and then
     sees the race as committed: gone (nothing written, no error) or moved (recorded)."""
-    import asyncio
-
-    from sqlalchemy import delete, text, update
+    from sqlalchemy import delete, update
 
     from bot.services.race_locks import lock_race
     from db.models import LiveRace
@@ -261,22 +291,7 @@ async def test_interest_arriving_while_the_race_lock_is_held_waits_and_sees_the_
     async with services.db.transaction() as session:
         race = await lock_race(session, world.race.id, guild_id=GUILD)
         arriving = asyncio.create_task(services.reminders.set_interest(GUILD, EVENT, BOB, True))
-        if session.bind.dialect.name == "postgresql":  # it is waiting on our lock before we change anything
-            for _ in range(10_000):
-                async with services.db.read() as probe:
-                    waiting = text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    )
-                    if await probe.scalar(waiting):
-                        break
-                await asyncio.sleep(0.005)
-            else:
-                pytest.fail("the interest never waited for the race's lock")
-        else:
-            for _ in range(20):  # let it reach its BEGIN IMMEDIATE, which waits for this writer
-                await asyncio.sleep(0)
-        assert not arriving.done()
+        await wait_for_the_lock(services, session, arriving)
         if change == "delete":
             await session.execute(delete(LiveRace).where(LiveRace.id == race.id))
         else:
@@ -287,3 +302,135 @@ async def test_interest_arriving_while_the_race_lock_is_held_waits_and_sees_the_
         assert recorded is False and await interest_rows(services) == []
     else:
         assert recorded is True and await interest_rows(services) == [(world.race.id, BOB, True)]
+
+
+# ---- Interested → the rescheduled and cancelled notices ------------------------------------------------------------
+
+
+async def turn_off(services, user: int, how: str) -> None:
+    """`user` turns off, by `how`, what an Interested player's rescheduled and cancelled notices follow."""
+    if how == "type here":  # the DM's Mute this kind, for each of the two types
+        for code in (RESCHEDULED.code, CANCELLED.code):
+            await services.notifications.set_type_in_guild(user, GUILD, code, False, actor=MODERATOR)
+    elif how == "type everywhere":  # /notify, scope all servers
+        await services.notifications.set_all(user, False, guild_id=None, actor=MODERATOR)
+    elif how == "server DMs":  # No more DMs from this server
+        await services.notifications.set_guild_dms(user, GUILD, False, actor=MODERATOR)
+    else:  # left the server, the gateway's member removal missed (the interest is still recorded)
+        await services.players.member_left(GUILD, user)
+
+
+async def test_interested_players_get_one_rescheduled_notice_per_group_of_moves(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    """Interested only (Bob, Stranger with no roster entry), RSVP'd and Interested (Carol: one message, not two),
+    Interested with the type's preference on (Dave: one): each gets the notice of a group of moves once."""
+    reminders = services.reminders
+    for user in (BOB, CAROL, DAVE, STRANGER):
+        await reminders.set_interest(GUILD, EVENT, user, True)
+    await reminders.set_rsvp(GUILD, world.race.id, CAROL, True)
+    await services.notifications.set_type_in_guild(DAVE, GUILD, RESCHEDULED.code, True, actor=MODERATOR)
+    told = world.race.scheduled_at
+    for minutes in (60, 90):  # two moves within the window: one notice
+        await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=told + timedelta(minutes=minutes))
+        clock.advance(seconds=20)
+    clock.advance(seconds=services.settings.notifications.reschedule_collapse_seconds)
+    await dispatcher.run_once()
+    await dispatcher.run_once()
+    assert sorted(delivery.dm_recipients()) == [BOB, CAROL, DAVE, STRANGER]
+    fields = {f.name: f.value for f in delivery.dms[0][1].fields}
+    assert fields["Was"] == f"~~<t:{int(told.timestamp())}:F>~~"
+    assert fields["New start"].startswith(f"<t:{int((told + timedelta(minutes=90)).timestamp())}:F>")
+    assert all(m.title.startswith("🕒 Live race rescheduled") for _, m, _ in delivery.dms)
+
+
+@pytest.mark.parametrize("how", ["type here", "type everywhere", "server DMs", "left"])
+async def test_an_interested_player_who_turned_it_off_gets_no_rescheduled_or_cancelled_notice(
+    services, world, clock, dispatcher, delivery, how
+) -> None:
+    reminders = services.reminders
+    for user in (BOB, CAROL):
+        await reminders.set_interest(GUILD, EVENT, user, True)
+    await turn_off(services, BOB, how)
+    await services.live_races.edit(
+        GUILD, world.race.id, MODERATOR, scheduled_at=world.race.scheduled_at + timedelta(hours=1)
+    )
+    clock.advance(minutes=5)
+    await dispatcher.run_once()
+    await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="Rain")
+    await dispatcher.run_once()
+    titles = [(user, message.title.split(":")[0]) for user, message, _ in delivery.dms]
+    assert titles == [(CAROL, "🕒 Live race rescheduled"), (CAROL, "❌ Race cancelled")]
+    async with services.db.read() as session:  # nothing was queued for Bob (not queued, then skipped)
+        bob = await session.scalar(select(Player.id).where(Player.discord_user_id == BOB))
+        assert await session.scalar(select(func.count()).where(Notification.player_id == bob)) == 0
+
+
+@pytest.mark.parametrize("change", ["cancel", "delete"])
+async def test_interested_players_get_the_cancelled_notice(
+    services, world, clock, dispatcher, delivery, change
+) -> None:
+    """A cancel, or a delete once players were told (Alice got the scheduled notice): Interested players get the
+    cancelled notice by the same rules as the rescheduled one, an Interested subscriber once."""
+    reminders = services.reminders
+    await subscribe(services, ALICE)
+    async with services.db.transaction() as session:
+        await services.events.publish(session, world.event(LiveRaceScheduled))
+    clock.advance(seconds=5)  # the rows were queued by the real clock
+    await dispatcher.run_once()
+    assert delivery.dm_recipients() == [ALICE]
+    for user in (ALICE, BOB, STRANGER):
+        await reminders.set_interest(GUILD, EVENT, user, True)
+    if change == "cancel":
+        await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="Rain")
+    else:
+        assert await services.live_races.delete(GUILD, world.race.id, MODERATOR) is True
+    await dispatcher.run_once()
+    cancelled = delivery.dms[1:]
+    assert sorted(user for user, _, _ in cancelled) == [ALICE, BOB, STRANGER]
+    reason = "Rain" if change == "cancel" else REMOVED_REASON
+    assert {f.value for _, m, _ in cancelled for f in m.fields if f.name == "Reason"} == {reason}
+
+
+async def test_interest_arriving_while_a_move_holds_the_race_lock_joins_the_waiting_notice(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    """The outbox reads the interest inside the move's transaction, under the race's lock, which `set_interest`
+    takes too: an Interested pressed while a move holds the lock waits, is recorded after it (not in its rows),
+    and the next move of the same group adds the player under the group's key: one notice, the latest start."""
+    from bot.services.race_locks import lock_race
+
+    told = world.race.scheduled_at
+    await services.reminders.set_interest(GUILD, EVENT, CAROL, True)
+    async with services.db.transaction() as session:  # a move, as LiveRaceService.edit makes it
+        race = await lock_race(session, world.race.id, guild_id=GUILD)
+        arriving = asyncio.create_task(services.reminders.set_interest(GUILD, EVENT, BOB, True))
+        await wait_for_the_lock(services, session, arriving)
+        race.scheduled_at = told + timedelta(hours=1)
+        await session.flush()
+        await services.events.publish(
+            session,
+            LiveRaceRescheduled(
+                guild_id=GUILD,
+                tournament_id=world.tournament.id,
+                live_race_id=race.id,
+                occurred_at=clock.now,
+                previous_scheduled_at=told,
+            ),
+        )
+        assert not arriving.done()
+    assert await asyncio.wait_for(arriving, 30) is True
+    async with services.db.read() as session:
+        queued = (
+            await session.scalars(select(Notification.player_id).where(Notification.player_id.is_not(None)))
+        ).all()
+        assert len(queued) == 1  # Carol's: Bob's interest came after the move
+    clock.advance(seconds=20)
+    await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=told + timedelta(hours=2))
+    clock.advance(minutes=5)
+    await dispatcher.run_once()
+    assert sorted(delivery.dm_recipients()) == [BOB, CAROL]
+    for _, message, _ in delivery.dms:
+        assert {f.name: f.value for f in message.fields}["New start"].startswith(
+            f"<t:{int((told + timedelta(hours=2)).timestamp())}:F>"
+        )

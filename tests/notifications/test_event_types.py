@@ -40,6 +40,7 @@ from db.models import (
     Notification,
     NotificationKind,
     NotificationStatus,
+    RaceInterest,
     RaceStatus,
 )
 from db.types import utcnow
@@ -48,6 +49,7 @@ from tests.fakes.notifications import RecordingDelivery, add_player, make_world,
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ALICE, BOB = 701, 702  # Alice may race the race; Bob is a participant who may not (not linked)
+CAROL, DAVE = 703, 704  # neither subscribed: Carol RSVP'd the race, Dave pressed Interested on its Discord event
 ANNOUNCEMENTS, MODERATORS = 4242, 4343
 SPEC_IDS = [spec.name for spec in EVENT_SPECS]
 
@@ -150,6 +152,11 @@ async def test_the_outbox_queues_it_to_its_audience(services, spec: EventSpec) -
     bob = await add_player(services, BOB, "bob", linked=False)
     for user in (ALICE, BOB):
         await subscribe(services, user)
+    carol = await add_player(services, CAROL, "carol", linked=False)
+    await services.reminders.set_rsvp(GUILD, world.race.id, CAROL, True)
+    dave = await add_player(services, DAVE, "dave", linked=False)
+    async with services.db.transaction() as session:
+        session.add(RaceInterest(guild_id=GUILD, live_race_id=world.race.id, player_id=dave))
     cls = event_class(spec)
     fields = {"participant_player_ids": (bob,)} if "participant_player_ids" in cls.__dataclass_fields__ else {}
     await publish(services, _instance(cls, tournament_id=world.tournament.id, live_race_id=world.race.id, **fields))
@@ -162,6 +169,10 @@ async def test_the_outbox_queues_it_to_its_audience(services, spec: EventSpec) -
         expected_dms.add(await _player_id(services, ALICE))
     if Audience.PARTICIPANTS in spec.audience:
         expected_dms.add(bob)
+    if Audience.RSVPED in spec.audience:
+        expected_dms.add(carol)
+    if Audience.INTERESTED in spec.audience:
+        expected_dms.add(dave)
     assert set(players) == expected_dms
     channels = sorted(row.channel_id for row in rows if row.kind is NotificationKind.CHANNEL)
     expected_channels = [ANNOUNCEMENTS] * (Audience.ANNOUNCEMENT in spec.audience)
