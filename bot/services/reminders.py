@@ -11,7 +11,8 @@ the latest offset that is due is queued: after an outage a player gets one remin
 Who gets them:
 - players who RSVP'd the race, or pressed Interested on its scheduled event (`race_interests`), even without any
   type preference and even with their general reminders off: their offsets, else the guild's default, else
-  `DEFAULT_RSVP_OFFSETS`; a member who left the guild gets none;
+  `DEFAULT_RSVP_OFFSETS`; a member who left the guild, or turned its DMs off, gets none (not queued: the
+  dispatcher's skip is only for who leaves after the row was queued);
 - players who subscribe to the scheduled notice (415) in the guild, at their offsets, else at the guild's default
   (a player who chose "none" gets no general reminder).
 
@@ -42,7 +43,13 @@ from bot.clock import SYSTEM_CLOCK
 from bot.errors import NotFound, ValidationFailed
 from bot.services.common import conflict_ignoring_insert
 from bot.services.eligibility import race_eligibility
-from bot.services.notification_outbox import PAYLOAD_VERSION, insert_ignoring_duplicates, subscribed_player_ids
+from bot.services.notification_outbox import (
+    PAYLOAD_VERSION,
+    insert_ignoring_duplicates,
+    interested_player_ids,
+    rsvped_player_ids,
+    subscribed_player_ids,
+)
 from bot.services.notifications import NOT_ON_ROSTER
 from bot.services.players import check_discord_id, ensure_member, roster_entry_of, roster_name
 from bot.services.processes import Leases
@@ -545,32 +552,12 @@ class ReminderService:
     async def _rows_for(
         self, session: AsyncSession, race: LiveRace, tournament: str, pool: str, now: datetime
     ) -> list[dict]:
-        rsvp = set((await session.scalars(select(RaceRsvp.player_id).where(RaceRsvp.live_race_id == race.id))).all())
-        interested = set(
-            (
-                await session.scalars(
-                    select(RaceInterest.player_id)
-                    # No DMs from a guild the member left (someone never on its roster has no entry to say so).
-                    .outerjoin(GuildPlayer, roster_entry_of(race.guild_id, RaceInterest.player_id))
-                    .where(
-                        RaceInterest.live_race_id == race.id,
-                        RaceInterest.interested.is_(True),
-                        GuildPlayer.left_at.is_(None),
-                    )
-                )
-            ).all()
-        )
+        # Members who left the guild, or turned its DMs off ("No more DMs" outweighs an RSVP or Interested), are
+        # left out here, as in the general audience (`subscribed_player_ids`): the dispatcher's own check only
+        # catches someone who leaves after the row was queued.
+        rsvp = await rsvped_player_ids(session, race.guild_id, race.id)
+        interested = await interested_player_ids(session, race.guild_id, race.id)
         personal = rsvp | interested
-        if personal:  # "No more DMs from this server" outweighs an RSVP or Interested (the general audience has it)
-            personal -= set(
-                (
-                    await session.scalars(
-                        select(GuildPlayer.player_id).where(
-                            GuildPlayer.guild_id == race.guild_id, GuildPlayer.dms_off_at.is_not(None)
-                        )
-                    )
-                ).all()
-            )
         default = guild_default_offsets(await session.get(GuildSettings, race.guild_id))
         prefs = {
             pid: _stored(offsets)

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import event, select
 
 from bot.errors import NotFound, ValidationFailed
-from bot.notifications.dispatcher import NotificationDispatcher
+from bot.notifications.dispatcher import LEFT_REASON, NotificationDispatcher
 from bot.services import notification_outbox
 from bot.services.processes import Leases
 from bot.services.reminders import ReminderService, parse_offsets
-from db.models import LIVE_RACE_REMINDER, Notification
+from db.models import LIVE_RACE_REMINDER, Notification, NotificationStatus
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock
 from tests.fakes.notifications import RecordingDelivery, add_player, make_world, subscribe
@@ -254,3 +254,32 @@ async def test_no_more_dms_from_the_server_outweighs_an_rsvp(services, world, cl
     await services.notifications.set_guild_dms(ALICE, GUILD, True, actor=MODERATOR)
     await service.queue_due()
     assert sorted(await queued(services)) == sorted([(bob, 60, "pending"), (alice, 60, "pending")])
+
+
+async def test_a_member_who_left_gets_no_reminder_queued_and_one_who_leaves_after_is_skipped(
+    services, world, clock, dispatcher, delivery
+) -> None:
+    """Queue time leaves out RSVP'd players and subscribers with offsets who left the server (nothing in the
+    delivery log), like "No more DMs"; a member who leaves after the row was queued is still skipped by the
+    dispatcher (`LEFT_REASON`), the safety net. Coming back brings the reminders again."""
+    service = reminders(services, clock)
+    await subscribe(services, BOB)
+    await service.set_offsets(BOB, GUILD, "1h")
+    for user in (ALICE, CAROL):
+        await service.set_rsvp(GUILD, world.race.id, user, True)
+    for user in (ALICE, BOB):
+        await services.players.member_left(GUILD, user)
+    carol = (await services.players.get(GUILD, CAROL)).id
+    clock.advance(hours=29, minutes=5)  # 55 min before
+    await service.queue_due()
+    assert await queued(services) == [(carol, 60, "pending")]
+
+    await services.players.member_left(GUILD, CAROL)  # after her reminder was queued
+    await dispatcher.run_once()
+    assert delivery.dms == []
+    assert [(row.status, row.error) for row in await rows(services)] == [(NotificationStatus.SKIPPED, LEFT_REASON)]
+
+    assert await services.players.member_returned(GUILD, ALICE) is True  # back: her RSVP reminds her again
+    await service.queue_due()
+    alice = (await services.players.get(GUILD, ALICE)).id
+    assert (alice, 60, "pending") in await queued(services)
