@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, literal, or_, select, true, union_all, update
+from sqlalchemy import ColumnElement, Select, String, cast, literal, or_, select, true, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import SYSTEM_CLOCK
@@ -110,6 +110,15 @@ def channel_dedupe_key(event: str, race_id: int, channel_id: int, *, occurrence:
     return f"channel:{event}:race:{race_id}:channel:{channel_id}{suffix}"
 
 
+def reachable_in_guild(query: Select, guild_id: int, player_id: ColumnElement, *, on_roster: bool = True) -> Select:
+    """`query` kept to the players a DM from the guild may reach: on its roster (`on_roster`; else also players who
+    never were, who have no entry to say otherwise), not left, and not turned its DMs off ("No more DMs")."""
+    join = query.join if on_roster else query.outerjoin
+    return join(GuildPlayer, roster_entry_of(guild_id, player_id)).where(
+        GuildPlayer.left_at.is_(None), GuildPlayer.dms_off_at.is_(None)
+    )
+
+
 async def subscribed_player_ids(
     session: AsyncSession, guild_id: int, event_type: EventType, player_ids: Collection[int] | None = None
 ) -> set[int]:
@@ -121,16 +130,15 @@ async def subscribed_player_ids(
     default = event_type.spec.default_on
     if default and player_ids is None:
         raise ValueError(f"{event_type.value} is on by default: name the candidate players")
-    query = (
-        select(NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active)
-        # Only players still on the guild's roster: no DMs from a guild the member left.
-        .join(GuildPlayer, roster_entry_of(guild_id, NotificationSubscription.player_id))
-        .where(
+    query = reachable_in_guild(
+        select(
+            NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active
+        ).where(
             NotificationSubscription.event_type == event_type,
             or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
-            GuildPlayer.left_at.is_(None),
-            GuildPlayer.dms_off_at.is_(None),  # "No more DMs from this server"
-        )
+        ),
+        guild_id,
+        NotificationSubscription.player_id,
     )
     queries = [query]
     if player_ids is not None:
@@ -142,29 +150,27 @@ async def subscribed_player_ids(
             query.where(NotificationSubscription.player_id.in_(candidates_list[start : start + IN_LIST_CHUNK]))
             for start in range(0, len(candidates_list), IN_LIST_CHUNK)
         ]
+    rows = [row for chunk_query in queries for row in (await session.execute(chunk_query)).all()]
+    preference = _effective_preferences(rows)
+    candidates = preference.keys() if player_ids is None else player_ids
+    return {pid for pid in candidates if preference.get(pid, default)}
+
+
+def _effective_preferences(rows: Iterable[Any]) -> dict[int, bool]:
+    """(player id, guild id or None, active) subscription rows of one type → each player's preference in the guild:
+    a guild row beats the all-guilds row."""
     guild_rows: dict[int, bool] = {}
     global_rows: dict[int, bool] = {}
-    for chunk_query in queries:
-        for player_id, row_guild, active in (await session.execute(chunk_query)).all():
-            (guild_rows if row_guild is not None else global_rows)[player_id] = active
-    candidates = guild_rows.keys() | global_rows.keys() if player_ids is None else player_ids
-    return {pid for pid in candidates if guild_rows.get(pid, global_rows.get(pid, default))}
+    for player_id, row_guild, active in rows:
+        (guild_rows if row_guild is not None else global_rows)[player_id] = active
+    return {**global_rows, **guild_rows}
 
 
 async def rsvped_player_ids(session: AsyncSession, guild_id: int, race_id: int) -> set[int]:
     """Players who RSVP'd the race, still on the guild's roster with its DMs on (`Audience.RSVPED`): an RSVP is
     the player's word that they race it, so no type preference is needed."""
-    query = (
-        select(RaceRsvp.player_id)
-        .join(GuildPlayer, roster_entry_of(guild_id, RaceRsvp.player_id))
-        .where(
-            RaceRsvp.live_race_id == race_id,
-            RaceRsvp.guild_id == guild_id,
-            GuildPlayer.left_at.is_(None),
-            GuildPlayer.dms_off_at.is_(None),
-        )
-    )
-    return set((await session.scalars(query)).all())
+    query = select(RaceRsvp.player_id).where(RaceRsvp.live_race_id == race_id, RaceRsvp.guild_id == guild_id)
+    return set((await session.scalars(reachable_in_guild(query, guild_id, RaceRsvp.player_id))).all())
 
 
 async def interested_player_ids(
@@ -176,37 +182,23 @@ async def interested_player_ids(
     beats the all-guilds row; no row counts as on, as for an RSVP). The outbox reads it under the race's lock,
     which `set_interest` takes too, so an interest is either in the state a change of the race sees or recorded
     after it."""
+    query = select(RaceInterest.player_id).where(
+        RaceInterest.live_race_id == race_id, RaceInterest.guild_id == guild_id, RaceInterest.interested.is_(True)
+    )
     interested = (
-        await session.scalars(
-            select(RaceInterest.player_id)
-            .outerjoin(GuildPlayer, roster_entry_of(guild_id, RaceInterest.player_id))
-            .where(
-                RaceInterest.live_race_id == race_id,
-                RaceInterest.guild_id == guild_id,
-                RaceInterest.interested.is_(True),
-                GuildPlayer.left_at.is_(None),
-                GuildPlayer.dms_off_at.is_(None),
-            )
-        )
+        await session.scalars(reachable_in_guild(query, guild_id, RaceInterest.player_id, on_roster=False))
     ).all()
     if not interested or event_type is None:
         return set(interested)
-    guild_rows: dict[int, bool] = {}
-    global_rows: dict[int, bool] = {}
     preferences = select(
         NotificationSubscription.player_id, NotificationSubscription.guild_id, NotificationSubscription.active
     ).where(
         NotificationSubscription.event_type == event_type,
         or_(NotificationSubscription.guild_id == guild_id, NotificationSubscription.guild_id.is_(None)),
-        NotificationSubscription.player_id.in_(
-            select(RaceInterest.player_id).where(
-                RaceInterest.live_race_id == race_id, RaceInterest.interested.is_(True)
-            )
-        ),
+        NotificationSubscription.player_id.in_(query),
     )
-    for player_id, row_guild, active in (await session.execute(preferences)).all():
-        (guild_rows if row_guild is not None else global_rows)[player_id] = active
-    return {pid for pid in interested if guild_rows.get(pid, global_rows.get(pid, True))}
+    preference = _effective_preferences((await session.execute(preferences)).all())
+    return {pid for pid in interested if preference.get(pid, True)}
 
 
 def _ts(value: datetime | None) -> int | None:
