@@ -14,13 +14,11 @@ from sqlalchemy import func, select, text
 
 from bot.errors import ValidationFailed
 from bot.events import LiveRaceRescheduled, LiveRaceScheduled
-from bot.notifications.dispatcher import NotificationDispatcher
 from bot.services.live_races import REMOVED_REASON
 from db.models import EventType, GuildPlayer, Notification, Player, RaceInterest, RaceScheduledEvent
 from tests.api.test_api_isolation import guild_footprint
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
-from tests.fakes.lifecycle import Clock
-from tests.fakes.notifications import RecordingDelivery, add_player, make_world, subscribe
+from tests.fakes.notifications import add_player, make_world, subscribe
 
 ALICE, BOB, CAROL, DAVE = 911, 912, 913, 914
 STRANGER = 915  # never used the bot in the guild: no roster entry
@@ -29,25 +27,8 @@ RESCHEDULED, CANCELLED = EventType.LIVE_RACE_RESCHEDULED, EventType.LIVE_RACE_CA
 
 
 @pytest.fixture
-def clock(services) -> Clock:
-    clock = Clock()
-    services.clock.source = clock
-    return clock
-
-
-@pytest.fixture
-def delivery() -> RecordingDelivery:
-    return RecordingDelivery()
-
-
-@pytest.fixture
-def dispatcher(services, clock, delivery) -> NotificationDispatcher:
-    return NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
-
-
-@pytest.fixture
-async def world(services, clock):
-    world = await make_world(services, scheduled_at=clock.now + timedelta(hours=30))
+async def world(services, app_clock):
+    world = await make_world(services, scheduled_at=app_clock.now + timedelta(hours=30))
     for user, name in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"), (DAVE, "dave")):
         await add_player(services, user, name)
     await record_event(services, world.race.id, EVENT)
@@ -117,9 +98,9 @@ async def test_interest_is_recorded_and_withdrawn_through_the_races_event(servic
     assert (world.race.id, BOB, False) in await interest_rows(services)  # kept as a withdrawal
 
 
-async def test_an_unknown_or_foreign_event_is_ignored_with_no_side_effect(services, world, clock) -> None:
+async def test_an_unknown_or_foreign_event_is_ignored_with_no_side_effect(services, world, app_clock) -> None:
     theirs = await make_world(
-        services, guild_id=OTHER_GUILD, name="Their cup", scheduled_at=clock.now + timedelta(hours=5)
+        services, guild_id=OTHER_GUILD, name="Their cup", scheduled_at=app_clock.now + timedelta(hours=5)
     )
     await record_event(services, theirs.race.id, OTHER_EVENT, guild_id=OTHER_GUILD)
     before = (await guild_footprint(services.db, GUILD), await guild_footprint(services.db, OTHER_GUILD))
@@ -128,7 +109,7 @@ async def test_an_unknown_or_foreign_event_is_ignored_with_no_side_effect(servic
     assert await reminders.set_interest(GUILD, 42, BOB, True) is False  # no race's event
     assert await reminders.set_interest(OTHER_GUILD, EVENT, STRANGER, True) is False  # our event, their guild
     assert await reminders.set_interest(GUILD, OTHER_EVENT, STRANGER, True) is False  # their event, our guild
-    assert await reminders.replace_interest(GUILD, OTHER_EVENT, [BOB], read_at=clock.now) == 0
+    assert await reminders.replace_interest(GUILD, OTHER_EVENT, [BOB], read_at=app_clock.now) == 0
     assert (await guild_footprint(services.db, GUILD), await guild_footprint(services.db, OTHER_GUILD)) == before
     assert await count(services, Player) == players
     with pytest.raises(ValidationFailed):
@@ -136,29 +117,29 @@ async def test_an_unknown_or_foreign_event_is_ignored_with_no_side_effect(servic
 
 
 async def test_an_interested_player_who_opted_out_gets_that_races_reminder_once(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
-    await make_world(services, name="Other cup", title="Other race", scheduled_at=clock.now + timedelta(hours=30))
+    await make_world(services, name="Other cup", title="Other race", scheduled_at=app_clock.now + timedelta(hours=30))
     reminders = services.reminders
     await subscribe(services, BOB)
     await reminders.set_offsets(BOB, GUILD, "none")  # Bob turned his general reminders off
     await reminders.set_interest(GUILD, EVENT, BOB, True)
     await reminders.set_interest(GUILD, EVENT, STRANGER, True)
-    clock.advance(hours=29, minutes=5)  # 55 min before both races
+    app_clock.advance(hours=29, minutes=5)  # 55 min before both races
     for _ in range(3):  # any number of job runs (or processes) queue it once
         await reminders.queue_due()
-    await dispatcher.run_once()
+    await app_dispatcher.run_once()
     await reminders.queue_due()
-    await dispatcher.run_once()
-    sent = sorted(delivery.dm_recipients())
+    await app_dispatcher.run_once()
+    sent = sorted(app_delivery.dm_recipients())
     assert sent == [BOB, STRANGER]  # once each, for the race they are interested in, not for `other`
-    why = {f.value for _, m, _ in delivery.dms for f in m.fields if f.name == "Why you get this"}
+    why = {f.value for _, m, _ in app_delivery.dms for f in m.fields if f.name == "Why you get this"}
     assert why == {"You pressed Interested on its Discord event. Change your reminders with /notify reminders."}
-    assert all(m.title.endswith(": Weekly race") for _, m, _ in delivery.dms)
+    assert all(m.title.endswith(": Weekly race") for _, m, _ in app_delivery.dms)
 
 
 async def test_leaving_the_guild_withdraws_interest_and_a_left_member_gets_no_reminder(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     reminders = services.reminders
     for user in (BOB, CAROL):
@@ -169,14 +150,14 @@ async def test_leaving_the_guild_withdraws_interest_and_a_left_member_gets_no_re
     # Carol's departure was missed, but her roster entry says she left: no DM from this guild.
     await services.players.member_left(GUILD, CAROL)
     assert [uid for uid, _ in await reminders.interested(GUILD, world.race.id)] == [CAROL]
-    clock.advance(hours=29, minutes=5)
+    app_clock.advance(hours=29, minutes=5)
     assert await reminders.queue_due() == 0
-    await dispatcher.run_once()
-    assert delivery.dms == []
+    await app_dispatcher.run_once()
+    assert app_delivery.dms == []
 
 
 async def test_the_guild_default_applies_to_players_without_their_own_choice(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     reminders = services.reminders
     settings = await services.guilds.update(GUILD, MODERATOR, default_reminder_offsets="10m, 24h")
@@ -197,14 +178,14 @@ async def test_the_guild_default_applies_to_players_without_their_own_choice(
             rows = (await session.scalars(select(Notification).where(Notification.dedupe_key.like("reminder:%")))).all()
         return {(row.player_id, row.payload["reminder"]["offset_minutes"]) for row in rows}
 
-    clock.advance(hours=7)  # 23 h before
+    app_clock.advance(hours=7)  # 23 h before
     assert await due_now() == {(ids[ALICE], 1440), (ids[BOB], 1440)}
-    clock.advance(hours=22, minutes=5)  # 55 min before
+    app_clock.advance(hours=22, minutes=5)  # 55 min before
     assert (ids[CAROL], 60) in await due_now()
-    clock.advance(minutes=50)  # 5 min before
+    app_clock.advance(minutes=50)  # 5 min before
     assert {(p, o) for p, o in await due_now() if o == 10} == {(ids[ALICE], 10), (ids[BOB], 10)}
-    await dispatcher.run_once()
-    assert DAVE not in delivery.dm_recipients()
+    await app_dispatcher.run_once()
+    assert DAVE not in app_delivery.dm_recipients()
 
     # Cleared ("none"): back to the built-in rules.
     assert (
@@ -221,33 +202,33 @@ async def test_a_bad_guild_default_is_refused_and_changes_nothing(services, bad)
     assert await services.reminders.guild_default(GUILD) == (60,)
 
 
-async def test_the_event_user_list_never_undoes_a_newer_gateway_change(services, world, clock) -> None:
+async def test_the_event_user_list_never_undoes_a_newer_gateway_change(services, world, app_clock) -> None:
     reminders = services.reminders
     await reminders.set_interest(GUILD, EVENT, ALICE, True)
     await reminders.set_interest(GUILD, EVENT, DAVE, True)
-    read_at = clock.advance(seconds=1)  # the list is read from here on (a gateway change at that instant wins)
-    clock.advance(seconds=1)
+    read_at = app_clock.advance(seconds=1)  # the list is read from here on (a gateway change at that instant wins)
+    app_clock.advance(seconds=1)
     # While the list was being read: Bob pressed Interested, Dave took it back (both after `read_at`).
     await reminders.set_interest(GUILD, EVENT, BOB, True)
     await reminders.set_interest(GUILD, EVENT, DAVE, False)
-    clock.advance(seconds=1)
+    app_clock.advance(seconds=1)
     listed = [DAVE, CAROL, STRANGER]  # as read: Dave still in, Bob not yet; Alice took hers back during the outage
     assert await reminders.replace_interest(GUILD, EVENT, listed, read_at=read_at) == 3  # Alice out, Carol, Stranger in
     assert sorted(uid for uid, _ in await reminders.interested(GUILD, world.race.id)) == [BOB, CAROL, STRANGER]
     # A list cut short (over the bound) only adds.
-    clock.advance(seconds=1)
-    assert await reminders.replace_interest(GUILD, EVENT, [ALICE], read_at=clock.now, complete=False) == 1
+    app_clock.advance(seconds=1)
+    assert await reminders.replace_interest(GUILD, EVENT, [ALICE], read_at=app_clock.now, complete=False) == 1
     assert sorted(uid for uid, _ in await reminders.interested(GUILD, world.race.id)) == [ALICE, BOB, CAROL, STRANGER]
 
 
 async def test_interest_and_a_deletion_or_reschedule_leave_a_consistent_state(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     """Both orders of a gateway dispatch and a moderator's change of the race (they take the race's lock in turn):
     interest in a deleted race is ignored and goes with it; interest survives a reschedule and reminds at the new
     start. The user list arriving while the race is deleted is in tests/test_discord_interest.py (a held request)."""
     reminders = services.reminders
-    doomed = await make_world(services, name="Doomed cup", scheduled_at=clock.now + timedelta(hours=3))
+    doomed = await make_world(services, name="Doomed cup", scheduled_at=app_clock.now + timedelta(hours=3))
     await record_event(services, doomed.race.id, OTHER_EVENT)
     await reminders.set_interest(GUILD, OTHER_EVENT, BOB, True)
     assert await services.live_races.delete(GUILD, doomed.race.id, MODERATOR) is False
@@ -259,11 +240,11 @@ async def test_interest_and_a_deletion_or_reschedule_leave_a_consistent_state(
     moved = world.race.scheduled_at - timedelta(hours=20)  # 10 h from now
     await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=moved)
     await reminders.set_interest(GUILD, EVENT, CAROL, True)
-    clock.advance(hours=9, minutes=5)
+    app_clock.advance(hours=9, minutes=5)
     await reminders.queue_due()
-    await dispatcher.run_once()
+    await app_dispatcher.run_once()
     by_title = {}
-    for user, message, _ in delivery.dms:
+    for user, message, _ in app_delivery.dms:
         by_title.setdefault(message.title.split(":")[0], []).append(user)
     # Bob was Interested when it moved: the rescheduled notice too.
     assert {title: sorted(users) for title, users in by_title.items()} == {
@@ -321,7 +302,7 @@ async def turn_off(services, user: int, how: str) -> None:
 
 
 async def test_interested_players_get_one_rescheduled_notice_per_group_of_moves(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     """Interested only (Bob, Stranger with no roster entry), RSVP'd and Interested (Carol: one message, not two),
     Interested with the type's preference on (Dave: one): each gets the notice of a group of moves once."""
@@ -333,20 +314,20 @@ async def test_interested_players_get_one_rescheduled_notice_per_group_of_moves(
     told = world.race.scheduled_at
     for minutes in (60, 90):  # two moves within the window: one notice
         await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=told + timedelta(minutes=minutes))
-        clock.advance(seconds=20)
-    clock.advance(seconds=services.settings.notifications.reschedule_collapse_seconds)
-    await dispatcher.run_once()
-    await dispatcher.run_once()
-    assert sorted(delivery.dm_recipients()) == [BOB, CAROL, DAVE, STRANGER]
-    fields = {f.name: f.value for f in delivery.dms[0][1].fields}
+        app_clock.advance(seconds=20)
+    app_clock.advance(seconds=services.settings.notifications.reschedule_collapse_seconds)
+    await app_dispatcher.run_once()
+    await app_dispatcher.run_once()
+    assert sorted(app_delivery.dm_recipients()) == [BOB, CAROL, DAVE, STRANGER]
+    fields = {f.name: f.value for f in app_delivery.dms[0][1].fields}
     assert fields["Was"] == f"~~<t:{int(told.timestamp())}:F>~~"
     assert fields["New start"].startswith(f"<t:{int((told + timedelta(minutes=90)).timestamp())}:F>")
-    assert all(m.title.startswith("🕒 Live race rescheduled") for _, m, _ in delivery.dms)
+    assert all(m.title.startswith("🕒 Live race rescheduled") for _, m, _ in app_delivery.dms)
 
 
 @pytest.mark.parametrize("how", ["type here", "type everywhere", "server DMs", "left"])
 async def test_an_interested_player_who_turned_it_off_gets_no_rescheduled_or_cancelled_notice(
-    services, world, clock, dispatcher, delivery, how
+    services, world, app_clock, app_dispatcher, app_delivery, how
 ) -> None:
     reminders = services.reminders
     for user in (BOB, CAROL):
@@ -355,11 +336,11 @@ async def test_an_interested_player_who_turned_it_off_gets_no_rescheduled_or_can
     await services.live_races.edit(
         GUILD, world.race.id, MODERATOR, scheduled_at=world.race.scheduled_at + timedelta(hours=1)
     )
-    clock.advance(minutes=5)
-    await dispatcher.run_once()
+    app_clock.advance(minutes=5)
+    await app_dispatcher.run_once()
     await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="Rain")
-    await dispatcher.run_once()
-    titles = [(user, message.title.split(":")[0]) for user, message, _ in delivery.dms]
+    await app_dispatcher.run_once()
+    titles = [(user, message.title.split(":")[0]) for user, message, _ in app_delivery.dms]
     assert titles == [(CAROL, "🕒 Live race rescheduled"), (CAROL, "❌ Race cancelled")]
     async with services.db.read() as session:  # nothing was queued for Bob (not queued, then skipped)
         bob = await session.scalar(select(Player.id).where(Player.discord_user_id == BOB))
@@ -368,7 +349,7 @@ async def test_an_interested_player_who_turned_it_off_gets_no_rescheduled_or_can
 
 @pytest.mark.parametrize("change", ["cancel", "delete"])
 async def test_interested_players_get_the_cancelled_notice(
-    services, world, clock, dispatcher, delivery, change
+    services, world, app_clock, app_dispatcher, app_delivery, change
 ) -> None:
     """A cancel, or a delete once players were told (Alice got the scheduled notice): Interested players get the
     cancelled notice by the same rules as the rescheduled one, an Interested subscriber once."""
@@ -376,24 +357,24 @@ async def test_interested_players_get_the_cancelled_notice(
     await subscribe(services, ALICE)
     async with services.db.transaction() as session:
         await services.events.publish(session, world.event(LiveRaceScheduled))
-    clock.advance(seconds=5)  # the rows were queued by the real clock
-    await dispatcher.run_once()
-    assert delivery.dm_recipients() == [ALICE]
+    app_clock.advance(seconds=5)  # the rows were queued by the real clock
+    await app_dispatcher.run_once()
+    assert app_delivery.dm_recipients() == [ALICE]
     for user in (ALICE, BOB, STRANGER):
         await reminders.set_interest(GUILD, EVENT, user, True)
     if change == "cancel":
         await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="Rain")
     else:
         assert await services.live_races.delete(GUILD, world.race.id, MODERATOR) is True
-    await dispatcher.run_once()
-    cancelled = delivery.dms[1:]
+    await app_dispatcher.run_once()
+    cancelled = app_delivery.dms[1:]
     assert sorted(user for user, _, _ in cancelled) == [ALICE, BOB, STRANGER]
     reason = "Rain" if change == "cancel" else REMOVED_REASON
     assert {f.value for _, m, _ in cancelled for f in m.fields if f.name == "Reason"} == {reason}
 
 
 async def test_interest_arriving_while_a_move_holds_the_race_lock_joins_the_waiting_notice(
-    services, world, clock, dispatcher, delivery
+    services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     """The outbox reads the interest inside the move's transaction, under the race's lock, which `set_interest`
     takes too: an Interested pressed while a move holds the lock waits, is recorded after it (not in its rows),
@@ -414,7 +395,7 @@ async def test_interest_arriving_while_a_move_holds_the_race_lock_joins_the_wait
                 guild_id=GUILD,
                 tournament_id=world.tournament.id,
                 live_race_id=race.id,
-                occurred_at=clock.now,
+                occurred_at=app_clock.now,
                 previous_scheduled_at=told,
             ),
         )
@@ -425,12 +406,12 @@ async def test_interest_arriving_while_a_move_holds_the_race_lock_joins_the_wait
             await session.scalars(select(Notification.player_id).where(Notification.player_id.is_not(None)))
         ).all()
         assert len(queued) == 1  # Carol's: Bob's interest came after the move
-    clock.advance(seconds=20)
+    app_clock.advance(seconds=20)
     await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=told + timedelta(hours=2))
-    clock.advance(minutes=5)
-    await dispatcher.run_once()
-    assert sorted(delivery.dm_recipients()) == [BOB, CAROL]
-    for _, message, _ in delivery.dms:
+    app_clock.advance(minutes=5)
+    await app_dispatcher.run_once()
+    assert sorted(app_delivery.dm_recipients()) == [BOB, CAROL]
+    for _, message, _ in app_delivery.dms:
         assert {f.name: f.value for f in message.fields}["New start"].startswith(
             f"<t:{int((told + timedelta(hours=2)).timestamp())}:F>"
         )
