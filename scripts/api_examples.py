@@ -4,7 +4,8 @@
 
 It starts the API on a temporary SQLite file with the test fixtures' small world and the fake RaceTime.gg
 (tests/api/conftest.py), sends one request per route of the registry and writes each request and the answer it
-really got. It fails if a route of the registry has no example, so the document cannot fall behind the code.
+really got. It fails if a route of the registry has no example, so the document cannot fall behind the code
+(tests/api/test_api_examples.py runs it, without writing the document, in the suite).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.api.v1 import all_routes  # noqa: E402
-from tests.api.conftest import NEWCOMER_RACETIME, PLAYER_RACETIME, start_api  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from tests.api.conftest import NEWCOMER_RACETIME, PLAYER_ID, PLAYER_RACETIME, start_api  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 DOC = ROOT / "docs" / "api.md"
@@ -83,9 +85,12 @@ class Recorder:
         return parsed
 
 
-async def record_examples() -> dict[tuple[str, str], str]:
-    workdir = Path(tempfile.mkdtemp(prefix="startline-doc-"))
-    api = await start_api(make_settings(workdir))
+async def record_examples(settings: Settings | None = None) -> dict[tuple[str, str], str]:
+    """One example per route, by (method, path template). `settings`: the database to use (the tests' own);
+    else a new SQLite file in a temporary folder."""
+    if settings is None:
+        settings = make_settings(Path(tempfile.mkdtemp(prefix="startline-doc-")))
+    api = await start_api(settings)
     mine = api.mine
     r = Recorder(api.client, api.tokens, racetime_url=api.rt.base_url)
     later = (datetime.now(UTC) + timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
@@ -154,6 +159,11 @@ async def record_examples() -> dict[tuple[str, str], str]:
         await r.call("GET", race, l2, token="read")
         await r.call("PATCH", race, l2, body={"title": "Week 3 race (rescheduled)"})
         await r.call("GET", race + "/eligible", l1, token="read")
+        rsvp = race + "/rsvps/{discord_user_id}"
+        r3 = {**l1, "discord_user_id": str(PLAYER_ID)}  # the seeded player, also Interested in the seeded race
+        await r.call("PUT", rsvp, r3)
+        await r.call("GET", race + "/rsvps", l1, token="read")
+        await r.call("DELETE", rsvp, r3)
         opened = await r.call("POST", race + "/open", l2)
         slug = opened["racetime"]["slug"]
         for user in (PLAYER_RACETIME, NEWCOMER_RACETIME):
@@ -179,6 +189,8 @@ async def record_examples() -> dict[tuple[str, str], str]:
         )
         await r.call("GET", players, query="linked=true&limit=2", token="read")
         await r.call("GET", players + "/{discord_user_id}", alice, token="read")
+        await r.call("PUT", players + "/{discord_user_id}/reminders", alice, body={"offsets_minutes": [1440, 60, 10]})
+        await r.call("GET", players + "/{discord_user_id}/reminders", alice, token="read")
         runs = t + "/{tid}/runs"
         run = await r.call(
             "POST",

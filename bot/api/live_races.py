@@ -331,7 +331,7 @@ def _notification_out(notification: Any) -> NotificationOut:
     RsvpList,
     description="Players who said they will race it, oldest first. They get its reminders and its rescheduled "
     "notice even without the type preference. `interested`: who pressed Interested on the race's Discord Scheduled "
-    "Event; they get its reminders too.",
+    "Event; they get its reminders too, and its rescheduled and cancelled notices unless they turned those off.",
 )
 async def live_race_rsvps(call: ApiCall) -> RsvpList:
     await call.services.live_races.get(call.guild_id, call.path["rid"], tournament_id=call.path["tid"])
