@@ -116,8 +116,8 @@ def _serve(races: int, ready, commands, profile_path: str | None) -> None:
         from sqlalchemy import event
 
         event.listen(app.db.engine.sync_engine, "before_cursor_execute", count)
-        if app.db._sync_reader is not None:  # the API's one-hop SQLite reader (Database.rows)
-            event.listen(app.db._sync_reader, "before_cursor_execute", count)
+        if app.db._loop_reader is not None:  # SQLite's page reads on the event loop (Database.rows)
+            app.db._loop_reader.connection.set_trace_callback(count)
         ready.put(
             {
                 "api": api_port,

@@ -5,9 +5,13 @@ SQLite's lock upgrade: `transaction()` starts a write transaction up front (`BEG
 waits on the busy timeout instead of failing mid-way), `read()` a plain one. On PostgreSQL both are ordinary
 READ COMMITTED transactions; compare-and-set updates make the claims safe there.
 
-`rows(statement)` runs one Core select outside any session, for hot read paths (the API's lists): on a SQLite file
-it runs in a worker thread on a plain pysqlite engine, one hop instead of aiosqlite's round trip per cursor
-operation (measured: 2.4 ms of CPU for a page of 50 live races through the async engine, 0.9 ms this way).
+`rows(statement)` runs one bounded Core select (a page) outside any session, for hot read paths (the API's lists).
+On a SQLite file it runs right on the event loop, on a plain read-only pysqlite connection, with the statement
+compiled once and the column types' own result processors applied to the fetched tuples: no thread, no GIL
+hand-off, none of SQLAlchemy's per-row result machinery (bench_api, a page of 50 live races: 2.4 ms of CPU
+through the async engine, 1.0 ms through a reader thread, 0.4 ms this way). That connection never waits on
+SQLite's lock (busy timeout 0): a read that finds the database busy, or anything else unusual, is run again by
+SQLAlchemy in a reader thread that waits on the busy timeout and raises SQLAlchemy's errors.
 
 `joining_writes(hook)` lets an adapter add a statement to the write transactions a service opens for it, without
 the service knowing: the API's `Idempotency-Key` is marked used in the very transaction that creates the object.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -28,6 +33,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy import Engine, Select, event
 from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -45,10 +51,12 @@ class DatabaseConfig(Protocol):
 _BEGIN_OPTION = "startline_sqlite_begin"
 DEFAULT_POOL_SIZE = 20
 DEFAULT_MAX_OVERFLOW = 10
-# SQLite's `rows()` workers (and their connections). One: a page's read is ~1 ms, and more threads only contend
-# for the GIL with the event loop (bench_api, quiet machine: 4 threads 4.4 ms CPU a page and p99 109 ms, 2 threads
-# 3.6 ms and 88 ms, 1 thread 2.0 ms and 57 ms).
+# SQLite's `rows()` fallback workers (and their connections), for a read the event loop's connection could not
+# do. One: more threads only contend for the GIL with the event loop (bench_api, quiet machine, when every read
+# went through them: 4 threads 4.4 ms CPU a page and p99 109 ms, 2 threads 3.6 ms and 88 ms, 1 thread 2.0 ms).
 READ_THREADS = 1
+# Statements `rows()` keeps compiled (callers pass statements built once, see live_race_views.listing_query).
+PREPARED_STATEMENTS = 64
 
 WriteHook = Callable[[AsyncSession], Awaitable[None]]
 # (the task that joined, its hook): tasks started meanwhile inherit the variable but are not that task.
@@ -137,6 +145,7 @@ class Database:
         self._busy_timeout_ms = busy_timeout_ms
         self._sync_reader: Engine | None = None
         self._read_threads: ThreadPoolExecutor | None = None
+        self._loop_reader: _LoopReader | None = None
         database = make_url(url).database if url.startswith("sqlite") else None
         in_memory = not database or database == ":memory:" or database.startswith("file:")
         self._sqlite_file = None if in_memory else database
@@ -174,12 +183,20 @@ class Database:
             yield session  # closing the session rolls the transaction back
 
     async def rows(self, statement: Select[Any], params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """All rows of one Core select as plain named tuples, read outside any session (a single statement sees one
-        snapshot). Named tuples, not SQLAlchemy rows: a Row's attribute is a Python-level lookup (about 1 µs), and a
-        page of 50 races reads some 2,000 of them."""
+        """All rows of one bounded Core select (a page: give it a LIMIT) as plain named tuples, read outside any
+        session (a single statement sees one snapshot). Named tuples, not SQLAlchemy rows: a Row's attribute is a
+        Python-level lookup (about 1 µs), and a page of 50 races reads some 2,000 of them."""
         if self._sqlite_file is None:
             async with self.engine.connect() as connection:
                 return _plain(await connection.execute(statement, params))
+        if self._loop_reader is None:
+            self._loop_reader = _LoopReader(self._sqlite_file)
+        try:
+            return self._loop_reader.rows(statement, params)
+        except sqlite3.Error:  # busy, or unusual: SQLAlchemy's own path, which waits and raises its own errors
+            return await self._threaded_rows(statement, params)
+
+    async def _threaded_rows(self, statement: Select[Any], params: dict[str, Any] | None) -> list[tuple[Any, ...]]:
         if self._sync_reader is None:
             self._sync_reader = _sqlite_reader(self._sqlite_file, self._busy_timeout_ms)
             self._read_threads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="startline-sqlite-read")
@@ -193,6 +210,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+            self._loop_reader = None
         if self._sync_reader is not None:
             self._sync_reader.dispose()
             self._sync_reader = None
@@ -208,7 +228,7 @@ def _row_type(fields: tuple[str, ...]) -> type:
 
 def _plain(result: Any) -> list[tuple[Any, ...]]:
     make = _row_type(tuple(result.keys()))._make
-    return [make(row) for row in result]
+    return [make(row) for row in result.all()]  # all(): one fetchall, not a fetchone per row
 
 
 def _sqlite_reader(database: str, busy_timeout_ms: int) -> Engine:
@@ -226,6 +246,95 @@ def _sqlite_reader(database: str, busy_timeout_ms: int) -> Engine:
         cursor.close()
 
     return engine
+
+
+class _Prepared:
+    """A select compiled once for pysqlite: its SQL, its parameters in order with their bind processors, and the
+    result processors of its columns' types (what SQLAlchemy itself would apply; tests compare the two)."""
+
+    __slots__ = ("bind_processors", "compiled", "expanding", "make", "params", "processors", "sql")
+
+    def __init__(self, statement: Select[Any], dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.compiled = compiled
+        self.sql = compiled.string
+        binds = compiled.binds
+        self.bind_processors = {
+            name: processor
+            for name, bind in binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+        }
+        self.expanding = any(bind.expanding for bind in binds.values())
+        self.params = [
+            (name, self.bind_processors.get(name), binds[name].required, binds[name].value)
+            for name in compiled.positiontup or ()
+        ]
+        columns = list(statement.selected_columns)
+        self.processors = tuple(
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        )
+        self.make = _row_type(tuple(column.key for column in columns))._make
+
+    def statement(self, params: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL and its positional values for these parameters."""
+        if self.expanding:  # an IN list: its placeholders depend on its length
+            state = self.compiled.construct_expanded_state(params)
+            processors = self.bind_processors | state.processors
+            values = [
+                processor(value) if (processor := processors.get(name)) is not None else value
+                for name, value in zip(state.positiontup or (), state.positional_parameters, strict=True)
+            ]
+            return state.statement, values
+        values = []
+        for name, processor, required, default in self.params:
+            if name in params:
+                value = params[name]
+            elif required:
+                raise KeyError(f"no value for the bound parameter {name!r}")
+            else:
+                value = default
+            values.append(processor(value) if processor is not None else value)
+        return self.sql, values
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        make = self.make
+        processors = self.processors
+        if not processors:
+            return [make(row) for row in fetched]
+        out = []
+        for row in fetched:
+            values = list(row)
+            for index, processor in processors:
+                values[index] = processor(values[index])
+            out.append(make(values))
+        return out
+
+
+class _LoopReader:
+    """`Database.rows` on a SQLite file: a read-only pysqlite connection used on the event loop, in autocommit (each
+    statement its own snapshot), that never waits on a lock, and the statements it has compiled."""
+
+    def __init__(self, database: str) -> None:
+        self.connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA busy_timeout = 0")
+        self.connection.execute("PRAGMA query_only = ON")
+        self.dialect = sqlite_dialect(json_deserializer=orjson.loads)  # as the reader thread's engine
+        self.prepared: dict[int, tuple[Select[Any], _Prepared]] = {}
+
+    def rows(self, statement: Select[Any], params: dict[str, Any] | None) -> list[tuple[Any, ...]]:
+        entry = self.prepared.get(id(statement))
+        if entry is None or entry[0] is not statement:
+            if len(self.prepared) >= PREPARED_STATEMENTS:
+                self.prepared.clear()
+            entry = self.prepared[id(statement)] = (statement, _Prepared(statement, self.dialect))  # kept: id stays
+        prepared = entry[1]
+        sql, values = prepared.statement(params or {})
+        return prepared.rows(self.connection.execute(sql, values).fetchall())
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 class DatabaseInUse(Exception):

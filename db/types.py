@@ -36,10 +36,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite hands back the stored text: one C-level parse instead of SQLAlchemy's regular expression and
         # then the re-tagging below (list reads parse thousands of these; about a third of a page's read time).
         def process(value):
+            if value.__class__ is str:
+                try:  # parsed with its offset: a `datetime.replace(tzinfo=)` afterwards costs five times more
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:  # text that carries an offset of its own (not written by this type)
+                    return _aware(value)
             if value is None:
                 return None
-            if isinstance(value, str):
-                value = datetime.fromisoformat(value)
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
         return process
@@ -54,3 +57,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(text: str) -> datetime:
+    """Stored text that carries an offset of its own (not written by this type), as an aware UTC datetime."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

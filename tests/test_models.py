@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from db.models import LiveRace, Player, Pool, RaceStatus, Run, RunStatus, Seed, Tournament
@@ -61,6 +61,28 @@ async def test_datetimes_come_back_aware_utc(db) -> None:
         created = await session.scalar(select(Tournament.created_at).where(Tournament.id == tournament_id))
     assert stored == moment and stored.tzinfo is UTC and stored.hour == 19
     assert created.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    ("stored_text", "expected"),
+    [
+        ("2026-06-01 19:30:15.123456", datetime(2026, 6, 1, 19, 30, 15, 123456, tzinfo=UTC)),  # this type's own
+        ("2026-06-01 19:30:15", datetime(2026, 6, 1, 19, 30, 15, tzinfo=UTC)),  # SQLite's CURRENT_TIMESTAMP
+        ("2026-06-01T21:30:15+02:00", datetime(2026, 6, 1, 19, 30, 15, tzinfo=UTC)),  # written with an offset
+        ("2026-06-01 19:30:15Z", datetime(2026, 6, 1, 19, 30, 15, tzinfo=UTC)),
+    ],
+)
+async def test_stored_datetime_text_comes_back_aware_utc(db, stored_text, expected) -> None:
+    if db.dialect != "sqlite":
+        pytest.skip("the text forms are SQLite's")
+    _, _, race_id, _ = await seed_run(db)
+    async with db.transaction() as session:
+        await session.execute(
+            text("UPDATE live_races SET scheduled_at = :at WHERE id = :id"), {"at": stored_text, "id": race_id}
+        )
+    async with db.read() as session:
+        stored = await session.scalar(select(LiveRace.scheduled_at).where(LiveRace.id == race_id))
+    assert stored == expected and stored.tzinfo is UTC
 
 
 async def test_naive_datetimes_are_refused(db) -> None:

@@ -215,7 +215,7 @@ class BatchService:
                     )
                 )
             ).all()
-            result.created = [self.live_races._listing(row) for row in rows_out]
+            result.created = self.live_races._listings(rows_out)
         return result
 
     def _check_line(

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, case, insert, or_, select, update
+from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -192,14 +192,23 @@ class LiveRaceService:
         opens_at = self._opens_at(race.scheduled_at, lead, guild_lead)
         return LiveRaceView(race, tournament, pool, seed, opens_at)
 
-    def _listing(self, row: Row[Any]) -> LiveRaceListing:
-        return LiveRaceListing(
-            row,
-            NameRef(row.tournament_id, row.tournament_name),
-            NameRef(row.pool_id, row.pool_name),
-            None if row.seed_id is None else SeedRef(row.seed_id, row.seed_url),
-            self._opens_at(row.scheduled_at, row.tournament_lead, row.guild_lead),
-        )
+    def _listings(self, rows: Sequence[Any]) -> list[LiveRaceListing]:
+        """The listings of list rows. A page makes 50 with four tuples each: they are made with `tuple.__new__`, the C
+        constructor a named tuple's `__new__` wraps in Python, and each distinct lead's timedelta once."""
+        default = self.settings.scheduler.room_open_lead_minutes
+        leads: dict[tuple[int | None, int | None], timedelta] = {}
+        new = tuple.__new__
+        listings = []
+        for row in rows:
+            key = (row.tournament_lead, row.guild_lead)
+            lead = leads.get(key)
+            if lead is None:
+                lead = leads[key] = timedelta(minutes=room_open_lead(*key, default))
+            seed = None if row.seed_id is None else new(SeedRef, (row.seed_id, row.seed_url))
+            tournament = new(NameRef, (row.tournament_id, row.tournament_name))
+            pool = new(NameRef, (row.pool_id, row.pool_name))
+            listings.append(new(LiveRaceListing, (row, tournament, pool, seed, row.scheduled_at - lead)))
+        return listings
 
     async def _load_view(
         self, session: AsyncSession, guild_id: int, race_id: int, tournament_id: int | None = None
@@ -278,7 +287,7 @@ class LiveRaceService:
             # Only an empty page needs the check: a race of this guild's tournament proves the tournament.
             async with self.db.read() as session:
                 await tournament_or_404(session, guild_id, tournament_id)
-        views = [self._listing(row) for row in rows]
+        views = self._listings(rows)
         if len(views) > limit:
             views = views[:limit]
             last = views[-1].race
@@ -307,7 +316,7 @@ class LiveRaceService:
         )
         async with self.db.read() as session:
             rows = (await session.execute(query.limit(limit))).all()
-        return [self._listing(row) for row in rows]
+        return self._listings(rows)
 
     async def eligibility(self, guild_id: int, race_id: int, *, tournament_id: int | None = None) -> EligibilityReport:
         """Who may enter the guild's live race, and why the others may not."""
