@@ -275,7 +275,8 @@ class _Prepared:
             for index, column in enumerate(columns)
             if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
         )
-        self.make = _row_type(tuple(column.key for column in columns))._make
+        # tuple.__new__ on the named tuple's class: its own `_make` is the same call wrapped in Python
+        self.make = functools.partial(tuple.__new__, _row_type(tuple(column.key for column in columns)))
 
     def statement(self, params: dict[str, Any]) -> tuple[str, list[Any]]:
         """The SQL and its positional values for these parameters."""
@@ -299,17 +300,14 @@ class _Prepared:
         return self.sql, values
 
     def rows(self, fetched: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        make = self.make
-        processors = self.processors
-        if not processors:
-            return [make(row) for row in fetched]
-        out = []
-        for row in fetched:
-            values = list(row)
-            for index, processor in processors:
-                values[index] = processor(values[index])
-            out.append(make(values))
-        return out
+        """The fetched tuples as named tuples, each processed column converted a column at a time (`map` and `zip`
+        loop in C; a Python loop over 50 rows × 9 processed columns cost as much again)."""
+        if not fetched or not self.processors:
+            return list(map(self.make, fetched))
+        columns: list[Any] = list(zip(*fetched, strict=True))
+        for index, processor in self.processors:
+            columns[index] = map(processor, columns[index])
+        return list(map(self.make, zip(*columns, strict=True)))
 
 
 class _LoopReader:

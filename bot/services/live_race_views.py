@@ -62,10 +62,10 @@ class SeedRef(NamedTuple):
 class LiveRaceListing(NamedTuple):
     """One race of a list (list, upcoming, search): the race and the names around it.
 
-    `race` is the live_races row itself (a read-only named tuple with the same attributes as LiveRace's columns,
-    from `Database.rows`), not an ORM object: lists are read often and long, and plain rows cost a fraction of
-    whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView. Named tuples throughout,
-    since a page builds 50 of them (a frozen dataclass's `__init__` costs several times more).
+    `race` is the live_races row itself (a read-only named tuple with the attributes of LiveRace's columns but the
+    opener's `BOOKKEEPING`, from `Database.rows`), not an ORM object: lists are read often and long, and plain rows
+    cost a fraction of whole ORM objects. A single race (`get` and the mutations) comes as a LiveRaceView. Named
+    tuples throughout, since a page builds 50 of them (a frozen dataclass's `__init__` costs several times more).
     """
 
     race: Any
@@ -122,10 +122,23 @@ def decode_race_cursor(cursor: str | None) -> tuple[datetime, int] | None:
 
 
 live_races_table, _tournaments, _pools, _seeds = (model.__table__ for model in (LiveRace, Tournament, Pool, Seed))
+# The room opener's and the recorder's bookkeeping: no list shows it, and a page of 50 reads it for nothing (seven
+# columns, four of them times to parse: about a tenth of a page's server time).
+BOOKKEEPING = frozenset(
+    {
+        "marker",
+        "open_attempts",
+        "next_open_attempt_at",
+        "open_claim_id",
+        "open_claimed_at",
+        "room_search_after",
+        "results_recorded_at",
+    }
+)
 # Built once: a list request only adds its filters, order and limit.
 LISTING = (
     select(
-        *live_races_table.c,
+        *(column for column in live_races_table.c if column.key not in BOOKKEEPING),
         _tournaments.c.name.label("tournament_name"),
         _pools.c.name.label("pool_name"),
         _seeds.c.url.label("seed_url"),
