@@ -256,7 +256,11 @@ class EventType(enum.StrEnum):
         headline="Race cancelled",
         emoji="❌",
         colour=0xE74C3C,
-        audience=Audience.ELIGIBLE | Audience.PARTICIPANTS | Audience.INTERESTED | Audience.ANNOUNCEMENT,
+        audience=Audience.ELIGIBLE
+        | Audience.PARTICIPANTS
+        | Audience.RSVPED
+        | Audience.INTERESTED
+        | Audience.ANNOUNCEMENT,
         default_on=False,
         docs="the reason",
     )

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy import case, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.actors import Actor
@@ -61,9 +61,12 @@ from db.models import (
     LiveRace,
     LiveRaceEntrant,
     Notification,
+    NotificationKind,
     NotificationStatus,
     Player,
     Pool,
+    RaceInterest,
+    RaceRsvp,
     RaceStatus,
     Run,
     Seed,
@@ -748,23 +751,27 @@ class LiveRaceService:
 
     @staticmethod
     async def _players_were_told(session: AsyncSession, race_id: int) -> bool:
-        """Whether a notice of the race to players (a DM or the announcement) went out, or may have: sent, being
-        sent, or tried before. One still waiting expires with the race and needs no cancel."""
-        told = (
-            select(Notification.id)
-            .where(
-                Notification.live_race_id == race_id,
-                Notification.event_type.is_not(None),
-                or_(
-                    Notification.status == NotificationStatus.SENT,
-                    Notification.claimed_until.is_not(None),
-                    Notification.maybe_delivered,
-                    Notification.attempts > 0,
-                ),
-            )
-            .limit(1)
+        """Whether players know of the race: a notice of it (a DM, a reminder or the announcement) went out, or may
+        have (sent, being sent, or tried before), or a player RSVP'd it or pressed Interested on its Discord event.
+        A notice still waiting expires with the race and needs no cancel; the Discord event alone tells nobody in
+        particular (it is removed with the race)."""
+        notice = select(Notification.id).where(
+            Notification.live_race_id == race_id,
+            # a typed notice, or a reminder (the one DM without a type: its offsets are the preference)
+            or_(Notification.event_type.is_not(None), Notification.kind == NotificationKind.DM),
+            or_(
+                Notification.status == NotificationStatus.SENT,
+                Notification.claimed_until.is_not(None),
+                Notification.maybe_delivered,
+                Notification.attempts > 0,
+            ),
         )
-        return (await session.scalar(told)) is not None
+        rsvp = select(RaceRsvp.id).where(RaceRsvp.live_race_id == race_id)
+        interest = select(RaceInterest.id).where(
+            RaceInterest.live_race_id == race_id, RaceInterest.interested.is_(True)
+        )
+        told = select(or_(exists(notice), exists(rsvp), exists(interest)))
+        return bool(await session.scalar(told))
 
     # ---- transitions -----------------------------------------------------------------------------------
     async def open_now(

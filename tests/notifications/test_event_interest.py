@@ -225,13 +225,15 @@ async def test_interest_and_a_deletion_or_reschedule_leave_a_consistent_state(
     services, world, app_clock, app_dispatcher, app_delivery
 ) -> None:
     """Both orders of a gateway dispatch and a moderator's change of the race (they take the race's lock in turn):
-    interest in a deleted race is ignored and goes with it; interest survives a reschedule and reminds at the new
-    start. The user list arriving while the race is deleted is in tests/test_discord_interest.py (a held request)."""
+    interest in a deleted race is ignored and goes with it (those Interested before are told it is gone); interest
+    survives a reschedule and reminds at the new start. The user list arriving while the race is deleted is in
+    tests/test_discord_interest.py (a held request)."""
     reminders = services.reminders
     doomed = await make_world(services, name="Doomed cup", scheduled_at=app_clock.now + timedelta(hours=3))
     await record_event(services, doomed.race.id, OTHER_EVENT)
     await reminders.set_interest(GUILD, OTHER_EVENT, BOB, True)
-    assert await services.live_races.delete(GUILD, doomed.race.id, MODERATOR) is False
+    # Bob knows of the race (Interested): he is told it is gone
+    assert await services.live_races.delete(GUILD, doomed.race.id, MODERATOR) is True
     assert [row for row in await interest_rows(services) if row[0] == doomed.race.id] == []
     assert await reminders.set_interest(GUILD, OTHER_EVENT, CAROL, True) is False  # after: ignored, nothing written
     assert [row for row in await interest_rows(services) if row[0] == doomed.race.id] == []
@@ -248,6 +250,7 @@ async def test_interest_and_a_deletion_or_reschedule_leave_a_consistent_state(
         by_title.setdefault(message.title.split(":")[0], []).append(user)
     # Bob was Interested when it moved: the rescheduled notice too.
     assert {title: sorted(users) for title, users in by_title.items()} == {
+        "❌ Race cancelled": [BOB],  # the doomed race
         "⏰ Race soon": [BOB, CAROL],
         "🕒 Live race rescheduled": [BOB],
     }
@@ -415,3 +418,46 @@ async def test_interest_arriving_while_a_move_holds_the_race_lock_joins_the_wait
         assert {f.name: f.value for f in message.fields}["New start"].startswith(
             f"<t:{int((told + timedelta(hours=2)).timestamp())}:F>"
         )
+
+
+@pytest.mark.parametrize("change", ["cancel", "delete"])
+async def test_rsvped_players_get_the_cancelled_notice_without_subscribing(
+    services, world, app_clock, app_dispatcher, app_delivery, change
+) -> None:
+    """An RSVP is the player's word that they race it: a cancel (or a delete: an RSVP alone means players know of
+    the race) tells them whatever their preference for the type, once for a player who is Interested too, and not a
+    player who turned the server's DMs off."""
+    reminders = services.reminders
+    for user in (BOB, CAROL, DAVE):
+        await reminders.set_rsvp(GUILD, world.race.id, user, True)
+    await reminders.set_interest(GUILD, EVENT, CAROL, True)
+    await turn_off(services, DAVE, "server DMs")
+    if change == "cancel":
+        await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="Rain")
+    else:
+        assert await services.live_races.delete(GUILD, world.race.id, MODERATOR) is True
+    await app_dispatcher.run_once()
+    assert sorted(app_delivery.dm_recipients()) == [BOB, CAROL]
+    assert all(message.title.startswith("❌ Race cancelled") for _, message, _ in app_delivery.dms)
+
+
+async def test_deleting_a_race_whose_only_word_was_a_reminder_tells_the_reminded(
+    services, world, app_clock, app_dispatcher, app_delivery
+) -> None:
+    """A reminder is a notice of the race too: once one went out, a delete sends the cancelled notice (here to the
+    reminded player, who withdrew their RSVP and subscribed to the notices since); with nothing sent and nobody who
+    RSVP'd or is Interested, a delete tells nobody."""
+    await services.reminders.set_rsvp(GUILD, world.race.id, BOB, True)
+    app_clock.advance(hours=30 - 0.5)  # within the default offsets of an RSVP'd player's reminders
+    await services.reminders.queue_due()
+    await app_dispatcher.run_once()
+    assert [message.title.split(":")[0] for _, message, _ in app_delivery.dms] == ["⏰ Race soon"]
+    await services.reminders.set_rsvp(GUILD, world.race.id, BOB, False)  # what tells now is the reminder alone
+    await subscribe(services, BOB)
+    assert await services.live_races.delete(GUILD, world.race.id, MODERATOR) is True
+    await app_dispatcher.run_once()
+    titles = [message.title.split(":")[0] for _, message, _ in app_delivery.dms]
+    assert titles == ["⏰ Race soon", "❌ Race cancelled"]
+
+    quiet = await make_world(services, name="Quiet cup", scheduled_at=app_clock.now + timedelta(hours=3))
+    assert await services.live_races.delete(GUILD, quiet.race.id, MODERATOR) is False

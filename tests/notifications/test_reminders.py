@@ -173,7 +173,9 @@ async def test_a_cancelled_or_deleted_race_gets_no_reminders_and_queued_ones_exp
     await service.queue_due()
     await services.live_races.cancel(GUILD, world.race.id, MODERATOR, reason="no seed")
     await app_dispatcher.run_once()
-    assert app_delivery.dms == [] and [s for _, _, s in await queued(services)] == ["expired"]
+    # the reminder expires; what Alice (RSVP'd) hears is that the race is cancelled
+    assert [s for _, _, s in await queued(services)] == ["expired"]
+    assert [message.title.split(":")[0] for _, message, _ in app_delivery.dms] == ["❌ Race cancelled"]
     other = await make_world(services, name="Other", scheduled_at=app_clock.now + timedelta(minutes=50))
     await service.set_rsvp(GUILD, other.race.id, ALICE, True)
     await services.live_races.delete(GUILD, other.race.id, MODERATOR)
