@@ -88,6 +88,7 @@ LEASE_SAFETY = 0.2
 # How long an edit of (or a reply to) a living announcement waits for the announcement itself to be posted.
 POST_WAIT_SECONDS = 5.0
 SUPERSEDED_REASON = "Skipped: a later edit of the announcement shows the race as it is now"
+EVENT_SUPERSEDED_REASON = "Skipped: a later step of the race reached its scheduled event first (it shows the race now)"
 WAITING_REASON = "Waiting for the race's announcement to be posted first"
 BLOCKED_REASON = "Skipped: this player does not accept DMs from the bot (dm_blocked until they use the bot again)"
 LEFT_REASON = "Skipped: the player left this server (or was banned) after this message was queued"
@@ -536,6 +537,8 @@ class NotificationDispatcher:
                 ref = self._events.get(race_id) or await self._recorded_event(race_id)
                 if ref is None and await self._may_have_unrecorded_event(row, race_id, state):
                     ref = await delivery.find_scheduled_event(row.guild_id, sevents.race_marker(race_id))
+                if ref is not None and await self._superseded(row, race_id):
+                    return Outcome(row, NotificationStatus.SKIPPED, row.attempts, error=EVENT_SUPERSEDED_REASON)
                 ref, note = await self._apply_event(delivery, row.guild_id, ref, state, race_id)
             except ManageEventsMissing as exc:
                 self._events_blocked.add(row.guild_id)
@@ -631,6 +634,23 @@ class NotificationDispatcher:
                 .limit(1)
             )
         return other is not None
+
+    async def _superseded(self, row: ClaimedRow, race_id: int) -> bool:
+        """Whether a later row of the race (queued after this one, under the race's lock) reached Discord already:
+        it carried the race as it was later, so this row, retried after an outage, must not bring the event back to
+        an older start or title."""
+        async with self.db.read() as session:
+            later = await session.scalar(
+                select(Notification.id)
+                .where(
+                    Notification.live_race_id == race_id,
+                    Notification.kind == NotificationKind.SCHEDULED_EVENT,
+                    Notification.id > row.id,
+                    or_(Notification.status == NotificationStatus.SENT, Notification.maybe_delivered),
+                )
+                .limit(1)
+            )
+        return later is not None
 
     async def _recorded_event(self, race_id: int) -> ScheduledEventRef | None:
         async with self.db.read() as session:

@@ -334,6 +334,41 @@ async def test_a_create_that_reaches_discord_after_the_race_ended_makes_no_event
     assert await record_of(services, world.race.id) is None
 
 
+async def test_an_edit_retried_after_a_later_one_went_out_does_not_bring_back_the_old_start(services, world) -> None:
+    """A move's edit fails (an outage) and waits for its retry; the race moves again and that edit goes out first.
+    The retried edit carries the older start: it is skipped, and the event keeps the last move."""
+    from bot.notifications.delivery import TransientDeliveryError
+    from tests.fakes.lifecycle import Clock
+
+    clock = Clock()
+    delivery = RecordingDelivery()
+    dispatcher = NotificationDispatcher(services.db, services.settings, lambda: delivery, clock=clock)
+    await publish(services, world.event(LiveRaceScheduled))
+    clock.now = utcnow() + timedelta(seconds=1)
+    await dispatcher.run_once()
+    [event_id] = delivery.events
+    first, last = world.race.scheduled_at + timedelta(hours=1), world.race.scheduled_at + timedelta(hours=2)
+    await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=first)
+    delivery.event_errors.append(TransientDeliveryError("Discord: 503 Service Unavailable", maybe_delivered=False))
+    clock.now = utcnow() + timedelta(seconds=1)
+    await dispatcher.run_once()
+    assert [row.status for row in await event_rows(services)][-1] is NotificationStatus.RETRYING
+    await services.live_races.edit(GUILD, world.race.id, MODERATOR, scheduled_at=last)
+    clock.now = utcnow() + timedelta(seconds=1)  # the second move's edit is due, the first's retry not yet
+    await dispatcher.run_once()
+    assert delivery.events[event_id]["scheduled_start_time"] == last.isoformat()
+    clock.advance(hours=1)  # the first move's retry is due
+    await dispatcher.run_once()
+    rows = await event_rows(services)
+    assert [row.status for row in rows] == [
+        NotificationStatus.SENT,
+        NotificationStatus.SKIPPED,
+        NotificationStatus.SENT,
+    ]
+    assert "later step" in rows[1].error
+    assert delivery.events[event_id]["scheduled_start_time"] == last.isoformat()
+
+
 async def test_the_fake_lists_interested_users_as_discord_does(fake_discord, discord_client) -> None:
     """GET …/scheduled-events/{id}/users: ascending user ids, `limit` 1–100, `after` / `before` (`before` wins),
     `with_member` only for users still in the guild, 10070 for an unknown event or one of another guild."""
