@@ -326,10 +326,14 @@ def check_scheduled_events(outcome: EveningOutcome) -> None:
         return
     history = _event_history(outcome, MOVED[0])
     [event] = outcome.scheduled_events[MOVED[0]]
-    assert event["status"] == SCHEDULED and len(history) >= len(MOVED_STARTS_MINUTES), history
+    assert event["status"] == SCHEDULED, history
     start = datetime.fromisoformat(event["scheduled_start_time"])
     assert start == datetime.fromisoformat(outcome.extras[MOVED[0]]["scheduled_at"]), "the event shows the last move"
-    assert len({e["scheduled_start_time"] for _, e in history}) == 3, "created, then moved twice"
+    if outcome.facts.get("kills") == 0:
+        assert len(history) >= len(MOVED_STARTS_MINUTES), history
+        assert len({e["scheduled_start_time"] for _, e in history}) == 3, "created, then moved twice"
+    # With outages an edit that waited for its retry while a later one went out is skipped (it carried an older
+    # start), and a create that waited may be overtaken by a later row that made the event with the last start.
     _event_history(outcome, DELETED[0])
     [event] = outcome.scheduled_events[DELETED[0]]
     assert event["status"] == CANCELLED, event
