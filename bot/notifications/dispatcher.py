@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 
 from bot import metrics
 from bot.actors import Actor
@@ -618,39 +618,39 @@ class NotificationDispatcher:
         waited out an outage answered 503, say) has no event, and gets it made at once."""
         if row.maybe_delivered or state.get("removed") or state.get("status") != sevents.SCHEDULED:
             return True
-        async with self.db.read() as session:
-            other = await session.scalar(
-                select(Notification.id)
-                .where(
-                    Notification.live_race_id == race_id,
-                    Notification.kind == NotificationKind.SCHEDULED_EVENT,
-                    Notification.id != row.id,
-                    or_(
-                        Notification.status == NotificationStatus.SENT,
-                        Notification.maybe_delivered,
-                        Notification.claimed_until.is_not(None),
-                    ),
-                )
-                .limit(1)
-            )
-        return other is not None
+        return await self._event_row_exists(
+            race_id,
+            Notification.id != row.id,
+            or_(
+                Notification.status == NotificationStatus.SENT,
+                Notification.maybe_delivered,
+                Notification.claimed_until.is_not(None),
+            ),
+        )
 
     async def _superseded(self, row: ClaimedRow, race_id: int) -> bool:
         """Whether a later row of the race (queued after this one, under the race's lock) reached Discord already:
         it carried the race as it was later, so this row, retried after an outage, must not bring the event back to
         an older start or title."""
+        return await self._event_row_exists(
+            race_id,
+            Notification.id > row.id,
+            or_(Notification.status == NotificationStatus.SENT, Notification.maybe_delivered),
+        )
+
+    async def _event_row_exists(self, race_id: int, *conditions: ColumnElement[bool]) -> bool:
+        """Whether a scheduled-event row of the race meets `conditions`."""
         async with self.db.read() as session:
-            later = await session.scalar(
+            found = await session.scalar(
                 select(Notification.id)
                 .where(
                     Notification.live_race_id == race_id,
                     Notification.kind == NotificationKind.SCHEDULED_EVENT,
-                    Notification.id > row.id,
-                    or_(Notification.status == NotificationStatus.SENT, Notification.maybe_delivered),
+                    *conditions,
                 )
                 .limit(1)
             )
-        return later is not None
+        return found is not None
 
     async def _recorded_event(self, race_id: int) -> ScheduledEventRef | None:
         async with self.db.read() as session:
