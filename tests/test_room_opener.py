@@ -31,6 +31,7 @@ from db.models import (
 )
 from tests.conftest import GUILD, MODERATOR
 from tests.fakes.lifecycle import Clock, add_player, make_world, open_rooms, poll, running_app
+from tests.fakes.notifications import outbox_shape
 from tests.fakes.racetime_server import FakeRacetime, HeldRequest
 
 
@@ -629,28 +630,15 @@ async def test_a_record_batch_queues_exactly_the_rows_one_room_at_a_time_would(
         before = await session.scalar(select(func.max(Notification.id)))
     assert (await open_rooms(app)).opened == 3
 
-    def shape(rows):
-        return sorted(
-            (
-                row.kind,
-                row.player_id,
-                row.channel_id,
-                row.live_race_id,
-                row.dedupe_key,
-                repr({key: value for key, value in row.payload.items() if key != "occurred_at"}),
-            )
-            for row in rows
-        )
-
     async def queued(write) -> list:
         async with app.db.transaction() as session:
             await session.execute(delete(Notification).where(Notification.id > before))
             await write(session)
         async with app.db.read() as session:
-            return shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
+            return outbox_shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
 
     async with app.db.read() as session:
-        by_cycle = shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
+        by_cycle = outbox_shape((await session.scalars(select(Notification).where(Notification.id > before))).all())
     events = [
         LiveRaceRoomOpened(
             guild_id=GUILD,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from bot.events import LiveRaceEvent
 from bot.notifications.delivery import DeliveryError, DmReceipt, MessageGone, ScheduledEventGone, ScheduledEventRef
 from bot.notifications.message import NotificationMessage
 from bot.services import Services
-from db.models import LiveRace, Pool, RaceStatus, Run, RunStatus, Seed, Tournament
+from db.models import LiveRace, Notification, Pool, RaceStatus, Run, RunStatus, Seed, Tournament
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR
 
@@ -202,3 +203,19 @@ class RecordingDelivery:
 
     def dm_recipients(self) -> list[int]:
         return [user_id for user_id, _, _ in self.dms]
+
+
+def outbox_shape(rows: Iterable[Notification]) -> list[tuple[Any, ...]]:
+    """Outbox rows as comparable tuples, in a fixed order, without the time they were written: two ways of queuing
+    the same notifications (a batch and one at a time) must give equal shapes."""
+    return sorted(
+        (
+            row.kind,
+            row.player_id,
+            row.channel_id,
+            row.live_race_id,
+            row.dedupe_key,
+            repr({key: value for key, value in row.payload.items() if key != "occurred_at"}),
+        )
+        for row in rows
+    )

@@ -14,6 +14,7 @@ from db.models import AuditEntry, EventType, LiveRace, Notification, Notificatio
 from db.types import utcnow
 from tests.conftest import GUILD, MODERATOR, OTHER_GUILD
 from tests.fakes.lifecycle import add_player, make_world
+from tests.fakes.notifications import outbox_shape
 
 
 def _at(hours: int) -> str:
@@ -146,22 +147,8 @@ async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services
     result = await services.batch.create(GUILD, world.tournament.id, MODERATOR, items)
     ids = [view.race.id for view in result.created]
 
-    def shape(rows):
-        return sorted(
-            (
-                row.kind,
-                row.player_id,
-                row.channel_id,
-                row.live_race_id,
-                row.dedupe_key,
-                row.payload.get("race", {}).get("id"),  # a scheduled event's row carries the event, not the race
-                {k: v for k, v in row.payload.items() if k != "occurred_at"}.__repr__(),
-            )
-            for row in rows
-        )
-
     async with services.db.read() as session:
-        batched = shape((await session.scalars(select(Notification))).all())
+        batched = outbox_shape((await session.scalars(select(Notification))).all())
     async with services.db.transaction() as session:
         await session.execute(delete(Notification))
         for race_id in ids:
@@ -170,7 +157,7 @@ async def test_a_batch_queues_exactly_the_rows_one_race_at_a_time_would(services
             )
             await services.notifications.outbox.write(session, event)
     async with services.db.read() as session:
-        one_by_one = shape((await session.scalars(select(Notification))).all())
+        one_by_one = outbox_shape((await session.scalars(select(Notification))).all())
     assert batched == one_by_one
     dms = [row for row in batched if row[0] == NotificationKind.DM]
     # The linked subscribers of each race (P0 only for Pool B's), never the unlinked one.
