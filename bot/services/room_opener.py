@@ -52,7 +52,7 @@ from bot.logs import bind_log_context
 from bot.services import audit
 from bot.services.race_locks import lock_race, lock_races
 from bot.services.room_profiles import racetime_settings, resolve_for_race
-from bot.services.session_cache import guild_settings_once
+from bot.services.session_cache import guild_settings_once, hold
 from bot.settings import Settings
 from db.models import AuditEntry, GuildSettings, LiveRace, Pool, RaceStatus, Run, Seed, Tournament
 from db.session import Database
@@ -232,7 +232,6 @@ async def mark_seeds_published(session: AsyncSession, seed_ids: Collection[int])
 CHOSEN_SEEDS = "room_opener.chosen_seeds"  # session.info: the seeds chosen by the claims of this transaction
 SEED_DEMAND = "room_opener.seed_demand"  # session.info: the races of each pool of a claim batch without a seed
 SEED_CANDIDATES = "room_opener.seed_candidates"  # session.info: the seeds read for them, in the order to take them
-LOADED = "room_opener.loaded"  # session.info: the tournaments and pools the claims of this transaction read
 
 
 class OpenFailure(Exception):
@@ -769,9 +768,9 @@ class RoomOpener:
             tournament = await session.get(Tournament, race.tournament_id)
             pool = await session.get(Pool, race.pool_id)
             assert tournament is not None and pool is not None
-            # Held for the transaction: the identity map keeps objects only while referenced, and the next race of
-            # the batch (the same tournament and pool, mostly) then finds them there instead of reading them again.
-            session.info.setdefault(LOADED, []).extend((tournament, pool))
+            # Held for the transaction (a batch's lock read them already and holds them; a race locked alone did not),
+            # so the next race of the batch finds them in the identity map instead of reading them again.
+            hold(session, (tournament, pool))
             seed = await session.get(Seed, race.seed_id) if race.seed_id else None
             chosen: set[int] = session.info.setdefault(CHOSEN_SEEDS, set())
             no_seed = False
